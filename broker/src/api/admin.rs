@@ -1,0 +1,164 @@
+//! `/api/v1/admin`: configurations, resources, users, policies, outbox.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use jitgate_shared::v1::api::{
+    Configuration, IssuedToken, OutboxCommandView, PolicyStatus, Resource, UserBody, UserView,
+};
+use jitgate_shared::v1::{ConfigId, ErrorBody, ResourceId, UserId};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::error::ApiError;
+use super::extract::{path_id, Body, Caller, Params};
+use super::AppState;
+use crate::audit::Actor;
+use crate::service::admin::UserOutcome;
+
+fn same_id<T: PartialEq + std::fmt::Display>(path: &T, body: &T) -> Result<(), ApiError> {
+    if path == body {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            "id",
+            format!("the body's id `{body}` differs from the path's `{path}`"),
+        ))
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/admin/configurations", tag = "admin",
+    responses((status = 200, body = Vec<Configuration>)), security(("bearer" = [])))]
+pub async fn list_configurations(
+    State(s): State<AppState>,
+    Caller(user): Caller,
+) -> Result<Json<Vec<Configuration>>, ApiError> {
+    Ok(Json(s.broker.list_configurations(&user).await?))
+}
+
+#[utoipa::path(put, path = "/api/v1/admin/configurations/{id}", tag = "admin", request_body = Configuration,
+    params(("id" = String, Path, description = "Configuration id")),
+    responses((status = 200, body = Configuration), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn put_configuration(
+    State(s): State<AppState>,
+    Caller(user): Caller,
+    Path(id): Path<String>,
+    Body(body): Body<Configuration>,
+) -> Result<Json<Configuration>, ApiError> {
+    let id: ConfigId = path_id("id", &id)?;
+    same_id(&id, &body.id)?;
+    Ok(Json(s.broker.put_configuration(&user, body).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/admin/resources", tag = "admin",
+    responses((status = 200, body = Vec<Resource>)), security(("bearer" = [])))]
+pub async fn list_resources(
+    State(s): State<AppState>,
+    Caller(user): Caller,
+) -> Result<Json<Vec<Resource>>, ApiError> {
+    Ok(Json(s.broker.list_resources(&user).await?))
+}
+
+#[utoipa::path(put, path = "/api/v1/admin/resources/{id}", tag = "admin", request_body = Resource,
+    params(("id" = String, Path, description = "Resource id")),
+    responses((status = 200, body = Resource), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn put_resource(
+    State(s): State<AppState>,
+    Caller(user): Caller,
+    Path(id): Path<String>,
+    Body(body): Body<Resource>,
+) -> Result<Json<Resource>, ApiError> {
+    let id: ResourceId = path_id("id", &id)?;
+    same_id(&id, &body.id)?;
+    Ok(Json(s.broker.put_resource(&user, body).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/admin/users", tag = "admin",
+    responses((status = 200, body = Vec<UserView>)), security(("bearer" = [])))]
+pub async fn list_users(
+    State(s): State<AppState>,
+    Caller(user): Caller,
+) -> Result<Json<Vec<UserView>>, ApiError> {
+    Ok(Json(s.broker.list_users(&user).await?))
+}
+
+#[utoipa::path(put, path = "/api/v1/admin/users/{id}", tag = "admin", request_body = UserBody,
+    params(("id" = String, Path, description = "User id")),
+    responses(
+        (status = 201, description = "Created, with the user's first token (shown once)", body = IssuedToken),
+        (status = 200, description = "Updated", body = UserView),
+        (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn put_user(
+    State(s): State<AppState>,
+    Caller(user): Caller,
+    Path(id): Path<String>,
+    Body(body): Body<UserBody>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let id: UserId = path_id("id", &id)?;
+    same_id(&id, &body.id)?;
+    Ok(match s.broker.put_user(&user, body).await? {
+        UserOutcome::Created(issued) => (StatusCode::CREATED, Json(issued)).into_response(),
+        UserOutcome::Updated(view) => Json(view).into_response(),
+    })
+}
+
+#[utoipa::path(post, path = "/api/v1/admin/users/{id}/tokens", tag = "admin",
+    params(("id" = String, Path, description = "User id")),
+    responses((status = 201, body = IssuedToken), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn issue_token(
+    State(s): State<AppState>,
+    Caller(user): Caller,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<IssuedToken>), ApiError> {
+    let id: UserId = path_id("id", &id)?;
+    Ok((StatusCode::CREATED, Json(s.broker.issue_token(&user, &id).await?)))
+}
+
+#[utoipa::path(get, path = "/api/v1/admin/policies", tag = "admin",
+    responses((status = 200, body = PolicyStatus)), security(("bearer" = [])))]
+pub async fn policy_status(
+    State(s): State<AppState>,
+    Caller(user): Caller,
+) -> Result<Json<PolicyStatus>, ApiError> {
+    Ok(Json(s.broker.policy_status(&user).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/admin/policies/reload", tag = "admin",
+    responses((status = 200, body = PolicyStatus),
+        (status = 400, description = "Invalid; the previous policies stay in force", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn reload_policies(
+    State(s): State<AppState>,
+    Caller(user): Caller,
+) -> Result<Json<PolicyStatus>, ApiError> {
+    crate::service::require_admin(&user)?;
+    Ok(Json(
+        s.broker.reload_policies(Actor::User(user.id.clone())).await?,
+    ))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxQuery {
+    /// At most this many commands; default 1000.
+    pub limit: Option<usize>,
+}
+
+#[utoipa::path(get, path = "/api/v1/admin/outbox/{configuration}", tag = "admin",
+    params(("configuration" = String, Path, description = "Configuration id"), OutboxQuery),
+    responses((status = 200, description = "Queued commands, revokes first", body = Vec<OutboxCommandView>)),
+    security(("bearer" = [])))]
+pub async fn outbox(
+    State(s): State<AppState>,
+    Caller(user): Caller,
+    Path(configuration): Path<String>,
+    Params(q): Params<OutboxQuery>,
+) -> Result<Json<Vec<OutboxCommandView>>, ApiError> {
+    let configuration: ConfigId = path_id("configuration", &configuration)?;
+    let limit = q.limit.unwrap_or(1000).clamp(1, 100_000);
+    Ok(Json(s.broker.outbox(&user, &configuration, limit).await?))
+}

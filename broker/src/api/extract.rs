@@ -1,0 +1,199 @@
+//! Extractors whose rejections are JSON errors naming the bad field.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use jitgate_shared::v1::ErrorCode;
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+use super::AppState;
+use crate::domain::user::User;
+
+/// The authenticated caller, from `Authorization: Bearer <token>`.
+#[derive(Debug)]
+pub struct Caller(pub User);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    ErrorCode::Unauthenticated,
+                    "missing `Authorization: Bearer <token>` header",
+                    None,
+                )
+            })?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    ErrorCode::Unauthenticated,
+                    "the Authorization header must be `Bearer <token>`",
+                    None,
+                )
+            })?;
+        Ok(Caller(state.broker.authenticate(token.trim()).await?))
+    }
+}
+
+/// A JSON body; unknown fields, wrong types and oversized bodies are refused.
+#[derive(Debug)]
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Body(v)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::PayloadTooLarge,
+            "the request body is larger than the broker accepts",
+            None,
+        );
+    }
+    let text = rejection.body_text();
+    let detail = text
+        .split_once("target type: ")
+        .map(|(_, d)| d)
+        .or_else(|| text.split_once("JSON body: ").map(|(_, d)| d))
+        .unwrap_or(&text)
+        .to_owned();
+    let status = match rejection {
+        JsonRejection::MissingJsonContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    ApiError::new(status, ErrorCode::InvalidInput, detail.clone(), field_of(&detail))
+}
+
+/// The field a serde error is about: a leading `path: ` or an unknown field.
+fn field_of(detail: &str) -> Option<String> {
+    if let Some(rest) = detail.split("unknown field `").nth(1) {
+        return rest.split('`').next().map(str::to_owned);
+    }
+    if let Some(rest) = detail.split("missing field `").nth(1) {
+        return rest.split('`').next().map(str::to_owned);
+    }
+    let (head, _) = detail.split_once(": ")?;
+    (!head.contains(' ') && head != ".").then(|| head.to_owned())
+}
+
+/// A JSON body that may be left out entirely (for `approve`, `revoke`, ...);
+/// an empty body means the defaults.
+#[derive(Debug)]
+pub struct OptionalBody<T>(pub T);
+
+impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|r| {
+            if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    ErrorCode::PayloadTooLarge,
+                    "the request body is larger than the broker accepts",
+                    None,
+                )
+            } else {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::InvalidInput,
+                    r.body_text(),
+                    None,
+                )
+            }
+        })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalBody(T::default()));
+        }
+        serde_json::from_slice(&bytes).map(OptionalBody).map_err(|e| {
+            let detail = e.to_string();
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::InvalidInput,
+                detail.clone(),
+                field_of(&detail),
+            )
+        })
+    }
+}
+
+/// Query parameters; unknown or malformed ones are refused.
+#[derive(Debug)]
+pub struct Params<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(Params(v)),
+            Err(rejection) => {
+                let text = match &rejection {
+                    QueryRejection::FailedToDeserializeQueryString(e) => e.body_text(),
+                    other => other.body_text(),
+                };
+                let detail = text
+                    .split_once("query string: ")
+                    .map_or(text.clone(), |(_, d)| d.to_owned());
+                Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::InvalidInput,
+                    detail.clone(),
+                    field_of(&detail),
+                ))
+            }
+        }
+    }
+}
+
+/// Parses a path id, naming it when it is malformed.
+pub fn path_id<T: std::str::FromStr>(name: &str, raw: &str) -> Result<T, ApiError>
+where
+    T::Err: std::fmt::Display,
+{
+    raw.parse::<T>()
+        .map_err(|e| ApiError::invalid(name, e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::field_of;
+
+    #[test]
+    fn fields_are_found_in_serde_messages() {
+        assert_eq!(
+            field_of("unknown field `durration`, expected one of `resource`").as_deref(),
+            Some("durration")
+        );
+        assert_eq!(
+            field_of("duration_seconds: invalid type: string \"x\", expected u64 at line 1 column 9")
+                .as_deref(),
+            Some("duration_seconds")
+        );
+        assert_eq!(
+            field_of("missing field `resource` at line 1").as_deref(),
+            Some("resource")
+        );
+        assert_eq!(field_of("expected value at line 1 column 1"), None);
+    }
+}

@@ -1,0 +1,74 @@
+//! REST API v1. Handlers are thin: extract, call a service, map the error.
+//!
+//! - [`error`]: service errors to JSON error bodies and status codes.
+//! - [`extract`]: bearer authentication and JSON/query extractors whose
+//!   rejections name the bad field.
+//! - [`requests`], [`grants`], [`admin`]: the resource handlers.
+//! - [`ops`]: health, readiness, metrics.
+//! - [`openapi`]: the OpenAPI 3.1 document, generated from the handlers.
+
+pub mod admin;
+pub mod error;
+pub mod extract;
+pub mod grants;
+pub mod openapi;
+pub mod ops;
+pub mod requests;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post, put};
+use axum::Router;
+use tower_http::trace::TraceLayer;
+
+use crate::service::Broker;
+
+/// Largest request body accepted by default.
+pub const DEFAULT_MAX_BODY: usize = 64 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub broker: Broker,
+    /// False until start-up finished (store open, policies loaded).
+    pub ready: Arc<AtomicBool>,
+}
+
+pub fn router(state: AppState, max_body: usize) -> Router {
+    let v1 = Router::new()
+        .route("/openapi.json", get(openapi::document))
+        .route("/whoami", get(requests::whoami))
+        .route("/requests", post(requests::create).get(requests::list))
+        .route("/requests/{id}", get(requests::show))
+        .route("/requests/{id}/approve", post(requests::approve))
+        .route("/requests/{id}/deny", post(requests::deny))
+        .route("/requests/{id}/cancel", post(requests::cancel))
+        .route("/grants", get(grants::list))
+        .route("/grants/{id}", get(grants::show))
+        .route("/grants/{id}/revoke", post(grants::revoke))
+        .route("/grants/{id}/extend", post(grants::extend))
+        .route("/admin/configurations", get(admin::list_configurations))
+        .route("/admin/configurations/{id}", put(admin::put_configuration))
+        .route("/admin/resources", get(admin::list_resources))
+        .route("/admin/resources/{id}", put(admin::put_resource))
+        .route("/admin/users", get(admin::list_users))
+        .route("/admin/users/{id}", put(admin::put_user))
+        .route("/admin/users/{id}/tokens", post(admin::issue_token))
+        .route("/admin/policies", get(admin::policy_status))
+        .route("/admin/policies/reload", post(admin::reload_policies))
+        .route("/admin/outbox/{configuration}", get(admin::outbox));
+    Router::new()
+        .nest("/api/v1", v1)
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .fallback(error::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            ops::count_requests,
+        ))
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}

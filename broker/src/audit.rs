@@ -1,0 +1,280 @@
+//! The audit log: append-only, each record carrying the hash of the one
+//! before it, so any edit or deletion breaks the chain at a findable record.
+
+use chrono::{DateTime, Utc};
+use jitgate_shared::v1::api::{CommandOp, Decision, EndReason};
+use jitgate_shared::v1::{ConfigId, GrantId, RequestId, ResourceId, UserId};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Who caused an event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "id", rename_all = "snake_case")]
+pub enum Actor {
+    User(UserId),
+    /// The broker itself (scheduler, start-up).
+    System,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AuditEvent {
+    RequestCreated {
+        request: RequestId,
+        resource: ResourceId,
+        duration_seconds: u64,
+        justification: Option<String>,
+        ticket: Option<String>,
+        break_glass: bool,
+    },
+    RequestReviewed {
+        request: RequestId,
+        decision: Decision,
+        comment: Option<String>,
+    },
+    RequestApproved {
+        request: RequestId,
+    },
+    RequestDenied {
+        request: RequestId,
+    },
+    RequestCancelled {
+        request: RequestId,
+    },
+    RequestPendingExpired {
+        request: RequestId,
+    },
+    /// Approval skipped under a break-glass policy; to be reviewed afterwards.
+    BreakGlassUsed {
+        request: RequestId,
+        resource: ResourceId,
+    },
+    GrantScheduled {
+        grant: GrantId,
+        request: RequestId,
+        starts_at: DateTime<Utc>,
+        ends_at: DateTime<Utc>,
+    },
+    GrantActivated {
+        grant: GrantId,
+        configuration: ConfigId,
+        entitlement: String,
+        principal: String,
+        ends_at: DateTime<Utc>,
+    },
+    GrantExtended {
+        grant: GrantId,
+        ends_at: DateTime<Utc>,
+    },
+    GrantEnded {
+        grant: GrantId,
+        reason: EndReason,
+        /// Other grants still hold the entitlement, so it stays applied.
+        lease_still_held: bool,
+    },
+    CommandQueued {
+        command: String,
+        op: CommandOp,
+        configuration: ConfigId,
+    },
+    ConfigurationSaved {
+        configuration: ConfigId,
+    },
+    ResourceSaved {
+        resource: ResourceId,
+    },
+    UserSaved {
+        user: UserId,
+    },
+    TokenIssued {
+        user: UserId,
+        expires_at: DateTime<Utc>,
+    },
+    PoliciesLoaded {
+        files: Vec<String>,
+        policies: usize,
+    },
+    PoliciesRejected {
+        error: String,
+    },
+}
+
+/// An event before the store places it in the chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub at: DateTime<Utc>,
+    pub actor: Actor,
+    pub event: AuditEvent,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    pub seq: u64,
+    pub at: DateTime<Utc>,
+    pub actor: Actor,
+    pub event: AuditEvent,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// The last record's sequence number and hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditHead {
+    pub seq: u64,
+    pub hash: String,
+}
+
+impl Default for AuditHead {
+    fn default() -> Self {
+        AuditHead {
+            seq: 0,
+            hash: GENESIS.to_owned(),
+        }
+    }
+}
+
+/// The `prev_hash` of the first record.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+fn hash_of(seq: u64, at: &DateTime<Utc>, actor: &Actor, event: &AuditEvent, prev_hash: &str) -> String {
+    #[derive(Serialize)]
+    struct Body<'a> {
+        seq: u64,
+        at: &'a DateTime<Utc>,
+        actor: &'a Actor,
+        event: &'a AuditEvent,
+    }
+    let body = serde_json::to_vec(&Body {
+        seq,
+        at,
+        actor,
+        event,
+    })
+    .unwrap_or_default();
+    let mut h = Sha256::new();
+    h.update(prev_hash.as_bytes());
+    h.update(&body);
+    hex::encode(h.finalize())
+}
+
+impl AuditHead {
+    /// Chains `entry` after this head, returning the record and the new head.
+    pub fn append(&self, entry: AuditEntry) -> (AuditRecord, AuditHead) {
+        let seq = self.seq + 1;
+        let hash = hash_of(seq, &entry.at, &entry.actor, &entry.event, &self.hash);
+        let record = AuditRecord {
+            seq,
+            at: entry.at,
+            actor: entry.actor,
+            event: entry.event,
+            prev_hash: self.hash.clone(),
+            hash: hash.clone(),
+        };
+        (record, AuditHead { seq, hash })
+    }
+}
+
+/// What is wrong at the first broken record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChainBreak {
+    #[error("record {seq}: expected sequence number {expected}")]
+    Gap { seq: u64, expected: u64 },
+    #[error("record {seq}: prev_hash does not match the hash of record {}", seq - 1)]
+    Unlinked { seq: u64 },
+    #[error("record {seq}: content does not match its hash (edited)")]
+    Tampered { seq: u64 },
+    #[error("record {seq}: unreadable: {error}")]
+    Unreadable { seq: u64, error: String },
+}
+
+/// Checks records in order; returns how many verified or the first break.
+#[derive(Debug, Default)]
+pub struct ChainVerifier {
+    head: AuditHead,
+}
+
+impl ChainVerifier {
+    pub fn check(&mut self, record: &AuditRecord) -> Result<(), ChainBreak> {
+        let expected = self.head.seq + 1;
+        if record.seq != expected {
+            return Err(ChainBreak::Gap {
+                seq: record.seq,
+                expected,
+            });
+        }
+        if record.prev_hash != self.head.hash {
+            return Err(ChainBreak::Unlinked { seq: record.seq });
+        }
+        let hash = hash_of(
+            record.seq,
+            &record.at,
+            &record.actor,
+            &record.event,
+            &record.prev_hash,
+        );
+        if hash != record.hash {
+            return Err(ChainBreak::Tampered { seq: record.seq });
+        }
+        self.head = AuditHead {
+            seq: record.seq,
+            hash,
+        };
+        Ok(())
+    }
+
+    pub fn verified(&self) -> u64 {
+        self.head.seq
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chain(n: usize) -> Vec<AuditRecord> {
+        let mut head = AuditHead::default();
+        (0..n)
+            .map(|i| {
+                let (r, h) = head.append(AuditEntry {
+                    at: DateTime::from_timestamp(1_800_000_000 + i as i64, 0).unwrap(),
+                    actor: Actor::System,
+                    event: AuditEvent::RequestApproved {
+                        request: RequestId::generate(),
+                    },
+                });
+                head = h;
+                r
+            })
+            .collect()
+    }
+
+    fn verify(records: &[AuditRecord]) -> Result<u64, ChainBreak> {
+        let mut v = ChainVerifier::default();
+        for r in records {
+            v.check(r)?;
+        }
+        Ok(v.verified())
+    }
+
+    #[test]
+    fn an_intact_chain_verifies() {
+        assert_eq!(verify(&chain(5)), Ok(5));
+    }
+
+    #[test]
+    fn edits_deletions_and_relinks_are_found_at_the_right_record() {
+        let mut c = chain(5);
+        c[2].actor = Actor::User(UserId::new("mallory").unwrap());
+        assert_eq!(verify(&c), Err(ChainBreak::Tampered { seq: 3 }));
+
+        let mut c = chain(5);
+        c.remove(1);
+        assert_eq!(verify(&c), Err(ChainBreak::Gap { seq: 3, expected: 2 }));
+
+        // Rewriting a record and its hash still breaks the link to the next.
+        let mut c = chain(5);
+        c[1].at += chrono::Duration::seconds(1);
+        c[1].hash = hash_of(c[1].seq, &c[1].at, &c[1].actor, &c[1].event, &c[1].prev_hash);
+        assert_eq!(verify(&c), Err(ChainBreak::Unlinked { seq: 3 }));
+    }
+}

@@ -1,0 +1,409 @@
+//! `jitgate-broker`: run the broker and administer its data directory.
+#![allow(clippy::print_stdout)] // a command-line tool: stdout is its output
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use jitgate_broker::audit::{Actor, ChainVerifier};
+use jitgate_broker::clock::{Clock, SystemClock};
+use jitgate_broker::config::{BrokerConfig, LogFormat, Overrides};
+use jitgate_broker::domain::policy::{Catalog, Policies, SCHEMA};
+use jitgate_broker::metrics::Metrics;
+use jitgate_broker::quickstart::Seed;
+use jitgate_broker::server::{open_store, Server};
+use jitgate_broker::service::admin::UserOutcome;
+use jitgate_broker::service::{catalog_of, Broker, PolicyHolder, Settings};
+use jitgate_broker::store::Store;
+use jitgate_shared::v1::api::{Role, UserBody};
+use jitgate_shared::v1::UserId;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "jitgate-broker",
+    version,
+    about = "jitgate broker: just-in-time privileged access"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the broker.
+    Serve {
+        /// Configuration file (see deploy/broker.example.toml).
+        #[arg(long, env = "JITGATE_CONFIG")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        overrides: Overrides,
+    },
+    /// Run a broker on embedded defaults with a sandboxed example catalogue
+    /// and demo users, printing their tokens.
+    Quickstart {
+        #[arg(long, default_value = ".jitgate/quickstart")]
+        data_dir: PathBuf,
+        #[arg(long, default_value = "policies")]
+        policy_dir: PathBuf,
+        #[arg(long, default_value = "deploy/quickstart/catalog.toml")]
+        catalog: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        listen: std::net::SocketAddr,
+    },
+    /// Local accounts (the broker must not be running on this data directory).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Policies.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// The audit log (the broker must not be running on this data directory).
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create a local account and print its first API token.
+    Add {
+        id: UserId,
+        /// requester, approver, admin or auditor; repeat for several.
+        #[arg(long = "role", value_parser = parse_role, required = true)]
+        roles: Vec<Role>,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        display_name: Option<String>,
+        /// Directory group for policies; repeat for several.
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// Person id linking accounts of one person (no approving each other).
+        #[arg(long)]
+        person: Option<String>,
+        #[arg(long, env = "JITGATE_DATA_DIR", default_value = "/var/lib/jitgate")]
+        data_dir: PathBuf,
+    },
+    /// Print a new API token for an existing user.
+    Token {
+        id: UserId,
+        #[arg(long, env = "JITGATE_DATA_DIR", default_value = "/var/lib/jitgate")]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Validate a policy directory as the broker would at load.
+    Check {
+        dir: PathBuf,
+        /// Check resource, group and configuration names against this data
+        /// directory's catalogue (the broker must not be running on it).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Check names against a catalogue file instead (like the quickstart's).
+        #[arg(long, conflicts_with = "data_dir")]
+        catalog: Option<PathBuf>,
+    },
+    /// Print the Cedar schema policies are validated against.
+    Schema,
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain; names the first broken record.
+    Verify {
+        #[arg(long, env = "JITGATE_DATA_DIR", default_value = "/var/lib/jitgate")]
+        data_dir: PathBuf,
+    },
+    /// Write every record as JSON lines.
+    Export {
+        #[arg(long, env = "JITGATE_DATA_DIR", default_value = "/var/lib/jitgate")]
+        data_dir: PathBuf,
+        /// File to write; standard output when absent.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    Role::ALL
+        .into_iter()
+        .find(|r| r.as_str() == s)
+        .ok_or_else(|| format!("unknown role `{s}`; one of: requester, approver, admin, auditor"))
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config, overrides } => {
+            let config = BrokerConfig::load(config.as_deref(), &overrides)?;
+            init_tracing(config.log_format);
+            let store: Arc<dyn Store> = Arc::new(open_store(&config.data_dir)?);
+            let server = Server::start(&config, store).await?;
+            server.run_until_signalled().await?;
+        }
+        Command::Quickstart {
+            data_dir,
+            policy_dir,
+            catalog,
+            listen,
+        } => quickstart(data_dir, policy_dir, catalog, listen).await?,
+        Command::User { command } => user(command).await?,
+        Command::Policy { command } => policy(command).await?,
+        Command::Audit { command } => audit(command).await?,
+    }
+    Ok(())
+}
+
+/// A broker over the store for offline commands; it never decides access.
+fn offline_broker(store: Arc<dyn Store>, dir: &Path) -> Broker {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let holder = PolicyHolder::new(dir.to_owned(), Policies::empty(), clock.now());
+    Broker::new(
+        store,
+        Arc::new(holder),
+        clock,
+        Arc::new(Metrics::new()),
+        Settings::default(),
+    )
+}
+
+async fn quickstart(
+    data_dir: PathBuf,
+    policy_dir: PathBuf,
+    catalog: PathBuf,
+    listen: std::net::SocketAddr,
+) -> anyhow::Result<()> {
+    init_tracing(LogFormat::Text);
+    let text = std::fs::read_to_string(&catalog).with_context(|| format!("reading {}", catalog.display()))?;
+    let seed = Seed::parse(&text, &catalog.display().to_string()).map_err(anyhow::Error::msg)?;
+    let store: Arc<dyn Store> = Arc::new(open_store(&data_dir)?);
+    let tokens = seed.apply(&offline_broker(store.clone(), &policy_dir)).await?;
+    let config = BrokerConfig {
+        listen,
+        data_dir: data_dir.clone(),
+        policy_dir,
+        ..BrokerConfig::default()
+    };
+    let server = Server::start(&config, store).await?;
+    let data_dir = std::fs::canonicalize(&data_dir).unwrap_or(data_dir);
+    let ca = data_dir.join(jitgate_broker::tls::CA_CERT_FILE);
+    let bin = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_default();
+    let mut env = format!(
+        "export PATH=\"{}:$PATH\"\nexport JITGATE_SERVER=https://{}\nexport JITGATE_CA_CERT={}\n",
+        bin.display(),
+        server.addr,
+        ca.display()
+    );
+    for t in &tokens {
+        env.push_str(&format!(
+            "export {}_TOKEN={}\n",
+            t.user.id.as_str().to_uppercase().replace(['-', '.', '@'], "_"),
+            t.token
+        ));
+    }
+    let env_file = data_dir.join("env.sh");
+    jitgate_broker::tls::write_private(&env_file, &env)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "\njitgate quickstart: broker on https://{} (sandboxed example tenants; nothing leaves this machine)",
+        server.addr
+    )?;
+    writeln!(
+        out,
+        "Demo users: {}",
+        tokens
+            .iter()
+            .map(|t| format!(
+                "{} ({})",
+                t.user.id,
+                t.user
+                    .roles
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join("+")
+            ))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )?;
+    writeln!(
+        out,
+        "Tokens and settings for the CLI are in {} (owner-readable only). In another terminal:",
+        env_file.display()
+    )?;
+    writeln!(out, "  source {}", env_file.display())?;
+    writeln!(out, "  JITGATE_TOKEN=$ALICE_TOKEN jitgate request aws-dev-admin --duration 2m --justification 'try jitgate'")?;
+    writeln!(out, "  JITGATE_TOKEN=$BOB_TOKEN jitgate list --state pending")?;
+    writeln!(out, "  JITGATE_TOKEN=$BOB_TOKEN jitgate approve <request id>")?;
+    writeln!(out, "  JITGATE_TOKEN=$ALICE_TOKEN jitgate grants")?;
+    writeln!(out, "Stop with Ctrl-C.\n")?;
+    drop(out);
+    server.run_until_signalled().await?;
+    Ok(())
+}
+
+async fn user(command: UserCommand) -> anyhow::Result<()> {
+    match command {
+        UserCommand::Add {
+            id,
+            roles,
+            email,
+            display_name,
+            groups,
+            person,
+            data_dir,
+        } => {
+            let store: Arc<dyn Store> = Arc::new(open_store(&data_dir)?);
+            let broker = offline_broker(store, &data_dir);
+            let body = UserBody {
+                id: id.clone(),
+                display_name: display_name.unwrap_or_default(),
+                email,
+                roles: roles.into_iter().collect(),
+                groups: groups.into_iter().collect(),
+                person,
+            };
+            match broker.save_user(Actor::System, body).await? {
+                UserOutcome::Created(issued) => {
+                    eprintln!("created {id}; token expires {}", issued.expires_at);
+                    println!("{}", issued.token);
+                }
+                UserOutcome::Updated(_) => {
+                    bail!("user `{id}` already exists; use `jitgate-broker user token {id}` for a new token")
+                }
+            }
+        }
+        UserCommand::Token { id, data_dir } => {
+            let store: Arc<dyn Store> = Arc::new(open_store(&data_dir)?);
+            let issued = offline_broker(store, &data_dir)
+                .issue_token_as(Actor::System, &id)
+                .await?;
+            eprintln!("token for {id} expires {}", issued.expires_at);
+            println!("{}", issued.token);
+        }
+    }
+    Ok(())
+}
+
+async fn policy(command: PolicyCommand) -> anyhow::Result<()> {
+    match command {
+        PolicyCommand::Schema => print!("{SCHEMA}"),
+        PolicyCommand::Check {
+            dir,
+            data_dir,
+            catalog,
+        } => {
+            let catalog = match (data_dir, catalog) {
+                (Some(d), _) => {
+                    let store = open_store(&d)?;
+                    catalog_of(&store).await?
+                }
+                (None, Some(file)) => {
+                    let text = std::fs::read_to_string(&file)
+                        .with_context(|| format!("reading {}", file.display()))?;
+                    Seed::parse(&text, &file.display().to_string())
+                        .map_err(anyhow::Error::msg)?
+                        .catalog()
+                }
+                (None, None) => {
+                    eprintln!("note: resource, group and configuration names not checked; pass --data-dir or --catalog");
+                    Catalog::default()
+                }
+            };
+            match PolicyHolder::load(&dir, &catalog) {
+                Ok(p) => println!(
+                    "{}: {} policies in {} files: ok",
+                    dir.display(),
+                    p.policy_count(),
+                    p.files().len()
+                ),
+                Err(e) => {
+                    eprintln!("{e}");
+                    std::process::exit(1);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn audit(command: AuditCommand) -> anyhow::Result<()> {
+    const PAGE: usize = 10_000;
+    let data_dir = match &command {
+        AuditCommand::Verify { data_dir } | AuditCommand::Export { data_dir, .. } => data_dir.clone(),
+    };
+    let store = open_store(&data_dir)?;
+    let mut from = 1;
+    match command {
+        AuditCommand::Verify { .. } => {
+            let mut verifier = ChainVerifier::default();
+            loop {
+                let page = store.audit(from, PAGE).await?;
+                for record in &page {
+                    if let Err(e) = verifier.check(record) {
+                        eprintln!(
+                            "audit chain BROKEN after {} intact records: {e}",
+                            verifier.verified()
+                        );
+                        std::process::exit(1);
+                    }
+                }
+                match page.last() {
+                    Some(last) => from = last.seq + 1,
+                    None => break,
+                }
+            }
+            println!("audit chain intact: {} records", verifier.verified());
+        }
+        AuditCommand::Export { output, .. } => {
+            let mut out: Box<dyn Write> = match &output {
+                Some(path) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+                )),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            };
+            let mut n = 0u64;
+            loop {
+                let page = store.audit(from, PAGE).await?;
+                for record in &page {
+                    serde_json::to_writer(&mut out, record)?;
+                    out.write_all(b"\n")?;
+                    n += 1;
+                }
+                match page.last() {
+                    Some(last) => from = last.seq + 1,
+                    None => break,
+                }
+            }
+            out.flush()?;
+            eprintln!("exported {n} audit records");
+        }
+    }
+    Ok(())
+}

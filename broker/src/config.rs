@@ -1,0 +1,208 @@
+//! Broker configuration, layered: built-in defaults < file < environment <
+//! flags. Unknown keys in the file are refused. Every key is documented in
+//! `deploy/broker.example.toml`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerConfig {
+    /// Address the REST API listens on.
+    pub listen: SocketAddr,
+    /// Where the store and the broker CA live.
+    pub data_dir: PathBuf,
+    /// Directory of `*.cedar` policies and `workflows.toml`.
+    pub policy_dir: PathBuf,
+    /// DNS names and IP addresses in the API's TLS certificate.
+    pub server_names: Vec<String>,
+    /// Serve plain HTTP. Only behind a TLS-terminating proxy on the same host.
+    pub insecure_plain_http: bool,
+    /// Lifetime of API tokens for local accounts, like "30d" or "12h".
+    pub token_ttl: String,
+    /// Largest accepted request body in bytes.
+    pub max_body_bytes: usize,
+    pub log_format: LogFormat,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            data_dir: PathBuf::from("/var/lib/jitgate"),
+            policy_dir: PathBuf::from("/etc/jitgate/policies"),
+            server_names: vec!["localhost".into(), "127.0.0.1".into()],
+            insecure_plain_http: false,
+            token_ttl: "30d".into(),
+            max_body_bytes: crate::api::DEFAULT_MAX_BODY,
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path}: {error}")]
+    Read { path: String, error: std::io::Error },
+    #[error("config file {path}: {error}")]
+    Parse { path: String, error: String },
+    #[error("{key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+/// Values from the environment and flags; `None` leaves the layer below.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Overrides {
+    /// Address the REST API listens on [default: 127.0.0.1:8443].
+    #[arg(long, env = "JITGATE_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Data directory (store, CA) [default: /var/lib/jitgate].
+    #[arg(long, env = "JITGATE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Policy directory [default: /etc/jitgate/policies].
+    #[arg(long, env = "JITGATE_POLICY_DIR")]
+    pub policy_dir: Option<PathBuf>,
+    /// A name for the TLS certificate; repeat for several [default: localhost, 127.0.0.1].
+    #[arg(long = "server-name", env = "JITGATE_SERVER_NAMES", value_delimiter = ',')]
+    pub server_names: Option<Vec<String>>,
+    /// Serve plain HTTP (only behind a TLS-terminating proxy).
+    #[arg(long, env = "JITGATE_INSECURE_PLAIN_HTTP", num_args = 0..=1, default_missing_value = "true")]
+    pub insecure_plain_http: Option<bool>,
+    /// API token lifetime for local accounts, like 30d [default: 30d].
+    #[arg(long, env = "JITGATE_TOKEN_TTL")]
+    pub token_ttl: Option<String>,
+    /// Largest accepted request body in bytes [default: 65536].
+    #[arg(long, env = "JITGATE_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Log format [default: text].
+    #[arg(long, env = "JITGATE_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+}
+
+impl BrokerConfig {
+    /// Defaults, then `file` if given, then `overrides`; then checked.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+                    path: path.display().to_string(),
+                    error,
+                })?;
+                Self::parse(&text, &path.display().to_string())?
+            }
+            None => Self::default(),
+        };
+        let o = overrides.clone();
+        if let Some(v) = o.listen {
+            config.listen = v;
+        }
+        if let Some(v) = o.data_dir {
+            config.data_dir = v;
+        }
+        if let Some(v) = o.policy_dir {
+            config.policy_dir = v;
+        }
+        if let Some(v) = o.server_names {
+            config.server_names = v;
+        }
+        if let Some(v) = o.insecure_plain_http {
+            config.insecure_plain_http = v;
+        }
+        if let Some(v) = o.token_ttl {
+            config.token_ttl = v;
+        }
+        if let Some(v) = o.max_body_bytes {
+            config.max_body_bytes = v;
+        }
+        if let Some(v) = o.log_format {
+            config.log_format = v;
+        }
+        config.check()?;
+        Ok(config)
+    }
+
+    pub fn parse(text: &str, path: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            error: e.to_string(),
+        })
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        self.token_ttl()?;
+        if self.server_names.is_empty() && !self.insecure_plain_http {
+            return Err(ConfigError::Invalid {
+                key: "server_names",
+                message: "at least one name is needed for the TLS certificate".into(),
+            });
+        }
+        if self.max_body_bytes < 1024 {
+            return Err(ConfigError::Invalid {
+                key: "max_body_bytes",
+                message: format!("{} is too small; at least 1024", self.max_body_bytes),
+            });
+        }
+        Ok(())
+    }
+
+    pub fn token_ttl(&self) -> Result<Duration, ConfigError> {
+        humantime::parse_duration(&self.token_ttl).map_err(|e| ConfigError::Invalid {
+            key: "token_ttl",
+            message: format!("`{}` is not a duration like \"30d\": {e}", self.token_ttl),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_file_documents_every_key_and_parses() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/broker.example.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let parsed = BrokerConfig::parse(&text, path).unwrap();
+        let defaults = toml::to_string(&BrokerConfig::default()).unwrap();
+        for line in defaults.lines().filter(|l| l.contains(" = ")) {
+            let key = line.split(" = ").next().unwrap();
+            assert!(text.contains(&format!("{key} = ")), "`{key}` is not in {path}");
+        }
+        assert_eq!(parsed.token_ttl().unwrap(), Duration::from_secs(30 * 86400));
+    }
+
+    #[test]
+    fn layers_apply_in_order_and_unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("broker.toml");
+        std::fs::write(&file, "listen = \"127.0.0.1:9000\"\ntoken_ttl = \"1h\"\n").unwrap();
+        let o = Overrides {
+            token_ttl: Some("2h".into()),
+            ..Overrides::default()
+        };
+        let c = BrokerConfig::load(Some(&file), &o).unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.token_ttl().unwrap(), Duration::from_secs(7200));
+        assert_eq!(c.server_names, BrokerConfig::default().server_names);
+
+        std::fs::write(&file, "listn = \"127.0.0.1:9000\"\n").unwrap();
+        let err = BrokerConfig::load(Some(&file), &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("unknown field `listn`"), "{err}");
+
+        let bad = Overrides {
+            token_ttl: Some("forever".into()),
+            ..Overrides::default()
+        };
+        let err = BrokerConfig::load(None, &bad).unwrap_err();
+        assert!(err.to_string().starts_with("token_ttl: `forever`"), "{err}");
+    }
+}

@@ -1,0 +1,151 @@
+//! Grants: an approved request turned into an entitlement for a window
+//! `[starts_at, ends_at)`.
+
+use chrono::{DateTime, Utc};
+use jitgate_shared::v1::api::{EndReason, GrantState, GrantView};
+use jitgate_shared::v1::{Entitlement, GrantId, RequestId, ResourceId, UserId};
+use serde::{Deserialize, Serialize};
+
+use super::request::Request;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    pub id: GrantId,
+    pub version: u64,
+    pub request: RequestId,
+    pub user: UserId,
+    pub resource: ResourceId,
+    /// What was applied; a revoke undoes exactly this, whatever the
+    /// configuration says by then.
+    pub entitlement: Entitlement,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub state: GrantState,
+    pub end_reason: Option<EndReason>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub ended_by: Option<UserId>,
+    pub extensions: u32,
+    pub break_glass: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GrantError {
+    #[error("grant has already ended ({reason:?})")]
+    AlreadyEnded { reason: Option<EndReason> },
+    #[error("grant is {state:?}; only active grants can be extended")]
+    NotActive { state: GrantState },
+    #[error("extensions are not allowed for this resource")]
+    ExtensionNotAllowed,
+    #[error("the window would last {total} seconds with this extension; at most {max} seconds are allowed")]
+    ExtensionTooLong { total: i64, max: u64 },
+    #[error("duration_seconds must be more than 0")]
+    ZeroExtension,
+    #[error("only the grant's holder or an admin may do this")]
+    NotYours,
+}
+
+impl Grant {
+    /// The grant for an approved request: the window opens at the requested
+    /// start or now, whichever is later.
+    pub fn for_request(
+        id: GrantId,
+        request: &Request,
+        entitlement: Entitlement,
+        now: DateTime<Utc>,
+    ) -> Grant {
+        let starts_at = request.starts_at.map_or(now, |s| s.max(now));
+        let secs = i64::try_from(request.duration_seconds).unwrap_or(i64::MAX / 2);
+        Grant {
+            id,
+            version: 0,
+            request: request.id,
+            user: request.requester.clone(),
+            resource: request.resource.clone(),
+            entitlement,
+            starts_at,
+            ends_at: starts_at + chrono::Duration::seconds(secs),
+            state: GrantState::Scheduled,
+            end_reason: None,
+            ended_at: None,
+            ended_by: None,
+            extensions: 0,
+            break_glass: request.break_glass,
+        }
+    }
+
+    fn next(&self) -> Grant {
+        self.clone()
+    }
+
+    /// Whether the window should be open at `now`.
+    pub fn should_start(&self, now: DateTime<Utc>) -> bool {
+        self.state == GrantState::Scheduled && now >= self.starts_at
+    }
+
+    pub fn activate(&self) -> Grant {
+        let mut g = self.next();
+        g.state = GrantState::Active;
+        g
+    }
+
+    pub fn end(
+        &self,
+        reason: EndReason,
+        by: Option<UserId>,
+        now: DateTime<Utc>,
+    ) -> Result<Grant, GrantError> {
+        if self.state == GrantState::Ended {
+            return Err(GrantError::AlreadyEnded {
+                reason: self.end_reason,
+            });
+        }
+        let mut g = self.next();
+        g.state = GrantState::Ended;
+        g.end_reason = Some(reason);
+        g.ended_at = Some(now);
+        g.ended_by = by;
+        Ok(g)
+    }
+
+    /// Moves `ends_at` later by `extra_seconds`, within `max_total` for the
+    /// whole window.
+    pub fn extend(&self, extra_seconds: u64, max_total: std::time::Duration) -> Result<Grant, GrantError> {
+        if self.state != GrantState::Active {
+            return Err(GrantError::NotActive { state: self.state });
+        }
+        if extra_seconds == 0 {
+            return Err(GrantError::ZeroExtension);
+        }
+        let extra = chrono::Duration::seconds(i64::try_from(extra_seconds).unwrap_or(i64::MAX / 2));
+        let ends_at = self.ends_at + extra;
+        let total = (ends_at - self.starts_at).num_seconds();
+        if u64::try_from(total).map_or(true, |t| t > max_total.as_secs()) {
+            return Err(GrantError::ExtensionTooLong {
+                total,
+                max: max_total.as_secs(),
+            });
+        }
+        let mut g = self.next();
+        g.ends_at = ends_at;
+        g.extensions += 1;
+        Ok(g)
+    }
+
+    pub fn view(&self) -> GrantView {
+        GrantView {
+            id: self.id,
+            request: self.request,
+            user: self.user.clone(),
+            resource: self.resource.clone(),
+            entitlement: self.entitlement.clone(),
+            starts_at: self.starts_at,
+            ends_at: self.ends_at,
+            state: self.state,
+            end_reason: self.end_reason,
+            ended_at: self.ended_at,
+            ended_by: self.ended_by.clone(),
+            extensions: self.extensions,
+            break_glass: self.break_glass,
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! Pure logic: no I/O and no clock reads. Time is passed in.
+//!
+//! - [`policy`]: Cedar authorization and workflow settings.
+//! - [`request`]: the request state machine and reviews (N of M approvals).
+//! - [`grant`]: grants, their windows, early end and extension.
+//! - [`lease`]: counting holders of an entitlement; revoke on the last.
+//! - [`command`]: grant/revoke commands for agents, with idempotency keys.
+//! - [`catalog`]: PAM configurations and resources, and their checks.
+//! - [`user`]: people, their roles and who counts as the same person.
+//! - [`job`]: scheduled work (activation, expiry) kept in the store.
+
+pub mod catalog;
+pub mod command;
+pub mod grant;
+pub mod job;
+pub mod lease;
+pub mod policy;
+pub mod request;
+pub mod user;

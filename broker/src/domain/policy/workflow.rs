@@ -1,0 +1,381 @@
+//! Workflow settings: how many approvals, how long, what justification.
+//!
+//! Read from `workflows.toml` in the policy directory. Settings are resolved
+//! field by field: `[resource.ID]` over `[group.NAME]` over `[defaults]` over
+//! built-in defaults.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use regex::Regex;
+use serde::Deserialize;
+
+/// One layer of settings as written in the file; absent fields fall through.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowLayer {
+    /// Approvals needed from the approver set (N of M).
+    pub approvals_required: Option<u32>,
+    #[serde(default, with = "opt_duration")]
+    pub max_duration: Option<Duration>,
+    #[serde(default, with = "opt_duration")]
+    pub default_duration: Option<Duration>,
+    pub justification_required: Option<bool>,
+    /// A regular expression the ticket must match; a ticket is then required.
+    pub ticket_pattern: Option<String>,
+    /// How long a request may wait for approval.
+    #[serde(default, with = "opt_duration")]
+    pub pending_ttl: Option<Duration>,
+    pub auto_approve: Option<bool>,
+    pub break_glass_allowed: Option<bool>,
+    pub extension: Option<ExtensionLayer>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtensionLayer {
+    pub allowed: Option<bool>,
+    /// When true an extension goes through the same approvals as a request.
+    pub requires_approval: Option<bool>,
+    /// Longest total window, extensions included.
+    #[serde(default, with = "opt_duration")]
+    pub max_total: Option<Duration>,
+}
+
+/// `workflows.toml` as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowFile {
+    #[serde(default)]
+    pub defaults: WorkflowLayer,
+    #[serde(default)]
+    pub group: BTreeMap<String, WorkflowLayer>,
+    #[serde(default)]
+    pub resource: BTreeMap<String, WorkflowLayer>,
+}
+
+/// Settings in force for one resource.
+#[derive(Debug, Clone)]
+pub struct Workflow {
+    pub approvals_required: u32,
+    pub max_duration: Duration,
+    pub default_duration: Duration,
+    pub justification_required: bool,
+    pub ticket_pattern: Option<Regex>,
+    pub pending_ttl: Duration,
+    pub auto_approve: bool,
+    pub break_glass_allowed: bool,
+    pub extension_allowed: bool,
+    pub extension_requires_approval: bool,
+    pub extension_max_total: Duration,
+}
+
+const MINUTE: u64 = 60;
+const HOUR: u64 = 60 * MINUTE;
+
+impl WorkflowLayer {
+    fn over(&self, below: &WorkflowLayer) -> WorkflowLayer {
+        let ext = match (&self.extension, &below.extension) {
+            (Some(a), Some(b)) => Some(ExtensionLayer {
+                allowed: a.allowed.or(b.allowed),
+                requires_approval: a.requires_approval.or(b.requires_approval),
+                max_total: a.max_total.or(b.max_total),
+            }),
+            (a, b) => a.clone().or_else(|| b.clone()),
+        };
+        WorkflowLayer {
+            approvals_required: self.approvals_required.or(below.approvals_required),
+            max_duration: self.max_duration.or(below.max_duration),
+            default_duration: self.default_duration.or(below.default_duration),
+            justification_required: self.justification_required.or(below.justification_required),
+            ticket_pattern: self
+                .ticket_pattern
+                .clone()
+                .or_else(|| below.ticket_pattern.clone()),
+            pending_ttl: self.pending_ttl.or(below.pending_ttl),
+            auto_approve: self.auto_approve.or(below.auto_approve),
+            break_glass_allowed: self.break_glass_allowed.or(below.break_glass_allowed),
+            extension: ext,
+        }
+    }
+
+    /// Fills in built-in defaults and checks the combination. The error is a
+    /// sentence about the setting at fault.
+    fn resolve(&self) -> Result<Workflow, String> {
+        let max_duration = self.max_duration.unwrap_or(Duration::from_secs(HOUR));
+        let default_duration = self
+            .default_duration
+            .unwrap_or_else(|| max_duration.min(Duration::from_secs(30 * MINUTE)));
+        if default_duration > max_duration {
+            return Err(format!(
+                "default_duration {} is longer than max_duration {}",
+                humantime::format_duration(default_duration),
+                humantime::format_duration(max_duration)
+            ));
+        }
+        if max_duration.is_zero() {
+            return Err("max_duration must be longer than zero".into());
+        }
+        let auto_approve = self.auto_approve.unwrap_or(false);
+        let approvals_required = self.approvals_required.unwrap_or(1);
+        if approvals_required == 0 && !auto_approve {
+            return Err("approvals_required is 0; set auto_approve = true to grant without approval".into());
+        }
+        let ticket_pattern = match &self.ticket_pattern {
+            Some(p) => Some(
+                Regex::new(&format!("^(?:{p})$"))
+                    .map_err(|e| format!("ticket_pattern `{p}` is not a valid regular expression: {e}"))?,
+            ),
+            None => None,
+        };
+        let ext = self.extension.clone().unwrap_or_default();
+        Ok(Workflow {
+            approvals_required,
+            max_duration,
+            default_duration,
+            justification_required: self.justification_required.unwrap_or(false),
+            ticket_pattern,
+            pending_ttl: self.pending_ttl.unwrap_or(Duration::from_secs(24 * HOUR)),
+            auto_approve,
+            break_glass_allowed: self.break_glass_allowed.unwrap_or(false),
+            extension_allowed: ext.allowed.unwrap_or(false),
+            extension_requires_approval: ext.requires_approval.unwrap_or(true),
+            extension_max_total: ext.max_total.unwrap_or(max_duration),
+        })
+    }
+}
+
+/// Where a workflow setting failed, before file and line are attached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkflowProblem {
+    /// The TOML did not parse; `offset` is a byte offset into the text.
+    Syntax {
+        offset: Option<usize>,
+        message: String,
+    },
+    UnknownResource {
+        name: String,
+        known: Vec<String>,
+    },
+    UnknownGroup {
+        name: String,
+        known: Vec<String>,
+    },
+    /// `section` is `defaults`, `group.NAME` or `resource.ID`.
+    Invalid {
+        section: String,
+        message: String,
+    },
+}
+
+/// Parsed and checked settings, ready to answer "what applies to resource R".
+#[derive(Debug, Clone, Default)]
+pub struct Workflows {
+    file: WorkflowFile,
+}
+
+impl Workflows {
+    /// Parses `text` and checks it against the known resources and groups.
+    pub fn parse(
+        text: &str,
+        known_resources: &BTreeMap<String, Option<String>>,
+    ) -> Result<Self, Vec<WorkflowProblem>> {
+        let file: WorkflowFile = toml::from_str(text).map_err(|e| {
+            vec![WorkflowProblem::Syntax {
+                offset: e.span().map(|s| s.start),
+                message: e.message().to_owned(),
+            }]
+        })?;
+        let mut problems = Vec::new();
+        let known_groups: Vec<String> = {
+            let mut g: Vec<String> = known_resources.values().flatten().cloned().collect();
+            g.sort();
+            g.dedup();
+            g
+        };
+        let check = |section: String, layer: &WorkflowLayer, problems: &mut Vec<WorkflowProblem>| {
+            if let Err(message) = layer.resolve() {
+                problems.push(WorkflowProblem::Invalid { section, message });
+            }
+        };
+        check("defaults".into(), &file.defaults, &mut problems);
+        for (name, layer) in &file.group {
+            if !known_groups.contains(name) {
+                problems.push(WorkflowProblem::UnknownGroup {
+                    name: name.clone(),
+                    known: known_groups.clone(),
+                });
+            }
+            check(
+                format!("group.{name}"),
+                &layer.over(&file.defaults),
+                &mut problems,
+            );
+        }
+        for name in file.resource.keys() {
+            match known_resources.get(name) {
+                None => problems.push(WorkflowProblem::UnknownResource {
+                    name: name.clone(),
+                    known: known_resources.keys().cloned().collect(),
+                }),
+                Some(group) => {
+                    let merged = Self::layers_for(&file, name, group.as_deref());
+                    check(format!("resource.{name}"), &merged, &mut problems);
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(Self { file })
+        } else {
+            Err(problems)
+        }
+    }
+
+    fn layers_for(file: &WorkflowFile, resource: &str, group: Option<&str>) -> WorkflowLayer {
+        let mut layer = file.defaults.clone();
+        if let Some(g) = group.and_then(|g| file.group.get(g)) {
+            layer = g.over(&layer);
+        }
+        if let Some(r) = file.resource.get(resource) {
+            layer = r.over(&layer);
+        }
+        layer
+    }
+
+    /// Settings for a resource. Resources added after the policies were
+    /// loaded get the defaults (and their group's settings).
+    pub fn for_resource(&self, resource: &str, group: Option<&str>) -> Workflow {
+        match Self::layers_for(&self.file, resource, group).resolve() {
+            Ok(w) => w,
+            // Every layer combination of known names was checked at parse
+            // time; a new resource falls back to the checked defaults.
+            Err(_) => self
+                .file
+                .defaults
+                .resolve()
+                .unwrap_or_else(|_| Workflow::builtin()),
+        }
+    }
+}
+
+impl Workflow {
+    /// The settings when no file says otherwise: one approval, up to an hour.
+    pub fn builtin() -> Workflow {
+        Workflow {
+            approvals_required: 1,
+            max_duration: Duration::from_secs(HOUR),
+            default_duration: Duration::from_secs(30 * MINUTE),
+            justification_required: false,
+            ticket_pattern: None,
+            pending_ttl: Duration::from_secs(24 * HOUR),
+            auto_approve: false,
+            break_glass_allowed: false,
+            extension_allowed: false,
+            extension_requires_approval: true,
+            extension_max_total: Duration::from_secs(HOUR),
+        }
+    }
+}
+
+mod opt_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let s = Option::<String>::deserialize(d)?;
+        s.map(|s| {
+            humantime::parse_duration(&s).map_err(|e| {
+                serde::de::Error::custom(format!("`{s}` is not a duration like \"30m\" or \"8h\": {e}"))
+            })
+        })
+        .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn known() -> BTreeMap<String, Option<String>> {
+        [
+            ("aws-prod-admin".to_owned(), Some("prod".to_owned())),
+            ("aws-dev-admin".to_owned(), Some("dev".to_owned())),
+            ("entra-helpdesk".to_owned(), None),
+        ]
+        .into_iter()
+        .collect()
+    }
+
+    #[test]
+    fn resource_over_group_over_defaults() {
+        let w = Workflows::parse(
+            r#"
+            [defaults]
+            approvals_required = 1
+            max_duration = "1h"
+            [group.prod]
+            approvals_required = 2
+            max_duration = "2h"
+            [resource.aws-prod-admin]
+            max_duration = "15m"
+            default_duration = "10m"
+            "#,
+            &known(),
+        )
+        .unwrap();
+        let prod = w.for_resource("aws-prod-admin", Some("prod"));
+        assert_eq!(prod.approvals_required, 2);
+        assert_eq!(prod.max_duration, Duration::from_secs(15 * 60));
+        let dev = w.for_resource("aws-dev-admin", Some("dev"));
+        assert_eq!(dev.approvals_required, 1);
+        assert_eq!(dev.max_duration, Duration::from_secs(3600));
+        assert_eq!(dev.default_duration, Duration::from_secs(30 * 60));
+    }
+
+    #[test]
+    fn unknown_names_are_reported_with_the_known_ones() {
+        let err = Workflows::parse(
+            "[resource.aws-prd-admin]\napprovals_required = 2\n[group.staging]\n",
+            &known(),
+        )
+        .unwrap_err();
+        assert!(err.contains(&WorkflowProblem::UnknownResource {
+            name: "aws-prd-admin".into(),
+            known: vec![
+                "aws-dev-admin".into(),
+                "aws-prod-admin".into(),
+                "entra-helpdesk".into()
+            ],
+        }));
+        assert!(err
+            .iter()
+            .any(|p| matches!(p, WorkflowProblem::UnknownGroup { name, .. } if name == "staging")));
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        for (text, needle) in [
+            ("[defaults]\nmax_duration = \"soon\"", "soon"),
+            ("[defaults]\napprovals_requierd = 1", "approvals_requierd"),
+            ("[defaults]\napprovals_required = 0", "auto_approve"),
+            (
+                "[defaults]\nmax_duration = \"1h\"\ndefault_duration = \"2h\"",
+                "longer than",
+            ),
+            ("[defaults]\nticket_pattern = \"(\"", "ticket_pattern"),
+        ] {
+            let err = Workflows::parse(text, &known()).unwrap_err();
+            let text_of = format!("{err:?}");
+            assert!(text_of.contains(needle), "{text}: {text_of}");
+        }
+    }
+
+    #[test]
+    fn ticket_pattern_matches_whole_ticket() {
+        let w = Workflows::parse("[defaults]\nticket_pattern = \"[A-Z]+-[0-9]+\"", &known()).unwrap();
+        let p = w.for_resource("aws-dev-admin", None).ticket_pattern.unwrap();
+        assert!(p.is_match("OPS-12"));
+        assert!(!p.is_match("see OPS-12 please"));
+    }
+}

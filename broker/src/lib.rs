@@ -1,0 +1,24 @@
+//! jitgate broker: decides who gets which cloud rights for how long, and
+//! queues signed grant and revoke commands for gateway agents.
+//!
+//! - [`domain`]: pure logic (policies, requests, grants, leases).
+//! - [`store`]: durable state behind the [`store::Store`] trait.
+//! - [`service`]: combines domain, store, policies and clock.
+//! - [`scheduler`]: runs due activations and expiries.
+//! - [`api`]: REST API v1 (axum), thin over services.
+//! - [`tls`]: the broker CA and the server certificate.
+//! - [`config`]: layered broker configuration.
+//! - [`server`]: wiring it all up for `jitgate-broker serve`.
+
+pub mod api;
+pub mod audit;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod metrics;
+pub mod quickstart;
+pub mod scheduler;
+pub mod server;
+pub mod service;
+pub mod store;
+pub mod tls;

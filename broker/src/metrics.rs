@@ -1,0 +1,87 @@
+//! Prometheus metrics, exposed at `/metrics`.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, String)>;
+
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub requests_created: Counter,
+    pub reviews: Family<Labels, Counter>,
+    pub grants_activated: Counter,
+    pub grants_ended: Family<Labels, Counter>,
+    pub commands_queued: Family<Labels, Counter>,
+    /// Seconds from a job's due time to its durable completion.
+    pub job_lateness: Histogram,
+    pub http_requests: Family<Labels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("jitgate");
+        let requests_created = Counter::default();
+        registry.register(
+            "requests_created",
+            "Access requests created",
+            requests_created.clone(),
+        );
+        let reviews = Family::<Labels, Counter>::default();
+        registry.register("reviews", "Reviews by decision", reviews.clone());
+        let grants_activated = Counter::default();
+        registry.register(
+            "grants_activated",
+            "Grant windows opened",
+            grants_activated.clone(),
+        );
+        let grants_ended = Family::<Labels, Counter>::default();
+        registry.register("grants_ended", "Grants ended, by reason", grants_ended.clone());
+        let commands_queued = Family::<Labels, Counter>::default();
+        registry.register(
+            "commands_queued",
+            "Agent commands queued, by op",
+            commands_queued.clone(),
+        );
+        let job_lateness = Histogram::new([0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0]);
+        registry.register(
+            "job_lateness_seconds",
+            "Time from a scheduled job's due instant to its durable completion",
+            job_lateness.clone(),
+        );
+        let http_requests = Family::<Labels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by status class",
+            http_requests.clone(),
+        );
+        Self {
+            registry,
+            requests_created,
+            reviews,
+            grants_activated,
+            grants_ended,
+            commands_queued,
+            job_lateness,
+            http_requests,
+        }
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "encoding metrics failed");
+        }
+        out
+    }
+}

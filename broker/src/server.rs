@@ -1,0 +1,247 @@
+//! Wiring for `jitgate-broker serve`: store, CA, policies, services,
+//! scheduler and the API listener, and their orderly shutdown.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::api::{self, AppState};
+use crate::audit::Actor;
+use crate::clock::{Clock, SystemClock};
+use crate::config::BrokerConfig;
+use crate::domain::policy::PolicyErrors;
+use crate::metrics::Metrics;
+use crate::service::{catalog_of, Broker, PolicyHolder, ServiceError, Settings};
+use crate::store::sled::SledStore;
+use crate::store::{Store, StoreError};
+use crate::tls::{BrokerCa, TlsError};
+
+/// How long a client has to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("policies in {dir} are invalid:\n{errors}")]
+    Policies { dir: String, errors: PolicyErrors },
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    #[error("cannot listen on {addr}: {error}")]
+    Bind { addr: SocketAddr, error: std::io::Error },
+    #[error("data directory {path}: {error}")]
+    DataDir { path: String, error: std::io::Error },
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+}
+
+/// Opens the store in `<data_dir>/store`, creating the directory (owner only).
+pub fn open_store(data_dir: &Path) -> Result<SledStore, ServeError> {
+    let store_dir = data_dir.join("store");
+    create_private_dir(data_dir)?;
+    Ok(SledStore::open(&store_dir)?)
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), ServeError> {
+    let err = |error| ServeError::DataDir {
+        path: dir.display().to_string(),
+        error,
+    };
+    std::fs::create_dir_all(dir).map_err(err)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Everything `serve` runs, started and ready.
+#[derive(Debug)]
+pub struct Server {
+    pub broker: Broker,
+    pub addr: SocketAddr,
+    pub ca: Arc<BrokerCa>,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl Server {
+    /// Opens the store, loads policies (refusing to start on invalid ones),
+    /// binds the listener and starts the scheduler.
+    pub async fn start(config: &BrokerConfig, store: Arc<dyn Store>) -> Result<Self, ServeError> {
+        crate::tls::install_crypto_provider();
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let now = clock.now();
+        let ca = Arc::new(BrokerCa::load_or_create(&config.data_dir, now)?);
+        let catalog = catalog_of(store.as_ref()).await?;
+        let policies =
+            PolicyHolder::load(&config.policy_dir, &catalog).map_err(|errors| ServeError::Policies {
+                dir: config.policy_dir.display().to_string(),
+                errors,
+            })?;
+        let holder = Arc::new(PolicyHolder::new(config.policy_dir.clone(), policies, now));
+        let settings = Settings {
+            token_ttl: chrono::Duration::from_std(config.token_ttl()?).unwrap_or(chrono::Duration::days(30)),
+        };
+        let broker = Broker::new(store, holder, clock, Arc::new(Metrics::new()), settings);
+        let jobs = broker.store().job_count().await?;
+        tracing::info!(scheduled_jobs = jobs, "store opened; pending jobs restored");
+
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|error| ServeError::Bind {
+                addr: config.listen,
+                error,
+            })?;
+        let addr = listener.local_addr().map_err(|error| ServeError::Bind {
+            addr: config.listen,
+            error,
+        })?;
+        let tls = if config.insecure_plain_http {
+            tracing::warn!("serving plain HTTP: use only behind a TLS-terminating proxy on this host");
+            None
+        } else {
+            Some(tokio_rustls::TlsAcceptor::from(
+                ca.api_server_config(&config.server_names, now)?,
+            ))
+        };
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let ready = Arc::new(AtomicBool::new(false));
+        let router = api::router(
+            AppState {
+                broker: broker.clone(),
+                ready: ready.clone(),
+            },
+            config.max_body_bytes,
+        );
+        let mut tasks = JoinSet::new();
+        tasks.spawn(crate::scheduler::run(broker.clone(), shutdown_rx.clone()));
+        tasks.spawn(accept_loop(listener, tls, router, shutdown_rx));
+        ready.store(true, Ordering::Release);
+        let scheme = if config.insecure_plain_http {
+            "http"
+        } else {
+            "https"
+        };
+        tracing::info!(%addr, ca = %config.data_dir.join(crate::tls::CA_CERT_FILE).display(), "broker listening on {scheme}://{addr}");
+        Ok(Self {
+            broker,
+            addr,
+            ca,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// Runs until SIGINT or SIGTERM; SIGHUP reloads the policies.
+    pub async fn run_until_signalled(mut self) -> Result<(), ServeError> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (mut hup, mut term, mut int) = match (
+                signal(SignalKind::hangup()),
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) {
+                (Ok(h), Ok(t), Ok(i)) => (h, t, i),
+                _ => {
+                    tracing::error!("cannot install signal handlers; stop with SIGKILL");
+                    std::future::pending::<()>().await;
+                    return Ok(());
+                }
+            };
+            loop {
+                tokio::select! {
+                    _ = hup.recv() => {
+                        tracing::info!("SIGHUP: reloading policies");
+                        // Errors are logged and audited by the service.
+                        let _ = self.broker.reload_policies(Actor::System).await;
+                    }
+                    _ = term.recv() => break,
+                    _ = int.recv() => break,
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        self.stop().await;
+        Ok(())
+    }
+
+    /// Stops accepting, stops the scheduler, waits for both.
+    pub async fn stop(&mut self) {
+        tracing::info!("shutting down");
+        let _ = self.shutdown.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    router: axum::Router,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut connections = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.changed() => break,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let service = TowerToHyperService::new(router.clone());
+        let tls = tls.clone();
+        connections.spawn(async move {
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let result = match tls {
+                Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(stream)) => {
+                        builder
+                            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                            .await
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                },
+                None => {
+                    builder
+                        .serve_connection_with_upgrades(TokioIo::new(tcp), service)
+                        .await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+        // Reap finished connections so the set does not grow without bound.
+        while connections.try_join_next().is_some() {}
+    }
+    connections.abort_all();
+}

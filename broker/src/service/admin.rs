@@ -1,0 +1,305 @@
+//! Administration: configurations, resources, users and tokens, policies,
+//! and a look into the outbox.
+
+use std::collections::BTreeSet;
+
+use jitgate_shared::v1::api::{
+    Configuration, IssuedToken, OutboxCommandView, PolicyStatus, Resource, Role, UserBody, UserView,
+};
+use jitgate_shared::v1::{ConfigId, UserId};
+
+use super::auth::new_token;
+use super::{require_role, Broker, ServiceError};
+use crate::audit::{Actor, AuditEntry, AuditEvent};
+use crate::domain::catalog::{check_configuration, check_resource, StoredConfiguration, StoredResource};
+use crate::domain::user::User;
+use crate::store::Change;
+
+impl Broker {
+    #[tracing::instrument(skip(self, actor, config), fields(user = %actor.id, configuration = %config.id))]
+    pub async fn put_configuration(
+        &self,
+        actor: &User,
+        config: Configuration,
+    ) -> Result<Configuration, ServiceError> {
+        require_role(actor, Role::Admin)?;
+        self.save_configuration(Actor::User(actor.id.clone()), config)
+            .await
+    }
+
+    /// Creates or replaces a configuration (admin checked by the caller).
+    pub async fn save_configuration(
+        &self,
+        actor: Actor,
+        config: Configuration,
+    ) -> Result<Configuration, ServiceError> {
+        let existing = self.store.configurations().await?;
+        check_configuration(&config, |id| existing.iter().any(|c| &c.config.id == id))?;
+        let version = existing
+            .iter()
+            .find(|c| c.config.id == config.id)
+            .map_or(0, |c| c.version);
+        let now = self.clock.now();
+        let mut change = Change::default();
+        change.audit.push(AuditEntry {
+            at: now,
+            actor,
+            event: AuditEvent::ConfigurationSaved {
+                configuration: config.id.clone(),
+            },
+        });
+        change.configurations.push(StoredConfiguration {
+            version,
+            config: config.clone(),
+        });
+        self.commit(change).await?;
+        Ok(config)
+    }
+
+    pub async fn list_configurations(&self, actor: &User) -> Result<Vec<Configuration>, ServiceError> {
+        require_any(actor)?;
+        Ok(self
+            .store
+            .configurations()
+            .await?
+            .into_iter()
+            .map(|c| c.config)
+            .collect())
+    }
+
+    #[tracing::instrument(skip(self, actor, resource), fields(user = %actor.id, resource = %resource.id))]
+    pub async fn put_resource(&self, actor: &User, resource: Resource) -> Result<Resource, ServiceError> {
+        require_role(actor, Role::Admin)?;
+        self.save_resource(Actor::User(actor.id.clone()), resource).await
+    }
+
+    /// Creates or replaces a resource (admin checked by the caller).
+    pub async fn save_resource(&self, actor: Actor, resource: Resource) -> Result<Resource, ServiceError> {
+        let config = self.store.configuration(&resource.configuration).await?;
+        check_resource(&resource, config.as_ref().map(|c| &c.config))?;
+        let version = self.store.resource(&resource.id).await?.map_or(0, |r| r.version);
+        let now = self.clock.now();
+        let mut change = Change::default();
+        change.audit.push(AuditEntry {
+            at: now,
+            actor,
+            event: AuditEvent::ResourceSaved {
+                resource: resource.id.clone(),
+            },
+        });
+        change.resources.push(StoredResource {
+            version,
+            resource: resource.clone(),
+        });
+        self.commit(change).await?;
+        Ok(resource)
+    }
+
+    pub async fn list_resources(&self, actor: &User) -> Result<Vec<Resource>, ServiceError> {
+        require_any(actor)?;
+        Ok(self
+            .store
+            .resources()
+            .await?
+            .into_iter()
+            .map(|r| r.resource)
+            .collect())
+    }
+
+    /// Creates a local account and issues its first token, or updates one.
+    #[tracing::instrument(skip(self, actor, body), fields(user = %actor.id, target = %body.id))]
+    pub async fn put_user(&self, actor: &User, body: UserBody) -> Result<UserOutcome, ServiceError> {
+        require_role(actor, Role::Admin)?;
+        self.save_user(Actor::User(actor.id.clone()), body).await
+    }
+
+    /// Creating users without an acting admin: first start and `user add`.
+    pub async fn save_user(&self, actor: Actor, body: UserBody) -> Result<UserOutcome, ServiceError> {
+        if let Some(email) = &body.email {
+            if !email.contains('@') || email.trim() != email {
+                return Err(ServiceError::invalid(
+                    "email",
+                    format!("`{email}` is not an email address"),
+                ));
+            }
+        }
+        let now = self.clock.now();
+        let existing = self.store.user(&body.id).await?;
+        let created = existing.is_none();
+        let user = User {
+            id: body.id.clone(),
+            version: existing.as_ref().map_or(0, |u| u.version),
+            display_name: if body.display_name.is_empty() {
+                body.id.to_string()
+            } else {
+                body.display_name
+            },
+            email: body.email,
+            roles: body.roles,
+            groups: body.groups,
+            person: body.person.unwrap_or_else(|| body.id.to_string()),
+            disabled: existing.as_ref().is_some_and(|u| u.disabled),
+            created_at: existing.as_ref().map_or(now, |u| u.created_at),
+        };
+        let mut change = Change::default();
+        change.audit.push(AuditEntry {
+            at: now,
+            actor: actor.clone(),
+            event: AuditEvent::UserSaved {
+                user: user.id.clone(),
+            },
+        });
+        let token = if created {
+            let (token, stored) = new_token(&user, now, self.settings.token_ttl);
+            change.audit.push(AuditEntry {
+                at: now,
+                actor,
+                event: AuditEvent::TokenIssued {
+                    user: user.id.clone(),
+                    expires_at: stored.expires_at,
+                },
+            });
+            let expires_at = stored.expires_at;
+            change.tokens.push(stored);
+            Some((token, expires_at))
+        } else {
+            None
+        };
+        let view = user.view();
+        change.users.push(user);
+        self.commit(change).await?;
+        Ok(match token {
+            Some((token, expires_at)) => UserOutcome::Created(IssuedToken {
+                user: view,
+                token,
+                expires_at,
+            }),
+            None => UserOutcome::Updated(view),
+        })
+    }
+
+    /// A new token for an existing user; old tokens stay valid until they
+    /// expire.
+    #[tracing::instrument(skip(self, actor), fields(user = %actor.id, target = %id))]
+    pub async fn issue_token(&self, actor: &User, id: &UserId) -> Result<IssuedToken, ServiceError> {
+        require_role(actor, Role::Admin)?;
+        self.issue_token_as(Actor::User(actor.id.clone()), id).await
+    }
+
+    pub async fn issue_token_as(&self, actor: Actor, id: &UserId) -> Result<IssuedToken, ServiceError> {
+        let user = self
+            .store
+            .user(id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("user", id))?;
+        let now = self.clock.now();
+        let (token, stored) = new_token(&user, now, self.settings.token_ttl);
+        let expires_at = stored.expires_at;
+        let mut change = Change::default();
+        change.audit.push(AuditEntry {
+            at: now,
+            actor,
+            event: AuditEvent::TokenIssued {
+                user: user.id.clone(),
+                expires_at,
+            },
+        });
+        change.tokens.push(stored);
+        self.commit(change).await?;
+        Ok(IssuedToken {
+            user: user.view(),
+            token,
+            expires_at,
+        })
+    }
+
+    pub async fn list_users(&self, actor: &User) -> Result<Vec<UserView>, ServiceError> {
+        require_any(actor)?;
+        Ok(self.store.users().await?.iter().map(User::view).collect())
+    }
+
+    /// Re-reads the policy directory; an invalid set is refused and the old
+    /// one stays in force. Both outcomes are audited.
+    #[tracing::instrument(skip(self), fields(actor = ?actor))]
+    pub async fn reload_policies(&self, actor: Actor) -> Result<PolicyStatus, ServiceError> {
+        let catalog = self.catalog().await?;
+        let now = self.clock.now();
+        let result = self.policies.reload(&catalog, now);
+        let event = match &result {
+            Ok(p) => AuditEvent::PoliciesLoaded {
+                files: p.files().to_vec(),
+                policies: p.policy_count(),
+            },
+            Err(e) => AuditEvent::PoliciesRejected { error: e.to_string() },
+        };
+        let mut change = Change::default();
+        change.audit.push(AuditEntry {
+            at: now,
+            actor,
+            event,
+        });
+        self.commit(change).await?;
+        match result {
+            Ok(_) => {
+                tracing::info!("policies reloaded");
+                Ok(self.policies.status())
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "policy reload refused; previous policies stay in force");
+                Err(ServiceError::Invalid {
+                    field: None,
+                    message: format!("policies not reloaded; the previous set stays in force:\n{e}"),
+                })
+            }
+        }
+    }
+
+    pub async fn policy_status(&self, actor: &User) -> Result<PolicyStatus, ServiceError> {
+        require_any(actor)?;
+        Ok(self.policies.status())
+    }
+
+    pub async fn outbox(
+        &self,
+        actor: &User,
+        config: &ConfigId,
+        limit: usize,
+    ) -> Result<Vec<OutboxCommandView>, ServiceError> {
+        require_privileged(actor)?;
+        if self.store.configuration(config).await?.is_none() {
+            return Err(ServiceError::not_found("configuration", config));
+        }
+        Ok(self
+            .store
+            .outbox(config, limit)
+            .await?
+            .iter()
+            .map(|c| c.view())
+            .collect())
+    }
+}
+
+/// A user was created (with a first token) or updated.
+#[derive(Debug)]
+pub enum UserOutcome {
+    Created(IssuedToken),
+    Updated(UserView),
+}
+
+/// Reading the catalogue needs any role at all (every provisioned person).
+fn require_any(actor: &User) -> Result<(), ServiceError> {
+    if actor.roles.is_empty() {
+        return Err(ServiceError::Forbidden(format!("{} has no role", actor.id)));
+    }
+    Ok(())
+}
+
+/// Admins and auditors.
+fn require_privileged(actor: &User) -> Result<(), ServiceError> {
+    let allowed: BTreeSet<Role> = [Role::Admin, Role::Auditor].into();
+    if actor.roles.iter().any(|r| allowed.contains(r)) {
+        Ok(())
+    } else {
+        require_role(actor, Role::Admin)
+    }
+}

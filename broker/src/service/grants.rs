@@ -1,0 +1,542 @@
+//! Grants: opening and closing windows, leases and the commands they call
+//! for, early end, extension, and the scheduled jobs that drive them.
+
+use chrono::{DateTime, Utc};
+use jitgate_shared::v1::api::{
+    CreateRequestBody, EndReason, ExtendBody, ExtendOutcome, GrantState, GrantView, Page, RequestKind,
+    RevokeBody, Role,
+};
+use jitgate_shared::v1::{Entitlement, GrantId, RequestId, UserId};
+
+use super::requests::{principal_facts, resource_facts, sees_all};
+use super::{retry_conflicts, Broker, ServiceError};
+use crate::audit::{Actor, AuditEntry, AuditEvent};
+use crate::domain::command::Command;
+use crate::domain::grant::{Grant, GrantError};
+use crate::domain::job::{Job, JobKind};
+use crate::domain::lease::{Lease, LeaseEffect};
+use crate::domain::policy::{Action, RequestFacts};
+use crate::domain::request::{NewRequest, Request};
+use crate::domain::user::User;
+use crate::store::{Change, PageQuery};
+
+#[derive(Debug, Clone, Default)]
+pub struct GrantQuery {
+    pub state: Option<GrantState>,
+    pub user: Option<UserId>,
+    pub after: Option<GrantId>,
+    pub limit: usize,
+}
+
+/// How many due jobs are turned into one durable batch.
+pub const JOB_BATCH: usize = 512;
+
+fn expiry_job(grant: &Grant) -> Job {
+    Job {
+        due: grant.ends_at,
+        kind: JobKind::ExpireGrant(grant.id),
+    }
+}
+
+fn activation_job(grant: &Grant) -> Job {
+    Job {
+        due: grant.starts_at,
+        kind: JobKind::ActivateGrant(grant.id),
+    }
+}
+
+/// The principal's name in the tenant. Local accounts use their email, else
+/// their id; chains map further (federated-directory issue).
+fn principal_for(user: &User) -> String {
+    user.email_or_id().to_owned()
+}
+
+impl Broker {
+    /// Turns an approved request into a grant (or, for an extension, extends
+    /// the grant). Returns the request as it should be stored.
+    pub(crate) async fn decide_approved(
+        &self,
+        request: Request,
+        change: &mut Change,
+        now: DateTime<Utc>,
+    ) -> Result<Request, ServiceError> {
+        let actor = Actor::System;
+        match request.kind {
+            RequestKind::Extension { grant } => {
+                let g = self
+                    .store
+                    .grant(grant)
+                    .await?
+                    .ok_or_else(|| ServiceError::not_found("grant", grant))?;
+                let (resource, kind) = self.resource_and_kind(&g.resource).await?;
+                let workflow = self.policies.current().workflow(&resource_facts(&resource, kind));
+                self.extend_window(
+                    g,
+                    request.duration_seconds,
+                    workflow.extension_max_total,
+                    actor,
+                    change,
+                    now,
+                )
+                .await?;
+                Ok(request)
+            }
+            RequestKind::Access => {
+                let (resource, _) = self.resource_and_kind(&request.resource).await?;
+                let user = self
+                    .store
+                    .user(&request.requester)
+                    .await?
+                    .ok_or_else(|| ServiceError::not_found("user", &request.requester))?;
+                let entitlement = Entitlement {
+                    configuration: resource.resource.configuration.clone(),
+                    target: resource.resource.target.clone(),
+                    principal: principal_for(&user),
+                };
+                let grant = Grant::for_request(GrantId::generate(), &request, entitlement, now);
+                change.audit.push(AuditEntry {
+                    at: now,
+                    actor: actor.clone(),
+                    event: AuditEvent::GrantScheduled {
+                        grant: grant.id,
+                        request: request.id,
+                        starts_at: grant.starts_at,
+                        ends_at: grant.ends_at,
+                    },
+                });
+                let starts_now = grant.should_start(now);
+                let request = request.with_grant(grant.id, starts_now);
+                if starts_now {
+                    self.open_window(grant, change, now).await?;
+                } else {
+                    change.schedule.push(activation_job(&grant));
+                    change.grants.push(grant);
+                }
+                Ok(request)
+            }
+        }
+    }
+
+    /// Activates a grant: takes its lease, queues a grant command when it is
+    /// the first holder, schedules the expiry.
+    async fn open_window(
+        &self,
+        grant: Grant,
+        change: &mut Change,
+        now: DateTime<Utc>,
+    ) -> Result<(), ServiceError> {
+        let grant = grant.activate();
+        let key = Lease::key_for(&grant.entitlement);
+        let lease = self
+            .store
+            .lease(&key)
+            .await?
+            .unwrap_or_else(|| Lease::new(grant.entitlement.clone()));
+        let (lease, effect) = lease.hold(grant.id, grant.ends_at);
+        self.queue_command(&lease, effect, grant.id, grant.starts_at, change, now);
+        change.leases.push(lease);
+        change.schedule.push(expiry_job(&grant));
+        change.audit.push(AuditEntry {
+            at: now,
+            actor: Actor::System,
+            event: AuditEvent::GrantActivated {
+                grant: grant.id,
+                configuration: grant.entitlement.configuration.clone(),
+                entitlement: grant.entitlement.target.describe(),
+                principal: grant.entitlement.principal.clone(),
+                ends_at: grant.ends_at,
+            },
+        });
+        change.grants.push(grant);
+        self.metrics.grants_activated.inc();
+        Ok(())
+    }
+
+    /// Ends a grant: releases its lease (queueing a revoke when it was the
+    /// last holder) and removes its pending job.
+    pub(crate) async fn close_window(
+        &self,
+        grant: Grant,
+        reason: EndReason,
+        by: Option<UserId>,
+        actor: Actor,
+        change: &mut Change,
+        now: DateTime<Utc>,
+    ) -> Result<(), ServiceError> {
+        let was = grant.state;
+        let ended = grant.end(reason, by, now)?;
+        let mut lease_still_held = false;
+        match was {
+            GrantState::Active => {
+                change.unschedule.push(expiry_job(&grant));
+                let key = Lease::key_for(&grant.entitlement);
+                if let Some(lease) = self.store.lease(&key).await? {
+                    let (lease, effect) = lease.release(grant.id);
+                    lease_still_held = lease.is_held();
+                    self.queue_command(&lease, effect, grant.id, now, change, now);
+                    change.leases.push(lease);
+                }
+            }
+            GrantState::Scheduled => change.unschedule.push(activation_job(&grant)),
+            GrantState::Ended => {}
+        }
+        change.audit.push(AuditEntry {
+            at: now,
+            actor,
+            event: AuditEvent::GrantEnded {
+                grant: grant.id,
+                reason,
+                lease_still_held,
+            },
+        });
+        change.grants.push(ended);
+        self.metrics
+            .grants_ended
+            .get_or_create(&vec![("reason", format!("{reason:?}").to_lowercase())])
+            .inc();
+        Ok(())
+    }
+
+    fn queue_command(
+        &self,
+        lease: &Lease,
+        effect: LeaseEffect,
+        grant: GrantId,
+        not_before: DateTime<Utc>,
+        change: &mut Change,
+        now: DateTime<Utc>,
+    ) {
+        if let Some(command) = Command::for_effect(lease, effect, grant, not_before, now) {
+            change.audit.push(AuditEntry {
+                at: now,
+                actor: Actor::System,
+                event: AuditEvent::CommandQueued {
+                    command: command.id.clone(),
+                    op: command.op,
+                    configuration: command.entitlement.configuration.clone(),
+                },
+            });
+            self.metrics
+                .commands_queued
+                .get_or_create(&vec![("op", format!("{:?}", command.op).to_lowercase())])
+                .inc();
+            change.commands.push(command);
+        }
+    }
+
+    async fn extend_window(
+        &self,
+        grant: Grant,
+        extra_seconds: u64,
+        max_total: std::time::Duration,
+        actor: Actor,
+        change: &mut Change,
+        now: DateTime<Utc>,
+    ) -> Result<Grant, ServiceError> {
+        let extended = grant.extend(extra_seconds, max_total)?;
+        change.unschedule.push(expiry_job(&grant));
+        change.schedule.push(expiry_job(&extended));
+        let key = Lease::key_for(&grant.entitlement);
+        let lease = self
+            .store
+            .lease(&key)
+            .await?
+            .unwrap_or_else(|| Lease::new(grant.entitlement.clone()));
+        let (lease, effect) = lease.hold(grant.id, extended.ends_at);
+        self.queue_command(&lease, effect, grant.id, grant.starts_at, change, now);
+        change.leases.push(lease);
+        change.audit.push(AuditEntry {
+            at: now,
+            actor,
+            event: AuditEvent::GrantExtended {
+                grant: grant.id,
+                ends_at: extended.ends_at,
+            },
+        });
+        change.grants.push(extended.clone());
+        Ok(extended)
+    }
+
+    async fn own_grant(&self, actor: &User, id: GrantId) -> Result<Grant, ServiceError> {
+        let grant = self
+            .store
+            .grant(id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("grant", id))?;
+        if grant.user != actor.id && !actor.has_role(Role::Admin) {
+            if sees_all(actor) {
+                return Err(GrantError::NotYours.into());
+            }
+            return Err(ServiceError::not_found("grant", id));
+        }
+        Ok(grant)
+    }
+
+    /// Ends a grant before its window closes (the holder or an admin).
+    #[tracing::instrument(skip(self, actor, body), fields(user = %actor.id, grant = %id))]
+    pub async fn revoke_grant(
+        &self,
+        actor: &User,
+        id: GrantId,
+        body: RevokeBody,
+    ) -> Result<GrantView, ServiceError> {
+        if let Some(reason) = &body.reason {
+            tracing::info!(%reason, "early revoke");
+        }
+        retry_conflicts(|| async {
+            let grant = self.own_grant(actor, id).await?;
+            let now = self.clock.now();
+            let reason = if grant.state == GrantState::Scheduled {
+                EndReason::Cancelled
+            } else {
+                EndReason::Revoked
+            };
+            let mut change = Change::default();
+            let request = self.store.request(grant.request).await?;
+            self.close_window(
+                grant,
+                reason,
+                Some(actor.id.clone()),
+                Actor::User(actor.id.clone()),
+                &mut change,
+                now,
+            )
+            .await?;
+            if let Some(r) = request {
+                change.requests.push(r.ended(reason));
+            }
+            let view = change.grants.last().map(Grant::view);
+            self.commit(change).await?;
+            view.ok_or_else(|| ServiceError::not_found("grant", id))
+        })
+        .await
+    }
+
+    /// Extends an active grant where the workflow allows: at once, or through
+    /// an extension request when the workflow asks for re-approval.
+    #[tracing::instrument(skip(self, actor, body), fields(user = %actor.id, grant = %id))]
+    pub async fn extend_grant(
+        &self,
+        actor: &User,
+        id: GrantId,
+        body: ExtendBody,
+    ) -> Result<ExtendOutcome, ServiceError> {
+        let grant = self.own_grant(actor, id).await?;
+        let (resource, kind) = self.resource_and_kind(&grant.resource).await?;
+        let policies = self.policies.current();
+        let workflow = policies.workflow(&resource_facts(&resource, kind));
+        if !workflow.extension_allowed {
+            return Err(GrantError::ExtensionNotAllowed.into());
+        }
+        if grant.state != GrantState::Active {
+            return Err(GrantError::NotActive { state: grant.state }.into());
+        }
+        // Checked here too so a request that could never be applied is not
+        // sent to approvers.
+        grant.extend(body.duration_seconds, workflow.extension_max_total)?;
+        if workflow.extension_requires_approval {
+            let owner = match self.store.user(&grant.user).await? {
+                Some(u) => u,
+                None => return Err(ServiceError::not_found("user", &grant.user)),
+            };
+            let ask = CreateRequestBody {
+                resource: grant.resource.clone(),
+                duration_seconds: Some(body.duration_seconds),
+                justification: body.justification.clone(),
+                ticket: None,
+                starts_at: None,
+                break_glass: false,
+            };
+            let now = self.clock.now();
+            let facts = RequestFacts {
+                duration_seconds: body.duration_seconds,
+                break_glass: false,
+                has_ticket: false,
+            };
+            let permitted = policies.permits(
+                Action::Request,
+                &principal_facts(&owner),
+                &resource_facts(&resource, kind),
+                facts,
+            );
+            let request = NewRequest {
+                id: RequestId::generate(),
+                kind: RequestKind::Extension { grant: grant.id },
+                requester: &owner.id,
+                requester_person: &owner.person,
+                body: &ask,
+                workflow: &workflow,
+                permitted,
+                now,
+            }
+            .build()?;
+            let view = self.commit_new_request(&owner, request, now).await?;
+            return Ok(ExtendOutcome::PendingApproval { request: view });
+        }
+        let grant = retry_conflicts(|| async {
+            let grant = self.own_grant(actor, id).await?;
+            let now = self.clock.now();
+            let mut change = Change::default();
+            let g = self
+                .extend_window(
+                    grant,
+                    body.duration_seconds,
+                    workflow.extension_max_total,
+                    Actor::User(actor.id.clone()),
+                    &mut change,
+                    now,
+                )
+                .await?;
+            self.commit(change).await?;
+            Ok(g)
+        })
+        .await?;
+        Ok(ExtendOutcome::Extended { grant: grant.view() })
+    }
+
+    pub async fn get_grant(&self, actor: &User, id: GrantId) -> Result<GrantView, ServiceError> {
+        let grant = self
+            .store
+            .grant(id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("grant", id))?;
+        if grant.user != actor.id && !sees_all(actor) {
+            return Err(ServiceError::not_found("grant", id));
+        }
+        Ok(grant.view())
+    }
+
+    pub async fn list_grants(&self, actor: &User, q: GrantQuery) -> Result<Page<GrantView>, ServiceError> {
+        let user = if sees_all(actor) {
+            q.user.clone()
+        } else {
+            Some(actor.id.clone())
+        };
+        let limit = q.limit.clamp(1, 500);
+        let filter = move |g: &Grant| {
+            q.state.is_none_or(|s| g.state == s) && user.as_ref().is_none_or(|u| &g.user == u)
+        };
+        let page = PageQuery {
+            after: q.after.map(|a| a.to_string()),
+            limit,
+        };
+        let items: Vec<GrantView> = self
+            .store
+            .grants(&page, &filter)
+            .await?
+            .iter()
+            .map(Grant::view)
+            .collect();
+        let next = (items.len() == limit)
+            .then(|| items.last().map(|g| g.id.to_string()))
+            .flatten();
+        Ok(Page { items, next })
+    }
+
+    /// Runs up to [`JOB_BATCH`] due jobs as one durable batch. Returns how
+    /// many were done and whether any must be retried at once (a conflict
+    /// with another change, such as two grants of one lease ending together).
+    #[tracing::instrument(skip(self))]
+    pub async fn run_due_jobs(&self) -> Result<DueRun, ServiceError> {
+        let now = self.clock.now();
+        let jobs = self.store.due_jobs(now, JOB_BATCH).await?;
+        if jobs.is_empty() {
+            return Ok(DueRun::default());
+        }
+        let mut changes = Vec::with_capacity(jobs.len());
+        let mut lateness = Vec::with_capacity(jobs.len());
+        let mut failed = 0;
+        for job in &jobs {
+            match self.job_change(job, now).await {
+                Ok(change) => {
+                    lateness.push((now - job.due).to_std().unwrap_or_default().as_secs_f64());
+                    changes.push(change);
+                }
+                Err(e) => {
+                    failed += 1;
+                    tracing::error!(?job, error = %e, "scheduled job failed; it stays due and is retried");
+                }
+            }
+        }
+        let results = self.store.commit_all(changes).await;
+        let mut run = DueRun {
+            failed,
+            ..DueRun::default()
+        };
+        for (result, late) in results.iter().zip(lateness) {
+            match result {
+                Ok(()) => {
+                    run.done += 1;
+                    self.metrics.job_lateness.observe(late);
+                }
+                Err(e) if e.is_conflict() => run.conflicts += 1,
+                Err(e) => {
+                    run.failed += 1;
+                    tracing::error!(error = %e, "committing a scheduled job failed; it stays due");
+                }
+            }
+        }
+        run.more = jobs.len() == JOB_BATCH || run.conflicts > 0;
+        Ok(run)
+    }
+
+    /// The change one due job calls for. A job whose target moved on (ended,
+    /// extended) just removes itself.
+    async fn job_change(&self, job: &Job, now: DateTime<Utc>) -> Result<Change, ServiceError> {
+        let mut change = Change::default();
+        change.unschedule.push(*job);
+        match job.kind {
+            JobKind::ExpireGrant(id) => {
+                let Some(grant) = self.store.grant(id).await? else {
+                    return Ok(change);
+                };
+                if grant.state != GrantState::Active || grant.ends_at > now {
+                    return Ok(change);
+                }
+                let request = self.store.request(grant.request).await?;
+                self.close_window(grant, EndReason::Expired, None, Actor::System, &mut change, now)
+                    .await?;
+                if let Some(r) = request.filter(|r| r.grant == Some(id)) {
+                    change.requests.push(r.ended(EndReason::Expired));
+                }
+            }
+            JobKind::ActivateGrant(id) => {
+                let Some(grant) = self.store.grant(id).await? else {
+                    return Ok(change);
+                };
+                if !grant.should_start(now) {
+                    return Ok(change);
+                }
+                let request = self.store.request(grant.request).await?;
+                self.open_window(grant, &mut change, now).await?;
+                if let Some(r) = request {
+                    change.requests.push(r.activated());
+                }
+            }
+            JobKind::ExpirePending(id) => {
+                let Some(request) = self.store.request(id).await? else {
+                    return Ok(change);
+                };
+                if let Some(expired) = request.expire_pending(now) {
+                    change.audit.push(AuditEntry {
+                        at: now,
+                        actor: Actor::System,
+                        event: crate::audit::AuditEvent::RequestPendingExpired { request: id },
+                    });
+                    change.requests.push(expired);
+                }
+            }
+        }
+        Ok(change)
+    }
+}
+
+/// What one run of due jobs did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DueRun {
+    pub done: usize,
+    pub conflicts: usize,
+    pub failed: usize,
+    /// Run again at once: the batch was full or some conflicted.
+    pub more: bool,
+}

@@ -1,0 +1,170 @@
+//! Services: the only place that combines pure domain logic, the store, the
+//! policies and the clock. HTTP handlers and the scheduler call these.
+//!
+//! - [`requests`]: create, review, cancel, read requests.
+//! - [`grants`]: open and close windows, leases, commands, extension.
+//! - [`admin`]: configurations, resources, users, tokens, policies.
+//! - [`auth`]: bearer tokens.
+
+pub mod admin;
+pub mod auth;
+mod error;
+pub mod grants;
+pub mod policies;
+pub mod requests;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+pub use error::ServiceError;
+pub use policies::PolicyHolder;
+
+use crate::clock::Clock;
+use crate::domain::policy::{Catalog, CatalogEntry};
+use crate::domain::user::User;
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// How often a conflicting compare-and-set is retried with fresh reads before
+/// the caller is told to try again.
+const CONFLICT_RETRIES: usize = 16;
+
+#[derive(Debug, Clone)]
+pub struct Broker {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) policies: Arc<PolicyHolder>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) metrics: Arc<Metrics>,
+    /// Woken when a job is scheduled earlier than the scheduler's next wake.
+    pub(crate) scheduler: Arc<Notify>,
+    pub(crate) settings: Settings,
+}
+
+/// Service settings from the broker configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Lifetime of API tokens issued to local accounts.
+    pub token_ttl: chrono::Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            token_ttl: chrono::Duration::days(30),
+        }
+    }
+}
+
+impl Broker {
+    pub fn new(
+        store: Arc<dyn Store>,
+        policies: Arc<PolicyHolder>,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+        settings: Settings,
+    ) -> Self {
+        Self {
+            store,
+            policies,
+            clock,
+            metrics,
+            scheduler: Arc::new(Notify::new()),
+            settings,
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    pub fn scheduler_notify(&self) -> &Arc<Notify> {
+        &self.scheduler
+    }
+
+    /// The resources policies may name, from the store.
+    pub async fn catalog(&self) -> Result<Catalog, ServiceError> {
+        catalog_of(self.store.as_ref()).await
+    }
+}
+
+/// The catalogue of resources policies may name.
+pub async fn catalog_of(store: &dyn Store) -> Result<Catalog, ServiceError> {
+    let resources = store
+        .resources()
+        .await?
+        .into_iter()
+        .map(|r| {
+            (
+                r.resource.id.to_string(),
+                CatalogEntry {
+                    group: r.resource.group.clone(),
+                    configuration: r.resource.configuration.to_string(),
+                },
+            )
+        })
+        .collect();
+    Ok(Catalog {
+        resources,
+        check_names: true,
+    })
+}
+
+/// Runs `attempt` again while it fails on a compare-and-set conflict: each
+/// attempt re-reads and re-decides, so exactly one of racing writers wins
+/// and the others see its outcome.
+pub(crate) async fn retry_conflicts<T, F, Fut>(mut attempt: F) -> Result<T, ServiceError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ServiceError>>,
+{
+    for _ in 0..CONFLICT_RETRIES {
+        match attempt().await {
+            Err(ServiceError::Store(e)) if e.is_conflict() => {
+                tracing::debug!(error = %e, "compare-and-set conflict; retrying");
+                tokio::task::yield_now().await;
+            }
+            other => return other,
+        }
+    }
+    Err(ServiceError::Conflict(
+        "too many concurrent changes to the same record; try again".into(),
+    ))
+}
+
+/// The caller must be an admin.
+pub fn require_admin(actor: &User) -> Result<(), ServiceError> {
+    require_role(actor, jitgate_shared::v1::api::Role::Admin)
+}
+
+/// Role guard used by services.
+pub(crate) fn require_role(actor: &User, role: jitgate_shared::v1::api::Role) -> Result<(), ServiceError> {
+    if actor.has_role(role) {
+        Ok(())
+    } else {
+        Err(ServiceError::Forbidden(format!(
+            "this needs the `{}` role; {} has {}",
+            role.as_str(),
+            actor.id,
+            if actor.roles.is_empty() {
+                "none".to_owned()
+            } else {
+                actor
+                    .roles
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        )))
+    }
+}

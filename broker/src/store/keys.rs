@@ -1,0 +1,68 @@
+//! Key layout of the embedded store. One keyspace, prefixed by record kind,
+//! so one atomic batch can touch every kind.
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::job::{Job, JobKind};
+
+pub const CONFIG: &str = "c/";
+pub const RESOURCE: &str = "r/";
+pub const USER: &str = "u/";
+pub const TOKEN: &str = "t/";
+pub const REQUEST: &str = "q/";
+pub const GRANT: &str = "g/";
+pub const LEASE: &str = "l/";
+pub const JOB: &str = "j/";
+pub const OUTBOX: &str = "o/";
+/// Outbox index by command id, for idempotent queueing.
+pub const OUTBOX_ID: &str = "oi/";
+pub const AUDIT: &str = "a/";
+pub const AUDIT_HEAD: &str = "m/audit_head";
+pub const OUTBOX_SEQ: &str = "m/outbox_seq";
+
+pub fn key(prefix: &str, id: impl std::fmt::Display) -> Vec<u8> {
+    format!("{prefix}{id}").into_bytes()
+}
+
+fn due_ms(due: DateTime<Utc>) -> u64 {
+    u64::try_from(due.timestamp_millis()).unwrap_or(0)
+}
+
+/// Jobs sort by due time, so "what is due" is a range scan.
+pub fn job(job: &Job) -> Vec<u8> {
+    let (kind, id) = match job.kind {
+        JobKind::ActivateGrant(g) => ("activate", g.to_string()),
+        JobKind::ExpireGrant(g) => ("expire", g.to_string()),
+        JobKind::ExpirePending(r) => ("pending", r.to_string()),
+    };
+    format!("{JOB}{:020}/{kind}/{id}", due_ms(job.due)).into_bytes()
+}
+
+/// The first key after every job due at or before `now`.
+pub fn jobs_due_until(now: DateTime<Utc>) -> Vec<u8> {
+    format!("{JOB}{:020}0", due_ms(now)).into_bytes()
+}
+
+pub fn outbox(configuration: &str, priority: u8, seq: u64) -> Vec<u8> {
+    format!("{OUTBOX}{configuration}/{priority}/{seq:020}").into_bytes()
+}
+
+pub fn outbox_prefix(configuration: &str) -> Vec<u8> {
+    format!("{OUTBOX}{configuration}/").into_bytes()
+}
+
+pub fn audit(seq: u64) -> Vec<u8> {
+    format!("{AUDIT}{seq:020}").into_bytes()
+}
+
+/// The smallest key greater than every key starting with `prefix`.
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![u8::MAX]
+}

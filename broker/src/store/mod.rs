@@ -1,0 +1,140 @@
+//! Durable state behind one trait with domain-level methods.
+//!
+//! Every mutation is a [`Change`]: typed records written with compare-and-set
+//! on their `version`, commands appended to a configuration's outbox, jobs
+//! scheduled or removed, and audit entries chained. A change is applied
+//! atomically and is durable (flushed) before `commit` returns, so nobody
+//! outside (an agent, a cloud, an HTTP caller) hears of a state that a crash
+//! could take back.
+//!
+//! [`sled`](self::sled) is the embedded default; a Postgres backend for
+//! several broker replicas implements the same trait.
+
+pub mod keys;
+pub mod sled;
+
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use jitgate_shared::v1::{ConfigId, GrantId, RequestId, ResourceId, UserId};
+
+use crate::audit::{AuditEntry, AuditRecord};
+use crate::domain::catalog::{StoredConfiguration, StoredResource};
+use crate::domain::command::Command;
+use crate::domain::grant::Grant;
+use crate::domain::job::Job;
+use crate::domain::lease::Lease;
+use crate::domain::request::Request;
+use crate::domain::user::{ApiToken, User};
+
+/// One atomic, durable unit of change.
+#[derive(Debug, Default, Clone)]
+pub struct Change {
+    pub configurations: Vec<StoredConfiguration>,
+    pub resources: Vec<StoredResource>,
+    pub users: Vec<User>,
+    pub tokens: Vec<ApiToken>,
+    /// Hashes of tokens to delete.
+    pub delete_tokens: Vec<String>,
+    pub requests: Vec<Request>,
+    pub grants: Vec<Grant>,
+    pub leases: Vec<Lease>,
+    /// Appended to their configuration's outbox; a command id already queued
+    /// is not queued again.
+    pub commands: Vec<Command>,
+    pub schedule: Vec<Job>,
+    pub unschedule: Vec<Job>,
+    pub audit: Vec<AuditEntry>,
+}
+
+impl Change {
+    pub fn is_empty(&self) -> bool {
+        self.configurations.is_empty()
+            && self.resources.is_empty()
+            && self.users.is_empty()
+            && self.tokens.is_empty()
+            && self.delete_tokens.is_empty()
+            && self.requests.is_empty()
+            && self.grants.is_empty()
+            && self.leases.is_empty()
+            && self.commands.is_empty()
+            && self.schedule.is_empty()
+            && self.unschedule.is_empty()
+            && self.audit.is_empty()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Someone else changed the record first; re-read and decide again.
+    #[error("{record} `{id}` changed meanwhile (expected version {expected}, found {found})")]
+    Conflict {
+        record: &'static str,
+        id: String,
+        expected: u64,
+        found: u64,
+    },
+    #[error("store at {path}: {error}")]
+    Open { path: String, error: String },
+    #[error("store backend: {0}")]
+    Backend(String),
+    #[error("stored {key} is unreadable: {error}")]
+    Corrupt { key: String, error: String },
+}
+
+impl StoreError {
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, StoreError::Conflict { .. })
+    }
+}
+
+/// Which page of a list to read: ids after `after`, at most `limit`.
+#[derive(Debug, Clone, Default)]
+pub struct PageQuery {
+    pub after: Option<String>,
+    pub limit: usize,
+}
+
+pub type Filter<'a, T> = &'a (dyn Fn(&T) -> bool + Send + Sync);
+
+#[async_trait]
+pub trait Store: Send + Sync + Debug + 'static {
+    /// Applies `change` atomically and durably, or not at all.
+    async fn commit(&self, change: Change) -> Result<(), StoreError>;
+
+    /// Applies each change atomically (each may fail on its own), with one
+    /// flush for all: the fast path for many expiries at once.
+    async fn commit_all(&self, changes: Vec<Change>) -> Vec<Result<(), StoreError>>;
+
+    async fn configuration(&self, id: &ConfigId) -> Result<Option<StoredConfiguration>, StoreError>;
+    async fn configurations(&self) -> Result<Vec<StoredConfiguration>, StoreError>;
+    async fn resource(&self, id: &ResourceId) -> Result<Option<StoredResource>, StoreError>;
+    async fn resources(&self) -> Result<Vec<StoredResource>, StoreError>;
+    async fn user(&self, id: &UserId) -> Result<Option<User>, StoreError>;
+    async fn users(&self) -> Result<Vec<User>, StoreError>;
+    async fn token(&self, hash: &str) -> Result<Option<ApiToken>, StoreError>;
+    async fn request(&self, id: RequestId) -> Result<Option<Request>, StoreError>;
+    /// Newest first.
+    async fn requests(
+        &self,
+        page: &PageQuery,
+        filter: Filter<'_, Request>,
+    ) -> Result<Vec<Request>, StoreError>;
+    async fn grant(&self, id: GrantId) -> Result<Option<Grant>, StoreError>;
+    /// Newest first.
+    async fn grants(&self, page: &PageQuery, filter: Filter<'_, Grant>) -> Result<Vec<Grant>, StoreError>;
+    async fn lease(&self, key: &str) -> Result<Option<Lease>, StoreError>;
+
+    /// When the earliest scheduled job falls due.
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+    /// Jobs due at or before `now`, earliest first.
+    async fn due_jobs(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Job>, StoreError>;
+    async fn job_count(&self) -> Result<usize, StoreError>;
+
+    /// A configuration's queued commands, revokes first, then in queue order.
+    async fn outbox(&self, configuration: &ConfigId, limit: usize) -> Result<Vec<Command>, StoreError>;
+
+    /// Audit records with `seq >= from`, in order.
+    async fn audit(&self, from: u64, limit: usize) -> Result<Vec<AuditRecord>, StoreError>;
+}

@@ -1,0 +1,445 @@
+//! The embedded store: one sled keyspace, one atomic batch per commit, one
+//! flush per commit (or per group of commits).
+//!
+//! Writers are serialised by a mutex held while versions are checked and the
+//! batch is applied (microseconds, no I/O); the flush happens after the mutex
+//! is released, so concurrent commits share fsyncs.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use jitgate_shared::v1::{ConfigId, GrantId, RequestId, ResourceId, UserId};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::keys::{self, key};
+use super::{Change, Filter, PageQuery, Store, StoreError};
+use crate::audit::{AuditHead, AuditRecord};
+use crate::domain::catalog::{StoredConfiguration, StoredResource};
+use crate::domain::command::Command;
+use crate::domain::grant::Grant;
+use crate::domain::job::Job;
+use crate::domain::lease::Lease;
+use crate::domain::request::Request;
+use crate::domain::user::{ApiToken, User};
+
+#[derive(Debug)]
+pub struct SledStore {
+    db: sled::Db,
+    writer: Mutex<WriterState>,
+}
+
+/// Counters only the writer advances, cached so commits need not read them.
+#[derive(Debug)]
+struct WriterState {
+    audit_head: AuditHead,
+    outbox_seq: u64,
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(backend)
+}
+
+fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        error: e.to_string(),
+    })
+}
+
+#[derive(Deserialize)]
+struct VersionOnly {
+    version: u64,
+}
+
+impl SledStore {
+    /// Opens (creating if needed) the store in `dir`. Fails clearly when
+    /// another process holds it.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(|e| StoreError::Open {
+                path: dir.display().to_string(),
+                error: match e {
+                    sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                        "in use by another process (is a broker running on this data directory?)".to_owned()
+                    }
+                    other => other.to_string(),
+                },
+            })?;
+        let audit_head = match db.get(keys::AUDIT_HEAD).map_err(backend)? {
+            Some(v) => decode(keys::AUDIT_HEAD.as_bytes(), &v)?,
+            None => AuditHead::default(),
+        };
+        let outbox_seq = match db.get(keys::OUTBOX_SEQ).map_err(backend)? {
+            Some(v) => decode(keys::OUTBOX_SEQ.as_bytes(), &v)?,
+            None => 0,
+        };
+        Ok(Self {
+            db,
+            writer: Mutex::new(WriterState {
+                audit_head,
+                outbox_seq,
+            }),
+        })
+    }
+
+    fn get<T: DeserializeOwned>(&self, k: &[u8]) -> Result<Option<T>, StoreError> {
+        match self.db.get(k).map_err(backend)? {
+            Some(v) => Ok(Some(decode(k, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn scan<T: DeserializeOwned>(&self, prefix: &str) -> Result<Vec<T>, StoreError> {
+        self.db
+            .scan_prefix(prefix)
+            .map(|kv| {
+                let (k, v) = kv.map_err(backend)?;
+                decode(&k, &v)
+            })
+            .collect()
+    }
+
+    /// Newest-first page over a prefix whose ids sort by creation time.
+    fn page<T: DeserializeOwned>(
+        &self,
+        prefix: &str,
+        page: &PageQuery,
+        filter: Filter<'_, T>,
+    ) -> Result<Vec<T>, StoreError> {
+        let start = prefix.as_bytes().to_vec();
+        let end = match &page.after {
+            Some(after) => key(prefix, after),
+            None => keys::prefix_end(prefix.as_bytes()),
+        };
+        let mut out = Vec::new();
+        for kv in self.db.range(start..end).rev() {
+            let (k, v) = kv.map_err(backend)?;
+            let item: T = decode(&k, &v)?;
+            if filter(&item) {
+                out.push(item);
+                if out.len() >= page.limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Checks versions and stages `change` into `batch`/`staged`. Nothing is
+    /// staged when any check fails.
+    fn stage(
+        &self,
+        change: Change,
+        state: &mut WriterState,
+        staged: &mut HashMap<Vec<u8>, Option<Vec<u8>>>,
+        batch: &mut sled::Batch,
+    ) -> Result<(), StoreError> {
+        let mut writes: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+        // Compare-and-set: the record carries the version it was read at (0
+        // for new records); the stored one must still be that, and the
+        // written one is the next.
+        let mut versioned = |record: &'static str, id: String, k: Vec<u8>, version: u64, bytes: Vec<u8>| {
+            let found = match staged.get(&k) {
+                Some(Some(v)) => serde_json::from_slice::<VersionOnly>(v)
+                    .map(|v| v.version)
+                    .unwrap_or(0),
+                Some(None) => 0,
+                None => match self.db.get(&k).map_err(backend)? {
+                    Some(v) => decode::<VersionOnly>(&k, &v)?.version,
+                    None => 0,
+                },
+            };
+            let expected = version;
+            if found != expected {
+                return Err(StoreError::Conflict {
+                    record,
+                    id,
+                    expected,
+                    found,
+                });
+            }
+            writes.push((k, Some(bytes)));
+            Ok(())
+        };
+        for mut c in change.configurations {
+            let read = c.version;
+            c.version += 1;
+            versioned(
+                "configuration",
+                c.config.id.to_string(),
+                key(keys::CONFIG, &c.config.id),
+                read,
+                encode(&c)?,
+            )?;
+        }
+        for mut r in change.resources {
+            let read = r.version;
+            r.version += 1;
+            versioned(
+                "resource",
+                r.resource.id.to_string(),
+                key(keys::RESOURCE, &r.resource.id),
+                read,
+                encode(&r)?,
+            )?;
+        }
+        for mut u in change.users {
+            let read = u.version;
+            u.version += 1;
+            versioned(
+                "user",
+                u.id.to_string(),
+                key(keys::USER, &u.id),
+                read,
+                encode(&u)?,
+            )?;
+        }
+        for mut r in change.requests {
+            let read = r.version;
+            r.version += 1;
+            versioned(
+                "request",
+                r.id.to_string(),
+                key(keys::REQUEST, r.id),
+                read,
+                encode(&r)?,
+            )?;
+        }
+        for mut g in change.grants {
+            let read = g.version;
+            g.version += 1;
+            versioned(
+                "grant",
+                g.id.to_string(),
+                key(keys::GRANT, g.id),
+                read,
+                encode(&g)?,
+            )?;
+        }
+        for mut l in change.leases {
+            let read = l.version;
+            l.version += 1;
+            versioned(
+                "lease",
+                l.key.clone(),
+                key(keys::LEASE, &l.key),
+                read,
+                encode(&l)?,
+            )?;
+        }
+        for t in &change.tokens {
+            writes.push((key(keys::TOKEN, &t.hash), Some(encode(t)?)));
+        }
+        for h in &change.delete_tokens {
+            writes.push((key(keys::TOKEN, h), None));
+        }
+        for j in &change.unschedule {
+            writes.push((keys::job(j), None));
+        }
+        for j in &change.schedule {
+            writes.push((keys::job(j), Some(encode(j)?)));
+        }
+        // Everything checked: now take sequence numbers.
+        let mut outbox_seq = state.outbox_seq;
+        for c in &change.commands {
+            let id_key = key(keys::OUTBOX_ID, &c.id);
+            let queued = match staged.get(&id_key) {
+                Some(v) => v.is_some(),
+                None => self.db.contains_key(&id_key).map_err(backend)?,
+            };
+            if queued {
+                continue;
+            }
+            outbox_seq += 1;
+            let k = keys::outbox(c.entitlement.configuration.as_str(), c.priority(), outbox_seq);
+            writes.push((id_key, Some(k.clone())));
+            writes.push((k, Some(encode(c)?)));
+        }
+        let mut head = state.audit_head.clone();
+        for entry in change.audit {
+            let (record, next) = head.append(entry);
+            writes.push((keys::audit(record.seq), Some(encode(&record)?)));
+            head = next;
+        }
+        if head != state.audit_head {
+            batch.insert(keys::AUDIT_HEAD, encode(&head)?);
+            state.audit_head = head;
+        }
+        if outbox_seq != state.outbox_seq {
+            batch.insert(keys::OUTBOX_SEQ, encode(&outbox_seq)?);
+            state.outbox_seq = outbox_seq;
+        }
+        for (k, v) in writes {
+            match &v {
+                Some(bytes) => batch.insert(k.clone(), bytes.clone()),
+                None => batch.remove(k.clone()),
+            }
+            staged.insert(k, v);
+        }
+        Ok(())
+    }
+
+    fn apply(&self, changes: Vec<Change>) -> Vec<Result<(), StoreError>> {
+        let mut state = match self.writer.lock() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let before = (state.audit_head.clone(), state.outbox_seq);
+        let mut staged = HashMap::new();
+        let mut batch = sled::Batch::default();
+        let results: Vec<_> = changes
+            .into_iter()
+            .map(|c| self.stage(c, &mut state, &mut staged, &mut batch))
+            .collect();
+        if let Err(e) = self.db.apply_batch(batch) {
+            // Nothing was written: restore the cached counters.
+            state.audit_head = before.0;
+            state.outbox_seq = before.1;
+            let msg = e.to_string();
+            return results
+                .into_iter()
+                .map(|_| Err(StoreError::Backend(msg.clone())))
+                .collect();
+        }
+        results
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush_async().await.map(|_| ()).map_err(backend)
+    }
+}
+
+#[async_trait]
+impl Store for SledStore {
+    async fn commit(&self, change: Change) -> Result<(), StoreError> {
+        let mut results = self.commit_all(vec![change]).await;
+        results.pop().unwrap_or(Ok(()))
+    }
+
+    async fn commit_all(&self, changes: Vec<Change>) -> Vec<Result<(), StoreError>> {
+        let results = self.apply(changes);
+        if results.iter().any(Result::is_ok) {
+            if let Err(e) = self.flush().await {
+                let msg = e.to_string();
+                return results
+                    .into_iter()
+                    .map(|r| r.and(Err(StoreError::Backend(msg.clone()))))
+                    .collect();
+            }
+        }
+        results
+    }
+
+    async fn configuration(&self, id: &ConfigId) -> Result<Option<StoredConfiguration>, StoreError> {
+        self.get(&key(keys::CONFIG, id))
+    }
+
+    async fn configurations(&self) -> Result<Vec<StoredConfiguration>, StoreError> {
+        self.scan(keys::CONFIG)
+    }
+
+    async fn resource(&self, id: &ResourceId) -> Result<Option<StoredResource>, StoreError> {
+        self.get(&key(keys::RESOURCE, id))
+    }
+
+    async fn resources(&self) -> Result<Vec<StoredResource>, StoreError> {
+        self.scan(keys::RESOURCE)
+    }
+
+    async fn user(&self, id: &UserId) -> Result<Option<User>, StoreError> {
+        self.get(&key(keys::USER, id))
+    }
+
+    async fn users(&self) -> Result<Vec<User>, StoreError> {
+        self.scan(keys::USER)
+    }
+
+    async fn token(&self, hash: &str) -> Result<Option<ApiToken>, StoreError> {
+        self.get(&key(keys::TOKEN, hash))
+    }
+
+    async fn request(&self, id: RequestId) -> Result<Option<Request>, StoreError> {
+        self.get(&key(keys::REQUEST, id))
+    }
+
+    async fn requests(
+        &self,
+        page: &PageQuery,
+        filter: Filter<'_, Request>,
+    ) -> Result<Vec<Request>, StoreError> {
+        self.page(keys::REQUEST, page, filter)
+    }
+
+    async fn grant(&self, id: GrantId) -> Result<Option<Grant>, StoreError> {
+        self.get(&key(keys::GRANT, id))
+    }
+
+    async fn grants(&self, page: &PageQuery, filter: Filter<'_, Grant>) -> Result<Vec<Grant>, StoreError> {
+        self.page(keys::GRANT, page, filter)
+    }
+
+    async fn lease(&self, lease_key: &str) -> Result<Option<Lease>, StoreError> {
+        self.get(&key(keys::LEASE, lease_key))
+    }
+
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        match self.db.scan_prefix(keys::JOB).next() {
+            Some(kv) => {
+                let (k, v) = kv.map_err(backend)?;
+                Ok(Some(decode::<Job>(&k, &v)?.due))
+            }
+            None => Ok(None),
+        }
+    }
+
+    async fn due_jobs(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Job>, StoreError> {
+        self.db
+            .range(keys::JOB.as_bytes().to_vec()..keys::jobs_due_until(now))
+            .take(limit)
+            .map(|kv| {
+                let (k, v) = kv.map_err(backend)?;
+                decode(&k, &v)
+            })
+            .collect()
+    }
+
+    async fn job_count(&self) -> Result<usize, StoreError> {
+        Ok(self.db.scan_prefix(keys::JOB).count())
+    }
+
+    async fn outbox(&self, configuration: &ConfigId, limit: usize) -> Result<Vec<Command>, StoreError> {
+        self.db
+            .scan_prefix(keys::outbox_prefix(configuration.as_str()))
+            .take(limit)
+            .map(|kv| {
+                let (k, v) = kv.map_err(backend)?;
+                decode(&k, &v)
+            })
+            .collect()
+    }
+
+    async fn audit(&self, from: u64, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
+        self.db
+            .range(keys::audit(from)..keys::prefix_end(keys::AUDIT.as_bytes()))
+            .take(limit)
+            .map(|kv| {
+                let (k, v) = kv.map_err(backend)?;
+                decode(&k, &v)
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

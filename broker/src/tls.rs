@@ -1,0 +1,268 @@
+//! The broker CA and TLS for the API.
+//!
+//! On first start the broker creates its own CA in the data directory (the
+//! key readable by the owner only). The API's server certificate is issued
+//! from it at every start, so clients trust the CA, never a leaf. Agents'
+//! client certificates come from the same CA.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+    KeyPair, KeyUsagePurpose, SanType,
+};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use sha2::{Digest, Sha256};
+
+pub const CA_CERT_FILE: &str = "ca.pem";
+pub const CA_KEY_FILE: &str = "ca.key";
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
+    #[error("{what}: {error}")]
+    Cert { what: String, error: String },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TlsError + '_ {
+    move |error| TlsError::Io {
+        path: path.to_owned(),
+        error,
+    }
+}
+
+fn cert_err(what: impl Into<String>) -> impl FnOnce(rcgen::Error) -> TlsError {
+    let what = what.into();
+    move |e| TlsError::Cert {
+        what,
+        error: e.to_string(),
+    }
+}
+
+fn offset(t: DateTime<Utc>) -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp(t.timestamp()).unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+}
+
+/// The broker's certificate authority.
+#[derive(Debug)]
+pub struct BrokerCa {
+    cert_pem: String,
+    cert_der: CertificateDer<'static>,
+    key: KeyPair,
+}
+
+impl BrokerCa {
+    /// Loads the CA from `dir`, creating it on first start.
+    pub fn load_or_create(dir: &Path, now: DateTime<Utc>) -> Result<Self, TlsError> {
+        let cert_path = dir.join(CA_CERT_FILE);
+        let key_path = dir.join(CA_KEY_FILE);
+        if cert_path.exists() {
+            let cert_pem = std::fs::read_to_string(&cert_path).map_err(io(&cert_path))?;
+            let key_pem = std::fs::read_to_string(&key_path).map_err(io(&key_path))?;
+            let key = KeyPair::from_pem(&key_pem).map_err(cert_err(key_path.display().to_string()))?;
+            return Self::from_pem(cert_pem, key, &cert_path);
+        }
+        let ca = Self::generate(now)?;
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        write_private(&key_path, &ca.key.serialize_pem())?;
+        std::fs::write(&cert_path, &ca.cert_pem).map_err(io(&cert_path))?;
+        tracing::info!(path = %cert_path.display(), fingerprint = %ca.fingerprint(), "created the broker CA");
+        Ok(ca)
+    }
+
+    fn from_pem(cert_pem: String, key: KeyPair, path: &Path) -> Result<Self, TlsError> {
+        let cert_der = CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|e| TlsError::Cert {
+            what: path.display().to_string(),
+            error: e.to_string(),
+        })?;
+        Ok(Self {
+            cert_pem,
+            cert_der,
+            key,
+        })
+    }
+
+    /// A new CA valid for ten years.
+    pub fn generate(now: DateTime<Utc>) -> Result<Self, TlsError> {
+        let key = KeyPair::generate().map_err(cert_err("generating the CA key"))?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "jitgate broker CA");
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "jitgate");
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        params.not_before = offset(now - chrono::Duration::hours(1));
+        params.not_after = offset(now + chrono::Duration::days(3650));
+        let cert = params
+            .self_signed(&key)
+            .map_err(cert_err("signing the CA certificate"))?;
+        Ok(Self {
+            cert_pem: cert.pem(),
+            cert_der: cert.der().clone(),
+            key,
+        })
+    }
+
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    pub fn cert_der(&self) -> &CertificateDer<'static> {
+        &self.cert_der
+    }
+
+    /// SHA-256 of the CA certificate, hex: what agents pin when enrolling.
+    pub fn fingerprint(&self) -> String {
+        hex::encode(Sha256::digest(self.cert_der.as_ref()))
+    }
+
+    fn issuer(&self) -> Result<Issuer<'static, &KeyPair>, TlsError> {
+        Issuer::from_ca_cert_der(&self.cert_der, &self.key).map_err(cert_err("reading the CA certificate"))
+    }
+
+    /// A server certificate for `names` (DNS names or IP addresses), valid
+    /// for 90 days.
+    pub fn issue_server_cert(
+        &self,
+        names: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+        let key = KeyPair::generate().map_err(cert_err("generating the server key"))?;
+        let mut params = CertificateParams::new(Vec::<String>::new()).map_err(cert_err("server names"))?;
+        for name in names {
+            let san = match name.parse::<std::net::IpAddr>() {
+                Ok(ip) => SanType::IpAddress(ip),
+                Err(_) => SanType::DnsName(
+                    name.clone()
+                        .try_into()
+                        .map_err(cert_err(format!("server name `{name}`")))?,
+                ),
+            };
+            params.subject_alt_names.push(san);
+        }
+        params.distinguished_name = DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "jitgate broker");
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.not_before = offset(now - chrono::Duration::hours(1));
+        params.not_after = offset(now + chrono::Duration::days(90));
+        let cert = params
+            .signed_by(&key, &self.issuer()?)
+            .map_err(cert_err("signing the server certificate"))?;
+        let key_der = PrivateKeyDer::try_from(key.serialize_der()).map_err(|e| TlsError::Cert {
+            what: "server key".into(),
+            error: e.to_string(),
+        })?;
+        Ok((vec![cert.der().clone(), self.cert_der.clone()], key_der))
+    }
+
+    /// rustls configuration for the API: server-authenticated TLS 1.2/1.3.
+    pub fn api_server_config(
+        &self,
+        names: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+        let (chain, key) = self.issue_server_cert(names, now)?;
+        let mut config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(|e| TlsError::Cert {
+                what: "server TLS configuration".into(),
+                error: e.to_string(),
+            })?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+}
+
+/// Writes a secret file readable by its owner only.
+pub fn write_private(path: &Path, contents: &str) -> Result<(), TlsError> {
+    use std::io::Write;
+    #[cfg(unix)]
+    let file = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)
+    };
+    #[cfg(not(unix))]
+    let file = std::fs::File::create(path);
+    let mut file = file.map_err(io(path))?;
+    file.write_all(contents.as_bytes()).map_err(io(path))?;
+    file.sync_all().map_err(io(path))
+}
+
+/// Installs the process-wide rustls crypto provider; safe to call twice.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ca_is_created_once_and_reloaded() {
+        use rustls::client::danger::ServerCertVerifier;
+        install_crypto_provider();
+        let dir = tempfile::tempdir().unwrap();
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let a = BrokerCa::load_or_create(dir.path(), now).unwrap();
+        let b = BrokerCa::load_or_create(dir.path(), now).unwrap();
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(CA_KEY_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let (chain, _) = b
+            .issue_server_cert(&["localhost".into(), "127.0.0.1".into()], now)
+            .unwrap();
+        assert_eq!(chain.len(), 2);
+        // The leaf verifies against the CA as a root.
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(a.cert_der().clone()).unwrap();
+        let verifier = rustls::client::WebPkiServerVerifier::builder(Arc::new(roots))
+            .build()
+            .unwrap();
+        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+        let at = rustls_pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(1_800_000_100));
+        verifier
+            .verify_server_cert(&chain[0], &chain[1..], &name, &[], at)
+            .unwrap();
+        // A CA made elsewhere does not vouch for it.
+        let other = BrokerCa::generate(now).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(other.cert_der().clone()).unwrap();
+        let verifier = rustls::client::WebPkiServerVerifier::builder(Arc::new(roots))
+            .build()
+            .unwrap();
+        assert!(verifier
+            .verify_server_cert(&chain[0], &chain[1..], &name, &[], at)
+            .is_err());
+    }
+}

@@ -1,0 +1,350 @@
+//! REST API v1 bodies and views. Input bodies reject unknown fields so a typo
+//! in a client is an error rather than a silently ignored setting.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::entitlement::{Entitlement, Target};
+use super::ids::{ConfigId, GrantId, RequestId, ResourceId, UserId};
+
+/// What a person may do in jitgate, independent of per-resource policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Requester,
+    Approver,
+    Admin,
+    Auditor,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Requester, Role::Approver, Role::Admin, Role::Auditor];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Requester => "requester",
+            Role::Approver => "approver",
+            Role::Admin => "admin",
+            Role::Auditor => "auditor",
+        }
+    }
+}
+
+// ---- requests ---------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRequestBody {
+    pub resource: ResourceId,
+    /// Length of the window; the policy's default when absent.
+    #[serde(default)]
+    pub duration_seconds: Option<u64>,
+    #[serde(default)]
+    pub justification: Option<String>,
+    #[serde(default)]
+    pub ticket: Option<String>,
+    /// Start of the window; as soon as approved when absent.
+    #[serde(default)]
+    pub starts_at: Option<DateTime<Utc>>,
+    /// Skip approval where a policy allows break-glass. Loud: audited and
+    /// flagged for review.
+    #[serde(default)]
+    pub break_glass: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestState {
+    Pending,
+    Approved,
+    Active,
+    Ended,
+    Denied,
+    PendingExpired,
+    Cancelled,
+}
+
+impl RequestState {
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            RequestState::Ended
+                | RequestState::Denied
+                | RequestState::PendingExpired
+                | RequestState::Cancelled
+        )
+    }
+}
+
+/// Why a grant (and its request) ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    /// The window closed.
+    Expired,
+    /// Ended before its window closed by the requester or an admin.
+    Revoked,
+    /// Cancelled before its window opened.
+    Cancelled,
+    /// The user was deprovisioned or disabled.
+    Deprovisioned,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RequestKind {
+    /// Ask for a new grant.
+    Access,
+    /// Ask to extend an existing grant.
+    Extension { grant: GrantId },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    Approve,
+    Deny,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReviewView {
+    pub reviewer: UserId,
+    pub decision: Decision,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RequestView {
+    pub id: RequestId,
+    pub kind: RequestKind,
+    pub requester: UserId,
+    pub resource: ResourceId,
+    pub duration_seconds: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub justification: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starts_at: Option<DateTime<Utc>>,
+    pub state: RequestState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_reason: Option<EndReason>,
+    pub created_at: DateTime<Utc>,
+    /// After this instant a pending request can no longer be approved.
+    pub pending_expires_at: DateTime<Utc>,
+    pub approvals_required: u32,
+    pub reviews: Vec<ReviewView>,
+    pub break_glass: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<GrantId>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewBody {
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+// ---- grants -----------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantState {
+    /// Approved; the window has not opened yet.
+    Scheduled,
+    /// The window is open; the entitlement is held.
+    Active,
+    Ended,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct GrantView {
+    pub id: GrantId,
+    pub request: RequestId,
+    pub user: UserId,
+    pub resource: ResourceId,
+    pub entitlement: Entitlement,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub state: GrantState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_reason: Option<EndReason>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_by: Option<UserId>,
+    pub extensions: u32,
+    pub break_glass: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExtendBody {
+    /// How much longer the window should stay open.
+    pub duration_seconds: u64,
+    #[serde(default)]
+    pub justification: Option<String>,
+}
+
+/// Either the grant was extended at once, or an extension request awaits
+/// approval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum ExtendOutcome {
+    Extended { grant: GrantView },
+    PendingApproval { request: RequestView },
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeBody {
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+// ---- admin ------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConfigKind {
+    AwsIdentityCenter,
+    AwsIam,
+    EntraId,
+}
+
+impl ConfigKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConfigKind::AwsIdentityCenter => "aws_identity_center",
+            ConfigKind::AwsIam => "aws_iam",
+            ConfigKind::EntraId => "entra_id",
+        }
+    }
+}
+
+/// Where a configuration's identities live.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
+pub enum IdentityMode {
+    /// The tenant's own directory holds the users; elevation happens there.
+    Direct,
+    /// The tenant trusts another configuration's directory; elevation is
+    /// applied there.
+    Federated { directory: ConfigId },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Configuration {
+    pub id: ConfigId,
+    pub kind: ConfigKind,
+    #[serde(default)]
+    pub display_name: String,
+    /// Tenant identifiers: `account_id`, `instance_arn`, `identity_store_id`,
+    /// `tenant_id`, ... as the kind needs.
+    #[serde(default)]
+    pub tenant: BTreeMap<String, String>,
+    pub identity_mode: IdentityMode,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Resource {
+    pub id: ResourceId,
+    pub configuration: ConfigId,
+    #[serde(default)]
+    pub display_name: String,
+    /// Resource group, for policies and workflow settings shared by several
+    /// resources.
+    #[serde(default)]
+    pub group: Option<String>,
+    pub target: Target,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserBody {
+    pub id: UserId,
+    #[serde(default)]
+    pub display_name: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    pub roles: BTreeSet<Role>,
+    /// Directory groups, usable in policies (`Jitgate::Group`).
+    #[serde(default)]
+    pub groups: BTreeSet<String>,
+    /// Accounts with the same person id belong to one person: none of them
+    /// may approve another's request.
+    #[serde(default)]
+    pub person: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct UserView {
+    pub id: UserId,
+    pub display_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    pub roles: BTreeSet<Role>,
+    pub groups: BTreeSet<String>,
+    pub person: String,
+    pub disabled: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A user just created or given a new token. The token is shown once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct IssuedToken {
+    pub user: UserView,
+    pub token: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PolicyStatus {
+    pub directory: String,
+    pub files: Vec<String>,
+    pub policies: usize,
+    pub loaded_at: DateTime<Utc>,
+    /// Why the last reload was refused, if it was; the previous set stays.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct OutboxCommandView {
+    pub command_id: String,
+    pub op: CommandOp,
+    pub grant: GrantId,
+    pub entitlement: Entitlement,
+    pub not_before: DateTime<Utc>,
+    pub not_after: DateTime<Utc>,
+    pub issued_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandOp {
+    Grant,
+    Revoke,
+}
+
+/// A page of a list; pass `next` as `after` to get the following page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}

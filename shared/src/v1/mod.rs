@@ -1,0 +1,10 @@
+//! Version 1 of jitgate's API and wire types.
+
+pub mod api;
+pub mod entitlement;
+pub mod error;
+pub mod ids;
+
+pub use entitlement::{Entitlement, Target};
+pub use error::{ErrorBody, ErrorCode};
+pub use ids::{ConfigId, GrantId, IdError, RequestId, ResourceId, UserId};

@@ -1,1 +1,299 @@
-fn main() {}
+//! `jitgate`: ask for, review and end just-in-time access. Speaks only the
+//! broker's REST API.
+#![allow(clippy::print_stdout)] // a command-line tool: stdout is its output
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand};
+use jitgate_broker::cli::client::{ApiClient, ClientError};
+use jitgate_broker::cli::output;
+use jitgate_shared::v1::api::{CreateRequestBody, ExtendBody, ExtendOutcome, GrantState, RequestState};
+use jitgate_shared::v1::{GrantId, RequestId, ResourceId, UserId};
+use serde::Serialize;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "jitgate",
+    version,
+    about = "Just-in-time privileged access from the command line"
+)]
+struct Cli {
+    /// Broker URL.
+    #[arg(
+        long,
+        env = "JITGATE_SERVER",
+        default_value = "https://127.0.0.1:8443",
+        global = true
+    )]
+    server: String,
+    /// API token.
+    #[arg(long, env = "JITGATE_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
+    /// The broker CA certificate to trust (only it is trusted when given).
+    #[arg(long, env = "JITGATE_CA_CERT", global = true)]
+    ca_cert: Option<PathBuf>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+fn duration(s: &str) -> Result<u64, String> {
+    humantime::parse_duration(s)
+        .map(|d| d.as_secs())
+        .map_err(|e| format!("`{s}` is not a duration like 30m or 2h: {e}"))
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Who the token belongs to.
+    Whoami,
+    /// Ask for access to a resource.
+    Request {
+        resource: ResourceId,
+        /// How long, like 30m or 2h; the policy's default when absent.
+        #[arg(long, value_parser = duration)]
+        duration: Option<u64>,
+        #[arg(long, short = 'j')]
+        justification: Option<String>,
+        #[arg(long)]
+        ticket: Option<String>,
+        /// Start later (RFC 3339, like 2026-11-24T18:00:00Z).
+        #[arg(long)]
+        starts_at: Option<DateTime<Utc>>,
+        /// Take access without approval where a policy allows; audited loudly.
+        #[arg(long)]
+        break_glass: bool,
+    },
+    /// Approve a request.
+    Approve {
+        id: RequestId,
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Deny a request.
+    Deny {
+        id: RequestId,
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Cancel your pending or not yet started request.
+    Cancel { id: RequestId },
+    /// List requests (yours; approvers, admins and auditors see all).
+    List {
+        #[arg(long, value_enum)]
+        state: Option<StateArg>,
+        #[arg(long)]
+        requester: Option<UserId>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// List grants.
+    Grants {
+        #[arg(long, value_enum)]
+        state: Option<GrantStateArg>,
+        #[arg(long)]
+        user: Option<UserId>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Show a request or a grant by id.
+    Show { id: String },
+    /// End a grant now.
+    Revoke {
+        id: GrantId,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Extend an active grant where the policy allows.
+    Extend {
+        id: GrantId,
+        #[arg(long, value_parser = duration)]
+        duration: u64,
+        #[arg(long, short = 'j')]
+        justification: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum StateArg {
+    Pending,
+    Approved,
+    Active,
+    Ended,
+    Denied,
+    PendingExpired,
+    Cancelled,
+}
+
+impl StateArg {
+    fn api(self) -> RequestState {
+        match self {
+            StateArg::Pending => RequestState::Pending,
+            StateArg::Approved => RequestState::Approved,
+            StateArg::Active => RequestState::Active,
+            StateArg::Ended => RequestState::Ended,
+            StateArg::Denied => RequestState::Denied,
+            StateArg::PendingExpired => RequestState::PendingExpired,
+            StateArg::Cancelled => RequestState::Cancelled,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum GrantStateArg {
+    Scheduled,
+    Active,
+    Ended,
+}
+
+fn query_value<T: Serialize>(v: T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            if e.status() == Some(reqwest::StatusCode::UNAUTHORIZED) {
+                eprintln!("hint: set JITGATE_TOKEN (or --token) to a valid API token");
+            }
+            if let ClientError::Transport { error, .. } = &e {
+                if error.contains("certificate") || error.contains("UnknownIssuer") {
+                    eprintln!("hint: set JITGATE_CA_CERT (or --ca-cert) to the broker's ca.pem");
+                }
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print<T: Serialize>(json: bool, value: &T, human: impl FnOnce(&T) -> String) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+    } else {
+        println!("{}", human(value));
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), ClientError> {
+    let api = ApiClient::new(&cli.server, cli.token.clone(), cli.ca_cert.as_deref())?;
+    let json = cli.json;
+    match cli.command {
+        Command::Whoami => {
+            let me = api.whoami().await?;
+            print(json, &me, |u| {
+                let roles: Vec<_> = u.roles.iter().map(|r| r.as_str()).collect();
+                format!("{} ({}) roles: {}", u.id, u.display_name, roles.join(", "))
+            });
+        }
+        Command::Request {
+            resource,
+            duration,
+            justification,
+            ticket,
+            starts_at,
+            break_glass,
+        } => {
+            let body = CreateRequestBody {
+                resource,
+                duration_seconds: duration,
+                justification,
+                ticket,
+                starts_at,
+                break_glass,
+            };
+            let r = api.create_request(&body).await?;
+            print(json, &r, output::request);
+        }
+        Command::Approve { id, comment } => print(json, &api.approve(id, comment).await?, output::request),
+        Command::Deny { id, comment } => print(json, &api.deny(id, comment).await?, output::request),
+        Command::Cancel { id } => print(json, &api.cancel(id).await?, output::request),
+        Command::List {
+            state,
+            requester,
+            limit,
+        } => {
+            let mut q = vec![("limit", limit.to_string())];
+            if let Some(s) = state {
+                q.push(("state", query_value(s.api())));
+            }
+            if let Some(u) = requester {
+                q.push(("requester", u.to_string()));
+            }
+            let page = api.requests(&q).await?;
+            print(json, &page, |p| output::requests(&p.items));
+        }
+        Command::Grants { state, user, limit } => {
+            let mut q = vec![("limit", limit.to_string())];
+            if let Some(s) = state {
+                let s = match s {
+                    GrantStateArg::Scheduled => GrantState::Scheduled,
+                    GrantStateArg::Active => GrantState::Active,
+                    GrantStateArg::Ended => GrantState::Ended,
+                };
+                q.push(("state", query_value(s)));
+            }
+            if let Some(u) = user {
+                q.push(("user", u.to_string()));
+            }
+            let page = api.grants(&q).await?;
+            print(json, &page, |p| output::grants(&p.items));
+        }
+        Command::Show { id } => {
+            let uuid: RequestId = id
+                .parse()
+                .map_err(|e: jitgate_shared::v1::IdError| ClientError::Api {
+                    status: reqwest::StatusCode::BAD_REQUEST,
+                    body: jitgate_shared::v1::ErrorBody {
+                        code: jitgate_shared::v1::ErrorCode::InvalidInput,
+                        message: e.to_string(),
+                        field: Some("id".into()),
+                    },
+                })?;
+            match api.request(uuid).await {
+                Ok(r) => print(json, &r, output::request),
+                Err(e) if e.status() == Some(reqwest::StatusCode::NOT_FOUND) => {
+                    let g = api.grant(GrantId::from_uuid(uuid.as_uuid())).await?;
+                    print(json, &g, |g| output::grants(std::slice::from_ref(g)));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Command::Revoke { id, reason } => {
+            let g = api.revoke(id, reason).await?;
+            print(json, &g, |g| output::grants(std::slice::from_ref(g)));
+        }
+        Command::Extend {
+            id,
+            duration,
+            justification,
+        } => {
+            let outcome = api
+                .extend(
+                    id,
+                    &ExtendBody {
+                        duration_seconds: duration,
+                        justification,
+                    },
+                )
+                .await?;
+            print(json, &outcome, |o| match o {
+                ExtendOutcome::Extended { grant } => output::grants(std::slice::from_ref(grant)),
+                ExtendOutcome::PendingApproval { request } => {
+                    format!("extension needs approval:\n{}", output::request(request))
+                }
+            });
+        }
+    }
+    Ok(())
+}

@@ -135,6 +135,11 @@ impl NewRequest<'_> {
     pub fn build(self) -> Result<Request, RequestError> {
         let w = self.workflow;
         let b = self.body;
+        // Permission first: someone who may not ask learns nothing of the
+        // resource's workflow.
+        if !self.permitted {
+            return Err(RequestError::NotPermitted);
+        }
         let duration = self.duration_seconds();
         if duration == 0 {
             return Err(RequestError::ZeroDuration);
@@ -178,9 +183,6 @@ impl NewRequest<'_> {
         }
         if b.break_glass && !w.break_glass_allowed {
             return Err(RequestError::BreakGlassNotAllowed);
-        }
-        if !self.permitted {
-            return Err(RequestError::NotPermitted);
         }
         let skip_approval = b.break_glass || w.auto_approve;
         let ttl = chrono::Duration::from_std(w.pending_ttl).unwrap_or(chrono::Duration::days(1));

@@ -1,0 +1,224 @@
+//! A typed client for REST API v1.
+
+use std::path::Path;
+use std::time::Duration;
+
+use jitgate_shared::v1::api::{
+    Configuration, CreateRequestBody, ExtendBody, ExtendOutcome, GrantView, IssuedToken, OutboxCommandView,
+    Page, PolicyStatus, RequestView, Resource, ReviewBody, RevokeBody, UserBody, UserView,
+};
+use jitgate_shared::v1::{ErrorBody, GrantId, RequestId};
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The broker answered with an error body.
+    #[error("{}{}", .body.message, .body.field.as_ref().map(|f| format!(" (field `{f}`)")).unwrap_or_default())]
+    Api { status: StatusCode, body: ErrorBody },
+    #[error("cannot reach the broker at {url}: {error}")]
+    Transport { url: String, error: String },
+    #[error("unexpected answer from {url} ({status}): {body}")]
+    Unexpected {
+        url: String,
+        status: StatusCode,
+        body: String,
+    },
+    #[error("CA certificate {path}: {error}")]
+    Ca { path: String, error: String },
+}
+
+impl ClientError {
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            ClientError::Api { status, .. } | ClientError::Unexpected { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiClient {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl ApiClient {
+    /// A client for the broker at `base` (like `https://127.0.0.1:8443`),
+    /// trusting only the CA in `ca_cert` when given.
+    pub fn new(base: &str, token: Option<String>, ca_cert: Option<&Path>) -> Result<Self, ClientError> {
+        let mut builder = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .connect_timeout(Duration::from_secs(5));
+        if let Some(path) = ca_cert {
+            let ca_err = |error: String| ClientError::Ca {
+                path: path.display().to_string(),
+                error,
+            };
+            let pem = std::fs::read(path).map_err(|e| ca_err(e.to_string()))?;
+            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| ca_err(e.to_string()))?;
+            builder = builder.tls_certs_only([cert]);
+        }
+        let http = builder.build().map_err(|e| ClientError::Transport {
+            url: base.to_owned(),
+            error: e.to_string(),
+        })?;
+        Ok(Self {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+        })
+    }
+
+    pub fn with_token(&self, token: &str) -> Self {
+        Self {
+            token: Some(token.to_owned()),
+            ..self.clone()
+        }
+    }
+
+    async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.http.request(method, &url).query(query);
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let resp = req.send().await.map_err(|e| ClientError::Transport {
+            url: url.clone(),
+            error: error_chain(&e),
+        })?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| ClientError::Transport {
+            url: url.clone(),
+            error: e.to_string(),
+        })?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).map_err(|e| ClientError::Unexpected {
+                url,
+                status,
+                body: format!("{e}: {}", String::from_utf8_lossy(&bytes)),
+            });
+        }
+        match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(body) => Err(ClientError::Api { status, body }),
+            Err(_) => Err(ClientError::Unexpected {
+                url,
+                status,
+                body: String::from_utf8_lossy(&bytes).into_owned(),
+            }),
+        }
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str, query: &[(&str, String)]) -> Result<T, ClientError> {
+        self.call::<(), T>(Method::GET, path, query, None).await
+    }
+
+    async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
+        self.call(Method::POST, path, &[], Some(body)).await
+    }
+
+    async fn put<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
+        self.call(Method::PUT, path, &[], Some(body)).await
+    }
+
+    pub async fn whoami(&self) -> Result<UserView, ClientError> {
+        self.get("/api/v1/whoami", &[]).await
+    }
+
+    pub async fn create_request(&self, body: &CreateRequestBody) -> Result<RequestView, ClientError> {
+        self.post("/api/v1/requests", body).await
+    }
+
+    pub async fn request(&self, id: RequestId) -> Result<RequestView, ClientError> {
+        self.get(&format!("/api/v1/requests/{id}"), &[]).await
+    }
+
+    pub async fn requests(&self, query: &[(&str, String)]) -> Result<Page<RequestView>, ClientError> {
+        self.get("/api/v1/requests", query).await
+    }
+
+    pub async fn approve(&self, id: RequestId, comment: Option<String>) -> Result<RequestView, ClientError> {
+        self.post(&format!("/api/v1/requests/{id}/approve"), &ReviewBody { comment })
+            .await
+    }
+
+    pub async fn deny(&self, id: RequestId, comment: Option<String>) -> Result<RequestView, ClientError> {
+        self.post(&format!("/api/v1/requests/{id}/deny"), &ReviewBody { comment })
+            .await
+    }
+
+    pub async fn cancel(&self, id: RequestId) -> Result<RequestView, ClientError> {
+        self.post(&format!("/api/v1/requests/{id}/cancel"), &serde_json::json!({}))
+            .await
+    }
+
+    pub async fn grant(&self, id: GrantId) -> Result<GrantView, ClientError> {
+        self.get(&format!("/api/v1/grants/{id}"), &[]).await
+    }
+
+    pub async fn grants(&self, query: &[(&str, String)]) -> Result<Page<GrantView>, ClientError> {
+        self.get("/api/v1/grants", query).await
+    }
+
+    pub async fn revoke(&self, id: GrantId, reason: Option<String>) -> Result<GrantView, ClientError> {
+        self.post(&format!("/api/v1/grants/{id}/revoke"), &RevokeBody { reason })
+            .await
+    }
+
+    pub async fn extend(&self, id: GrantId, body: &ExtendBody) -> Result<ExtendOutcome, ClientError> {
+        self.post(&format!("/api/v1/grants/{id}/extend"), body).await
+    }
+
+    pub async fn put_configuration(&self, c: &Configuration) -> Result<Configuration, ClientError> {
+        self.put(&format!("/api/v1/admin/configurations/{}", c.id), c)
+            .await
+    }
+
+    pub async fn put_resource(&self, r: &Resource) -> Result<Resource, ClientError> {
+        self.put(&format!("/api/v1/admin/resources/{}", r.id), r).await
+    }
+
+    /// Creates a user (returning its first token) or updates one.
+    pub async fn create_user(&self, u: &UserBody) -> Result<IssuedToken, ClientError> {
+        self.put(&format!("/api/v1/admin/users/{}", u.id), u).await
+    }
+
+    pub async fn reload_policies(&self) -> Result<PolicyStatus, ClientError> {
+        self.post("/api/v1/admin/policies/reload", &serde_json::json!({}))
+            .await
+    }
+
+    pub async fn outbox(
+        &self,
+        configuration: &str,
+        limit: usize,
+    ) -> Result<Vec<OutboxCommandView>, ClientError> {
+        self.get(
+            &format!("/api/v1/admin/outbox/{configuration}"),
+            &[("limit", limit.to_string())],
+        )
+        .await
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}

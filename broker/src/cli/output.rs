@@ -1,0 +1,115 @@
+//! Tables for people; `--json` bypasses these.
+
+use chrono::{DateTime, Utc};
+use comfy_table::presets::UTF8_BORDERS_ONLY;
+use comfy_table::Table;
+use jitgate_shared::v1::api::{GrantView, RequestKind, RequestView};
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_BORDERS_ONLY)
+        .set_header(header.iter().copied());
+    t
+}
+
+fn when(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+fn lower<T: std::fmt::Debug>(v: T) -> String {
+    // Enum names in snake_case as the API writes them.
+    let s = format!("{v:?}");
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.extend(c.to_lowercase());
+    }
+    out
+}
+
+pub fn requests(items: &[RequestView]) -> String {
+    let mut t = table(&[
+        "id",
+        "requester",
+        "resource",
+        "for",
+        "state",
+        "approvals",
+        "created",
+    ]);
+    for r in items {
+        let resource = match &r.kind {
+            RequestKind::Access => r.resource.to_string(),
+            RequestKind::Extension { grant } => format!("{} (extend {grant})", r.resource),
+        };
+        t.add_row(vec![
+            r.id.to_string(),
+            r.requester.to_string(),
+            resource,
+            humantime::format_duration(std::time::Duration::from_secs(r.duration_seconds)).to_string(),
+            lower(r.state),
+            format!(
+                "{}/{}",
+                r.reviews
+                    .iter()
+                    .filter(|v| v.decision == jitgate_shared::v1::api::Decision::Approve)
+                    .count(),
+                r.approvals_required
+            ),
+            when(r.created_at),
+        ]);
+    }
+    t.to_string()
+}
+
+pub fn request(r: &RequestView) -> String {
+    let mut out = requests(std::slice::from_ref(r));
+    if let Some(j) = &r.justification {
+        out.push_str(&format!("\njustification: {j}"));
+    }
+    if let Some(t) = &r.ticket {
+        out.push_str(&format!("\nticket: {t}"));
+    }
+    for v in &r.reviews {
+        out.push_str(&format!(
+            "\n{} by {} at {}{}",
+            lower(v.decision),
+            v.reviewer,
+            when(v.at),
+            v.comment.as_ref().map(|c| format!(": {c}")).unwrap_or_default()
+        ));
+    }
+    if let Some(g) = r.grant {
+        out.push_str(&format!("\ngrant: {g}"));
+    }
+    if r.break_glass {
+        out.push_str("\nBREAK-GLASS: taken without approval; flagged for review");
+    }
+    out
+}
+
+pub fn grants(items: &[GrantView]) -> String {
+    let mut t = table(&["id", "user", "resource", "entitlement", "state", "starts", "ends"]);
+    for g in items {
+        let state = match g.end_reason {
+            Some(reason) => format!("{} ({})", lower(g.state), lower(reason)),
+            None => lower(g.state),
+        };
+        t.add_row(vec![
+            g.id.to_string(),
+            g.user.to_string(),
+            g.resource.to_string(),
+            format!(
+                "{} in {}",
+                g.entitlement.target.describe(),
+                g.entitlement.configuration
+            ),
+            state,
+            when(g.starts_at),
+            when(g.ends_at),
+        ]);
+    }
+    t.to_string()
+}

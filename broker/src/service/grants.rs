@@ -481,16 +481,20 @@ impl Broker {
     }
 
     /// The change one due job calls for. A job whose target moved on (ended,
-    /// extended) just removes itself.
+    /// extended, rescheduled) just removes itself; a job for the target's
+    /// current time is never dropped before that time.
     async fn job_change(&self, job: &Job, now: DateTime<Utc>) -> Result<Change, ServiceError> {
         let mut change = Change::default();
+        if job.due > now {
+            return Ok(change);
+        }
         change.unschedule.push(*job);
         match job.kind {
             JobKind::ExpireGrant(id) => {
                 let Some(grant) = self.store.grant(id).await? else {
                     return Ok(change);
                 };
-                if grant.state != GrantState::Active || grant.ends_at > now {
+                if grant.state != GrantState::Active || grant.ends_at != job.due {
                     return Ok(change);
                 }
                 let request = self.store.request(grant.request).await?;
@@ -504,7 +508,7 @@ impl Broker {
                 let Some(grant) = self.store.grant(id).await? else {
                     return Ok(change);
                 };
-                if !grant.should_start(now) {
+                if grant.state != GrantState::Scheduled || grant.starts_at != job.due {
                     return Ok(change);
                 }
                 let request = self.store.request(grant.request).await?;

@@ -3,7 +3,7 @@
 //!
 //! Writers are serialised by a mutex held while versions are checked and the
 //! batch is applied (microseconds, no I/O); the flush happens after the mutex
-//! is released, so concurrent commits share fsyncs.
+//! is released, so a flush covers every batch applied before it.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -315,8 +315,16 @@ impl SledStore {
         results
     }
 
+    /// Makes every applied batch durable. sled 0.34's `flush_async` can
+    /// leave futures unwoken when several poll it at once (sled issues
+    /// 1241 and 1308), so the blocking flush runs on the blocking pool.
     async fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush_async().await.map(|_| ()).map_err(backend)
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .map_err(backend)?
+            .map(|_| ())
+            .map_err(backend)
     }
 }
 
@@ -404,14 +412,23 @@ impl Store for SledStore {
     }
 
     async fn due_jobs(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Job>, StoreError> {
-        self.db
+        // Keys carry milliseconds; a job later in `now`'s millisecond is not
+        // due yet, so compare the full instant too.
+        let mut due = Vec::new();
+        for kv in self
+            .db
             .range(keys::JOB.as_bytes().to_vec()..keys::jobs_due_until(now))
-            .take(limit)
-            .map(|kv| {
-                let (k, v) = kv.map_err(backend)?;
-                decode(&k, &v)
-            })
-            .collect()
+        {
+            let (k, v) = kv.map_err(backend)?;
+            let job: Job = decode(&k, &v)?;
+            if job.due <= now {
+                due.push(job);
+                if due.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(due)
     }
 
     async fn job_count(&self) -> Result<usize, StoreError> {

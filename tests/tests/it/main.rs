@@ -1,1 +1,11 @@
-fn main() {}
+//! jitgate's integration tests: one binary, many modules, real processes.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout)]
+// The harness watches real processes, so it reads the wall clock.
+#![allow(clippy::disallowed_methods)]
+
+mod api_input;
+mod cli;
+mod crash;
+mod lifecycle;
+mod policies;
+mod support;

@@ -1,0 +1,188 @@
+//! A broker process under test.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use jitgate_broker::cli::client::ApiClient;
+use tempfile::TempDir;
+use tokio::process::{Child, Command};
+
+use crate::bin;
+
+#[derive(Debug)]
+pub struct TestBroker {
+    dir: TempDir,
+    child: Option<Child>,
+    pub url: String,
+    tokens: HashMap<String, String>,
+    starts: usize,
+}
+
+impl TestBroker {
+    /// Loads `catalog` (TOML, as deploy/quickstart/catalog.toml) into a new
+    /// data directory, writes `policies`, and starts `jitgate-broker serve`.
+    pub async fn start(catalog: &str, policies: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("policies")).unwrap();
+        for (name, text) in policies {
+            std::fs::write(dir.path().join("policies").join(name), text).unwrap();
+        }
+        std::fs::write(dir.path().join("catalog.toml"), catalog).unwrap();
+        let mut me = Self {
+            dir,
+            child: None,
+            url: String::new(),
+            tokens: HashMap::new(),
+            starts: 0,
+        };
+        let out = me.offline(&["catalog", "load", me.path("catalog.toml").to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "catalog load failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let (user, token) = line.split_once('\t').unwrap();
+            me.tokens.insert(user.to_owned(), token.to_owned());
+        }
+        me.spawn().await;
+        me
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.path("data")
+    }
+
+    pub fn ca(&self) -> PathBuf {
+        self.path("data/ca.pem")
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.path(&format!("broker-{}.log", self.starts))
+    }
+
+    /// The broker's log so far, for failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    async fn spawn(&mut self) {
+        self.starts += 1;
+        let log = std::fs::File::create(self.log_path()).unwrap();
+        let child = Command::new(bin("jitgate-broker"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(self.data_dir())
+            .arg("--policy-dir")
+            .arg(self.path("policies"))
+            .env("RUST_LOG", "info,jitgate_broker=debug")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let log = self.log();
+            if let Some(rest) = log.split("broker listening on ").nth(1) {
+                self.url = rest.split_whitespace().next().unwrap().to_owned();
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("broker exited with {status} before listening:\n{log}");
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "broker did not start:\n{log}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn token(&self, user: &str) -> &str {
+        self.tokens
+            .get(user)
+            .unwrap_or_else(|| panic!("no token for {user}"))
+    }
+
+    /// A client authenticated as `user`.
+    pub fn client(&self, user: &str) -> ApiClient {
+        ApiClient::new(&self.url, Some(self.token(user).to_owned()), Some(&self.ca())).unwrap()
+    }
+
+    pub fn anonymous(&self) -> ApiClient {
+        ApiClient::new(&self.url, None, Some(&self.ca())).unwrap()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().and_then(Child::id).unwrap()
+    }
+
+    /// Sends a signal by name (`HUP`, `TERM`, `KILL`).
+    pub fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.start_kill().unwrap();
+            child.wait().await.unwrap();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub async fn stop(&mut self) {
+        if self.child.is_some() {
+            self.signal("TERM");
+            let status = self.child.take().unwrap().wait().await.unwrap();
+            assert!(status.success(), "broker exited with {status}:\n{}", self.log());
+        }
+    }
+
+    pub async fn restart(&mut self) {
+        self.spawn().await;
+    }
+
+    /// Runs `jitgate-broker ARGS --data-dir DATA` (for offline commands).
+    pub fn offline(&self, args: &[&str]) -> Output {
+        std::process::Command::new(bin("jitgate-broker"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    }
+
+    /// Runs the `jitgate` CLI as `user`.
+    pub fn cli(&self, user: &str, args: &[&str]) -> Output {
+        std::process::Command::new(bin("jitgate"))
+            .args(args)
+            .env("JITGATE_SERVER", &self.url)
+            .env("JITGATE_TOKEN", self.token(user))
+            .env("JITGATE_CA_CERT", self.ca())
+            .output()
+            .unwrap()
+    }
+
+    pub fn write_policy(&self, name: &str, text: &str) {
+        std::fs::write(self.path("policies").join(name), text).unwrap();
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}

@@ -1,0 +1,109 @@
+//! A standard catalogue and policy set for lifecycle tests.
+//!
+//! Resources, each in a group whose workflow the test relies on:
+//! - `dev-admin` (dev): 1 approval; extension without approval up to 1h.
+//! - `prod-admin` (prod): 2 approvals; extension needs approval.
+//! - `auto-admin` (auto): auto-approved.
+//! - `quick-admin` (quick): pending requests expire after 2s.
+//!
+//! People: alice (requester, developers), bob, carol and dave (approvers,
+//! sre), erin (approver, linked to alice as the same person), admin.
+
+pub const CATALOG: &str = r#"
+[[configurations]]
+id = "aws-test"
+kind = "aws_identity_center"
+identity_mode = { mode = "direct" }
+
+[[resources]]
+id = "dev-admin"
+configuration = "aws-test"
+group = "dev"
+target = { kind = "aws_account_assignment", account_id = "111122223333", permission_set = "DevAdmin" }
+
+[[resources]]
+id = "prod-admin"
+configuration = "aws-test"
+group = "prod"
+target = { kind = "aws_account_assignment", account_id = "444455556666", permission_set = "ProdAdmin" }
+
+[[resources]]
+id = "auto-admin"
+configuration = "aws-test"
+group = "auto"
+target = { kind = "aws_account_assignment", account_id = "777788889999", permission_set = "ReadOnly" }
+
+[[resources]]
+id = "quick-admin"
+configuration = "aws-test"
+group = "quick"
+target = { kind = "aws_account_assignment", account_id = "111122223333", permission_set = "Quick" }
+
+[[users]]
+id = "alice"
+email = "alice@example.com"
+roles = ["requester"]
+groups = ["developers"]
+
+[[users]]
+id = "bob"
+roles = ["requester", "approver"]
+groups = ["sre"]
+
+[[users]]
+id = "carol"
+roles = ["approver"]
+groups = ["sre"]
+
+[[users]]
+id = "dave"
+roles = ["approver"]
+groups = ["sre"]
+
+[[users]]
+id = "erin"
+roles = ["approver"]
+groups = ["sre"]
+person = "alice"
+
+[[users]]
+id = "admin"
+roles = ["admin", "auditor"]
+"#;
+
+pub const POLICY: &str = r#"
+@id("developers-request")
+permit (principal in Jitgate::Group::"developers", action == Jitgate::Action::"request", resource);
+
+@id("sre-request")
+permit (principal in Jitgate::Group::"sre", action == Jitgate::Action::"request", resource);
+
+@id("sre-approve")
+permit (principal in Jitgate::Group::"sre", action == Jitgate::Action::"approve", resource);
+"#;
+
+pub const WORKFLOWS: &str = r#"
+[defaults]
+approvals_required = 1
+max_duration = "1h"
+default_duration = "10m"
+pending_ttl = "1h"
+
+[group.dev]
+extension = { allowed = true, requires_approval = false, max_total = "1h" }
+
+[group.prod]
+approvals_required = 2
+extension = { allowed = true, requires_approval = true, max_total = "1h" }
+
+[group.auto]
+auto_approve = true
+approvals_required = 0
+
+[group.quick]
+pending_ttl = "2s"
+"#;
+
+pub fn policies() -> Vec<(&'static str, &'static str)> {
+    vec![("access.cedar", POLICY), ("workflows.toml", WORKFLOWS)]
+}

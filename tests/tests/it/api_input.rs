@@ -1,0 +1,264 @@
+//! Bad input is refused with a 4xx naming the field, and changes nothing.
+
+use jitgate_shared::v1::{ErrorBody, ErrorCode};
+use jitgate_tests::broker::TestBroker;
+use jitgate_tests::fixtures::{policies, CATALOG};
+use reqwest::StatusCode;
+
+async fn raw(b: &TestBroker) -> reqwest::Client {
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(b.ca()).unwrap()).unwrap();
+    reqwest::Client::builder().tls_certs_only([ca]).build().unwrap()
+}
+
+async fn post(
+    b: &TestBroker,
+    token: Option<&str>,
+    path: &str,
+    body: Vec<u8>,
+) -> (StatusCode, Option<ErrorBody>) {
+    let mut req = raw(b)
+        .await
+        .post(format!("{}{path}", b.url))
+        .header("content-type", "application/json")
+        .body(body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status();
+    (status, resp.json().await.ok())
+}
+
+#[tokio::test]
+async fn malformed_bodies_are_refused_and_change_nothing() {
+    let b = TestBroker::start(CATALOG, &policies()).await;
+    let alice = b.token("alice");
+    let cases: Vec<(&str, Vec<u8>, StatusCode, Option<&str>)> = vec![
+        (
+            "unknown field",
+            br#"{"resource":"dev-admin","duration_seconds":60,"justification":"x","durration":5}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            Some("durration"),
+        ),
+        (
+            "wrong type",
+            br#"{"resource":"dev-admin","duration_seconds":"sixty"}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            Some("duration_seconds"),
+        ),
+        (
+            "missing field",
+            br#"{"duration_seconds":60}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            Some("resource"),
+        ),
+        (
+            "not json",
+            b"resource=dev-admin".to_vec(),
+            StatusCode::BAD_REQUEST,
+            None,
+        ),
+        (
+            "bad id",
+            br#"{"resource":"Dev Admin","duration_seconds":60}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            Some("resource"),
+        ),
+        (
+            "unknown resource",
+            br#"{"resource":"nope","duration_seconds":60}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            Some("resource"),
+        ),
+        (
+            "too long",
+            br#"{"resource":"dev-admin","duration_seconds":999999}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            Some("duration_seconds"),
+        ),
+        (
+            "oversized",
+            // Just over the 64 KiB limit: small enough to fit the socket
+            // buffer, so the client reads the 413 instead of a broken pipe.
+            format!(
+                r#"{{"resource":"dev-admin","justification":"{}"}}"#,
+                "x".repeat(70_000)
+            )
+            .into_bytes(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            None,
+        ),
+    ];
+    for (what, body, want, field) in cases {
+        let (status, err) = post(&b, Some(alice), "/api/v1/requests", body).await;
+        assert_eq!(status, want, "{what}");
+        let err = err.unwrap_or_else(|| panic!("{what}: no JSON error body"));
+        assert_eq!(err.field.as_deref(), field, "{what}: {}", err.message);
+        assert!(!err.message.is_empty());
+        if want == StatusCode::PAYLOAD_TOO_LARGE {
+            assert_eq!(err.code, ErrorCode::PayloadTooLarge);
+        } else {
+            assert_eq!(err.code, ErrorCode::InvalidInput, "{what}");
+        }
+    }
+    let listed = b.client("admin").requests(&[]).await.unwrap();
+    assert!(listed.items.is_empty(), "refused requests left nothing behind");
+    let audit = b.client("admin").outbox("aws-test", 10).await.unwrap();
+    assert!(audit.is_empty());
+}
+
+#[tokio::test]
+async fn unauthenticated_and_unauthorised_callers_are_refused() {
+    let b = TestBroker::start(CATALOG, &policies()).await;
+    let body = br#"{"resource":"dev-admin","duration_seconds":60,"justification":"x"}"#.to_vec();
+    let (status, err) = post(&b, None, "/api/v1/requests", body.clone()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(err.unwrap().code, ErrorCode::Unauthenticated);
+    for token in ["jg_forged", "not-a-token", ""] {
+        let (status, _) = post(&b, Some(token), "/api/v1/requests", body.clone()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{token:?}");
+    }
+    // Requesters are not admins.
+    let (status, err) = post(
+        &b,
+        Some(b.token("alice")),
+        "/api/v1/admin/policies/reload",
+        vec![],
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(err.unwrap().message.contains("`admin` role"));
+    let admin_only = b.client("alice").outbox("aws-test", 10).await;
+    assert_eq!(admin_only.unwrap_err().status(), Some(StatusCode::FORBIDDEN));
+    // Approvers without the requester role cannot ask.
+    let (status, _) = post(&b, Some(b.token("carol")), "/api/v1/requests", body).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn bad_path_and_query_values_name_the_parameter() {
+    let b = TestBroker::start(CATALOG, &policies()).await;
+    let http = raw(&b).await;
+    let get = |path: &str| {
+        http.get(format!("{}{path}", b.url))
+            .bearer_auth(b.token("bob"))
+            .send()
+    };
+    let resp = get("/api/v1/requests/not-a-uuid").await.unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        resp.json::<ErrorBody>().await.unwrap().field.as_deref(),
+        Some("id")
+    );
+    let resp = get("/api/v1/requests?state=sideways").await.unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        resp.json::<ErrorBody>().await.unwrap().field.as_deref(),
+        Some("state")
+    );
+    let resp = get("/api/v1/requests?colour=red").await.unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let resp = get("/api/v1/nowhere").await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    assert_eq!(resp.json::<ErrorBody>().await.unwrap().code, ErrorCode::NotFound);
+}
+
+#[tokio::test]
+async fn admin_changes_are_checked() {
+    let b = TestBroker::start(CATALOG, &policies()).await;
+    let http = raw(&b).await;
+    let put = |path: &str, body: &'static str| {
+        http.put(format!("{}{path}", b.url))
+            .bearer_auth(b.token("admin"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    // Target kind that does not fit the configuration kind.
+    let resp = put(
+        "/api/v1/admin/resources/x",
+        r#"{"id":"x","configuration":"aws-test","target":{"kind":"entra_group_membership","group_id":"g"}}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let err: ErrorBody = resp.json().await.unwrap();
+    assert_eq!(err.field.as_deref(), Some("target"));
+    assert!(err.message.contains("aws_account_assignment"), "{}", err.message);
+    // Federation to a configuration that does not exist.
+    let resp = put(
+        "/api/v1/admin/configurations/aws-2",
+        r#"{"id":"aws-2","kind":"aws_identity_center","identity_mode":{"mode":"federated","directory":"entra-x"}}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert!(resp
+        .json::<ErrorBody>()
+        .await
+        .unwrap()
+        .message
+        .contains("entra-x"));
+    // Path and body disagree.
+    let resp = put(
+        "/api/v1/admin/configurations/aws-3",
+        r#"{"id":"aws-4","kind":"aws_iam","identity_mode":{"mode":"direct"}}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let configs = b.client("admin").requests(&[]).await.unwrap();
+    assert!(configs.items.is_empty());
+}
+
+#[tokio::test]
+async fn ops_endpoints_and_openapi() {
+    let b = TestBroker::start(CATALOG, &policies()).await;
+    let http = raw(&b).await;
+    for path in ["/healthz", "/readyz"] {
+        let resp = http.get(format!("{}{path}", b.url)).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{path}");
+    }
+    crate::support::request(&b.client("alice"), "auto-admin", 60).await;
+    let metrics = http
+        .get(format!("{}/metrics", b.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("jitgate_requests_created_total 1"), "{metrics}");
+    assert!(metrics.contains("jitgate_grants_activated_total 1"));
+    let doc: serde_json::Value = http
+        .get(format!("{}/api/v1/openapi.json", b.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    for path in [
+        "/api/v1/requests",
+        "/api/v1/requests/{id}/approve",
+        "/api/v1/grants/{id}/extend",
+        "/api/v1/admin/users/{id}",
+    ] {
+        assert!(
+            doc["paths"].get(path).is_some(),
+            "{path} missing from the OpenAPI document"
+        );
+    }
+    assert!(doc["components"]["schemas"].get("CreateRequestBody").is_some());
+    // TLS is on: plain HTTP to the port is not answered as HTTP.
+    let plain = b.url.replace("https://", "http://");
+    let r = reqwest::Client::new()
+        .get(format!("{plain}/healthz"))
+        .send()
+        .await;
+    assert!(r.is_err() || !r.unwrap().status().is_success());
+    // And a client that does not trust the broker CA refuses the server.
+    let other = reqwest::Client::builder().build().unwrap();
+    assert!(other.get(format!("{}/healthz", b.url)).send().await.is_err());
+}

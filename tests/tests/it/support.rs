@@ -1,0 +1,57 @@
+//! Helpers shared by the test modules.
+
+use std::time::Duration;
+
+use jitgate_broker::cli::client::{ApiClient, ClientError};
+use jitgate_shared::v1::api::{CreateRequestBody, OutboxCommandView, RequestView};
+use jitgate_shared::v1::ResourceId;
+use reqwest::StatusCode;
+
+pub fn ask(resource: &str, seconds: u64) -> CreateRequestBody {
+    CreateRequestBody {
+        resource: ResourceId::new(resource).unwrap(),
+        duration_seconds: Some(seconds),
+        justification: Some("integration test".into()),
+        ticket: None,
+        starts_at: None,
+        break_glass: false,
+    }
+}
+
+pub async fn request(client: &ApiClient, resource: &str, seconds: u64) -> RequestView {
+    client.create_request(&ask(resource, seconds)).await.unwrap()
+}
+
+/// The status of a failed call; panics if it succeeded.
+pub fn status<T: std::fmt::Debug>(r: Result<T, ClientError>) -> (StatusCode, String) {
+    match r {
+        Ok(v) => panic!("expected an error, got {v:?}"),
+        Err(e) => (
+            e.status().unwrap_or_else(|| panic!("no status: {e}")),
+            e.to_string(),
+        ),
+    }
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, for at most `limit`.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub async fn outbox(admin: &ApiClient) -> Vec<OutboxCommandView> {
+    admin.outbox("aws-test", 100_000).await.unwrap()
+}

@@ -1,1 +1,416 @@
-fn main() {}
+//! Foundation benchmark. Prints, in one run, each result with its baseline
+//! measured in the same process (or, for restore, on the same store):
+//!
+//! 1. durable request creation per second (policy decision, workflow checks,
+//!    atomic batch, audit record, flush) against raw sled insert+flush per
+//!    second on the same disk; target: at least 0.5×.
+//! 2. restore after a restart with 100,000 active grants, in a fresh child
+//!    process: time until the broker is ready to serve and its resident
+//!    memory; targets: under 2 s and under 300 MB.
+//! 3. lateness from `ends_at` to the revoke being durably in the outbox when
+//!    10,000 grants end at the same instant; target: p99 under 50 ms.
+//!
+//! Run: `cargo bench -p jitgate-broker --bench foundation` (add `-- --quick`
+//! for a smaller, faster run).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::disallowed_methods
+)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use jitgate_broker::audit::{Actor, AuditEntry, AuditEvent};
+use jitgate_broker::clock::{Clock, SystemClock};
+use jitgate_broker::domain::command::Command;
+use jitgate_broker::domain::grant::Grant;
+use jitgate_broker::domain::job::{Job, JobKind};
+use jitgate_broker::domain::lease::Lease;
+use jitgate_broker::domain::policy::{Policies, PolicySource};
+use jitgate_broker::domain::request::NewRequest;
+use jitgate_broker::metrics::Metrics;
+use jitgate_broker::quickstart::Seed;
+use jitgate_broker::service::{catalog_of, Broker, PolicyHolder, Settings};
+use jitgate_broker::store::sled::SledStore;
+use jitgate_broker::store::{Change, Store};
+use jitgate_shared::v1::api::{CreateRequestBody, RequestKind};
+use jitgate_shared::v1::{Entitlement, GrantId, RequestId, ResourceId, UserId};
+
+const CATALOG: &str = r#"
+[[configurations]]
+id = "aws-bench"
+kind = "aws_identity_center"
+identity_mode = { mode = "direct" }
+
+[[resources]]
+id = "bench-admin"
+configuration = "aws-bench"
+group = "bench"
+target = { kind = "aws_account_assignment", account_id = "111122223333", permission_set = "Admin" }
+
+[[users]]
+id = "alice"
+email = "alice@example.com"
+roles = ["requester"]
+groups = ["developers"]
+"#;
+
+const POLICY: &str = r#"
+permit (principal in Jitgate::Group::"developers", action == Jitgate::Action::"request", resource);
+permit (principal in Jitgate::Group::"sre", action == Jitgate::Action::"approve", resource);
+"#;
+
+const WORKFLOWS: &str =
+    "[defaults]\napprovals_required = 1\nmax_duration = \"8h\"\njustification_required = true\n";
+
+fn sources() -> Vec<PolicySource> {
+    vec![
+        PolicySource {
+            path: "bench.cedar".into(),
+            text: POLICY.into(),
+        },
+        PolicySource {
+            path: "workflows.toml".into(),
+            text: WORKFLOWS.into(),
+        },
+    ]
+}
+
+async fn broker_over(store: Arc<dyn Store>) -> Broker {
+    let seed = Seed::parse(CATALOG, "bench").unwrap();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let empty = Arc::new(PolicyHolder::new("bench".into(), Policies::empty(), clock.now()));
+    let seeding = Broker::new(
+        store.clone(),
+        empty,
+        clock.clone(),
+        Arc::new(Metrics::new()),
+        Settings::default(),
+    );
+    seed.apply(&seeding).await.unwrap();
+    let catalog = catalog_of(store.as_ref()).await.unwrap();
+    let policies = Policies::load(&sources(), &catalog).unwrap();
+    let holder = Arc::new(PolicyHolder::new("bench".into(), policies, clock.now()));
+    Broker::new(
+        store,
+        holder,
+        clock,
+        Arc::new(Metrics::new()),
+        Settings::default(),
+    )
+}
+
+fn rate(n: usize, took: Duration) -> f64 {
+    n as f64 / took.as_secs_f64()
+}
+
+/// 1. Durable request creation against raw insert+flush.
+async fn creation(n: usize) {
+    let raw_dir = tempfile::tempdir().unwrap();
+    let db = sled::open(raw_dir.path()).unwrap();
+    let value = vec![7u8; 600];
+    let t = Instant::now();
+    for i in 0..n {
+        db.insert(format!("k{i:010}"), value.clone()).unwrap();
+        db.flush().unwrap();
+    }
+    let raw = rate(n, t.elapsed());
+    drop(db);
+
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
+    let broker = broker_over(store.clone()).await;
+    let alice = store.user(&UserId::new("alice").unwrap()).await.unwrap().unwrap();
+    let body = CreateRequestBody {
+        resource: ResourceId::new("bench-admin").unwrap(),
+        duration_seconds: Some(1800),
+        justification: Some("benchmark".into()),
+        ticket: None,
+        starts_at: None,
+        break_glass: false,
+    };
+    let t = Instant::now();
+    for _ in 0..n {
+        broker.create_request(&alice, body.clone()).await.unwrap();
+    }
+    let created = rate(n, t.elapsed());
+    println!("1. durable request creation");
+    println!("   raw sled insert+flush:     {raw:>9.0} /s  (baseline, {n} ops)");
+    println!(
+        "   durable request creation:  {created:>9.0} /s  ({n} requests, each flushed before returning)"
+    );
+    println!(
+        "   ratio {:.2}× (target ≥ 0.50×) {}",
+        created / raw,
+        verdict(created / raw >= 0.5)
+    );
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "MET"
+    } else {
+        "NOT MET"
+    }
+}
+
+/// Writes `n` active grants ending at `ends_at(i)`, built by the same domain
+/// code the services use, in batches of 1,000 changes per flush.
+async fn active_grants(store: &dyn Store, n: usize, ends_at: impl Fn(usize) -> DateTime<Utc>) {
+    let seed = Seed::parse(CATALOG, "bench").unwrap();
+    let resource = &seed.resources[0];
+    let now = Utc::now();
+    let workflow = jitgate_broker::domain::policy::Workflow {
+        auto_approve: true,
+        approvals_required: 0,
+        max_duration: Duration::from_secs(86_400 * 30),
+        ..jitgate_broker::domain::policy::Workflow::builtin()
+    };
+    let mut batch = Vec::with_capacity(1000);
+    for i in 0..n {
+        let user = UserId::new(format!("u{i}")).unwrap();
+        let end = ends_at(i);
+        let body = CreateRequestBody {
+            resource: resource.id.clone(),
+            duration_seconds: Some(u64::try_from((end - now).num_seconds().max(1)).unwrap()),
+            justification: None,
+            ticket: None,
+            starts_at: None,
+            break_glass: false,
+        };
+        let request = NewRequest {
+            id: RequestId::generate(),
+            kind: RequestKind::Access,
+            requester: &user,
+            requester_person: user.as_str(),
+            body: &body,
+            workflow: &workflow,
+            permitted: true,
+            now,
+        }
+        .build()
+        .unwrap();
+        let entitlement = Entitlement {
+            configuration: resource.configuration.clone(),
+            target: resource.target.clone(),
+            principal: user.to_string(),
+        };
+        let mut grant =
+            Grant::for_request(GrantId::generate(), &request, entitlement.clone(), now).activate();
+        grant.ends_at = end;
+        let (lease, effect) = Lease::new(entitlement).hold(grant.id, grant.ends_at);
+        let command = Command::for_effect(&lease, effect, grant.id, now, now).unwrap();
+        batch.push(Change {
+            requests: vec![request.with_grant(grant.id, true)],
+            schedule: vec![Job {
+                due: grant.ends_at,
+                kind: JobKind::ExpireGrant(grant.id),
+            }],
+            grants: vec![grant],
+            leases: vec![lease],
+            commands: vec![command],
+            audit: vec![AuditEntry {
+                at: now,
+                actor: Actor::System,
+                event: AuditEvent::RequestApproved { request: request.id },
+            }],
+            ..Change::default()
+        });
+        if batch.len() == 1000 || i + 1 == n {
+            for r in store.commit_all(std::mem::take(&mut batch)).await {
+                r.unwrap();
+            }
+        }
+    }
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+/// Child process: what `serve` does before it is ready, on an existing store.
+async fn restore_child(dir: &Path) {
+    let t = Instant::now();
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(dir).unwrap());
+    let catalog = catalog_of(store.as_ref()).await.unwrap();
+    let policies = Policies::load(&sources(), &catalog).unwrap();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let holder = Arc::new(PolicyHolder::new("bench".into(), policies, clock.now()));
+    let broker = Broker::new(
+        store.clone(),
+        holder,
+        clock,
+        Arc::new(Metrics::new()),
+        Settings::default(),
+    );
+    let jobs = store.job_count().await.unwrap();
+    let next = store.next_due().await.unwrap();
+    let ready = t.elapsed();
+    // Ready to serve: the first due job is known and nothing else is loaded.
+    assert!(next.is_some());
+    let _ = broker;
+    println!(
+        "restore_ms={} rss_kib={} jobs={jobs}",
+        ready.as_millis(),
+        rss_kib()
+    );
+    // Baseline on the same store: reopen and read every key once.
+    drop(store);
+    let t = Instant::now();
+    let db = sled::open(dir).unwrap();
+    let keys = db.iter().count();
+    println!("scan_ms={} keys={keys}", t.elapsed().as_millis());
+}
+
+async fn restore(n: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = SledStore::open(dir.path()).unwrap();
+        let store: Arc<dyn Store> = Arc::new(store);
+        broker_over(store.clone()).await;
+        let t = Instant::now();
+        active_grants(store.as_ref(), n, |i| {
+            Utc::now() + chrono::Duration::hours(1) + chrono::Duration::milliseconds(i as i64)
+        })
+        .await;
+        println!(
+            "2. restore after restart with {n} active grants (written in {:.1?})",
+            t.elapsed()
+        );
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .arg("--restore-child")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |k: &str| -> u64 {
+        text.split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{k}=")).and_then(|v| v.parse().ok()))
+            .unwrap_or_else(|| {
+                panic!(
+                    "child printed no {k}: {text}{}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            })
+    };
+    let (ms, rss, jobs, scan) = (
+        field("restore_ms"),
+        field("rss_kib"),
+        field("jobs"),
+        field("scan_ms"),
+    );
+    println!(
+        "   baseline: reopen the store and read every key: {scan} ms ({} keys)",
+        field("keys")
+    );
+    println!(
+        "   broker restore to ready: {ms} ms, {:.0} MB resident, {jobs} pending expiries (target < 2000 ms {}, < 300 MB {})",
+        rss as f64 / 1024.0,
+        verdict(ms < 2000),
+        verdict(rss < 300 * 1024)
+    );
+    println!(
+        "   ratio to the full scan: {:.2}×",
+        ms as f64 / scan.max(1) as f64
+    );
+}
+
+/// 3. Lateness of revokes when `n` grants end at the same instant.
+async fn lateness(n: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
+    let broker = broker_over(store.clone()).await;
+    let setup = Instant::now();
+    let end = Utc::now() + chrono::Duration::seconds(4);
+    active_grants(store.as_ref(), n, |_| end).await;
+    assert!(Utc::now() < end, "setup took too long ({:?})", setup.elapsed());
+
+    // Baseline: the floor for n outbox entries: one raw batch of n inserts
+    // and a flush, on the same disk.
+    let raw_dir = tempfile::tempdir().unwrap();
+    let db = sled::open(raw_dir.path()).unwrap();
+    let t = Instant::now();
+    let mut raw = sled::Batch::default();
+    for i in 0..n {
+        raw.insert(format!("o/aws-bench/0/{i:020}").as_bytes(), vec![7u8; 400]);
+    }
+    db.apply_batch(raw).unwrap();
+    db.flush().unwrap();
+    let floor = t.elapsed();
+
+    // The scheduler's loop: sleep until due, run due jobs until drained.
+    let wait = (end - Utc::now()).to_std().unwrap_or_default();
+    tokio::time::sleep(wait).await;
+    let mut late_ms: Vec<f64> = Vec::with_capacity(n);
+    while late_ms.len() < n {
+        let run = broker.run_due_jobs().await.unwrap();
+        let at = (Utc::now() - end).num_microseconds().unwrap_or(0) as f64 / 1000.0;
+        late_ms.extend(std::iter::repeat_n(at, run.done));
+        if run.done == 0 && !run.more {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    let revokes = store
+        .outbox(&jitgate_shared::v1::ConfigId::new("aws-bench").unwrap(), n * 3)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|c| c.op == jitgate_shared::v1::api::CommandOp::Revoke)
+        .count();
+    assert_eq!(revokes, n, "every grant's revoke is in the outbox");
+    late_ms.sort_by(f64::total_cmp);
+    let pct = |p: f64| late_ms[((late_ms.len() as f64 * p).ceil() as usize).saturating_sub(1)];
+    println!("3. revoke lateness, {n} grants ending at the same instant");
+    println!(
+        "   baseline: raw batch of {n} outbox-sized inserts + flush: {:.1} ms",
+        floor.as_secs_f64() * 1000.0
+    );
+    println!(
+        "   lateness ends_at → revoke durably queued: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (target p99 < 50 ms {})",
+        pct(0.50),
+        pct(0.99),
+        pct(1.0),
+        verdict(pct(0.99) < 50.0)
+    );
+    println!(
+        "   ratio p99 to the raw floor: {:.1}×",
+        pct(0.99) / (floor.as_secs_f64() * 1000.0)
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    if let Some(i) = args.iter().position(|a| a == "--restore-child") {
+        let dir = std::path::PathBuf::from(&args[i + 1]);
+        rt.block_on(restore_child(&dir));
+        return;
+    }
+    let quick = args.iter().any(|a| a == "--quick");
+    let (creations, restored, ending) = if quick {
+        (300, 10_000, 2_000)
+    } else {
+        (2_000, 100_000, 10_000)
+    };
+    rt.block_on(async {
+        creation(creations).await;
+        restore(restored).await;
+        lateness(ending).await;
+    });
+}

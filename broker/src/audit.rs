@@ -2,7 +2,7 @@
 //! before it, so any edit or deletion breaks the chain at a findable record.
 
 use chrono::{DateTime, Utc};
-use jitgate_shared::v1::api::{CommandOp, Decision, EndReason};
+use jitgate_shared::v1::api::{Decision, EndReason};
 use jitgate_shared::v1::{ConfigId, GrantId, RequestId, ResourceId, UserId};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -55,27 +55,31 @@ pub enum AuditEvent {
         starts_at: DateTime<Utc>,
         ends_at: DateTime<Utc>,
     },
+    /// The window opened. `command` is the grant command queued for the
+    /// configuration's agent, absent when another grant already held the
+    /// entitlement for longer.
     GrantActivated {
         grant: GrantId,
         configuration: ConfigId,
         entitlement: String,
         principal: String,
         ends_at: DateTime<Utc>,
+        command: Option<String>,
     },
     GrantExtended {
         grant: GrantId,
         ends_at: DateTime<Utc>,
+        command: Option<String>,
     },
+    /// The window closed. `command` is the revoke queued when this was the
+    /// last grant holding the entitlement.
     GrantEnded {
         grant: GrantId,
+        configuration: ConfigId,
         reason: EndReason,
         /// Other grants still hold the entitlement, so it stays applied.
         lease_still_held: bool,
-    },
-    CommandQueued {
-        command: String,
-        op: CommandOp,
-        configuration: ConfigId,
+        command: Option<String>,
     },
     ConfigurationSaved {
         configuration: ConfigId,

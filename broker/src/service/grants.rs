@@ -133,7 +133,7 @@ impl Broker {
             .await?
             .unwrap_or_else(|| Lease::new(grant.entitlement.clone()));
         let (lease, effect) = lease.hold(grant.id, grant.ends_at);
-        self.queue_command(&lease, effect, grant.id, grant.starts_at, change, now);
+        let command = self.queue_command(&lease, effect, grant.id, grant.starts_at, change, now);
         change.leases.push(lease);
         change.schedule.push(expiry_job(&grant));
         change.audit.push(AuditEntry {
@@ -145,6 +145,7 @@ impl Broker {
                 entitlement: grant.entitlement.target.describe(),
                 principal: grant.entitlement.principal.clone(),
                 ends_at: grant.ends_at,
+                command,
             },
         });
         change.grants.push(grant);
@@ -166,6 +167,7 @@ impl Broker {
         let was = grant.state;
         let ended = grant.end(reason, by, now)?;
         let mut lease_still_held = false;
+        let mut command = None;
         match was {
             GrantState::Active => {
                 change.unschedule.push(expiry_job(&grant));
@@ -173,7 +175,7 @@ impl Broker {
                 if let Some(lease) = self.store.lease(&key).await? {
                     let (lease, effect) = lease.release(grant.id);
                     lease_still_held = lease.is_held();
-                    self.queue_command(&lease, effect, grant.id, now, change, now);
+                    command = self.queue_command(&lease, effect, grant.id, now, change, now);
                     change.leases.push(lease);
                 }
             }
@@ -185,8 +187,10 @@ impl Broker {
             actor,
             event: AuditEvent::GrantEnded {
                 grant: grant.id,
+                configuration: grant.entitlement.configuration.clone(),
                 reason,
                 lease_still_held,
+                command,
             },
         });
         change.grants.push(ended);
@@ -197,6 +201,8 @@ impl Broker {
         Ok(())
     }
 
+    /// Queues the command a lease change calls for; returns its id for the
+    /// audit record of the grant transition that caused it.
     fn queue_command(
         &self,
         lease: &Lease,
@@ -205,23 +211,15 @@ impl Broker {
         not_before: DateTime<Utc>,
         change: &mut Change,
         now: DateTime<Utc>,
-    ) {
-        if let Some(command) = Command::for_effect(lease, effect, grant, not_before, now) {
-            change.audit.push(AuditEntry {
-                at: now,
-                actor: Actor::System,
-                event: AuditEvent::CommandQueued {
-                    command: command.id.clone(),
-                    op: command.op,
-                    configuration: command.entitlement.configuration.clone(),
-                },
-            });
-            self.metrics
-                .commands_queued
-                .get_or_create(&vec![("op", format!("{:?}", command.op).to_lowercase())])
-                .inc();
-            change.commands.push(command);
-        }
+    ) -> Option<String> {
+        let command = Command::for_effect(lease, effect, grant, not_before, now)?;
+        self.metrics
+            .commands_queued
+            .get_or_create(&vec![("op", format!("{:?}", command.op).to_lowercase())])
+            .inc();
+        let id = command.id.clone();
+        change.commands.push(command);
+        Some(id)
     }
 
     async fn extend_window(
@@ -243,7 +241,7 @@ impl Broker {
             .await?
             .unwrap_or_else(|| Lease::new(grant.entitlement.clone()));
         let (lease, effect) = lease.hold(grant.id, extended.ends_at);
-        self.queue_command(&lease, effect, grant.id, grant.starts_at, change, now);
+        let command = self.queue_command(&lease, effect, grant.id, grant.starts_at, change, now);
         change.leases.push(lease);
         change.audit.push(AuditEntry {
             at: now,
@@ -251,6 +249,7 @@ impl Broker {
             event: AuditEvent::GrantExtended {
                 grant: grant.id,
                 ends_at: extended.ends_at,
+                command,
             },
         });
         change.grants.push(extended.clone());

@@ -168,3 +168,6 @@ pub(crate) fn require_role(actor: &User, role: jitgate_shared::v1::api::Role) ->
         )))
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use jitgate_shared::v1::{ConfigId, GrantId, RequestId, ResourceId, UserId};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::keys::{self, key};
 use super::{Change, Filter, PageQuery, Store, StoreError};
@@ -54,10 +54,78 @@ fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError
     })
 }
 
-#[derive(Deserialize)]
-struct VersionOnly {
-    version: u64,
+// Versioned records (configurations, resources, users, requests, grants,
+// leases) are stored as their 8-byte big-endian version followed by their
+// JSON, so a compare-and-set reads the version without parsing the record.
+const VERSION_LEN: usize = 8;
+
+fn encode_versioned<T: Serialize>(version: u64, value: &T) -> Result<Vec<u8>, StoreError> {
+    let mut out = Vec::with_capacity(512);
+    out.extend_from_slice(&version.to_be_bytes());
+    serde_json::to_writer(&mut out, value).map_err(backend)?;
+    Ok(out)
 }
+
+fn version_of(key: &[u8], bytes: &[u8]) -> Result<u64, StoreError> {
+    bytes
+        .get(..VERSION_LEN)
+        .and_then(|b| <[u8; VERSION_LEN]>::try_from(b).ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(|| StoreError::Corrupt {
+            key: String::from_utf8_lossy(key).into_owned(),
+            error: "shorter than its version prefix".into(),
+        })
+}
+
+fn decode_versioned<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+    version_of(key, bytes)?;
+    decode(key, &bytes[VERSION_LEN..])
+}
+
+/// A record written with compare-and-set on its version.
+trait StoredRecord {
+    fn kind(&self) -> &'static str;
+    fn id(&self) -> String;
+    fn key(&self) -> Vec<u8>;
+    /// The version the record was read at (0 when new).
+    fn read_version(&self) -> u64;
+    /// The stored form with the next version.
+    fn encode_next(&self) -> Result<Vec<u8>, StoreError>;
+}
+
+macro_rules! stored_record {
+    ($ty:ty, $kind:literal, $prefix:expr, |$r:ident| $id:expr) => {
+        impl StoredRecord for $ty {
+            fn kind(&self) -> &'static str {
+                $kind
+            }
+            fn id(&self) -> String {
+                let $r = self;
+                $id.to_string()
+            }
+            fn key(&self) -> Vec<u8> {
+                key($prefix, self.id())
+            }
+            fn read_version(&self) -> u64 {
+                self.version
+            }
+            fn encode_next(&self) -> Result<Vec<u8>, StoreError> {
+                let mut next = self.clone();
+                next.version += 1;
+                encode_versioned(next.version, &next)
+            }
+        }
+    };
+}
+
+stored_record!(StoredConfiguration, "configuration", keys::CONFIG, |r| r
+    .config
+    .id);
+stored_record!(StoredResource, "resource", keys::RESOURCE, |r| r.resource.id);
+stored_record!(User, "user", keys::USER, |r| r.id);
+stored_record!(Request, "request", keys::REQUEST, |r| r.id);
+stored_record!(Grant, "grant", keys::GRANT, |r| r.id);
+stored_record!(Lease, "lease", keys::LEASE, |r| r.key);
 
 impl SledStore {
     /// Opens (creating if needed) the store in `dir`. Fails clearly when
@@ -76,8 +144,17 @@ impl SledStore {
                     other => other.to_string(),
                 },
             })?;
-        let audit_head = match db.get(keys::AUDIT_HEAD).map_err(backend)? {
-            Some(v) => decode(keys::AUDIT_HEAD.as_bytes(), &v)?,
+        // The chain's head is its last record, written in the same batch as
+        // the change it audits.
+        let audit_head = match db.scan_prefix(keys::AUDIT).next_back() {
+            Some(kv) => {
+                let (k, v) = kv.map_err(backend)?;
+                let last: AuditRecord = decode(&k, &v)?;
+                AuditHead {
+                    seq: last.seq,
+                    hash: last.hash,
+                }
+            }
             None => AuditHead::default(),
         };
         let outbox_seq = match db.get(keys::OUTBOX_SEQ).map_err(backend)? {
@@ -100,12 +177,19 @@ impl SledStore {
         }
     }
 
-    fn scan<T: DeserializeOwned>(&self, prefix: &str) -> Result<Vec<T>, StoreError> {
+    fn get_versioned<T: DeserializeOwned>(&self, k: &[u8]) -> Result<Option<T>, StoreError> {
+        match self.db.get(k).map_err(backend)? {
+            Some(v) => Ok(Some(decode_versioned(k, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn scan_versioned<T: DeserializeOwned>(&self, prefix: &str) -> Result<Vec<T>, StoreError> {
         self.db
             .scan_prefix(prefix)
             .map(|kv| {
                 let (k, v) = kv.map_err(backend)?;
-                decode(&k, &v)
+                decode_versioned(&k, &v)
             })
             .collect()
     }
@@ -125,7 +209,7 @@ impl SledStore {
         let mut out = Vec::new();
         for kv in self.db.range(start..end).rev() {
             let (k, v) = kv.map_err(backend)?;
-            let item: T = decode(&k, &v)?;
+            let item: T = decode_versioned(&k, &v)?;
             if filter(&item) {
                 out.push(item);
                 if out.len() >= page.limit {
@@ -146,97 +230,48 @@ impl SledStore {
         batch: &mut sled::Batch,
     ) -> Result<(), StoreError> {
         let mut writes: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
-        // Compare-and-set: the record carries the version it was read at (0
+        // Compare-and-set: each record carries the version it was read at (0
         // for new records); the stored one must still be that, and the
         // written one is the next.
-        let mut versioned = |record: &'static str, id: String, k: Vec<u8>, version: u64, bytes: Vec<u8>| {
+        let mut versioned = |record: &dyn StoredRecord| -> Result<(), StoreError> {
+            let k = record.key();
+            let read = record.read_version();
             let found = match staged.get(&k) {
-                Some(Some(v)) => serde_json::from_slice::<VersionOnly>(v)
-                    .map(|v| v.version)
-                    .unwrap_or(0),
+                Some(Some(v)) => version_of(&k, v)?,
                 Some(None) => 0,
                 None => match self.db.get(&k).map_err(backend)? {
-                    Some(v) => decode::<VersionOnly>(&k, &v)?.version,
+                    Some(v) => version_of(&k, &v)?,
                     None => 0,
                 },
             };
-            let expected = version;
-            if found != expected {
+            if found != read {
                 return Err(StoreError::Conflict {
-                    record,
-                    id,
-                    expected,
+                    record: record.kind(),
+                    id: record.id(),
+                    expected: read,
                     found,
                 });
             }
-            writes.push((k, Some(bytes)));
+            writes.push((k, Some(record.encode_next()?)));
             Ok(())
         };
-        for mut c in change.configurations {
-            let read = c.version;
-            c.version += 1;
-            versioned(
-                "configuration",
-                c.config.id.to_string(),
-                key(keys::CONFIG, &c.config.id),
-                read,
-                encode(&c)?,
-            )?;
+        for r in &change.configurations {
+            versioned(r)?;
         }
-        for mut r in change.resources {
-            let read = r.version;
-            r.version += 1;
-            versioned(
-                "resource",
-                r.resource.id.to_string(),
-                key(keys::RESOURCE, &r.resource.id),
-                read,
-                encode(&r)?,
-            )?;
+        for r in &change.resources {
+            versioned(r)?;
         }
-        for mut u in change.users {
-            let read = u.version;
-            u.version += 1;
-            versioned(
-                "user",
-                u.id.to_string(),
-                key(keys::USER, &u.id),
-                read,
-                encode(&u)?,
-            )?;
+        for r in &change.users {
+            versioned(r)?;
         }
-        for mut r in change.requests {
-            let read = r.version;
-            r.version += 1;
-            versioned(
-                "request",
-                r.id.to_string(),
-                key(keys::REQUEST, r.id),
-                read,
-                encode(&r)?,
-            )?;
+        for r in &change.requests {
+            versioned(r)?;
         }
-        for mut g in change.grants {
-            let read = g.version;
-            g.version += 1;
-            versioned(
-                "grant",
-                g.id.to_string(),
-                key(keys::GRANT, g.id),
-                read,
-                encode(&g)?,
-            )?;
+        for r in &change.grants {
+            versioned(r)?;
         }
-        for mut l in change.leases {
-            let read = l.version;
-            l.version += 1;
-            versioned(
-                "lease",
-                l.key.clone(),
-                key(keys::LEASE, &l.key),
-                read,
-                encode(&l)?,
-            )?;
+        for r in &change.leases {
+            versioned(r)?;
         }
         for t in &change.tokens {
             writes.push((key(keys::TOKEN, &t.hash), Some(encode(t)?)));
@@ -272,10 +307,7 @@ impl SledStore {
             writes.push((keys::audit(record.seq), Some(encode(&record)?)));
             head = next;
         }
-        if head != state.audit_head {
-            batch.insert(keys::AUDIT_HEAD, encode(&head)?);
-            state.audit_head = head;
-        }
+        state.audit_head = head;
         if outbox_seq != state.outbox_seq {
             batch.insert(keys::OUTBOX_SEQ, encode(&outbox_seq)?);
             state.outbox_seq = outbox_seq;
@@ -317,14 +349,21 @@ impl SledStore {
 
     /// Makes every applied batch durable. sled 0.34's `flush_async` can
     /// leave futures unwoken when several poll it at once (sled issues
-    /// 1241 and 1308), so the blocking flush runs on the blocking pool.
+    /// 1241 and 1308), so the blocking flush is used: in place on a
+    /// multi-threaded runtime (no thread hop on the hot path), else on the
+    /// blocking pool.
     async fn flush(&self) -> Result<(), StoreError> {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || db.flush())
-            .await
-            .map_err(backend)?
-            .map(|_| ())
-            .map_err(backend)
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        let in_place = Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread);
+        let flushed = if in_place {
+            tokio::task::block_in_place(|| self.db.flush())
+        } else {
+            let db = self.db.clone();
+            tokio::task::spawn_blocking(move || db.flush())
+                .await
+                .map_err(backend)?
+        };
+        flushed.map(|_| ()).map_err(backend)
     }
 }
 
@@ -350,27 +389,27 @@ impl Store for SledStore {
     }
 
     async fn configuration(&self, id: &ConfigId) -> Result<Option<StoredConfiguration>, StoreError> {
-        self.get(&key(keys::CONFIG, id))
+        self.get_versioned(&key(keys::CONFIG, id))
     }
 
     async fn configurations(&self) -> Result<Vec<StoredConfiguration>, StoreError> {
-        self.scan(keys::CONFIG)
+        self.scan_versioned(keys::CONFIG)
     }
 
     async fn resource(&self, id: &ResourceId) -> Result<Option<StoredResource>, StoreError> {
-        self.get(&key(keys::RESOURCE, id))
+        self.get_versioned(&key(keys::RESOURCE, id))
     }
 
     async fn resources(&self) -> Result<Vec<StoredResource>, StoreError> {
-        self.scan(keys::RESOURCE)
+        self.scan_versioned(keys::RESOURCE)
     }
 
     async fn user(&self, id: &UserId) -> Result<Option<User>, StoreError> {
-        self.get(&key(keys::USER, id))
+        self.get_versioned(&key(keys::USER, id))
     }
 
     async fn users(&self) -> Result<Vec<User>, StoreError> {
-        self.scan(keys::USER)
+        self.scan_versioned(keys::USER)
     }
 
     async fn token(&self, hash: &str) -> Result<Option<ApiToken>, StoreError> {
@@ -378,7 +417,7 @@ impl Store for SledStore {
     }
 
     async fn request(&self, id: RequestId) -> Result<Option<Request>, StoreError> {
-        self.get(&key(keys::REQUEST, id))
+        self.get_versioned(&key(keys::REQUEST, id))
     }
 
     async fn requests(
@@ -390,7 +429,7 @@ impl Store for SledStore {
     }
 
     async fn grant(&self, id: GrantId) -> Result<Option<Grant>, StoreError> {
-        self.get(&key(keys::GRANT, id))
+        self.get_versioned(&key(keys::GRANT, id))
     }
 
     async fn grants(&self, page: &PageQuery, filter: Filter<'_, Grant>) -> Result<Vec<Grant>, StoreError> {
@@ -398,7 +437,7 @@ impl Store for SledStore {
     }
 
     async fn lease(&self, lease_key: &str) -> Result<Option<Lease>, StoreError> {
-        self.get(&key(keys::LEASE, lease_key))
+        self.get_versioned(&key(keys::LEASE, lease_key))
     }
 
     async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {

@@ -1,0 +1,350 @@
+//! Services over a real store with a manual clock: scheduling precision and
+//! a property test of random interleavings against lease invariants.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use jitgate_shared::v1::api::{
+    CommandOp, CreateRequestBody, ExtendBody, GrantState, ReviewBody, Role, UserBody,
+};
+use jitgate_shared::v1::{GrantId, RequestId, ResourceId, UserId};
+use proptest::prelude::*;
+
+use super::*;
+use crate::audit::Actor;
+use crate::clock::ManualClock;
+use crate::domain::lease::Lease;
+use crate::domain::policy::{Policies, PolicySource};
+use crate::quickstart::Seed;
+use crate::store::sled::SledStore;
+use crate::store::PageQuery;
+
+const CATALOG: &str = r#"
+[[configurations]]
+id = "aws"
+kind = "aws_identity_center"
+identity_mode = { mode = "direct" }
+
+[[resources]]
+id = "auto"
+configuration = "aws"
+group = "auto"
+target = { kind = "aws_account_assignment", account_id = "111122223333", permission_set = "A" }
+
+[[resources]]
+id = "dev"
+configuration = "aws"
+group = "dev"
+target = { kind = "aws_account_assignment", account_id = "111122223333", permission_set = "D" }
+"#;
+
+const POLICY: &str = r#"
+permit (principal in Jitgate::Group::"people", action == Jitgate::Action::"request", resource);
+permit (principal in Jitgate::Group::"people", action == Jitgate::Action::"approve", resource);
+"#;
+
+const WORKFLOWS: &str = r#"
+[defaults]
+max_duration = "1h"
+pending_ttl = "10m"
+extension = { allowed = true, requires_approval = false, max_total = "1h" }
+[group.auto]
+auto_approve = true
+approvals_required = 0
+"#;
+
+fn t0() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_800_000_000, 0).unwrap()
+}
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    broker: Broker,
+    clock: Arc<ManualClock>,
+    users: Vec<User>,
+}
+
+async fn harness() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
+    let clock = Arc::new(ManualClock::new(t0()));
+    let seed = Seed::parse(CATALOG, "test").unwrap();
+    let empty = Arc::new(PolicyHolder::new("p".into(), Policies::empty(), t0()));
+    let seeding = Broker::new(
+        store.clone(),
+        empty,
+        clock.clone(),
+        Arc::new(Metrics::new()),
+        Settings::default(),
+    );
+    seed.apply(&seeding).await.unwrap();
+    for name in ["ann", "ben", "cat"] {
+        seeding
+            .save_user(
+                Actor::System,
+                UserBody {
+                    id: UserId::new(name).unwrap(),
+                    display_name: String::new(),
+                    email: None,
+                    roles: [Role::Requester, Role::Approver].into(),
+                    groups: ["people".to_owned()].into(),
+                    person: None,
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let sources = vec![
+        PolicySource {
+            path: "p.cedar".into(),
+            text: POLICY.into(),
+        },
+        PolicySource {
+            path: "workflows.toml".into(),
+            text: WORKFLOWS.into(),
+        },
+    ];
+    let catalog = catalog_of(store.as_ref()).await.unwrap();
+    let policies = Arc::new(PolicyHolder::new(
+        "p".into(),
+        Policies::load(&sources, &catalog).unwrap(),
+        t0(),
+    ));
+    let broker = Broker::new(
+        store.clone(),
+        policies,
+        clock.clone(),
+        Arc::new(Metrics::new()),
+        Settings::default(),
+    );
+    let mut users = Vec::new();
+    for name in ["ann", "ben", "cat"] {
+        users.push(store.user(&UserId::new(name).unwrap()).await.unwrap().unwrap());
+    }
+    Harness {
+        _dir: dir,
+        broker,
+        clock,
+        users,
+    }
+}
+
+fn body(resource: &str, seconds: u64) -> CreateRequestBody {
+    CreateRequestBody {
+        resource: ResourceId::new(resource).unwrap(),
+        duration_seconds: Some(seconds),
+        justification: None,
+        ticket: None,
+        starts_at: None,
+        break_glass: false,
+    }
+}
+
+async fn drain(h: &Harness) {
+    loop {
+        let run = h.broker.run_due_jobs().await.unwrap();
+        if !run.more {
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_job_later_in_the_same_millisecond_waits_for_its_instant() {
+    let h = harness().await;
+    let g = h
+        .broker
+        .create_request(&h.users[0], body("auto", 60))
+        .await
+        .unwrap()
+        .grant
+        .unwrap();
+    let grant = h.broker.store.grant(g).await.unwrap().unwrap();
+    // Just before ends_at, inside the same millisecond.
+    h.clock.set(grant.ends_at - chrono::Duration::microseconds(400));
+    drain(&h).await;
+    let still = h.broker.store.grant(g).await.unwrap().unwrap();
+    assert_eq!(still.state, GrantState::Active, "not ended early");
+    assert_eq!(
+        h.broker.store.job_count().await.unwrap(),
+        1,
+        "and its expiry is not dropped"
+    );
+    h.clock.set(grant.ends_at);
+    drain(&h).await;
+    assert_eq!(
+        h.broker.store.grant(g).await.unwrap().unwrap().state,
+        GrantState::Ended
+    );
+    assert_eq!(h.broker.store.job_count().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_restart_runs_overdue_expiries_at_once() {
+    let h = harness().await;
+    for u in &h.users {
+        h.broker.create_request(u, body("auto", 30)).await.unwrap();
+    }
+    // Time passes while nothing runs; the next run ends all three.
+    h.clock.advance(chrono::Duration::hours(2));
+    let run = h.broker.run_due_jobs().await.unwrap();
+    assert_eq!(run.done, 3);
+    let out = h.broker.store.outbox(&"aws".parse().unwrap(), 100).await.unwrap();
+    assert_eq!(out.iter().filter(|c| c.op == CommandOp::Revoke).count(), 3);
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Ask {
+        user: usize,
+        auto: bool,
+        secs: u64,
+    },
+    Review {
+        by: usize,
+        request: usize,
+        approve: bool,
+    },
+    Cancel {
+        request: usize,
+    },
+    Revoke {
+        grant: usize,
+    },
+    Extend {
+        grant: usize,
+        secs: u64,
+    },
+    Advance {
+        secs: i64,
+    },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (0usize..3, any::<bool>(), 1u64..600).prop_map(|(user, auto, secs)| Op::Ask { user, auto, secs }),
+        2 => (0usize..3, 0usize..8, any::<bool>()).prop_map(|(by, request, approve)| Op::Review { by, request, approve }),
+        1 => (0usize..8).prop_map(|request| Op::Cancel { request }),
+        1 => (0usize..8).prop_map(|grant| Op::Revoke { grant }),
+        1 => (0usize..8, 1u64..600).prop_map(|(grant, secs)| Op::Extend { grant, secs }),
+        3 => (1i64..400).prop_map(|secs| Op::Advance { secs }),
+    ]
+}
+
+/// After every step: each entitlement's lease holds exactly its active
+/// grants; an entitlement is applied (last command a grant) exactly while it
+/// is held; no active grant outlives its window once due jobs ran.
+async fn check_invariants(h: &Harness) -> Result<(), TestCaseError> {
+    let store = &h.broker.store;
+    let all = PageQuery {
+        after: None,
+        limit: 10_000,
+    };
+    let grants = store.grants(&all, &|_| true).await.unwrap();
+    let mut active: BTreeMap<String, BTreeSet<GrantId>> = BTreeMap::new();
+    for g in &grants {
+        let key = Lease::key_for(&g.entitlement);
+        active.entry(key.clone()).or_default();
+        if g.state == GrantState::Active {
+            prop_assert!(g.ends_at > h.clock.now(), "active past its window: {:?}", g);
+            active.get_mut(&key).unwrap().insert(g.id);
+        }
+    }
+    let outbox = store.outbox(&"aws".parse().unwrap(), 100_000).await.unwrap();
+    for (key, holders) in active {
+        let lease = store.lease(&key).await.unwrap();
+        let held: BTreeSet<GrantId> = lease
+            .map(|l| l.holders.keys().copied().collect())
+            .unwrap_or_default();
+        prop_assert_eq!(&held, &holders, "lease {} holders differ from active grants", key);
+        // Commands for this entitlement in lease order: by generation (part
+        // of the id), and within one generation grants before the revoke.
+        let generation = |c: &&crate::domain::command::Command| -> u64 {
+            c.id.split('-').nth(1).and_then(|g| g.parse().ok()).unwrap_or(0)
+        };
+        let mut cmds: Vec<_> = outbox
+            .iter()
+            .filter(|c| Lease::key_for(&c.entitlement) == key)
+            .collect();
+        cmds.sort_by_key(|c| (generation(c), c.op == CommandOp::Revoke));
+        let applied = cmds.last().is_some_and(|c| c.op == CommandOp::Grant);
+        prop_assert_eq!(
+            applied,
+            !holders.is_empty(),
+            "entitlement {} applied={} held={:?}",
+            key,
+            applied,
+            holders
+        );
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_interleavings_never_drop_a_lease(ops in proptest::collection::vec(op(), 1..40)) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let h = harness().await;
+            let mut requests: Vec<RequestId> = Vec::new();
+            let mut grants: Vec<GrantId> = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Ask { user, auto, secs } => {
+                        let r = h.broker.create_request(&h.users[user], body(if auto { "auto" } else { "dev" }, secs)).await;
+                        if let Ok(r) = r {
+                            requests.push(r.id);
+                            grants.extend(r.grant);
+                        }
+                    }
+                    Op::Review { by, request, approve } => {
+                        if let Some(id) = requests.get(request) {
+                            let d = if approve { jitgate_shared::v1::api::Decision::Approve } else { jitgate_shared::v1::api::Decision::Deny };
+                            if let Ok(r) = h.broker.review_request(&h.users[by], *id, d, ReviewBody::default()).await {
+                                grants.extend(r.grant);
+                            }
+                        }
+                    }
+                    Op::Cancel { request } => {
+                        if let Some(id) = requests.get(request) {
+                            let owner = h.broker.store.request(*id).await.unwrap().unwrap().requester;
+                            let u = h.users.iter().find(|u| u.id == owner).unwrap();
+                            let _ = h.broker.cancel_request(u, *id).await;
+                        }
+                    }
+                    Op::Revoke { grant } => {
+                        if let Some(id) = grants.get(grant) {
+                            let owner = h.broker.store.grant(*id).await.unwrap().unwrap().user;
+                            let u = h.users.iter().find(|u| u.id == owner).unwrap();
+                            let _ = h.broker.revoke_grant(u, *id, Default::default()).await;
+                        }
+                    }
+                    Op::Extend { grant, secs } => {
+                        if let Some(id) = grants.get(grant) {
+                            let owner = h.broker.store.grant(*id).await.unwrap().unwrap().user;
+                            let u = h.users.iter().find(|u| u.id == owner).unwrap();
+                            let _ = h.broker.extend_grant(u, *id, ExtendBody { duration_seconds: secs, justification: None }).await;
+                        }
+                    }
+                    Op::Advance { secs } => {
+                        h.clock.advance(chrono::Duration::seconds(secs));
+                        drain(&h).await;
+                    }
+                }
+                check_invariants(&h).await?;
+            }
+            // In the end every window closes and nothing stays applied.
+            h.clock.advance(chrono::Duration::hours(3));
+            drain(&h).await;
+            check_invariants(&h).await?;
+            let out = h.broker.store.outbox(&"aws".parse().unwrap(), 100_000).await.unwrap();
+            let grants_issued: BTreeSet<_> = out.iter().filter(|c| c.op == CommandOp::Grant).map(|c| Lease::key_for(&c.entitlement)).collect();
+            let revoked: BTreeSet<_> = out.iter().filter(|c| c.op == CommandOp::Revoke).map(|c| Lease::key_for(&c.entitlement)).collect();
+            prop_assert_eq!(grants_issued, revoked, "every applied entitlement is revoked in the end");
+            Ok(())
+        })?;
+    }
+}

@@ -83,26 +83,10 @@ fn sources() -> Vec<PolicySource> {
 
 async fn broker_over(store: Arc<dyn Store>) -> Broker {
     let seed = Seed::parse(CATALOG, "bench").unwrap();
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let empty = Arc::new(PolicyHolder::new("bench".into(), Policies::empty(), clock.now()));
-    let seeding = Broker::new(
-        store.clone(),
-        empty,
-        clock.clone(),
-        Arc::new(Metrics::new()),
-        Settings::default(),
-    );
+    let seeding = Broker::without_policies(store, Arc::new(SystemClock));
     seed.apply(&seeding).await.unwrap();
-    let catalog = catalog_of(store.as_ref()).await.unwrap();
-    let policies = Policies::load(&sources(), &catalog).unwrap();
-    let holder = Arc::new(PolicyHolder::new("bench".into(), policies, clock.now()));
-    Broker::new(
-        store,
-        holder,
-        clock,
-        Arc::new(Metrics::new()),
-        Settings::default(),
-    )
+    let catalog = seeding.catalog().await.unwrap();
+    seeding.with_policies("bench".into(), Policies::load(&sources(), &catalog).unwrap())
 }
 
 fn rate(n: usize, took: Duration) -> f64 {

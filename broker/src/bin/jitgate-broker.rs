@@ -8,14 +8,13 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use jitgate_broker::audit::{Actor, ChainVerifier};
-use jitgate_broker::clock::{Clock, SystemClock};
+use jitgate_broker::clock::SystemClock;
 use jitgate_broker::config::{BrokerConfig, LogFormat, Overrides};
-use jitgate_broker::domain::policy::{Catalog, Policies, SCHEMA};
-use jitgate_broker::metrics::Metrics;
+use jitgate_broker::domain::policy::{Catalog, SCHEMA};
 use jitgate_broker::quickstart::Seed;
 use jitgate_broker::server::{open_store, Server};
 use jitgate_broker::service::admin::UserOutcome;
-use jitgate_broker::service::{catalog_of, Broker, PolicyHolder, Settings};
+use jitgate_broker::service::{catalog_of, Broker, PolicyHolder};
 use jitgate_broker::store::Store;
 use jitgate_shared::v1::api::{Role, UserBody};
 use jitgate_shared::v1::UserId;
@@ -197,7 +196,7 @@ async fn main() -> anyhow::Result<()> {
                 std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
             let seed = Seed::parse(&text, &file.display().to_string()).map_err(anyhow::Error::msg)?;
             let store: Arc<dyn Store> = Arc::new(open_store(&data_dir)?);
-            let tokens = seed.apply(&offline_broker(store, &data_dir)).await?;
+            let tokens = seed.apply(&offline_broker(store)).await?;
             eprintln!(
                 "loaded {} configurations, {} resources, {} users",
                 seed.configurations.len(),
@@ -215,16 +214,8 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// A broker over the store for offline commands; it never decides access.
-fn offline_broker(store: Arc<dyn Store>, dir: &Path) -> Broker {
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let holder = PolicyHolder::new(dir.to_owned(), Policies::empty(), clock.now());
-    Broker::new(
-        store,
-        Arc::new(holder),
-        clock,
-        Arc::new(Metrics::new()),
-        Settings::default(),
-    )
+fn offline_broker(store: Arc<dyn Store>) -> Broker {
+    Broker::without_policies(store, Arc::new(SystemClock))
 }
 
 async fn quickstart(
@@ -237,7 +228,7 @@ async fn quickstart(
     let text = std::fs::read_to_string(&catalog).with_context(|| format!("reading {}", catalog.display()))?;
     let seed = Seed::parse(&text, &catalog.display().to_string()).map_err(anyhow::Error::msg)?;
     let store: Arc<dyn Store> = Arc::new(open_store(&data_dir)?);
-    let tokens = seed.apply(&offline_broker(store.clone(), &policy_dir)).await?;
+    let tokens = seed.apply(&offline_broker(store.clone())).await?;
     let config = BrokerConfig {
         listen,
         data_dir: data_dir.clone(),
@@ -318,7 +309,7 @@ async fn user(command: UserCommand) -> anyhow::Result<()> {
             data_dir,
         } => {
             let store: Arc<dyn Store> = Arc::new(open_store(&data_dir)?);
-            let broker = offline_broker(store, &data_dir);
+            let broker = offline_broker(store);
             let body = UserBody {
                 id: id.clone(),
                 display_name: display_name.unwrap_or_default(),
@@ -339,9 +330,7 @@ async fn user(command: UserCommand) -> anyhow::Result<()> {
         }
         UserCommand::Token { id, data_dir } => {
             let store: Arc<dyn Store> = Arc::new(open_store(&data_dir)?);
-            let issued = offline_broker(store, &data_dir)
-                .issue_token_as(Actor::System, &id)
-                .await?;
+            let issued = offline_broker(store).issue_token_as(Actor::System, &id).await?;
             eprintln!("token for {id} expires {}", issued.expires_at);
             println!("{}", issued.token);
         }

@@ -11,6 +11,7 @@ use jitgate_broker::cli::client::{ApiClient, ClientError};
 use jitgate_broker::cli::output;
 use jitgate_shared::v1::api::{CreateRequestBody, ExtendBody, ExtendOutcome, GrantState, RequestState};
 use jitgate_shared::v1::{GrantId, RequestId, ResourceId, UserId};
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 #[derive(Debug, Parser)]
@@ -84,8 +85,9 @@ enum Command {
     Cancel { id: RequestId },
     /// List requests (yours; approvers, admins and auditors see all).
     List {
-        #[arg(long, value_enum)]
-        state: Option<StateArg>,
+        /// pending, approved, active, ended, denied, pending_expired or cancelled.
+        #[arg(long, value_parser = api_name::<RequestState>)]
+        state: Option<RequestState>,
         #[arg(long)]
         requester: Option<UserId>,
         #[arg(long, default_value_t = 50)]
@@ -93,8 +95,9 @@ enum Command {
     },
     /// List grants.
     Grants {
-        #[arg(long, value_enum)]
-        state: Option<GrantStateArg>,
+        /// scheduled, active or ended.
+        #[arg(long, value_parser = api_name::<GrantState>)]
+        state: Option<GrantState>,
         #[arg(long)]
         user: Option<UserId>,
         #[arg(long, default_value_t = 50)]
@@ -118,39 +121,14 @@ enum Command {
     },
 }
 
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum StateArg {
-    Pending,
-    Approved,
-    Active,
-    Ended,
-    Denied,
-    PendingExpired,
-    Cancelled,
+/// Parses a value by its API name (`pending`, `pending_expired`, ...), so
+/// the CLI accepts exactly what the API does.
+fn api_name<T: DeserializeOwned>(s: &str) -> Result<T, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|e| format!("`{s}`: {e}"))
 }
 
-impl StateArg {
-    fn api(self) -> RequestState {
-        match self {
-            StateArg::Pending => RequestState::Pending,
-            StateArg::Approved => RequestState::Approved,
-            StateArg::Active => RequestState::Active,
-            StateArg::Ended => RequestState::Ended,
-            StateArg::Denied => RequestState::Denied,
-            StateArg::PendingExpired => RequestState::PendingExpired,
-            StateArg::Cancelled => RequestState::Cancelled,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum GrantStateArg {
-    Scheduled,
-    Active,
-    Ended,
-}
-
-fn query_value<T: Serialize>(v: T) -> String {
+/// The API name of a value, for query strings.
+fn name_of<T: Serialize>(v: T) -> String {
     serde_json::to_value(v)
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
@@ -225,7 +203,7 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
         } => {
             let mut q = vec![("limit", limit.to_string())];
             if let Some(s) = state {
-                q.push(("state", query_value(s.api())));
+                q.push(("state", name_of(s)));
             }
             if let Some(u) = requester {
                 q.push(("requester", u.to_string()));
@@ -236,12 +214,7 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
         Command::Grants { state, user, limit } => {
             let mut q = vec![("limit", limit.to_string())];
             if let Some(s) = state {
-                let s = match s {
-                    GrantStateArg::Scheduled => GrantState::Scheduled,
-                    GrantStateArg::Active => GrantState::Active,
-                    GrantStateArg::Ended => GrantState::Ended,
-                };
-                q.push(("state", query_value(s)));
+                q.push(("state", name_of(s)));
             }
             if let Some(u) = user {
                 q.push(("user", u.to_string()));

@@ -22,7 +22,7 @@ pub use error::ServiceError;
 pub use policies::PolicyHolder;
 
 use crate::clock::Clock;
-use crate::domain::policy::{Catalog, CatalogEntry};
+use crate::domain::policy::{Catalog, CatalogEntry, Policies};
 use crate::domain::user::User;
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -72,6 +72,30 @@ impl Broker {
             metrics,
             scheduler: Arc::new(Notify::new()),
             settings,
+        }
+    }
+
+    /// A broker with no policies loaded, so it permits nothing: for loading
+    /// catalogues and for offline commands, which never decide access.
+    pub fn without_policies(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+        let holder = PolicyHolder::new(std::path::PathBuf::new(), Policies::empty(), clock.now());
+        Self::new(
+            store,
+            Arc::new(holder),
+            clock,
+            Arc::new(Metrics::new()),
+            Settings::default(),
+        )
+    }
+
+    /// The same broker (store, clock, metrics, settings) with `policies`
+    /// from `dir` in force.
+    pub fn with_policies(&self, dir: std::path::PathBuf, policies: Policies) -> Self {
+        let holder = PolicyHolder::new(dir, policies, self.clock.now());
+        Self {
+            policies: Arc::new(holder),
+            scheduler: Arc::new(Notify::new()),
+            ..self.clone()
         }
     }
 

@@ -70,14 +70,7 @@ async fn harness() -> Harness {
     let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
     let clock = Arc::new(ManualClock::new(t0()));
     let seed = Seed::parse(CATALOG, "test").unwrap();
-    let empty = Arc::new(PolicyHolder::new("p".into(), Policies::empty(), t0()));
-    let seeding = Broker::new(
-        store.clone(),
-        empty,
-        clock.clone(),
-        Arc::new(Metrics::new()),
-        Settings::default(),
-    );
+    let seeding = Broker::without_policies(store.clone(), clock.clone());
     seed.apply(&seeding).await.unwrap();
     for name in ["ann", "ben", "cat"] {
         seeding
@@ -105,19 +98,8 @@ async fn harness() -> Harness {
             text: WORKFLOWS.into(),
         },
     ];
-    let catalog = catalog_of(store.as_ref()).await.unwrap();
-    let policies = Arc::new(PolicyHolder::new(
-        "p".into(),
-        Policies::load(&sources, &catalog).unwrap(),
-        t0(),
-    ));
-    let broker = Broker::new(
-        store.clone(),
-        policies,
-        clock.clone(),
-        Arc::new(Metrics::new()),
-        Settings::default(),
-    );
+    let catalog = seeding.catalog().await.unwrap();
+    let broker = seeding.with_policies("p".into(), Policies::load(&sources, &catalog).unwrap());
     let mut users = Vec::new();
     for name in ["ann", "ben", "cat"] {
         users.push(store.user(&UserId::new(name).unwrap()).await.unwrap().unwrap());

@@ -255,23 +255,14 @@ impl SledStore {
             writes.push((k, Some(record.encode_next()?)));
             Ok(())
         };
-        for r in &change.configurations {
-            versioned(r)?;
-        }
-        for r in &change.resources {
-            versioned(r)?;
-        }
-        for r in &change.users {
-            versioned(r)?;
-        }
-        for r in &change.requests {
-            versioned(r)?;
-        }
-        for r in &change.grants {
-            versioned(r)?;
-        }
-        for r in &change.leases {
-            versioned(r)?;
+        let records = (change.configurations.iter().map(|r| r as &dyn StoredRecord))
+            .chain(change.resources.iter().map(|r| r as &dyn StoredRecord))
+            .chain(change.users.iter().map(|r| r as &dyn StoredRecord))
+            .chain(change.requests.iter().map(|r| r as &dyn StoredRecord))
+            .chain(change.grants.iter().map(|r| r as &dyn StoredRecord))
+            .chain(change.leases.iter().map(|r| r as &dyn StoredRecord));
+        for record in records {
+            versioned(record)?;
         }
         for t in &change.tokens {
             writes.push((key(keys::TOKEN, &t.hash), Some(encode(t)?)));

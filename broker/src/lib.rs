@@ -23,3 +23,6 @@ pub mod server;
 pub mod service;
 pub mod store;
 pub mod tls;
+
+#[cfg(test)]
+pub(crate) mod testing;

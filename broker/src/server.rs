@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
@@ -26,6 +27,8 @@ use crate::tls::{BrokerCa, TlsError};
 
 /// How long a client has to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the API's server certificate is re-issued.
+const CERT_RENEWAL: Duration = Duration::from_secs(24 * 60 * 60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -112,9 +115,9 @@ impl Server {
             tracing::warn!("serving plain HTTP: use only behind a TLS-terminating proxy on this host");
             None
         } else {
-            Some(tokio_rustls::TlsAcceptor::from(
+            Some(Arc::new(ArcSwap::from(
                 ca.api_server_config(&config.server_names, now)?,
-            ))
+            )))
         };
         let (shutdown, shutdown_rx) = watch::channel(false);
         let ready = Arc::new(AtomicBool::new(false));
@@ -127,6 +130,15 @@ impl Server {
         );
         let mut tasks = JoinSet::new();
         tasks.spawn(crate::scheduler::run(broker.clone(), shutdown_rx.clone()));
+        if let Some(tls) = &tls {
+            tasks.spawn(renew_server_cert(
+                tls.clone(),
+                ca.clone(),
+                config.server_names.clone(),
+                broker.clock().clone(),
+                shutdown_rx.clone(),
+            ));
+        }
         tasks.spawn(accept_loop(listener, tls, router, shutdown_rx));
         ready.store(true, Ordering::Release);
         let scheme = if config.insecure_plain_http {
@@ -189,9 +201,36 @@ impl Server {
     }
 }
 
+/// Re-issues the API's server certificate (valid 90 days) every day, so a
+/// long-running broker never serves an expired one. New connections use the
+/// new certificate; open ones keep theirs.
+async fn renew_server_cert(
+    tls: Arc<ArcSwap<rustls::ServerConfig>>,
+    ca: Arc<BrokerCa>,
+    names: Vec<String>,
+    clock: Arc<dyn Clock>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(CERT_RENEWAL) => {}
+            _ = shutdown.changed() => return,
+        }
+        match ca.api_server_config(&names, clock.now()) {
+            Ok(config) => {
+                tls.store(config);
+                tracing::info!("renewed the API server certificate");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "renewing the API server certificate failed; retrying tomorrow")
+            }
+        }
+    }
+}
+
 async fn accept_loop(
     listener: TcpListener,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    tls: Option<Arc<ArcSwap<rustls::ServerConfig>>>,
     router: axum::Router,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -211,7 +250,9 @@ async fn accept_loop(
         };
         let _ = tcp.set_nodelay(true);
         let service = TowerToHyperService::new(router.clone());
-        let tls = tls.clone();
+        let tls = tls
+            .as_ref()
+            .map(|t| tokio_rustls::TlsAcceptor::from(t.load_full()));
         connections.spawn(async move {
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             let result = match tls {

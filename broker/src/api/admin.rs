@@ -1,6 +1,6 @@
 //! `/api/v1/admin`: configurations, resources, users, policies, outbox.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use jitgate_shared::v1::api::{
@@ -11,7 +11,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::error::ApiError;
-use super::extract::{path_id, Body, Caller, Params};
+use super::extract::{path_id, Body, Caller, Params, PathParam};
 use super::AppState;
 use crate::audit::Actor;
 use crate::service::admin::UserOutcome;
@@ -43,7 +43,7 @@ pub async fn list_configurations(
 pub async fn put_configuration(
     State(s): State<AppState>,
     Caller(user): Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
     Body(body): Body<Configuration>,
 ) -> Result<Json<Configuration>, ApiError> {
     let id: ConfigId = path_id("id", &id)?;
@@ -67,7 +67,7 @@ pub async fn list_resources(
 pub async fn put_resource(
     State(s): State<AppState>,
     Caller(user): Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
     Body(body): Body<Resource>,
 ) -> Result<Json<Resource>, ApiError> {
     let id: ResourceId = path_id("id", &id)?;
@@ -94,7 +94,7 @@ pub async fn list_users(
 pub async fn put_user(
     State(s): State<AppState>,
     Caller(user): Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
     Body(body): Body<UserBody>,
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
@@ -112,7 +112,7 @@ pub async fn put_user(
 pub async fn issue_token(
     State(s): State<AppState>,
     Caller(user): Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<(StatusCode, Json<IssuedToken>), ApiError> {
     let id: UserId = path_id("id", &id)?;
     Ok((StatusCode::CREATED, Json(s.broker.issue_token(&user, &id).await?)))
@@ -155,7 +155,7 @@ pub struct OutboxQuery {
 pub async fn outbox(
     State(s): State<AppState>,
     Caller(user): Caller,
-    Path(configuration): Path<String>,
+    PathParam(configuration): PathParam<String>,
     Params(q): Params<OutboxQuery>,
 ) -> Result<Json<Vec<OutboxCommandView>>, ApiError> {
     let configuration: ConfigId = path_id("configuration", &configuration)?;

@@ -166,6 +166,31 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
     }
 }
 
+/// A path parameter; a malformed one (bad percent-escapes, invalid UTF-8) is
+/// refused with a JSON error naming it.
+#[derive(Debug)]
+pub struct PathParam<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for PathParam<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(PathParam(v)),
+            Err(rejection) => {
+                let text = rejection.body_text();
+                let field = text.split('`').nth(1).map(str::to_owned);
+                Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::InvalidInput,
+                    text,
+                    field,
+                ))
+            }
+        }
+    }
+}
+
 /// Parses a path id, naming it when it is malformed.
 pub fn path_id<T: std::str::FromStr>(name: &str, raw: &str) -> Result<T, ApiError>
 where

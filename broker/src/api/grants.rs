@@ -1,6 +1,6 @@
 //! `/api/v1/grants`.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use jitgate_shared::v1::api::{ExtendBody, ExtendOutcome, GrantState, GrantView, Page, RevokeBody};
 use jitgate_shared::v1::{ErrorBody, GrantId, UserId};
@@ -8,7 +8,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::error::ApiError;
-use super::extract::{path_id, Body, Caller, OptionalBody, Params};
+use super::extract::{path_id, Body, Caller, OptionalBody, Params, PathParam};
 use super::AppState;
 use crate::service::grants::GrantQuery;
 
@@ -47,7 +47,7 @@ pub async fn list(
 pub async fn show(
     State(s): State<AppState>,
     Caller(user): Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<Json<GrantView>, ApiError> {
     let id = path_id("id", &id)?;
     Ok(Json(s.broker.get_grant(&user, id).await?))
@@ -61,7 +61,7 @@ pub async fn show(
 pub async fn revoke(
     State(s): State<AppState>,
     Caller(user): Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
     OptionalBody(body): OptionalBody<RevokeBody>,
 ) -> Result<Json<GrantView>, ApiError> {
     let id = path_id("id", &id)?;
@@ -76,7 +76,7 @@ pub async fn revoke(
 pub async fn extend(
     State(s): State<AppState>,
     Caller(user): Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
     Body(body): Body<ExtendBody>,
 ) -> Result<Json<ExtendOutcome>, ApiError> {
     let id = path_id("id", &id)?;

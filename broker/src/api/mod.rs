@@ -72,3 +72,6 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,6 +1,6 @@
 //! `/api/v1/requests` and `/api/v1/whoami`.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use jitgate_shared::v1::api::{
@@ -11,7 +11,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::error::ApiError;
-use super::extract::{path_id, Body, Caller, OptionalBody, Params};
+use super::extract::{path_id, Body, Caller, OptionalBody, Params, PathParam};
 use super::AppState;
 use crate::service::requests::RequestQuery;
 
@@ -75,7 +75,7 @@ pub async fn list(
 pub async fn show(
     State(s): State<AppState>,
     Caller(user): Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<Json<RequestView>, ApiError> {
     let id = path_id("id", &id)?;
     Ok(Json(s.broker.get_request(&user, id).await?))
@@ -101,7 +101,7 @@ async fn review(
 pub async fn approve(
     State(s): State<AppState>,
     user: Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
     OptionalBody(body): OptionalBody<ReviewBody>,
 ) -> Result<Json<RequestView>, ApiError> {
     review(s, user, id, Decision::Approve, body).await
@@ -114,7 +114,7 @@ pub async fn approve(
 pub async fn deny(
     State(s): State<AppState>,
     user: Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
     OptionalBody(body): OptionalBody<ReviewBody>,
 ) -> Result<Json<RequestView>, ApiError> {
     review(s, user, id, Decision::Deny, body).await
@@ -127,7 +127,7 @@ pub async fn deny(
 pub async fn cancel(
     State(s): State<AppState>,
     Caller(user): Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<Json<RequestView>, ApiError> {
     let id = path_id("id", &id)?;
     Ok(Json(s.broker.cancel_request(&user, id).await?))

@@ -2,126 +2,15 @@
 //! a property test of random interleavings against lease invariants.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
-use jitgate_shared::v1::api::{
-    CommandOp, CreateRequestBody, ExtendBody, GrantState, ReviewBody, Role, UserBody,
-};
-use jitgate_shared::v1::{GrantId, RequestId, ResourceId, UserId};
+use jitgate_shared::v1::api::{CommandOp, ExtendBody, GrantState, ReviewBody};
+use jitgate_shared::v1::{GrantId, RequestId};
 use proptest::prelude::*;
 
 use super::*;
-use crate::audit::Actor;
-use crate::clock::ManualClock;
 use crate::domain::lease::Lease;
-use crate::domain::policy::{Policies, PolicySource};
-use crate::quickstart::Seed;
-use crate::store::sled::SledStore;
 use crate::store::PageQuery;
-
-const CATALOG: &str = r#"
-[[configurations]]
-id = "aws"
-kind = "aws_identity_center"
-identity_mode = { mode = "direct" }
-
-[[resources]]
-id = "auto"
-configuration = "aws"
-group = "auto"
-target = { kind = "aws_account_assignment", account_id = "111122223333", permission_set = "A" }
-
-[[resources]]
-id = "dev"
-configuration = "aws"
-group = "dev"
-target = { kind = "aws_account_assignment", account_id = "111122223333", permission_set = "D" }
-"#;
-
-const POLICY: &str = r#"
-permit (principal in Jitgate::Group::"people", action == Jitgate::Action::"request", resource);
-permit (principal in Jitgate::Group::"people", action == Jitgate::Action::"approve", resource);
-"#;
-
-const WORKFLOWS: &str = r#"
-[defaults]
-max_duration = "1h"
-pending_ttl = "10m"
-extension = { allowed = true, requires_approval = false, max_total = "1h" }
-[group.auto]
-auto_approve = true
-approvals_required = 0
-"#;
-
-fn t0() -> DateTime<Utc> {
-    DateTime::from_timestamp(1_800_000_000, 0).unwrap()
-}
-
-struct Harness {
-    _dir: tempfile::TempDir,
-    broker: Broker,
-    clock: Arc<ManualClock>,
-    users: Vec<User>,
-}
-
-async fn harness() -> Harness {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
-    let clock = Arc::new(ManualClock::new(t0()));
-    let seed = Seed::parse(CATALOG, "test").unwrap();
-    let seeding = Broker::without_policies(store.clone(), clock.clone());
-    seed.apply(&seeding).await.unwrap();
-    for name in ["ann", "ben", "cat"] {
-        seeding
-            .save_user(
-                Actor::System,
-                UserBody {
-                    id: UserId::new(name).unwrap(),
-                    display_name: String::new(),
-                    email: None,
-                    roles: [Role::Requester, Role::Approver].into(),
-                    groups: ["people".to_owned()].into(),
-                    person: None,
-                },
-            )
-            .await
-            .unwrap();
-    }
-    let sources = vec![
-        PolicySource {
-            path: "p.cedar".into(),
-            text: POLICY.into(),
-        },
-        PolicySource {
-            path: "workflows.toml".into(),
-            text: WORKFLOWS.into(),
-        },
-    ];
-    let catalog = seeding.catalog().await.unwrap();
-    let broker = seeding.with_policies("p".into(), Policies::load(&sources, &catalog).unwrap());
-    let mut users = Vec::new();
-    for name in ["ann", "ben", "cat"] {
-        users.push(store.user(&UserId::new(name).unwrap()).await.unwrap().unwrap());
-    }
-    Harness {
-        _dir: dir,
-        broker,
-        clock,
-        users,
-    }
-}
-
-fn body(resource: &str, seconds: u64) -> CreateRequestBody {
-    CreateRequestBody {
-        resource: ResourceId::new(resource).unwrap(),
-        duration_seconds: Some(seconds),
-        justification: None,
-        ticket: None,
-        starts_at: None,
-        break_glass: false,
-    }
-}
+use crate::testing::{body, harness, Harness};
 
 async fn drain(h: &Harness) {
     loop {

@@ -4,6 +4,8 @@ pub mod api;
 pub mod entitlement;
 pub mod error;
 pub mod ids;
+pub mod protocol;
+pub mod signing;
 
 pub use entitlement::{Entitlement, Target};
 pub use error::{ErrorBody, ErrorCode};

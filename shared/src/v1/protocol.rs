@@ -1,0 +1,257 @@
+//! The agent ⇄ broker protocol, version 1: JSON text frames over a mutually
+//! authenticated websocket. The agent's identity comes from its client
+//! certificate, never from a message.
+//!
+//! Frames are size-limited; a frame of an unknown kind is answered with an
+//! error, never a crash; unknown fields are refused.
+
+use std::collections::BTreeSet;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::entitlement::Entitlement;
+use super::ids::ConfigId;
+use super::signing::SignedCommand;
+
+/// The protocol version this crate speaks.
+pub const VERSION: u16 = 1;
+
+/// Largest frame either side accepts.
+pub const MAX_FRAME_BYTES: usize = 256 * 1024;
+
+/// What an agent can do, by entitlement kind (`aws_account_assignment`,
+/// `entra_group_membership`, ...), plus `list` for reconciliation.
+pub type Capabilities = BTreeSet<String>;
+
+/// Agent → broker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AgentMessage {
+    /// First frame on a connection.
+    Hello {
+        version: u16,
+        configuration: ConfigId,
+        capabilities: Capabilities,
+        agent_version: String,
+    },
+    /// The outcome of a command, by its id.
+    Result {
+        command: String,
+        outcome: Outcome,
+    },
+    /// What jitgate manages in the tenant now, answering `List`.
+    Inventory {
+        request: u64,
+        entitlements: Vec<Entitlement>,
+    },
+    Heartbeat {
+        seq: u64,
+    },
+    /// The agent could not make sense of a broker frame.
+    Error {
+        message: String,
+    },
+}
+
+/// Broker → agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum BrokerMessage {
+    Welcome {
+        version: u16,
+        heartbeat_seconds: u32,
+    },
+    Command {
+        command: SignedCommand,
+    },
+    /// Asks for an `Inventory`.
+    List {
+        request: u64,
+    },
+    Heartbeat {
+        seq: u64,
+    },
+    Error {
+        code: ErrorKind,
+        message: String,
+    },
+}
+
+/// The result of applying a command. "Already" outcomes are successes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Outcome {
+    Applied,
+    AlreadyPresent,
+    Revoked,
+    AlreadyAbsent,
+    /// The agent would not act: bad signature, expired, other configuration.
+    Refused {
+        reason: String,
+    },
+    /// The cloud said no or could not be reached.
+    Failed {
+        reason: String,
+        retryable: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after_seconds: Option<u64>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    UnsupportedVersion,
+    TooLarge,
+    UnknownKind,
+    Malformed,
+    /// The hello names a configuration the certificate is not for.
+    WrongConfiguration,
+}
+
+/// Why a frame was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    #[error("frame of {size} bytes is larger than {max}")]
+    TooLarge { size: usize, max: usize },
+    #[error("frame kind `{kind}` is unknown")]
+    UnknownKind { kind: String },
+    #[error("frame is malformed: {0}")]
+    Malformed(String),
+    #[error("protocol version {got} is not supported (this side speaks {VERSION})")]
+    UnsupportedVersion { got: u16 },
+}
+
+impl FrameError {
+    /// The error frame to answer with.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            FrameError::TooLarge { .. } => ErrorKind::TooLarge,
+            FrameError::UnknownKind { .. } => ErrorKind::UnknownKind,
+            FrameError::Malformed(_) => ErrorKind::Malformed,
+            FrameError::UnsupportedVersion { .. } => ErrorKind::UnsupportedVersion,
+        }
+    }
+}
+
+/// Decodes one frame, checking its size first.
+pub fn decode<T: DeserializeOwned>(frame: &[u8]) -> Result<T, FrameError> {
+    if frame.len() > MAX_FRAME_BYTES {
+        return Err(FrameError::TooLarge {
+            size: frame.len(),
+            max: MAX_FRAME_BYTES,
+        });
+    }
+    let value: serde_json::Value =
+        serde_json::from_slice(frame).map_err(|e| FrameError::Malformed(e.to_string()))?;
+    let kind = value
+        .get("type")
+        .and_then(|t| t.as_str())
+        .ok_or_else(|| FrameError::Malformed("no `type` field".into()))?
+        .to_owned();
+    T::deserialize(value).map_err(|e| {
+        let message = e.to_string();
+        if message.starts_with("unknown variant") {
+            FrameError::UnknownKind { kind }
+        } else {
+            FrameError::Malformed(message)
+        }
+    })
+}
+
+/// Encodes one frame.
+pub fn encode<T: Serialize>(message: &T) -> String {
+    // Plain data always serialises; an empty frame is refused by the peer.
+    serde_json::to_string(message).unwrap_or_default()
+}
+
+/// Checks the version an agent says it speaks.
+pub fn check_version(got: u16) -> Result<(), FrameError> {
+    if got == VERSION {
+        Ok(())
+    } else {
+        Err(FrameError::UnsupportedVersion { got })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn messages_round_trip() {
+        let hello = AgentMessage::Hello {
+            version: VERSION,
+            configuration: ConfigId::new("entra").unwrap(),
+            capabilities: ["entra_group_membership".to_owned(), "list".to_owned()].into(),
+            agent_version: "0.1.0".into(),
+        };
+        let frame = encode(&hello);
+        assert_eq!(decode::<AgentMessage>(frame.as_bytes()).unwrap(), hello);
+        let result = AgentMessage::Result {
+            command: "k-1-grant".into(),
+            outcome: Outcome::Failed {
+                reason: "throttled".into(),
+                retryable: true,
+                retry_after_seconds: Some(3),
+            },
+        };
+        assert_eq!(
+            decode::<AgentMessage>(encode(&result).as_bytes()).unwrap(),
+            result
+        );
+    }
+
+    #[test]
+    fn bad_frames_are_named_not_fatal() {
+        assert_eq!(
+            decode::<AgentMessage>(br#"{"type":"self_destruct"}"#),
+            Err(FrameError::UnknownKind {
+                kind: "self_destruct".into()
+            })
+        );
+        assert!(matches!(
+            decode::<AgentMessage>(b"{not json"),
+            Err(FrameError::Malformed(_))
+        ));
+        assert!(matches!(
+            decode::<AgentMessage>(br#"{"seq":1}"#),
+            Err(FrameError::Malformed(_))
+        ));
+        assert!(matches!(
+            decode::<AgentMessage>(br#"{"type":"heartbeat","seq":1,"extra":2}"#),
+            Err(FrameError::Malformed(_))
+        ));
+        let big = format!(
+            r#"{{"type":"error","message":"{}"}}"#,
+            "x".repeat(MAX_FRAME_BYTES)
+        );
+        assert!(matches!(
+            decode::<AgentMessage>(big.as_bytes()),
+            Err(FrameError::TooLarge { .. })
+        ));
+        assert_eq!(check_version(2), Err(FrameError::UnsupportedVersion { got: 2 }));
+        assert_eq!(
+            FrameError::UnknownKind { kind: "x".into() }.kind(),
+            ErrorKind::UnknownKind
+        );
+    }
+
+    proptest! {
+        /// Arbitrary bytes and arbitrary JSON never panic the decoder.
+        #[test]
+        fn decoding_untrusted_frames_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode::<AgentMessage>(&bytes);
+            let _ = decode::<BrokerMessage>(&bytes);
+        }
+
+        #[test]
+        fn typed_garbage_is_an_error_not_a_panic(kind in "[a-z_]{0,12}", seq in any::<i64>(), text in ".{0,30}") {
+            let frame = serde_json::json!({"type": kind, "seq": seq, "message": text, "outcome": {"outcome": text}}).to_string();
+            let _ = decode::<AgentMessage>(frame.as_bytes());
+            let _ = decode::<BrokerMessage>(frame.as_bytes());
+        }
+    }
+}

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use jitgate_broker::audit::{Actor, AuditEntry, AuditEvent};
 use jitgate_broker::clock::{Clock, SystemClock};
-use jitgate_broker::domain::command::Command;
+use jitgate_broker::domain::command;
 use jitgate_broker::domain::grant::Grant;
 use jitgate_broker::domain::job::{Job, JobKind};
 use jitgate_broker::domain::lease::Lease;
@@ -223,7 +223,7 @@ async fn active_grants(store: &dyn Store, n: usize, ends_at: impl Fn(usize) -> D
             Grant::for_request(GrantId::generate(), &request, entitlement.clone(), now).activate();
         grant.ends_at = end;
         let (lease, effect) = Lease::new(entitlement).hold(grant.id, grant.ends_at);
-        let command = Command::for_effect(&lease, effect, grant.id, now, now).unwrap();
+        let command = command::for_effect(&lease, effect, grant.id, now, now).unwrap();
         batch.push(Change {
             requests: vec![request.with_grant(grant.id, true)],
             schedule: vec![Job {

@@ -1,77 +1,66 @@
-//! Commands for gateway agents, queued in a per-configuration outbox.
+//! Commands for gateway agents, queued in a per-configuration outbox. The
+//! outbox holds exactly the [`CommandBody`] that is signed when sent.
 
 use chrono::{DateTime, Utc};
 use jitgate_shared::v1::api::{CommandOp, OutboxCommandView};
-use jitgate_shared::v1::{Entitlement, GrantId};
-use serde::{Deserialize, Serialize};
+use jitgate_shared::v1::signing::CommandBody;
+use jitgate_shared::v1::GrantId;
 
 use super::lease::{Lease, LeaseEffect};
+
+/// A queued command: the wire body itself.
+pub type Command = CommandBody;
 
 /// How long an agent accepts a revoke after it was issued. Revokes must get
 /// through late rather than never; a week covers long outages.
 pub const REVOKE_VALIDITY: chrono::Duration = chrono::Duration::days(7);
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Command {
-    /// Idempotency key: the same change always gets the same id, so a retried
-    /// or re-queued command is recognised by the agent.
-    pub id: String,
-    pub op: CommandOp,
-    pub grant: GrantId,
-    pub entitlement: Entitlement,
-    pub not_before: DateTime<Utc>,
-    /// For a grant, the deadline the agent enforces by itself if it loses the
-    /// broker. For a revoke, when the command itself goes stale.
-    pub not_after: DateTime<Utc>,
-    pub issued_at: DateTime<Utc>,
+/// The command a lease change calls for, if any. The id is the idempotency
+/// key: the same change always gets the same id, so a retried or re-queued
+/// command is recognised by the agent.
+pub fn for_effect(
+    lease: &Lease,
+    effect: LeaseEffect,
+    grant: GrantId,
+    not_before: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Option<Command> {
+    let (op, not_after, suffix) = match effect {
+        LeaseEffect::Nothing => return None,
+        LeaseEffect::Apply { deadline } | LeaseEffect::Prolong { deadline } => (
+            CommandOp::Grant,
+            deadline,
+            format!("grant-{}", deadline.timestamp_millis()),
+        ),
+        LeaseEffect::Remove => (CommandOp::Revoke, now + REVOKE_VALIDITY, "revoke".to_owned()),
+    };
+    Some(CommandBody {
+        id: format!("{}-{}-{}", lease.key, lease.generation, suffix),
+        op,
+        grant,
+        entitlement: lease.entitlement.clone(),
+        not_before: if op == CommandOp::Revoke { now } else { not_before },
+        not_after,
+        issued_at: now,
+    })
 }
 
-impl Command {
-    /// The command a lease change calls for, if any.
-    pub fn for_effect(
-        lease: &Lease,
-        effect: LeaseEffect,
-        grant: GrantId,
-        not_before: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> Option<Command> {
-        let (op, not_after, suffix) = match effect {
-            LeaseEffect::Nothing => return None,
-            LeaseEffect::Apply { deadline } | LeaseEffect::Prolong { deadline } => (
-                CommandOp::Grant,
-                deadline,
-                format!("grant-{}", deadline.timestamp_millis()),
-            ),
-            LeaseEffect::Remove => (CommandOp::Revoke, now + REVOKE_VALIDITY, "revoke".to_owned()),
-        };
-        Some(Command {
-            id: format!("{}-{}-{}", lease.key, lease.generation, suffix),
-            op,
-            grant,
-            entitlement: lease.entitlement.clone(),
-            not_before: if op == CommandOp::Revoke { now } else { not_before },
-            not_after,
-            issued_at: now,
-        })
+/// Outbox order within a configuration: revokes go out before grants.
+pub fn priority(command: &Command) -> u8 {
+    match command.op {
+        CommandOp::Revoke => 0,
+        CommandOp::Grant => 1,
     }
+}
 
-    /// Revokes go out before grants.
-    pub fn priority(&self) -> u8 {
-        match self.op {
-            CommandOp::Revoke => 0,
-            CommandOp::Grant => 1,
-        }
-    }
-
-    pub fn view(&self) -> OutboxCommandView {
-        OutboxCommandView {
-            command_id: self.id.clone(),
-            op: self.op,
-            grant: self.grant,
-            entitlement: self.entitlement.clone(),
-            not_before: self.not_before,
-            not_after: self.not_after,
-            issued_at: self.issued_at,
-        }
+pub fn view(command: &Command) -> OutboxCommandView {
+    OutboxCommandView {
+        command_id: command.id.clone(),
+        op: command.op,
+        grant: command.grant,
+        entitlement: command.entitlement.clone(),
+        not_before: command.not_before,
+        not_after: command.not_after,
+        issued_at: command.issued_at,
     }
 }

@@ -274,7 +274,7 @@ impl Broker {
             .outbox(config, limit)
             .await?
             .iter()
-            .map(|c| c.view())
+            .map(crate::domain::command::view)
             .collect())
     }
 }

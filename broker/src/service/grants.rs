@@ -11,7 +11,7 @@ use jitgate_shared::v1::{Entitlement, GrantId, RequestId, UserId};
 use super::requests::{principal_facts, resource_facts, sees_all};
 use super::{retry_conflicts, Broker, ServiceError};
 use crate::audit::{Actor, AuditEntry, AuditEvent};
-use crate::domain::command::Command;
+use crate::domain::command;
 use crate::domain::grant::{Grant, GrantError};
 use crate::domain::job::{Job, JobKind};
 use crate::domain::lease::{Lease, LeaseEffect};
@@ -212,7 +212,7 @@ impl Broker {
         change: &mut Change,
         now: DateTime<Utc>,
     ) -> Option<String> {
-        let command = Command::for_effect(lease, effect, grant, not_before, now)?;
+        let command = command::for_effect(lease, effect, grant, not_before, now)?;
         self.metrics
             .commands_queued
             .get_or_create(&vec![("op", format!("{:?}", command.op).to_lowercase())])

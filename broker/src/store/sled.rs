@@ -288,7 +288,11 @@ impl SledStore {
                 continue;
             }
             outbox_seq += 1;
-            let k = keys::outbox(c.entitlement.configuration.as_str(), c.priority(), outbox_seq);
+            let k = keys::outbox(
+                c.entitlement.configuration.as_str(),
+                crate::domain::command::priority(c),
+                outbox_seq,
+            );
             writes.push((id_key, Some(k.clone())));
             writes.push((k, Some(encode(c)?)));
         }

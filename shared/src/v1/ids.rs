@@ -174,6 +174,11 @@ uuid_id!(
     GrantId,
     "grant id"
 );
+uuid_id!(
+    /// A gateway agent, named in its client certificate.
+    AgentId,
+    "agent id"
+);
 
 #[cfg(test)]
 mod tests {

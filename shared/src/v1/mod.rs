@@ -9,4 +9,4 @@ pub mod signing;
 
 pub use entitlement::{Entitlement, Target};
 pub use error::{ErrorBody, ErrorCode};
-pub use ids::{ConfigId, GrantId, IdError, RequestId, ResourceId, UserId};
+pub use ids::{AgentId, ConfigId, GrantId, IdError, RequestId, ResourceId, UserId};

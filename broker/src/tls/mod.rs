@@ -1,9 +1,11 @@
-//! The broker CA and TLS for the API.
+//! The broker CA, TLS for the API, and agent certificates ([`agent`]).
 //!
 //! On first start the broker creates its own CA in the data directory (the
 //! key readable by the owner only). The API's server certificate is issued
 //! from it at every start, so clients trust the CA, never a leaf. Agents'
 //! client certificates come from the same CA.
+
+pub mod agent;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use jitgate_shared::v1::api::{Decision, EndReason};
-use jitgate_shared::v1::{ConfigId, GrantId, RequestId, ResourceId, UserId};
+use jitgate_shared::v1::{AgentId, ConfigId, GrantId, RequestId, ResourceId, UserId};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -93,6 +93,15 @@ pub enum AuditEvent {
     TokenIssued {
         user: UserId,
         expires_at: DateTime<Utc>,
+    },
+    JoinTokenCreated {
+        configuration: ConfigId,
+        expires_at: DateTime<Utc>,
+    },
+    AgentEnrolled {
+        agent: AgentId,
+        configuration: ConfigId,
+        certificate_not_after: DateTime<Utc>,
     },
     PoliciesLoaded {
         files: Vec<String>,

@@ -156,10 +156,17 @@ impl BrokerConfig {
     }
 
     pub fn token_ttl(&self) -> Result<Duration, ConfigError> {
-        humantime::parse_duration(&self.token_ttl).map_err(|e| ConfigError::Invalid {
+        let ttl = humantime::parse_duration(&self.token_ttl).map_err(|e| ConfigError::Invalid {
             key: "token_ttl",
             message: format!("`{}` is not a duration like \"30d\": {e}", self.token_ttl),
-        })
+        })?;
+        if ttl.is_zero() || ttl > Duration::from_secs(366 * 86_400) {
+            return Err(ConfigError::Invalid {
+                key: "token_ttl",
+                message: format!("`{}` must be longer than zero and at most a year", self.token_ttl),
+            });
+        }
+        Ok(ttl)
     }
 }
 
@@ -204,5 +211,11 @@ mod tests {
         };
         let err = BrokerConfig::load(None, &bad).unwrap_err();
         assert!(err.to_string().starts_with("token_ttl: `forever`"), "{err}");
+        let huge = Overrides {
+            token_ttl: Some("100000years".into()),
+            ..Overrides::default()
+        };
+        let err = BrokerConfig::load(None, &huge).unwrap_err();
+        assert!(err.to_string().contains("at most a year"), "{err}");
     }
 }

@@ -96,8 +96,10 @@ impl Server {
         let holder = Arc::new(PolicyHolder::new(config.policy_dir.clone(), policies, now));
         let settings = Settings {
             token_ttl: chrono::Duration::from_std(config.token_ttl()?).unwrap_or(chrono::Duration::days(30)),
+            ..Settings::default()
         };
-        let broker = Broker::new(store, holder, clock, Arc::new(Metrics::new()), settings);
+        let broker =
+            Broker::new(store, holder, clock, Arc::new(Metrics::new()), settings).with_ca(ca.clone());
         let jobs = broker.store().job_count().await?;
         tracing::info!(scheduled_jobs = jobs, "store opened; pending jobs restored");
 

@@ -98,7 +98,11 @@ pub async fn harness() -> Harness {
         },
     ];
     let catalog = seeding.catalog().await.unwrap();
-    let broker = seeding.with_policies("p".into(), Policies::load(&sources, &catalog).unwrap());
+    crate::tls::install_crypto_provider();
+    let ca = Arc::new(crate::tls::BrokerCa::generate(t0()).unwrap());
+    let broker = seeding
+        .with_policies("p".into(), Policies::load(&sources, &catalog).unwrap())
+        .with_ca(ca);
     let mut users = Vec::new();
     for name in ["ann", "ben", "cat"] {
         users.push(store.user(&UserId::new(name).unwrap()).await.unwrap().unwrap());

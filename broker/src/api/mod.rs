@@ -3,11 +3,12 @@
 //! - [`error`]: service errors to JSON error bodies and status codes.
 //! - [`extract`]: bearer authentication and JSON/query extractors whose
 //!   rejections name the bad field.
-//! - [`requests`], [`grants`], [`admin`]: the resource handlers.
+//! - [`requests`], [`grants`], [`admin`], [`agents`]: the resource handlers.
 //! - [`ops`]: health, readiness, metrics.
 //! - [`openapi`]: the OpenAPI 3.1 document, generated from the handlers.
 
 pub mod admin;
+pub mod agents;
 pub mod error;
 pub mod extract;
 pub mod grants;
@@ -57,7 +58,10 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/admin/users/{id}/tokens", post(admin::issue_token))
         .route("/admin/policies", get(admin::policy_status))
         .route("/admin/policies/reload", post(admin::reload_policies))
-        .route("/admin/outbox/{configuration}", get(admin::outbox));
+        .route("/admin/outbox/{configuration}", get(admin::outbox))
+        .route("/admin/join-tokens", post(agents::create_join_token))
+        .route("/admin/agents", get(agents::list))
+        .route("/agents/enroll", post(agents::enroll));
     Router::new()
         .nest("/api/v1", v1)
         .route("/healthz", get(ops::healthz))

@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, grants, requests};
+use super::{admin, agents, grants, requests};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -16,6 +16,7 @@ use super::{admin, grants, requests};
         admin::list_configurations, admin::put_configuration, admin::list_resources, admin::put_resource,
         admin::list_users, admin::put_user, admin::issue_token, admin::policy_status, admin::reload_policies,
         admin::outbox,
+        agents::create_join_token, agents::enroll, agents::list,
     ),
     modifiers(&BearerAuth),
     tags(
@@ -23,6 +24,7 @@ use super::{admin, grants, requests};
         (name = "grants", description = "Approved windows: read, end early, extend"),
         (name = "admin", description = "Configurations, resources, users, policies"),
         (name = "people", description = "Who am I"),
+        (name = "agents", description = "Join tokens and gateway agent enrollment"),
     )
 )]
 #[derive(Debug)]

@@ -58,6 +58,9 @@ fn field() -> impl Strategy<Value = String> {
         Just("identity_mode".to_owned()),
         Just("roles".to_owned()),
         Just("configuration".to_owned()),
+        Just("token".to_owned()),
+        Just("csr_pem".to_owned()),
+        Just("ttl_seconds".to_owned()),
         "[a-z_]{1,12}",
     ]
 }
@@ -88,6 +91,8 @@ enum Target {
 fn target() -> impl Strategy<Value = Target> {
     prop_oneof![
         Just(Target::Post("/api/v1/requests")),
+        Just(Target::Post("/api/v1/agents/enroll")),
+        Just(Target::Post("/api/v1/admin/join-tokens")),
         Just(Target::PostWithId("/api/v1/requests/{}/approve")),
         Just(Target::PostWithId("/api/v1/requests/{}/deny")),
         Just(Target::PostWithId("/api/v1/requests/{}/cancel")),

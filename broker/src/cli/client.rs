@@ -4,8 +4,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use jitgate_shared::v1::api::{
-    Configuration, CreateRequestBody, ExtendBody, ExtendOutcome, GrantView, IssuedToken, OutboxCommandView,
-    Page, PolicyStatus, RequestView, Resource, ReviewBody, RevokeBody, UserBody, UserView,
+    AgentView, Configuration, CreateJoinTokenBody, CreateRequestBody, EnrollBody, Enrolled, ExtendBody,
+    ExtendOutcome, GrantView, IssuedToken, JoinTokenIssued, OutboxCommandView, Page, PolicyStatus,
+    RequestView, Resource, ReviewBody, RevokeBody, UserBody, UserView,
 };
 use jitgate_shared::v1::{ErrorBody, GrantId, RequestId};
 use reqwest::{Method, StatusCode};
@@ -192,6 +193,21 @@ impl ApiClient {
     /// Creates a user (returning its first token) or updates one.
     pub async fn create_user(&self, u: &UserBody) -> Result<IssuedToken, ClientError> {
         self.put(&format!("/api/v1/admin/users/{}", u.id), u).await
+    }
+
+    pub async fn create_join_token(
+        &self,
+        body: &CreateJoinTokenBody,
+    ) -> Result<JoinTokenIssued, ClientError> {
+        self.post("/api/v1/admin/join-tokens", body).await
+    }
+
+    pub async fn enroll(&self, body: &EnrollBody) -> Result<Enrolled, ClientError> {
+        self.post("/api/v1/agents/enroll", body).await
+    }
+
+    pub async fn agents(&self) -> Result<Vec<AgentView>, ClientError> {
+        self.get("/api/v1/admin/agents", &[]).await
     }
 
     pub async fn reload_policies(&self) -> Result<PolicyStatus, ClientError> {

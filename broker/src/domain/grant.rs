@@ -37,7 +37,7 @@ pub enum GrantError {
     #[error("extensions are not allowed for this resource")]
     ExtensionNotAllowed,
     #[error("the window would last {total} seconds with this extension; at most {max} seconds are allowed")]
-    ExtensionTooLong { total: i64, max: u64 },
+    ExtensionTooLong { total: u64, max: u64 },
     #[error("duration_seconds must be more than 0")]
     ZeroExtension,
     #[error("only the grant's holder or an admin may do this")]
@@ -54,7 +54,15 @@ impl Grant {
         now: DateTime<Utc>,
     ) -> Grant {
         let starts_at = request.starts_at.map_or(now, |s| s.max(now));
-        let secs = i64::try_from(request.duration_seconds).unwrap_or(i64::MAX / 2);
+        // Requests are checked against the workflow's bounded durations and
+        // start horizon; saturate rather than overflow all the same.
+        let window = i64::try_from(request.duration_seconds)
+            .ok()
+            .and_then(chrono::Duration::try_seconds)
+            .unwrap_or(chrono::Duration::MAX);
+        let ends_at = starts_at
+            .checked_add_signed(window)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
         Grant {
             id,
             version: 0,
@@ -63,7 +71,7 @@ impl Grant {
             resource: request.resource.clone(),
             entitlement,
             starts_at,
-            ends_at: starts_at + chrono::Duration::seconds(secs),
+            ends_at,
             state: GrantState::Scheduled,
             end_reason: None,
             ended_at: None,
@@ -108,7 +116,8 @@ impl Grant {
     }
 
     /// Moves `ends_at` later by `extra_seconds`, within `max_total` for the
-    /// whole window.
+    /// whole window. Limits are checked before any date arithmetic, so no
+    /// input can overflow it.
     pub fn extend(&self, extra_seconds: u64, max_total: std::time::Duration) -> Result<Grant, GrantError> {
         if self.state != GrantState::Active {
             return Err(GrantError::NotActive { state: self.state });
@@ -116,15 +125,21 @@ impl Grant {
         if extra_seconds == 0 {
             return Err(GrantError::ZeroExtension);
         }
-        let extra = chrono::Duration::seconds(i64::try_from(extra_seconds).unwrap_or(i64::MAX / 2));
-        let ends_at = self.ends_at + extra;
-        let total = (ends_at - self.starts_at).num_seconds();
-        if u64::try_from(total).map_or(true, |t| t > max_total.as_secs()) {
-            return Err(GrantError::ExtensionTooLong {
-                total,
-                max: max_total.as_secs(),
-            });
+        let current = u64::try_from((self.ends_at - self.starts_at).num_seconds()).unwrap_or(0);
+        let total = current.saturating_add(extra_seconds);
+        let max = max_total.as_secs();
+        if total > max {
+            return Err(GrantError::ExtensionTooLong { total, max });
         }
+        let total = chrono::Duration::try_seconds(i64::try_from(total).unwrap_or(i64::MAX))
+            .ok_or(GrantError::ExtensionTooLong { total, max })?;
+        let ends_at = self
+            .starts_at
+            .checked_add_signed(total)
+            .ok_or(GrantError::ExtensionTooLong {
+                total: total.num_seconds().unsigned_abs(),
+                max,
+            })?;
         let mut g = self.next();
         g.ends_at = ends_at;
         g.extensions += 1;

@@ -8,7 +8,9 @@
 //! - [`catalog`]: PAM configurations and resources, and their checks.
 //! - [`user`]: people, their roles and who counts as the same person.
 //! - [`job`]: scheduled work (activation, expiry) kept in the store.
+//! - [`agent`]: gateway agents and their one-time join tokens.
 
+pub mod agent;
 pub mod catalog;
 pub mod command;
 pub mod grant;

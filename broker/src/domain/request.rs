@@ -26,6 +26,8 @@ use super::policy::Workflow;
 /// How far in the past a requested start may lie (clock skew between client
 /// and broker); earlier starts are refused.
 const START_SKEW: chrono::Duration = chrono::Duration::seconds(60);
+/// How far ahead a window may be scheduled.
+const START_HORIZON: chrono::Duration = chrono::Duration::days(366);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Review {
@@ -73,6 +75,8 @@ pub enum RequestError {
     TicketMismatch { ticket: String, pattern: String },
     #[error("starts_at {starts_at} is in the past")]
     StartsInPast { starts_at: DateTime<Utc> },
+    #[error("starts_at {starts_at} is more than a year ahead")]
+    StartsTooLate { starts_at: DateTime<Utc> },
     #[error("break_glass is not allowed for this resource")]
     BreakGlassNotAllowed,
     #[error("you may not request this resource")]
@@ -179,6 +183,9 @@ impl NewRequest<'_> {
         if let Some(starts_at) = b.starts_at {
             if starts_at < self.now - START_SKEW {
                 return Err(RequestError::StartsInPast { starts_at });
+            }
+            if starts_at > self.now + START_HORIZON {
+                return Err(RequestError::StartsTooLate { starts_at });
             }
         }
         if b.break_glass && !w.break_glass_allowed {

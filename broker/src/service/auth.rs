@@ -17,14 +17,19 @@ pub fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// A new random token and its stored form.
-pub fn new_token(user: &User, now: DateTime<Utc>, ttl: chrono::Duration) -> (String, ApiToken) {
+/// 256 random bits, base64url, after `prefix`.
+pub fn random_token(prefix: &str) -> String {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
-    let token = format!(
-        "{TOKEN_PREFIX}{}",
+    format!(
+        "{prefix}{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-    );
+    )
+}
+
+/// A new random API token and its stored form.
+pub fn new_token(user: &User, now: DateTime<Utc>, ttl: chrono::Duration) -> (String, ApiToken) {
+    let token = random_token(TOKEN_PREFIX);
     let stored = ApiToken {
         hash: hash_token(&token),
         user: user.id.clone(),

@@ -51,7 +51,7 @@ impl From<RequestError> for ServiceError {
             E::ZeroDuration | E::TooLong { .. } => ServiceError::invalid("duration_seconds", message),
             E::JustificationRequired => ServiceError::invalid("justification", message),
             E::TicketRequired { .. } | E::TicketMismatch { .. } => ServiceError::invalid("ticket", message),
-            E::StartsInPast { .. } => ServiceError::invalid("starts_at", message),
+            E::StartsInPast { .. } | E::StartsTooLate { .. } => ServiceError::invalid("starts_at", message),
             E::BreakGlassNotAllowed => ServiceError::invalid("break_glass", message),
             E::NotPermitted | E::SelfReview | E::NotAnApprover | E::NotYours => {
                 ServiceError::Forbidden(message)

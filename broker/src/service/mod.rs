@@ -4,9 +4,11 @@
 //! - [`requests`]: create, review, cancel, read requests.
 //! - [`grants`]: open and close windows, leases, commands, extension.
 //! - [`admin`]: configurations, resources, users, tokens, policies.
+//! - [`agents`]: join tokens and agent enrollment.
 //! - [`auth`]: bearer tokens.
 
 pub mod admin;
+pub mod agents;
 pub mod auth;
 mod error;
 pub mod grants;
@@ -26,6 +28,7 @@ use crate::domain::policy::{Catalog, CatalogEntry, Policies};
 use crate::domain::user::User;
 use crate::metrics::Metrics;
 use crate::store::Store;
+use crate::tls::BrokerCa;
 
 /// How often a conflicting compare-and-set is retried with fresh reads before
 /// the caller is told to try again.
@@ -40,6 +43,8 @@ pub struct Broker {
     /// Woken when a job is scheduled earlier than the scheduler's next wake.
     pub(crate) scheduler: Arc<Notify>,
     pub(crate) settings: Settings,
+    /// Signs agent certificates; absent in offline tools.
+    pub(crate) ca: Option<Arc<BrokerCa>>,
 }
 
 /// Service settings from the broker configuration.
@@ -47,12 +52,15 @@ pub struct Broker {
 pub struct Settings {
     /// Lifetime of API tokens issued to local accounts.
     pub token_ttl: chrono::Duration,
+    /// Lifetime of agent client certificates.
+    pub agent_cert_ttl: chrono::Duration,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
             token_ttl: chrono::Duration::days(30),
+            agent_cert_ttl: chrono::Duration::hours(24),
         }
     }
 }
@@ -72,7 +80,14 @@ impl Broker {
             metrics,
             scheduler: Arc::new(Notify::new()),
             settings,
+            ca: None,
         }
+    }
+
+    /// This broker, signing agent certificates with `ca`.
+    pub fn with_ca(mut self, ca: Arc<BrokerCa>) -> Self {
+        self.ca = Some(ca);
+        self
     }
 
     /// A broker with no policies loaded, so it permits nothing: for loading

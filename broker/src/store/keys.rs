@@ -17,6 +17,8 @@ pub const OUTBOX: &str = "o/";
 /// Outbox index by command id, for idempotent queueing.
 pub const OUTBOX_ID: &str = "oi/";
 pub const AUDIT: &str = "a/";
+pub const JOIN_TOKEN: &str = "jt/";
+pub const AGENT: &str = "ag/";
 pub const OUTBOX_SEQ: &str = "m/outbox_seq";
 
 pub fn key(prefix: &str, id: impl std::fmt::Display) -> Vec<u8> {

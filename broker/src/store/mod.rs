@@ -17,9 +17,10 @@ use std::fmt::Debug;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use jitgate_shared::v1::{ConfigId, GrantId, RequestId, ResourceId, UserId};
+use jitgate_shared::v1::{AgentId, ConfigId, GrantId, RequestId, ResourceId, UserId};
 
 use crate::audit::{AuditEntry, AuditRecord};
+use crate::domain::agent::{Agent, JoinToken};
 use crate::domain::catalog::{StoredConfiguration, StoredResource};
 use crate::domain::command::Command;
 use crate::domain::grant::Grant;
@@ -46,6 +47,8 @@ pub struct Change {
     pub schedule: Vec<Job>,
     pub unschedule: Vec<Job>,
     pub audit: Vec<AuditEntry>,
+    pub join_tokens: Vec<JoinToken>,
+    pub agents: Vec<Agent>,
 }
 
 impl Change {
@@ -62,6 +65,8 @@ impl Change {
             && self.schedule.is_empty()
             && self.unschedule.is_empty()
             && self.audit.is_empty()
+            && self.join_tokens.is_empty()
+            && self.agents.is_empty()
     }
 }
 
@@ -134,6 +139,10 @@ pub trait Store: Send + Sync + Debug + 'static {
 
     /// A configuration's queued commands, revokes first, then in queue order.
     async fn outbox(&self, configuration: &ConfigId, limit: usize) -> Result<Vec<Command>, StoreError>;
+
+    async fn join_token(&self, hash: &str) -> Result<Option<JoinToken>, StoreError>;
+    async fn agent(&self, id: AgentId) -> Result<Option<Agent>, StoreError>;
+    async fn agents(&self) -> Result<Vec<Agent>, StoreError>;
 
     /// Audit records with `seq >= from`, in order.
     async fn audit(&self, from: u64, limit: usize) -> Result<Vec<AuditRecord>, StoreError>;

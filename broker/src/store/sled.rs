@@ -11,13 +11,14 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use jitgate_shared::v1::{ConfigId, GrantId, RequestId, ResourceId, UserId};
+use jitgate_shared::v1::{AgentId, ConfigId, GrantId, RequestId, ResourceId, UserId};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::keys::{self, key};
 use super::{Change, Filter, PageQuery, Store, StoreError};
 use crate::audit::{AuditHead, AuditRecord};
+use crate::domain::agent::{Agent, JoinToken};
 use crate::domain::catalog::{StoredConfiguration, StoredResource};
 use crate::domain::command::Command;
 use crate::domain::grant::Grant;
@@ -126,6 +127,8 @@ stored_record!(User, "user", keys::USER, |r| r.id);
 stored_record!(Request, "request", keys::REQUEST, |r| r.id);
 stored_record!(Grant, "grant", keys::GRANT, |r| r.id);
 stored_record!(Lease, "lease", keys::LEASE, |r| r.key);
+stored_record!(JoinToken, "join token", keys::JOIN_TOKEN, |r| r.hash);
+stored_record!(Agent, "agent", keys::AGENT, |r| r.id);
 
 impl SledStore {
     /// Opens (creating if needed) the store in `dir`. Fails clearly when
@@ -260,7 +263,9 @@ impl SledStore {
             .chain(change.users.iter().map(|r| r as &dyn StoredRecord))
             .chain(change.requests.iter().map(|r| r as &dyn StoredRecord))
             .chain(change.grants.iter().map(|r| r as &dyn StoredRecord))
-            .chain(change.leases.iter().map(|r| r as &dyn StoredRecord));
+            .chain(change.leases.iter().map(|r| r as &dyn StoredRecord))
+            .chain(change.join_tokens.iter().map(|r| r as &dyn StoredRecord))
+            .chain(change.agents.iter().map(|r| r as &dyn StoredRecord));
         for record in records {
             versioned(record)?;
         }
@@ -478,6 +483,18 @@ impl Store for SledStore {
                 decode(&k, &v)
             })
             .collect()
+    }
+
+    async fn join_token(&self, hash: &str) -> Result<Option<JoinToken>, StoreError> {
+        self.get_versioned(&key(keys::JOIN_TOKEN, hash))
+    }
+
+    async fn agent(&self, id: AgentId) -> Result<Option<Agent>, StoreError> {
+        self.get_versioned(&key(keys::AGENT, id))
+    }
+
+    async fn agents(&self) -> Result<Vec<Agent>, StoreError> {
+        self.scan_versioned(keys::AGENT)
     }
 
     async fn audit(&self, from: u64, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {

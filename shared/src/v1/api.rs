@@ -348,3 +348,62 @@ pub struct Page<T> {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next: Option<String>,
 }
+
+// ---- agents -----------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateJoinTokenBody {
+    pub configuration: ConfigId,
+    /// How long the token can be used; default one hour.
+    #[serde(default)]
+    pub ttl_seconds: Option<u64>,
+}
+
+/// A one-time join token, shown once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct JoinTokenIssued {
+    pub token: String,
+    pub configuration: ConfigId,
+    pub expires_at: DateTime<Utc>,
+    /// SHA-256 of the broker CA certificate, hex: the agent pins it before
+    /// sending anything.
+    pub ca_fingerprint: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollBody {
+    /// The one-time join token.
+    pub token: String,
+    /// PKCS#10 certificate signing request, PEM; the key stays on the agent.
+    pub csr_pem: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentState {
+    Active,
+    Revoked,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AgentView {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: super::ids::AgentId,
+    pub configuration: ConfigId,
+    pub state: AgentState,
+    pub enrolled_at: DateTime<Utc>,
+    /// When the current client certificate expires.
+    pub certificate_not_after: DateTime<Utc>,
+}
+
+/// What an enrolled agent receives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Enrolled {
+    pub agent: AgentView,
+    /// The agent's client certificate, PEM.
+    pub certificate_pem: String,
+    /// The broker CA, PEM.
+    pub ca_pem: String,
+}

@@ -6,6 +6,7 @@
 mod api_input;
 mod cli;
 mod crash;
+mod enrollment;
 mod lifecycle;
 mod policies;
 mod support;

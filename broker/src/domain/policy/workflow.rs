@@ -71,6 +71,9 @@ pub struct Workflow {
 }
 
 const MINUTE: u64 = 60;
+/// No window, TTL or extension may be longer than a year: far beyond any
+/// just-in-time use, and far from date arithmetic limits.
+const LONGEST: Duration = Duration::from_secs(366 * 24 * 3600);
 const HOUR: u64 = 60 * MINUTE;
 
 impl WorkflowLayer {
@@ -102,6 +105,24 @@ impl WorkflowLayer {
     /// Fills in built-in defaults and checks the combination. The error is a
     /// sentence about the setting at fault.
     fn resolve(&self) -> Result<Workflow, String> {
+        let too_long = [
+            ("max_duration", self.max_duration),
+            ("default_duration", self.default_duration),
+            ("pending_ttl", self.pending_ttl),
+            (
+                "extension.max_total",
+                self.extension.as_ref().and_then(|e| e.max_total),
+            ),
+        ]
+        .into_iter()
+        .find_map(|(name, d)| d.filter(|d| *d > LONGEST).map(|d| (name, d)));
+        if let Some((name, d)) = too_long {
+            return Err(format!(
+                "{name} {} is longer than the longest jitgate accepts ({})",
+                humantime::format_duration(d),
+                humantime::format_duration(LONGEST)
+            ));
+        }
         let max_duration = self.max_duration.unwrap_or(Duration::from_secs(HOUR));
         let default_duration = self
             .default_duration
@@ -364,6 +385,10 @@ mod tests {
                 "longer than",
             ),
             ("[defaults]\nticket_pattern = \"(\"", "ticket_pattern"),
+            (
+                "[defaults]\npending_ttl = \"100000years\"",
+                "longer than the longest",
+            ),
         ] {
             let err = Workflows::parse(text, &known()).unwrap_err();
             let text_of = format!("{err:?}");

@@ -1,0 +1,45 @@
+//! `/api/v1/agents/enroll` and the admin side of agents.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use jitgate_shared::v1::api::{AgentView, CreateJoinTokenBody, EnrollBody, Enrolled, JoinTokenIssued};
+use jitgate_shared::v1::ErrorBody;
+
+use super::error::ApiError;
+use super::extract::{Body, Caller};
+use super::AppState;
+
+#[utoipa::path(post, path = "/api/v1/admin/join-tokens", tag = "agents", request_body = CreateJoinTokenBody,
+    responses((status = 201, description = "A one-time join token, shown once", body = JoinTokenIssued),
+        (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create_join_token(
+    State(s): State<AppState>,
+    Caller(user): Caller,
+    Body(body): Body<CreateJoinTokenBody>,
+) -> Result<(StatusCode, Json<JoinTokenIssued>), ApiError> {
+    Ok((
+        StatusCode::CREATED,
+        Json(s.broker.create_join_token(&user, body).await?),
+    ))
+}
+
+/// The join token in the body is the credential; no bearer token.
+#[utoipa::path(post, path = "/api/v1/agents/enroll", tag = "agents", request_body = EnrollBody,
+    responses((status = 201, description = "Enrolled: the agent's client certificate", body = Enrolled),
+        (status = 400, description = "The CSR is malformed or its signature does not verify", body = ErrorBody),
+        (status = 401, description = "Unknown, expired or already used join token", body = ErrorBody)))]
+pub async fn enroll(
+    State(s): State<AppState>,
+    Body(body): Body<EnrollBody>,
+) -> Result<(StatusCode, Json<Enrolled>), ApiError> {
+    Ok((StatusCode::CREATED, Json(s.broker.enroll(body).await?)))
+}
+
+#[utoipa::path(get, path = "/api/v1/admin/agents", tag = "agents",
+    responses((status = 200, body = Vec<AgentView>), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list(State(s): State<AppState>, Caller(user): Caller) -> Result<Json<Vec<AgentView>>, ApiError> {
+    Ok(Json(s.broker.list_agents(&user).await?))
+}

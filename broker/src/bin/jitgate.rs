@@ -9,8 +9,10 @@ use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use jitgate_broker::cli::client::{ApiClient, ClientError};
 use jitgate_broker::cli::output;
-use jitgate_shared::v1::api::{CreateRequestBody, ExtendBody, ExtendOutcome, GrantState, RequestState};
-use jitgate_shared::v1::{GrantId, RequestId, ResourceId, UserId};
+use jitgate_shared::v1::api::{
+    CreateJoinTokenBody, CreateRequestBody, ExtendBody, ExtendOutcome, GrantState, RequestState,
+};
+use jitgate_shared::v1::{ConfigId, GrantId, RequestId, ResourceId, UserId};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -111,6 +113,11 @@ enum Command {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// Administration (needs the admin role; auditors may list).
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
     /// Extend an active grant where the policy allows.
     Extend {
         id: GrantId,
@@ -119,6 +126,19 @@ enum Command {
         #[arg(long, short = 'j')]
         justification: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Make a one-time join token for enrolling a gateway agent.
+    JoinToken {
+        configuration: ConfigId,
+        /// How long it can be used, like 1h [default: 1h].
+        #[arg(long, value_parser = duration)]
+        ttl: Option<u64>,
+    },
+    /// Enrolled gateway agents.
+    Agents,
 }
 
 /// Parses a value by its API name (`pending`, `pending_expired`, ...), so
@@ -245,6 +265,23 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
         Command::Revoke { id, reason } => {
             let g = api.revoke(id, reason).await?;
             print(json, &g, |g| output::grants(std::slice::from_ref(g)));
+        }
+        Command::Admin {
+            command: AdminCommand::JoinToken { configuration, ttl },
+        } => {
+            let issued = api
+                .create_join_token(&CreateJoinTokenBody {
+                    configuration,
+                    ttl_seconds: ttl,
+                })
+                .await?;
+            print(json, &issued, output::join_token);
+        }
+        Command::Admin {
+            command: AdminCommand::Agents,
+        } => {
+            let agents = api.agents().await?;
+            print(json, &agents, |a| output::agents(a));
         }
         Command::Extend {
             id,

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use comfy_table::presets::UTF8_BORDERS_ONLY;
 use comfy_table::Table;
-use jitgate_shared::v1::api::{GrantView, RequestKind, RequestView};
+use jitgate_shared::v1::api::{AgentView, GrantView, JoinTokenIssued, RequestKind, RequestView};
 
 fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
@@ -109,6 +109,30 @@ pub fn grants(items: &[GrantView]) -> String {
             state,
             when(g.starts_at),
             when(g.ends_at),
+        ]);
+    }
+    t.to_string()
+}
+
+pub fn join_token(t: &JoinTokenIssued) -> String {
+    format!(
+        "join token for {} (one use, expires {}):\n{}\nbroker CA fingerprint (sha256): {}",
+        t.configuration,
+        when(t.expires_at),
+        t.token,
+        t.ca_fingerprint
+    )
+}
+
+pub fn agents(items: &[AgentView]) -> String {
+    let mut t = table(&["id", "configuration", "state", "enrolled", "certificate until"]);
+    for a in items {
+        t.add_row(vec![
+            a.id.to_string(),
+            a.configuration.to_string(),
+            lower(a.state),
+            when(a.enrolled_at),
+            when(a.certificate_not_after),
         ]);
     }
     t.to_string()

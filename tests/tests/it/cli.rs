@@ -43,6 +43,24 @@ async fn request_approve_and_list_from_the_cli() {
     let out = b.cli("alice", &["grants"]);
     assert!(text(&out).contains("DevAdmin"), "{}", text(&out));
 
+    // Admins make join tokens and see agents.
+    let out = b.cli("admin", &["admin", "join-token", "aws-test", "--ttl", "10m"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("jgj_") && text(&out).contains("fingerprint"),
+        "{}",
+        text(&out)
+    );
+    let out = b.cli("admin", &["--json", "admin", "agents"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap(),
+        serde_json::json!([])
+    );
+    let out = b.cli("alice", &["admin", "join-token", "aws-test"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("`admin` role"), "{}", text(&out));
+
     // Errors name the input and exit non-zero.
     let out = b.cli("alice", &["request", "dev-admin", "--duration", "soon"]);
     assert!(!out.status.success());

@@ -103,6 +103,10 @@ pub enum AuditEvent {
         configuration: ConfigId,
         certificate_not_after: DateTime<Utc>,
     },
+    AgentRevoked {
+        agent: AgentId,
+        configuration: ConfigId,
+    },
     PoliciesLoaded {
         files: Vec<String>,
         policies: usize,

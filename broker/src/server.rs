@@ -20,7 +20,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::BrokerConfig;
 use crate::domain::policy::PolicyErrors;
 use crate::metrics::Metrics;
-use crate::service::{catalog_of, Broker, PolicyHolder, ServiceError, Settings};
+use crate::service::{catalog_of, Broker, BrokerKeys, PolicyHolder, ServiceError, Settings};
 use crate::store::sled::SledStore;
 use crate::store::{Store, StoreError};
 use crate::tls::{BrokerCa, TlsError};
@@ -98,8 +98,11 @@ impl Server {
             token_ttl: chrono::Duration::from_std(config.token_ttl()?).unwrap_or(chrono::Duration::days(30)),
             ..Settings::default()
         };
-        let broker =
-            Broker::new(store, holder, clock, Arc::new(Metrics::new()), settings).with_ca(ca.clone());
+        let keys = BrokerKeys {
+            ca: ca.clone(),
+            commands: Arc::new(crate::tls::load_or_create_command_key(&config.data_dir)?),
+        };
+        let broker = Broker::new(store, holder, clock, Arc::new(Metrics::new()), settings).with_keys(keys);
         let jobs = broker.store().job_count().await?;
         tracing::info!(scheduled_jobs = jobs, "store opened; pending jobs restored");
 

@@ -99,10 +99,13 @@ pub async fn harness() -> Harness {
     ];
     let catalog = seeding.catalog().await.unwrap();
     crate::tls::install_crypto_provider();
-    let ca = Arc::new(crate::tls::BrokerCa::generate(t0()).unwrap());
+    let keys = crate::service::BrokerKeys {
+        ca: Arc::new(crate::tls::BrokerCa::generate(t0()).unwrap()),
+        commands: Arc::new(jitgate_shared::v1::signing::CommandSigner::from_secret(&[7; 32])),
+    };
     let broker = seeding
         .with_policies("p".into(), Policies::load(&sources, &catalog).unwrap())
-        .with_ca(ca);
+        .with_keys(keys);
     let mut users = Vec::new();
     for name in ["ann", "ben", "cat"] {
         users.push(store.user(&UserId::new(name).unwrap()).await.unwrap().unwrap());

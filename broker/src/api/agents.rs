@@ -7,7 +7,7 @@ use jitgate_shared::v1::api::{AgentView, CreateJoinTokenBody, EnrollBody, Enroll
 use jitgate_shared::v1::ErrorBody;
 
 use super::error::ApiError;
-use super::extract::{Body, Caller};
+use super::extract::{path_id, Body, Caller, PathParam};
 use super::AppState;
 
 #[utoipa::path(post, path = "/api/v1/admin/join-tokens", tag = "agents", request_body = CreateJoinTokenBody,
@@ -42,4 +42,17 @@ pub async fn enroll(
     security(("bearer" = [])))]
 pub async fn list(State(s): State<AppState>, Caller(user): Caller) -> Result<Json<Vec<AgentView>>, ApiError> {
     Ok(Json(s.broker.list_agents(&user).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/admin/agents/{id}/revoke", tag = "agents",
+    params(("id" = String, Path, description = "Agent id")),
+    responses((status = 200, body = AgentView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn revoke(
+    State(s): State<AppState>,
+    Caller(user): Caller,
+    PathParam(id): PathParam<String>,
+) -> Result<Json<AgentView>, ApiError> {
+    let id = path_id("id", &id)?;
+    Ok(Json(s.broker.revoke_agent(&user, id).await?))
 }

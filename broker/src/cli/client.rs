@@ -206,6 +206,14 @@ impl ApiClient {
         self.post("/api/v1/agents/enroll", body).await
     }
 
+    pub async fn revoke_agent(&self, id: jitgate_shared::v1::AgentId) -> Result<AgentView, ClientError> {
+        self.post(
+            &format!("/api/v1/admin/agents/{id}/revoke"),
+            &serde_json::json!({}),
+        )
+        .await
+    }
+
     pub async fn agents(&self) -> Result<Vec<AgentView>, ClientError> {
         self.get("/api/v1/admin/agents", &[]).await
     }

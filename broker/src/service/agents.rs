@@ -2,6 +2,7 @@
 //! configuration; an agent spends it with a CSR and gets a short-lived client
 //! certificate naming itself and that configuration.
 
+use base64::Engine;
 use jitgate_shared::v1::api::{
     AgentState, AgentView, CreateJoinTokenBody, EnrollBody, Enrolled, JoinTokenIssued, Role,
 };
@@ -28,7 +29,7 @@ impl Broker {
         body: CreateJoinTokenBody,
     ) -> Result<JoinTokenIssued, ServiceError> {
         require_role(actor, Role::Admin)?;
-        let ca = self.ca()?;
+        let ca = &self.keys()?.ca;
         let config = self
             .store
             .configuration(&body.configuration)
@@ -87,7 +88,8 @@ impl Broker {
     /// with one token, exactly one gets a certificate.
     #[tracing::instrument(skip_all)]
     pub async fn enroll(&self, body: EnrollBody) -> Result<Enrolled, ServiceError> {
-        let ca = self.ca()?;
+        let keys = self.keys()?;
+        let ca = &keys.ca;
         let refuse = || ServiceError::Unauthenticated("unknown join token".into());
         if !body.token.starts_with(JOIN_TOKEN_PREFIX) {
             return Err(refuse());
@@ -135,9 +137,64 @@ impl Broker {
                 agent: view,
                 certificate_pem,
                 ca_pem: ca.cert_pem().to_owned(),
+                command_public_key: base64::engine::general_purpose::STANDARD_NO_PAD
+                    .encode(keys.commands.verifier().public_bytes()),
+                command_key_id: keys.commands.key_id().to_owned(),
             })
         })
         .await
+    }
+
+    /// Revokes an agent: its certificate is refused at every later handshake
+    /// (and the hub drops its session).
+    #[tracing::instrument(skip(self, actor), fields(user = %actor.id, agent = %id))]
+    pub async fn revoke_agent(&self, actor: &User, id: AgentId) -> Result<AgentView, ServiceError> {
+        require_role(actor, Role::Admin)?;
+        retry_conflicts(|| async {
+            let mut agent = self
+                .store
+                .agent(id)
+                .await?
+                .ok_or_else(|| ServiceError::not_found("agent", id))?;
+            if agent.state == AgentState::Revoked {
+                return Err(ServiceError::Conflict(format!("agent {id} is already revoked")));
+            }
+            agent.state = AgentState::Revoked;
+            let mut change = Change::default();
+            change.audit.push(AuditEntry {
+                at: self.clock.now(),
+                actor: Actor::User(actor.id.clone()),
+                event: AuditEvent::AgentRevoked {
+                    agent: id,
+                    configuration: agent.configuration.clone(),
+                },
+            });
+            let view = agent.view();
+            change.agents.push(agent);
+            self.commit(change).await?;
+            tracing::warn!(agent = %id, "agent revoked");
+            Ok(view)
+        })
+        .await
+    }
+
+    /// Whether an agent whose certificate verified may connect: it must be
+    /// enrolled, not revoked, and for the configuration its certificate
+    /// names. The hub asks at every handshake.
+    pub async fn admit_agent(&self, identity: &AgentIdentity) -> Result<Agent, ServiceError> {
+        let refuse = |why: &str| ServiceError::Forbidden(format!("agent {}: {why}", identity.agent));
+        let agent = self
+            .store
+            .agent(identity.agent)
+            .await?
+            .ok_or_else(|| refuse("not enrolled"))?;
+        if agent.state == AgentState::Revoked {
+            return Err(refuse("revoked"));
+        }
+        if agent.configuration != identity.configuration {
+            return Err(refuse("certificate names another configuration"));
+        }
+        Ok(agent)
     }
 
     pub async fn list_agents(&self, actor: &User) -> Result<Vec<AgentView>, ServiceError> {
@@ -149,9 +206,9 @@ impl Broker {
         Ok(self.store.agents().await?.iter().map(Agent::view).collect())
     }
 
-    fn ca(&self) -> Result<&std::sync::Arc<crate::tls::BrokerCa>, ServiceError> {
-        self.ca.as_ref().ok_or_else(|| {
-            ServiceError::Unavailable("this broker has no CA loaded; agents cannot enroll".into())
+    fn keys(&self) -> Result<&super::BrokerKeys, ServiceError> {
+        self.keys.as_ref().ok_or_else(|| {
+            ServiceError::Unavailable("this broker has no keys loaded; agents cannot enroll".into())
         })
     }
 }

@@ -29,6 +29,7 @@ use crate::domain::user::User;
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::tls::BrokerCa;
+use jitgate_shared::v1::signing::CommandSigner;
 
 /// How often a conflicting compare-and-set is retried with fresh reads before
 /// the caller is told to try again.
@@ -43,8 +44,15 @@ pub struct Broker {
     /// Woken when a job is scheduled earlier than the scheduler's next wake.
     pub(crate) scheduler: Arc<Notify>,
     pub(crate) settings: Settings,
-    /// Signs agent certificates; absent in offline tools.
-    pub(crate) ca: Option<Arc<BrokerCa>>,
+    /// Signs agent certificates and commands; absent in offline tools.
+    pub(crate) keys: Option<BrokerKeys>,
+}
+
+/// The broker's signing keys: its CA and its command-signing key.
+#[derive(Debug, Clone)]
+pub struct BrokerKeys {
+    pub ca: Arc<BrokerCa>,
+    pub commands: Arc<CommandSigner>,
 }
 
 /// Service settings from the broker configuration.
@@ -80,13 +88,13 @@ impl Broker {
             metrics,
             scheduler: Arc::new(Notify::new()),
             settings,
-            ca: None,
+            keys: None,
         }
     }
 
-    /// This broker, signing agent certificates with `ca`.
-    pub fn with_ca(mut self, ca: Arc<BrokerCa>) -> Self {
-        self.ca = Some(ca);
+    /// This broker, signing agent certificates and commands with `keys`.
+    pub fn with_keys(mut self, keys: BrokerKeys) -> Self {
+        self.keys = Some(keys);
         self
     }
 

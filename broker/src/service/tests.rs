@@ -219,3 +219,66 @@ proptest! {
         })?;
     }
 }
+
+#[tokio::test]
+async fn only_enrolled_unrevoked_agents_of_their_configuration_are_admitted() {
+    use jitgate_shared::v1::api::{CreateJoinTokenBody, EnrollBody, Role};
+    use jitgate_shared::v1::{AgentId, ConfigId};
+
+    use crate::tls::agent::AgentIdentity;
+
+    let h = harness().await;
+    let mut admin = h.users[0].clone();
+    admin.roles.insert(Role::Admin);
+    let token = h
+        .broker
+        .create_join_token(
+            &admin,
+            CreateJoinTokenBody {
+                configuration: ConfigId::new("aws").unwrap(),
+                ttl_seconds: None,
+            },
+        )
+        .await
+        .unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let csr = rcgen::CertificateParams::new(Vec::<String>::new())
+        .unwrap()
+        .serialize_request(&key)
+        .unwrap()
+        .pem()
+        .unwrap();
+    let enrolled = h
+        .broker
+        .enroll(EnrollBody {
+            token: token.token,
+            csr_pem: csr,
+        })
+        .await
+        .unwrap();
+    let identity = AgentIdentity {
+        agent: enrolled.agent.id,
+        configuration: ConfigId::new("aws").unwrap(),
+    };
+    assert!(h.broker.admit_agent(&identity).await.is_ok());
+    let elsewhere = AgentIdentity {
+        configuration: ConfigId::new("entra").unwrap(),
+        ..identity.clone()
+    };
+    let err = h.broker.admit_agent(&elsewhere).await.unwrap_err();
+    assert!(err.to_string().contains("another configuration"), "{err}");
+    let stranger = AgentIdentity {
+        agent: AgentId::generate(),
+        ..identity.clone()
+    };
+    assert!(h
+        .broker
+        .admit_agent(&stranger)
+        .await
+        .unwrap_err()
+        .to_string()
+        .contains("not enrolled"));
+    h.broker.revoke_agent(&admin, identity.agent).await.unwrap();
+    let err = h.broker.admit_agent(&identity).await.unwrap_err();
+    assert!(err.to_string().contains("revoked"), "{err}");
+}

@@ -21,6 +21,30 @@ use sha2::{Digest, Sha256};
 
 pub const CA_CERT_FILE: &str = "ca.pem";
 pub const CA_KEY_FILE: &str = "ca.key";
+/// The broker's Ed25519 command-signing key (32 secret bytes, owner-only).
+pub const COMMAND_KEY_FILE: &str = "command.key";
+
+/// Loads the command-signing key from `dir`, creating it on first start.
+pub fn load_or_create_command_key(
+    dir: &Path,
+) -> Result<jitgate_shared::v1::signing::CommandSigner, TlsError> {
+    use rand::RngCore;
+    let path = dir.join(COMMAND_KEY_FILE);
+    let secret: [u8; 32] = if path.exists() {
+        let bytes = std::fs::read(&path).map_err(io(&path))?;
+        bytes.try_into().map_err(|b: Vec<u8>| TlsError::Cert {
+            what: path.display().to_string(),
+            error: format!("expected 32 bytes, found {}", b.len()),
+        })?
+    } else {
+        let mut secret = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut secret);
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        write_private_bytes(&path, &secret)?;
+        secret
+    };
+    Ok(jitgate_shared::v1::signing::CommandSigner::from_secret(&secret))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -196,6 +220,10 @@ impl BrokerCa {
 
 /// Writes a secret file readable by its owner only.
 pub fn write_private(path: &Path, contents: &str) -> Result<(), TlsError> {
+    write_private_bytes(path, contents.as_bytes())
+}
+
+fn write_private_bytes(path: &Path, contents: &[u8]) -> Result<(), TlsError> {
     use std::io::Write;
     #[cfg(unix)]
     let file = {
@@ -210,7 +238,7 @@ pub fn write_private(path: &Path, contents: &str) -> Result<(), TlsError> {
     #[cfg(not(unix))]
     let file = std::fs::File::create(path);
     let mut file = file.map_err(io(path))?;
-    file.write_all(contents.as_bytes()).map_err(io(path))?;
+    file.write_all(contents).map_err(io(path))?;
     file.sync_all().map_err(io(path))
 }
 

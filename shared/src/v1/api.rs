@@ -406,4 +406,8 @@ pub struct Enrolled {
     pub certificate_pem: String,
     /// The broker CA, PEM.
     pub ca_pem: String,
+    /// The broker's Ed25519 command-signing public key, base64: the agent
+    /// acts only on commands that verify against it.
+    pub command_public_key: String,
+    pub command_key_id: String,
 }

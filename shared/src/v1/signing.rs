@@ -143,6 +143,10 @@ impl CommandVerifier {
         self.key.to_bytes()
     }
 
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
     /// Checks signature, configuration and validity window, in that order:
     /// nothing in an unverified body is believed.
     pub fn verify(

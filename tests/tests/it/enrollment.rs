@@ -71,9 +71,32 @@ async fn a_join_token_enrolls_exactly_one_agent() {
         "the CSR does not choose names"
     );
 
+    // The command key the agent pins verifies commands the broker signs.
+    assert_eq!(enrolled.command_key_id.len(), 16);
+    let key = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD_NO_PAD,
+        &enrolled.command_public_key,
+    )
+    .unwrap();
+    let verifier =
+        jitgate_shared::v1::signing::CommandVerifier::from_public(&key.try_into().unwrap()).unwrap();
+    assert_eq!(verifier.key_id(), enrolled.command_key_id);
+
     let agents = admin.agents().await.unwrap();
     assert_eq!(agents.len(), 1);
     assert_eq!(agents[0].id, enrolled.agent.id);
+
+    // Revocation: only admins; once; listed as revoked.
+    let (code, _) = status(b.client("bob").revoke_agent(enrolled.agent.id).await);
+    assert_eq!(code, StatusCode::FORBIDDEN);
+    let revoked = admin.revoke_agent(enrolled.agent.id).await.unwrap();
+    assert_eq!(revoked.state, jitgate_shared::v1::api::AgentState::Revoked);
+    let (code, _) = status(admin.revoke_agent(enrolled.agent.id).await);
+    assert_eq!(code, StatusCode::CONFLICT);
+    assert_eq!(
+        admin.agents().await.unwrap()[0].state,
+        jitgate_shared::v1::api::AgentState::Revoked
+    );
 }
 
 #[tokio::test]

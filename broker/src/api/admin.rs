@@ -3,9 +3,8 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use jitgate_shared::v1::api::{
-    Configuration, IssuedToken, OutboxCommandView, PolicyStatus, Resource, UserBody, UserView,
-};
+use jitgate_shared::v1::api::{Configuration, IssuedToken, PolicyStatus, Resource, UserBody, UserView};
+use jitgate_shared::v1::signing::CommandBody;
 use jitgate_shared::v1::{ConfigId, ErrorBody, ResourceId, UserId};
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -150,14 +149,14 @@ pub struct OutboxQuery {
 
 #[utoipa::path(get, path = "/api/v1/admin/outbox/{configuration}", tag = "admin",
     params(("configuration" = String, Path, description = "Configuration id"), OutboxQuery),
-    responses((status = 200, description = "Queued commands, revokes first", body = Vec<OutboxCommandView>)),
+    responses((status = 200, description = "Queued commands, revokes first", body = Vec<CommandBody>)),
     security(("bearer" = [])))]
 pub async fn outbox(
     State(s): State<AppState>,
     Caller(user): Caller,
     PathParam(configuration): PathParam<String>,
     Params(q): Params<OutboxQuery>,
-) -> Result<Json<Vec<OutboxCommandView>>, ApiError> {
+) -> Result<Json<Vec<CommandBody>>, ApiError> {
     let configuration: ConfigId = path_id("configuration", &configuration)?;
     let limit = q.limit.unwrap_or(1000).clamp(1, 100_000);
     Ok(Json(s.broker.outbox(&user, &configuration, limit).await?))

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use jitgate_shared::v1::api::{
     AgentView, Configuration, CreateJoinTokenBody, CreateRequestBody, EnrollBody, Enrolled, ExtendBody,
-    ExtendOutcome, GrantView, IssuedToken, JoinTokenIssued, OutboxCommandView, Page, PolicyStatus,
-    RequestView, Resource, ReviewBody, RevokeBody, UserBody, UserView,
+    ExtendOutcome, GrantView, IssuedToken, JoinTokenIssued, Page, PolicyStatus, RequestView, Resource,
+    ReviewBody, RevokeBody, UserBody, UserView,
 };
 use jitgate_shared::v1::{ErrorBody, GrantId, RequestId};
 use reqwest::{Method, StatusCode};
@@ -227,7 +227,7 @@ impl ApiClient {
         &self,
         configuration: &str,
         limit: usize,
-    ) -> Result<Vec<OutboxCommandView>, ClientError> {
+    ) -> Result<Vec<jitgate_shared::v1::signing::CommandBody>, ClientError> {
         self.get(
             &format!("/api/v1/admin/outbox/{configuration}"),
             &[("limit", limit.to_string())],

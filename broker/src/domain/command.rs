@@ -2,7 +2,7 @@
 //! outbox holds exactly the [`CommandBody`] that is signed when sent.
 
 use chrono::{DateTime, Utc};
-use jitgate_shared::v1::api::{CommandOp, OutboxCommandView};
+use jitgate_shared::v1::api::CommandOp;
 use jitgate_shared::v1::signing::CommandBody;
 use jitgate_shared::v1::GrantId;
 
@@ -50,17 +50,5 @@ pub fn priority(command: &Command) -> u8 {
     match command.op {
         CommandOp::Revoke => 0,
         CommandOp::Grant => 1,
-    }
-}
-
-pub fn view(command: &Command) -> OutboxCommandView {
-    OutboxCommandView {
-        command_id: command.id.clone(),
-        op: command.op,
-        grant: command.grant,
-        entitlement: command.entitlement.clone(),
-        not_before: command.not_before,
-        not_after: command.not_after,
-        issued_at: command.issued_at,
     }
 }

@@ -3,9 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use jitgate_shared::v1::api::{
-    Configuration, IssuedToken, OutboxCommandView, PolicyStatus, Resource, Role, UserBody, UserView,
-};
+use jitgate_shared::v1::api::{Configuration, IssuedToken, PolicyStatus, Resource, Role, UserBody, UserView};
 use jitgate_shared::v1::{ConfigId, UserId};
 
 use super::auth::new_token;
@@ -264,18 +262,12 @@ impl Broker {
         actor: &User,
         config: &ConfigId,
         limit: usize,
-    ) -> Result<Vec<OutboxCommandView>, ServiceError> {
+    ) -> Result<Vec<crate::domain::command::Command>, ServiceError> {
         require_privileged(actor)?;
         if self.store.configuration(config).await?.is_none() {
             return Err(ServiceError::not_found("configuration", config));
         }
-        Ok(self
-            .store
-            .outbox(config, limit)
-            .await?
-            .iter()
-            .map(crate::domain::command::view)
-            .collect())
+        Ok(self.store.outbox(config, limit).await?)
     }
 }
 

@@ -323,17 +323,6 @@ pub struct PolicyStatus {
     pub last_error: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct OutboxCommandView {
-    pub command_id: String,
-    pub op: CommandOp,
-    pub grant: GrantId,
-    pub entitlement: Entitlement,
-    pub not_before: DateTime<Utc>,
-    pub not_after: DateTime<Utc>,
-    pub issued_at: DateTime<Utc>,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CommandOp {

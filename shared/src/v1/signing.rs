@@ -25,8 +25,9 @@ const CONTEXT: &[u8] = b"jitgate command v1\n";
 /// issued command looks like it comes from the future.
 pub const CLOCK_SKEW: chrono::Duration = chrono::Duration::seconds(30);
 
-/// What the agent is told to do.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What the agent is told to do. Also what the outbox holds and the admin
+/// outbox endpoint shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CommandBody {
     /// Idempotency key: a replayed id returns the stored result.

@@ -99,7 +99,7 @@ async fn sigkill_with_1000_active_grants_loses_no_expiry() {
     );
 
     let outbox = admin.outbox("aws-test", 100_000).await.unwrap();
-    let ids: HashSet<_> = outbox.iter().map(|c| c.command_id.as_str()).collect();
+    let ids: HashSet<_> = outbox.iter().map(|c| c.id.as_str()).collect();
     assert_eq!(ids.len(), outbox.len(), "no command queued twice");
     let revoked: HashSet<_> = outbox
         .iter()

@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use jitgate_broker::cli::client::{ApiClient, ClientError};
-use jitgate_shared::v1::api::{CreateRequestBody, OutboxCommandView, RequestView};
+use jitgate_shared::v1::api::{CreateRequestBody, RequestView};
+use jitgate_shared::v1::signing::CommandBody;
 use jitgate_shared::v1::ResourceId;
 use reqwest::StatusCode;
 
@@ -52,6 +53,6 @@ where
     }
 }
 
-pub async fn outbox(admin: &ApiClient) -> Vec<OutboxCommandView> {
+pub async fn outbox(admin: &ApiClient) -> Vec<CommandBody> {
     admin.outbox("aws-test", 100_000).await.unwrap()
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use jitgate_broker::audit::{Actor, ChainVerifier};
+use jitgate_broker::audit::{Actor, AuditRecord, ChainVerifier};
 use jitgate_broker::clock::SystemClock;
 use jitgate_broker::config::{BrokerConfig, LogFormat, Overrides};
 use jitgate_broker::domain::policy::{Catalog, SCHEMA};
@@ -381,7 +381,6 @@ async fn policy(command: PolicyCommand) -> anyhow::Result<()> {
 }
 
 async fn audit(command: AuditCommand) -> anyhow::Result<()> {
-    const PAGE: usize = 10_000;
     if let AuditCommand::Verify {
         input: Some(file), ..
     } = &command
@@ -392,26 +391,14 @@ async fn audit(command: AuditCommand) -> anyhow::Result<()> {
         AuditCommand::Verify { data_dir, .. } | AuditCommand::Export { data_dir, .. } => data_dir.clone(),
     };
     let store = open_store(&data_dir)?;
-    let mut from = 1;
     match command {
         AuditCommand::Verify { .. } => {
             let mut verifier = ChainVerifier::default();
-            loop {
-                let page = store.audit(from, PAGE).await?;
-                for record in &page {
-                    if let Err(e) = verifier.check(record) {
-                        eprintln!(
-                            "audit chain BROKEN after {} intact records: {e}",
-                            verifier.verified()
-                        );
-                        std::process::exit(1);
-                    }
-                }
-                match page.last() {
-                    Some(last) => from = last.seq + 1,
-                    None => break,
-                }
-            }
+            each_audit_record(&store, |record| {
+                check_or_exit(&mut verifier, record);
+                Ok(())
+            })
+            .await?;
             println!("audit chain intact: {} records", verifier.verified());
         }
         AuditCommand::Export { output, .. } => {
@@ -422,23 +409,49 @@ async fn audit(command: AuditCommand) -> anyhow::Result<()> {
                 None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
             };
             let mut n = 0u64;
-            loop {
-                let page = store.audit(from, PAGE).await?;
-                for record in &page {
-                    serde_json::to_writer(&mut out, record)?;
-                    out.write_all(b"\n")?;
-                    n += 1;
-                }
-                match page.last() {
-                    Some(last) => from = last.seq + 1,
-                    None => break,
-                }
-            }
+            each_audit_record(&store, |record| {
+                serde_json::to_writer(&mut out, record)?;
+                out.write_all(b"\n")?;
+                n += 1;
+                Ok(())
+            })
+            .await?;
             out.flush()?;
             eprintln!("exported {n} audit records");
         }
     }
     Ok(())
+}
+
+/// Calls `each` for every audit record in the store, in order, a page at a
+/// time.
+async fn each_audit_record(
+    store: &dyn Store,
+    mut each: impl FnMut(&AuditRecord) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    const PAGE: usize = 10_000;
+    let mut from = 1;
+    loop {
+        let page = store.audit(from, PAGE).await?;
+        for record in &page {
+            each(record)?;
+        }
+        match page.last() {
+            Some(last) => from = last.seq + 1,
+            None => return Ok(()),
+        }
+    }
+}
+
+/// Checks the next record; a break ends the process naming the record.
+fn check_or_exit(verifier: &mut ChainVerifier, record: &AuditRecord) {
+    if let Err(e) = verifier.check(record) {
+        eprintln!(
+            "audit chain BROKEN after {} intact records: {e}",
+            verifier.verified()
+        );
+        std::process::exit(1);
+    }
 }
 
 /// Verifies an exported audit log, line by line.
@@ -453,20 +466,14 @@ fn verify_export(file: &Path) -> anyhow::Result<()> {
         if line.trim().is_empty() {
             continue;
         }
-        let record: jitgate_broker::audit::AuditRecord = match serde_json::from_str(&line) {
+        let record: AuditRecord = match serde_json::from_str(&line) {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("{} line {}: not an audit record: {e}", file.display(), n + 1);
                 std::process::exit(1);
             }
         };
-        if let Err(e) = verifier.check(&record) {
-            eprintln!(
-                "audit chain BROKEN after {} intact records: {e}",
-                verifier.verified()
-            );
-            std::process::exit(1);
-        }
+        check_or_exit(&mut verifier, &record);
     }
     println!("audit chain intact: {} records", verifier.verified());
     Ok(())

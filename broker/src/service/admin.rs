@@ -1,8 +1,6 @@
 //! Administration: configurations, resources, users and tokens, policies,
 //! and a look into the outbox.
 
-use std::collections::BTreeSet;
-
 use jitgate_shared::v1::api::{Configuration, IssuedToken, PolicyStatus, Resource, Role, UserBody, UserView};
 use jitgate_shared::v1::{ConfigId, UserId};
 
@@ -287,9 +285,8 @@ fn require_any(actor: &User) -> Result<(), ServiceError> {
 }
 
 /// Admins and auditors.
-fn require_privileged(actor: &User) -> Result<(), ServiceError> {
-    let allowed: BTreeSet<Role> = [Role::Admin, Role::Auditor].into();
-    if actor.roles.iter().any(|r| allowed.contains(r)) {
+pub(crate) fn require_privileged(actor: &User) -> Result<(), ServiceError> {
+    if actor.has_role(Role::Auditor) {
         Ok(())
     } else {
         require_role(actor, Role::Admin)

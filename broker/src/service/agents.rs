@@ -198,11 +198,7 @@ impl Broker {
     }
 
     pub async fn list_agents(&self, actor: &User) -> Result<Vec<AgentView>, ServiceError> {
-        if !actor.has_role(Role::Admin) && !actor.has_role(Role::Auditor) {
-            return Err(ServiceError::Forbidden(
-                "listing agents needs the `admin` or `auditor` role".into(),
-            ));
-        }
+        super::admin::require_privileged(actor)?;
         Ok(self.store.agents().await?.iter().map(Agent::view).collect())
     }
 

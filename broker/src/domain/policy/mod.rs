@@ -404,16 +404,7 @@ fn unknown_name(literal: &EntityUid, catalog: &Catalog) -> Option<String> {
     if known.iter().any(|k| k == id) {
         return None;
     }
-    let known = if known.is_empty() {
-        "none yet".to_owned()
-    } else {
-        known
-            .iter()
-            .map(|k| format!("`{k}`"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    Some(format!("unknown {what} `{id}`; known: {known}"))
+    Some(format!("unknown {what} `{id}`; known: {}", list_or_none(&known)))
 }
 
 fn workflow_error(source: &PolicySource, problem: WorkflowProblem) -> PolicyError {

@@ -411,25 +411,18 @@ impl Broker {
         } else {
             Some(actor.id.clone())
         };
-        let limit = q.limit.clamp(1, 500);
+        let page = PageQuery::new(q.after, q.limit);
         let filter = move |g: &Grant| {
             q.state.is_none_or(|s| g.state == s) && user.as_ref().is_none_or(|u| &g.user == u)
         };
-        let page = PageQuery {
-            after: q.after.map(|a| a.to_string()),
-            limit,
-        };
-        let items: Vec<GrantView> = self
+        let items = self
             .store
             .grants(&page, &filter)
             .await?
             .iter()
             .map(Grant::view)
             .collect();
-        let next = (items.len() == limit)
-            .then(|| items.last().map(|g| g.id.to_string()))
-            .flatten();
-        Ok(Page { items, next })
+        Ok(super::page_of(items, &page, |g: &GrantView| g.id.to_string()))
     }
 
     /// Runs up to [`JOB_BATCH`] due jobs as one durable batch. Returns how

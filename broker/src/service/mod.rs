@@ -166,6 +166,19 @@ pub async fn catalog_of(store: &dyn Store) -> Result<Catalog, ServiceError> {
     })
 }
 
+/// A page of `items` read with `query`: a full page points at the next one
+/// through its last item's id.
+pub(crate) fn page_of<T>(
+    items: Vec<T>,
+    query: &crate::store::PageQuery,
+    id: impl Fn(&T) -> String,
+) -> jitgate_shared::v1::api::Page<T> {
+    let next = (items.len() == query.limit)
+        .then(|| items.last().map(&id))
+        .flatten();
+    jitgate_shared::v1::api::Page { items, next }
+}
+
 /// Runs `attempt` again while it fails on a compare-and-set conflict: each
 /// attempt re-reads and re-decides, so exactly one of racing writers wins
 /// and the others see its outcome.

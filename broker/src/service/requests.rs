@@ -326,25 +326,18 @@ impl Broker {
         } else {
             Some(actor.id.clone())
         };
-        let limit = q.limit.clamp(1, 500);
+        let page = PageQuery::new(q.after, q.limit);
         let filter = move |r: &Request| {
             q.state.is_none_or(|s| r.state == s) && requester.as_ref().is_none_or(|u| &r.requester == u)
         };
-        let page = PageQuery {
-            after: q.after.map(|a| a.to_string()),
-            limit,
-        };
-        let items: Vec<RequestView> = self
+        let items = self
             .store
             .requests(&page, &filter)
             .await?
             .iter()
             .map(Request::view)
             .collect();
-        let next = (items.len() == limit)
-            .then(|| items.last().map(|r| r.id.to_string()))
-            .flatten();
-        Ok(Page { items, next })
+        Ok(super::page_of(items, &page, |r: &RequestView| r.id.to_string()))
     }
 
     /// Commits and wakes the scheduler when the change scheduled work.

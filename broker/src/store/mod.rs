@@ -101,6 +101,20 @@ pub struct PageQuery {
     pub limit: usize,
 }
 
+/// The largest page a list returns.
+pub const MAX_PAGE: usize = 500;
+
+impl PageQuery {
+    /// Items after the id `after`, at most `limit` (kept within 1 and
+    /// [`MAX_PAGE`]).
+    pub fn new(after: Option<impl ToString>, limit: usize) -> Self {
+        Self {
+            after: after.map(|a| a.to_string()),
+            limit: limit.clamp(1, MAX_PAGE),
+        }
+    }
+}
+
 pub type Filter<'a, T> = &'a (dyn Fn(&T) -> bool + Send + Sync);
 
 #[async_trait]

@@ -2,7 +2,8 @@
 //! before it, so any edit or deletion breaks the chain at a findable record.
 
 use chrono::{DateTime, Utc};
-use jitgate_shared::v1::api::{Decision, EndReason};
+use jitgate_shared::v1::api::{CommandOp, Decision, EndReason};
+use jitgate_shared::v1::protocol::Outcome;
 use jitgate_shared::v1::{AgentId, ConfigId, GrantId, RequestId, ResourceId, UserId};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -106,6 +107,43 @@ pub enum AuditEvent {
     AgentRevoked {
         agent: AgentId,
         configuration: ConfigId,
+    },
+    /// An admin let a pending agent connect.
+    AgentApproved {
+        agent: AgentId,
+        configuration: ConfigId,
+    },
+    AgentCertificateRenewed {
+        agent: AgentId,
+        certificate_not_after: DateTime<Utc>,
+    },
+    /// An agent answered a command for good (success or a failure not worth
+    /// retrying).
+    CommandSettled {
+        command: String,
+        agent: AgentId,
+        grant: GrantId,
+        op: CommandOp,
+        outcome: Outcome,
+    },
+    /// An agent removed an entitlement on its own at the deadline.
+    AgentSelfRevoked {
+        agent: AgentId,
+        command: String,
+        grant: GrantId,
+        entitlement: String,
+        principal: String,
+        deadline: DateTime<Utc>,
+        at: DateTime<Utc>,
+        outcome: Outcome,
+    },
+    /// Reconciliation found the tenant differs from the leases.
+    DriftFound {
+        agent: AgentId,
+        configuration: ConfigId,
+        unexpected: Vec<String>,
+        missing: Vec<String>,
+        removing_unexpected: bool,
     },
     PoliciesLoaded {
         files: Vec<String>,

@@ -33,6 +33,20 @@ pub struct BrokerConfig {
     /// Largest accepted request body in bytes.
     pub max_body_bytes: usize,
     pub log_format: LogFormat,
+    /// Address the agent hub (mutually authenticated websockets) listens on.
+    pub hub_listen: SocketAddr,
+    /// The hub's address as agents reach it, told to them at enrollment.
+    /// Empty: `wss://{first server name}:{hub port}`.
+    pub hub_url: String,
+    /// Heartbeat interval on agent sessions; two missed and the agent is offline.
+    pub agent_heartbeat: String,
+    /// Lifetime of agent client certificates; agents renew at two thirds.
+    pub agent_cert_ttl: String,
+    /// New agents wait for an admin's approval before they may connect.
+    pub agent_approval: bool,
+    /// Reconciliation revokes entitlements found in a tenant that jitgate
+    /// did not grant (otherwise it only reports them).
+    pub remove_unexpected: bool,
 }
 
 impl Default for BrokerConfig {
@@ -46,6 +60,12 @@ impl Default for BrokerConfig {
             token_ttl: "30d".into(),
             max_body_bytes: crate::api::DEFAULT_MAX_BODY,
             log_format: LogFormat::Text,
+            hub_listen: SocketAddr::from(([127, 0, 0, 1], 8444)),
+            hub_url: String::new(),
+            agent_heartbeat: "5s".into(),
+            agent_cert_ttl: "24h".into(),
+            agent_approval: false,
+            remove_unexpected: false,
         }
     }
 }
@@ -87,6 +107,24 @@ pub struct Overrides {
     /// Log format [default: text].
     #[arg(long, env = "JITGATE_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
+    /// Address the agent hub listens on [default: 127.0.0.1:8444].
+    #[arg(long, env = "JITGATE_HUB_LISTEN")]
+    pub hub_listen: Option<SocketAddr>,
+    /// The hub's URL as agents reach it [default: wss://{first server name}:{hub port}].
+    #[arg(long, env = "JITGATE_HUB_URL")]
+    pub hub_url: Option<String>,
+    /// Heartbeat interval on agent sessions, like 5s [default: 5s].
+    #[arg(long, env = "JITGATE_AGENT_HEARTBEAT")]
+    pub agent_heartbeat: Option<String>,
+    /// Lifetime of agent client certificates, like 24h [default: 24h].
+    #[arg(long, env = "JITGATE_AGENT_CERT_TTL")]
+    pub agent_cert_ttl: Option<String>,
+    /// New agents wait for an admin's approval [default: false].
+    #[arg(long, env = "JITGATE_AGENT_APPROVAL", num_args = 0..=1, default_missing_value = "true")]
+    pub agent_approval: Option<bool>,
+    /// Revoke entitlements found in a tenant that jitgate did not grant [default: false].
+    #[arg(long, env = "JITGATE_REMOVE_UNEXPECTED", num_args = 0..=1, default_missing_value = "true")]
+    pub remove_unexpected: Option<bool>,
 }
 
 impl BrokerConfig {
@@ -127,6 +165,24 @@ impl BrokerConfig {
         if let Some(v) = o.log_format {
             config.log_format = v;
         }
+        if let Some(v) = o.hub_listen {
+            config.hub_listen = v;
+        }
+        if let Some(v) = o.hub_url {
+            config.hub_url = v;
+        }
+        if let Some(v) = o.agent_heartbeat {
+            config.agent_heartbeat = v;
+        }
+        if let Some(v) = o.agent_cert_ttl {
+            config.agent_cert_ttl = v;
+        }
+        if let Some(v) = o.agent_approval {
+            config.agent_approval = v;
+        }
+        if let Some(v) = o.remove_unexpected {
+            config.remove_unexpected = v;
+        }
         config.check()?;
         Ok(config)
     }
@@ -140,6 +196,14 @@ impl BrokerConfig {
 
     fn check(&self) -> Result<(), ConfigError> {
         self.token_ttl()?;
+        self.agent_heartbeat()?;
+        self.agent_cert_ttl()?;
+        if !self.hub_url.is_empty() && !self.hub_url.starts_with("wss://") {
+            return Err(ConfigError::Invalid {
+                key: "hub_url",
+                message: format!("`{}` must start with wss://", self.hub_url),
+            });
+        }
         if self.server_names.is_empty() && !self.insecure_plain_http {
             return Err(ConfigError::Invalid {
                 key: "server_names",
@@ -156,18 +220,62 @@ impl BrokerConfig {
     }
 
     pub fn token_ttl(&self) -> Result<Duration, ConfigError> {
-        let ttl = humantime::parse_duration(&self.token_ttl).map_err(|e| ConfigError::Invalid {
-            key: "token_ttl",
-            message: format!("`{}` is not a duration like \"30d\": {e}", self.token_ttl),
-        })?;
-        if ttl.is_zero() || ttl > Duration::from_secs(366 * 86_400) {
-            return Err(ConfigError::Invalid {
-                key: "token_ttl",
-                message: format!("`{}` must be longer than zero and at most a year", self.token_ttl),
-            });
-        }
-        Ok(ttl)
+        duration(
+            "token_ttl",
+            &self.token_ttl,
+            Duration::from_secs(1),
+            Duration::from_secs(366 * 86_400),
+        )
     }
+
+    pub fn agent_heartbeat(&self) -> Result<Duration, ConfigError> {
+        duration(
+            "agent_heartbeat",
+            &self.agent_heartbeat,
+            Duration::from_millis(100),
+            Duration::from_secs(300),
+        )
+    }
+
+    pub fn agent_cert_ttl(&self) -> Result<Duration, ConfigError> {
+        duration(
+            "agent_cert_ttl",
+            &self.agent_cert_ttl,
+            Duration::from_secs(60),
+            Duration::from_secs(90 * 86_400),
+        )
+    }
+
+    /// The hub URL agents are told, for a hub bound to `bound`.
+    pub fn hub_url_for(&self, bound: SocketAddr) -> String {
+        if !self.hub_url.is_empty() {
+            return self.hub_url.clone();
+        }
+        let host = self
+            .server_names
+            .first()
+            .map_or_else(|| bound.ip().to_string(), Clone::clone);
+        format!("wss://{host}:{}", bound.port())
+    }
+}
+
+/// A humantime duration ("30d", "5s") between `min` and `max`.
+fn duration(key: &'static str, text: &str, min: Duration, max: Duration) -> Result<Duration, ConfigError> {
+    let d = humantime::parse_duration(text).map_err(|e| ConfigError::Invalid {
+        key,
+        message: format!("`{text}` is not a duration like \"30d\" or \"5s\": {e}"),
+    })?;
+    if d < min || d > max {
+        return Err(ConfigError::Invalid {
+            key,
+            message: format!(
+                "`{text}` must be between {} and {}",
+                humantime::format_duration(min),
+                humantime::format_duration(max)
+            ),
+        });
+    }
+    Ok(d)
 }
 
 #[cfg(test)]
@@ -211,11 +319,12 @@ mod tests {
         };
         let err = BrokerConfig::load(None, &bad).unwrap_err();
         assert!(err.to_string().starts_with("token_ttl: `forever`"), "{err}");
+        assert!(err.to_string().contains("like \"30d\""), "{err}");
         let huge = Overrides {
             token_ttl: Some("100000years".into()),
             ..Overrides::default()
         };
         let err = BrokerConfig::load(None, &huge).unwrap_err();
-        assert!(err.to_string().contains("at most a year"), "{err}");
+        assert!(err.to_string().contains("must be between 1s and"), "{err}");
     }
 }

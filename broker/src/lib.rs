@@ -6,6 +6,7 @@
 //! - [`service`]: combines domain, store, policies and clock.
 //! - [`scheduler`]: runs due activations and expiries.
 //! - [`api`]: REST API v1 (axum), thin over services.
+//! - [`hub`]: the agent hub: sessions over mutually authenticated websockets.
 //! - [`tls`]: the broker CA and the server certificate.
 //! - [`config`]: layered broker configuration.
 //! - [`server`]: wiring it all up for `jitgate-broker serve`.
@@ -16,6 +17,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod domain;
+pub mod hub;
 pub mod metrics;
 pub mod quickstart;
 pub mod scheduler;

@@ -3,6 +3,7 @@
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -19,6 +20,13 @@ pub struct Metrics {
     /// Seconds from a job's due time to its durable completion.
     pub job_lateness: Histogram,
     pub http_requests: Family<Labels, Counter>,
+    pub commands_sent: Counter,
+    pub commands_settled: Family<Labels, Counter>,
+    pub commands_retried: Counter,
+    pub agent_self_revokes: Counter,
+    pub agents_online: Gauge,
+    /// Seconds from sending a command to storing the agent's answer.
+    pub command_round_trip: Histogram,
 }
 
 impl Default for Metrics {
@@ -64,6 +72,43 @@ impl Metrics {
             "HTTP requests by status class",
             http_requests.clone(),
         );
+        let commands_sent = Counter::default();
+        registry.register(
+            "commands_sent",
+            "Signed commands sent to agents",
+            commands_sent.clone(),
+        );
+        let commands_settled = Family::<Labels, Counter>::default();
+        registry.register(
+            "commands_settled",
+            "Commands answered for good by agents, by op and result",
+            commands_settled.clone(),
+        );
+        let commands_retried = Counter::default();
+        registry.register(
+            "commands_retried",
+            "Commands held back for a retry after a retryable failure or timeout",
+            commands_retried.clone(),
+        );
+        let agent_self_revokes = Counter::default();
+        registry.register(
+            "agent_self_revokes",
+            "Entitlements agents removed on their own at a deadline",
+            agent_self_revokes.clone(),
+        );
+        let agents_online = Gauge::default();
+        registry.register(
+            "agents_online",
+            "Agents with a live session",
+            agents_online.clone(),
+        );
+        let command_round_trip =
+            Histogram::new([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]);
+        registry.register(
+            "command_round_trip_seconds",
+            "Time from sending a command to storing the agent's answer",
+            command_round_trip.clone(),
+        );
         Self {
             registry,
             requests_created,
@@ -73,6 +118,12 @@ impl Metrics {
             commands_queued,
             job_lateness,
             http_requests,
+            commands_sent,
+            commands_settled,
+            commands_retried,
+            agent_self_revokes,
+            agents_online,
+            command_round_trip,
         }
     }
 

@@ -94,9 +94,24 @@ impl Server {
                 errors,
             })?;
         let holder = Arc::new(PolicyHolder::new(config.policy_dir.clone(), policies, now));
+        let hub_listener = TcpListener::bind(config.hub_listen)
+            .await
+            .map_err(|error| ServeError::Bind {
+                addr: config.hub_listen,
+                error,
+            })?;
+        let hub_addr = hub_listener.local_addr().map_err(|error| ServeError::Bind {
+            addr: config.hub_listen,
+            error,
+        })?;
+        let hub_url = config.hub_url_for(hub_addr);
         let settings = Settings {
             token_ttl: chrono::Duration::from_std(config.token_ttl()?).unwrap_or(chrono::Duration::days(30)),
-            ..Settings::default()
+            agent_cert_ttl: chrono::Duration::from_std(config.agent_cert_ttl()?)
+                .unwrap_or(chrono::Duration::hours(24)),
+            agent_approval: config.agent_approval,
+            hub_url: hub_url.clone(),
+            remove_unexpected: config.remove_unexpected,
         };
         let keys = BrokerKeys {
             ca: ca.clone(),
@@ -135,15 +150,29 @@ impl Server {
         );
         let mut tasks = JoinSet::new();
         tasks.spawn(crate::scheduler::run(broker.clone(), shutdown_rx.clone()));
+        let hub_tls = Arc::new(ArcSwap::from(ca.hub_server_config(&config.server_names, now)?));
+        let mut renewed = vec![(hub_tls.clone(), ServerCert::Hub)];
         if let Some(tls) = &tls {
-            tasks.spawn(renew_server_cert(
-                tls.clone(),
-                ca.clone(),
-                config.server_names.clone(),
-                broker.clock().clone(),
-                shutdown_rx.clone(),
-            ));
+            renewed.push((tls.clone(), ServerCert::Api));
         }
+        tasks.spawn(renew_server_certs(
+            renewed,
+            ca.clone(),
+            config.server_names.clone(),
+            broker.clock().clone(),
+            shutdown_rx.clone(),
+        ));
+        let hub_settings = crate::hub::HubSettings {
+            heartbeat: config.agent_heartbeat()?,
+            ..crate::hub::HubSettings::default()
+        };
+        tasks.spawn(crate::hub::serve(
+            hub_listener,
+            hub_tls,
+            broker.clone(),
+            hub_settings,
+            shutdown_rx.clone(),
+        ));
         tasks.spawn(accept_loop(listener, tls, router, shutdown_rx));
         ready.store(true, Ordering::Release);
         let scheme = if config.insecure_plain_http {
@@ -151,6 +180,7 @@ impl Server {
         } else {
             "https"
         };
+        tracing::info!(%hub_addr, "agent hub listening on {hub_url}");
         tracing::info!(%addr, ca = %config.data_dir.join(crate::tls::CA_CERT_FILE).display(), "broker listening on {scheme}://{addr}");
         Ok(Self {
             broker,
@@ -206,11 +236,18 @@ impl Server {
     }
 }
 
-/// Re-issues the API's server certificate (valid 90 days) every day, so a
-/// long-running broker never serves an expired one. New connections use the
-/// new certificate; open ones keep theirs.
-async fn renew_server_cert(
-    tls: Arc<ArcSwap<rustls::ServerConfig>>,
+/// Which server certificate a TLS configuration carries.
+#[derive(Debug, Clone, Copy)]
+enum ServerCert {
+    Api,
+    Hub,
+}
+
+/// Re-issues the API's and the hub's server certificates (valid 90 days)
+/// every day, so a long-running broker never serves an expired one. New
+/// connections use the new certificate; open ones keep theirs.
+async fn renew_server_certs(
+    configs: Vec<(Arc<ArcSwap<rustls::ServerConfig>>, ServerCert)>,
     ca: Arc<BrokerCa>,
     names: Vec<String>,
     clock: Arc<dyn Clock>,
@@ -221,13 +258,19 @@ async fn renew_server_cert(
             _ = tokio::time::sleep(CERT_RENEWAL) => {}
             _ = shutdown.changed() => return,
         }
-        match ca.api_server_config(&names, clock.now()) {
-            Ok(config) => {
-                tls.store(config);
-                tracing::info!("renewed the API server certificate");
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "renewing the API server certificate failed; retrying tomorrow")
+        for (tls, which) in &configs {
+            let renewed = match which {
+                ServerCert::Api => ca.api_server_config(&names, clock.now()),
+                ServerCert::Hub => ca.hub_server_config(&names, clock.now()),
+            };
+            match renewed {
+                Ok(config) => {
+                    tls.store(config);
+                    tracing::info!(?which, "renewed a server certificate");
+                }
+                Err(e) => {
+                    tracing::error!(?which, error = %e, "renewing a server certificate failed; retrying tomorrow")
+                }
             }
         }
     }

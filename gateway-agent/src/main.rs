@@ -1,24 +1,243 @@
-//! `jitgate-agent`: the gateway agent that runs inside one cloud tenant,
-//! keeps an outbound mutually authenticated websocket to the broker and
-//! applies grant and revoke commands.
+//! `jitgate-agent`: the gateway agent that runs inside one cloud tenant.
 //!
-//! This crate is a skeleton: enrollment, the channel, the journal and the
-//! providers arrive with the "Gateway agents over mutually authenticated
-//! websockets" issue. Until then the binary says so and exits non-zero
-//! rather than pretend to work.
+//! ```text
+//! jitgate-agent enroll --broker https://broker:8443 --token jgj_... --ca-fingerprint HEX
+//! jitgate-agent run --provider sandbox
+//! jitgate-agent status
+//! ```
 
-use clap::Parser;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use jitgate_agent::agent::Agent;
+use jitgate_agent::channel::ChannelSettings;
+use jitgate_agent::journal::Journal;
+use jitgate_agent::provider::sandbox::{Sandbox, SandboxSettings};
+use jitgate_agent::provider::Provider;
+use jitgate_agent::state::StateDir;
 
 #[derive(Debug, Parser)]
 #[command(
     name = "jitgate-agent",
     version,
-    about = "jitgate gateway agent (not implemented yet)"
+    about = "jitgate gateway agent: applies signed grant and revoke commands in one tenant"
 )]
-struct Cli {}
+struct Cli {
+    /// Where the agent keeps its identity, credentials and journal.
+    #[arg(
+        long,
+        env = "JITGATE_AGENT_STATE_DIR",
+        default_value = "/var/lib/jitgate-agent",
+        global = true
+    )]
+    state_dir: PathBuf,
+    /// "text" or "json" logs.
+    #[arg(long, env = "JITGATE_LOG_FORMAT", default_value = "text", global = true)]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() -> std::process::ExitCode {
-    let _ = Cli::parse();
-    eprintln!("jitgate-agent: the gateway agent is not implemented yet; the broker queues commands in its outbox meanwhile");
-    std::process::ExitCode::FAILURE
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Enroll with a one-time join token (from `jitgate admin join-token`).
+    Enroll {
+        /// The broker's API, like https://broker.example.com:8443.
+        #[arg(long, env = "JITGATE_BROKER")]
+        broker: String,
+        /// The one-time join token.
+        #[arg(long, env = "JITGATE_JOIN_TOKEN", hide_env_values = true)]
+        token: String,
+        /// SHA-256 of the broker CA, shown with the join token. Nothing is
+        /// sent to a broker whose CA does not match.
+        #[arg(long, env = "JITGATE_CA_FINGERPRINT")]
+        ca_fingerprint: String,
+        /// Override the hub URL the broker announces.
+        #[arg(long, env = "JITGATE_HUB_URL")]
+        hub_url: Option<String>,
+    },
+    /// Connect to the broker and carry out commands until stopped.
+    Run {
+        /// Which tenant to act on. `sandbox` is a simulated tenant for trying
+        /// jitgate out and for tests; it changes nothing in any cloud.
+        #[arg(long, env = "JITGATE_AGENT_PROVIDER")]
+        provider: ProviderKind,
+        /// Sandbox: file that keeps the simulated tenant across restarts
+        /// [default: <state-dir>/sandbox-tenant.json].
+        #[arg(long, env = "JITGATE_SANDBOX_STATE")]
+        sandbox_state: Option<PathBuf>,
+        /// Sandbox: delay added to every call, like 50ms.
+        #[arg(long, env = "JITGATE_SANDBOX_LATENCY", value_parser = duration, default_value = "0s")]
+        sandbox_latency: Duration,
+        /// Sandbox: share of calls answered "throttled" (0.0 to 1.0).
+        #[arg(long, env = "JITGATE_SANDBOX_THROTTLE_RATE", value_parser = rate, default_value = "0")]
+        sandbox_throttle_rate: f64,
+        /// Sandbox: share of calls failing transiently (0.0 to 1.0).
+        #[arg(long, env = "JITGATE_SANDBOX_FAILURE_RATE", value_parser = rate, default_value = "0")]
+        sandbox_failure_rate: f64,
+        /// Longest pause between reconnection attempts.
+        #[arg(long, env = "JITGATE_AGENT_RECONNECT_MAX", value_parser = duration, default_value = "5s")]
+        reconnect_max: Duration,
+        /// While connected, how long past a deadline to wait for the broker's
+        /// revoke before removing the entitlement here. Offline: no wait.
+        #[arg(long, env = "JITGATE_AGENT_SELF_REVOKE_GRACE", value_parser = duration, default_value = "2s")]
+        self_revoke_grace: Duration,
+    },
+    /// Show identity, certificate and what the journal holds.
+    Status,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ProviderKind {
+    Sandbox,
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("`{s}` is not a duration like 5s or 200ms: {e}"))
+}
+
+fn rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        _ => Err(format!("`{s}` must be a number from 0.0 to 1.0")),
+    }
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log_format);
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("jitgate-agent: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[allow(clippy::print_stdout)]
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let state = StateDir::new(cli.state_dir);
+    match cli.command {
+        Command::Enroll {
+            broker,
+            token,
+            ca_fingerprint,
+            hub_url,
+        } => {
+            let identity =
+                jitgate_agent::enroll::enroll(&state, &broker, &token, &ca_fingerprint, hub_url).await?;
+            println!(
+                "enrolled agent {} for configuration {}; hub {}; state in {}",
+                identity.agent,
+                identity.configuration,
+                identity.hub_url,
+                state.dir.display()
+            );
+        }
+        Command::Run {
+            provider,
+            sandbox_state,
+            sandbox_latency,
+            sandbox_throttle_rate,
+            sandbox_failure_rate,
+            reconnect_max,
+            self_revoke_grace,
+        } => {
+            let identity = state.identity()?;
+            let provider: Arc<dyn Provider> = match provider {
+                ProviderKind::Sandbox => {
+                    let settings = SandboxSettings {
+                        state_file: Some(
+                            sandbox_state.unwrap_or_else(|| state.dir.join("sandbox-tenant.json")),
+                        ),
+                        latency: sandbox_latency,
+                        throttle_rate: sandbox_throttle_rate,
+                        failure_rate: sandbox_failure_rate,
+                    };
+                    tracing::warn!(
+                        configuration = %identity.configuration,
+                        tenant = ?settings.state_file,
+                        "SANDBOX provider: a simulated tenant; nothing in any cloud changes"
+                    );
+                    Arc::new(Sandbox::open(identity.configuration.clone(), settings)?)
+                }
+            };
+            let settings = ChannelSettings {
+                reconnect_max,
+                ..ChannelSettings::default()
+            };
+            let agent = Agent::start(state, provider, settings, self_revoke_grace)?;
+            wait_for_signal().await;
+            tracing::info!("stopping");
+            agent.stop().await;
+        }
+        Command::Status => {
+            let identity = state.identity()?;
+            let creds = state.credentials()?;
+            println!("agent          {}", identity.agent);
+            println!("configuration  {}", identity.configuration);
+            println!("hub            {}", identity.hub_url);
+            println!(
+                "certificate    valid until {} (renews from {})",
+                creds.not_after,
+                creds.renew_at()
+            );
+            let journal = Journal::open(&state.journal_path())?;
+            let holdings = journal.holdings()?;
+            println!("holdings       {}", holdings.len());
+            for h in holdings {
+                println!(
+                    "  {} for {} until {} (grant {})",
+                    h.entitlement.target.describe(),
+                    h.entitlement.principal,
+                    h.deadline,
+                    h.grant
+                );
+            }
+            let reports = journal.reports()?;
+            println!("unacknowledged self-revokes  {}", reports.len());
+        }
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

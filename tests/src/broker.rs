@@ -18,12 +18,22 @@ pub struct TestBroker {
     pub url: String,
     tokens: HashMap<String, String>,
     starts: usize,
+    /// `wss://127.0.0.1:PORT` of the agent hub; the port is kept across
+    /// restarts so enrolled agents find it again.
+    pub hub_url: String,
+    hub_port: u16,
+    extra: Vec<String>,
 }
 
 impl TestBroker {
     /// Loads `catalog` (TOML, as deploy/quickstart/catalog.toml) into a new
     /// data directory, writes `policies`, and starts `jitgate-broker serve`.
     pub async fn start(catalog: &str, policies: &[(&str, &str)]) -> Self {
+        Self::start_with(catalog, policies, &[]).await
+    }
+
+    /// As [`start`](Self::start), with more `serve` flags.
+    pub async fn start_with(catalog: &str, policies: &[(&str, &str)], extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("policies")).unwrap();
         for (name, text) in policies {
@@ -36,6 +46,9 @@ impl TestBroker {
             url: String::new(),
             tokens: HashMap::new(),
             starts: 0,
+            hub_url: String::new(),
+            hub_port: 0,
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
         };
         let out = me.offline(&["catalog", "load", me.path("catalog.toml").to_str().unwrap()]);
         assert!(
@@ -80,6 +93,9 @@ impl TestBroker {
             .arg(self.data_dir())
             .arg("--policy-dir")
             .arg(self.path("policies"))
+            .args(["--server-name", "127.0.0.1", "--hub-listen"])
+            .arg(format!("127.0.0.1:{}", self.hub_port))
+            .args(&self.extra)
             .env("RUST_LOG", "info,jitgate_broker=debug")
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
@@ -93,6 +109,9 @@ impl TestBroker {
             let log = self.log();
             if let Some(rest) = log.split("broker listening on ").nth(1) {
                 self.url = rest.split_whitespace().next().unwrap().to_owned();
+                let hub = log.split("agent hub listening on ").nth(1).unwrap();
+                self.hub_url = hub.split_whitespace().next().unwrap().to_owned();
+                self.hub_port = self.hub_url.rsplit(':').next().unwrap().parse().unwrap();
                 return;
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {

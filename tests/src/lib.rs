@@ -2,8 +2,10 @@
 //! loopback, each with its own data directory, policies and catalogue.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout)]
 
+pub mod agent;
 pub mod broker;
 pub mod fixtures;
+pub mod proxy;
 
 use std::path::PathBuf;
 

@@ -56,3 +56,17 @@ pub async fn revoke(
     let id = path_id("id", &id)?;
     Ok(Json(s.broker.revoke_agent(&user, id).await?))
 }
+
+#[utoipa::path(post, path = "/api/v1/admin/agents/{id}/approve", tag = "agents",
+    params(("id" = String, Path, description = "Agent id")),
+    responses((status = 200, body = AgentView), (status = 404, body = ErrorBody),
+        (status = 409, description = "The agent is not pending approval", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn approve(
+    State(s): State<AppState>,
+    Caller(user): Caller,
+    PathParam(id): PathParam<String>,
+) -> Result<Json<AgentView>, ApiError> {
+    let id = path_id("id", &id)?;
+    Ok(Json(s.broker.approve_agent(&user, id).await?))
+}

@@ -62,6 +62,7 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/admin/join-tokens", post(agents::create_join_token))
         .route("/admin/agents", get(agents::list))
         .route("/admin/agents/{id}/revoke", post(agents::revoke))
+        .route("/admin/agents/{id}/approve", post(agents::approve))
         .route("/agents/enroll", post(agents::enroll));
     Router::new()
         .nest("/api/v1", v1)

@@ -16,7 +16,7 @@ use super::{admin, agents, grants, requests};
         admin::list_configurations, admin::put_configuration, admin::list_resources, admin::put_resource,
         admin::list_users, admin::put_user, admin::issue_token, admin::policy_status, admin::reload_policies,
         admin::outbox,
-        agents::create_join_token, agents::enroll, agents::list, agents::revoke,
+        agents::create_join_token, agents::enroll, agents::list, agents::revoke, agents::approve,
     ),
     modifiers(&BearerAuth),
     tags(

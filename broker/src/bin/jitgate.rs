@@ -137,8 +137,21 @@ enum AdminCommand {
         #[arg(long, value_parser = duration)]
         ttl: Option<u64>,
     },
-    /// Enrolled gateway agents.
-    Agents,
+    /// Enrolled gateway agents: status, approval, revocation.
+    Agents {
+        #[command(subcommand)]
+        action: Option<AgentAction>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AgentAction {
+    /// List agents with their connection status and last drift check (the default).
+    List,
+    /// Let a pending agent connect (when the broker asks for approval).
+    Approve { id: jitgate_shared::v1::AgentId },
+    /// Revoke an agent: its session ends at once and it can never connect again.
+    Revoke { id: jitgate_shared::v1::AgentId },
 }
 
 /// Parses a value by its API name (`pending`, `pending_expired`, ...), so
@@ -278,11 +291,21 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
             print(json, &issued, output::join_token);
         }
         Command::Admin {
-            command: AdminCommand::Agents,
-        } => {
-            let agents = api.agents().await?;
-            print(json, &agents, |a| output::agents(a));
-        }
+            command: AdminCommand::Agents { action },
+        } => match action.unwrap_or(AgentAction::List) {
+            AgentAction::List => {
+                let agents = api.agents().await?;
+                print(json, &agents, |a| output::agents(a));
+            }
+            AgentAction::Approve { id } => {
+                let agent = api.approve_agent(id).await?;
+                print(json, &agent, |a| output::agents(std::slice::from_ref(a)));
+            }
+            AgentAction::Revoke { id } => {
+                let agent = api.revoke_agent(id).await?;
+                print(json, &agent, |a| output::agents(std::slice::from_ref(a)));
+            }
+        },
         Command::Extend {
             id,
             duration,

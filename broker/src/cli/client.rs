@@ -214,6 +214,14 @@ impl ApiClient {
         .await
     }
 
+    pub async fn approve_agent(&self, id: jitgate_shared::v1::AgentId) -> Result<AgentView, ClientError> {
+        self.post(
+            &format!("/api/v1/admin/agents/{id}/approve"),
+            &serde_json::json!({}),
+        )
+        .await
+    }
+
     pub async fn agents(&self) -> Result<Vec<AgentView>, ClientError> {
         self.get("/api/v1/admin/agents", &[]).await
     }

@@ -125,13 +125,38 @@ pub fn join_token(t: &JoinTokenIssued) -> String {
 }
 
 pub fn agents(items: &[AgentView]) -> String {
-    let mut t = table(&["id", "configuration", "state", "enrolled", "certificate until"]);
+    let mut t = table(&[
+        "id",
+        "configuration",
+        "state",
+        "status",
+        "last seen",
+        "drift",
+        "certificate until",
+    ]);
     for a in items {
+        let drift = a.drift.as_ref().map_or_else(
+            || "-".to_owned(),
+            |d| {
+                if d.unexpected.is_empty() && d.missing.is_empty() {
+                    "none".to_owned()
+                } else {
+                    format!(
+                        "{} unexpected{}, {} missing",
+                        d.unexpected.len(),
+                        if d.removing_unexpected { " (revoking)" } else { "" },
+                        d.missing.len()
+                    )
+                }
+            },
+        );
         t.add_row(vec![
             a.id.to_string(),
             a.configuration.to_string(),
             lower(a.state),
-            when(a.enrolled_at),
+            if a.online { "online" } else { "offline" }.to_owned(),
+            a.last_seen_at.map_or_else(|| "-".to_owned(), when),
+            drift,
             when(a.certificate_not_after),
         ]);
     }

@@ -53,15 +53,29 @@ pub struct Agent {
 }
 
 impl Agent {
-    pub fn view(&self) -> AgentView {
+    /// The API's view, with what the hub knows of its connection.
+    pub fn view(&self, presence: Presence) -> AgentView {
         AgentView {
             id: self.id,
             configuration: self.configuration.clone(),
             state: self.state,
             enrolled_at: self.enrolled_at,
             certificate_not_after: self.certificate_not_after,
+            online: presence.online,
+            last_seen_at: presence.last_seen,
+            agent_version: presence.agent_version,
+            drift: presence.drift,
         }
     }
+}
+
+/// What the hub knows of an agent's connection (in memory).
+#[derive(Debug, Clone, Default)]
+pub struct Presence {
+    pub online: bool,
+    pub last_seen: Option<DateTime<Utc>>,
+    pub agent_version: Option<String>,
+    pub drift: Option<jitgate_shared::v1::api::DriftReport>,
 }
 
 #[cfg(test)]

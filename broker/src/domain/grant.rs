@@ -2,7 +2,8 @@
 //! `[starts_at, ends_at)`.
 
 use chrono::{DateTime, Utc};
-use jitgate_shared::v1::api::{EndReason, GrantState, GrantView};
+use jitgate_shared::v1::api::{CommandOp, EndReason, GrantState, GrantView};
+use jitgate_shared::v1::protocol::Outcome;
 use jitgate_shared::v1::{Entitlement, GrantId, RequestId, ResourceId, UserId};
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +27,15 @@ pub struct Grant {
     pub ended_by: Option<UserId>,
     pub extensions: u32,
     pub break_glass: bool,
+    /// When an agent confirmed the entitlement in place.
+    #[serde(default)]
+    pub applied_at: Option<DateTime<Utc>>,
+    /// When an agent confirmed it gone.
+    #[serde(default)]
+    pub removed_at: Option<DateTime<Utc>>,
+    /// The last failure an agent reported for this grant's commands.
+    #[serde(default)]
+    pub delivery_error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -78,6 +88,9 @@ impl Grant {
             ended_by: None,
             extensions: 0,
             break_glass: request.break_glass,
+            applied_at: None,
+            removed_at: None,
+            delivery_error: None,
         }
     }
 
@@ -146,6 +159,29 @@ impl Grant {
         Ok(g)
     }
 
+    /// Records what an agent reported for one of this grant's commands.
+    /// `None` when it changes nothing (a repeat of what is recorded).
+    pub fn record_delivery(&self, op: CommandOp, outcome: &Outcome, at: DateTime<Utc>) -> Option<Grant> {
+        let mut g = self.next();
+        match (op, outcome) {
+            (CommandOp::Grant, Outcome::Applied | Outcome::AlreadyPresent) => {
+                g.applied_at = g.applied_at.or(Some(at));
+                g.delivery_error = None;
+            }
+            (CommandOp::Revoke, Outcome::Revoked | Outcome::AlreadyAbsent) => {
+                g.removed_at = g.removed_at.or(Some(at));
+                g.delivery_error = None;
+            }
+            (_, Outcome::Refused { reason } | Outcome::Failed { reason, .. }) => {
+                g.delivery_error = Some(format!("{op:?} failed: {reason}").to_lowercase());
+            }
+            // An outcome of the other kind (a revoke answered "applied") is
+            // an agent bug; keep the record as it is.
+            _ => return None,
+        }
+        (g != *self).then_some(g)
+    }
+
     pub fn view(&self) -> GrantView {
         GrantView {
             id: self.id,
@@ -161,6 +197,9 @@ impl Grant {
             ended_by: self.ended_by.clone(),
             extensions: self.extensions,
             break_glass: self.break_glass,
+            applied_at: self.applied_at,
+            removed_at: self.removed_at,
+            delivery_error: self.delivery_error.clone(),
         }
     }
 }

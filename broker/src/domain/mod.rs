@@ -9,10 +9,12 @@
 //! - [`user`]: people, their roles and who counts as the same person.
 //! - [`job`]: scheduled work (activation, expiry) kept in the store.
 //! - [`agent`]: gateway agents and their one-time join tokens.
+//! - [`delivery`]: agents' answers, retry pauses, drift between broker and tenant.
 
 pub mod agent;
 pub mod catalog;
 pub mod command;
+pub mod delivery;
 pub mod grant;
 pub mod job;
 pub mod lease;

@@ -11,7 +11,7 @@ use jitgate_shared::v1::AgentId;
 use super::auth::{hash_token, random_token};
 use super::{require_role, retry_conflicts, Broker, ServiceError};
 use crate::audit::{Actor, AuditEntry, AuditEvent};
-use crate::domain::agent::{Agent, JoinToken};
+use crate::domain::agent::{Agent, JoinToken, Presence};
 use crate::domain::user::User;
 use crate::store::Change;
 use crate::tls::agent::AgentIdentity;
@@ -114,7 +114,11 @@ impl Broker {
                 id,
                 version: 0,
                 configuration: token.configuration.clone(),
-                state: AgentState::Active,
+                state: if self.settings.agent_approval {
+                    AgentState::Pending
+                } else {
+                    AgentState::Active
+                },
                 enrolled_at: now,
                 certificate_not_after: now + ttl,
             };
@@ -129,10 +133,10 @@ impl Broker {
                     certificate_not_after: agent.certificate_not_after,
                 },
             });
-            let view = agent.view();
+            let view = agent.view(Presence::default());
             change.agents.push(agent);
             self.commit(change).await?;
-            tracing::info!(agent = %id, configuration = %view.configuration, "agent enrolled");
+            tracing::info!(agent = %id, configuration = %view.configuration, state = ?view.state, "agent enrolled");
             Ok(Enrolled {
                 agent: view,
                 certificate_pem,
@@ -140,6 +144,7 @@ impl Broker {
                 command_public_key: base64::engine::general_purpose::STANDARD_NO_PAD
                     .encode(keys.commands.verifier().public_bytes()),
                 command_key_id: keys.commands.key_id().to_owned(),
+                hub_url: self.settings.hub_url.clone(),
             })
         })
         .await
@@ -169,11 +174,45 @@ impl Broker {
                     configuration: agent.configuration.clone(),
                 },
             });
-            let view = agent.view();
             change.agents.push(agent);
             self.commit(change).await?;
-            tracing::warn!(agent = %id, "agent revoked");
-            Ok(view)
+            self.live.kick(id);
+            tracing::warn!(agent = %id, "agent revoked; its session is closed");
+            self.agent_view(id).await
+        })
+        .await
+    }
+
+    /// Lets a pending agent connect.
+    #[tracing::instrument(skip(self, actor), fields(user = %actor.id, agent = %id))]
+    pub async fn approve_agent(&self, actor: &User, id: AgentId) -> Result<AgentView, ServiceError> {
+        require_role(actor, Role::Admin)?;
+        retry_conflicts(|| async {
+            let mut agent = self
+                .store
+                .agent(id)
+                .await?
+                .ok_or_else(|| ServiceError::not_found("agent", id))?;
+            if agent.state != AgentState::Pending {
+                return Err(ServiceError::Conflict(format!(
+                    "agent {id} is {:?}, not pending approval",
+                    agent.state
+                )));
+            }
+            agent.state = AgentState::Active;
+            let mut change = Change::default();
+            change.audit.push(AuditEntry {
+                at: self.clock.now(),
+                actor: Actor::User(actor.id.clone()),
+                event: AuditEvent::AgentApproved {
+                    agent: id,
+                    configuration: agent.configuration.clone(),
+                },
+            });
+            change.agents.push(agent);
+            self.commit(change).await?;
+            tracing::info!(agent = %id, "agent approved");
+            self.agent_view(id).await
         })
         .await
     }
@@ -188,8 +227,10 @@ impl Broker {
             .agent(identity.agent)
             .await?
             .ok_or_else(|| refuse("not enrolled"))?;
-        if agent.state == AgentState::Revoked {
-            return Err(refuse("revoked"));
+        match agent.state {
+            AgentState::Revoked => return Err(refuse("revoked")),
+            AgentState::Pending => return Err(refuse("awaiting an admin's approval")),
+            AgentState::Active => {}
         }
         if agent.configuration != identity.configuration {
             return Err(refuse("certificate names another configuration"));
@@ -199,10 +240,25 @@ impl Broker {
 
     pub async fn list_agents(&self, actor: &User) -> Result<Vec<AgentView>, ServiceError> {
         super::admin::require_privileged(actor)?;
-        Ok(self.store.agents().await?.iter().map(Agent::view).collect())
+        Ok(self
+            .store
+            .agents()
+            .await?
+            .iter()
+            .map(|a| a.view(self.live.presence(a.id)))
+            .collect())
     }
 
-    fn keys(&self) -> Result<&super::BrokerKeys, ServiceError> {
+    async fn agent_view(&self, id: AgentId) -> Result<AgentView, ServiceError> {
+        let agent = self
+            .store
+            .agent(id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("agent", id))?;
+        Ok(agent.view(self.live.presence(id)))
+    }
+
+    pub(crate) fn keys(&self) -> Result<&super::BrokerKeys, ServiceError> {
         self.keys.as_ref().ok_or_else(|| {
             ServiceError::Unavailable("this broker has no keys loaded; agents cannot enroll".into())
         })

@@ -1,6 +1,8 @@
 //! Grants: opening and closing windows, leases and the commands they call
 //! for, early end, extension, and the scheduled jobs that drive them.
 
+use std::collections::BTreeSet;
+
 use chrono::{DateTime, Utc};
 use jitgate_shared::v1::api::{
     CreateRequestBody, EndReason, ExtendBody, ExtendOutcome, GrantState, GrantView, Page, RequestKind,
@@ -450,7 +452,9 @@ impl Broker {
                 }
             }
         }
+        let outboxes: BTreeSet<_> = changes.iter().flat_map(super::requests::outboxes_of).collect();
         let results = self.store.commit_all(changes).await;
+        self.signal_outboxes(outboxes);
         let mut run = DueRun {
             failed,
             ..DueRun::default()

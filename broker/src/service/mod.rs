@@ -6,12 +6,16 @@
 //! - [`admin`]: configurations, resources, users, tokens, policies.
 //! - [`agents`]: join tokens and agent enrollment.
 //! - [`auth`]: bearer tokens.
+//! - [`delivery`]: agents' answers, self-revoke reports, reconciliation.
+//! - [`live`]: connected agents and outbox signals, in memory.
 
 pub mod admin;
 pub mod agents;
 pub mod auth;
+pub mod delivery;
 mod error;
 pub mod grants;
+pub mod live;
 pub mod policies;
 pub mod requests;
 
@@ -46,6 +50,8 @@ pub struct Broker {
     pub(crate) settings: Settings,
     /// Signs agent certificates and commands; absent in offline tools.
     pub(crate) keys: Option<BrokerKeys>,
+    /// Connected agents and outbox signals.
+    pub(crate) live: Arc<live::Live>,
 }
 
 /// The broker's signing keys: its CA and its command-signing key.
@@ -62,6 +68,13 @@ pub struct Settings {
     pub token_ttl: chrono::Duration,
     /// Lifetime of agent client certificates.
     pub agent_cert_ttl: chrono::Duration,
+    /// New agents wait for an admin's approval before they may connect.
+    pub agent_approval: bool,
+    /// Where agents connect (`wss://host:port`), told to them at enrollment.
+    pub hub_url: String,
+    /// Reconciliation queues revokes for entitlements found in a tenant that
+    /// jitgate did not grant.
+    pub remove_unexpected: bool,
 }
 
 impl Default for Settings {
@@ -69,6 +82,9 @@ impl Default for Settings {
         Settings {
             token_ttl: chrono::Duration::days(30),
             agent_cert_ttl: chrono::Duration::hours(24),
+            agent_approval: false,
+            hub_url: String::new(),
+            remove_unexpected: false,
         }
     }
 }
@@ -89,6 +105,7 @@ impl Broker {
             scheduler: Arc::new(Notify::new()),
             settings,
             keys: None,
+            live: Arc::new(live::Live::default()),
         }
     }
 
@@ -132,6 +149,29 @@ impl Broker {
 
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// The command-signing key, when this broker has its keys loaded.
+    pub fn command_signer(&self) -> Option<&Arc<CommandSigner>> {
+        self.keys.as_ref().map(|k| &k.commands)
+    }
+
+    pub fn live(&self) -> &Arc<live::Live> {
+        &self.live
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Tells the sessions of these configurations to look at their outbox.
+    pub(crate) fn signal_outboxes(
+        &self,
+        configurations: impl IntoIterator<Item = jitgate_shared::v1::ConfigId>,
+    ) {
+        for c in configurations {
+            self.live.outbox_changed(&c);
+        }
     }
 
     pub fn scheduler_notify(&self) -> &Arc<Notify> {

@@ -343,12 +343,23 @@ impl Broker {
     /// Commits and wakes the scheduler when the change scheduled work.
     pub(crate) async fn commit(&self, change: Change) -> Result<(), ServiceError> {
         let wake = !change.schedule.is_empty();
+        let outboxes = outboxes_of(&change);
         self.store.commit(change).await?;
         if wake {
             self.scheduler.notify_one();
         }
+        self.signal_outboxes(outboxes);
         Ok(())
     }
+}
+
+/// The configurations whose outbox `change` adds to.
+pub(crate) fn outboxes_of(change: &Change) -> std::collections::BTreeSet<jitgate_shared::v1::ConfigId> {
+    change
+        .commands
+        .iter()
+        .map(|c| c.entitlement.configuration.clone())
+        .collect()
 }
 
 pub(crate) fn pending_job(request: &Request) -> Job {

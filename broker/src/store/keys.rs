@@ -16,6 +16,11 @@ pub const JOB: &str = "j/";
 pub const OUTBOX: &str = "o/";
 /// Outbox index by command id, for idempotent queueing.
 pub const OUTBOX_ID: &str = "oi/";
+/// Outbox index by entitlement (lease key): at most one command per
+/// entitlement is queued; a newer one supersedes it.
+pub const OUTBOX_ENTITLEMENT: &str = "oe/";
+/// Agents' answers, by command id.
+pub const RESULT: &str = "cr/";
 pub const AUDIT: &str = "a/";
 pub const JOIN_TOKEN: &str = "jt/";
 pub const AGENT: &str = "ag/";
@@ -50,6 +55,10 @@ pub fn outbox(configuration: &str, priority: u8, seq: u64) -> Vec<u8> {
 
 pub fn outbox_prefix(configuration: &str) -> Vec<u8> {
     format!("{OUTBOX}{configuration}/").into_bytes()
+}
+
+pub fn outbox_entitlement(configuration: &str, lease_key: &str) -> Vec<u8> {
+    format!("{OUTBOX_ENTITLEMENT}{configuration}/{lease_key}").into_bytes()
 }
 
 pub fn audit(seq: u64) -> Vec<u8> {

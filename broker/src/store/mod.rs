@@ -23,6 +23,7 @@ use crate::audit::{AuditEntry, AuditRecord};
 use crate::domain::agent::{Agent, JoinToken};
 use crate::domain::catalog::{StoredConfiguration, StoredResource};
 use crate::domain::command::Command;
+use crate::domain::delivery::CommandResult;
 use crate::domain::grant::Grant;
 use crate::domain::job::Job;
 use crate::domain::lease::Lease;
@@ -42,8 +43,12 @@ pub struct Change {
     pub grants: Vec<Grant>,
     pub leases: Vec<Lease>,
     /// Appended to their configuration's outbox; a command id already queued
-    /// is not queued again.
+    /// (or delivered) is not queued again. A command supersedes any queued
+    /// for the same entitlement: each says what the tenant should hold.
     pub commands: Vec<Command>,
+    /// Ids of commands to take off the outbox, settled by an agent.
+    pub delivered: Vec<String>,
+    pub results: Vec<CommandResult>,
     pub schedule: Vec<Job>,
     pub unschedule: Vec<Job>,
     pub audit: Vec<AuditEntry>,
@@ -62,6 +67,8 @@ impl Change {
             && self.grants.is_empty()
             && self.leases.is_empty()
             && self.commands.is_empty()
+            && self.delivered.is_empty()
+            && self.results.is_empty()
             && self.schedule.is_empty()
             && self.unschedule.is_empty()
             && self.audit.is_empty()
@@ -144,6 +151,8 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// Newest first.
     async fn grants(&self, page: &PageQuery, filter: Filter<'_, Grant>) -> Result<Vec<Grant>, StoreError>;
     async fn lease(&self, key: &str) -> Result<Option<Lease>, StoreError>;
+    /// Leases with holders on a configuration's entitlements.
+    async fn held_leases(&self, configuration: &ConfigId) -> Result<Vec<Lease>, StoreError>;
 
     /// When the earliest scheduled job falls due.
     async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
@@ -153,6 +162,9 @@ pub trait Store: Send + Sync + Debug + 'static {
 
     /// A configuration's queued commands, revokes first, then in queue order.
     async fn outbox(&self, configuration: &ConfigId, limit: usize) -> Result<Vec<Command>, StoreError>;
+    /// A command still on the outbox, by id.
+    async fn queued_command(&self, id: &str) -> Result<Option<Command>, StoreError>;
+    async fn command_result(&self, id: &str) -> Result<Option<CommandResult>, StoreError>;
 
     async fn join_token(&self, hash: &str) -> Result<Option<JoinToken>, StoreError>;
     async fn agent(&self, id: AgentId) -> Result<Option<Agent>, StoreError>;

@@ -21,6 +21,7 @@ use crate::audit::{AuditHead, AuditRecord};
 use crate::domain::agent::{Agent, JoinToken};
 use crate::domain::catalog::{StoredConfiguration, StoredResource};
 use crate::domain::command::Command;
+use crate::domain::delivery::CommandResult;
 use crate::domain::grant::Grant;
 use crate::domain::job::Job;
 use crate::domain::lease::Lease;
@@ -223,6 +224,45 @@ impl SledStore {
         Ok(out)
     }
 
+    /// A value as this batch leaves it: staged writes first, then the db.
+    fn read_staged(
+        &self,
+        staged: &HashMap<Vec<u8>, Option<Vec<u8>>>,
+        k: &[u8],
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        match staged.get(k) {
+            Some(v) => Ok(v.clone()),
+            None => Ok(self.db.get(k).map_err(backend)?.map(|v| v.to_vec())),
+        }
+    }
+
+    /// Takes a settled command off the outbox. Its id stays known (with an
+    /// empty value) so a late re-queue of the same id is ignored.
+    fn stage_delivered(
+        &self,
+        id: &str,
+        staged: &HashMap<Vec<u8>, Option<Vec<u8>>>,
+        writes: &mut Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    ) -> Result<(), StoreError> {
+        let id_key = key(keys::OUTBOX_ID, id);
+        let Some(outbox_key) = self.read_staged(staged, &id_key)?.filter(|k| !k.is_empty()) else {
+            return Ok(());
+        };
+        if let Some(bytes) = self.read_staged(staged, &outbox_key)? {
+            let cmd: Command = decode(&outbox_key, &bytes)?;
+            let by_entitlement = keys::outbox_entitlement(
+                cmd.entitlement.configuration.as_str(),
+                &Lease::key_for(&cmd.entitlement),
+            );
+            if self.read_staged(staged, &by_entitlement)?.as_deref() == Some(outbox_key.as_slice()) {
+                writes.push((by_entitlement, None));
+            }
+        }
+        writes.push((outbox_key, None));
+        writes.push((id_key, Some(Vec::new())));
+        Ok(())
+    }
+
     /// Checks versions and stages `change` into `batch`/`staged`. Nothing is
     /// staged when any check fails.
     fn stage(
@@ -283,23 +323,32 @@ impl SledStore {
         }
         // Everything checked: now take sequence numbers.
         let mut outbox_seq = state.outbox_seq;
+        for id in &change.delivered {
+            self.stage_delivered(id, staged, &mut writes)?;
+        }
         for c in &change.commands {
             let id_key = key(keys::OUTBOX_ID, &c.id);
-            let queued = match staged.get(&id_key) {
-                Some(v) => v.is_some(),
-                None => self.db.contains_key(&id_key).map_err(backend)?,
-            };
-            if queued {
+            if self.read_staged(staged, &id_key)?.is_some() {
                 continue;
             }
+            let configuration = c.entitlement.configuration.as_str();
+            let by_entitlement = keys::outbox_entitlement(configuration, &Lease::key_for(&c.entitlement));
+            if let Some(older) = self.read_staged(staged, &by_entitlement)? {
+                if let Some(cmd) = self.read_staged(staged, &older)? {
+                    let cmd: Command = decode(&older, &cmd)?;
+                    tracing::debug!(superseded = %cmd.id, by = %c.id, "queued command superseded");
+                    writes.push((key(keys::OUTBOX_ID, &cmd.id), Some(Vec::new())));
+                    writes.push((older, None));
+                }
+            }
             outbox_seq += 1;
-            let k = keys::outbox(
-                c.entitlement.configuration.as_str(),
-                crate::domain::command::priority(c),
-                outbox_seq,
-            );
+            let k = keys::outbox(configuration, crate::domain::command::priority(c), outbox_seq);
             writes.push((id_key, Some(k.clone())));
+            writes.push((by_entitlement, Some(k.clone())));
             writes.push((k, Some(encode(c)?)));
+        }
+        for r in &change.results {
+            writes.push((key(keys::RESULT, &r.command), Some(encode(r)?)));
         }
         let mut head = state.audit_head.clone();
         for entry in change.audit {
@@ -440,6 +489,14 @@ impl Store for SledStore {
         self.get_versioned(&key(keys::LEASE, lease_key))
     }
 
+    async fn held_leases(&self, configuration: &ConfigId) -> Result<Vec<Lease>, StoreError> {
+        Ok(self
+            .scan_versioned::<Lease>(keys::LEASE)?
+            .into_iter()
+            .filter(|l| l.is_held() && &l.entitlement.configuration == configuration)
+            .collect())
+    }
+
     async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         match self.db.scan_prefix(keys::JOB).next() {
             Some(kv) => {
@@ -483,6 +540,20 @@ impl Store for SledStore {
                 decode(&k, &v)
             })
             .collect()
+    }
+
+    async fn queued_command(&self, id: &str) -> Result<Option<Command>, StoreError> {
+        let Some(outbox_key) = self.db.get(key(keys::OUTBOX_ID, id)).map_err(backend)? else {
+            return Ok(None);
+        };
+        if outbox_key.is_empty() {
+            return Ok(None);
+        }
+        self.get(&outbox_key)
+    }
+
+    async fn command_result(&self, id: &str) -> Result<Option<CommandResult>, StoreError> {
+        self.get(&key(keys::RESULT, id))
     }
 
     async fn join_token(&self, hash: &str) -> Result<Option<JoinToken>, StoreError> {

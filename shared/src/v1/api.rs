@@ -181,6 +181,16 @@ pub struct GrantView {
     pub ended_by: Option<UserId>,
     pub extensions: u32,
     pub break_glass: bool,
+    /// When an agent confirmed the entitlement is in place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_at: Option<DateTime<Utc>>,
+    /// When an agent confirmed the entitlement is gone (after the last lease
+    /// on it ended).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removed_at: Option<DateTime<Utc>>,
+    /// The last failure an agent reported for this grant's commands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery_error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -372,6 +382,8 @@ pub struct EnrollBody {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AgentState {
+    /// Enrolled, waiting for an admin's approval before it may connect.
+    Pending,
     Active,
     Revoked,
 }
@@ -385,6 +397,29 @@ pub struct AgentView {
     pub enrolled_at: DateTime<Utc>,
     /// When the current client certificate expires.
     pub certificate_not_after: DateTime<Utc>,
+    /// Whether a session is live now (heartbeats arriving).
+    #[serde(default)]
+    pub online: bool,
+    /// The last frame heard from the agent, while this broker has run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_version: Option<String>,
+    /// What the last reconciliation found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<DriftReport>,
+}
+
+/// The difference between what the broker granted and what the tenant has.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DriftReport {
+    pub checked_at: DateTime<Utc>,
+    /// Present in the tenant, not granted by jitgate.
+    pub unexpected: Vec<Entitlement>,
+    /// Granted by jitgate (and applied), missing from the tenant.
+    pub missing: Vec<Entitlement>,
+    /// Whether revokes were queued for the unexpected ones.
+    pub removing_unexpected: bool,
 }
 
 /// What an enrolled agent receives.
@@ -399,4 +434,6 @@ pub struct Enrolled {
     /// acts only on commands that verify against it.
     pub command_public_key: String,
     pub command_key_id: String,
+    /// Where the agent connects: `wss://host:port`, the broker's agent hub.
+    pub hub_url: String,
 }

@@ -10,8 +10,10 @@ use std::collections::BTreeSet;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::entitlement::Entitlement;
-use super::ids::ConfigId;
+use chrono::{DateTime, Utc};
+
+use super::entitlement::{Entitlement, Target};
+use super::ids::{ConfigId, GrantId};
 use super::signing::SignedCommand;
 
 /// The protocol version this crate speaks.
@@ -40,10 +42,27 @@ pub enum AgentMessage {
         command: String,
         outcome: Outcome,
     },
-    /// What jitgate manages in the tenant now, answering `List`.
+    /// What jitgate manages in the tenant now, answering `List`: every
+    /// principal holding one of the listed targets.
     Inventory {
         request: u64,
         entitlements: Vec<Entitlement>,
+    },
+    /// The agent removed an entitlement by itself at its deadline (the
+    /// broker's revoke had not come). Sent until the broker acknowledges it.
+    SelfRevoked {
+        /// The grant command whose deadline passed.
+        command: String,
+        grant: GrantId,
+        entitlement: Entitlement,
+        deadline: DateTime<Utc>,
+        at: DateTime<Utc>,
+        outcome: Outcome,
+    },
+    /// A new client certificate, asked for before the current one expires.
+    /// The key pair is new too; the private key never leaves the agent.
+    RenewCertificate {
+        csr_pem: String,
     },
     Heartbeat {
         seq: u64,
@@ -65,9 +84,19 @@ pub enum BrokerMessage {
     Command {
         command: SignedCommand,
     },
-    /// Asks for an `Inventory`.
+    /// Asks for an `Inventory` of these targets.
     List {
         request: u64,
+        targets: Vec<Target>,
+    },
+    /// A `SelfRevoked` report is stored; the agent may forget it.
+    Acknowledged {
+        command: String,
+    },
+    /// Answers `RenewCertificate`.
+    Certificate {
+        certificate_pem: String,
+        not_after: DateTime<Utc>,
     },
     Heartbeat {
         seq: u64,
@@ -108,6 +137,10 @@ pub enum ErrorKind {
     Malformed,
     /// The hello names a configuration the certificate is not for.
     WrongConfiguration,
+    /// The first frame was not a hello.
+    HelloExpected,
+    /// The request could not be served (a CSR the broker would not sign).
+    Refused,
 }
 
 /// Why a frame was not accepted.

@@ -117,11 +117,14 @@ async fn overlapping_grants_share_the_entitlement_until_the_last_ends() {
     let second = request(&alice, "auto-admin", 5).await;
     assert_eq!(first.state, RequestState::Active);
     assert_eq!(second.state, RequestState::Active);
+    // Applied, then prolonged: the newer command (the later deadline)
+    // supersedes the queued one.
     let cmds = outbox(&admin).await;
+    assert_eq!(cmds.len(), 1, "{cmds:?}");
+    assert_eq!(cmds[0].op, CommandOp::Grant);
     assert_eq!(
-        cmds.iter().filter(|c| c.op == CommandOp::Grant).count(),
-        2,
-        "applied, then prolonged"
+        cmds[0].not_after,
+        alice.grant(second.grant.unwrap()).await.unwrap().ends_at
     );
     let g1 = first.grant.unwrap();
     eventually(Duration::from_secs(6), "first grant to end", || async {
@@ -147,6 +150,7 @@ async fn overlapping_grants_share_the_entitlement_until_the_last_ends() {
         .filter(|c| c.op == CommandOp::Revoke)
         .collect();
     assert_eq!(revokes.len(), 1, "one revoke when the last lease ends");
+    assert_eq!(outbox(&admin).await.len(), 1, "the revoke superseded the grant");
     assert_eq!(alice.request(second.id).await.unwrap().state, RequestState::Ended);
 }
 

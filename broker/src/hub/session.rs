@@ -1,0 +1,453 @@
+//! One agent session: hello, reconciliation, then a loop that sends queued
+//! commands (revokes first, one per entitlement in flight, a window per
+//! session), stores the answers, and keeps heartbeats going.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use jitgate_shared::v1::protocol::{self, AgentMessage, BrokerMessage, ErrorKind, FrameError};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_rustls::server::TlsStream;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::WebSocketStream;
+
+use super::{HubSettings, Refused, HANDSHAKE_TIMEOUT};
+use crate::domain::command::Command;
+use crate::domain::delivery::{self, Disposition};
+use crate::service::delivery::SelfRevoke;
+use crate::service::live::{OutboxSignal, SessionEntry};
+use crate::service::Broker;
+use crate::tls::agent::AgentIdentity;
+
+type Ws = WebSocketStream<TlsStream<TcpStream>>;
+
+/// The reconciliation request a session sends first.
+const LIST_REQUEST: u64 = 1;
+
+/// Why a session ended, for the log.
+#[derive(Debug, thiserror::Error)]
+enum End {
+    #[error("the agent closed the session")]
+    Closed,
+    #[error("revoked, or replaced by a newer session of the same agent")]
+    Kicked,
+    #[error("missed two heartbeats")]
+    Silent,
+    #[error("the broker is shutting down")]
+    Shutdown,
+    #[error("transport: {0}")]
+    Transport(String),
+}
+
+pub(super) async fn run(
+    mut ws: Ws,
+    identity: AgentIdentity,
+    broker: Broker,
+    settings: HubSettings,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), Refused> {
+    let agent_version = match tokio::time::timeout(HANDSHAKE_TIMEOUT, hello(&mut ws, &identity)).await {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => {
+            let _ = ws.close(None).await;
+            return Err(e);
+        }
+        Err(_) => return Err(Refused::Timeout),
+    };
+    let live = broker.live().clone();
+    let entry = live.open_session(
+        identity.agent,
+        identity.configuration.clone(),
+        agent_version,
+        broker.clock().now(),
+    );
+    broker.metrics().agents_online.inc();
+    tracing::info!(agent = %identity.agent, configuration = %identity.configuration, "agent connected");
+    let outbox = live.outbox(&identity.configuration);
+    let mut session = Session {
+        changed: outbox.changed.subscribe(),
+        outbox,
+        identity,
+        broker: broker.clone(),
+        settings,
+        entry,
+        in_flight: HashMap::new(),
+        last_heard: Instant::now(),
+    };
+    let end = session.serve(&mut ws, shutdown).await;
+    live.close_session(session.identity.agent, session.entry.id);
+    session.outbox.release_session(session.entry.id);
+    broker.metrics().agents_online.dec();
+    let _ = ws.close(None).await;
+    tracing::info!(agent = %session.identity.agent, reason = %end, "agent disconnected");
+    Ok(())
+}
+
+/// Reads the hello; answers with a welcome or an error frame.
+async fn hello(ws: &mut Ws, identity: &AgentIdentity) -> Result<String, Refused> {
+    let frame = loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) => break t,
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(_)) | None => return Err(Refused::Hello("closed before hello".into())),
+            Some(Err(e)) => return Err(Refused::Hello(e.to_string())),
+        }
+    };
+    let refuse = |code: ErrorKind, message: String| async move {
+        let _ = send(
+            ws,
+            &BrokerMessage::Error {
+                code,
+                message: message.clone(),
+            },
+        )
+        .await;
+        Err(Refused::Hello(message))
+    };
+    match protocol::decode::<AgentMessage>(frame.as_bytes()) {
+        Ok(AgentMessage::Hello {
+            version,
+            configuration,
+            agent_version,
+            ..
+        }) => {
+            if let Err(e) = protocol::check_version(version) {
+                return refuse(e.kind(), e.to_string()).await;
+            }
+            if configuration != identity.configuration {
+                return refuse(
+                    ErrorKind::WrongConfiguration,
+                    format!(
+                        "hello names configuration `{configuration}`, the certificate is for `{}`",
+                        identity.configuration
+                    ),
+                )
+                .await;
+            }
+            Ok(agent_version)
+        }
+        Ok(_) => refuse(ErrorKind::HelloExpected, "the first frame must be a hello".into()).await,
+        Err(e) => refuse(e.kind(), e.to_string()).await,
+    }
+}
+
+async fn send(ws: &mut Ws, message: &BrokerMessage) -> Result<(), tungstenite::Error> {
+    ws.send(Message::text(protocol::encode(message))).await
+}
+
+struct Session {
+    identity: AgentIdentity,
+    broker: Broker,
+    settings: HubSettings,
+    entry: SessionEntry,
+    outbox: std::sync::Arc<OutboxSignal>,
+    changed: watch::Receiver<u64>,
+    /// Command id → (command, when sent).
+    in_flight: HashMap<String, (Command, Instant)>,
+    last_heard: Instant,
+}
+
+impl Session {
+    async fn serve(&mut self, ws: &mut Ws, mut shutdown: watch::Receiver<bool>) -> End {
+        let heartbeat = self.settings.heartbeat;
+        let welcome = BrokerMessage::Welcome {
+            version: protocol::VERSION,
+            heartbeat_seconds: u32::try_from(heartbeat.as_secs().max(1)).unwrap_or(u32::MAX),
+        };
+        if let Err(e) = send(ws, &welcome).await {
+            return End::Transport(e.to_string());
+        }
+        match self.broker.targets_of(&self.identity.configuration).await {
+            Ok(targets) => {
+                let list = BrokerMessage::List {
+                    request: LIST_REQUEST,
+                    targets,
+                };
+                if let Err(e) = send(ws, &list).await {
+                    return End::Transport(e.to_string());
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot read the catalogue; skipping reconciliation"),
+        }
+        let mut tick = tokio::time::interval(heartbeat.min(Duration::from_secs(1)));
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut last_beat = Instant::now();
+        let mut seq = 0u64;
+        let mut dirty = true;
+        let kick = self.entry.kick.clone();
+        loop {
+            if dirty {
+                dirty = false;
+                if let Err(e) = self.send_commands(ws).await {
+                    return End::Transport(e.to_string());
+                }
+            }
+            let retry_at = self
+                .outbox
+                .next_retry()
+                .map(Instant::from_std)
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                frame = ws.next() => {
+                    self.last_heard = Instant::now();
+                    self.broker.live().seen(self.identity.agent, self.entry.id, self.broker.clock().now());
+                    match frame {
+                        Some(Ok(Message::Text(text))) => {
+                            match self.on_frame(ws, text.as_bytes()).await {
+                                Ok(settled) => dirty |= settled,
+                                Err(e) => return End::Transport(e.to_string()),
+                            }
+                        }
+                        Some(Ok(Message::Binary(_))) => {
+                            let e = BrokerMessage::Error { code: ErrorKind::Malformed, message: "binary frames are not part of protocol v1".into() };
+                            if let Err(e) = send(ws, &e).await { return End::Transport(e.to_string()); }
+                        }
+                        Some(Ok(Message::Close(_))) | None => return End::Closed,
+                        Some(Ok(_)) => {}
+                        Some(Err(tungstenite::Error::Capacity(e))) => {
+                            // The frame was too large; tell the agent, then
+                            // end: the stream cannot be trusted past it.
+                            let e = BrokerMessage::Error { code: ErrorKind::TooLarge, message: e.to_string() };
+                            let _ = send(ws, &e).await;
+                            return End::Transport("oversized frame".into());
+                        }
+                        Some(Err(e)) => return End::Transport(e.to_string()),
+                    }
+                }
+                _ = self.changed.changed() => dirty = true,
+                _ = tokio::time::sleep_until(retry_at) => dirty = true,
+                _ = tick.tick() => {
+                    if self.last_heard.elapsed() > heartbeat * 2 + heartbeat / 2 {
+                        return End::Silent;
+                    }
+                    if last_beat.elapsed() >= heartbeat {
+                        seq += 1;
+                        last_beat = Instant::now();
+                        if let Err(e) = send(ws, &BrokerMessage::Heartbeat { seq }).await {
+                            return End::Transport(e.to_string());
+                        }
+                    }
+                    dirty |= self.expire_unanswered();
+                }
+                _ = kick.notified() => return End::Kicked,
+                _ = shutdown.changed() => return End::Shutdown,
+            }
+        }
+    }
+
+    /// Sends what this session may send now from the outbox.
+    async fn send_commands(&mut self, ws: &mut Ws) -> Result<(), tungstenite::Error> {
+        let room = self.settings.window.saturating_sub(self.in_flight.len());
+        if room == 0 {
+            return Ok(());
+        }
+        let queued = match self
+            .broker
+            .store()
+            .outbox(&self.identity.configuration, self.settings.window * 2)
+            .await
+        {
+            Ok(q) => q,
+            Err(e) => {
+                tracing::error!(error = %e, "reading the outbox failed");
+                return Ok(());
+            }
+        };
+        let queued = queued
+            .into_iter()
+            .filter(|c| !self.in_flight.contains_key(&c.id))
+            .collect();
+        let claimed = self
+            .outbox
+            .claim(queued, self.entry.id, room, std::time::Instant::now());
+        if claimed.is_empty() {
+            return Ok(());
+        }
+        let Some(signer) = self.broker.command_signer() else {
+            tracing::error!("this broker has no command key; nothing can be sent");
+            return Ok(());
+        };
+        let now = Instant::now();
+        for command in claimed {
+            let signed = signer.sign(&command);
+            tracing::debug!(command = %command.id, op = ?command.op, "sending command");
+            ws.feed(Message::text(protocol::encode(&BrokerMessage::Command {
+                command: signed,
+            })))
+            .await?;
+            self.broker.metrics().commands_sent.inc();
+            self.in_flight.insert(command.id.clone(), (command, now));
+        }
+        ws.flush().await
+    }
+
+    /// Commands unanswered for too long go back to the queue, held back a
+    /// little. Returns whether any did.
+    fn expire_unanswered(&mut self) -> bool {
+        let timeout = self.settings.answer_timeout;
+        let expired: Vec<String> = self
+            .in_flight
+            .iter()
+            .filter(|(_, (_, sent))| sent.elapsed() > timeout)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &expired {
+            if let Some((command, _)) = self.in_flight.remove(id) {
+                tracing::warn!(command = %id, "no answer in time; sending again later");
+                self.outbox.retry_later(&command, None, std::time::Instant::now());
+                self.broker.metrics().commands_retried.inc();
+            }
+        }
+        !expired.is_empty()
+    }
+
+    /// Handles one text frame. Returns whether a command was settled (the
+    /// outbox may have more to send).
+    async fn on_frame(&mut self, ws: &mut Ws, frame: &[u8]) -> Result<bool, tungstenite::Error> {
+        let message = match protocol::decode::<AgentMessage>(frame) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(agent = %self.identity.agent, error = %e, "frame refused");
+                send(ws, &error_frame(&e)).await?;
+                return Ok(false);
+            }
+        };
+        match message {
+            AgentMessage::Result { command, outcome } => Ok(self.on_result(command, outcome).await),
+            AgentMessage::Inventory {
+                request,
+                entitlements,
+            } => {
+                if request == LIST_REQUEST {
+                    if let Err(e) = self
+                        .broker
+                        .reconcile(self.identity.agent, &self.identity.configuration, entitlements)
+                        .await
+                    {
+                        tracing::error!(error = %e, "reconciliation failed");
+                    }
+                }
+                Ok(true)
+            }
+            AgentMessage::SelfRevoked {
+                command,
+                grant,
+                entitlement,
+                deadline,
+                at,
+                outcome,
+            } => {
+                if entitlement.configuration != self.identity.configuration {
+                    let e = BrokerMessage::Error {
+                        code: ErrorKind::WrongConfiguration,
+                        message: format!("report for configuration `{}`", entitlement.configuration),
+                    };
+                    send(ws, &e).await?;
+                    return Ok(false);
+                }
+                let report = SelfRevoke {
+                    command: command.clone(),
+                    grant,
+                    entitlement,
+                    deadline,
+                    at,
+                    outcome,
+                };
+                match self.broker.record_self_revoke(self.identity.agent, report).await {
+                    Ok(()) => send(ws, &BrokerMessage::Acknowledged { command }).await?,
+                    Err(e) => {
+                        tracing::error!(error = %e, "storing a self-revoke report failed; the agent will send it again")
+                    }
+                }
+                Ok(false)
+            }
+            AgentMessage::RenewCertificate { csr_pem } => {
+                let reply = match self.broker.renew_agent_cert(&self.identity, &csr_pem).await {
+                    Ok((certificate_pem, not_after)) => BrokerMessage::Certificate {
+                        certificate_pem,
+                        not_after,
+                    },
+                    Err(e) => BrokerMessage::Error {
+                        code: ErrorKind::Refused,
+                        message: e.to_string(),
+                    },
+                };
+                send(ws, &reply).await?;
+                Ok(false)
+            }
+            AgentMessage::Heartbeat { .. } => Ok(false),
+            AgentMessage::Hello { .. } => {
+                let e = BrokerMessage::Error {
+                    code: ErrorKind::Malformed,
+                    message: "hello was already received".into(),
+                };
+                send(ws, &e).await?;
+                Ok(false)
+            }
+            AgentMessage::Error { message } => {
+                tracing::warn!(agent = %self.identity.agent, %message, "agent reported an error");
+                Ok(false)
+            }
+        }
+    }
+
+    async fn on_result(&mut self, id: String, outcome: jitgate_shared::v1::protocol::Outcome) -> bool {
+        let (command, sent) = match self.in_flight.remove(&id) {
+            Some((c, sent)) => (c, Some(sent)),
+            // A late answer to a command this session gave up waiting for,
+            // or sent by an earlier session: still authoritative.
+            None => match self.broker.store().queued_command(&id).await {
+                Ok(Some(c)) if c.entitlement.configuration == self.identity.configuration => (c, None),
+                Ok(_) => {
+                    tracing::debug!(command = %id, "answer for a command no longer queued");
+                    return false;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "reading the outbox failed");
+                    return false;
+                }
+            },
+        };
+        match delivery::disposition(&outcome) {
+            Disposition::Settled => {
+                match self
+                    .broker
+                    .settle_command(self.identity.agent, &command, outcome)
+                    .await
+                {
+                    Ok(()) => {
+                        if let Some(sent) = sent {
+                            self.broker
+                                .metrics()
+                                .command_round_trip
+                                .observe(sent.elapsed().as_secs_f64());
+                        }
+                        self.outbox.release(&command, true);
+                    }
+                    Err(e) => {
+                        tracing::error!(command = %id, error = %e, "storing the answer failed; the command is sent again");
+                        self.outbox.release(&command, false);
+                    }
+                }
+            }
+            Disposition::Retry { after } => {
+                let pause = self
+                    .outbox
+                    .retry_later(&command, after, std::time::Instant::now());
+                self.broker.metrics().commands_retried.inc();
+                tracing::info!(command = %id, ?pause, ?outcome, "retryable failure; sending again later");
+            }
+        }
+        true
+    }
+}
+
+fn error_frame(e: &FrameError) -> BrokerMessage {
+    BrokerMessage::Error {
+        code: e.kind(),
+        message: e.to_string(),
+    }
+}

@@ -1,0 +1,257 @@
+//! What agents tell the broker: answers to commands, entitlements they
+//! removed on their own at a deadline, inventories for reconciliation, and
+//! requests for a fresh certificate. Each is stored (and flushed) before
+//! the agent hears back.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use jitgate_shared::v1::api::{CommandOp, DriftReport};
+use jitgate_shared::v1::protocol::Outcome;
+use jitgate_shared::v1::{AgentId, ConfigId, Entitlement, GrantId, Target};
+
+use super::{retry_conflicts, Broker, ServiceError};
+use crate::audit::{Actor, AuditEntry, AuditEvent};
+use crate::domain::command::{Command, REVOKE_VALIDITY};
+use crate::domain::delivery::{self, CommandResult};
+use crate::domain::lease::Lease;
+use crate::store::Change;
+use crate::tls::agent::AgentIdentity;
+
+/// A `SelfRevoked` report, as the hub received it.
+#[derive(Debug, Clone)]
+pub struct SelfRevoke {
+    pub command: String,
+    pub grant: GrantId,
+    pub entitlement: Entitlement,
+    pub deadline: DateTime<Utc>,
+    pub at: DateTime<Utc>,
+    pub outcome: Outcome,
+}
+
+impl Broker {
+    /// Stores an agent's final answer to `command`: the result record, the
+    /// command off the outbox, and the grant's delivery fields, in one
+    /// durable change.
+    #[tracing::instrument(skip(self, command, outcome), fields(command = %command.id))]
+    pub async fn settle_command(
+        &self,
+        agent: AgentId,
+        command: &Command,
+        outcome: Outcome,
+    ) -> Result<(), ServiceError> {
+        retry_conflicts(|| async {
+            let now = self.clock.now();
+            let mut change = Change::default();
+            if let Some(grant) = self.store.grant(command.grant).await? {
+                if let Some(g) = grant.record_delivery(command.op, &outcome, now) {
+                    change.grants.push(g);
+                }
+            }
+            change.results.push(CommandResult {
+                command: command.id.clone(),
+                configuration: command.entitlement.configuration.clone(),
+                grant: command.grant,
+                op: command.op,
+                agent,
+                outcome: outcome.clone(),
+                at: now,
+            });
+            change.delivered.push(command.id.clone());
+            change.audit.push(AuditEntry {
+                at: now,
+                actor: Actor::System,
+                event: AuditEvent::CommandSettled {
+                    command: command.id.clone(),
+                    agent,
+                    grant: command.grant,
+                    op: command.op,
+                    outcome: outcome.clone(),
+                },
+            });
+            self.commit(change).await
+        })
+        .await?;
+        let ok = delivery::succeeded(&outcome);
+        self.metrics
+            .commands_settled
+            .get_or_create(&vec![
+                ("op", format!("{:?}", command.op).to_lowercase()),
+                ("result", if ok { "ok" } else { "error" }.to_owned()),
+            ])
+            .inc();
+        if !ok {
+            tracing::warn!(command = %command.id, ?outcome, "agent could not carry out a command");
+        }
+        Ok(())
+    }
+
+    /// Records that an agent removed an entitlement at its deadline without
+    /// the broker's revoke.
+    #[tracing::instrument(skip(self, report), fields(command = %report.command))]
+    pub async fn record_self_revoke(&self, agent: AgentId, report: SelfRevoke) -> Result<(), ServiceError> {
+        retry_conflicts(|| async {
+            let now = self.clock.now();
+            let mut change = Change::default();
+            let lease = self.store.lease(&Lease::key_for(&report.entitlement)).await?;
+            let still_held = lease.is_some_and(|l| l.is_held());
+            if !still_held {
+                if let Some(grant) = self.store.grant(report.grant).await? {
+                    if let Some(g) = grant.record_delivery(CommandOp::Revoke, &report.outcome, report.at) {
+                        change.grants.push(g);
+                    }
+                }
+            }
+            change.audit.push(AuditEntry {
+                at: now,
+                actor: Actor::System,
+                event: AuditEvent::AgentSelfRevoked {
+                    agent,
+                    command: report.command.clone(),
+                    grant: report.grant,
+                    entitlement: report.entitlement.target.describe(),
+                    principal: report.entitlement.principal.clone(),
+                    deadline: report.deadline,
+                    at: report.at,
+                    outcome: report.outcome.clone(),
+                },
+            });
+            self.commit(change).await
+        })
+        .await?;
+        self.metrics.agent_self_revokes.inc();
+        tracing::warn!(%agent, grant = %report.grant, "agent revoked an entitlement on its own at the deadline");
+        Ok(())
+    }
+
+    /// The targets jitgate manages in a configuration: those of its resources.
+    pub async fn targets_of(&self, configuration: &ConfigId) -> Result<Vec<Target>, ServiceError> {
+        let targets: BTreeSet<Target> = self
+            .store
+            .resources()
+            .await?
+            .into_iter()
+            .filter(|r| &r.resource.configuration == configuration)
+            .map(|r| r.resource.target)
+            .collect();
+        Ok(targets.into_iter().collect())
+    }
+
+    /// Compares an agent's inventory with the held leases and records the
+    /// drift; when the broker is set to, queues revokes for what jitgate did
+    /// not grant.
+    #[tracing::instrument(skip(self, found), fields(entitlements = found.len()))]
+    pub async fn reconcile(
+        &self,
+        agent: AgentId,
+        configuration: &ConfigId,
+        found: Vec<Entitlement>,
+    ) -> Result<DriftReport, ServiceError> {
+        let now = self.clock.now();
+        let outbox = self.live.outbox(configuration);
+        let mut pending: BTreeSet<Entitlement> = self
+            .store
+            .outbox(configuration, usize::MAX)
+            .await?
+            .into_iter()
+            .map(|c| c.entitlement)
+            .collect();
+        let mut granted = BTreeSet::new();
+        for lease in self.store.held_leases(configuration).await? {
+            if outbox.in_flight(&lease.key) {
+                pending.insert(lease.entitlement.clone());
+            }
+            granted.insert(lease.entitlement);
+        }
+        // Only what this configuration owns counts: a confused agent cannot
+        // make the broker revoke elsewhere.
+        let found: BTreeSet<Entitlement> = found
+            .into_iter()
+            .filter(|e| &e.configuration == configuration)
+            .collect();
+        let drift = delivery::drift(&granted, &found, &pending);
+        let remove = self.settings.remove_unexpected;
+        let report = DriftReport {
+            checked_at: now,
+            unexpected: drift.unexpected.clone(),
+            missing: drift.missing.clone(),
+            removing_unexpected: remove && !drift.unexpected.is_empty(),
+        };
+        if !drift.unexpected.is_empty() || !drift.missing.is_empty() {
+            let describe = |es: &[Entitlement]| {
+                es.iter()
+                    .map(|e| format!("{} for {}", e.target.describe(), e.principal))
+                    .collect::<Vec<_>>()
+            };
+            let mut change = Change::default();
+            change.audit.push(AuditEntry {
+                at: now,
+                actor: Actor::System,
+                event: AuditEvent::DriftFound {
+                    agent,
+                    configuration: configuration.clone(),
+                    unexpected: describe(&drift.unexpected),
+                    missing: describe(&drift.missing),
+                    removing_unexpected: report.removing_unexpected,
+                },
+            });
+            if remove {
+                for e in &drift.unexpected {
+                    change.commands.push(Command {
+                        id: format!("{}-drift-{}", Lease::key_for(e), now.timestamp_millis()),
+                        op: CommandOp::Revoke,
+                        grant: GrantId::from_uuid(uuid::Uuid::nil()),
+                        entitlement: e.clone(),
+                        not_before: now,
+                        not_after: now + REVOKE_VALIDITY,
+                        issued_at: now,
+                    });
+                }
+            }
+            self.commit(change).await?;
+            tracing::warn!(
+                %agent,
+                unexpected = drift.unexpected.len(),
+                missing = drift.missing.len(),
+                removing = report.removing_unexpected,
+                "tenant differs from the grants"
+            );
+        }
+        self.live.record_drift(agent, report.clone());
+        Ok(report)
+    }
+
+    /// Signs a new client certificate for a connected agent, from a CSR sent
+    /// over its authenticated session.
+    #[tracing::instrument(skip(self, csr_pem), fields(agent = %identity.agent))]
+    pub async fn renew_agent_cert(
+        &self,
+        identity: &AgentIdentity,
+        csr_pem: &str,
+    ) -> Result<(String, DateTime<Utc>), ServiceError> {
+        let ca = &self.keys()?.ca;
+        retry_conflicts(|| async {
+            let mut agent = self.admit_agent(identity).await?;
+            let now = self.clock.now();
+            let ttl = self.settings.agent_cert_ttl;
+            let pem = ca
+                .issue_agent_cert(csr_pem, identity, now, ttl)
+                .map_err(|e| ServiceError::invalid("csr_pem", e.to_string()))?;
+            agent.certificate_not_after = now + ttl;
+            let mut change = Change::default();
+            change.audit.push(AuditEntry {
+                at: now,
+                actor: Actor::System,
+                event: AuditEvent::AgentCertificateRenewed {
+                    agent: identity.agent,
+                    certificate_not_after: agent.certificate_not_after,
+                },
+            });
+            let not_after = agent.certificate_not_after;
+            change.agents.push(agent);
+            self.commit(change).await?;
+            Ok((pem, not_after))
+        })
+        .await
+    }
+}

@@ -1,0 +1,238 @@
+//! The agent's durable journal (sled): what it applied and until when, the
+//! final answer to every command it carried out (so a replayed command id
+//! gets the same answer without acting twice), and self-revoke reports the
+//! broker has not acknowledged yet. Every write is flushed before the
+//! broker hears of it.
+
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use jitgate_shared::v1::protocol::Outcome;
+use jitgate_shared::v1::{Entitlement, GrantId};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("journal at {path}: {error}")]
+    Open { path: String, error: String },
+    #[error("journal: {0}")]
+    Backend(String),
+}
+
+fn backend(e: impl std::fmt::Display) -> JournalError {
+    JournalError::Backend(e.to_string())
+}
+
+/// An entitlement the agent applied (or was applying when it stopped), and
+/// the deadline it enforces by itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holding {
+    pub entitlement: Entitlement,
+    /// The grant command that set this deadline.
+    pub command: String,
+    pub grant: GrantId,
+    pub deadline: DateTime<Utc>,
+}
+
+/// The final answer to a command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredResult {
+    pub outcome: Outcome,
+    pub at: DateTime<Utc>,
+}
+
+/// An entitlement removed at its deadline, to tell the broker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SelfRevokeReport {
+    pub command: String,
+    pub grant: GrantId,
+    pub entitlement: Entitlement,
+    pub deadline: DateTime<Utc>,
+    pub at: DateTime<Utc>,
+    pub outcome: Outcome,
+}
+
+/// How long answers are kept: longer than any command stays valid
+/// (revokes: 7 days).
+pub const RESULT_RETENTION: chrono::Duration = chrono::Duration::days(8);
+
+#[derive(Debug, Clone)]
+pub struct Journal {
+    db: sled::Db,
+    holdings: sled::Tree,
+    results: sled::Tree,
+    reports: sled::Tree,
+}
+
+/// The journal key of an entitlement.
+pub fn entitlement_key(e: &Entitlement) -> String {
+    hex::encode(&Sha256::digest(e.key().as_bytes())[..16])
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, JournalError> {
+    serde_json::to_vec(v).map_err(backend)
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, JournalError> {
+    serde_json::from_slice(bytes).map_err(backend)
+}
+
+impl Journal {
+    pub fn open(path: &Path) -> Result<Self, JournalError> {
+        let open = |error: String| JournalError::Open {
+            path: path.display().to_string(),
+            error,
+        };
+        let db = sled::Config::new()
+            .path(path)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(|e| open(e.to_string()))?;
+        let tree = |name: &str| db.open_tree(name).map_err(|e| open(e.to_string()));
+        Ok(Self {
+            holdings: tree("holdings")?,
+            results: tree("results")?,
+            reports: tree("reports")?,
+            db,
+        })
+    }
+
+    /// Makes every write so far durable. sled's async flush is unreliable
+    /// under concurrency (sled issues 1241, 1308), so the blocking one runs
+    /// off the async threads.
+    pub async fn flush(&self) -> Result<(), JournalError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .map_err(backend)?
+            .map(|_| ())
+            .map_err(backend)
+    }
+
+    pub fn result(&self, command: &str) -> Result<Option<StoredResult>, JournalError> {
+        self.results
+            .get(command)
+            .map_err(backend)?
+            .map(|v| decode(&v))
+            .transpose()
+    }
+
+    pub fn put_result(
+        &self,
+        command: &str,
+        outcome: &Outcome,
+        at: DateTime<Utc>,
+    ) -> Result<(), JournalError> {
+        let stored = StoredResult {
+            outcome: outcome.clone(),
+            at,
+        };
+        self.results.insert(command, encode(&stored)?).map_err(backend)?;
+        Ok(())
+    }
+
+    pub fn holding(&self, entitlement: &Entitlement) -> Result<Option<Holding>, JournalError> {
+        self.holdings
+            .get(entitlement_key(entitlement))
+            .map_err(backend)?
+            .map(|v| decode(&v))
+            .transpose()
+    }
+
+    pub fn put_holding(&self, holding: &Holding) -> Result<(), JournalError> {
+        self.holdings
+            .insert(entitlement_key(&holding.entitlement), encode(holding)?)
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    pub fn remove_holding(&self, entitlement: &Entitlement) -> Result<(), JournalError> {
+        self.holdings
+            .remove(entitlement_key(entitlement))
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    pub fn holdings(&self) -> Result<Vec<Holding>, JournalError> {
+        self.holdings
+            .iter()
+            .values()
+            .map(|v| decode(&v.map_err(backend)?))
+            .collect()
+    }
+
+    pub fn put_report(&self, report: &SelfRevokeReport) -> Result<(), JournalError> {
+        self.reports
+            .insert(&report.command, encode(report)?)
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    pub fn remove_report(&self, command: &str) -> Result<(), JournalError> {
+        self.reports.remove(command).map_err(backend)?;
+        Ok(())
+    }
+
+    pub fn reports(&self) -> Result<Vec<SelfRevokeReport>, JournalError> {
+        self.reports
+            .iter()
+            .values()
+            .map(|v| decode(&v.map_err(backend)?))
+            .collect()
+    }
+
+    /// Forgets answers older than [`RESULT_RETENTION`]: no command that old
+    /// is still valid, so a replay of it is refused as expired anyway.
+    pub fn prune(&self, now: DateTime<Utc>) -> Result<usize, JournalError> {
+        let mut gone = 0;
+        for kv in self.results.iter() {
+            let (k, v) = kv.map_err(backend)?;
+            let stored: StoredResult = decode(&v)?;
+            if now - stored.at > RESULT_RETENTION {
+                self.results.remove(k).map_err(backend)?;
+                gone += 1;
+            }
+        }
+        Ok(gone)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jitgate_shared::v1::{ConfigId, Target};
+
+    #[tokio::test]
+    async fn what_is_written_and_flushed_is_there_after_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let e = Entitlement {
+            configuration: ConfigId::new("entra").unwrap(),
+            target: Target::EntraGroupMembership { group_id: "g".into() },
+            principal: "alice".into(),
+        };
+        {
+            let j = Journal::open(dir.path()).unwrap();
+            j.put_holding(&Holding {
+                entitlement: e.clone(),
+                command: "c1".into(),
+                grant: GrantId::generate(),
+                deadline: t,
+            })
+            .unwrap();
+            j.put_result("c1", &Outcome::Applied, t).unwrap();
+            j.put_result("old", &Outcome::Applied, t - chrono::Duration::days(9))
+                .unwrap();
+            j.flush().await.unwrap();
+        }
+        let j = Journal::open(dir.path()).unwrap();
+        assert_eq!(j.holding(&e).unwrap().unwrap().deadline, t);
+        assert_eq!(j.result("c1").unwrap().unwrap().outcome, Outcome::Applied);
+        assert_eq!(j.prune(t).unwrap(), 1);
+        assert!(j.result("old").unwrap().is_none());
+        j.remove_holding(&e).unwrap();
+        assert!(j.holdings().unwrap().is_empty());
+    }
+}

@@ -1,0 +1,20 @@
+//! jitgate gateway agent: runs inside one cloud tenant, keeps an outbound
+//! mutually authenticated websocket to the broker, and applies signed grant
+//! and revoke commands through a provider.
+//!
+//! - [`state`]: the state directory (identity, credentials, CA).
+//! - [`enroll`]: one-time enrollment with a join token.
+//! - [`journal`]: what was applied until when; answers; reports (durable).
+//! - [`executor`]: verify, journal, act; enforce deadlines alone.
+//! - [`channel`]: the session with the broker, reconnecting.
+//! - [`provider`]: tenants: the sandbox, and the clouds.
+//! - [`agent`]: wiring it together for `jitgate-agent run`.
+
+pub mod agent;
+pub mod channel;
+pub mod clock;
+pub mod enroll;
+pub mod executor;
+pub mod journal;
+pub mod provider;
+pub mod state;

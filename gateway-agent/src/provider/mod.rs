@@ -1,0 +1,70 @@
+//! Providers act on one tenant: apply an entitlement, remove it, list who
+//! holds the targets jitgate manages. Every operation is idempotent: applying
+//! what is there or removing what is not is a success that says so.
+//!
+//! [`sandbox`] is a simulated tenant for the quickstart and tests; the cloud
+//! providers (AWS Identity Center, AWS IAM, Entra ID) come in their own
+//! modules.
+
+pub mod sandbox;
+
+use std::collections::BTreeSet;
+use std::fmt::Debug;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use jitgate_shared::v1::{Entitlement, Target};
+
+/// Whether an operation changed the tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    Changed,
+    Unchanged,
+}
+
+/// A failure from the tenant's API.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct ProviderError {
+    pub reason: String,
+    /// Worth trying again (throttling, a timeout, a 5xx).
+    pub retryable: bool,
+    /// What the tenant asked for (Retry-After), if it did.
+    pub retry_after: Option<Duration>,
+}
+
+impl ProviderError {
+    pub fn permanent(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            retryable: false,
+            retry_after: None,
+        }
+    }
+
+    pub fn transient(reason: impl Into<String>, retry_after: Option<Duration>) -> Self {
+        Self {
+            reason: reason.into(),
+            retryable: true,
+            retry_after,
+        }
+    }
+}
+
+#[async_trait]
+pub trait Provider: Send + Sync + Debug + 'static {
+    /// Entitlement kinds this provider handles, plus `list`.
+    fn capabilities(&self) -> BTreeSet<String>;
+    async fn apply(&self, entitlement: &Entitlement) -> Result<Effect, ProviderError>;
+    async fn remove(&self, entitlement: &Entitlement) -> Result<Effect, ProviderError>;
+    /// Every principal holding one of `targets` now.
+    async fn list(&self, targets: &[Target]) -> Result<Vec<Entitlement>, ProviderError>;
+}
+
+/// The API name of a target's kind (`entra_group_membership`, ...).
+pub fn kind_of(target: &Target) -> String {
+    serde_json::to_value(target)
+        .ok()
+        .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_owned))
+        .unwrap_or_default()
+}

@@ -1,0 +1,208 @@
+//! The sandbox: a simulated tenant, not a cloud. It holds entitlements in a
+//! set, optionally kept in a JSON file so it outlives the agent process (as
+//! a real tenant would) and tests can look inside. Latency, throttling and
+//! failures can be dialled in to exercise retries.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use jitgate_shared::v1::{ConfigId, Entitlement, Target};
+use tokio::sync::Mutex;
+
+use super::{Effect, Provider, ProviderError};
+
+/// How the sandbox behaves.
+#[derive(Debug, Clone, Default)]
+pub struct SandboxSettings {
+    /// Where the simulated tenant is kept; `None` keeps it in memory only.
+    pub state_file: Option<PathBuf>,
+    /// Added to every call.
+    pub latency: Duration,
+    /// Share of calls answered "throttled, retry after 1 s" (0.0 to 1.0).
+    pub throttle_rate: f64,
+    /// Share of calls failing with a transient error (0.0 to 1.0).
+    pub failure_rate: f64,
+}
+
+#[derive(Debug)]
+pub struct Sandbox {
+    configuration: ConfigId,
+    settings: SandboxSettings,
+    held: Mutex<BTreeSet<Entitlement>>,
+}
+
+impl Sandbox {
+    pub fn open(configuration: ConfigId, settings: SandboxSettings) -> Result<Self, ProviderError> {
+        let held = match &settings.state_file {
+            Some(path) if path.exists() => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ProviderError::permanent(format!("sandbox {}: {e}", path.display())))?;
+                serde_json::from_str(&text)
+                    .map_err(|e| ProviderError::permanent(format!("sandbox {}: {e}", path.display())))?
+            }
+            _ => BTreeSet::new(),
+        };
+        Ok(Self {
+            configuration,
+            settings,
+            held: Mutex::new(held),
+        })
+    }
+
+    /// What the simulated tenant holds now.
+    pub async fn held(&self) -> BTreeSet<Entitlement> {
+        self.held.lock().await.clone()
+    }
+
+    /// Reads a sandbox state file (for tests and `status`).
+    pub fn read_state(path: &std::path::Path) -> std::io::Result<BTreeSet<Entitlement>> {
+        let text = std::fs::read_to_string(path)?;
+        serde_json::from_str(&text).map_err(std::io::Error::other)
+    }
+
+    async fn weather(&self) -> Result<(), ProviderError> {
+        if !self.settings.latency.is_zero() {
+            tokio::time::sleep(self.settings.latency).await;
+        }
+        let roll: f64 = rand::random();
+        if roll < self.settings.throttle_rate {
+            return Err(ProviderError::transient(
+                "sandbox: throttled (simulated)",
+                Some(Duration::from_secs(1)),
+            ));
+        }
+        if roll < self.settings.throttle_rate + self.settings.failure_rate {
+            return Err(ProviderError::transient(
+                "sandbox: service unavailable (simulated)",
+                None,
+            ));
+        }
+        Ok(())
+    }
+
+    fn check(&self, entitlement: &Entitlement) -> Result<(), ProviderError> {
+        if entitlement.configuration != self.configuration {
+            return Err(ProviderError::permanent(format!(
+                "sandbox for `{}` cannot act on `{}`",
+                self.configuration, entitlement.configuration
+            )));
+        }
+        Ok(())
+    }
+
+    fn persist(&self, held: &BTreeSet<Entitlement>) -> Result<(), ProviderError> {
+        let Some(path) = &self.settings.state_file else {
+            return Ok(());
+        };
+        let text = serde_json::to_vec_pretty(held).map_err(|e| ProviderError::permanent(e.to_string()))?;
+        crate::state::write_atomic(path, &text).map_err(|e| ProviderError::transient(e.to_string(), None))
+    }
+}
+
+#[async_trait]
+impl Provider for Sandbox {
+    fn capabilities(&self) -> BTreeSet<String> {
+        [
+            "aws_account_assignment",
+            "aws_iam_group_membership",
+            "aws_iam_policy_attachment",
+            "entra_group_membership",
+            "entra_directory_role",
+            "list",
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .collect()
+    }
+
+    async fn apply(&self, entitlement: &Entitlement) -> Result<Effect, ProviderError> {
+        self.check(entitlement)?;
+        self.weather().await?;
+        let mut held = self.held.lock().await;
+        if held.contains(entitlement) {
+            return Ok(Effect::Unchanged);
+        }
+        held.insert(entitlement.clone());
+        if let Err(e) = self.persist(&held) {
+            held.remove(entitlement);
+            return Err(e);
+        }
+        Ok(Effect::Changed)
+    }
+
+    async fn remove(&self, entitlement: &Entitlement) -> Result<Effect, ProviderError> {
+        self.check(entitlement)?;
+        self.weather().await?;
+        let mut held = self.held.lock().await;
+        if !held.remove(entitlement) {
+            return Ok(Effect::Unchanged);
+        }
+        if let Err(e) = self.persist(&held) {
+            held.insert(entitlement.clone());
+            return Err(e);
+        }
+        Ok(Effect::Changed)
+    }
+
+    async fn list(&self, targets: &[Target]) -> Result<Vec<Entitlement>, ProviderError> {
+        self.weather().await?;
+        let held = self.held.lock().await;
+        Ok(held
+            .iter()
+            .filter(|e| targets.contains(&e.target))
+            .cloned()
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ent(who: &str) -> Entitlement {
+        Entitlement {
+            configuration: ConfigId::new("entra").unwrap(),
+            target: Target::EntraGroupMembership { group_id: "g".into() },
+            principal: who.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn operations_are_idempotent_and_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = SandboxSettings {
+            state_file: Some(dir.path().join("tenant.json")),
+            ..SandboxSettings::default()
+        };
+        let config = ConfigId::new("entra").unwrap();
+        let s = Sandbox::open(config.clone(), settings.clone()).unwrap();
+        assert_eq!(s.apply(&ent("alice")).await.unwrap(), Effect::Changed);
+        assert_eq!(s.apply(&ent("alice")).await.unwrap(), Effect::Unchanged);
+        let again = Sandbox::open(config, settings).unwrap();
+        assert_eq!(again.held().await.len(), 1);
+        let targets = [Target::EntraGroupMembership { group_id: "g".into() }];
+        assert_eq!(again.list(&targets).await.unwrap(), vec![ent("alice")]);
+        assert!(again.list(&[]).await.unwrap().is_empty());
+        assert_eq!(again.remove(&ent("alice")).await.unwrap(), Effect::Changed);
+        assert_eq!(again.remove(&ent("alice")).await.unwrap(), Effect::Unchanged);
+    }
+
+    #[tokio::test]
+    async fn another_configuration_and_simulated_trouble_are_errors() {
+        let s = Sandbox::open(ConfigId::new("aws").unwrap(), SandboxSettings::default()).unwrap();
+        assert!(!s.apply(&ent("alice")).await.unwrap_err().retryable);
+        let stormy = Sandbox::open(
+            ConfigId::new("entra").unwrap(),
+            SandboxSettings {
+                throttle_rate: 1.0,
+                ..SandboxSettings::default()
+            },
+        )
+        .unwrap();
+        let e = stormy.apply(&ent("alice")).await.unwrap_err();
+        assert!(e.retryable);
+        assert_eq!(e.retry_after, Some(Duration::from_secs(1)));
+    }
+}

@@ -1,0 +1,157 @@
+//! A gateway agent process under test: enrolled with a join token against a
+//! [`TestBroker`], running the sandbox provider with its simulated tenant in
+//! a file the test can read.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use jitgate_shared::v1::api::CreateJoinTokenBody;
+use jitgate_shared::v1::{AgentId, ConfigId, Entitlement};
+use tempfile::TempDir;
+use tokio::process::{Child, Command};
+
+use crate::bin;
+use crate::broker::TestBroker;
+
+#[derive(Debug)]
+pub struct TestAgent {
+    dir: TempDir,
+    child: Option<Child>,
+    pub id: AgentId,
+    args: Vec<String>,
+    starts: usize,
+}
+
+impl TestAgent {
+    /// Makes a join token as admin and runs `jitgate-agent enroll`.
+    /// `hub_url` overrides where it connects (a fault proxy).
+    pub async fn enroll(broker: &TestBroker, configuration: &str, hub_url: Option<&str>) -> Self {
+        let issued = broker
+            .client("admin")
+            .create_join_token(&CreateJoinTokenBody {
+                configuration: ConfigId::new(configuration).unwrap(),
+                ttl_seconds: None,
+            })
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = std::process::Command::new(bin("jitgate-agent"));
+        cmd.arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .args(["enroll", "--broker", &broker.url, "--token", &issued.token])
+            .args(["--ca-fingerprint", &issued.ca_fingerprint]);
+        if let Some(url) = hub_url {
+            cmd.args(["--hub-url", url]);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "enroll failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let id = stdout
+            .split("enrolled agent ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap()
+            .parse()
+            .unwrap();
+        Self {
+            dir,
+            child: None,
+            id,
+            args: Vec::new(),
+            starts: 0,
+        }
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn tenant_file(&self) -> PathBuf {
+        self.dir.path().join("tenant.json")
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join(format!("agent-{}.log", self.starts))
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Starts `jitgate-agent run --provider sandbox` with `extra` flags.
+    pub async fn start(&mut self, extra: &[&str]) {
+        self.args = extra.iter().map(|s| (*s).to_owned()).collect();
+        self.spawn();
+    }
+
+    fn spawn(&mut self) {
+        self.starts += 1;
+        let log = std::fs::File::create(self.log_path()).unwrap();
+        let child = Command::new(bin("jitgate-agent"))
+            .arg("--state-dir")
+            .arg(self.state_dir())
+            .args(["run", "--provider", "sandbox", "--sandbox-state"])
+            .arg(self.tenant_file())
+            .args(["--reconnect-max", "1s"])
+            .args(&self.args)
+            .env("RUST_LOG", "info,jitgate_agent=debug")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    /// Waits until this run of the agent has a session with the broker.
+    pub async fn connected(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while !self.log().contains("connected to the broker") {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "agent did not connect:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// SIGKILL: nothing of the agent's shutdown runs.
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.start_kill().unwrap();
+            child.wait().await.unwrap();
+        }
+    }
+
+    pub async fn restart(&mut self) {
+        self.kill().await;
+        self.spawn();
+    }
+
+    /// What the simulated tenant holds now.
+    pub fn tenant(&self) -> BTreeSet<Entitlement> {
+        match std::fs::read_to_string(self.tenant_file()) {
+            Ok(text) => serde_json::from_str(&text).unwrap(),
+            Err(_) => BTreeSet::new(),
+        }
+    }
+
+    /// `jitgate-agent status` output (reads the journal; the agent must be stopped).
+    pub fn status(&self) -> String {
+        let out = std::process::Command::new(bin("jitgate-agent"))
+            .arg("--state-dir")
+            .arg(self.state_dir())
+            .arg("status")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    }
+}

@@ -349,8 +349,13 @@ impl Session<'_> {
                 });
             }
             BrokerMessage::Acknowledged { command } => {
-                if let Err(e) = self.executor.journal().remove_report(&command) {
-                    tracing::error!(error = %e, "forgetting an acknowledged report failed");
+                let journal = self.executor.journal();
+                let forgotten = match journal.remove_report(&command) {
+                    Ok(()) => journal.flush().await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = forgotten {
+                    tracing::error!(error = %e, "forgetting an acknowledged report failed; it will be sent again");
                 }
             }
             BrokerMessage::Certificate {

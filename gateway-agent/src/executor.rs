@@ -123,6 +123,7 @@ impl Executor {
             tracing::debug!(command = %body.id, "replayed command; answering from the journal");
             return Ok(stored.outcome);
         }
+        tracing::info!(command = %body.id, op = ?body.op, "carrying out command");
         let outcome = match body.op {
             CommandOp::Grant => self.grant(body).await?,
             CommandOp::Revoke => self.revoke(body).await?,
@@ -280,5 +281,107 @@ fn failed(e: ProviderError) -> Outcome {
         reason: e.reason,
         retryable: e.retryable,
         retry_after_seconds: e.retry_after.map(|d| d.as_secs().max(1)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::sandbox::{Sandbox, SandboxSettings};
+    use jitgate_shared::v1::signing::CommandSigner;
+    use jitgate_shared::v1::GrantId;
+
+    fn command(config: &str, id: &str, op: CommandOp) -> CommandBody {
+        let now = clock::now();
+        CommandBody {
+            id: id.into(),
+            op,
+            grant: GrantId::generate(),
+            entitlement: Entitlement {
+                configuration: ConfigId::new(config).unwrap(),
+                target: Target::EntraGroupMembership { group_id: "g".into() },
+                principal: "alice".into(),
+            },
+            not_before: now,
+            not_after: now + chrono::Duration::minutes(5),
+            issued_at: now,
+        }
+    }
+
+    fn executor(dir: &std::path::Path, signer: &CommandSigner) -> (Executor, Arc<Sandbox>) {
+        let sandbox =
+            Arc::new(Sandbox::open(ConfigId::new("entra").unwrap(), SandboxSettings::default()).unwrap());
+        let e = Executor::new(
+            ConfigId::new("entra").unwrap(),
+            signer.verifier(),
+            Journal::open(dir).unwrap(),
+            sandbox.clone(),
+            DEFAULT_GRACE,
+        );
+        (e, sandbox)
+    }
+
+    #[tokio::test]
+    async fn refused_commands_never_touch_the_tenant_and_replays_act_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = CommandSigner::from_secret(&[7; 32]);
+        let (e, tenant) = executor(dir.path(), &broker);
+
+        // Signed by another key, tampered, unsigned, for another configuration.
+        let forged = CommandSigner::from_secret(&[8; 32]).sign(&command("entra", "c0", CommandOp::Grant));
+        let mut tampered = broker.sign(&command("entra", "c1", CommandOp::Grant));
+        tampered.body = tampered.body.replace("alice", "mallory");
+        let mut unsigned = broker.sign(&command("entra", "c2", CommandOp::Grant));
+        unsigned.signature.clear();
+        let elsewhere = broker.sign(&command("aws", "c3", CommandOp::Grant));
+        let mut expired_body = command("entra", "c4", CommandOp::Grant);
+        expired_body.not_after = clock::now() - chrono::Duration::seconds(1);
+        let expired = broker.sign(&expired_body);
+        for bad in [forged, tampered, unsigned, elsewhere, expired] {
+            let (_, outcome) = e.execute(&bad).await;
+            assert!(matches!(outcome, Outcome::Refused { .. }), "{outcome:?}");
+        }
+        assert!(tenant.held().await.is_empty());
+        assert!(e.journal().holdings().unwrap().is_empty());
+
+        // A good grant applies once; its replay answers from the journal.
+        let grant = broker.sign(&command("entra", "g1", CommandOp::Grant));
+        assert_eq!(e.execute(&grant).await, ("g1".to_owned(), Outcome::Applied));
+        assert_eq!(
+            e.execute(&grant).await,
+            ("g1".to_owned(), Outcome::Applied),
+            "stored answer, not AlreadyPresent"
+        );
+        let revoke = broker.sign(&command("entra", "r1", CommandOp::Revoke));
+        assert_eq!(e.execute(&revoke).await.1, Outcome::Revoked);
+        // The old grant replayed after the revoke must not re-apply it.
+        assert_eq!(e.execute(&grant).await.1, Outcome::Applied);
+        assert!(tenant.held().await.is_empty(), "a replay never acts again");
+        assert!(e.journal().holdings().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_overdue_holding_is_removed_and_reported_when_offline() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = CommandSigner::from_secret(&[7; 32]);
+        let (e, tenant) = executor(dir.path(), &broker);
+        let e = Arc::new(e);
+        let mut body = command("entra", "g1", CommandOp::Grant);
+        body.not_after = clock::now() + chrono::Duration::milliseconds(300);
+        assert_eq!(e.execute(&broker.sign(&body)).await.1, Outcome::Applied);
+        let (_tx, connected) = watch::channel(false);
+        let watch = tokio::spawn(e.clone().enforce_deadlines(connected));
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while !tenant.held().await.is_empty() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .unwrap();
+        assert!(clock::now() >= body.not_after, "not before the deadline");
+        let reports = e.journal().reports().unwrap();
+        assert_eq!(reports.len(), 1);
+        assert_eq!(reports[0].command, "g1");
+        watch.abort();
     }
 }

@@ -85,8 +85,12 @@ impl TestAgent {
     }
 
     /// Starts `jitgate-agent run --provider sandbox` with `extra` flags.
+    /// Reconnects within a second unless `extra` says otherwise.
     pub async fn start(&mut self, extra: &[&str]) {
         self.args = extra.iter().map(|s| (*s).to_owned()).collect();
+        if !extra.contains(&"--reconnect-max") {
+            self.args.extend(["--reconnect-max".to_owned(), "1s".to_owned()]);
+        }
         self.spawn();
     }
 
@@ -98,7 +102,6 @@ impl TestAgent {
             .arg(self.state_dir())
             .args(["run", "--provider", "sandbox", "--sandbox-state"])
             .arg(self.tenant_file())
-            .args(["--reconnect-max", "1s"])
             .args(&self.args)
             .env("RUST_LOG", "info,jitgate_agent=debug")
             .env("NO_COLOR", "1")

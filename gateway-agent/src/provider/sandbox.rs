@@ -92,10 +92,26 @@ impl Sandbox {
         Ok(())
     }
 
-    fn persist(&self, held: &BTreeSet<Entitlement>) -> Result<(), ProviderError> {
+    /// Keeps the tenant in its file and appends the change to
+    /// `<file>.log` (one JSON line per change), so tests can see every
+    /// change the tenant went through, not only where it ended.
+    fn persist(&self, held: &BTreeSet<Entitlement>, op: &str, e: &Entitlement) -> Result<(), ProviderError> {
         let Some(path) = &self.settings.state_file else {
             return Ok(());
         };
+        let line = serde_json::json!({"op": op, "principal": e.principal, "target": e.target}).to_string();
+        let log = path.with_extension("log");
+        let appended = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, format!("{line}\n").as_bytes()));
+        if let Err(e) = appended {
+            return Err(ProviderError::transient(
+                format!("sandbox log {}: {e}", log.display()),
+                None,
+            ));
+        }
         let text = serde_json::to_vec_pretty(held).map_err(|e| ProviderError::permanent(e.to_string()))?;
         crate::state::write_atomic(path, &text).map_err(|e| ProviderError::transient(e.to_string(), None))
     }
@@ -125,7 +141,7 @@ impl Provider for Sandbox {
             return Ok(Effect::Unchanged);
         }
         held.insert(entitlement.clone());
-        if let Err(e) = self.persist(&held) {
+        if let Err(e) = self.persist(&held, "apply", entitlement) {
             held.remove(entitlement);
             return Err(e);
         }
@@ -139,7 +155,7 @@ impl Provider for Sandbox {
         if !held.remove(entitlement) {
             return Ok(Effect::Unchanged);
         }
-        if let Err(e) = self.persist(&held) {
+        if let Err(e) = self.persist(&held, "remove", entitlement) {
             held.insert(entitlement.clone());
             return Err(e);
         }

@@ -3,10 +3,13 @@
 // The harness watches real processes, so it reads the wall clock.
 #![allow(clippy::disallowed_methods)]
 
+mod agents;
 mod api_input;
 mod cli;
 mod crash;
 mod enrollment;
+mod fault;
+mod hub;
 mod lifecycle;
 mod policies;
 mod support;

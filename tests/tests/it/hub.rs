@@ -1,0 +1,227 @@
+//! The agent hub refuses what it must, and survives what it refuses: raw
+//! TLS and websocket clients with good and bad credentials and frames.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use jitgate_shared::v1::protocol::{self, AgentMessage, BrokerMessage, ErrorKind, VERSION};
+use jitgate_shared::v1::ConfigId;
+use jitgate_tests::agent::TestAgent;
+use jitgate_tests::broker::TestBroker;
+use jitgate_tests::fixtures::{policies, CATALOG};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::agents::FAST;
+use crate::support::eventually;
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<TcpStream>>;
+
+fn roots(b: &TestBroker) -> rustls::RootCertStore {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_file(b.ca()).unwrap()).unwrap();
+    roots
+}
+
+fn with_cert(
+    b: &TestBroker,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> rustls::ClientConfig {
+    rustls::ClientConfig::builder()
+        .with_root_certificates(roots(b))
+        .with_client_auth_cert(chain, key)
+        .unwrap()
+}
+
+fn agent_tls(b: &TestBroker, agent: &TestAgent) -> rustls::ClientConfig {
+    let pem = std::fs::read(agent.state_dir().join("credentials.pem")).unwrap();
+    let chain = CertificateDer::pem_slice_iter(&pem).map(Result::unwrap).collect();
+    with_cert(b, chain, PrivateKeyDer::from_pem_slice(&pem).unwrap())
+}
+
+async fn dial(b: &TestBroker, tls: rustls::ClientConfig) -> Result<Ws, String> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let addr = b.hub_url.trim_start_matches("wss://").to_owned();
+    let tcp = TcpStream::connect(&addr).await.map_err(|e| e.to_string())?;
+    let stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
+        .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
+        .await
+        .map_err(|e| format!("tls: {e}"))?;
+    let (ws, _) = tokio_tungstenite::client_async(format!("wss://{addr}/v1/agent"), stream)
+        .await
+        .map_err(|e| match e {
+            tokio_tungstenite::tungstenite::Error::Http(r) => format!(
+                "http {}: {}",
+                r.status(),
+                String::from_utf8_lossy(r.body().as_deref().unwrap_or_default())
+            ),
+            e => format!("ws: {e}"),
+        })?;
+    Ok(ws)
+}
+
+async fn hello(ws: &mut Ws, configuration: &str) -> BrokerMessage {
+    let hello = AgentMessage::Hello {
+        version: VERSION,
+        configuration: ConfigId::new(configuration).unwrap(),
+        capabilities: Default::default(),
+        agent_version: "test".into(),
+    };
+    ws.send(Message::text(protocol::encode(&hello))).await.unwrap();
+    next(ws).await.expect("an answer to hello")
+}
+
+async fn next(ws: &mut Ws) -> Option<BrokerMessage> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .ok()??
+        {
+            Ok(Message::Text(t)) => return Some(protocol::decode(t.as_bytes()).unwrap()),
+            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Reads frames until one matches, or the session ends.
+async fn until(ws: &mut Ws, want: impl Fn(&BrokerMessage) -> bool) -> Option<BrokerMessage> {
+    while let Some(m) = next(ws).await {
+        if want(&m) {
+            return Some(m);
+        }
+    }
+    None
+}
+
+fn ca_signed(
+    b: &TestBroker,
+    uri: &str,
+    expired: bool,
+) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+    let ca_key = rcgen::KeyPair::from_pem(&std::fs::read_to_string(b.path("data/ca.key")).unwrap()).unwrap();
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&std::fs::read_to_string(b.ca()).unwrap(), ca_key).unwrap();
+    leaf(&issuer, uri, expired)
+}
+
+fn leaf<K: rcgen::SigningKey>(
+    issuer: &rcgen::Issuer<'_, K>,
+    uri: &str,
+    expired: bool,
+) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::default();
+    params.subject_alt_names = vec![rcgen::SanType::URI(uri.try_into().unwrap())];
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    if expired {
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2020, 1, 2);
+    }
+    let cert = params.signed_by(&key, issuer).unwrap();
+    (
+        vec![cert.der().clone()],
+        PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn the_hub_refuses_bad_credentials_and_keeps_serving() {
+    let b = TestBroker::start_with(CATALOG, &policies(), FAST).await;
+    let agent = TestAgent::enroll(&b, "aws-test", None).await;
+    let uri = format!("spiffe://jitgate/configuration/aws-test/agent/{}", agent.id);
+
+    // No client certificate.
+    let anonymous = rustls::ClientConfig::builder()
+        .with_root_certificates(roots(&b))
+        .with_no_client_auth();
+    assert!(dial(&b, anonymous).await.is_err(), "no client certificate");
+
+    // A certificate naming the same agent from another CA.
+    let rogue_key = rcgen::KeyPair::generate().unwrap();
+    let mut rogue = rcgen::CertificateParams::default();
+    rogue.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let rogue_cert = rogue.self_signed(&rogue_key).unwrap();
+    let rogue_issuer = rcgen::Issuer::from_ca_cert_der(rogue_cert.der(), rogue_key).unwrap();
+    let (chain, key) = leaf(&rogue_issuer, &uri, false);
+    assert!(dial(&b, with_cert(&b, chain, key)).await.is_err(), "wrong CA");
+
+    // An expired certificate from the right CA.
+    let (chain, key) = ca_signed(&b, &uri, true);
+    assert!(dial(&b, with_cert(&b, chain, key)).await.is_err(), "expired");
+
+    // A valid certificate for an agent that was never enrolled.
+    let stranger = format!("spiffe://jitgate/configuration/aws-test/agent/{}", uuid_v7());
+    let (chain, key) = ca_signed(&b, &stranger, false);
+    let e = dial(&b, with_cert(&b, chain, key)).await.unwrap_err();
+    assert!(e.contains("403") && e.contains("not enrolled"), "{e}");
+
+    // The enrolled agent's own certificate works; a hello for another
+    // configuration is refused.
+    let mut ws = dial(&b, agent_tls(&b, &agent)).await.unwrap();
+    match hello(&mut ws, "entra-prod").await {
+        BrokerMessage::Error { code, .. } => assert_eq!(code, ErrorKind::WrongConfiguration),
+        m => panic!("expected a refusal, got {m:?}"),
+    }
+    let mut ws = dial(&b, agent_tls(&b, &agent)).await.unwrap();
+    assert!(matches!(
+        hello(&mut ws, "aws-test").await,
+        BrokerMessage::Welcome { .. }
+    ));
+
+    // Malformed frames are answered and the session goes on.
+    for bad in [
+        "{not json",
+        r#"{"type":"self_destruct"}"#,
+        r#"{"type":"heartbeat","seq":"x"}"#,
+    ] {
+        ws.send(Message::text(bad)).await.unwrap();
+        let e = until(&mut ws, |m| matches!(m, BrokerMessage::Error { .. })).await;
+        assert!(e.is_some(), "answered {bad}");
+    }
+    ws.send(Message::binary(vec![1, 2, 3])).await.unwrap();
+    assert!(until(&mut ws, |m| matches!(m, BrokerMessage::Error { .. }))
+        .await
+        .is_some());
+    assert!(
+        until(&mut ws, |m| matches!(m, BrokerMessage::Heartbeat { .. }))
+            .await
+            .is_some(),
+        "still alive after bad frames"
+    );
+
+    // An oversized frame ends that session, not the hub.
+    let huge = format!(
+        r#"{{"type":"error","message":"{}"}}"#,
+        "x".repeat(protocol::MAX_FRAME_BYTES + 1)
+    );
+    let _ = ws.send(Message::text(huge)).await;
+    assert!(until(&mut ws, |_| false).await.is_none(), "session closed");
+    let mut again = dial(&b, agent_tls(&b, &agent)).await.unwrap();
+    assert!(matches!(
+        hello(&mut again, "aws-test").await,
+        BrokerMessage::Welcome { .. }
+    ));
+
+    // Revoked: the live session ends at once, later handshakes are refused.
+    b.client("admin").revoke_agent(agent.id).await.unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_secs(2), until(&mut again, |_| false))
+            .await
+            .is_ok(),
+        "session closed on revocation"
+    );
+    let e = dial(&b, agent_tls(&b, &agent)).await.unwrap_err();
+    assert!(e.contains("403") && e.contains("revoked"), "{e}");
+    eventually(Duration::from_secs(3), "offline", || async {
+        (!b.client("admin").agents().await.unwrap()[0].online).then_some(())
+    })
+    .await;
+}
+
+fn uuid_v7() -> String {
+    jitgate_shared::v1::AgentId::generate().to_string()
+}

@@ -257,6 +257,12 @@ async fn quickstart(
     }
     let env_file = data_dir.join("env.sh");
     jitgate_broker::tls::write_private(&env_file, &env)?;
+    let admin_token = tokens
+        .iter()
+        .find(|t| t.user.roles.contains(&jitgate_shared::v1::api::Role::Admin))
+        .map(|t| t.token.clone())
+        .context("the quickstart catalogue has no admin to enroll agents with")?;
+    let _agents = start_sandbox_agents(&server, &data_dir, &ca, &bin, admin_token).await?;
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
@@ -290,11 +296,89 @@ async fn quickstart(
     writeln!(out, "  JITGATE_TOKEN=$ALICE_TOKEN jitgate request aws-dev-admin --duration 2m --justification 'try jitgate'")?;
     writeln!(out, "  JITGATE_TOKEN=$BOB_TOKEN jitgate list --state pending")?;
     writeln!(out, "  JITGATE_TOKEN=$BOB_TOKEN jitgate approve <request id>")?;
-    writeln!(out, "  JITGATE_TOKEN=$ALICE_TOKEN jitgate grants")?;
+    writeln!(
+        out,
+        "  JITGATE_TOKEN=$ALICE_TOKEN jitgate grants        # applied_at: the agent put it in place"
+    )?;
+    writeln!(
+        out,
+        "  JITGATE_TOKEN=$ADMIN_TOKEN jitgate admin agents  # the two sandbox agents, online"
+    )?;
+    writeln!(
+        out,
+        "Sandbox agents log to {}/agents/<configuration>/agent.log; their simulated tenants are in tenant.json there.",
+        data_dir.display()
+    )?;
     writeln!(out, "Stop with Ctrl-C.\n")?;
     drop(out);
     server.run_until_signalled().await?;
     Ok(())
+}
+
+/// Enrolls one sandbox agent per configuration with a join token over
+/// mTLS on loopback, exactly as an operator would, and runs it. The agents
+/// stop with the quickstart.
+async fn start_sandbox_agents(
+    server: &Server,
+    data_dir: &Path,
+    ca: &Path,
+    bin: &Path,
+    admin_token: String,
+) -> anyhow::Result<Vec<tokio::process::Child>> {
+    let api = jitgate_broker::cli::client::ApiClient::new(
+        &format!("https://{}", server.addr),
+        Some(admin_token),
+        Some(ca),
+    )?;
+    let agent_bin = bin.join("jitgate-agent");
+    let mut children = Vec::new();
+    for configuration in server.broker.store().configurations().await? {
+        let id = configuration.config.id.clone();
+        let dir = data_dir.join("agents").join(id.as_str());
+        // The quickstart's broker is new each time; so are its agents.
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let issued = api
+            .create_join_token(&jitgate_shared::v1::api::CreateJoinTokenBody {
+                configuration: id.clone(),
+                ttl_seconds: Some(300),
+            })
+            .await?;
+        let state = dir.join("state");
+        let enrolled = tokio::process::Command::new(&agent_bin)
+            .arg("--state-dir")
+            .arg(&state)
+            .args(["enroll", "--broker", &format!("https://{}", server.addr)])
+            .args([
+                "--token",
+                &issued.token,
+                "--ca-fingerprint",
+                &issued.ca_fingerprint,
+            ])
+            .output()
+            .await
+            .with_context(|| format!("running {}", agent_bin.display()))?;
+        if !enrolled.status.success() {
+            bail!(
+                "enrolling the sandbox agent for {id} failed: {}",
+                String::from_utf8_lossy(&enrolled.stderr)
+            );
+        }
+        let log = std::fs::File::create(dir.join("agent.log"))?;
+        let child = tokio::process::Command::new(&agent_bin)
+            .arg("--state-dir")
+            .arg(&state)
+            .args(["run", "--provider", "sandbox", "--sandbox-state"])
+            .arg(dir.join("tenant.json"))
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", agent_bin.display()))?;
+        tracing::info!(configuration = %id, "sandbox agent enrolled and started");
+        children.push(child);
+    }
+    Ok(children)
 }
 
 async fn user(command: UserCommand) -> anyhow::Result<()> {

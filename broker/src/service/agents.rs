@@ -154,38 +154,38 @@ impl Broker {
     /// (and the hub drops its session).
     #[tracing::instrument(skip(self, actor), fields(user = %actor.id, agent = %id))]
     pub async fn revoke_agent(&self, actor: &User, id: AgentId) -> Result<AgentView, ServiceError> {
-        require_role(actor, Role::Admin)?;
-        retry_conflicts(|| async {
-            let mut agent = self
-                .store
-                .agent(id)
-                .await?
-                .ok_or_else(|| ServiceError::not_found("agent", id))?;
-            if agent.state == AgentState::Revoked {
-                return Err(ServiceError::Conflict(format!("agent {id} is already revoked")));
-            }
-            agent.state = AgentState::Revoked;
-            let mut change = Change::default();
-            change.audit.push(AuditEntry {
-                at: self.clock.now(),
-                actor: Actor::User(actor.id.clone()),
-                event: AuditEvent::AgentRevoked {
-                    agent: id,
-                    configuration: agent.configuration.clone(),
-                },
-            });
-            change.agents.push(agent);
-            self.commit(change).await?;
-            self.live.kick(id);
-            tracing::warn!(agent = %id, "agent revoked; its session is closed");
-            self.agent_view(id).await
-        })
-        .await
+        let view = self
+            .move_agent(actor, id, AgentState::Revoked, |state| {
+                (state == AgentState::Revoked).then(|| format!("agent {id} is already revoked"))
+            })
+            .await?;
+        self.live.kick(id);
+        tracing::warn!(agent = %id, "agent revoked; its session is closed");
+        Ok(view)
     }
 
     /// Lets a pending agent connect.
     #[tracing::instrument(skip(self, actor), fields(user = %actor.id, agent = %id))]
     pub async fn approve_agent(&self, actor: &User, id: AgentId) -> Result<AgentView, ServiceError> {
+        let view = self
+            .move_agent(actor, id, AgentState::Active, |state| {
+                (state != AgentState::Pending)
+                    .then(|| format!("agent {id} is {state:?}, not pending approval"))
+            })
+            .await?;
+        tracing::info!(agent = %id, "agent approved");
+        Ok(view)
+    }
+
+    /// An admin moves an agent to `to`, unless `refuse` names a reason in
+    /// its current state; audited as revoked or approved.
+    async fn move_agent(
+        &self,
+        actor: &User,
+        id: AgentId,
+        to: AgentState,
+        refuse: impl Fn(AgentState) -> Option<String>,
+    ) -> Result<AgentView, ServiceError> {
         require_role(actor, Role::Admin)?;
         retry_conflicts(|| async {
             let mut agent = self
@@ -193,26 +193,31 @@ impl Broker {
                 .agent(id)
                 .await?
                 .ok_or_else(|| ServiceError::not_found("agent", id))?;
-            if agent.state != AgentState::Pending {
-                return Err(ServiceError::Conflict(format!(
-                    "agent {id} is {:?}, not pending approval",
-                    agent.state
-                )));
+            if let Some(why) = refuse(agent.state) {
+                return Err(ServiceError::Conflict(why));
             }
-            agent.state = AgentState::Active;
+            agent.state = to;
+            let configuration = agent.configuration.clone();
+            let event = match to {
+                AgentState::Revoked => AuditEvent::AgentRevoked {
+                    agent: id,
+                    configuration,
+                },
+                _ => AuditEvent::AgentApproved {
+                    agent: id,
+                    configuration,
+                },
+            };
             let mut change = Change::default();
             change.audit.push(AuditEntry {
                 at: self.clock.now(),
                 actor: Actor::User(actor.id.clone()),
-                event: AuditEvent::AgentApproved {
-                    agent: id,
-                    configuration: agent.configuration.clone(),
-                },
+                event,
             });
+            let view = agent.view(self.live.presence(id));
             change.agents.push(agent);
             self.commit(change).await?;
-            tracing::info!(agent = %id, "agent approved");
-            self.agent_view(id).await
+            Ok(view)
         })
         .await
     }
@@ -247,15 +252,6 @@ impl Broker {
             .iter()
             .map(|a| a.view(self.live.presence(a.id)))
             .collect())
-    }
-
-    async fn agent_view(&self, id: AgentId) -> Result<AgentView, ServiceError> {
-        let agent = self
-            .store
-            .agent(id)
-            .await?
-            .ok_or_else(|| ServiceError::not_found("agent", id))?;
-        Ok(agent.view(self.live.presence(id)))
     }
 
     pub(crate) fn keys(&self) -> Result<&super::BrokerKeys, ServiceError> {

@@ -106,10 +106,6 @@ impl Live {
         }
     }
 
-    pub fn online_count(&self) -> usize {
-        lock(&self.sessions).len()
-    }
-
     /// The outbox signal and claims of `configuration`.
     pub fn outbox(&self, configuration: &ConfigId) -> Arc<OutboxSignal> {
         lock(&self.outboxes)

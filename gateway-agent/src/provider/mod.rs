@@ -60,11 +60,3 @@ pub trait Provider: Send + Sync + Debug + 'static {
     /// Every principal holding one of `targets` now.
     async fn list(&self, targets: &[Target]) -> Result<Vec<Entitlement>, ProviderError>;
 }
-
-/// The API name of a target's kind (`entra_group_membership`, ...).
-pub fn kind_of(target: &Target) -> String {
-    serde_json::to_value(target)
-        .ok()
-        .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_owned))
-        .unwrap_or_default()
-}

@@ -56,12 +56,6 @@ impl Sandbox {
         self.held.lock().await.clone()
     }
 
-    /// Reads a sandbox state file (for tests and `status`).
-    pub fn read_state(path: &std::path::Path) -> std::io::Result<BTreeSet<Entitlement>> {
-        let text = std::fs::read_to_string(path)?;
-        serde_json::from_str(&text).map_err(std::io::Error::other)
-    }
-
     async fn weather(&self) -> Result<(), ProviderError> {
         if !self.settings.latency.is_zero() {
             tokio::time::sleep(self.settings.latency).await;

@@ -25,7 +25,7 @@ pub struct Metrics {
     pub commands_retried: Counter,
     pub agent_self_revokes: Counter,
     pub agents_online: Gauge,
-    /// Seconds from sending a command to storing the agent's answer.
+    /// Seconds from sending a command to the agent's answer arriving.
     pub command_round_trip: Histogram,
 }
 
@@ -106,7 +106,7 @@ impl Metrics {
             Histogram::new([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]);
         registry.register(
             "command_round_trip_seconds",
-            "Time from sending a command to storing the agent's answer",
+            "Time from sending a command to the agent's answer arriving",
             command_round_trip.clone(),
         );
         Self {

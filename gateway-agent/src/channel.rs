@@ -137,6 +137,7 @@ async fn connect(state: &StateDir, settings: &ChannelSettings) -> Result<Ws, Cha
     .map_err(|_| err("TLS handshake timed out".into()))?
     .map_err(|e| err(format!("TLS: {e}")))?;
     let ws_config = WebSocketConfig::default()
+        .read_buffer_size(protocol::READ_BUFFER_BYTES)
         .max_message_size(Some(protocol::MAX_FRAME_BYTES))
         .max_frame_size(Some(protocol::MAX_FRAME_BYTES));
     let request = format!("wss://{host}:{port}{PATH}");

@@ -23,7 +23,11 @@ pub struct TestBroker {
     pub hub_url: String,
     hub_port: u16,
     extra: Vec<String>,
+    log_filter: String,
 }
+
+/// The log filter of test brokers: enough to read a failure.
+pub const TEST_LOG: &str = "info,jitgate_broker=debug";
 
 impl TestBroker {
     /// Loads `catalog` (TOML, as deploy/quickstart/catalog.toml) into a new
@@ -34,6 +38,17 @@ impl TestBroker {
 
     /// As [`start`](Self::start), with more `serve` flags.
     pub async fn start_with(catalog: &str, policies: &[(&str, &str)], extra: &[&str]) -> Self {
+        Self::start_logging(catalog, policies, extra, TEST_LOG).await
+    }
+
+    /// As [`start_with`](Self::start_with), logging with `log_filter`
+    /// (`RUST_LOG` syntax); benchmarks log less.
+    pub async fn start_logging(
+        catalog: &str,
+        policies: &[(&str, &str)],
+        extra: &[&str],
+        log_filter: &str,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("policies")).unwrap();
         for (name, text) in policies {
@@ -49,6 +64,7 @@ impl TestBroker {
             hub_url: String::new(),
             hub_port: 0,
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+            log_filter: log_filter.to_owned(),
         };
         let out = me.offline(&["catalog", "load", me.path("catalog.toml").to_str().unwrap()]);
         assert!(
@@ -96,7 +112,7 @@ impl TestBroker {
             .args(["--server-name", "127.0.0.1", "--hub-listen"])
             .arg(format!("127.0.0.1:{}", self.hub_port))
             .args(&self.extra)
-            .env("RUST_LOG", "info,jitgate_broker=debug")
+            .env("RUST_LOG", &self.log_filter)
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
             .stderr(log)
@@ -138,6 +154,40 @@ impl TestBroker {
 
     pub fn anonymous(&self) -> ApiClient {
         ApiClient::new(&self.url, None, Some(&self.ca())).unwrap()
+    }
+
+    /// The value of a Prometheus sample (`name` or `name{labels}`) on
+    /// `/metrics`, if the broker answers and has it.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let ca = reqwest::Certificate::from_pem(&std::fs::read(self.ca()).ok()?).ok()?;
+        let client = reqwest::Client::builder().tls_certs_only([ca]).build().ok()?;
+        let text = client
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+
+    /// Resident and peak resident memory of the broker process, in KiB
+    /// (from `/proc/PID/status`).
+    pub fn memory_kib(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
     }
 
     pub fn pid(&self) -> u32 {

@@ -14,16 +14,25 @@ pub fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// A binary built from this workspace. The test command builds them first
-/// (`scripts/test`); a missing one is a clear failure, never a skip.
+/// The profile this crate was built with, and so the binaries it runs:
+/// `debug` for tests, `release` for benchmarks.
+pub const PROFILE: &str = if cfg!(debug_assertions) {
+    "debug"
+} else {
+    "release"
+};
+
+/// A binary built from this workspace with the same profile. The test
+/// command builds them first (`scripts/test`), benchmarks build their own;
+/// a missing one is a clear failure, never a skip.
 pub fn bin(name: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace().join("target"));
-    let path = target.join("debug").join(name);
+    let path = target.join(PROFILE).join(name);
     assert!(
         path.exists(),
-        "{} is missing: build the binaries first with `cargo build --workspace --bins` (scripts/test does)",
+        "{} is missing: build the binaries first with `cargo build --workspace --bins` (scripts/test does; add --release for benchmarks)",
         path.display()
     );
     path

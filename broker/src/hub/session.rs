@@ -395,12 +395,20 @@ impl Session {
     }
 
     async fn on_result(&mut self, id: String, outcome: jitgate_shared::v1::protocol::Outcome) -> bool {
-        let (command, sent) = match self.in_flight.remove(&id) {
-            Some((c, sent)) => (c, Some(sent)),
+        let command = match self.in_flight.remove(&id) {
+            Some((c, sent)) => {
+                // Dispatch to answer: the agent's part and the wire, not
+                // the store write that follows.
+                self.broker
+                    .metrics()
+                    .command_round_trip
+                    .observe(sent.elapsed().as_secs_f64());
+                c
+            }
             // A late answer to a command this session gave up waiting for,
             // or sent by an earlier session: still authoritative.
             None => match self.broker.store().queued_command(&id).await {
-                Ok(Some(c)) if c.entitlement.configuration == self.identity.configuration => (c, None),
+                Ok(Some(c)) if c.entitlement.configuration == self.identity.configuration => c,
                 Ok(_) => {
                     tracing::debug!(command = %id, "answer for a command no longer queued");
                     return false;
@@ -419,12 +427,6 @@ impl Session {
                     .await
                 {
                     Ok(()) => {
-                        if let Some(sent) = sent {
-                            self.broker
-                                .metrics()
-                                .command_round_trip
-                                .observe(sent.elapsed().as_secs_f64());
-                        }
                         self.outbox.release(&command, true);
                     }
                     Err(e) => {

@@ -22,6 +22,11 @@ pub const VERSION: u16 = 1;
 /// Largest frame either side accepts.
 pub const MAX_FRAME_BYTES: usize = 256 * 1024;
 
+/// Socket read buffer either side keeps per session. Frames are small (a
+/// signed command is under 1 KiB); larger ones still arrive, in several
+/// reads. Kept small because a broker holds one per agent.
+pub const READ_BUFFER_BYTES: usize = 8 * 1024;
+
 /// What an agent can do, by entitlement kind (`aws_account_assignment`,
 /// `entra_group_membership`, ...), plus `list` for reconciliation.
 pub type Capabilities = BTreeSet<String>;

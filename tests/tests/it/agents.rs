@@ -127,7 +127,7 @@ async fn with_the_broker_killed_the_agent_revokes_on_its_own_at_the_deadline() {
     let g = removed(&b, id, Duration::from_secs(10)).await;
     assert!(g.removed_at.is_some());
     eventually(Duration::from_secs(10), "self-revoke acknowledged", || async {
-        metric(&b, "jitgate_agent_self_revokes_total")
+        b.metric("jitgate_agent_self_revokes_total")
             .await
             .filter(|n| *n >= 1.0)
     })
@@ -231,22 +231,4 @@ async fn an_agent_renews_its_certificate_over_the_channel_and_reconnects_with_it
     assert_ne!(before, after, "new certificate and key");
     agent.restart().await;
     agent.connected().await;
-}
-
-/// A counter or gauge from the broker's /metrics.
-pub async fn metric(b: &TestBroker, name: &str) -> Option<f64> {
-    let ca = reqwest::Certificate::from_pem(&std::fs::read(b.ca()).unwrap()).unwrap();
-    let client = reqwest::Client::builder().tls_certs_only([ca]).build().unwrap();
-    let text = client
-        .get(format!("{}/metrics", b.url))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
 }

@@ -1,0 +1,500 @@
+//! Agent channel benchmark. Prints, in one run, each result beside its
+//! baseline measured in the same process:
+//!
+//! 1. grant round trip: from the broker sending a signed command on the
+//!    hub to the agent's answer arriving (the broker's
+//!    `jitgate_command_round_trip_seconds`), with the sandbox at zero
+//!    latency, against a bare mutual-TLS websocket echo of a frame of the
+//!    same size on the same machine; target: at most 2×.
+//! 2. 1,000 agents connected at once: broker resident memory, and the time
+//!    until all of them are connected again after a broker restart;
+//!    target: under 10 s.
+//!
+//! Broker and agents are the release builds (the benchmark builds them
+//! first); the broker runs as its own process so its memory is its own.
+//! The 1,000 agents are real agents (journal, sandbox, channel) run in this
+//! process with the default reconnect settings.
+//!
+//! Run: `cargo bench -p jitgate-tests --bench agents` (add `-- --quick`
+//! for a smaller, faster run, `-- --only 2` for one part).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::disallowed_methods
+)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use jitgate_agent::agent::Agent;
+use jitgate_agent::channel::ChannelSettings;
+use jitgate_agent::provider::sandbox::{Sandbox, SandboxSettings};
+use jitgate_agent::state::StateDir;
+use jitgate_shared::v1::api::{CreateJoinTokenBody, CreateRequestBody};
+use jitgate_shared::v1::protocol::{self, BrokerMessage, Outcome};
+use jitgate_shared::v1::signing::CommandSigner;
+use jitgate_shared::v1::{ConfigId, GrantId, ResourceId};
+use jitgate_tests::broker::TestBroker;
+use jitgate_tests::fixtures::{policies, CATALOG};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::Message;
+
+/// Brokers in this benchmark log what an operator would see.
+const LOG: &str = "warn,jitgate_broker=info";
+
+struct Options {
+    quick: bool,
+    only: Option<u32>,
+}
+
+fn options() -> Options {
+    let args: Vec<String> = std::env::args().collect();
+    Options {
+        quick: args.iter().any(|a| a == "--quick"),
+        only: args
+            .iter()
+            .position(|a| a == "--only")
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok()),
+    }
+}
+
+/// Builds the release binaries the harness runs.
+fn build_binaries() {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--bins",
+            "-p",
+            "jitgate-broker",
+            "-p",
+            "jitgate-agent",
+        ])
+        .current_dir(jitgate_tests::workspace())
+        .status()
+        .unwrap();
+    assert!(status.success(), "building the release binaries failed");
+}
+
+fn main() {
+    let opts = options();
+    build_binaries();
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        if opts.only.is_none_or(|p| p == 1) {
+            round_trip(if opts.quick { 200 } else { 1000 }).await;
+        }
+        if opts.only.is_none_or(|p| p == 2) {
+            many_agents(if opts.quick { 200 } else { 1000 }).await;
+        }
+    });
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Summary {
+    mean: Duration,
+    p50: Duration,
+    p99: Duration,
+}
+
+fn summarize(mut samples: Vec<Duration>) -> Summary {
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
+    Summary {
+        mean: samples.iter().sum::<Duration>() / samples.len() as u32,
+        p50: at(0.5),
+        p99: at(0.99),
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1e3)
+}
+
+// ---------------------------------------------------------------- part 1
+
+/// Part 1: the grant round trip against a bare echo.
+async fn round_trip(cycles: usize) {
+    println!("\n== 1. grant round trip (broker dispatch -> agent answer), {cycles} grant/revoke cycles");
+    let b = TestBroker::start_logging(CATALOG, &policies(), &[], LOG).await;
+    let alice = b.client("alice");
+    // One grant queued while no agent is there gives the size of a real
+    // command frame, then goes out when the agent connects.
+    let first = alice
+        .create_request(&ask("auto-admin"))
+        .await
+        .unwrap()
+        .grant
+        .unwrap();
+    let frame = command_frame_len(&b).await;
+    let root = tempfile::tempdir().unwrap();
+    let state = enroll_many(&b, root.path(), 1).await.pop().unwrap();
+    let agent = start_agent(state, None);
+    assert!(all_connected(std::slice::from_ref(&agent), true, Duration::from_secs(20)).await);
+    until(&b, first, |g| g.applied_at.is_some()).await;
+    alice.revoke(first, None).await.unwrap();
+    until(&b, first, |g| g.removed_at.is_some()).await;
+
+    // Echo and commands alternate in rounds, so drift in the machine's
+    // speed affects both alike.
+    const ROUNDS: usize = 4;
+    let echo_link = EchoLink::open(frame).await;
+    let (mut echo_samples, mut observed) = (Vec::new(), Vec::new());
+    let (mut commands, mut seconds) = (0.0, 0.0);
+    for _ in 0..ROUNDS {
+        echo_samples.extend(echo_link.round_trips(2 * cycles / ROUNDS).await);
+        let before = round_trip_metric(&b).await;
+        for _ in 0..cycles / ROUNDS {
+            let started = Instant::now();
+            let r = alice.create_request(&ask("auto-admin")).await.unwrap();
+            let grant = r.grant.expect("auto-approved");
+            until(&b, grant, |g| g.applied_at.is_some()).await;
+            observed.push(started.elapsed());
+            alice.revoke(grant, None).await.unwrap();
+            until(&b, grant, |g| g.removed_at.is_some()).await;
+        }
+        let after = round_trip_metric(&b).await;
+        commands += after.0 - before.0;
+        seconds += after.1 - before.1;
+    }
+    assert!(
+        commands >= (2 * (cycles / ROUNDS) * ROUNDS) as f64,
+        "every grant and revoke answered"
+    );
+    let trip = Duration::from_secs_f64(seconds / commands);
+    let echo = summarize(echo_samples);
+    let seen = summarize(observed);
+
+    let flush = flush_floor(root.path(), 2 * cycles).await;
+    println!("  command frame                      {frame} bytes");
+    println!(
+        "  bare mTLS websocket echo           mean {}  p50 {}  p99 {}",
+        ms(echo.mean),
+        ms(echo.p50),
+        ms(echo.p99)
+    );
+    println!(
+        "  journal write + flush (sled)       mean {}  (the agent flushes twice per grant, once per revoke)",
+        ms(flush)
+    );
+    println!(
+        "  grant round trip (broker metric)   mean {}  over {commands} commands",
+        ms(trip)
+    );
+    println!(
+        "  request -> applied seen by client  mean {}  p50 {}  p99 {}  (API, policy, store, hub, agent, polling)",
+        ms(seen.mean),
+        ms(seen.p50),
+        ms(seen.p99)
+    );
+    println!(
+        "  ratio round trip / echo            {:.2}x  (target <= 2x)",
+        trip.as_secs_f64() / echo.mean.as_secs_f64()
+    );
+    println!(
+        "  ratio round trip / (echo + 1.5 journal flushes, the durable floor)  {:.2}x",
+        trip.as_secs_f64() / (echo.mean + flush * 3 / 2).as_secs_f64()
+    );
+    agent.stop().await;
+}
+
+fn ask(resource: &str) -> CreateRequestBody {
+    CreateRequestBody {
+        resource: ResourceId::new(resource).unwrap(),
+        duration_seconds: Some(3600),
+        justification: Some("benchmark".into()),
+        ticket: None,
+        starts_at: None,
+        break_glass: false,
+    }
+}
+
+async fn until(b: &TestBroker, id: GrantId, done: impl Fn(&jitgate_shared::v1::api::GrantView) -> bool) {
+    let admin = b.client("admin");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if done(&admin.grant(id).await.unwrap()) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "grant {id} did not settle");
+        tokio::time::sleep(Duration::from_micros(500)).await;
+    }
+}
+
+/// The size of a signed grant command as the hub sends it, from the one
+/// command in the outbox, signed with a throwaway key of the same kind.
+async fn command_frame_len(b: &TestBroker) -> usize {
+    let queued = b.client("admin").outbox("aws-test", 1).await.unwrap();
+    let body = queued.first().expect("a queued grant command");
+    let signed = CommandSigner::from_secret(&[7; 32]).sign(body);
+    protocol::encode(&BrokerMessage::Command { command: signed }).len()
+}
+
+/// The broker's count and sum of command round trips so far.
+async fn round_trip_metric(b: &TestBroker) -> (f64, f64) {
+    (
+        b.metric("jitgate_command_round_trip_seconds_count")
+            .await
+            .unwrap_or(0.0),
+        b.metric("jitgate_command_round_trip_seconds_sum")
+            .await
+            .unwrap_or(0.0),
+    )
+}
+
+type EchoWs = tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<TcpStream>>;
+
+/// A websocket echo over mutual TLS with the same crates and key types as
+/// the hub, in this process: the floor any command round trip stands on.
+struct EchoLink {
+    ws: tokio::sync::Mutex<EchoWs>,
+    payload: String,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl EchoLink {
+    async fn open(frame: usize) -> Self {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca = rcgen::CertificateParams::default();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::from_ca_cert_der(ca_cert.der(), ca_key).unwrap();
+        let leaf = |san: rcgen::SanType| {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let mut params = rcgen::CertificateParams::default();
+            params.subject_alt_names = vec![san];
+            let cert = params.signed_by(&key, &issuer).unwrap();
+            (
+                vec![cert.der().clone()],
+                PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+            )
+        };
+        let (server_chain, server_key) = leaf(rcgen::SanType::IpAddress([127, 0, 0, 1].into()));
+        let (client_chain, client_key) =
+            leaf(rcgen::SanType::URI("urn:jitgate:agent:echo".try_into().unwrap()));
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::from(ca_cert.der().to_vec())).unwrap();
+        let roots = Arc::new(roots);
+        let verifier = rustls::server::WebPkiClientVerifier::builder(roots.clone())
+            .build()
+            .unwrap();
+        let server = rustls::ServerConfig::builder()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(server_chain, server_key)
+            .unwrap();
+        let client = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_client_auth_cert(client_chain, client_key)
+            .unwrap();
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            tcp.set_nodelay(true).unwrap();
+            let tls = acceptor.accept(tcp).await.unwrap();
+            let mut ws = tokio_tungstenite::accept_async(tls).await.unwrap();
+            while let Some(Ok(m)) = ws.next().await {
+                if m.is_text() && ws.send(m).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        tcp.set_nodelay(true).unwrap();
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(client))
+            .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
+            .await
+            .unwrap();
+        let (ws, _) = tokio_tungstenite::client_async(format!("wss://{addr}/echo"), tls)
+            .await
+            .unwrap();
+        Self {
+            ws: tokio::sync::Mutex::new(ws),
+            payload: "x".repeat(frame),
+            server,
+        }
+    }
+
+    /// `n` frames sent one after another, each after the previous echo.
+    async fn round_trips(&self, n: usize) -> Vec<Duration> {
+        let mut ws = self.ws.lock().await;
+        let mut samples = Vec::with_capacity(n);
+        for _ in 0..n {
+            let started = Instant::now();
+            ws.send(Message::text(self.payload.clone())).await.unwrap();
+            let back = ws.next().await.unwrap().unwrap();
+            samples.push(started.elapsed());
+            assert_eq!(back.len(), self.payload.len());
+        }
+        samples
+    }
+}
+
+impl Drop for EchoLink {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+// ---------------------------------------------------------------- part 2
+
+/// Part 2: many agents at once.
+async fn many_agents(n: usize) {
+    println!("\n== 2. {n} agents connected at once");
+    let mut b = TestBroker::start_logging(CATALOG, &policies(), &[], LOG).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (idle_rss, _) = b.memory_kib();
+
+    let root = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let states = enroll_many(&b, root.path(), n).await;
+    println!(
+        "  enrolled                           {n} agents in {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let mut agents = Vec::with_capacity(n);
+    let started = Instant::now();
+    for state in states {
+        agents.push(start_agent(state, None));
+    }
+    let connected = all_connected(&agents, true, Duration::from_secs(120)).await;
+    println!(
+        "  first connection of all            {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(connected, "not every agent connected");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let online = b.metric("jitgate_agents_online").await.unwrap_or(0.0);
+    let (rss, peak) = b.memory_kib();
+    println!(
+        "  broker resident memory, idle       {:.1} MiB",
+        idle_rss as f64 / 1024.0
+    );
+    println!(
+        "  broker resident memory, {n} online  {:.1} MiB (peak {:.1} MiB; {:.1} KiB per agent); broker counts {online} online",
+        rss as f64 / 1024.0,
+        peak as f64 / 1024.0,
+        rss.saturating_sub(idle_rss) as f64 / n as f64
+    );
+
+    let restart = Instant::now();
+    b.stop().await;
+    let stopped = restart.elapsed();
+    assert!(
+        all_connected(&agents, false, Duration::from_secs(30)).await,
+        "agents noticed the broker gone"
+    );
+    let respawn = Instant::now();
+    b.restart().await;
+    let listening = respawn.elapsed();
+    let back = all_connected(&agents, true, Duration::from_secs(120)).await;
+    let reconnected = respawn.elapsed();
+    assert!(back, "not every agent reconnected");
+    println!(
+        "  broker restart                     stopped in {:.2} s, listening {:.2} s after start",
+        stopped.as_secs_f64(),
+        listening.as_secs_f64()
+    );
+    println!(
+        "  all {n} reconnected                {:.2} s after the broker started  (target < 10 s; agents back off up to 5 s)",
+        reconnected.as_secs_f64()
+    );
+    for agent in agents {
+        agent.stop().await;
+    }
+}
+
+/// Starts an agent in this process with default channel settings and a
+/// zero-latency sandbox kept in memory (or in `tenant`).
+fn start_agent(state: StateDir, tenant: Option<std::path::PathBuf>) -> Agent {
+    let sandbox = Sandbox::open(
+        ConfigId::new("aws-test").unwrap(),
+        SandboxSettings {
+            state_file: tenant,
+            ..SandboxSettings::default()
+        },
+    )
+    .unwrap();
+    Agent::start(
+        state,
+        Arc::new(sandbox),
+        ChannelSettings::default(),
+        Duration::from_secs(2),
+    )
+    .unwrap()
+}
+
+/// The mean time of one durable journal write (insert, then flush) on the
+/// same disk: what the agent pays twice per command so that a crash loses
+/// neither a deadline nor an answer.
+async fn flush_floor(dir: &std::path::Path, n: usize) -> Duration {
+    let journal = jitgate_agent::journal::Journal::open(&dir.join("flush-floor")).unwrap();
+    let started = Instant::now();
+    for i in 0..n {
+        journal
+            .put_result(&format!("command-{i}"), &Outcome::Applied, chrono::Utc::now())
+            .unwrap();
+        journal.flush().await.unwrap();
+    }
+    started.elapsed() / n as u32
+}
+
+/// Enrolls `n` agents with the library, `limit` at a time.
+async fn enroll_many(b: &TestBroker, root: &std::path::Path, n: usize) -> Vec<StateDir> {
+    let admin = b.client("admin");
+    let mut tasks = futures::stream::iter((0..n).map(|i| {
+        let admin = admin.clone();
+        let url = b.url.clone();
+        let dir = root.join(format!("agent-{i}"));
+        async move {
+            let issued = admin
+                .create_join_token(&CreateJoinTokenBody {
+                    configuration: ConfigId::new("aws-test").unwrap(),
+                    ttl_seconds: None,
+                })
+                .await
+                .unwrap();
+            let state = StateDir::new(dir);
+            state.create().unwrap();
+            jitgate_agent::enroll::enroll(&state, &url, &issued.token, &issued.ca_fingerprint, None)
+                .await
+                .unwrap();
+            state
+        }
+    }))
+    .buffer_unordered(16);
+    let mut states = Vec::with_capacity(n);
+    while let Some(state) = tasks.next().await {
+        states.push(state);
+    }
+    states
+}
+
+/// Waits until every agent's connection state is `want`.
+async fn all_connected(agents: &[Agent], want: bool, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if agents.iter().all(|a| *a.connected.borrow() == want) {
+            return true;
+        }
+        if Instant::now() > deadline {
+            let n = agents.iter().filter(|a| *a.connected.borrow() == want).count();
+            println!("  only {n} of {} reached connected={want}", agents.len());
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}

@@ -15,6 +15,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use jitgate_agent::agent::Agent;
 use jitgate_agent::channel::ChannelSettings;
 use jitgate_agent::journal::Journal;
+use jitgate_agent::provider::aws::identity_center::{
+    IdentityCenter, IdentityCenterSettings, PrincipalAttribute,
+};
+use jitgate_agent::provider::aws::{iam::Iam, sdk_config, AwsSettings};
+use jitgate_agent::provider::budget::{Budget, BudgetSettings};
 use jitgate_agent::provider::sandbox::{Sandbox, SandboxSettings};
 use jitgate_agent::provider::Provider;
 use jitgate_agent::state::StateDir;
@@ -78,6 +83,8 @@ enum Command {
         /// Sandbox: share of calls failing transiently (0.0 to 1.0).
         #[arg(long, env = "JITGATE_SANDBOX_FAILURE_RATE", value_parser = rate, default_value = "0")]
         sandbox_failure_rate: f64,
+        #[command(flatten)]
+        aws: AwsArgs,
         /// Longest pause between reconnection attempts.
         #[arg(long, env = "JITGATE_AGENT_RECONNECT_MAX", value_parser = duration, default_value = "5s")]
         reconnect_max: Duration,
@@ -93,6 +100,82 @@ enum Command {
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum ProviderKind {
     Sandbox,
+    /// AWS IAM Identity Center: permission sets assigned on accounts.
+    AwsIdentityCenter,
+    /// AWS IAM: group memberships and managed policy attachments.
+    AwsIam,
+}
+
+/// Settings of the AWS providers. Credentials come from the standard AWS
+/// chain: environment, shared profile (AWS_PROFILE), web identity,
+/// container and instance metadata.
+#[derive(Debug, clap::Args)]
+struct AwsArgs {
+    /// AWS region [default: from AWS_REGION or the profile].
+    #[arg(long, env = "JITGATE_AWS_REGION")]
+    aws_region: Option<String>,
+    /// Endpoint override, for a VPC interface endpoint
+    /// (https://vpce-...amazonaws.com) or a local test peer.
+    #[arg(long, env = "JITGATE_AWS_ENDPOINT_URL")]
+    aws_endpoint_url: Option<String>,
+    /// Role to assume after the default chain.
+    #[arg(long, env = "JITGATE_AWS_ROLE_ARN")]
+    aws_role_arn: Option<String>,
+    /// Attempts per call by the SDK's own retry (backoff with jitter);
+    /// 1 turns SDK retries off.
+    #[arg(long, env = "JITGATE_AWS_SDK_MAX_ATTEMPTS", default_value_t = 3)]
+    aws_sdk_max_attempts: u32,
+    /// Calls per second to this tenant. Identity Center allows about 20;
+    /// keep below it.
+    #[arg(long, env = "JITGATE_AWS_RATE", default_value = "15")]
+    aws_rate: std::num::NonZeroU32,
+    /// Assignment operations outstanding at once.
+    #[arg(long, env = "JITGATE_AWS_MAX_OPERATIONS", default_value_t = 5)]
+    aws_max_operations: usize,
+    /// Identity Center instance ARN [default: the account's only instance].
+    #[arg(long, env = "JITGATE_AWS_INSTANCE_ARN")]
+    aws_instance_arn: Option<String>,
+    /// How principals are found in the identity store: `email`,
+    /// `user-name`, or `external-id:ISSUER`. `group:NAME` principals are
+    /// groups by display name.
+    #[arg(long, env = "JITGATE_AWS_PRINCIPAL_ATTRIBUTE", value_parser = principal_attribute, default_value = "email")]
+    aws_principal_attribute: PrincipalAttribute,
+    /// Longest wait for an Identity Center assignment operation.
+    #[arg(long, env = "JITGATE_AWS_OPERATION_TIMEOUT", value_parser = duration, default_value = "2m")]
+    aws_operation_timeout: Duration,
+}
+
+fn principal_attribute(s: &str) -> Result<PrincipalAttribute, String> {
+    match s {
+        "email" => Ok(PrincipalAttribute::Email),
+        "user-name" => Ok(PrincipalAttribute::UserName),
+        _ => match s.strip_prefix("external-id:") {
+            Some(issuer) if !issuer.is_empty() => Ok(PrincipalAttribute::ExternalId {
+                issuer: issuer.to_owned(),
+            }),
+            _ => Err(format!("`{s}` is not email, user-name or external-id:ISSUER")),
+        },
+    }
+}
+
+impl AwsArgs {
+    fn budget(&self) -> Arc<Budget> {
+        Arc::new(Budget::new(BudgetSettings {
+            rate: self.aws_rate,
+            operations: self.aws_max_operations,
+            throttle_pause: Duration::from_millis(500),
+            throttle_pause_max: Duration::from_secs(20),
+        }))
+    }
+
+    fn settings(&self) -> AwsSettings {
+        AwsSettings {
+            region: self.aws_region.clone(),
+            endpoint_url: self.aws_endpoint_url.clone(),
+            role_arn: self.aws_role_arn.clone(),
+            sdk_max_attempts: self.aws_sdk_max_attempts,
+        }
+    }
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -159,6 +242,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             sandbox_latency,
             sandbox_throttle_rate,
             sandbox_failure_rate,
+            aws,
             reconnect_max,
             self_revoke_grace,
         } => {
@@ -179,6 +263,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         "SANDBOX provider: a simulated tenant; nothing in any cloud changes"
                     );
                     Arc::new(Sandbox::open(identity.configuration.clone(), settings)?)
+                }
+                ProviderKind::AwsIdentityCenter => {
+                    let sdk = sdk_config(&aws.settings()).await;
+                    let settings = IdentityCenterSettings {
+                        instance_arn: aws.aws_instance_arn.clone(),
+                        principal_attribute: aws.aws_principal_attribute.clone(),
+                        operation_timeout: aws.aws_operation_timeout,
+                    };
+                    let provider =
+                        IdentityCenter::connect(identity.configuration.clone(), &sdk, settings, aws.budget())
+                            .await
+                            .map_err(|e| anyhow::anyhow!("configuration {}: {e}", identity.configuration))?;
+                    Arc::new(provider)
+                }
+                ProviderKind::AwsIam => {
+                    let sdk = sdk_config(&aws.settings()).await;
+                    let provider = Iam::connect(identity.configuration.clone(), &sdk, aws.budget())
+                        .await
+                        .map_err(|e| anyhow::anyhow!("configuration {}: {e}", identity.configuration))?;
+                    Arc::new(provider)
                 }
             };
             let settings = ChannelSettings {

@@ -21,6 +21,10 @@ pub struct TestAgent {
     child: Option<Child>,
     pub id: AgentId,
     args: Vec<String>,
+    /// `--provider ...` and its flags; the sandbox in `tenant_file` unless
+    /// set by [`start_provider`](Self::start_provider).
+    provider: Vec<String>,
+    env: Vec<(String, String)>,
     starts: usize,
 }
 
@@ -64,6 +68,8 @@ impl TestAgent {
             child: None,
             id,
             args: Vec::new(),
+            provider: Vec::new(),
+            env: Vec::new(),
             starts: 0,
         }
     }
@@ -94,15 +100,37 @@ impl TestAgent {
         self.spawn();
     }
 
+    /// Starts `jitgate-agent run` with `provider` (`--provider KIND` and
+    /// its flags) and `env`, reconnecting within a second.
+    pub async fn start_provider(&mut self, provider: &[&str], env: &[(&str, &str)]) {
+        self.provider = provider.iter().map(|s| (*s).to_owned()).collect();
+        self.env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        self.start(&[]).await;
+    }
+
     fn spawn(&mut self) {
         self.starts += 1;
         let log = std::fs::File::create(self.log_path()).unwrap();
+        let provider = if self.provider.is_empty() {
+            vec![
+                "--provider".to_owned(),
+                "sandbox".to_owned(),
+                "--sandbox-state".to_owned(),
+                self.tenant_file().display().to_string(),
+            ]
+        } else {
+            self.provider.clone()
+        };
         let child = Command::new(bin("jitgate-agent"))
             .arg("--state-dir")
             .arg(self.state_dir())
-            .args(["run", "--provider", "sandbox", "--sandbox-state"])
-            .arg(self.tenant_file())
+            .arg("run")
+            .args(provider)
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "info,jitgate_agent=debug")
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())

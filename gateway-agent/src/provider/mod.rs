@@ -2,10 +2,11 @@
 //! holds the targets jitgate manages. Every operation is idempotent: applying
 //! what is there or removing what is not is a success that says so.
 //!
-//! [`sandbox`] is a simulated tenant for the quickstart and tests; the cloud
-//! providers (AWS Identity Center, AWS IAM, Entra ID) come in their own
-//! modules.
+//! [`sandbox`] is a simulated tenant for the quickstart and tests; [`aws`]
+//! acts on AWS Identity Center and IAM, within a per-tenant [`budget`].
 
+pub mod aws;
+pub mod budget;
 pub mod sandbox;
 
 use std::collections::BTreeSet;

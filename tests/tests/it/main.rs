@@ -5,6 +5,7 @@
 
 mod agents;
 mod api_input;
+mod aws;
 mod cli;
 mod crash;
 mod enrollment;

@@ -1,0 +1,685 @@
+//! AWS IAM Identity Center: a permission set assigned on an account to a
+//! user or group of the instance's identity store.
+//!
+//! - grant = `CreateAccountAssignment`, then `DescribeAccountAssignmentCreationStatus`
+//!   until it succeeds or fails (the failure reason goes to the broker);
+//! - revoke = `DeleteAccountAssignment`, then its deletion status;
+//! - an assignment already there (grant) or already gone (revoke) is a
+//!   success that says so, checked with `ListAccountAssignments` first;
+//! - list = the assignments of the permission sets and accounts jitgate
+//!   manages, mapped back to principal names.
+//!
+//! Principals: `group:NAME` is the group with that display name; anything
+//! else is a user found by the configured attribute (email by default, or
+//! user name, or external id).
+//!
+//! What a revoke ends: the assignment, so no new sign-in to that account
+//! with that permission set. It does not end role sessions already issued
+//! from it: those last until their own expiry (the permission set's session
+//! duration, 1 h by default). Keep that duration short on permission sets
+//! jitgate grants.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_config::SdkConfig;
+use aws_sdk_identitystore::types::{AlternateIdentifier, ExternalId, UniqueAttribute};
+use aws_sdk_ssoadmin::types::{PrincipalType, StatusValues, TargetType};
+use aws_smithy_types::Document;
+use jitgate_shared::v1::{ConfigId, Entitlement, Target};
+use tokio::time::Instant;
+
+use super::{call, check_account_id, poll_pause};
+use crate::provider::budget::{Budget, Priority};
+use crate::provider::{Effect, Provider, ProviderError};
+
+/// How a user principal is found in the identity store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PrincipalAttribute {
+    UserName,
+    Email,
+    /// An external id from this issuer (as SCIM provisioning sets it).
+    ExternalId {
+        issuer: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct IdentityCenterSettings {
+    /// The instance; `None` uses the only one the account has.
+    pub instance_arn: Option<String>,
+    pub principal_attribute: PrincipalAttribute,
+    /// Longest wait for an assignment operation to finish.
+    pub operation_timeout: Duration,
+}
+
+/// Prefix of group principals.
+pub const GROUP_PREFIX: &str = "group:";
+
+const NOT_FOUND: &str = "ResourceNotFoundException";
+
+/// How long a looked-up principal or permission set id is trusted.
+const CACHE_TTL: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct PrincipalRef {
+    kind: PrincipalType,
+    id: String,
+}
+
+#[derive(Debug)]
+pub struct IdentityCenter {
+    configuration: ConfigId,
+    settings: IdentityCenterSettings,
+    admin: aws_sdk_ssoadmin::Client,
+    store: aws_sdk_identitystore::Client,
+    instance_arn: String,
+    identity_store_id: String,
+    budget: std::sync::Arc<Budget>,
+    principals: Mutex<HashMap<String, (PrincipalRef, Instant)>>,
+    names: Mutex<HashMap<PrincipalRef, String>>,
+    permission_sets: Mutex<HashMap<String, (String, Instant)>>,
+}
+
+impl IdentityCenter {
+    /// Connects and checks, before any command arrives, that the instance
+    /// is reachable and its identity store readable; the error names what
+    /// is wrong.
+    pub async fn connect(
+        configuration: ConfigId,
+        sdk: &SdkConfig,
+        settings: IdentityCenterSettings,
+        budget: std::sync::Arc<Budget>,
+    ) -> Result<Self, ProviderError> {
+        let admin = aws_sdk_ssoadmin::Client::new(sdk);
+        let store = aws_sdk_identitystore::Client::new(sdk);
+        let instances = call(&budget, Priority::Grant, "Identity Center ListInstances", || {
+            admin.list_instances().send()
+        })
+        .await
+        .map_err(|e| ProviderError::permanent(format!("Identity Center is not reachable: {}", e.error)))?;
+        let found: Vec<_> = instances
+            .instances()
+            .iter()
+            .filter(|i| {
+                settings
+                    .instance_arn
+                    .as_deref()
+                    .is_none_or(|want| i.instance_arn() == Some(want))
+            })
+            .collect();
+        let instance =
+            match (found.as_slice(), &settings.instance_arn) {
+                ([one], _) => *one,
+                ([], Some(want)) => {
+                    return Err(ProviderError::permanent(format!(
+                        "Identity Center instance {want} not found in this account"
+                    )))
+                }
+                ([], None) => {
+                    return Err(ProviderError::permanent(
+                        "this account has no Identity Center instance",
+                    ))
+                }
+                (_, _) => return Err(ProviderError::permanent(
+                    "this account has several Identity Center instances: choose one with --aws-instance-arn",
+                )),
+            };
+        let (Some(instance_arn), Some(identity_store_id)) =
+            (instance.instance_arn(), instance.identity_store_id())
+        else {
+            return Err(ProviderError::permanent(
+                "Identity Center returned an instance without ARN or identity store",
+            ));
+        };
+        let (instance_arn, identity_store_id) = (instance_arn.to_owned(), identity_store_id.to_owned());
+        call(&budget, Priority::Grant, "identity store ListUsers", || {
+            store
+                .list_users()
+                .identity_store_id(&identity_store_id)
+                .max_results(1)
+                .send()
+        })
+        .await
+        .map_err(|e| {
+            ProviderError::permanent(format!(
+                "identity store {identity_store_id} is not readable: {}",
+                e.error
+            ))
+        })?;
+        tracing::info!(%instance_arn, %identity_store_id, "Identity Center reachable");
+        Ok(Self {
+            configuration,
+            settings,
+            admin,
+            store,
+            instance_arn,
+            identity_store_id,
+            budget,
+            principals: Mutex::new(HashMap::new()),
+            names: Mutex::new(HashMap::new()),
+            permission_sets: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn instance_arn(&self) -> &str {
+        &self.instance_arn
+    }
+
+    pub fn identity_store_id(&self) -> &str {
+        &self.identity_store_id
+    }
+
+    fn target_of<'a>(&self, e: &'a Entitlement) -> Result<(&'a str, &'a str), ProviderError> {
+        if e.configuration != self.configuration {
+            return Err(ProviderError::permanent(format!(
+                "entitlement for configuration {}, this agent serves {}",
+                e.configuration, self.configuration
+            )));
+        }
+        match &e.target {
+            Target::AwsAccountAssignment {
+                account_id,
+                permission_set,
+            } => {
+                check_account_id(account_id)?;
+                Ok((account_id, permission_set))
+            }
+            other => Err(ProviderError::permanent(format!(
+                "Identity Center cannot realise {}",
+                other.describe()
+            ))),
+        }
+    }
+
+    /// The principal's id and kind in the identity store; `None` if the
+    /// store has no such principal.
+    async fn principal(&self, name: &str, priority: Priority) -> Result<Option<PrincipalRef>, ProviderError> {
+        if let Some((p, at)) = self.principals.lock().ok().and_then(|m| m.get(name).cloned()) {
+            if at.elapsed() < CACHE_TTL {
+                return Ok(Some(p));
+            }
+        }
+        let found = match name.strip_prefix(GROUP_PREFIX) {
+            Some(group) => {
+                let id = AlternateIdentifier::UniqueAttribute(unique("displayName", group)?);
+                let out = call(&self.budget, priority, "identity store GetGroupId", || {
+                    self.store
+                        .get_group_id()
+                        .identity_store_id(&self.identity_store_id)
+                        .alternate_identifier(id)
+                        .send()
+                })
+                .await;
+                match out {
+                    Ok(o) => PrincipalRef {
+                        kind: PrincipalType::Group,
+                        id: o.group_id().to_owned(),
+                    },
+                    Err(e) if e.is(NOT_FOUND) => return Ok(None),
+                    Err(e) => return Err(e.error),
+                }
+            }
+            None => {
+                let id = match &self.settings.principal_attribute {
+                    PrincipalAttribute::UserName => {
+                        AlternateIdentifier::UniqueAttribute(unique("userName", name)?)
+                    }
+                    PrincipalAttribute::Email => {
+                        AlternateIdentifier::UniqueAttribute(unique("emails.value", name)?)
+                    }
+                    PrincipalAttribute::ExternalId { issuer } => AlternateIdentifier::ExternalId(
+                        ExternalId::builder()
+                            .issuer(issuer)
+                            .id(name)
+                            .build()
+                            .map_err(|e| ProviderError::permanent(e.to_string()))?,
+                    ),
+                };
+                let out = call(&self.budget, priority, "identity store GetUserId", || {
+                    self.store
+                        .get_user_id()
+                        .identity_store_id(&self.identity_store_id)
+                        .alternate_identifier(id)
+                        .send()
+                })
+                .await;
+                match out {
+                    Ok(o) => PrincipalRef {
+                        kind: PrincipalType::User,
+                        id: o.user_id().to_owned(),
+                    },
+                    Err(e) if e.is(NOT_FOUND) => return Ok(None),
+                    Err(e) => return Err(e.error),
+                }
+            }
+        };
+        if let Ok(mut m) = self.principals.lock() {
+            m.insert(name.to_owned(), (found.clone(), Instant::now()));
+        }
+        if let Ok(mut m) = self.names.lock() {
+            m.insert(found.clone(), name.to_owned());
+        }
+        Ok(Some(found))
+    }
+
+    /// As [`principal`](Self::principal), a missing one being an error
+    /// that names it.
+    async fn existing_principal(
+        &self,
+        name: &str,
+        priority: Priority,
+    ) -> Result<PrincipalRef, ProviderError> {
+        self.principal(name, priority).await?.ok_or_else(|| {
+            let how = match &self.settings.principal_attribute {
+                _ if name.starts_with(GROUP_PREFIX) => "group display name".to_owned(),
+                PrincipalAttribute::UserName => "user name".to_owned(),
+                PrincipalAttribute::Email => "email".to_owned(),
+                PrincipalAttribute::ExternalId { issuer } => format!("external id from {issuer}"),
+            };
+            ProviderError::permanent(format!(
+                "no principal `{name}` (by {how}) in identity store {}",
+                self.identity_store_id
+            ))
+        })
+    }
+
+    /// The name the broker uses for a principal id found in an assignment.
+    async fn name_of(&self, p: &PrincipalRef) -> Result<Option<String>, ProviderError> {
+        if let Some(name) = self.names.lock().ok().and_then(|m| m.get(p).cloned()) {
+            return Ok(Some(name));
+        }
+        let name = match p.kind {
+            PrincipalType::Group => {
+                let out = call(
+                    &self.budget,
+                    Priority::Grant,
+                    "identity store DescribeGroup",
+                    || {
+                        self.store
+                            .describe_group()
+                            .identity_store_id(&self.identity_store_id)
+                            .group_id(&p.id)
+                            .send()
+                    },
+                )
+                .await?;
+                out.display_name().map(|n| format!("{GROUP_PREFIX}{n}"))
+            }
+            _ => {
+                let out = call(
+                    &self.budget,
+                    Priority::Grant,
+                    "identity store DescribeUser",
+                    || {
+                        self.store
+                            .describe_user()
+                            .identity_store_id(&self.identity_store_id)
+                            .user_id(&p.id)
+                            .send()
+                    },
+                )
+                .await?;
+                match &self.settings.principal_attribute {
+                    PrincipalAttribute::UserName => out.user_name().map(str::to_owned),
+                    PrincipalAttribute::Email => {
+                        let emails = out.emails();
+                        emails
+                            .iter()
+                            .find(|e| e.primary())
+                            .or(emails.first())
+                            .and_then(|e| e.value())
+                            .map(str::to_owned)
+                    }
+                    PrincipalAttribute::ExternalId { issuer } => out
+                        .external_ids()
+                        .iter()
+                        .find(|x| x.issuer() == issuer)
+                        .map(|x| x.id().to_owned()),
+                }
+            }
+        };
+        if let (Some(n), Ok(mut m)) = (&name, self.names.lock()) {
+            m.insert(p.clone(), n.clone());
+        }
+        Ok(name)
+    }
+
+    /// A permission set's ARN from its name or ARN, checked to exist.
+    async fn permission_set(&self, name_or_arn: &str, priority: Priority) -> Result<String, ProviderError> {
+        if let Some((arn, at)) = self
+            .permission_sets
+            .lock()
+            .ok()
+            .and_then(|m| m.get(name_or_arn).cloned())
+        {
+            if at.elapsed() < CACHE_TTL {
+                return Ok(arn);
+            }
+        }
+        let mut found = HashMap::new();
+        if name_or_arn.starts_with("arn:") {
+            let out = call(
+                &self.budget,
+                priority,
+                "Identity Center DescribePermissionSet",
+                || {
+                    self.admin
+                        .describe_permission_set()
+                        .instance_arn(&self.instance_arn)
+                        .permission_set_arn(name_or_arn)
+                        .send()
+                },
+            )
+            .await;
+            match out {
+                Ok(_) => {
+                    found.insert(name_or_arn.to_owned(), name_or_arn.to_owned());
+                }
+                Err(e) if e.is(NOT_FOUND) => {}
+                Err(e) => return Err(e.error),
+            }
+        } else {
+            // Names are not an API key: list the instance's permission sets
+            // and learn every name at once.
+            let mut next: Option<String> = None;
+            loop {
+                let out = call(
+                    &self.budget,
+                    priority,
+                    "Identity Center ListPermissionSets",
+                    || {
+                        self.admin
+                            .list_permission_sets()
+                            .instance_arn(&self.instance_arn)
+                            .set_next_token(next.clone())
+                            .send()
+                    },
+                )
+                .await?;
+                for arn in out.permission_sets() {
+                    let described = call(
+                        &self.budget,
+                        priority,
+                        "Identity Center DescribePermissionSet",
+                        || {
+                            self.admin
+                                .describe_permission_set()
+                                .instance_arn(&self.instance_arn)
+                                .permission_set_arn(arn)
+                                .send()
+                        },
+                    )
+                    .await?;
+                    if let Some(name) = described.permission_set().and_then(|p| p.name()) {
+                        found.insert(name.to_owned(), arn.clone());
+                    }
+                }
+                next = out.next_token().map(str::to_owned);
+                if next.is_none() {
+                    break;
+                }
+            }
+        }
+        let now = Instant::now();
+        let arn = found.get(name_or_arn).cloned();
+        if let Ok(mut m) = self.permission_sets.lock() {
+            for (k, v) in found {
+                m.insert(k, (v, now));
+            }
+        }
+        arn.ok_or_else(|| {
+            ProviderError::permanent(format!(
+                "no permission set `{name_or_arn}` in Identity Center instance {}",
+                self.instance_arn
+            ))
+        })
+    }
+
+    /// Who holds `permission_set_arn` on `account` now.
+    async fn assignments(
+        &self,
+        account: &str,
+        permission_set_arn: &str,
+        priority: Priority,
+    ) -> Result<BTreeSet<(String, String)>, ProviderError> {
+        let mut held = BTreeSet::new();
+        let mut next: Option<String> = None;
+        loop {
+            let out = call(
+                &self.budget,
+                priority,
+                "Identity Center ListAccountAssignments",
+                || {
+                    self.admin
+                        .list_account_assignments()
+                        .instance_arn(&self.instance_arn)
+                        .account_id(account)
+                        .permission_set_arn(permission_set_arn)
+                        .set_next_token(next.clone())
+                        .send()
+                },
+            )
+            .await?;
+            for a in out.account_assignments() {
+                if let (Some(kind), Some(id)) = (a.principal_type(), a.principal_id()) {
+                    held.insert((kind.as_str().to_owned(), id.to_owned()));
+                }
+            }
+            next = out.next_token().map(str::to_owned);
+            if next.is_none() {
+                return Ok(held);
+            }
+        }
+    }
+
+    /// Polls an operation until it is final.
+    async fn settle(&self, op: Op, request_id: String, priority: Priority) -> Result<(), ProviderError> {
+        let started = Instant::now();
+        let mut attempt_no = 0;
+        loop {
+            let status = match op {
+                Op::Create => {
+                    call(
+                        &self.budget,
+                        priority,
+                        "Identity Center DescribeAccountAssignmentCreationStatus",
+                        || {
+                            self.admin
+                                .describe_account_assignment_creation_status()
+                                .instance_arn(&self.instance_arn)
+                                .account_assignment_creation_request_id(&request_id)
+                                .send()
+                        },
+                    )
+                    .await?
+                    .account_assignment_creation_status
+                }
+                Op::Delete => {
+                    call(
+                        &self.budget,
+                        priority,
+                        "Identity Center DescribeAccountAssignmentDeletionStatus",
+                        || {
+                            self.admin
+                                .describe_account_assignment_deletion_status()
+                                .instance_arn(&self.instance_arn)
+                                .account_assignment_deletion_request_id(&request_id)
+                                .send()
+                        },
+                    )
+                    .await?
+                    .account_assignment_deletion_status
+                }
+            };
+            match status.as_ref().and_then(|s| s.status()) {
+                Some(StatusValues::Succeeded) => return Ok(()),
+                Some(StatusValues::Failed) => {
+                    let reason = status
+                        .as_ref()
+                        .and_then(|s| s.failure_reason())
+                        .unwrap_or("no reason given");
+                    return Err(ProviderError::permanent(format!(
+                        "Identity Center {} of the assignment failed: {reason}",
+                        op.noun()
+                    )));
+                }
+                _ => {}
+            }
+            if started.elapsed() > self.settings.operation_timeout {
+                return Err(ProviderError::transient(
+                    format!(
+                        "Identity Center {} {request_id} still in progress after {:?}",
+                        op.noun(),
+                        self.settings.operation_timeout
+                    ),
+                    None,
+                ));
+            }
+            tokio::time::sleep(poll_pause(attempt_no)).await;
+            attempt_no += 1;
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    Create,
+    Delete,
+}
+
+impl Op {
+    fn noun(self) -> &'static str {
+        match self {
+            Op::Create => "creation",
+            Op::Delete => "deletion",
+        }
+    }
+}
+
+fn unique(path: &str, value: &str) -> Result<UniqueAttribute, ProviderError> {
+    UniqueAttribute::builder()
+        .attribute_path(path)
+        .attribute_value(Document::String(value.to_owned()))
+        .build()
+        .map_err(|e| ProviderError::permanent(e.to_string()))
+}
+
+#[async_trait]
+impl Provider for IdentityCenter {
+    fn capabilities(&self) -> BTreeSet<String> {
+        ["aws_account_assignment".to_owned(), "list".to_owned()].into()
+    }
+
+    async fn apply(&self, e: &Entitlement) -> Result<Effect, ProviderError> {
+        let p = Priority::Grant;
+        let (account, permission_set) = self.target_of(e)?;
+        let arn = self.permission_set(permission_set, p).await?;
+        let who = self.existing_principal(&e.principal, p).await?;
+        let held = self.assignments(account, &arn, p).await?;
+        if held.contains(&(who.kind.as_str().to_owned(), who.id.clone())) {
+            return Ok(Effect::Unchanged);
+        }
+        let _slot = self.budget.operation(p).await;
+        let out = call(&self.budget, p, "Identity Center CreateAccountAssignment", || {
+            self.admin
+                .create_account_assignment()
+                .instance_arn(&self.instance_arn)
+                .target_id(account)
+                .target_type(TargetType::AwsAccount)
+                .permission_set_arn(&arn)
+                .principal_type(who.kind.clone())
+                .principal_id(&who.id)
+                .send()
+        })
+        .await?;
+        let request = out
+            .account_assignment_creation_status()
+            .and_then(|s| s.request_id())
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                ProviderError::transient("CreateAccountAssignment returned no request id", None)
+            })?;
+        self.settle(Op::Create, request, p).await?;
+        Ok(Effect::Changed)
+    }
+
+    async fn remove(&self, e: &Entitlement) -> Result<Effect, ProviderError> {
+        let p = Priority::Revoke;
+        let (account, permission_set) = self.target_of(e)?;
+        let arn = self.permission_set(permission_set, p).await?;
+        // A principal deleted from the directory holds nothing.
+        let Some(who) = self.principal(&e.principal, p).await? else {
+            return Ok(Effect::Unchanged);
+        };
+        let held = self.assignments(account, &arn, p).await?;
+        if !held.contains(&(who.kind.as_str().to_owned(), who.id.clone())) {
+            return Ok(Effect::Unchanged);
+        }
+        let _slot = self.budget.operation(p).await;
+        let out = call(&self.budget, p, "Identity Center DeleteAccountAssignment", || {
+            self.admin
+                .delete_account_assignment()
+                .instance_arn(&self.instance_arn)
+                .target_id(account)
+                .target_type(TargetType::AwsAccount)
+                .permission_set_arn(&arn)
+                .principal_type(who.kind.clone())
+                .principal_id(&who.id)
+                .send()
+        })
+        .await;
+        let out = match out {
+            Ok(out) => out,
+            // Gone between the check and the call.
+            Err(err) if err.is(NOT_FOUND) => return Ok(Effect::Unchanged),
+            Err(err) => return Err(err.error),
+        };
+        let request = out
+            .account_assignment_deletion_status()
+            .and_then(|s| s.request_id())
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                ProviderError::transient("DeleteAccountAssignment returned no request id", None)
+            })?;
+        self.settle(Op::Delete, request, p).await?;
+        Ok(Effect::Changed)
+    }
+
+    async fn list(&self, targets: &[Target]) -> Result<Vec<Entitlement>, ProviderError> {
+        let mut found = Vec::new();
+        for target in targets {
+            let Target::AwsAccountAssignment {
+                account_id,
+                permission_set,
+            } = target
+            else {
+                continue;
+            };
+            let arn = match self.permission_set(permission_set, Priority::Grant).await {
+                Ok(arn) => arn,
+                Err(e) if !e.retryable => {
+                    tracing::warn!(error = %e, "a managed permission set is missing; nothing to list for it");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            for (kind, id) in self.assignments(account_id, &arn, Priority::Grant).await? {
+                let who = PrincipalRef {
+                    kind: PrincipalType::from(kind.as_str()),
+                    id,
+                };
+                if let Some(principal) = self.name_of(&who).await? {
+                    found.push(Entitlement {
+                        configuration: self.configuration.clone(),
+                        target: target.clone(),
+                        principal,
+                    });
+                }
+            }
+        }
+        Ok(found)
+    }
+}

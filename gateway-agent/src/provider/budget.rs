@@ -1,0 +1,277 @@
+//! A tenant's rate budget, shared by every call a provider makes to it:
+//! at most `rate` calls per second (no bursts above it), at most
+//! `operations` long-running operations outstanding, revokes served before
+//! grants, and a pause for everyone after the tenant says "throttled",
+//! growing with each throttle in a row (exponential, with equal jitter) and
+//! at least what the tenant asked for.
+
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::sync::{Notify, Semaphore, SemaphorePermit};
+use tokio::time::Instant;
+
+/// Which queue a call waits in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Priority {
+    /// Removing access: served first.
+    Revoke,
+    Grant,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct BudgetSettings {
+    /// Calls per second to the tenant's API.
+    pub rate: NonZeroU32,
+    /// Long-running operations (assignment creations and deletions)
+    /// outstanding at once.
+    pub operations: usize,
+    /// First pause after a throttle; doubles with each throttle in a row.
+    pub throttle_pause: Duration,
+    /// Longest pause after throttles.
+    pub throttle_pause_max: Duration,
+}
+
+/// Counters, for benchmarks and logs.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BudgetStats {
+    pub calls: u64,
+    pub throttled: u64,
+}
+
+#[derive(Debug)]
+pub struct Budget {
+    settings: BudgetSettings,
+    limiter: DefaultDirectRateLimiter,
+    operations: Semaphore,
+    revokes_waiting: AtomicUsize,
+    revokes_gone: Notify,
+    paused_until: Mutex<Option<Instant>>,
+    throttles_in_a_row: AtomicU32,
+    calls: AtomicU64,
+    throttled: AtomicU64,
+}
+
+/// Counts a waiting revoke for as long as it lives.
+struct RevokeWaiting<'a>(&'a Budget);
+
+impl Drop for RevokeWaiting<'_> {
+    fn drop(&mut self) {
+        if self.0.revokes_waiting.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.revokes_gone.notify_waiters();
+        }
+    }
+}
+
+impl Budget {
+    pub fn new(settings: BudgetSettings) -> Self {
+        // One call per 1/rate seconds, no burst beyond one: the rate holds
+        // over any window, not just on average.
+        let quota = Quota::per_second(settings.rate).allow_burst(NonZeroU32::MIN);
+        Self {
+            settings,
+            limiter: RateLimiter::direct(quota),
+            operations: Semaphore::new(settings.operations.max(1)),
+            revokes_waiting: AtomicUsize::new(0),
+            revokes_gone: Notify::new(),
+            paused_until: Mutex::new(None),
+            throttles_in_a_row: AtomicU32::new(0),
+            calls: AtomicU64::new(0),
+            throttled: AtomicU64::new(0),
+        }
+    }
+
+    pub fn settings(&self) -> &BudgetSettings {
+        &self.settings
+    }
+
+    pub fn stats(&self) -> BudgetStats {
+        BudgetStats {
+            calls: self.calls.load(Ordering::Relaxed),
+            throttled: self.throttled.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Waits for a turn to make one call.
+    pub async fn call(&self, priority: Priority) {
+        let _waiting = self.enter(priority).await;
+        self.wait_out_pause().await;
+        self.limiter.until_ready().await;
+        self.calls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Waits for a slot for one long-running operation; the slot is freed
+    /// when the permit is dropped (once the operation is final).
+    pub async fn operation(&self, priority: Priority) -> SemaphorePermit<'_> {
+        loop {
+            let _waiting = self.enter(priority).await;
+            let permit = match self.operations.acquire().await {
+                Ok(permit) => permit,
+                // The semaphore is never closed.
+                Err(_) => unreachable_closed(),
+            };
+            // A grant queued before a revoke arrived gives its slot up.
+            if priority == Priority::Grant && self.revokes_waiting.load(Ordering::Acquire) > 0 {
+                continue;
+            }
+            return permit;
+        }
+    }
+
+    /// The tenant said "throttled": everyone pauses. Returns the pause.
+    pub fn throttled(&self, asked: Option<Duration>) -> Duration {
+        self.throttled.fetch_add(1, Ordering::Relaxed);
+        let n = self.throttles_in_a_row.fetch_add(1, Ordering::AcqRel).min(16);
+        let ceiling = self
+            .settings
+            .throttle_pause
+            .saturating_mul(1 << n)
+            .min(self.settings.throttle_pause_max);
+        let half = ceiling / 2;
+        let jitter = half.mul_f64(rand::random::<f64>());
+        let pause = (half + jitter).max(asked.unwrap_or_default());
+        let until = Instant::now() + pause;
+        if let Ok(mut p) = self.paused_until.lock() {
+            *p = Some(p.map_or(until, |old| old.max(until)));
+        }
+        pause
+    }
+
+    /// A call went through: the next throttle starts from the first pause.
+    pub fn succeeded(&self) {
+        self.throttles_in_a_row.store(0, Ordering::Release);
+    }
+
+    async fn enter(&self, priority: Priority) -> Option<RevokeWaiting<'_>> {
+        match priority {
+            Priority::Revoke => {
+                self.revokes_waiting.fetch_add(1, Ordering::AcqRel);
+                Some(RevokeWaiting(self))
+            }
+            Priority::Grant => {
+                loop {
+                    let gone = self.revokes_gone.notified();
+                    if self.revokes_waiting.load(Ordering::Acquire) == 0 {
+                        break;
+                    }
+                    gone.await;
+                }
+                None
+            }
+        }
+    }
+
+    async fn wait_out_pause(&self) {
+        loop {
+            let until = self.paused_until.lock().ok().and_then(|p| *p);
+            match until {
+                Some(until) if until > Instant::now() => tokio::time::sleep_until(until).await,
+                _ => return,
+            }
+        }
+    }
+}
+
+#[cold]
+fn unreachable_closed() -> ! {
+    // Semaphore::acquire fails only once closed; this one never is.
+    std::process::abort()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn budget(rate: u32, operations: usize) -> Arc<Budget> {
+        Arc::new(Budget::new(BudgetSettings {
+            rate: NonZeroU32::new(rate).unwrap(),
+            operations,
+            throttle_pause: Duration::from_millis(200),
+            throttle_pause_max: Duration::from_secs(5),
+        }))
+    }
+
+    #[tokio::test]
+    async fn calls_never_exceed_the_rate_in_any_second() {
+        let b = budget(20, 5);
+        let start = Instant::now();
+        let mut at = Vec::new();
+        for _ in 0..30 {
+            b.call(Priority::Grant).await;
+            at.push(Instant::now() - start);
+        }
+        for (i, t) in at.iter().enumerate() {
+            let in_window = at[i..]
+                .iter()
+                .take_while(|u| **u < *t + Duration::from_secs(1))
+                .count();
+            assert!(in_window <= 20, "{in_window} calls within a second from {t:?}");
+        }
+        assert_eq!(b.stats().calls, 30);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_throttle_pauses_everyone_at_least_as_long_as_asked() {
+        let b = budget(1000, 5);
+        let pause = b.throttled(Some(Duration::from_secs(3)));
+        assert!(pause >= Duration::from_secs(3));
+        let start = Instant::now();
+        b.call(Priority::Revoke).await;
+        assert!(Instant::now() - start >= Duration::from_secs(3));
+        // In a row, pauses grow; a success resets them.
+        let first = b.throttled(None);
+        let second = b.throttled(None);
+        let third = b.throttled(None);
+        assert!(
+            third >= Duration::from_millis(400),
+            "{first:?} {second:?} {third:?}"
+        );
+        b.succeeded();
+        assert!(b.throttled(None) <= Duration::from_millis(200));
+        assert_eq!(b.stats().throttled, 5);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiting_revokes_go_before_grants() {
+        let b = budget(10, 1);
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let slot = b.operation(Priority::Grant).await;
+        let mut tasks = Vec::new();
+        for (i, p) in [
+            Priority::Grant,
+            Priority::Revoke,
+            Priority::Grant,
+            Priority::Revoke,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let (b, order) = (b.clone(), order.clone());
+            tasks.push(tokio::spawn(async move {
+                let _slot = b.operation(p).await;
+                order.lock().unwrap().push((i, p));
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }));
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        drop(slot);
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let order: Vec<Priority> = order.lock().unwrap().iter().map(|(_, p)| *p).collect();
+        assert_eq!(
+            order,
+            [
+                Priority::Revoke,
+                Priority::Revoke,
+                Priority::Grant,
+                Priority::Grant
+            ]
+        );
+    }
+}

@@ -153,7 +153,11 @@ impl Budget {
             }
             Priority::Grant => {
                 loop {
+                    // Registered before the check, so a wake-up between
+                    // the check and the wait is not lost.
                     let gone = self.revokes_gone.notified();
+                    let mut gone = std::pin::pin!(gone);
+                    gone.as_mut().enable();
                     if self.revokes_waiting.load(Ordering::Acquire) == 0 {
                         break;
                     }

@@ -2,6 +2,7 @@
 //! with the answer the broker will see, then the whole system.
 
 use std::num::NonZeroU32;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use jitgate_shared::v1::{ConfigId, Entitlement, Target};
 use jitgate_tests::agent::TestAgent;
 use jitgate_tests::broker::TestBroker;
 use jitgate_tests::fixtures::{policies, CATALOG};
+use jitgate_tests::http_faults::HttpFaultProxy;
 use jitgate_tests::moto::{self, Moto};
 
 use crate::agents::{applied, removed, FAST};
@@ -361,4 +363,97 @@ async fn a_request_approved_through_the_api_ends_as_an_assignment_in_moto_and_is
     let g = removed(&b, id, Duration::from_secs(10)).await;
     assert!(g.removed_at.unwrap() >= g.ends_at);
     assert!(m.assignments("777788889999", &ps).await.is_empty());
+}
+
+/// Applies or removes, retrying transient failures the way the broker does
+/// (after the tenant's Retry-After, or a short pause).
+async fn until_done(p: &IdentityCenter, e: &Entitlement, grant: bool) -> Effect {
+    for _ in 0..200 {
+        let r = if grant {
+            p.apply(e).await
+        } else {
+            p.remove(e).await
+        };
+        match r {
+            Ok(effect) => return effect,
+            Err(err) if err.retryable => {
+                tokio::time::sleep(err.retry_after.unwrap_or(Duration::from_millis(20))).await;
+            }
+            Err(err) => panic!(
+                "{} failed for good: {err}",
+                if grant { "grant" } else { "revoke" }
+            ),
+        }
+    }
+    panic!("no success after 200 attempts");
+}
+
+#[tokio::test]
+async fn under_throttling_and_5xx_500_cycles_end_with_everything_revoked_within_the_budget() {
+    const RATE: u32 = 200;
+    const USERS: usize = 10;
+    const CYCLES: usize = 500;
+    let m = Moto::start().await;
+    let ps = m.permission_set("Admin").await;
+    for i in 0..USERS {
+        m.user(&format!("user{i}"), &format!("user{i}@example.com")).await;
+    }
+    let proxy = HttpFaultProxy::start(&m.url).await;
+    let sdk = moto::sdk_for(&proxy.url).await;
+    let budget = Arc::new(Budget::new(BudgetSettings {
+        rate: NonZeroU32::new(RATE).unwrap(),
+        operations: 5,
+        throttle_pause: Duration::from_millis(50),
+        throttle_pause_max: Duration::from_secs(1),
+    }));
+    let p = Arc::new(
+        IdentityCenter::connect(
+            ConfigId::new("aws-test").unwrap(),
+            &sdk,
+            IdentityCenterSettings {
+                instance_arn: None,
+                principal_attribute: PrincipalAttribute::Email,
+                operation_timeout: Duration::from_secs(10),
+            },
+            budget.clone(),
+        )
+        .await
+        .unwrap(),
+    );
+    proxy.faults.throttle_permille.store(100, Ordering::Relaxed);
+    proxy.faults.error_permille.store(50, Ordering::Relaxed);
+
+    let mut workers = Vec::new();
+    for i in 0..USERS {
+        let p = p.clone();
+        workers.push(tokio::spawn(async move {
+            let e = assignment(&format!("user{i}@example.com"), ACCOUNT, "Admin");
+            for _ in 0..CYCLES / USERS {
+                // A retried call may find its first attempt took effect:
+                // "already" answers are successes.
+                until_done(&p, &e, true).await;
+                until_done(&p, &e, false).await;
+            }
+        }));
+    }
+    for w in workers {
+        w.await.unwrap();
+    }
+    proxy.faults.throttle_permille.store(0, Ordering::Relaxed);
+    proxy.faults.error_permille.store(0, Ordering::Relaxed);
+
+    assert!(
+        m.assignments(ACCOUNT, &ps).await.is_empty(),
+        "every assignment revoked"
+    );
+    let (requests, throttled, failed) = proxy.counts();
+    let peak = proxy.peak(Duration::from_secs(1));
+    println!(
+        "{requests} requests, {throttled} throttled, {failed} 5xx; peak {peak} in any second (budget {RATE}/s); budget stats {:?}",
+        budget.stats()
+    );
+    assert!(throttled > 0 && failed > 0, "faults were injected");
+    // The budget holds at dispatch; arrivals at the proxy can bunch by a
+    // request or two on a loaded machine.
+    assert!(peak <= RATE as usize + 2, "{peak} requests within one second");
 }

@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use aws_config::SdkConfig;
 use jitgate_shared::v1::{ConfigId, Entitlement, Target};
 
-use super::call;
+use super::{call, unless};
 use crate::provider::budget::{Budget, Priority};
 use crate::provider::{Effect, Provider, ProviderError};
 
@@ -89,10 +89,8 @@ impl Iam {
                     .send()
             })
             .await;
-            let out = match out {
-                Ok(o) => o,
-                Err(e) if e.is(NO_SUCH_ENTITY) => return Ok(None),
-                Err(e) => return Err(e.error),
+            let Some(out) = unless(out, NO_SUCH_ENTITY)? else {
+                return Ok(None);
             };
             if out.groups().iter().any(|g| g.group_name() == group) {
                 return Ok(Some(true));
@@ -146,10 +144,8 @@ impl Iam {
                     )
                 }),
             };
-            let (attached, truncated, next) = match page {
-                Ok(page) => page,
-                Err(e) if e.is(NO_SUCH_ENTITY) => return Ok(None),
-                Err(e) => return Err(e.error),
+            let Some((attached, truncated, next)) = unless(page, NO_SUCH_ENTITY)? else {
+                return Ok(None);
             };
             if attached.iter().any(|a| a == policy_arn) {
                 return Ok(Some(true));
@@ -173,13 +169,9 @@ impl Iam {
                     .send()
             })
             .await;
-            let out = match out {
-                Ok(o) => o,
-                Err(e) if e.is(NO_SUCH_ENTITY) => {
-                    tracing::warn!(group, "a managed IAM group is missing; nothing to list for it");
-                    return Ok(found);
-                }
-                Err(e) => return Err(e.error),
+            let Some(out) = unless(out, NO_SUCH_ENTITY)? else {
+                tracing::warn!(group, "a managed IAM group is missing; nothing to list for it");
+                return Ok(found);
             };
             found.extend(out.users().iter().map(|u| u.user_name().to_owned()));
             marker = out.marker().filter(|_| out.is_truncated()).map(str::to_owned);
@@ -201,16 +193,12 @@ impl Iam {
                     .send()
             })
             .await;
-            let out = match out {
-                Ok(o) => o,
-                Err(e) if e.is(NO_SUCH_ENTITY) => {
-                    tracing::warn!(
-                        policy_arn,
-                        "a managed IAM policy is missing; nothing to list for it"
-                    );
-                    return Ok(found);
-                }
-                Err(e) => return Err(e.error),
+            let Some(out) = unless(out, NO_SUCH_ENTITY)? else {
+                tracing::warn!(
+                    policy_arn,
+                    "a managed IAM policy is missing; nothing to list for it"
+                );
+                return Ok(found);
             };
             found.extend(
                 out.policy_users()

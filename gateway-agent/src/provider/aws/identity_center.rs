@@ -31,7 +31,7 @@ use aws_smithy_types::Document;
 use jitgate_shared::v1::{ConfigId, Entitlement, Target};
 use tokio::time::Instant;
 
-use super::{call, check_account_id, poll_pause};
+use super::{call, check_account_id, poll_pause, unless};
 use crate::provider::budget::{Budget, Priority};
 use crate::provider::{Effect, Provider, ProviderError};
 
@@ -213,13 +213,12 @@ impl IdentityCenter {
                         .send()
                 })
                 .await;
-                match out {
-                    Ok(o) => PrincipalRef {
-                        kind: PrincipalType::Group,
-                        id: o.group_id().to_owned(),
-                    },
-                    Err(e) if e.is(NOT_FOUND) => return Ok(None),
-                    Err(e) => return Err(e.error),
+                let Some(o) = unless(out, NOT_FOUND)? else {
+                    return Ok(None);
+                };
+                PrincipalRef {
+                    kind: PrincipalType::Group,
+                    id: o.group_id().to_owned(),
                 }
             }
             None => {
@@ -246,13 +245,12 @@ impl IdentityCenter {
                         .send()
                 })
                 .await;
-                match out {
-                    Ok(o) => PrincipalRef {
-                        kind: PrincipalType::User,
-                        id: o.user_id().to_owned(),
-                    },
-                    Err(e) if e.is(NOT_FOUND) => return Ok(None),
-                    Err(e) => return Err(e.error),
+                let Some(o) = unless(out, NOT_FOUND)? else {
+                    return Ok(None);
+                };
+                PrincipalRef {
+                    kind: PrincipalType::User,
+                    id: o.user_id().to_owned(),
                 }
             }
         };

@@ -133,6 +133,15 @@ impl From<Failure> for ProviderError {
     }
 }
 
+/// `None` when the call failed with `code`: the thing is not there.
+pub(crate) fn unless<T>(result: Result<T, Failure>, code: &str) -> Result<Option<T>, ProviderError> {
+    match result {
+        Ok(v) => Ok(Some(v)),
+        Err(f) if f.is(code) => Ok(None),
+        Err(f) => Err(f.error),
+    }
+}
+
 /// Runs one call within the tenant's budget.
 pub(crate) async fn call<T, E, F, Fut>(
     budget: &Budget,

@@ -47,22 +47,62 @@ pub struct Budget {
     settings: BudgetSettings,
     limiter: DefaultDirectRateLimiter,
     operations: Semaphore,
-    revokes_waiting: AtomicUsize,
-    revokes_gone: Notify,
+    /// Revokes waiting for a call, and for an operation slot. Kept apart:
+    /// a grant that holds a slot keeps making its calls even while revokes
+    /// wait for slots (else they would wait for each other forever).
+    revokes_calling: RevokeQueue,
+    revokes_starting: RevokeQueue,
     paused_until: Mutex<Option<Instant>>,
     throttles_in_a_row: AtomicU32,
     calls: AtomicU64,
     throttled: AtomicU64,
 }
 
+/// Revokes waiting at one gate; grants at that gate let them go first.
+#[derive(Debug, Default)]
+struct RevokeQueue {
+    waiting: AtomicUsize,
+    gone: Notify,
+}
+
 /// Counts a waiting revoke for as long as it lives.
-struct RevokeWaiting<'a>(&'a Budget);
+struct RevokeWaiting<'a>(&'a RevokeQueue);
 
 impl Drop for RevokeWaiting<'_> {
     fn drop(&mut self) {
-        if self.0.revokes_waiting.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.revokes_gone.notify_waiters();
+        if self.0.waiting.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.gone.notify_waiters();
         }
+    }
+}
+
+impl RevokeQueue {
+    /// A revoke joins the queue; a grant waits until it is empty.
+    async fn enter(&self, priority: Priority) -> Option<RevokeWaiting<'_>> {
+        match priority {
+            Priority::Revoke => {
+                self.waiting.fetch_add(1, Ordering::AcqRel);
+                Some(RevokeWaiting(self))
+            }
+            Priority::Grant => {
+                loop {
+                    // Registered before the check, so a wake-up between
+                    // the check and the wait is not lost.
+                    let gone = self.gone.notified();
+                    let mut gone = std::pin::pin!(gone);
+                    gone.as_mut().enable();
+                    if self.waiting.load(Ordering::Acquire) == 0 {
+                        break;
+                    }
+                    gone.await;
+                }
+                None
+            }
+        }
+    }
+
+    fn busy(&self) -> bool {
+        self.waiting.load(Ordering::Acquire) > 0
     }
 }
 
@@ -75,8 +115,8 @@ impl Budget {
             settings,
             limiter: RateLimiter::direct(quota),
             operations: Semaphore::new(settings.operations.max(1)),
-            revokes_waiting: AtomicUsize::new(0),
-            revokes_gone: Notify::new(),
+            revokes_calling: RevokeQueue::default(),
+            revokes_starting: RevokeQueue::default(),
             paused_until: Mutex::new(None),
             throttles_in_a_row: AtomicU32::new(0),
             calls: AtomicU64::new(0),
@@ -97,7 +137,7 @@ impl Budget {
 
     /// Waits for a turn to make one call.
     pub async fn call(&self, priority: Priority) {
-        let _waiting = self.enter(priority).await;
+        let _waiting = self.revokes_calling.enter(priority).await;
         self.wait_out_pause().await;
         self.limiter.until_ready().await;
         self.calls.fetch_add(1, Ordering::Relaxed);
@@ -107,14 +147,14 @@ impl Budget {
     /// when the permit is dropped (once the operation is final).
     pub async fn operation(&self, priority: Priority) -> SemaphorePermit<'_> {
         loop {
-            let _waiting = self.enter(priority).await;
+            let _waiting = self.revokes_starting.enter(priority).await;
             let permit = match self.operations.acquire().await {
                 Ok(permit) => permit,
                 // The semaphore is never closed.
                 Err(_) => unreachable_closed(),
             };
             // A grant queued before a revoke arrived gives its slot up.
-            if priority == Priority::Grant && self.revokes_waiting.load(Ordering::Acquire) > 0 {
+            if priority == Priority::Grant && self.revokes_starting.busy() {
                 continue;
             }
             return permit;
@@ -143,29 +183,6 @@ impl Budget {
     /// A call went through: the next throttle starts from the first pause.
     pub fn succeeded(&self) {
         self.throttles_in_a_row.store(0, Ordering::Release);
-    }
-
-    async fn enter(&self, priority: Priority) -> Option<RevokeWaiting<'_>> {
-        match priority {
-            Priority::Revoke => {
-                self.revokes_waiting.fetch_add(1, Ordering::AcqRel);
-                Some(RevokeWaiting(self))
-            }
-            Priority::Grant => {
-                loop {
-                    // Registered before the check, so a wake-up between
-                    // the check and the wait is not lost.
-                    let gone = self.revokes_gone.notified();
-                    let mut gone = std::pin::pin!(gone);
-                    gone.as_mut().enable();
-                    if self.revokes_waiting.load(Ordering::Acquire) == 0 {
-                        break;
-                    }
-                    gone.await;
-                }
-                None
-            }
-        }
     }
 
     async fn wait_out_pause(&self) {
@@ -238,6 +255,40 @@ mod tests {
         b.succeeded();
         assert!(b.throttled(None) <= Duration::from_millis(200));
         assert_eq!(b.stats().throttled, 5);
+    }
+
+    // Real time: the rate limiter keeps its own clock.
+    #[tokio::test]
+    async fn grants_holding_every_slot_finish_while_revokes_wait_for_one() {
+        let b = budget(1000, 2);
+        let mut grants = Vec::new();
+        for _ in 0..2 {
+            let b = b.clone();
+            grants.push(tokio::spawn(async move {
+                let _slot = b.operation(Priority::Grant).await;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                // Calls made while holding the slot, with revokes queued.
+                for _ in 0..3 {
+                    b.call(Priority::Grant).await;
+                }
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let revoke = {
+            let b = b.clone();
+            tokio::spawn(async move {
+                let _slot = b.operation(Priority::Revoke).await;
+                b.call(Priority::Revoke).await;
+            })
+        };
+        tokio::time::timeout(Duration::from_secs(5), async {
+            for g in grants {
+                g.await.unwrap();
+            }
+            revoke.await.unwrap();
+        })
+        .await
+        .expect("no deadlock between slots and calls");
     }
 
     #[tokio::test(start_paused = true)]

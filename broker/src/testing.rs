@@ -49,6 +49,7 @@ pending_ttl = "10m"
 extension = { allowed = true, requires_approval = false, max_total = "1h" }
 [group.auto]
 auto_approve = true
+cap_session_duration = true
 approvals_required = 0
 "#;
 

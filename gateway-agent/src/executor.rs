@@ -18,7 +18,7 @@ use tokio::sync::{watch, Mutex, Notify};
 
 use crate::clock;
 use crate::journal::{entitlement_key, Holding, Journal, JournalError, SelfRevokeReport};
-use crate::provider::{Effect, Provider, ProviderError};
+use crate::provider::{Effect, Provider, ProviderError, Window};
 
 /// How long the agent waits past a deadline for the broker's own revoke
 /// while connected; when it cannot reach the broker it does not wait.
@@ -149,7 +149,11 @@ impl Executor {
         })?;
         self.journal.flush().await?;
         self.deadlines.notify_one();
-        let outcome = match self.provider.apply(&body.entitlement).await {
+        let window = Window {
+            until: body.not_after,
+            cap_session_duration: body.cap_session_duration,
+        };
+        let outcome = match self.provider.apply_for(&body.entitlement, &window).await {
             Ok(Effect::Changed) => Outcome::Applied,
             Ok(Effect::Unchanged) => Outcome::AlreadyPresent,
             Err(e) => {
@@ -305,6 +309,7 @@ mod tests {
             not_before: now,
             not_after: now + chrono::Duration::minutes(5),
             issued_at: now,
+            cap_session_duration: false,
         }
     }
 

@@ -114,6 +114,11 @@ impl Moto {
     }
 
     pub async fn permission_set(&self, name: &str) -> String {
+        self.permission_set_with(name, "PT1H").await
+    }
+
+    /// A permission set whose sessions last `session_duration` (ISO 8601).
+    pub async fn permission_set_with(&self, name: &str, session_duration: &str) -> String {
         let (instance, _) = self.instance().await;
         let out = self
             .admin()
@@ -122,7 +127,7 @@ impl Moto {
             .name(name)
             // moto echoes the duration as given; without one it answers the
             // number 3600 where AWS (and the SDK) has an ISO 8601 string.
-            .session_duration("PT1H")
+            .session_duration(session_duration)
             .send()
             .await
             .unwrap();
@@ -166,6 +171,24 @@ impl Moto {
             .await
             .unwrap();
         out.group_id().to_owned()
+    }
+
+    /// A permission set's session duration (ISO 8601).
+    pub async fn session_duration(&self, permission_set_arn: &str) -> String {
+        let (instance, _) = self.instance().await;
+        let out = self
+            .admin()
+            .describe_permission_set()
+            .instance_arn(instance)
+            .permission_set_arn(permission_set_arn)
+            .send()
+            .await
+            .unwrap();
+        out.permission_set()
+            .unwrap()
+            .session_duration()
+            .unwrap()
+            .to_owned()
     }
 
     /// Principal ids holding `permission_set_arn` on `account`.

@@ -42,6 +42,7 @@ pub fn for_effect(
         not_before: if op == CommandOp::Revoke { now } else { not_before },
         not_after,
         issued_at: now,
+        cap_session_duration: false,
     })
 }
 

@@ -36,6 +36,9 @@ pub struct Grant {
     /// The last failure an agent reported for this grant's commands.
     #[serde(default)]
     pub delivery_error: Option<String>,
+    /// The workflow asked, at approval, to cap sessions to the window.
+    #[serde(default)]
+    pub cap_session_duration: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -91,6 +94,7 @@ impl Grant {
             applied_at: None,
             removed_at: None,
             delivery_error: None,
+            cap_session_duration: false,
         }
     }
 

@@ -205,6 +205,7 @@ impl Broker {
                         not_before: now,
                         not_after: now + REVOKE_VALIDITY,
                         issued_at: now,
+                        cap_session_duration: false,
                     });
                 }
             }

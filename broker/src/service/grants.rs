@@ -84,7 +84,8 @@ impl Broker {
                 Ok(request)
             }
             RequestKind::Access => {
-                let (resource, _) = self.resource_and_kind(&request.resource).await?;
+                let (resource, kind) = self.resource_and_kind(&request.resource).await?;
+                let workflow = self.policies.current().workflow(&resource_facts(&resource, kind));
                 let user = self
                     .store
                     .user(&request.requester)
@@ -95,7 +96,10 @@ impl Broker {
                     target: resource.resource.target.clone(),
                     principal: principal_for(&user),
                 };
-                let grant = Grant::for_request(GrantId::generate(), &request, entitlement, now);
+                let grant = Grant {
+                    cap_session_duration: workflow.cap_session_duration,
+                    ..Grant::for_request(GrantId::generate(), &request, entitlement, now)
+                };
                 change.audit.push(AuditEntry {
                     at: now,
                     actor: actor.clone(),
@@ -135,7 +139,7 @@ impl Broker {
             .await?
             .unwrap_or_else(|| Lease::new(grant.entitlement.clone()));
         let (lease, effect) = lease.hold(grant.id, grant.ends_at);
-        let command = self.queue_command(&lease, effect, grant.id, grant.starts_at, change, now);
+        let command = self.queue_command(&lease, effect, &grant, grant.starts_at, change, now);
         change.leases.push(lease);
         change.schedule.push(expiry_job(&grant));
         change.audit.push(AuditEntry {
@@ -177,7 +181,7 @@ impl Broker {
                 if let Some(lease) = self.store.lease(&key).await? {
                     let (lease, effect) = lease.release(grant.id);
                     lease_still_held = lease.is_held();
-                    command = self.queue_command(&lease, effect, grant.id, now, change, now);
+                    command = self.queue_command(&lease, effect, &grant, now, change, now);
                     change.leases.push(lease);
                 }
             }
@@ -209,12 +213,17 @@ impl Broker {
         &self,
         lease: &Lease,
         effect: LeaseEffect,
-        grant: GrantId,
+        grant: &Grant,
         not_before: DateTime<Utc>,
         change: &mut Change,
         now: DateTime<Utc>,
     ) -> Option<String> {
-        let command = command::for_effect(lease, effect, grant, not_before, now)?;
+        let command = command::for_effect(lease, effect, grant.id, not_before, now)?;
+        let command = command::Command {
+            cap_session_duration: command.op == jitgate_shared::v1::api::CommandOp::Grant
+                && grant.cap_session_duration,
+            ..command
+        };
         self.metrics
             .commands_queued
             .get_or_create(&vec![("op", format!("{:?}", command.op).to_lowercase())])
@@ -243,7 +252,7 @@ impl Broker {
             .await?
             .unwrap_or_else(|| Lease::new(grant.entitlement.clone()));
         let (lease, effect) = lease.hold(grant.id, extended.ends_at);
-        let command = self.queue_command(&lease, effect, grant.id, grant.starts_at, change, now);
+        let command = self.queue_command(&lease, effect, &grant, grant.starts_at, change, now);
         change.leases.push(lease);
         change.audit.push(AuditEntry {
             at: now,

@@ -249,6 +249,7 @@ mod tests {
             not_before: t,
             not_after: t,
             issued_at: t,
+            cap_session_duration: false,
         }
     }
 

@@ -65,6 +65,35 @@ async fn a_restart_runs_overdue_expiries_at_once() {
     assert_eq!(out.iter().filter(|c| c.op == CommandOp::Revoke).count(), 3);
 }
 
+#[tokio::test]
+async fn grant_commands_carry_the_workflows_session_cap_and_revokes_do_not() {
+    let h = harness().await;
+    let g = h
+        .broker
+        .create_request(&h.users[0], body("auto", 60))
+        .await
+        .unwrap()
+        .grant
+        .unwrap();
+    let grant = h.broker.store.grant(g).await.unwrap().unwrap();
+    assert!(grant.cap_session_duration, "recorded on the grant at approval");
+    let aws = "aws".parse().unwrap();
+    let out = h.broker.store.outbox(&aws, 10).await.unwrap();
+    assert!(
+        out.iter()
+            .all(|c| c.op == CommandOp::Grant && c.cap_session_duration),
+        "{out:?}"
+    );
+    h.clock.set(grant.ends_at);
+    drain(&h).await;
+    let out = h.broker.store.outbox(&aws, 10).await.unwrap();
+    assert!(
+        out.iter()
+            .all(|c| c.op == CommandOp::Revoke && !c.cap_session_duration),
+        "{out:?}"
+    );
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Ask {

@@ -14,7 +14,17 @@ use std::fmt::Debug;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use jitgate_shared::v1::{Entitlement, Target};
+
+/// The grant window an entitlement is applied for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub until: DateTime<Utc>,
+    /// Keep sessions issued from the entitlement no longer than the window
+    /// where the cloud allows it.
+    pub cap_session_duration: bool,
+}
 
 /// Whether an operation changed the tenant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +67,12 @@ pub trait Provider: Send + Sync + Debug + 'static {
     /// Entitlement kinds this provider handles, plus `list`.
     fn capabilities(&self) -> BTreeSet<String>;
     async fn apply(&self, entitlement: &Entitlement) -> Result<Effect, ProviderError>;
+    /// Applies for a grant window: providers that can bound sessions to it
+    /// do so when asked; the rest just apply.
+    async fn apply_for(&self, entitlement: &Entitlement, window: &Window) -> Result<Effect, ProviderError> {
+        let _ = window;
+        self.apply(entitlement).await
+    }
     async fn remove(&self, entitlement: &Entitlement) -> Result<Effect, ProviderError>;
     /// Every principal holding one of `targets` now.
     async fn list(&self, targets: &[Target]) -> Result<Vec<Entitlement>, ProviderError>;

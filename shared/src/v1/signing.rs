@@ -40,6 +40,11 @@ pub struct CommandBody {
     /// command goes stale.
     pub not_after: DateTime<Utc>,
     pub issued_at: DateTime<Utc>,
+    /// Grant: keep sessions issued from the entitlement no longer than the
+    /// window where the cloud allows it (the workflow's
+    /// `cap_session_duration`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cap_session_duration: bool,
 }
 
 /// A command as it travels: the body's exact JSON text and its signature.
@@ -223,6 +228,7 @@ mod tests {
             not_before: t(0),
             not_after: t(600),
             issued_at: t(0),
+            cap_session_duration: false,
         }
     }
 

@@ -12,7 +12,7 @@ use jitgate_agent::provider::aws::identity_center::{
     IdentityCenter, IdentityCenterSettings, PrincipalAttribute,
 };
 use jitgate_agent::provider::budget::{Budget, BudgetSettings};
-use jitgate_agent::provider::{Effect, Provider};
+use jitgate_agent::provider::{Effect, Provider, Window};
 use jitgate_shared::v1::{ConfigId, Entitlement, Target};
 use jitgate_tests::agent::TestAgent;
 use jitgate_tests::broker::TestBroker;
@@ -185,6 +185,40 @@ async fn identity_center_errors_name_what_is_wrong() {
         .await
         .unwrap_err();
     assert!(other.reason.contains("configuration other"), "{other}");
+}
+
+#[tokio::test]
+async fn a_grant_can_cap_the_permission_sets_session_duration_to_its_window() {
+    let m = Moto::start().await;
+    let capped = m.permission_set_with("Capped", "PT8H").await;
+    let left_alone = m.permission_set_with("LeftAlone", "PT8H").await;
+    m.user("alice", "alice@example.com").await;
+    let p = identity_center(&m, PrincipalAttribute::Email).await;
+    let window = |minutes: i64, cap: bool| Window {
+        until: chrono::Utc::now() + chrono::Duration::minutes(minutes),
+        cap_session_duration: cap,
+    };
+
+    let e = assignment("alice@example.com", ACCOUNT, "Capped");
+    assert_eq!(p.apply_for(&e, &window(90, true)).await.unwrap(), Effect::Changed);
+    assert_eq!(
+        m.session_duration(&capped).await,
+        "PT2H",
+        "90 minutes round up to 2 h"
+    );
+    // Never raised by a longer window.
+    assert_eq!(
+        p.apply_for(&e, &window(300, true)).await.unwrap(),
+        Effect::Unchanged
+    );
+    assert_eq!(m.session_duration(&capped).await, "PT2H");
+
+    let other = assignment("alice@example.com", ACCOUNT, "LeftAlone");
+    assert_eq!(
+        p.apply_for(&other, &window(30, false)).await.unwrap(),
+        Effect::Changed
+    );
+    assert_eq!(m.session_duration(&left_alone).await, "PT8H", "not asked to cap");
 }
 
 #[tokio::test]

@@ -29,6 +29,10 @@ pub struct WorkflowLayer {
     pub auto_approve: Option<bool>,
     pub break_glass_allowed: Option<bool>,
     pub extension: Option<ExtensionLayer>,
+    /// Ask the agent to keep sessions issued from the entitlement no longer
+    /// than the grant window where the cloud allows it (AWS Identity
+    /// Center: the permission set's session duration, 1 h to 12 h).
+    pub cap_session_duration: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -68,6 +72,7 @@ pub struct Workflow {
     pub extension_allowed: bool,
     pub extension_requires_approval: bool,
     pub extension_max_total: Duration,
+    pub cap_session_duration: bool,
 }
 
 const MINUTE: u64 = 60;
@@ -99,6 +104,7 @@ impl WorkflowLayer {
             auto_approve: self.auto_approve.or(below.auto_approve),
             break_glass_allowed: self.break_glass_allowed.or(below.break_glass_allowed),
             extension: ext,
+            cap_session_duration: self.cap_session_duration.or(below.cap_session_duration),
         }
     }
 
@@ -162,6 +168,7 @@ impl WorkflowLayer {
             extension_allowed: ext.allowed.unwrap_or(false),
             extension_requires_approval: ext.requires_approval.unwrap_or(true),
             extension_max_total: ext.max_total.unwrap_or(max_duration),
+            cap_session_duration: self.cap_session_duration.unwrap_or(false),
         })
     }
 }
@@ -294,6 +301,7 @@ impl Workflow {
             extension_allowed: false,
             extension_requires_approval: true,
             extension_max_total: Duration::from_secs(HOUR),
+            cap_session_duration: false,
         }
     }
 }

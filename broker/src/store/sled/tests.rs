@@ -39,6 +39,7 @@ fn command(id: &str, op: CommandOp) -> Command {
         not_before: t(0),
         not_after: t(60),
         issued_at: t(0),
+        cap_session_duration: false,
     }
 }
 

@@ -16,8 +16,11 @@
 //! What a revoke ends: the assignment, so no new sign-in to that account
 //! with that permission set. It does not end role sessions already issued
 //! from it: those last until their own expiry (the permission set's session
-//! duration, 1 h by default). Keep that duration short on permission sets
-//! jitgate grants.
+//! duration, 1 h by default). When the workflow sets
+//! `cap_session_duration`, a grant first lowers the permission set's
+//! session duration to the window rounded up to whole hours (AWS allows
+//! 1 h to 12 h) and provisions it; it never raises it. The permission set
+//! is shared: the cap applies to everyone assigned it.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -26,14 +29,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_sdk_identitystore::types::{AlternateIdentifier, ExternalId, UniqueAttribute};
-use aws_sdk_ssoadmin::types::{PrincipalType, StatusValues, TargetType};
+use aws_sdk_ssoadmin::types::{PrincipalType, ProvisionTargetType, StatusValues, TargetType};
 use aws_smithy_types::Document;
 use jitgate_shared::v1::{ConfigId, Entitlement, Target};
 use tokio::time::Instant;
 
 use super::{call, check_account_id, poll_pause, unless};
 use crate::provider::budget::{Budget, Priority};
-use crate::provider::{Effect, Provider, ProviderError};
+use crate::provider::{Effect, Provider, ProviderError, Window};
 
 /// How a user principal is found in the identity store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -542,6 +545,133 @@ impl IdentityCenter {
     }
 }
 
+impl IdentityCenter {
+    /// Lowers the permission set's session duration to what is left of
+    /// the window (whole hours, at least one), then provisions it.
+    async fn cap_session(
+        &self,
+        arn: &str,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), ProviderError> {
+        let p = Priority::Grant;
+        let described = call(&self.budget, p, "Identity Center DescribePermissionSet", || {
+            self.admin
+                .describe_permission_set()
+                .instance_arn(&self.instance_arn)
+                .permission_set_arn(arn)
+                .send()
+        })
+        .await?;
+        let current = described
+            .permission_set()
+            .and_then(|s| s.session_duration())
+            .and_then(parse_iso_duration)
+            .unwrap_or(Duration::from_secs(3600));
+        let left = (until - crate::clock::now()).to_std().unwrap_or_default();
+        let want = session_cap(left);
+        if current <= want {
+            return Ok(());
+        }
+        let hours = want.as_secs() / 3600;
+        call(&self.budget, p, "Identity Center UpdatePermissionSet", || {
+            self.admin
+                .update_permission_set()
+                .instance_arn(&self.instance_arn)
+                .permission_set_arn(arn)
+                .session_duration(format!("PT{hours}H"))
+                .send()
+        })
+        .await?;
+        let out = call(&self.budget, p, "Identity Center ProvisionPermissionSet", || {
+            self.admin
+                .provision_permission_set()
+                .instance_arn(&self.instance_arn)
+                .permission_set_arn(arn)
+                .target_type(ProvisionTargetType::AllProvisionedAccounts)
+                .send()
+        })
+        .await?;
+        let mut status = out.permission_set_provisioning_status;
+        let started = Instant::now();
+        let mut attempt_no = 0;
+        loop {
+            match status.as_ref().and_then(|s| s.status()) {
+                Some(StatusValues::Succeeded) => break,
+                Some(StatusValues::Failed) => {
+                    let reason = status
+                        .as_ref()
+                        .and_then(|s| s.failure_reason())
+                        .unwrap_or("no reason given");
+                    return Err(ProviderError::permanent(format!(
+                        "provisioning permission set {arn} with a {hours} h session failed: {reason}"
+                    )));
+                }
+                _ => {}
+            }
+            let Some(request) = status.as_ref().and_then(|s| s.request_id()).map(str::to_owned) else {
+                return Err(ProviderError::transient(
+                    "ProvisionPermissionSet returned no request id",
+                    None,
+                ));
+            };
+            if started.elapsed() > self.settings.operation_timeout {
+                return Err(ProviderError::transient(
+                    format!("provisioning permission set {arn} still in progress"),
+                    None,
+                ));
+            }
+            tokio::time::sleep(poll_pause(attempt_no)).await;
+            attempt_no += 1;
+            status = call(
+                &self.budget,
+                p,
+                "Identity Center DescribePermissionSetProvisioningStatus",
+                || {
+                    self.admin
+                        .describe_permission_set_provisioning_status()
+                        .instance_arn(&self.instance_arn)
+                        .provision_permission_set_request_id(&request)
+                        .send()
+                },
+            )
+            .await?
+            .permission_set_provisioning_status;
+        }
+        tracing::info!(permission_set = arn, from = ?current, to_hours = hours, "session duration capped to the grant window");
+        Ok(())
+    }
+}
+
+/// The session duration for a window with `left` to run: whole hours,
+/// rounded up, within the 1 h to 12 h AWS allows.
+pub fn session_cap(left: Duration) -> Duration {
+    let hours = left.as_secs().div_ceil(3600).clamp(1, 12);
+    Duration::from_secs(hours * 3600)
+}
+
+/// An ISO 8601 duration of hours, minutes and seconds (`PT1H`, `PT2H30M`),
+/// as Identity Center writes session durations.
+pub fn parse_iso_duration(s: &str) -> Option<Duration> {
+    let mut rest = s.strip_prefix("PT")?;
+    let mut total = 0u64;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
+        let n: u64 = rest[..digits].parse().ok()?;
+        let unit = match rest[digits..].chars().next()? {
+            'H' => 3600,
+            'M' => 60,
+            'S' => 1,
+            _ => return None,
+        };
+        total = total.checked_add(n.checked_mul(unit)?)?;
+        rest = &rest[digits + 1..];
+    }
+    Some(Duration::from_secs(total))
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Op {
     Create,
@@ -602,6 +732,15 @@ impl Provider for IdentityCenter {
             })?;
         self.settle(Op::Create, request, p).await?;
         Ok(Effect::Changed)
+    }
+
+    async fn apply_for(&self, e: &Entitlement, window: &Window) -> Result<Effect, ProviderError> {
+        if window.cap_session_duration {
+            let (_, permission_set) = self.target_of(e)?;
+            let arn = self.permission_set(permission_set, Priority::Grant).await?;
+            self.cap_session(&arn, window.until).await?;
+        }
+        self.apply(e).await
     }
 
     async fn remove(&self, e: &Entitlement) -> Result<Effect, ProviderError> {
@@ -679,5 +818,30 @@ impl Provider for IdentityCenter {
             }
         }
         Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso_durations_as_identity_center_writes_them() {
+        assert_eq!(parse_iso_duration("PT1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_iso_duration("PT2H30M"), Some(Duration::from_secs(9000)));
+        assert_eq!(parse_iso_duration("PT45M10S"), Some(Duration::from_secs(2710)));
+        for bad in ["", "PT", "P1D", "1H", "PTH", "PT1X", "PT99999999999999999999H"] {
+            assert_eq!(parse_iso_duration(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn session_caps_round_up_to_hours_within_what_aws_allows() {
+        let h = |n: u64| Duration::from_secs(n * 3600);
+        assert_eq!(session_cap(Duration::from_secs(60)), h(1));
+        assert_eq!(session_cap(Duration::ZERO), h(1));
+        assert_eq!(session_cap(h(2)), h(2));
+        assert_eq!(session_cap(h(2) + Duration::from_secs(1)), h(3));
+        assert_eq!(session_cap(h(100)), h(12));
     }
 }

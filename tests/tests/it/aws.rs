@@ -364,6 +364,7 @@ async fn iam_group_membership_and_policy_attachment_are_idempotent() {
 
 #[tokio::test]
 async fn a_request_approved_through_the_api_ends_as_an_assignment_in_moto_and_is_gone_at_expiry() {
+    // The agent assumes a role (moto's STS) after the environment's keys.
     let m = Moto::start().await;
     let ps = m.permission_set("ReadOnly").await;
     let alice = m.user("alice", "alice@example.com").await;
@@ -378,6 +379,9 @@ async fn a_request_approved_through_the_api_ends_as_an_assignment_in_moto_and_is
                 &m.url,
                 "--aws-sdk-max-attempts",
                 "1",
+                // Through STS (moto's) as production agents usually go.
+                "--aws-role-arn",
+                "arn:aws:iam::123456789012:role/jitgate-agent",
             ],
             moto::ENV,
         )
@@ -397,6 +401,16 @@ async fn a_request_approved_through_the_api_ends_as_an_assignment_in_moto_and_is
     let g = removed(&b, id, Duration::from_secs(10)).await;
     assert!(g.removed_at.unwrap() >= g.ends_at);
     assert!(m.assignments("777788889999", &ps).await.is_empty());
+    let state = reqwest::get(format!("{}/moto-api/data.json", m.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        state.contains("arn:aws:sts::123456789012:assumed-role/jitgate-agent/jitgate-agent"),
+        "the agent worked as the assumed role"
+    );
 }
 
 /// Applies or removes, retrying transient failures the way the broker does

@@ -15,7 +15,20 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use jitgate_shared::v1::{Entitlement, Target};
+use jitgate_shared::v1::{ConfigId, Entitlement, Target};
+
+/// Refuses an entitlement of another configuration than the one this
+/// agent serves (the executor refuses such commands first; providers check
+/// again).
+pub fn check_configuration(serves: &ConfigId, e: &Entitlement) -> Result<(), ProviderError> {
+    if &e.configuration == serves {
+        return Ok(());
+    }
+    Err(ProviderError::permanent(format!(
+        "entitlement for configuration {}, this agent serves {serves}",
+        e.configuration
+    )))
+}
 
 /// The grant window an entitlement is applied for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -77,13 +77,7 @@ impl Sandbox {
     }
 
     fn check(&self, entitlement: &Entitlement) -> Result<(), ProviderError> {
-        if entitlement.configuration != self.configuration {
-            return Err(ProviderError::permanent(format!(
-                "sandbox for `{}` cannot act on `{}`",
-                self.configuration, entitlement.configuration
-            )));
-        }
-        Ok(())
+        super::check_configuration(&self.configuration, entitlement)
     }
 
     /// Keeps the tenant in its file and appends the change to

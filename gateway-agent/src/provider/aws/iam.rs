@@ -68,13 +68,7 @@ impl Iam {
     }
 
     fn check(&self, e: &Entitlement) -> Result<(), ProviderError> {
-        if e.configuration != self.configuration {
-            return Err(ProviderError::permanent(format!(
-                "entitlement for configuration {}, this agent serves {}",
-                e.configuration, self.configuration
-            )));
-        }
-        Ok(())
+        crate::provider::check_configuration(&self.configuration, e)
     }
 
     /// Whether `user` is in `group`; `None` if either does not exist.

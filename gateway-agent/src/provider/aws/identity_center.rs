@@ -176,12 +176,7 @@ impl IdentityCenter {
     }
 
     fn target_of<'a>(&self, e: &'a Entitlement) -> Result<(&'a str, &'a str), ProviderError> {
-        if e.configuration != self.configuration {
-            return Err(ProviderError::permanent(format!(
-                "entitlement for configuration {}, this agent serves {}",
-                e.configuration, self.configuration
-            )));
-        }
+        crate::provider::check_configuration(&self.configuration, e)?;
         match &e.target {
             Target::AwsAccountAssignment {
                 account_id,

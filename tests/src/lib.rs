@@ -5,6 +5,7 @@
 pub mod agent;
 pub mod broker;
 pub mod fixtures;
+pub mod graph_fake;
 pub mod http_faults;
 pub mod moto;
 pub mod proxy;

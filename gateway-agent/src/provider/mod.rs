@@ -7,6 +7,7 @@
 
 pub mod aws;
 pub mod budget;
+pub mod entra;
 pub mod sandbox;
 
 use std::collections::BTreeSet;

@@ -9,6 +9,7 @@ mod aws;
 mod cli;
 mod crash;
 mod enrollment;
+mod entra;
 mod fault;
 mod hub;
 mod lifecycle;

@@ -1,0 +1,106 @@
+//! The agent's Entra credential, built with `azure_identity`: the crate
+//! requests, caches and refreshes tokens. Authority host configurable for
+//! sovereign clouds (and test peers); extra trusted CAs only when given.
+
+use std::sync::Arc;
+
+use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
+use azure_core::credentials::{Secret, TokenCredential};
+use azure_core::http::{ClientOptions, RetryOptions, Transport};
+use azure_identity::{ClientSecretCredential, ClientSecretCredentialOptions};
+
+use crate::provider::ProviderError;
+
+/// The scope of Microsoft Graph application permissions.
+pub const GRAPH_SCOPE: &str = "https://graph.microsoft.com/.default";
+
+/// How the agent signs in to Entra.
+#[derive(Clone)]
+pub enum EntraAuth {
+    /// An app registration's client secret.
+    ClientSecret { client_id: String, secret: String },
+}
+
+impl std::fmt::Debug for EntraAuth {
+    // The secret never reaches a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EntraAuth::ClientSecret { client_id, .. } => {
+                write!(f, "client secret of app {client_id}")
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct EntraCredentialSettings {
+    pub tenant_id: String,
+    pub auth: EntraAuth,
+    /// `https://login.microsoftonline.com` unless set (sovereign clouds:
+    /// `https://login.microsoftonline.us`, `https://login.chinacloudapi.cn`).
+    pub authority_host: Option<String>,
+    /// PEM certificates to trust besides the system's (a TLS-inspecting
+    /// proxy, or a test peer).
+    pub extra_ca_pem: Option<Vec<u8>>,
+    /// Let the crate retry token requests (on in production).
+    pub retries: bool,
+}
+
+/// Builds the credential; nothing is requested yet.
+pub fn credential(settings: &EntraCredentialSettings) -> Result<Arc<dyn TokenCredential>, ProviderError> {
+    let mut options = ClientOptions::default();
+    if let Some(host) = &settings.authority_host {
+        let mut custom = CustomConfiguration::default();
+        custom.authority_host = host.clone();
+        options.cloud = Some(Arc::new(CloudConfiguration::from(custom)));
+    }
+    if let Some(pem) = &settings.extra_ca_pem {
+        let certs = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| ProviderError::permanent(format!("Entra extra CA: {e}")))?;
+        let client = reqwest::Client::builder()
+            .tls_certs_merge(certs)
+            .build()
+            .map_err(|e| ProviderError::permanent(format!("Entra HTTP client: {e}")))?;
+        options.transport = Some(Transport::new(Arc::new(client)));
+    }
+    if !settings.retries {
+        options.retry = RetryOptions::none();
+    }
+    match &settings.auth {
+        EntraAuth::ClientSecret { client_id, secret } => {
+            let credential = ClientSecretCredential::new(
+                &settings.tenant_id,
+                client_id.clone(),
+                Secret::new(secret.clone()),
+                Some(ClientSecretCredentialOptions {
+                    client_options: options,
+                }),
+            )
+            .map_err(|e| failed(settings, e))?;
+            Ok(credential)
+        }
+    }
+}
+
+/// Gets one Graph token, so a bad credential stops the agent at start-up
+/// with a message naming the credential and the tenant.
+pub async fn check(
+    credential: &dyn TokenCredential,
+    settings: &EntraCredentialSettings,
+) -> Result<(), ProviderError> {
+    credential
+        .get_token(&[GRAPH_SCOPE], None)
+        .await
+        .map(drop)
+        .map_err(|e| failed(settings, e))
+}
+
+fn failed(settings: &EntraCredentialSettings, e: azure_core::Error) -> ProviderError {
+    // The first line carries Entra's AADSTS code; the rest is boilerplate.
+    let first = e.to_string();
+    let first = first.lines().next().unwrap_or_default().to_owned();
+    ProviderError::permanent(format!(
+        "Entra credential ({:?}) for tenant {} failed: {first}",
+        settings.auth, settings.tenant_id
+    ))
+}

@@ -1,0 +1,83 @@
+//! The agent's Entra side against the Graph contract fake: the real
+//! `azure_identity` credential over HTTPS, trusting the fake's test CA
+//! explicitly.
+
+use jitgate_agent::provider::entra::credential::{self, EntraAuth, EntraCredentialSettings};
+use jitgate_tests::graph_fake::{App, GraphFake};
+
+const TENANT: &str = "11111111-2222-3333-4444-555555555555";
+const CLIENT: &str = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee";
+
+fn settings(fake: &GraphFake, tenant: &str, client_id: &str, secret: &str) -> EntraCredentialSettings {
+    EntraCredentialSettings {
+        tenant_id: tenant.into(),
+        auth: EntraAuth::ClientSecret {
+            client_id: client_id.into(),
+            secret: secret.into(),
+        },
+        authority_host: Some(fake.url.clone()),
+        extra_ca_pem: Some(fake.ca_pem.clone().into_bytes()),
+        retries: false,
+    }
+}
+
+async fn fake() -> GraphFake {
+    GraphFake::start(vec![App {
+        tenant: TENANT.into(),
+        client_id: CLIENT.into(),
+        secret: "s3cret-value".into(),
+    }])
+    .await
+}
+
+#[tokio::test]
+async fn the_azure_identity_credential_gets_and_caches_a_token_from_the_fake_over_https() {
+    let f = fake().await;
+    let s = settings(&f, TENANT, CLIENT, "s3cret-value");
+    let c = credential::credential(&s).unwrap();
+    let first = c.get_token(&[credential::GRAPH_SCOPE], None).await.unwrap();
+    let again = c.get_token(&[credential::GRAPH_SCOPE], None).await.unwrap();
+    assert_eq!(first.token.secret(), again.token.secret(), "cached by the crate");
+    assert_eq!(f.token_requests(), 1);
+    credential::check(c.as_ref(), &s).await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_credentials_fail_at_start_up_naming_the_credential_and_tenant() {
+    let f = fake().await;
+    for (tenant, client, secret, code) in [
+        (TENANT, CLIENT, "wrong", "AADSTS7000215"),
+        (
+            TENANT,
+            "00000000-0000-0000-0000-000000000000",
+            "s3cret-value",
+            "AADSTS700016",
+        ),
+        (
+            "99999999-2222-3333-4444-555555555555",
+            CLIENT,
+            "s3cret-value",
+            "AADSTS90002",
+        ),
+    ] {
+        let s = settings(&f, tenant, client, secret);
+        let c = credential::credential(&s).unwrap();
+        let e = credential::check(c.as_ref(), &s).await.unwrap_err();
+        assert!(!e.retryable);
+        assert!(e.reason.contains(code), "{e}");
+        assert!(e.reason.contains(tenant) && e.reason.contains(client), "{e}");
+        assert!(!e.reason.contains(secret), "no secret in the message: {e}");
+    }
+}
+
+#[tokio::test]
+async fn the_fakes_certificate_is_refused_unless_its_ca_is_trusted() {
+    let f = fake().await;
+    let s = EntraCredentialSettings {
+        extra_ca_pem: None,
+        ..settings(&f, TENANT, CLIENT, "s3cret-value")
+    };
+    let c = credential::credential(&s).unwrap();
+    assert!(credential::check(c.as_ref(), &s).await.is_err());
+    assert_eq!(f.token_requests(), 0, "nothing reached the fake");
+}

@@ -71,29 +71,24 @@ impl Iam {
         crate::provider::check_configuration(&self.configuration, e)
     }
 
-    /// Whether `user` is in `group`; `None` if either does not exist.
+    /// Whether `user` is in `group`; `None` if the user does not exist.
     async fn is_member(&self, user: &str, group: &str, p: Priority) -> Result<Option<bool>, ProviderError> {
-        let mut marker: Option<String> = None;
-        loop {
+        let groups = all_pages(|marker| async move {
             let out = call(&self.budget, p, "IAM ListGroupsForUser", || {
                 self.client
                     .list_groups_for_user()
                     .user_name(user)
-                    .set_marker(marker.clone())
+                    .set_marker(marker)
                     .send()
             })
             .await;
-            let Some(out) = unless(out, NO_SUCH_ENTITY)? else {
-                return Ok(None);
-            };
-            if out.groups().iter().any(|g| g.group_name() == group) {
-                return Ok(Some(true));
-            }
-            marker = out.marker().filter(|_| out.is_truncated()).map(str::to_owned);
-            if marker.is_none() {
-                return Ok(Some(false));
-            }
-        }
+            Ok(unless(out, NO_SUCH_ENTITY)?.map(|o| Page {
+                items: o.groups().iter().map(|g| g.group_name().to_owned()).collect(),
+                next: next_marker(o.is_truncated(), o.marker()),
+            }))
+        })
+        .await?;
+        Ok(groups.map(|g| g.iter().any(|name| name == group)))
     }
 
     /// Whether `policy_arn` is attached to the principal; `None` if the
@@ -104,112 +99,134 @@ impl Iam {
         policy_arn: &str,
         p: Priority,
     ) -> Result<Option<bool>, ProviderError> {
-        let mut marker: Option<String> = None;
-        loop {
+        let attached = all_pages(|marker| async move {
             let page = match w {
-                Who::User(u) => call(&self.budget, p, "IAM ListAttachedUserPolicies", || {
-                    self.client
-                        .list_attached_user_policies()
-                        .user_name(u)
-                        .set_marker(marker.clone())
-                        .send()
-                })
-                .await
-                .map(|o| {
-                    (
-                        arns(o.attached_policies()),
-                        o.is_truncated(),
-                        o.marker().map(str::to_owned),
-                    )
-                }),
-                Who::Role(r) => call(&self.budget, p, "IAM ListAttachedRolePolicies", || {
-                    self.client
-                        .list_attached_role_policies()
-                        .role_name(r)
-                        .set_marker(marker.clone())
-                        .send()
-                })
-                .await
-                .map(|o| {
-                    (
-                        arns(o.attached_policies()),
-                        o.is_truncated(),
-                        o.marker().map(str::to_owned),
-                    )
-                }),
+                Who::User(u) => {
+                    let out = call(&self.budget, p, "IAM ListAttachedUserPolicies", || {
+                        self.client
+                            .list_attached_user_policies()
+                            .user_name(u)
+                            .set_marker(marker)
+                            .send()
+                    })
+                    .await;
+                    unless(out, NO_SUCH_ENTITY)?.map(|o| Page {
+                        items: arns(o.attached_policies()),
+                        next: next_marker(o.is_truncated(), o.marker()),
+                    })
+                }
+                Who::Role(r) => {
+                    let out = call(&self.budget, p, "IAM ListAttachedRolePolicies", || {
+                        self.client
+                            .list_attached_role_policies()
+                            .role_name(r)
+                            .set_marker(marker)
+                            .send()
+                    })
+                    .await;
+                    unless(out, NO_SUCH_ENTITY)?.map(|o| Page {
+                        items: arns(o.attached_policies()),
+                        next: next_marker(o.is_truncated(), o.marker()),
+                    })
+                }
             };
-            let Some((attached, truncated, next)) = unless(page, NO_SUCH_ENTITY)? else {
-                return Ok(None);
-            };
-            if attached.iter().any(|a| a == policy_arn) {
-                return Ok(Some(true));
-            }
-            marker = next.filter(|_| truncated);
-            if marker.is_none() {
-                return Ok(Some(false));
-            }
-        }
+            Ok(page)
+        })
+        .await?;
+        Ok(attached.map(|a| a.iter().any(|arn| arn == policy_arn)))
     }
 
+    /// The users in `group` (none if the group is gone).
     async fn members(&self, group: &str) -> Result<Vec<String>, ProviderError> {
-        let mut found = Vec::new();
-        let mut marker: Option<String> = None;
-        loop {
+        let users = all_pages(|marker| async move {
             let out = call(&self.budget, Priority::Grant, "IAM GetGroup", || {
                 self.client
                     .get_group()
                     .group_name(group)
-                    .set_marker(marker.clone())
+                    .set_marker(marker)
                     .send()
             })
             .await;
-            let Some(out) = unless(out, NO_SUCH_ENTITY)? else {
-                tracing::warn!(group, "a managed IAM group is missing; nothing to list for it");
-                return Ok(found);
-            };
-            found.extend(out.users().iter().map(|u| u.user_name().to_owned()));
-            marker = out.marker().filter(|_| out.is_truncated()).map(str::to_owned);
-            if marker.is_none() {
-                return Ok(found);
-            }
-        }
+            Ok(unless(out, NO_SUCH_ENTITY)?.map(|o| Page {
+                items: o.users().iter().map(|u| u.user_name().to_owned()).collect(),
+                next: next_marker(o.is_truncated(), o.marker()),
+            }))
+        })
+        .await?;
+        Ok(users.unwrap_or_else(|| {
+            tracing::warn!(group, "a managed IAM group is missing; nothing to list for it");
+            Vec::new()
+        }))
     }
 
+    /// The users and `role:` roles `policy_arn` is attached to (none if the
+    /// policy is gone).
     async fn attached_to(&self, policy_arn: &str) -> Result<Vec<String>, ProviderError> {
-        let mut found = Vec::new();
-        let mut marker: Option<String> = None;
-        loop {
+        let holders = all_pages(|marker| async move {
             let out = call(&self.budget, Priority::Grant, "IAM ListEntitiesForPolicy", || {
                 self.client
                     .list_entities_for_policy()
                     .policy_arn(policy_arn)
-                    .set_marker(marker.clone())
+                    .set_marker(marker)
                     .send()
             })
             .await;
-            let Some(out) = unless(out, NO_SUCH_ENTITY)? else {
-                tracing::warn!(
-                    policy_arn,
-                    "a managed IAM policy is missing; nothing to list for it"
-                );
-                return Ok(found);
-            };
-            found.extend(
-                out.policy_users()
+            Ok(unless(out, NO_SUCH_ENTITY)?.map(|o| {
+                let users = o
+                    .policy_users()
                     .iter()
                     .filter_map(|u| u.user_name())
-                    .map(str::to_owned),
-            );
-            found.extend(
-                out.policy_roles()
+                    .map(str::to_owned);
+                let roles = o
+                    .policy_roles()
                     .iter()
                     .filter_map(|r| r.role_name())
-                    .map(|r| format!("{ROLE_PREFIX}{r}")),
+                    .map(|r| format!("{ROLE_PREFIX}{r}"));
+                Page {
+                    items: users.chain(roles).collect(),
+                    next: next_marker(o.is_truncated(), o.marker()),
+                }
+            }))
+        })
+        .await?;
+        Ok(holders.unwrap_or_else(|| {
+            tracing::warn!(
+                policy_arn,
+                "a managed IAM policy is missing; nothing to list for it"
             );
-            marker = out.marker().filter(|_| out.is_truncated()).map(str::to_owned);
-            if marker.is_none() {
-                return Ok(found);
-            }
+            Vec::new()
+        }))
+    }
+}
+
+/// One page of an IAM listing.
+struct Page {
+    items: Vec<String>,
+    next: Option<String>,
+}
+
+/// IAM's marker for the next page, if the listing is truncated.
+fn next_marker(truncated: bool, marker: Option<&str>) -> Option<String> {
+    marker.filter(|_| truncated).map(str::to_owned)
+}
+
+/// Every item of a paginated IAM listing, fetching pages with `page`
+/// (given the marker); `None` if the thing listed does not exist.
+async fn all_pages<F, Fut>(mut page: F) -> Result<Option<Vec<String>>, ProviderError>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<Option<Page>, ProviderError>>,
+{
+    let mut items = Vec::new();
+    let mut marker = None;
+    loop {
+        let Some(p) = page(marker).await? else {
+            return Ok(None);
+        };
+        items.extend(p.items);
+        marker = p.next;
+        if marker.is_none() {
+            return Ok(Some(items));
         }
     }
 }

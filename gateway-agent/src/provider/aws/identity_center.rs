@@ -22,14 +22,17 @@
 //! 1 h to 12 h) and provisions it; it never raises it. The permission set
 //! is shared: the cap applies to everyone assigned it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_sdk_identitystore::types::{AlternateIdentifier, ExternalId, UniqueAttribute};
-use aws_sdk_ssoadmin::types::{PrincipalType, ProvisionTargetType, StatusValues, TargetType};
+use aws_sdk_ssoadmin::types::{
+    AccountAssignmentOperationStatus, PermissionSetProvisioningStatus, PrincipalType, ProvisionTargetType,
+    StatusValues, TargetType,
+};
 use aws_smithy_types::Document;
 use jitgate_shared::v1::{ConfigId, Entitlement, Target};
 use tokio::time::Instant;
@@ -165,14 +168,6 @@ impl IdentityCenter {
             names: Mutex::new(HashMap::new()),
             permission_sets: Mutex::new(HashMap::new()),
         })
-    }
-
-    pub fn instance_arn(&self) -> &str {
-        &self.instance_arn
-    }
-
-    pub fn identity_store_id(&self) -> &str {
-        &self.identity_store_id
     }
 
     fn target_of<'a>(&self, e: &'a Entitlement) -> Result<(&'a str, &'a str), ProviderError> {
@@ -440,8 +435,8 @@ impl IdentityCenter {
         account: &str,
         permission_set_arn: &str,
         priority: Priority,
-    ) -> Result<BTreeSet<(String, String)>, ProviderError> {
-        let mut held = BTreeSet::new();
+    ) -> Result<HashSet<PrincipalRef>, ProviderError> {
+        let mut held = HashSet::new();
         let mut next: Option<String> = None;
         loop {
             let out = call(
@@ -461,7 +456,10 @@ impl IdentityCenter {
             .await?;
             for a in out.account_assignments() {
                 if let (Some(kind), Some(id)) = (a.principal_type(), a.principal_id()) {
-                    held.insert((kind.as_str().to_owned(), id.to_owned()));
+                    held.insert(PrincipalRef {
+                        kind: kind.clone(),
+                        id: id.to_owned(),
+                    });
                 }
             }
             next = out.next_token().map(str::to_owned);
@@ -471,64 +469,42 @@ impl IdentityCenter {
         }
     }
 
-    /// Polls an operation until it is final.
-    async fn settle(&self, op: Op, request_id: String, priority: Priority) -> Result<(), ProviderError> {
+    /// Follows a long-running operation from the status its call returned
+    /// until it is final, polling with `describe` (by request id) while it
+    /// is in progress. `what` names the operation in errors.
+    async fn until_final<F, Fut>(
+        &self,
+        what: &str,
+        first: Option<OpStatus>,
+        describe: F,
+    ) -> Result<(), ProviderError>
+    where
+        F: Fn(String) -> Fut,
+        Fut: std::future::Future<Output = Result<Option<OpStatus>, ProviderError>>,
+    {
         let started = Instant::now();
         let mut attempt_no = 0;
+        let mut status = first;
         loop {
-            let status = match op {
-                Op::Create => {
-                    call(
-                        &self.budget,
-                        priority,
-                        "Identity Center DescribeAccountAssignmentCreationStatus",
-                        || {
-                            self.admin
-                                .describe_account_assignment_creation_status()
-                                .instance_arn(&self.instance_arn)
-                                .account_assignment_creation_request_id(&request_id)
-                                .send()
-                        },
-                    )
-                    .await?
-                    .account_assignment_creation_status
-                }
-                Op::Delete => {
-                    call(
-                        &self.budget,
-                        priority,
-                        "Identity Center DescribeAccountAssignmentDeletionStatus",
-                        || {
-                            self.admin
-                                .describe_account_assignment_deletion_status()
-                                .instance_arn(&self.instance_arn)
-                                .account_assignment_deletion_request_id(&request_id)
-                                .send()
-                        },
-                    )
-                    .await?
-                    .account_assignment_deletion_status
-                }
-            };
-            match status.as_ref().and_then(|s| s.status()) {
+            let current = status.unwrap_or_default();
+            match current.status {
                 Some(StatusValues::Succeeded) => return Ok(()),
                 Some(StatusValues::Failed) => {
-                    let reason = status
-                        .as_ref()
-                        .and_then(|s| s.failure_reason())
-                        .unwrap_or("no reason given");
-                    return Err(ProviderError::permanent(format!(
-                        "Identity Center {} of the assignment failed: {reason}",
-                        op.noun()
-                    )));
+                    let reason = current.failure_reason.as_deref().unwrap_or("no reason given");
+                    return Err(ProviderError::permanent(format!("{what} failed: {reason}")));
                 }
                 _ => {}
             }
+            let Some(request) = current.request_id else {
+                return Err(ProviderError::transient(
+                    format!("{what}: AWS returned no request id"),
+                    None,
+                ));
+            };
             if started.elapsed() > self.settings.operation_timeout {
                 return Err(ProviderError::transient(
                     format!(
-                        "Identity Center {} {request_id} still in progress after {:?}",
-                        op.noun(),
+                        "{what} ({request}) still in progress after {:?}",
                         self.settings.operation_timeout
                     ),
                     None,
@@ -536,6 +512,35 @@ impl IdentityCenter {
             }
             tokio::time::sleep(poll_pause(attempt_no)).await;
             attempt_no += 1;
+            status = describe(request).await?;
+        }
+    }
+}
+
+/// Where a long-running Identity Center operation stands.
+#[derive(Debug, Default)]
+struct OpStatus {
+    status: Option<StatusValues>,
+    failure_reason: Option<String>,
+    request_id: Option<String>,
+}
+
+impl From<AccountAssignmentOperationStatus> for OpStatus {
+    fn from(s: AccountAssignmentOperationStatus) -> Self {
+        Self {
+            status: s.status,
+            failure_reason: s.failure_reason,
+            request_id: s.request_id,
+        }
+    }
+}
+
+impl From<PermissionSetProvisioningStatus> for OpStatus {
+    fn from(s: PermissionSetProvisioningStatus) -> Self {
+        Self {
+            status: s.status,
+            failure_reason: s.failure_reason,
+            request_id: s.request_id,
         }
     }
 }
@@ -586,52 +591,28 @@ impl IdentityCenter {
                 .send()
         })
         .await?;
-        let mut status = out.permission_set_provisioning_status;
-        let started = Instant::now();
-        let mut attempt_no = 0;
-        loop {
-            match status.as_ref().and_then(|s| s.status()) {
-                Some(StatusValues::Succeeded) => break,
-                Some(StatusValues::Failed) => {
-                    let reason = status
-                        .as_ref()
-                        .and_then(|s| s.failure_reason())
-                        .unwrap_or("no reason given");
-                    return Err(ProviderError::permanent(format!(
-                        "provisioning permission set {arn} with a {hours} h session failed: {reason}"
-                    )));
-                }
-                _ => {}
-            }
-            let Some(request) = status.as_ref().and_then(|s| s.request_id()).map(str::to_owned) else {
-                return Err(ProviderError::transient(
-                    "ProvisionPermissionSet returned no request id",
-                    None,
-                ));
-            };
-            if started.elapsed() > self.settings.operation_timeout {
-                return Err(ProviderError::transient(
-                    format!("provisioning permission set {arn} still in progress"),
-                    None,
-                ));
-            }
-            tokio::time::sleep(poll_pause(attempt_no)).await;
-            attempt_no += 1;
-            status = call(
-                &self.budget,
-                p,
-                "Identity Center DescribePermissionSetProvisioningStatus",
-                || {
-                    self.admin
-                        .describe_permission_set_provisioning_status()
-                        .instance_arn(&self.instance_arn)
-                        .provision_permission_set_request_id(&request)
-                        .send()
-                },
-            )
-            .await?
-            .permission_set_provisioning_status;
-        }
+        let what = format!("provisioning permission set {arn} with a {hours} h session");
+        self.until_final(
+            &what,
+            out.permission_set_provisioning_status.map(Into::into),
+            |request| async move {
+                let out = call(
+                    &self.budget,
+                    p,
+                    "Identity Center DescribePermissionSetProvisioningStatus",
+                    || {
+                        self.admin
+                            .describe_permission_set_provisioning_status()
+                            .instance_arn(&self.instance_arn)
+                            .provision_permission_set_request_id(request)
+                            .send()
+                    },
+                )
+                .await?;
+                Ok(out.permission_set_provisioning_status.map(Into::into))
+            },
+        )
+        .await?;
         tracing::info!(permission_set = arn, from = ?current, to_hours = hours, "session duration capped to the grant window");
         Ok(())
     }
@@ -667,21 +648,6 @@ pub fn parse_iso_duration(s: &str) -> Option<Duration> {
     Some(Duration::from_secs(total))
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Op {
-    Create,
-    Delete,
-}
-
-impl Op {
-    fn noun(self) -> &'static str {
-        match self {
-            Op::Create => "creation",
-            Op::Delete => "deletion",
-        }
-    }
-}
-
 fn unique(path: &str, value: &str) -> Result<UniqueAttribute, ProviderError> {
     UniqueAttribute::builder()
         .attribute_path(path)
@@ -702,7 +668,7 @@ impl Provider for IdentityCenter {
         let arn = self.permission_set(permission_set, p).await?;
         let who = self.existing_principal(&e.principal, p).await?;
         let held = self.assignments(account, &arn, p).await?;
-        if held.contains(&(who.kind.as_str().to_owned(), who.id.clone())) {
+        if held.contains(&who) {
             return Ok(Effect::Unchanged);
         }
         let _slot = self.budget.operation(p).await;
@@ -718,14 +684,28 @@ impl Provider for IdentityCenter {
                 .send()
         })
         .await?;
-        let request = out
-            .account_assignment_creation_status()
-            .and_then(|s| s.request_id())
-            .map(str::to_owned)
-            .ok_or_else(|| {
-                ProviderError::transient("CreateAccountAssignment returned no request id", None)
-            })?;
-        self.settle(Op::Create, request, p).await?;
+        let first = out.account_assignment_creation_status.map(Into::into);
+        self.until_final(
+            "Identity Center creation of the assignment",
+            first,
+            |request| async move {
+                let out = call(
+                    &self.budget,
+                    p,
+                    "Identity Center DescribeAccountAssignmentCreationStatus",
+                    || {
+                        self.admin
+                            .describe_account_assignment_creation_status()
+                            .instance_arn(&self.instance_arn)
+                            .account_assignment_creation_request_id(request)
+                            .send()
+                    },
+                )
+                .await?;
+                Ok(out.account_assignment_creation_status.map(Into::into))
+            },
+        )
+        .await?;
         Ok(Effect::Changed)
     }
 
@@ -747,7 +727,7 @@ impl Provider for IdentityCenter {
             return Ok(Effect::Unchanged);
         };
         let held = self.assignments(account, &arn, p).await?;
-        if !held.contains(&(who.kind.as_str().to_owned(), who.id.clone())) {
+        if !held.contains(&who) {
             return Ok(Effect::Unchanged);
         }
         let _slot = self.budget.operation(p).await;
@@ -769,14 +749,28 @@ impl Provider for IdentityCenter {
             Err(err) if err.is(NOT_FOUND) => return Ok(Effect::Unchanged),
             Err(err) => return Err(err.error),
         };
-        let request = out
-            .account_assignment_deletion_status()
-            .and_then(|s| s.request_id())
-            .map(str::to_owned)
-            .ok_or_else(|| {
-                ProviderError::transient("DeleteAccountAssignment returned no request id", None)
-            })?;
-        self.settle(Op::Delete, request, p).await?;
+        let first = out.account_assignment_deletion_status.map(Into::into);
+        self.until_final(
+            "Identity Center deletion of the assignment",
+            first,
+            |request| async move {
+                let out = call(
+                    &self.budget,
+                    p,
+                    "Identity Center DescribeAccountAssignmentDeletionStatus",
+                    || {
+                        self.admin
+                            .describe_account_assignment_deletion_status()
+                            .instance_arn(&self.instance_arn)
+                            .account_assignment_deletion_request_id(request)
+                            .send()
+                    },
+                )
+                .await?;
+                Ok(out.account_assignment_deletion_status.map(Into::into))
+            },
+        )
+        .await?;
         Ok(Effect::Changed)
     }
 
@@ -798,11 +792,7 @@ impl Provider for IdentityCenter {
                 }
                 Err(e) => return Err(e),
             };
-            for (kind, id) in self.assignments(account_id, &arn, Priority::Grant).await? {
-                let who = PrincipalRef {
-                    kind: PrincipalType::from(kind.as_str()),
-                    id,
-                };
+            for who in self.assignments(account_id, &arn, Priority::Grant).await? {
                 if let Some(principal) = self.name_of(&who).await? {
                     found.push(Entitlement {
                         configuration: self.configuration.clone(),

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_identitystore::types::Email;
-use aws_sdk_ssoadmin::types::{PrincipalType, TargetType};
+use aws_sdk_ssoadmin::types::PrincipalType;
 use tempfile::TempDir;
 use tokio::process::{Child, Command};
 
@@ -22,9 +22,11 @@ pub const REGION: &str = "us-east-1";
 
 #[derive(Debug)]
 pub struct Moto {
-    child: Child,
+    /// Killed when dropped.
+    _child: Child,
     pub url: String,
-    dir: TempDir,
+    /// Keeps moto's log for as long as the server lives.
+    _dir: TempDir,
     pub sdk: aws_config::SdkConfig,
 }
 
@@ -80,15 +82,12 @@ impl Moto {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let sdk = sdk_for(&url).await;
-        Self { child, url, dir, sdk }
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("moto.log")).unwrap_or_default()
-    }
-
-    pub fn pid(&self) -> Option<u32> {
-        self.child.id()
+        Self {
+            _child: child,
+            url,
+            _dir: dir,
+            sdk,
+        }
     }
 
     pub fn admin(&self) -> aws_sdk_ssoadmin::Client {
@@ -212,22 +211,6 @@ impl Moto {
                 )
             })
             .collect()
-    }
-
-    /// Assigns behind jitgate's back (drift).
-    pub async fn assign(&self, account: &str, permission_set_arn: &str, user_id: &str) {
-        let (instance, _) = self.instance().await;
-        self.admin()
-            .create_account_assignment()
-            .instance_arn(instance)
-            .target_id(account)
-            .target_type(TargetType::AwsAccount)
-            .permission_set_arn(permission_set_arn)
-            .principal_type(PrincipalType::User)
-            .principal_id(user_id)
-            .send()
-            .await
-            .unwrap();
     }
 }
 

@@ -124,10 +124,6 @@ impl Budget {
         }
     }
 
-    pub fn settings(&self) -> &BudgetSettings {
-        &self.settings
-    }
-
     pub fn stats(&self) -> BudgetStats {
         BudgetStats {
             calls: self.calls.load(Ordering::Relaxed),

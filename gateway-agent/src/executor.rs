@@ -18,7 +18,7 @@ use tokio::sync::{watch, Mutex, Notify};
 
 use crate::clock;
 use crate::journal::{entitlement_key, Holding, Journal, JournalError, SelfRevokeReport};
-use crate::provider::{Effect, Provider, ProviderError, Window};
+use crate::provider::{Effect, Ending, Provider, ProviderError, Window};
 
 /// How long the agent waits past a deadline for the broker's own revoke
 /// while connected; when it cannot reach the broker it does not wait.
@@ -146,6 +146,7 @@ impl Executor {
             command: body.id.clone(),
             grant: body.grant,
             deadline: body.not_after,
+            end_sign_in_sessions: body.end_sign_in_sessions,
         })?;
         self.journal.flush().await?;
         self.deadlines.notify_one();
@@ -167,7 +168,10 @@ impl Executor {
     }
 
     async fn revoke(&self, body: &CommandBody) -> Result<Outcome, JournalError> {
-        let outcome = match self.provider.remove(&body.entitlement).await {
+        let ending = Ending {
+            end_sign_in_sessions: body.end_sign_in_sessions,
+        };
+        let outcome = match self.provider.remove_for(&body.entitlement, &ending).await {
             Ok(Effect::Changed) => Outcome::Revoked,
             Ok(Effect::Unchanged) => Outcome::AlreadyAbsent,
             Err(e) => return Ok(failed(e)),
@@ -243,7 +247,10 @@ impl Executor {
                 return Err(retry());
             }
         }
-        let outcome = match self.provider.remove(&seen.entitlement).await {
+        let ending = Ending {
+            end_sign_in_sessions: seen.end_sign_in_sessions,
+        };
+        let outcome = match self.provider.remove_for(&seen.entitlement, &ending).await {
             Ok(Effect::Changed) => Outcome::Revoked,
             Ok(Effect::Unchanged) => Outcome::AlreadyAbsent,
             Err(e) => {
@@ -310,6 +317,7 @@ mod tests {
             not_after: now + chrono::Duration::minutes(5),
             issued_at: now,
             cap_session_duration: false,
+            end_sign_in_sessions: false,
         }
     }
 

@@ -34,6 +34,9 @@ pub struct Holding {
     pub command: String,
     pub grant: GrantId,
     pub deadline: DateTime<Utc>,
+    /// End the principal's sign-in sessions when removing it.
+    #[serde(default)]
+    pub end_sign_in_sessions: bool,
 }
 
 /// The final answer to a command.
@@ -220,6 +223,7 @@ mod tests {
                 command: "c1".into(),
                 grant: GrantId::generate(),
                 deadline: t,
+                end_sign_in_sessions: false,
             })
             .unwrap();
             j.put_result("c1", &Outcome::Applied, t).unwrap();

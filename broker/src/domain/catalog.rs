@@ -50,6 +50,7 @@ fn target_kind(t: &Target) -> &'static str {
         Target::AwsIamGroupMembership { .. } => "aws_iam_group_membership",
         Target::AwsIamPolicyAttachment { .. } => "aws_iam_policy_attachment",
         Target::EntraGroupMembership { .. } => "entra_group_membership",
+        Target::EntraPimGroup { .. } => "entra_pim_group",
         Target::EntraDirectoryRole { .. } => "entra_directory_role",
     }
 }
@@ -58,7 +59,11 @@ fn targets_for(kind: ConfigKind) -> &'static [&'static str] {
     match kind {
         ConfigKind::AwsIdentityCenter => &["aws_account_assignment"],
         ConfigKind::AwsIam => &["aws_iam_group_membership", "aws_iam_policy_attachment"],
-        ConfigKind::EntraId => &["entra_group_membership", "entra_directory_role"],
+        ConfigKind::EntraId => &[
+            "entra_group_membership",
+            "entra_pim_group",
+            "entra_directory_role",
+        ],
     }
 }
 
@@ -125,7 +130,9 @@ pub fn check_resource(resource: &Resource, config: Option<&Configuration>) -> Re
         }
         Target::AwsIamGroupMembership { group_name } => empty("group_name", group_name)?,
         Target::AwsIamPolicyAttachment { policy_arn } => empty("policy_arn", policy_arn)?,
-        Target::EntraGroupMembership { group_id } => empty("group_id", group_id)?,
+        Target::EntraGroupMembership { group_id } | Target::EntraPimGroup { group_id, .. } => {
+            empty("group_id", group_id)?
+        }
         Target::EntraDirectoryRole {
             role_definition_id, ..
         } => empty("role_definition_id", role_definition_id)?,
@@ -192,7 +199,7 @@ mod tests {
         let err = check_resource(&r, Some(&entra)).unwrap_err();
         assert!(
             err.to_string()
-                .contains("entra_group_membership, entra_directory_role"),
+                .contains("entra_group_membership, entra_pim_group, entra_directory_role"),
             "{err}"
         );
         let aws = cfg("aws", ConfigKind::AwsIdentityCenter, IdentityMode::Direct);

@@ -43,6 +43,7 @@ pub fn for_effect(
         not_after,
         issued_at: now,
         cap_session_duration: false,
+        end_sign_in_sessions: false,
     })
 }
 

@@ -39,6 +39,9 @@ pub struct Grant {
     /// The workflow asked, at approval, to cap sessions to the window.
     #[serde(default)]
     pub cap_session_duration: bool,
+    /// The workflow asked, at approval, to end sign-in sessions on revoke.
+    #[serde(default)]
+    pub end_sign_in_sessions: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -95,6 +98,7 @@ impl Grant {
             removed_at: None,
             delivery_error: None,
             cap_session_duration: false,
+            end_sign_in_sessions: false,
         }
     }
 

@@ -206,6 +206,7 @@ impl Broker {
                         not_after: now + REVOKE_VALIDITY,
                         issued_at: now,
                         cap_session_duration: false,
+                        end_sign_in_sessions: false,
                     });
                 }
             }

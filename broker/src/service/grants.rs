@@ -98,6 +98,7 @@ impl Broker {
                 };
                 let grant = Grant {
                     cap_session_duration: workflow.cap_session_duration,
+                    end_sign_in_sessions: workflow.end_sign_in_sessions,
                     ..Grant::for_request(GrantId::generate(), &request, entitlement, now)
                 };
                 change.audit.push(AuditEntry {
@@ -222,6 +223,7 @@ impl Broker {
         let command = command::Command {
             cap_session_duration: command.op == jitgate_shared::v1::api::CommandOp::Grant
                 && grant.cap_session_duration,
+            end_sign_in_sessions: grant.end_sign_in_sessions,
             ..command
         };
         self.metrics

@@ -250,6 +250,7 @@ mod tests {
             not_after: t,
             issued_at: t,
             cap_session_duration: false,
+            end_sign_in_sessions: false,
         }
     }
 

@@ -139,6 +139,14 @@ impl Budget {
         self.calls.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Waits for a turn to make one call that does not count against the
+    /// rate (a read, where the tenant limits writes): revokes first, and
+    /// not during a pause.
+    pub async fn read(&self, priority: Priority) {
+        let _waiting = self.revokes_calling.enter(priority).await;
+        self.wait_out_pause().await;
+    }
+
     /// Waits for a slot for one long-running operation; the slot is freed
     /// when the permit is dropped (once the operation is final).
     pub async fn operation(&self, priority: Priority) -> SemaphorePermit<'_> {

@@ -3,7 +3,8 @@
 //! what is there or removing what is not is a success that says so.
 //!
 //! [`sandbox`] is a simulated tenant for the quickstart and tests; [`aws`]
-//! acts on AWS Identity Center and IAM, within a per-tenant [`budget`].
+//! acts on AWS Identity Center and IAM, [`entra`] on Entra ID through
+//! Microsoft Graph, each within a per-tenant [`budget`].
 
 pub mod aws;
 pub mod budget;
@@ -38,6 +39,14 @@ pub struct Window {
     /// Keep sessions issued from the entitlement no longer than the window
     /// where the cloud allows it.
     pub cap_session_duration: bool,
+}
+
+/// How an entitlement is removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ending {
+    /// Also end the principal's sign-in sessions where the cloud allows it
+    /// (the workflow's `end_sign_in_sessions`).
+    pub end_sign_in_sessions: bool,
 }
 
 /// Whether an operation changed the tenant.
@@ -88,6 +97,12 @@ pub trait Provider: Send + Sync + Debug + 'static {
         self.apply(entitlement).await
     }
     async fn remove(&self, entitlement: &Entitlement) -> Result<Effect, ProviderError>;
+    /// Removes, ending sessions too when asked and the provider can; the
+    /// rest just remove.
+    async fn remove_for(&self, entitlement: &Entitlement, ending: &Ending) -> Result<Effect, ProviderError> {
+        let _ = ending;
+        self.remove(entitlement).await
+    }
     /// Every principal holding one of `targets` now.
     async fn list(&self, targets: &[Target]) -> Result<Vec<Entitlement>, ProviderError>;
 }

@@ -20,12 +20,52 @@ pub enum Target {
     AwsIamPolicyAttachment { policy_arn: String },
     /// Entra ID: membership of a security group.
     EntraGroupMembership { group_id: String },
+    /// Entra ID: an active PIM for Groups assignment (membership or
+    /// ownership with an end date Entra enforces), for groups managed by
+    /// Privileged Identity Management.
+    EntraPimGroup {
+        group_id: String,
+        #[serde(default)]
+        access: PimGroupAccess,
+    },
     /// Entra ID: an active directory role assignment.
     EntraDirectoryRole {
         role_definition_id: String,
         #[serde(default = "default_directory_scope")]
         directory_scope_id: String,
     },
+}
+
+/// What a PIM for Groups assignment gives: membership or ownership.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum PimGroupAccess {
+    #[default]
+    Member,
+    Owner,
+}
+
+impl PimGroupAccess {
+    /// Graph's `accessId`.
+    pub fn access_id(self) -> &'static str {
+        match self {
+            PimGroupAccess::Member => "member",
+            PimGroupAccess::Owner => "owner",
+        }
+    }
 }
 
 fn default_directory_scope() -> String {
@@ -43,6 +83,9 @@ impl Target {
             Target::AwsIamGroupMembership { group_name } => format!("IAM group {group_name}"),
             Target::AwsIamPolicyAttachment { policy_arn } => format!("IAM policy {policy_arn}"),
             Target::EntraGroupMembership { group_id } => format!("Entra group {group_id}"),
+            Target::EntraPimGroup { group_id, access } => {
+                format!("Entra PIM group {group_id} ({})", access.access_id())
+            }
             Target::EntraDirectoryRole {
                 role_definition_id,
                 directory_scope_id,

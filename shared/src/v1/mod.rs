@@ -7,6 +7,6 @@ pub mod ids;
 pub mod protocol;
 pub mod signing;
 
-pub use entitlement::{Entitlement, Target};
+pub use entitlement::{Entitlement, PimGroupAccess, Target};
 pub use error::{ErrorBody, ErrorCode};
 pub use ids::{AgentId, ConfigId, GrantId, IdError, RequestId, ResourceId, UserId};

@@ -45,6 +45,12 @@ pub struct CommandBody {
     /// `cap_session_duration`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cap_session_duration: bool,
+    /// Grant and revoke: on removal, also end the principal's sign-in
+    /// sessions where the cloud allows it (the workflow's
+    /// `end_sign_in_sessions`; Entra ID: `revokeSignInSessions`). On the
+    /// grant too, so the agent's own revoke at the deadline does the same.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub end_sign_in_sessions: bool,
 }
 
 /// A command as it travels: the body's exact JSON text and its signature.
@@ -229,6 +235,7 @@ mod tests {
             not_after: t(600),
             issued_at: t(0),
             cap_session_duration: false,
+            end_sign_in_sessions: false,
         }
     }
 

@@ -26,6 +26,7 @@ async fn fake() -> GraphFake {
         tenant: TENANT.into(),
         client_id: CLIENT.into(),
         secret: "s3cret-value".into(),
+        ..App::default()
     }])
     .await
 }
@@ -39,7 +40,9 @@ async fn the_azure_identity_credential_gets_and_caches_a_token_from_the_fake_ove
     let again = c.get_token(&[credential::GRAPH_SCOPE], None).await.unwrap();
     assert_eq!(first.token.secret(), again.token.secret(), "cached by the crate");
     assert_eq!(f.token_requests(), 1);
-    credential::check(c.as_ref(), &s).await.unwrap();
+    credential::check(c.as_ref(), credential::GRAPH_SCOPE, &s)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -62,7 +65,9 @@ async fn bad_credentials_fail_at_start_up_naming_the_credential_and_tenant() {
     ] {
         let s = settings(&f, tenant, client, secret);
         let c = credential::credential(&s).unwrap();
-        let e = credential::check(c.as_ref(), &s).await.unwrap_err();
+        let e = credential::check(c.as_ref(), credential::GRAPH_SCOPE, &s)
+            .await
+            .unwrap_err();
         assert!(!e.retryable);
         assert!(e.reason.contains(code), "{e}");
         assert!(e.reason.contains(tenant) && e.reason.contains(client), "{e}");
@@ -78,6 +83,8 @@ async fn the_fakes_certificate_is_refused_unless_its_ca_is_trusted() {
         ..settings(&f, TENANT, CLIENT, "s3cret-value")
     };
     let c = credential::credential(&s).unwrap();
-    assert!(credential::check(c.as_ref(), &s).await.is_err());
+    assert!(credential::check(c.as_ref(), credential::GRAPH_SCOPE, &s)
+        .await
+        .is_err());
     assert_eq!(f.token_requests(), 0, "nothing reached the fake");
 }

@@ -10,6 +10,7 @@ mod cli;
 mod crash;
 mod enrollment;
 mod entra;
+mod entra_graph;
 mod fault;
 mod hub;
 mod lifecycle;

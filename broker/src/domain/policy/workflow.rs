@@ -33,6 +33,11 @@ pub struct WorkflowLayer {
     /// than the grant window where the cloud allows it (AWS Identity
     /// Center: the permission set's session duration, 1 h to 12 h).
     pub cap_session_duration: Option<bool>,
+    /// Ask the agent to also end the principal's sign-in sessions when the
+    /// grant ends (Entra ID: `revokeSignInSessions`, which invalidates
+    /// refresh tokens and session cookies; access tokens already issued
+    /// live until they expire).
+    pub end_sign_in_sessions: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -73,6 +78,7 @@ pub struct Workflow {
     pub extension_requires_approval: bool,
     pub extension_max_total: Duration,
     pub cap_session_duration: bool,
+    pub end_sign_in_sessions: bool,
 }
 
 const MINUTE: u64 = 60;
@@ -105,6 +111,7 @@ impl WorkflowLayer {
             break_glass_allowed: self.break_glass_allowed.or(below.break_glass_allowed),
             extension: ext,
             cap_session_duration: self.cap_session_duration.or(below.cap_session_duration),
+            end_sign_in_sessions: self.end_sign_in_sessions.or(below.end_sign_in_sessions),
         }
     }
 
@@ -169,6 +176,7 @@ impl WorkflowLayer {
             extension_requires_approval: ext.requires_approval.unwrap_or(true),
             extension_max_total: ext.max_total.unwrap_or(max_duration),
             cap_session_duration: self.cap_session_duration.unwrap_or(false),
+            end_sign_in_sessions: self.end_sign_in_sessions.unwrap_or(false),
         })
     }
 }
@@ -302,6 +310,7 @@ impl Workflow {
             extension_requires_approval: true,
             extension_max_total: Duration::from_secs(HOUR),
             cap_session_duration: false,
+            end_sign_in_sessions: false,
         }
     }
 }

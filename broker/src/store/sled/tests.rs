@@ -40,6 +40,7 @@ fn command(id: &str, op: CommandOp) -> Command {
         not_after: t(60),
         issued_at: t(0),
         cap_session_duration: false,
+        end_sign_in_sessions: false,
     }
 }
 

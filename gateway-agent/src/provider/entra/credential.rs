@@ -3,6 +3,7 @@
 //! sovereign clouds (and test peers); extra trusted CAs only when given.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
 use azure_core::credentials::{Secret, TokenCredential};
@@ -46,6 +47,22 @@ pub struct EntraCredentialSettings {
     pub retries: bool,
 }
 
+/// An HTTP client trusting the system's CAs and the extra ones.
+pub fn http_client(
+    settings: &EntraCredentialSettings,
+    timeout: Duration,
+) -> Result<reqwest::Client, ProviderError> {
+    let mut builder = reqwest::Client::builder().timeout(timeout);
+    if let Some(pem) = &settings.extra_ca_pem {
+        let certs = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| ProviderError::permanent(format!("Entra extra CA: {e}")))?;
+        builder = builder.tls_certs_merge(certs);
+    }
+    builder
+        .build()
+        .map_err(|e| ProviderError::permanent(format!("Entra HTTP client: {e}")))
+}
+
 /// Builds the credential; nothing is requested yet.
 pub fn credential(settings: &EntraCredentialSettings) -> Result<Arc<dyn TokenCredential>, ProviderError> {
     let mut options = ClientOptions::default();
@@ -54,13 +71,8 @@ pub fn credential(settings: &EntraCredentialSettings) -> Result<Arc<dyn TokenCre
         custom.authority_host = host.clone();
         options.cloud = Some(Arc::new(CloudConfiguration::from(custom)));
     }
-    if let Some(pem) = &settings.extra_ca_pem {
-        let certs = reqwest::Certificate::from_pem_bundle(pem)
-            .map_err(|e| ProviderError::permanent(format!("Entra extra CA: {e}")))?;
-        let client = reqwest::Client::builder()
-            .tls_certs_merge(certs)
-            .build()
-            .map_err(|e| ProviderError::permanent(format!("Entra HTTP client: {e}")))?;
+    if settings.extra_ca_pem.is_some() {
+        let client = http_client(settings, Duration::from_secs(30))?;
         options.transport = Some(Transport::new(Arc::new(client)));
     }
     if !settings.retries {
@@ -82,14 +94,16 @@ pub fn credential(settings: &EntraCredentialSettings) -> Result<Arc<dyn TokenCre
     }
 }
 
-/// Gets one Graph token, so a bad credential stops the agent at start-up
-/// with a message naming the credential and the tenant.
+/// Gets one token for `scope` (Graph's, [`GRAPH_SCOPE`] in the public
+/// cloud), so a bad credential stops the agent at start-up with a message
+/// naming the credential and the tenant.
 pub async fn check(
     credential: &dyn TokenCredential,
+    scope: &str,
     settings: &EntraCredentialSettings,
 ) -> Result<(), ProviderError> {
     credential
-        .get_token(&[GRAPH_SCOPE], None)
+        .get_token(&[scope], None)
         .await
         .map(drop)
         .map_err(|e| failed(settings, e))

@@ -1,0 +1,454 @@
+//! A contract fake of Microsoft's identity platform and of the Graph
+//! endpoints jitgate uses, served over HTTPS with a test CA. It is a test
+//! peer, kept faithful to Microsoft's documented request and response
+//! shapes; it is not a cloud.
+//!
+//! - [`token`]: the v2.0 token endpoint (client credentials, with a secret
+//!   or a client assertion);
+//! - [`graph`]: users (by id, user principal name, mail), group members
+//!   (`members/$ref`), directory-role and PIM for Groups schedule requests
+//!   and instances, `revokeSignInSessions`;
+//! - [`directory`]: the tenant's state behind them.
+//!
+//! Switches: server errors (503), throttling of writes (a per-second limit
+//! for the app, or the next N forced, 429 + `Retry-After`), replication
+//! delay (new objects 404 for a while), token lifetime and revocation of
+//! issued tokens, page size.
+
+// The fake is a peer with its own wall clock, as Graph has.
+#![allow(clippy::disallowed_methods)]
+
+pub mod directory;
+mod graph;
+mod token;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::routing::{get, post};
+use chrono::Utc;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::service::TowerToHyperService;
+
+use directory::{Assignment, Directory, GraphError, Group, User};
+
+/// An app registration the fake knows.
+#[derive(Debug, Clone, Default)]
+pub struct App {
+    pub tenant: String,
+    pub client_id: String,
+    pub secret: String,
+    /// A federated credential: the external token (a Kubernetes service
+    /// account token, say) this app accepts as client assertion. The fake
+    /// matches it exactly instead of checking the issuer's signature.
+    pub federated_token: Option<String>,
+}
+
+impl App {
+    fn check_assertion(&self, assertion: &str, _audience: &str) -> Result<(), (u32, String)> {
+        match &self.federated_token {
+            Some(t) if t == assertion => Ok(()),
+            _ => Err((
+                700213,
+                format!(
+                    "No matching federated identity record found for presented assertion subject of app '{}'.",
+                    self.client_id
+                ),
+            )),
+        }
+    }
+}
+
+/// The fake's switches; see the module docs.
+#[derive(Debug, Clone)]
+pub struct Switches {
+    /// Lifetime of issued tokens (`expires_in`), enforced by Graph calls.
+    pub token_lifetime: Duration,
+    /// Writes per second the app may make; more are answered 429.
+    pub write_limit: Option<u32>,
+    /// Answer the next N writes 429 with this `Retry-After` (seconds).
+    pub throttle_next: u32,
+    pub retry_after_secs: u64,
+    /// Answer the next N calls 503.
+    pub fail_next: u32,
+    /// Objects added from now on stay invisible (404) for this long.
+    pub replication_delay: Duration,
+    /// Most members in one page.
+    pub page_size: usize,
+}
+
+impl Default for Switches {
+    fn default() -> Self {
+        Self {
+            token_lifetime: Duration::from_secs(3599),
+            write_limit: None,
+            throttle_next: 0,
+            retry_after_secs: 1,
+            fail_next: 0,
+            replication_delay: Duration::ZERO,
+            page_size: 100,
+        }
+    }
+}
+
+/// What the fake saw.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    pub requests: u64,
+    pub writes: u64,
+    pub throttled: u64,
+    pub server_errors: u64,
+    pub unauthorized: u64,
+    /// Most writes admitted within any one second.
+    pub peak_writes_per_second: usize,
+}
+
+struct IssuedToken {
+    expires: Instant,
+    revoked: bool,
+}
+
+pub(crate) struct Shared {
+    apps: Vec<App>,
+    directory: Mutex<Directory>,
+    tokens: Mutex<HashMap<String, IssuedToken>>,
+    switches: Mutex<Switches>,
+    stats: Mutex<Stats>,
+    /// Admission times of writes within the last second.
+    recent_writes: Mutex<VecDeque<Instant>>,
+    token_requests: AtomicU64,
+    base_url: Mutex<String>,
+}
+
+impl Shared {
+    fn switch<T>(&self, f: impl FnOnce(&mut Switches) -> T) -> T {
+        f(&mut self.switches.lock().unwrap())
+    }
+
+    fn count(&self, f: impl FnOnce(&mut Stats)) {
+        f(&mut self.stats.lock().unwrap())
+    }
+
+    fn base_url(&self) -> String {
+        self.base_url.lock().unwrap().clone()
+    }
+
+    fn url_for_audience(&self, tenant: &str) -> String {
+        format!("{}/{tenant}/oauth2/v2.0/token", self.base_url())
+    }
+
+    fn issue_token(&self, _tenant: &str, _client: &str, lifetime: Duration) -> String {
+        let token = format!("fake.{}", uuid_like());
+        self.tokens.lock().unwrap().insert(
+            token.clone(),
+            IssuedToken {
+                expires: Instant::now() + lifetime,
+                revoked: false,
+            },
+        );
+        token
+    }
+
+    fn check_token(&self, token: Option<&str>) -> Result<(), GraphError> {
+        let tokens = self.tokens.lock().unwrap();
+        let problem = match token.map(|t| tokens.get(t)) {
+            None => Some("Access token is empty."),
+            Some(None) => Some("Access token validation failure. Invalid audience."),
+            Some(Some(t)) if t.revoked || t.expires <= Instant::now() => {
+                Some("Lifetime validation failed, the token is expired.")
+            }
+            Some(Some(_)) => None,
+        };
+        match problem {
+            None => Ok(()),
+            Some(message) => {
+                drop(tokens);
+                self.count(|s| s.unauthorized += 1);
+                Err(GraphError::new(
+                    axum::http::StatusCode::UNAUTHORIZED,
+                    "InvalidAuthenticationToken",
+                    message,
+                ))
+            }
+        }
+    }
+
+    /// Admits a write, or returns the `Retry-After` seconds of a 429.
+    fn admit_write(&self) -> Option<u64> {
+        let (forced, limit, retry_after) = self.switch(|sw| {
+            let forced = sw.throttle_next > 0;
+            sw.throttle_next = sw.throttle_next.saturating_sub(1);
+            (forced, sw.write_limit, sw.retry_after_secs)
+        });
+        if forced {
+            return Some(retry_after);
+        }
+        let now = Instant::now();
+        let mut recent = self.recent_writes.lock().unwrap();
+        while recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
+        {
+            recent.pop_front();
+        }
+        if limit.is_some_and(|l| recent.len() >= l as usize) {
+            return Some(1);
+        }
+        recent.push_back(now);
+        let in_window = recent.len();
+        drop(recent);
+        self.count(|s| {
+            s.writes += 1;
+            s.peak_writes_per_second = s.peak_writes_per_second.max(in_window);
+        });
+        None
+    }
+}
+
+pub struct GraphFake {
+    /// `https://127.0.0.1:PORT`: both authority host and Graph base.
+    pub url: String,
+    /// PEM of the test CA that signed the server certificate.
+    pub ca_pem: String,
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for GraphFake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GraphFake").field("url", &self.url).finish()
+    }
+}
+
+impl GraphFake {
+    pub async fn start(apps: Vec<App>) -> Self {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca = rcgen::CertificateParams::default();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(rcgen::DnType::CommonName, "jitgate test CA (Graph fake)");
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::from_ca_cert_der(ca_cert.der(), ca_key).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::default();
+        params.subject_alt_names = vec![
+            rcgen::SanType::IpAddress([127, 0, 0, 1].into()),
+            rcgen::SanType::DnsName("localhost".try_into().unwrap()),
+        ];
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        let tls = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls_pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+            )
+            .unwrap();
+
+        let shared = Arc::new(Shared {
+            apps,
+            directory: Mutex::new(Directory::default()),
+            tokens: Mutex::new(HashMap::new()),
+            switches: Mutex::new(Switches::default()),
+            stats: Mutex::new(Stats::default()),
+            recent_writes: Mutex::new(VecDeque::new()),
+            token_requests: AtomicU64::new(0),
+            base_url: Mutex::new(String::new()),
+        });
+        let graph = axum::Router::new()
+            .route("/users", get(graph::list_users))
+            .route("/users/{id}", get(graph::get_user))
+            .route(
+                "/users/{id}/revokeSignInSessions",
+                post(graph::revoke_sign_in_sessions),
+            )
+            .route("/groups/{id}/members", get(graph::members))
+            .route("/groups/{id}/members/$ref", post(graph::add_member))
+            .route(
+                "/groups/{id}/members/{member}/$ref",
+                axum::routing::delete(graph::remove_member),
+            )
+            .route(
+                "/roleManagement/directory/roleAssignmentScheduleRequests",
+                post(graph::role_request),
+            )
+            .route(
+                "/roleManagement/directory/roleAssignmentScheduleInstances",
+                get(graph::role_instances),
+            )
+            .route(
+                "/identityGovernance/privilegedAccess/group/assignmentScheduleRequests",
+                post(graph::pim_group_request),
+            )
+            .route(
+                "/identityGovernance/privilegedAccess/group/assignmentScheduleInstances",
+                get(graph::pim_group_instances),
+            )
+            .fallback(graph::unknown)
+            .layer(axum::middleware::from_fn_with_state(shared.clone(), graph::gate));
+        let router = axum::Router::new()
+            .route("/{tenant}/oauth2/v2.0/token", post(token::token))
+            .nest("/v1.0", graph)
+            .with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        let url = format!("https://{addr}");
+        *shared.base_url.lock().unwrap() = url.clone();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (acceptor, router) = (acceptor.clone(), router.clone());
+                tokio::spawn(async move {
+                    let Ok(stream) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(router))
+                        .await;
+                });
+            }
+        });
+        Self {
+            url,
+            ca_pem: ca_cert.pem(),
+            shared,
+            task,
+        }
+    }
+
+    /// Token requests answered so far (granted or not).
+    pub fn token_requests(&self) -> u64 {
+        self.shared.token_requests.load(Ordering::Relaxed)
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.shared.stats.lock().unwrap().clone()
+    }
+
+    /// Changes the switches.
+    pub fn set(&self, f: impl FnOnce(&mut Switches)) {
+        self.shared.switch(f)
+    }
+
+    /// Every token issued so far stops working (as after a key rollover
+    /// or a revoked app); new ones are issued normally.
+    pub fn revoke_tokens(&self) {
+        for t in self.shared.tokens.lock().unwrap().values_mut() {
+            t.revoked = true;
+        }
+    }
+
+    fn visible_from(&self) -> chrono::DateTime<Utc> {
+        let delay = self.shared.switch(|sw| sw.replication_delay);
+        Utc::now() + chrono::Duration::from_std(delay).unwrap()
+    }
+
+    /// Adds a user; returns its object id.
+    pub fn add_user(&self, user_principal_name: &str, mail: Option<&str>) -> String {
+        let id = uuid_like();
+        let visible_from = self.visible_from();
+        self.shared.directory.lock().unwrap().users.insert(
+            id.clone(),
+            User {
+                id: id.clone(),
+                user_principal_name: user_principal_name.into(),
+                mail: mail.map(Into::into),
+                display_name: user_principal_name.split('@').next().unwrap_or_default().into(),
+                visible_from,
+                sessions_revoked: 0,
+                sign_in_sessions_valid_from: None,
+            },
+        );
+        id
+    }
+
+    /// Adds a security group; returns its object id.
+    pub fn add_group(&self, display_name: &str) -> String {
+        let id = uuid_like();
+        let visible_from = self.visible_from();
+        self.shared.directory.lock().unwrap().groups.insert(
+            id.clone(),
+            Group {
+                id: id.clone(),
+                display_name: display_name.into(),
+                visible_from,
+                members: Default::default(),
+            },
+        );
+        id
+    }
+
+    /// Makes a role definition id known (built-in roles use their template id).
+    pub fn add_role_definition(&self, id: &str) {
+        self.shared
+            .directory
+            .lock()
+            .unwrap()
+            .role_definitions
+            .insert(id.into());
+    }
+
+    /// Direct members of a group (object ids), replicated or not.
+    pub fn members(&self, group: &str) -> Vec<String> {
+        let dir = self.shared.directory.lock().unwrap();
+        dir.groups
+            .get(group)
+            .map(|g| g.members.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Adds a member directly, as an administrator would.
+    pub fn add_member(&self, group: &str, user: &str) {
+        let mut dir = self.shared.directory.lock().unwrap();
+        dir.groups.get_mut(group).unwrap().members.insert(user.into());
+    }
+
+    /// Directory-role assignments active now.
+    pub fn role_assignments(&self) -> Vec<Assignment> {
+        let now = Utc::now();
+        let dir = self.shared.directory.lock().unwrap();
+        dir.roles.iter().filter(|a| a.active_at(now)).cloned().collect()
+    }
+
+    /// PIM for Groups assignments active now.
+    pub fn pim_group_assignments(&self) -> Vec<Assignment> {
+        let now = Utc::now();
+        let dir = self.shared.directory.lock().unwrap();
+        dir.pim_groups
+            .iter()
+            .filter(|a| a.active_at(now))
+            .cloned()
+            .collect()
+    }
+
+    /// How often the user's sign-in sessions were revoked.
+    pub fn sessions_revoked(&self, user: &str) -> u32 {
+        let dir = self.shared.directory.lock().unwrap();
+        dir.users.get(user).map_or(0, |u| u.sessions_revoked)
+    }
+}
+
+impl Drop for GraphFake {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn uuid_like() -> String {
+    let b: [u8; 16] = rand::random();
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}

@@ -45,20 +45,63 @@ pub struct App {
     /// account token, say) this app accepts as client assertion. The fake
     /// matches it exactly instead of checking the issuer's signature.
     pub federated_token: Option<String>,
+    /// A certificate credential (PEM): client assertions signed with its
+    /// key are accepted, as Entra checks them (signature, thumbprint,
+    /// audience, issuer and subject, lifetime).
+    pub certificate_pem: Option<String>,
 }
 
 impl App {
-    fn check_assertion(&self, assertion: &str, _audience: &str) -> Result<(), (u32, String)> {
-        match &self.federated_token {
-            Some(t) if t == assertion => Ok(()),
-            _ => Err((
+    fn check_assertion(&self, assertion: &str, audience: &str) -> Result<(), (u32, String)> {
+        if self.federated_token.as_deref() == Some(assertion) {
+            return Ok(());
+        }
+        let Some(pem) = &self.certificate_pem else {
+            return Err((
                 700213,
                 format!(
                     "No matching federated identity record found for presented assertion subject of app '{}'.",
                     self.client_id
                 ),
-            )),
+            ));
+        };
+        let invalid = |code: u32, what: &str| (code, format!("Client assertion {what}."));
+        let header =
+            jsonwebtoken::decode_header(assertion).map_err(|_| invalid(50027, "is not a valid JWT"))?;
+        let der = rustls_pki_types::pem::PemObject::from_pem_slice(pem.as_bytes())
+            .map(|c: rustls_pki_types::CertificateDer<'static>| c.to_vec())
+            .map_err(|_| invalid(50027, "cannot be checked: bad certificate"))?;
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        let thumbprint = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(&der));
+        if header.x5t_s256.as_deref() != Some(thumbprint.as_str()) {
+            return Err((
+                700027,
+                "The certificate with identifier used to sign the client assertion is not registered on application."
+                    .into(),
+            ));
         }
+        let (_, cert) =
+            x509_parser::parse_x509_certificate(&der).map_err(|_| invalid(50027, "bad certificate"))?;
+        let key = jsonwebtoken::DecodingKey::from_rsa_der(&cert.public_key().subject_public_key.data);
+        let mut validation = jsonwebtoken::Validation::new(header.alg);
+        validation.set_audience(&[audience]);
+        validation.set_issuer(&[&self.client_id]);
+        validation.sub = Some(self.client_id.clone());
+        validation.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
+        jsonwebtoken::decode::<serde_json::Value>(assertion, &key, &validation).map_err(|e| {
+            match e.kind() {
+                jsonwebtoken::errors::ErrorKind::InvalidSignature => {
+                    invalid(700027, "contains an invalid signature")
+                }
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature
+                | jsonwebtoken::errors::ErrorKind::ImmatureSignature => {
+                    invalid(700024, "is not within its valid time range")
+                }
+                other => (50027, format!("JWT token is invalid or malformed: {other:?}.")),
+            }
+        })?;
+        Ok(())
     }
 }
 
@@ -121,6 +164,18 @@ pub(crate) struct Shared {
     recent_writes: Mutex<VecDeque<Instant>>,
     token_requests: AtomicU64,
     base_url: Mutex<String>,
+    managed_identity: Mutex<Option<ManagedIdentity>>,
+}
+
+/// An App Service style managed identity endpoint (`IDENTITY_ENDPOINT`,
+/// secret header `X-IDENTITY-HEADER`).
+#[derive(Debug, Clone)]
+pub struct ManagedIdentity {
+    /// The value of `IDENTITY_HEADER`.
+    pub header: String,
+    /// The identity's client id (user-assigned identities are asked for by it).
+    pub client_id: String,
+    pub user_assigned: bool,
 }
 
 impl Shared {
@@ -257,6 +312,7 @@ impl GraphFake {
             recent_writes: Mutex::new(VecDeque::new()),
             token_requests: AtomicU64::new(0),
             base_url: Mutex::new(String::new()),
+            managed_identity: Mutex::new(None),
         });
         let graph = axum::Router::new()
             .route("/users", get(graph::list_users))
@@ -291,6 +347,7 @@ impl GraphFake {
             .layer(axum::middleware::from_fn_with_state(shared.clone(), graph::gate));
         let router = axum::Router::new()
             .route("/{tenant}/oauth2/v2.0/token", post(token::token))
+            .route("/msi/token", get(token::managed_identity))
             .nest("/v1.0", graph)
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -334,6 +391,13 @@ impl GraphFake {
     /// Changes the switches.
     pub fn set(&self, f: impl FnOnce(&mut Switches)) {
         self.shared.switch(f)
+    }
+
+    /// Serves a managed identity at `{url}/msi/token`, the value for
+    /// `IDENTITY_ENDPOINT`.
+    pub fn enable_managed_identity(&self, identity: ManagedIdentity) -> String {
+        *self.shared.managed_identity.lock().unwrap() = Some(identity);
+        format!("{}/msi/token", self.url)
     }
 
     /// Every token issued so far stops working (as after a key rollover

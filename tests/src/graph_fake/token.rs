@@ -128,3 +128,59 @@ pub(super) async fn token(
     }))
     .into_response()
 }
+
+/// The query of an App Service managed identity token request.
+#[derive(Debug, Deserialize)]
+pub(super) struct ManagedIdentityQuery {
+    #[serde(rename = "api-version")]
+    api_version: String,
+    resource: String,
+    client_id: Option<String>,
+}
+
+/// `GET {IDENTITY_ENDPOINT}?api-version=2019-08-01&resource=...[&client_id=...]`
+/// with the `X-IDENTITY-HEADER` secret, as App Service documents it.
+pub(super) async fn managed_identity(
+    State(s): State<Arc<Shared>>,
+    headers: axum::http::HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<ManagedIdentityQuery>,
+) -> Response {
+    s.token_requests.fetch_add(1, Ordering::Relaxed);
+    let Some(identity) = s.managed_identity.lock().unwrap().clone() else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let bad = |status: StatusCode, message: &str| {
+        (
+            status,
+            Json(json!({ "statusCode": status.as_u16(), "message": message })),
+        )
+            .into_response()
+    };
+    if headers.get("x-identity-header").and_then(|v| v.to_str().ok()) != Some(identity.header.as_str()) {
+        return bad(StatusCode::UNAUTHORIZED, "Missing or invalid X-IDENTITY-HEADER.");
+    }
+    if q.api_version != "2019-08-01" {
+        return bad(StatusCode::BAD_REQUEST, "Unsupported api-version.");
+    }
+    let wanted_ok = match &q.client_id {
+        Some(id) => identity.user_assigned && *id == identity.client_id,
+        None => !identity.user_assigned,
+    };
+    if !wanted_ok {
+        return bad(
+            StatusCode::BAD_REQUEST,
+            "No Managed Identity found for specified ClientId/ResourceId/PrincipalId.",
+        );
+    }
+    let lifetime = s.switch(|sw| sw.token_lifetime);
+    let token = s.issue_token("managed", &identity.client_id, lifetime);
+    let expires_on = chrono::Utc::now().timestamp() + lifetime.as_secs() as i64;
+    Json(json!({
+        "access_token": token,
+        "expires_on": expires_on.to_string(),
+        "resource": q.resource,
+        "token_type": "Bearer",
+        "client_id": identity.client_id,
+    }))
+    .into_response()
+}

@@ -88,3 +88,144 @@ async fn the_fakes_certificate_is_refused_unless_its_ca_is_trusted() {
         .is_err());
     assert_eq!(f.token_requests(), 0, "nothing reached the fake");
 }
+
+fn certificate_pem() -> (String, String) {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+    let mut params = rcgen::CertificateParams::default();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "jitgate-agent");
+    let cert = params.self_signed(&key).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+fn with_auth(fake: &GraphFake, auth: EntraAuth) -> EntraCredentialSettings {
+    EntraCredentialSettings {
+        auth,
+        ..settings(fake, TENANT, CLIENT, "unused")
+    }
+}
+
+#[tokio::test]
+async fn a_client_certificate_signs_an_assertion_entra_accepts_and_an_unregistered_one_is_refused() {
+    let (cert, key) = certificate_pem();
+    let f = GraphFake::start(vec![App {
+        tenant: TENANT.into(),
+        client_id: CLIENT.into(),
+        certificate_pem: Some(cert.clone()),
+        ..App::default()
+    }])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("agent.pem");
+    std::fs::write(&good, format!("{cert}{key}")).unwrap();
+    let s = with_auth(
+        &f,
+        EntraAuth::ClientCertificate {
+            client_id: CLIENT.into(),
+            pem_file: good,
+        },
+    );
+    let c = credential::credential(&s).unwrap();
+    credential::check(c.as_ref(), credential::GRAPH_SCOPE, &s)
+        .await
+        .unwrap();
+
+    // Another certificate: Entra does not know its thumbprint.
+    let (other_cert, other_key) = certificate_pem();
+    let other = dir.path().join("other.pem");
+    std::fs::write(&other, format!("{other_cert}{other_key}")).unwrap();
+    let s = with_auth(
+        &f,
+        EntraAuth::ClientCertificate {
+            client_id: CLIENT.into(),
+            pem_file: other.clone(),
+        },
+    );
+    let c = credential::credential(&s).unwrap();
+    let e = credential::check(c.as_ref(), credential::GRAPH_SCOPE, &s)
+        .await
+        .unwrap_err();
+    assert!(
+        e.reason.contains("AADSTS700027") && e.reason.contains("other.pem"),
+        "{e}"
+    );
+    assert!(!e.reason.contains("PRIVATE KEY"), "{e}");
+
+    // The registered certificate with a key that is not its own: the
+    // signature does not verify.
+    let mismatched = dir.path().join("mismatched.pem");
+    std::fs::write(&mismatched, format!("{cert}{other_key}")).unwrap();
+    let s = with_auth(
+        &f,
+        EntraAuth::ClientCertificate {
+            client_id: CLIENT.into(),
+            pem_file: mismatched,
+        },
+    );
+    let c = credential::credential(&s).unwrap();
+    let e = credential::check(c.as_ref(), credential::GRAPH_SCOPE, &s)
+        .await
+        .unwrap_err();
+    assert!(e.reason.contains("invalid signature"), "{e}");
+
+    // A file without a key fails before any request, naming the file.
+    let no_key = dir.path().join("no-key.pem");
+    std::fs::write(&no_key, &cert).unwrap();
+    let s = with_auth(
+        &f,
+        EntraAuth::ClientCertificate {
+            client_id: CLIENT.into(),
+            pem_file: no_key,
+        },
+    );
+    let e = credential::credential(&s).unwrap_err();
+    assert!(
+        e.reason.contains("no-key.pem") && e.reason.contains("private key"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn workload_identity_presents_the_projected_token_file() {
+    let f = GraphFake::start(vec![App {
+        tenant: TENANT.into(),
+        client_id: CLIENT.into(),
+        federated_token: Some("eyJhbGciOi.projected-service-account-token.sig".into()),
+        ..App::default()
+    }])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("azure-identity-token");
+    std::fs::write(&file, "eyJhbGciOi.projected-service-account-token.sig").unwrap();
+    let s = with_auth(
+        &f,
+        EntraAuth::WorkloadIdentity {
+            client_id: CLIENT.into(),
+            token_file: file,
+        },
+    );
+    let c = credential::credential(&s).unwrap();
+    credential::check(c.as_ref(), credential::GRAPH_SCOPE, &s)
+        .await
+        .unwrap();
+
+    let other = tempfile::tempdir().unwrap();
+    let wrong = other.path().join("token");
+    std::fs::write(&wrong, "a-token-of-another-issuer").unwrap();
+    let s = with_auth(
+        &f,
+        EntraAuth::WorkloadIdentity {
+            client_id: CLIENT.into(),
+            token_file: wrong,
+        },
+    );
+    let c = credential::credential(&s).unwrap();
+    let e = credential::check(c.as_ref(), credential::GRAPH_SCOPE, &s)
+        .await
+        .unwrap_err();
+    assert!(
+        e.reason.contains("AADSTS700213") && e.reason.contains("workload identity"),
+        "{e}"
+    );
+}

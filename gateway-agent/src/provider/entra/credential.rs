@@ -1,16 +1,29 @@
 //! The agent's Entra credential, built with `azure_identity`: the crate
-//! requests, caches and refreshes tokens. Authority host configurable for
-//! sovereign clouds (and test peers); extra trusted CAs only when given.
+//! requests, caches and refreshes tokens. Four ways to sign in: a client
+//! secret, a client certificate, workload identity federation (a projected
+//! Kubernetes service-account token) and a managed identity. Authority
+//! host configurable for sovereign clouds (and test peers); extra trusted
+//! CAs only when given.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
 use azure_core::credentials::{Secret, TokenCredential};
 use azure_core::http::{ClientOptions, RetryOptions, Transport};
-use azure_identity::{ClientSecretCredential, ClientSecretCredentialOptions};
+use azure_identity::{
+    ClientAssertionCredential, ClientAssertionCredentialOptions, ClientSecretCredential,
+    ClientSecretCredentialOptions, ManagedIdentityCredential, ManagedIdentityCredentialOptions,
+    UserAssignedId, WorkloadIdentityCredential, WorkloadIdentityCredentialOptions,
+};
+
+use super::certificate::CertificateAssertion;
 
 use crate::provider::ProviderError;
+
+/// The public cloud's authority host.
+pub const PUBLIC_AUTHORITY: &str = "https://login.microsoftonline.com";
 
 /// The scope of Microsoft Graph application permissions.
 pub const GRAPH_SCOPE: &str = "https://graph.microsoft.com/.default";
@@ -20,14 +33,40 @@ pub const GRAPH_SCOPE: &str = "https://graph.microsoft.com/.default";
 pub enum EntraAuth {
     /// An app registration's client secret.
     ClientSecret { client_id: String, secret: String },
+    /// An app registration's certificate: a PEM file with the certificate
+    /// and its RSA private key. The agent signs a client assertion with it.
+    ClientCertificate { client_id: String, pem_file: PathBuf },
+    /// Workload identity federation: the app trusts tokens of an external
+    /// issuer (a Kubernetes service account's projected token, re-read
+    /// from `token_file` as it rotates).
+    WorkloadIdentity { client_id: String, token_file: PathBuf },
+    /// The managed identity of the Azure resource the agent runs on
+    /// (App Service, Functions, virtual machines): system-assigned, or the
+    /// user-assigned one with this client id.
+    ManagedIdentity { client_id: Option<String> },
 }
 
 impl std::fmt::Debug for EntraAuth {
-    // The secret never reaches a log.
+    // Secrets and keys never reach a log.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            EntraAuth::ClientSecret { client_id, .. } => {
-                write!(f, "client secret of app {client_id}")
+            EntraAuth::ClientSecret { client_id, .. } => write!(f, "client secret of app {client_id}"),
+            EntraAuth::ClientCertificate { client_id, pem_file } => {
+                write!(f, "certificate {} of app {client_id}", pem_file.display())
+            }
+            EntraAuth::WorkloadIdentity {
+                client_id,
+                token_file,
+            } => {
+                write!(
+                    f,
+                    "workload identity of app {client_id} ({})",
+                    token_file.display()
+                )
+            }
+            EntraAuth::ManagedIdentity { client_id: None } => write!(f, "system-assigned managed identity"),
+            EntraAuth::ManagedIdentity { client_id: Some(id) } => {
+                write!(f, "user-assigned managed identity {id}")
             }
         }
     }
@@ -78,20 +117,62 @@ pub fn credential(settings: &EntraCredentialSettings) -> Result<Arc<dyn TokenCre
     if !settings.retries {
         options.retry = RetryOptions::none();
     }
-    match &settings.auth {
-        EntraAuth::ClientSecret { client_id, secret } => {
-            let credential = ClientSecretCredential::new(
-                &settings.tenant_id,
+    let tenant = &settings.tenant_id;
+    let made: azure_core::Result<Arc<dyn TokenCredential>> = match &settings.auth {
+        EntraAuth::ClientSecret { client_id, secret } => ClientSecretCredential::new(
+            tenant,
+            client_id.clone(),
+            Secret::new(secret.clone()),
+            Some(ClientSecretCredentialOptions {
+                client_options: options,
+            }),
+        )
+        .map(|c| c as Arc<dyn TokenCredential>),
+        EntraAuth::ClientCertificate { client_id, pem_file } => {
+            let pem = std::fs::read(pem_file).map_err(|e| {
+                ProviderError::permanent(format!("Entra client certificate {}: {e}", pem_file.display()))
+            })?;
+            let authority = settings
+                .authority_host
+                .as_deref()
+                .unwrap_or(PUBLIC_AUTHORITY)
+                .trim_end_matches('/');
+            let audience = format!("{authority}/{tenant}/oauth2/v2.0/token");
+            let assertion = CertificateAssertion::from_pem(&pem, client_id, &audience).map_err(|e| {
+                ProviderError::permanent(format!("Entra client certificate {}: {e}", pem_file.display()))
+            })?;
+            ClientAssertionCredential::new(
+                tenant.clone(),
                 client_id.clone(),
-                Secret::new(secret.clone()),
-                Some(ClientSecretCredentialOptions {
+                assertion,
+                Some(ClientAssertionCredentialOptions {
                     client_options: options,
                 }),
             )
-            .map_err(|e| failed(settings, e))?;
-            Ok(credential)
+            .map(|c| c as Arc<dyn TokenCredential>)
         }
-    }
+        EntraAuth::WorkloadIdentity {
+            client_id,
+            token_file,
+        } => WorkloadIdentityCredential::new(Some(WorkloadIdentityCredentialOptions {
+            credential_options: ClientAssertionCredentialOptions {
+                client_options: options,
+            },
+            client_id: Some(client_id.clone()),
+            tenant_id: Some(tenant.clone()),
+            token_file_path: Some(token_file.clone()),
+            ..Default::default()
+        }))
+        .map(|c| c as Arc<dyn TokenCredential>),
+        EntraAuth::ManagedIdentity { client_id } => {
+            ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
+                user_assigned_id: client_id.clone().map(UserAssignedId::ClientId),
+                client_options: options,
+            }))
+            .map(|c| c as Arc<dyn TokenCredential>)
+        }
+    };
+    made.map_err(|e| failed(settings, e))
 }
 
 /// Gets one token for `scope` (Graph's, [`GRAPH_SCOPE`] in the public

@@ -29,6 +29,7 @@
 //! refresh tokens and browser session cookies, so apps must send them back
 //! to sign in; access tokens already issued still live until they expire.
 
+pub mod certificate;
 pub mod credential;
 pub mod graph;
 pub mod models;

@@ -161,7 +161,6 @@ pub fn credential(settings: &EntraCredentialSettings) -> Result<Arc<dyn TokenCre
             client_id: Some(client_id.clone()),
             tenant_id: Some(tenant.clone()),
             token_file_path: Some(token_file.clone()),
-            ..Default::default()
         }))
         .map(|c| c as Arc<dyn TokenCredential>),
         EntraAuth::ManagedIdentity { client_id } => {

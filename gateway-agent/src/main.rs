@@ -20,6 +20,9 @@ use jitgate_agent::provider::aws::identity_center::{
 };
 use jitgate_agent::provider::aws::{iam::Iam, sdk_config, AwsSettings};
 use jitgate_agent::provider::budget::{Budget, BudgetSettings};
+use jitgate_agent::provider::entra::credential::{EntraAuth, EntraCredentialSettings};
+use jitgate_agent::provider::entra::graph::GraphSettings;
+use jitgate_agent::provider::entra::{Entra, EntraSettings};
 use jitgate_agent::provider::sandbox::{Sandbox, SandboxSettings};
 use jitgate_agent::provider::Provider;
 use jitgate_agent::state::StateDir;
@@ -85,6 +88,8 @@ enum Command {
         sandbox_failure_rate: f64,
         #[command(flatten)]
         aws: AwsArgs,
+        #[command(flatten)]
+        entra: EntraArgs,
         /// Longest pause between reconnection attempts.
         #[arg(long, env = "JITGATE_AGENT_RECONNECT_MAX", value_parser = duration, default_value = "5s")]
         reconnect_max: Duration,
@@ -104,6 +109,9 @@ enum ProviderKind {
     AwsIdentityCenter,
     /// AWS IAM: group memberships and managed policy attachments.
     AwsIam,
+    /// Entra ID through Microsoft Graph: group memberships, directory
+    /// roles and PIM for Groups assignments.
+    Entra,
 }
 
 /// Settings of the AWS providers. Credentials come from the standard AWS
@@ -178,6 +186,159 @@ impl AwsArgs {
     }
 }
 
+/// How the Entra provider signs in.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum EntraAuthKind {
+    /// `--entra-client-secret` (or its file).
+    ClientSecret,
+    /// `--entra-client-certificate`: PEM with certificate and RSA key.
+    ClientCertificate,
+    /// A federated token file (Kubernetes workload identity).
+    WorkloadIdentity,
+    /// The managed identity of the Azure resource the agent runs on.
+    ManagedIdentity,
+}
+
+/// Settings of the Entra provider. The app (or managed identity) needs the
+/// Graph application permissions `User.Read.All`, `GroupMember.ReadWrite.All`,
+/// `RoleManagement.ReadWrite.Directory`, and for PIM for Groups
+/// `PrivilegedAssignmentSchedule.ReadWrite.AzureADGroup`; ending sign-in
+/// sessions needs `User.RevokeSessions.All`.
+#[derive(Debug, clap::Args)]
+struct EntraArgs {
+    /// The directory (tenant) id.
+    #[arg(long, env = "JITGATE_ENTRA_TENANT_ID")]
+    entra_tenant_id: Option<String>,
+    /// The app registration's client id (or the user-assigned managed
+    /// identity's).
+    #[arg(long, env = "JITGATE_ENTRA_CLIENT_ID")]
+    entra_client_id: Option<String>,
+    /// How to sign in.
+    #[arg(long, env = "JITGATE_ENTRA_AUTH", value_enum, default_value = "client-secret")]
+    entra_auth: EntraAuthKind,
+    /// Client secret value. Prefer --entra-client-secret-file.
+    #[arg(long, env = "JITGATE_ENTRA_CLIENT_SECRET", hide_env_values = true)]
+    entra_client_secret: Option<String>,
+    /// File holding the client secret value.
+    #[arg(long, env = "JITGATE_ENTRA_CLIENT_SECRET_FILE")]
+    entra_client_secret_file: Option<PathBuf>,
+    /// PEM file with the app's certificate and its RSA private key.
+    #[arg(long, env = "JITGATE_ENTRA_CLIENT_CERTIFICATE")]
+    entra_client_certificate: Option<PathBuf>,
+    /// Workload identity: the projected token file [default: AZURE_FEDERATED_TOKEN_FILE].
+    #[arg(long, env = "AZURE_FEDERATED_TOKEN_FILE")]
+    entra_federated_token_file: Option<PathBuf>,
+    /// Authority host, for sovereign clouds: https://login.microsoftonline.us,
+    /// https://login.chinacloudapi.cn [default: https://login.microsoftonline.com].
+    #[arg(long, env = "JITGATE_ENTRA_AUTHORITY_HOST")]
+    entra_authority_host: Option<String>,
+    /// Microsoft Graph, for sovereign clouds: https://graph.microsoft.us,
+    /// https://microsoftgraph.chinacloudapi.cn.
+    #[arg(
+        long,
+        env = "JITGATE_ENTRA_GRAPH_URL",
+        default_value = "https://graph.microsoft.com"
+    )]
+    entra_graph_url: String,
+    /// PEM file of CAs to trust besides the system's (a TLS-inspecting proxy).
+    #[arg(long, env = "JITGATE_ENTRA_EXTRA_CA")]
+    entra_extra_ca: Option<PathBuf>,
+    /// Graph writes per second to this tenant. Graph throttles writes per
+    /// app and tenant; keep well below.
+    #[arg(long, env = "JITGATE_ENTRA_RATE", default_value = "10")]
+    entra_rate: std::num::NonZeroU32,
+    /// Grants and revokes in progress at once.
+    #[arg(long, env = "JITGATE_ENTRA_MAX_OPERATIONS", default_value_t = 8)]
+    entra_max_operations: usize,
+    /// Attempts per Graph call on 429, 5xx or a failed connection
+    /// (Retry-After honoured).
+    #[arg(long, env = "JITGATE_ENTRA_MAX_ATTEMPTS", default_value_t = 4)]
+    entra_max_attempts: u32,
+    /// Longest wait for a just-created user or group to replicate.
+    #[arg(long, env = "JITGATE_ENTRA_REPLICATION_WAIT", value_parser = duration, default_value = "30s")]
+    entra_replication_wait: Duration,
+    /// Timeout of one Graph request.
+    #[arg(long, env = "JITGATE_ENTRA_TIMEOUT", value_parser = duration, default_value = "30s")]
+    entra_timeout: Duration,
+}
+
+impl EntraArgs {
+    fn settings(&self) -> anyhow::Result<EntraSettings> {
+        let tenant_id = self
+            .entra_tenant_id
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("--entra-tenant-id is required for --provider entra"))?;
+        let client_id = || {
+            self.entra_client_id.clone().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--entra-client-id is required for --entra-auth {:?}",
+                    self.entra_auth
+                )
+            })
+        };
+        let auth = match self.entra_auth {
+            EntraAuthKind::ClientSecret => {
+                let secret = match (&self.entra_client_secret, &self.entra_client_secret_file) {
+                    (Some(s), None) => s.clone(),
+                    (None, Some(f)) => std::fs::read_to_string(f)
+                        .map_err(|e| anyhow::anyhow!("--entra-client-secret-file {}: {e}", f.display()))?
+                        .trim()
+                        .to_owned(),
+                    _ => anyhow::bail!(
+                        "--entra-auth client-secret needs exactly one of --entra-client-secret and --entra-client-secret-file"
+                    ),
+                };
+                EntraAuth::ClientSecret {
+                    client_id: client_id()?,
+                    secret,
+                }
+            }
+            EntraAuthKind::ClientCertificate => EntraAuth::ClientCertificate {
+                client_id: client_id()?,
+                pem_file: self.entra_client_certificate.clone().ok_or_else(|| {
+                    anyhow::anyhow!("--entra-auth client-certificate needs --entra-client-certificate")
+                })?,
+            },
+            EntraAuthKind::WorkloadIdentity => EntraAuth::WorkloadIdentity {
+                client_id: client_id()?,
+                token_file: self.entra_federated_token_file.clone().ok_or_else(|| {
+                    anyhow::anyhow!("--entra-auth workload-identity needs --entra-federated-token-file")
+                })?,
+            },
+            EntraAuthKind::ManagedIdentity => EntraAuth::ManagedIdentity {
+                client_id: self.entra_client_id.clone(),
+            },
+        };
+        let extra_ca_pem = match &self.entra_extra_ca {
+            Some(f) => {
+                Some(std::fs::read(f).map_err(|e| anyhow::anyhow!("--entra-extra-ca {}: {e}", f.display()))?)
+            }
+            None => None,
+        };
+        Ok(EntraSettings {
+            credential: EntraCredentialSettings {
+                tenant_id,
+                auth,
+                authority_host: self.entra_authority_host.clone(),
+                extra_ca_pem,
+                retries: true,
+            },
+            graph: GraphSettings {
+                graph_url: self.entra_graph_url.clone(),
+                max_attempts: self.entra_max_attempts,
+                timeout: self.entra_timeout,
+            },
+            budget: BudgetSettings {
+                rate: self.entra_rate,
+                operations: self.entra_max_operations,
+                throttle_pause: Duration::from_millis(500),
+                throttle_pause_max: Duration::from_secs(30),
+            },
+            replication_wait: self.entra_replication_wait,
+        })
+    }
+}
+
 fn duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("`{s}` is not a duration like 5s or 200ms: {e}"))
 }
@@ -243,6 +404,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             sandbox_throttle_rate,
             sandbox_failure_rate,
             aws,
+            entra,
             reconnect_max,
             self_revoke_grace,
         } => {
@@ -280,6 +442,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 ProviderKind::AwsIam => {
                     let sdk = sdk_config(&aws.settings()).await;
                     let provider = Iam::connect(identity.configuration.clone(), &sdk, aws.budget())
+                        .await
+                        .map_err(|e| anyhow::anyhow!("configuration {}: {e}", identity.configuration))?;
+                    Arc::new(provider)
+                }
+                ProviderKind::Entra => {
+                    let provider = Entra::connect(identity.configuration.clone(), entra.settings()?)
                         .await
                         .map_err(|e| anyhow::anyhow!("configuration {}: {e}", identity.configuration))?;
                     Arc::new(provider)

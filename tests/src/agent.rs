@@ -162,6 +162,16 @@ impl TestAgent {
         }
     }
 
+    /// Waits for this run to exit by itself (a start-up failure), at most
+    /// `within`.
+    pub async fn exit_status(&mut self, within: Duration) -> std::process::ExitStatus {
+        let child = self.child.as_mut().expect("the agent was started");
+        tokio::time::timeout(within, child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("the agent still runs:\n{}", self.log()))
+            .unwrap()
+    }
+
     pub async fn restart(&mut self) {
         self.kill().await;
         self.spawn();

@@ -2,8 +2,16 @@
 //! `azure_identity` credential over HTTPS, trusting the fake's test CA
 //! explicitly.
 
+use std::time::Duration;
+
 use jitgate_agent::provider::entra::credential::{self, EntraAuth, EntraCredentialSettings};
-use jitgate_tests::graph_fake::{App, GraphFake};
+use jitgate_tests::agent::TestAgent;
+use jitgate_tests::broker::TestBroker;
+use jitgate_tests::fixtures::POLICY;
+use jitgate_tests::graph_fake::{App, GraphFake, ManagedIdentity};
+
+use crate::agents::{applied, removed, FAST};
+use crate::support::request;
 
 const TENANT: &str = "11111111-2222-3333-4444-555555555555";
 const CLIENT: &str = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee";
@@ -227,5 +235,211 @@ async fn workload_identity_presents_the_projected_token_file() {
     assert!(
         e.reason.contains("AADSTS700213") && e.reason.contains("workload identity"),
         "{e}"
+    );
+}
+
+/// A catalogue with one Entra configuration whose resources are the fake's
+/// group (auto-approved) and the same group with sign-in sessions ended on
+/// revoke.
+fn entra_catalog(group: &str) -> String {
+    format!(
+        r#"
+[[configurations]]
+id = "entra-test"
+kind = "entra_id"
+identity_mode = {{ mode = "direct" }}
+
+[[resources]]
+id = "entra-admins"
+configuration = "entra-test"
+group = "auto"
+target = {{ kind = "entra_group_membership", group_id = "{group}" }}
+
+[[resources]]
+id = "entra-admins-ending-sessions"
+configuration = "entra-test"
+group = "end-sessions"
+target = {{ kind = "entra_pim_group", group_id = "{group}" }}
+
+[[users]]
+id = "alice"
+email = "alice@contoso.com"
+roles = ["requester"]
+groups = ["developers"]
+
+[[users]]
+id = "admin"
+roles = ["admin", "auditor"]
+"#
+    )
+}
+
+const ENTRA_WORKFLOWS: &str = r#"
+[defaults]
+approvals_required = 1
+max_duration = "1h"
+default_duration = "10m"
+
+[group.auto]
+auto_approve = true
+approvals_required = 0
+
+[group.end-sessions]
+auto_approve = true
+approvals_required = 0
+end_sign_in_sessions = true
+"#;
+
+/// `jitgate-agent run --provider entra ...` against the fake; the files
+/// live in `dir`.
+fn agent_args(f: &GraphFake, dir: &std::path::Path, auth: &[&str]) -> Vec<String> {
+    let ca = dir.join("graph-ca.pem");
+    std::fs::write(&ca, &f.ca_pem).unwrap();
+    let mut args: Vec<String> = [
+        "--provider",
+        "entra",
+        "--entra-tenant-id",
+        TENANT,
+        "--entra-authority-host",
+        &f.url,
+        "--entra-graph-url",
+        &f.url,
+        "--entra-extra-ca",
+        &ca.display().to_string(),
+        "--entra-replication-wait",
+        "2s",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    args.extend(auth.iter().map(|s| (*s).to_owned()));
+    args
+}
+
+#[tokio::test]
+async fn a_request_approved_through_the_api_becomes_a_group_membership_and_is_removed_at_expiry() {
+    let f = fake().await;
+    let alice = f.add_user("alice@contoso.com", Some("alice@contoso.com"));
+    let group = f.add_group("Cloud admins");
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("secret");
+    std::fs::write(&secret_file, "s3cret-value\n").unwrap();
+    let b = TestBroker::start_with(
+        &entra_catalog(&group),
+        &[("access.cedar", POLICY), ("workflows.toml", ENTRA_WORKFLOWS)],
+        FAST,
+    )
+    .await;
+    let mut agent = TestAgent::enroll(&b, "entra-test", None).await;
+    let secret = secret_file.display().to_string();
+    let args = agent_args(
+        &f,
+        dir.path(),
+        &["--entra-client-id", CLIENT, "--entra-client-secret-file", &secret],
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    agent.start_provider(&args, &[]).await;
+    agent.connected().await;
+
+    let id = request(&b.client("alice"), "entra-admins", 3)
+        .await
+        .grant
+        .unwrap();
+    applied(&b, id).await;
+    assert_eq!(
+        f.members(&group),
+        vec![alice.clone()],
+        "agent log:\n{}",
+        agent.log()
+    );
+    let g = removed(&b, id, Duration::from_secs(10)).await;
+    assert!(g.removed_at.unwrap() >= g.ends_at);
+    assert!(f.members(&group).is_empty());
+    assert_eq!(f.sessions_revoked(&alice), 0);
+
+    // PIM for Groups with sign-in sessions ended: Entra holds the end date
+    // too, and the revoke ends her sessions.
+    let id = request(&b.client("alice"), "entra-admins-ending-sessions", 3)
+        .await
+        .grant
+        .unwrap();
+    let g = applied(&b, id).await;
+    let pim = f.pim_group_assignments();
+    assert_eq!(pim.len(), 1, "agent log:\n{}", agent.log());
+    assert!(pim[0].end.unwrap() >= g.ends_at);
+    removed(&b, id, Duration::from_secs(10)).await;
+    assert!(f.pim_group_assignments().is_empty());
+    assert_eq!(f.sessions_revoked(&alice), 1);
+    assert!(!agent.log().contains("s3cret-value"), "no secret in the log");
+}
+
+#[tokio::test]
+async fn the_agent_signs_in_with_a_managed_identity_or_stops_naming_it() {
+    let f = fake().await;
+    let endpoint = f.enable_managed_identity(ManagedIdentity {
+        header: "identity-header-secret".into(),
+        client_id: "cccccccc-0000-0000-0000-000000000001".into(),
+        user_assigned: true,
+    });
+    let b = TestBroker::start_with(
+        &entra_catalog("00000000-0000-0000-0000-000000000000"),
+        &[("access.cedar", POLICY), ("workflows.toml", ENTRA_WORKFLOWS)],
+        FAST,
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut agent = TestAgent::enroll(&b, "entra-test", None).await;
+    let args = agent_args(
+        &f,
+        dir.path(),
+        &[
+            "--entra-auth",
+            "managed-identity",
+            "--entra-client-id",
+            "cccccccc-0000-0000-0000-000000000001",
+        ],
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    agent
+        .start_provider(
+            &args,
+            &[
+                ("IDENTITY_ENDPOINT", &endpoint),
+                ("IDENTITY_HEADER", "identity-header-secret"),
+            ],
+        )
+        .await;
+    agent.connected().await;
+    assert_eq!(f.token_requests(), 1);
+
+    // Another identity than the resource has: the agent stops at start-up.
+    let mut wrong = TestAgent::enroll(&b, "entra-test", None).await;
+    let args = agent_args(
+        &f,
+        dir.path(),
+        &[
+            "--entra-auth",
+            "managed-identity",
+            "--entra-client-id",
+            "dddddddd-0000-0000-0000-000000000002",
+        ],
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    wrong
+        .start_provider(
+            &args,
+            &[
+                ("IDENTITY_ENDPOINT", &endpoint),
+                ("IDENTITY_HEADER", "identity-header-secret"),
+            ],
+        )
+        .await;
+    let status = wrong.exit_status(Duration::from_secs(20)).await;
+    assert!(!status.success());
+    let log = wrong.log();
+    assert!(
+        log.contains("user-assigned managed identity dddddddd-0000-0000-0000-000000000002")
+            && log.contains(TENANT),
+        "{log}"
     );
 }

@@ -87,9 +87,9 @@ enum Command {
         #[arg(long, env = "JITGATE_SANDBOX_FAILURE_RATE", value_parser = rate, default_value = "0")]
         sandbox_failure_rate: f64,
         #[command(flatten)]
-        aws: AwsArgs,
+        aws: Box<AwsArgs>,
         #[command(flatten)]
-        entra: EntraArgs,
+        entra: Box<EntraArgs>,
         /// Longest pause between reconnection attempts.
         #[arg(long, env = "JITGATE_AGENT_RECONNECT_MAX", value_parser = duration, default_value = "5s")]
         reconnect_max: Duration,

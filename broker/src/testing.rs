@@ -50,6 +50,7 @@ extension = { allowed = true, requires_approval = false, max_total = "1h" }
 [group.auto]
 auto_approve = true
 cap_session_duration = true
+end_sign_in_sessions = true
 approvals_required = 0
 "#;
 

@@ -66,7 +66,7 @@ async fn a_restart_runs_overdue_expiries_at_once() {
 }
 
 #[tokio::test]
-async fn grant_commands_carry_the_workflows_session_cap_and_revokes_do_not() {
+async fn grant_commands_carry_the_workflows_session_cap_and_both_carry_ending_sign_in_sessions() {
     let h = harness().await;
     let g = h
         .broker
@@ -77,11 +77,12 @@ async fn grant_commands_carry_the_workflows_session_cap_and_revokes_do_not() {
         .unwrap();
     let grant = h.broker.store.grant(g).await.unwrap().unwrap();
     assert!(grant.cap_session_duration, "recorded on the grant at approval");
+    assert!(grant.end_sign_in_sessions, "recorded on the grant at approval");
     let aws = "aws".parse().unwrap();
     let out = h.broker.store.outbox(&aws, 10).await.unwrap();
     assert!(
         out.iter()
-            .all(|c| c.op == CommandOp::Grant && c.cap_session_duration),
+            .all(|c| c.op == CommandOp::Grant && c.cap_session_duration && c.end_sign_in_sessions),
         "{out:?}"
     );
     h.clock.set(grant.ends_at);
@@ -89,7 +90,7 @@ async fn grant_commands_carry_the_workflows_session_cap_and_revokes_do_not() {
     let out = h.broker.store.outbox(&aws, 10).await.unwrap();
     assert!(
         out.iter()
-            .all(|c| c.op == CommandOp::Revoke && !c.cap_session_duration),
+            .all(|c| c.op == CommandOp::Revoke && !c.cap_session_duration && c.end_sign_in_sessions),
         "{out:?}"
     );
 }

@@ -166,8 +166,20 @@ impl Budget {
     }
 
     /// The tenant said "throttled": everyone pauses. Returns the pause.
+    /// Throttles answered to calls already in flight when the pause began
+    /// do not lengthen it further (many calls in flight would otherwise
+    /// escalate it at once); each throttle after a pause does.
     pub fn throttled(&self, asked: Option<Duration>) -> Duration {
         self.throttled.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
+        let Ok(mut paused) = self.paused_until.lock() else {
+            return asked.unwrap_or(self.settings.throttle_pause);
+        };
+        if let Some(until) = paused.filter(|until| *until > now) {
+            let until = until.max(now + asked.unwrap_or_default());
+            *paused = Some(until);
+            return until - now;
+        }
         let n = self.throttles_in_a_row.fetch_add(1, Ordering::AcqRel).min(16);
         let ceiling = self
             .settings
@@ -177,10 +189,7 @@ impl Budget {
         let half = ceiling / 2;
         let jitter = half.mul_f64(rand::random::<f64>());
         let pause = (half + jitter).max(asked.unwrap_or_default());
-        let until = Instant::now() + pause;
-        if let Ok(mut p) = self.paused_until.lock() {
-            *p = Some(p.map_or(until, |old| old.max(until)));
-        }
+        *paused = Some(now + pause);
         pause
     }
 
@@ -250,17 +259,25 @@ mod tests {
         let start = Instant::now();
         b.call(Priority::Revoke).await;
         assert!(Instant::now() - start >= Duration::from_millis(300));
-        // In a row, pauses grow; a success resets them.
+        // In a row (each after the last pause), pauses grow; a success
+        // resets them.
         let first = b.throttled(None);
+        b.call(Priority::Grant).await;
         let second = b.throttled(None);
+        b.call(Priority::Grant).await;
         let third = b.throttled(None);
         assert!(
             third >= Duration::from_millis(400),
             "{first:?} {second:?} {third:?}"
         );
+        b.call(Priority::Grant).await;
         b.succeeded();
         assert!(b.throttled(None) <= Duration::from_millis(200));
-        assert_eq!(b.stats().throttled, 5);
+        // Throttles of calls in flight during that pause do not lengthen it.
+        for _ in 0..10 {
+            assert!(b.throttled(None) <= Duration::from_millis(200));
+        }
+        assert_eq!(b.stats().throttled, 15);
     }
 
     #[tokio::test]

@@ -16,16 +16,12 @@
     clippy::disallowed_methods
 )]
 
-use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use jitgate_agent::provider::budget::BudgetSettings;
-use jitgate_agent::provider::entra::credential::{EntraAuth, EntraCredentialSettings};
-use jitgate_agent::provider::entra::graph::GraphSettings;
-use jitgate_agent::provider::entra::{Entra, EntraSettings};
+use jitgate_agent::provider::entra::Entra;
 use jitgate_agent::provider::{Effect, Provider, Window};
 use jitgate_shared::v1::{ConfigId, Entitlement, Target};
 use jitgate_tests::graph_fake::{App, GraphFake};
@@ -94,30 +90,10 @@ async fn phase(name: &str, budget: u32, graph_limit: Option<u32>, run_for: Durat
     for i in 0..WORKERS {
         f.add_user(&format!("user{i}@contoso.com"), None);
     }
-    let settings = EntraSettings {
-        credential: EntraCredentialSettings {
-            tenant_id: TENANT.into(),
-            auth: EntraAuth::ClientSecret {
-                client_id: CLIENT.into(),
-                secret: "bench".into(),
-            },
-            authority_host: Some(f.url.clone()),
-            extra_ca_pem: Some(f.ca_pem.clone().into_bytes()),
-            retries: false,
-        },
-        graph: GraphSettings {
-            graph_url: f.url.clone(),
-            max_attempts: 4,
-            timeout: Duration::from_secs(10),
-        },
-        budget: BudgetSettings {
-            rate: NonZeroU32::new(budget).unwrap(),
-            operations: WORKERS,
-            throttle_pause: Duration::from_millis(500),
-            throttle_pause_max: Duration::from_secs(30),
-        },
-        replication_wait: Duration::from_secs(5),
-    };
+    let mut settings = f.provider_settings(TENANT, CLIENT, "bench", budget);
+    settings.budget.operations = WORKERS;
+    settings.budget.throttle_pause = Duration::from_millis(500);
+    settings.budget.throttle_pause_max = Duration::from_secs(30);
     let p = Arc::new(
         Entra::connect(ConfigId::new("entra-bench").unwrap(), settings)
             .await

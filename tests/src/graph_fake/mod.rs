@@ -379,6 +379,43 @@ impl GraphFake {
         }
     }
 
+    /// Settings for the `entra` provider to work against this fake as the
+    /// app `client_id` with `secret`: the fake's CA trusted, token retries
+    /// off, `rate` Graph writes per second, 4 attempts per call.
+    pub fn provider_settings(
+        &self,
+        tenant: &str,
+        client_id: &str,
+        secret: &str,
+        rate: u32,
+    ) -> jitgate_agent::provider::entra::EntraSettings {
+        use jitgate_agent::provider::entra::credential::{EntraAuth, EntraCredentialSettings};
+        jitgate_agent::provider::entra::EntraSettings {
+            credential: EntraCredentialSettings {
+                tenant_id: tenant.into(),
+                auth: EntraAuth::ClientSecret {
+                    client_id: client_id.into(),
+                    secret: secret.into(),
+                },
+                authority_host: Some(self.url.clone()),
+                extra_ca_pem: Some(self.ca_pem.clone().into_bytes()),
+                retries: false,
+            },
+            graph: jitgate_agent::provider::entra::graph::GraphSettings {
+                graph_url: self.url.clone(),
+                max_attempts: 4,
+                timeout: Duration::from_secs(10),
+            },
+            budget: jitgate_agent::provider::budget::BudgetSettings {
+                rate: std::num::NonZeroU32::new(rate).unwrap(),
+                operations: 8,
+                throttle_pause: Duration::from_millis(100),
+                throttle_pause_max: Duration::from_secs(2),
+            },
+            replication_wait: Duration::from_secs(5),
+        }
+    }
+
     /// Token requests answered so far (granted or not).
     pub fn token_requests(&self) -> u64 {
         self.shared.token_requests.load(Ordering::Relaxed)

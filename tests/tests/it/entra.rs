@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use jitgate_agent::provider::entra::credential::{self, EntraAuth, EntraCredentialSettings};
+use jitgate_agent::provider::ProviderError;
 use jitgate_tests::agent::TestAgent;
 use jitgate_tests::broker::TestBroker;
 use jitgate_tests::fixtures::POLICY;
@@ -107,16 +108,27 @@ fn certificate_pem() -> (String, String) {
     (cert.pem(), key.serialize_pem())
 }
 
-fn with_auth(fake: &GraphFake, auth: EntraAuth) -> EntraCredentialSettings {
-    EntraCredentialSettings {
+/// Builds the credential for `auth` and gets one Graph token with it.
+async fn sign_in(fake: &GraphFake, auth: EntraAuth) -> Result<(), ProviderError> {
+    let s = EntraCredentialSettings {
         auth,
         ..settings(fake, TENANT, CLIENT, "unused")
+    };
+    let c = credential::credential(&s)?;
+    credential::check(c.as_ref(), credential::GRAPH_SCOPE, &s).await
+}
+
+fn certificate(pem_file: &std::path::Path) -> EntraAuth {
+    EntraAuth::ClientCertificate {
+        client_id: CLIENT.into(),
+        pem_file: pem_file.to_owned(),
     }
 }
 
 #[tokio::test]
 async fn a_client_certificate_signs_an_assertion_entra_accepts_and_an_unregistered_one_is_refused() {
     let (cert, key) = certificate_pem();
+    let (other_cert, other_key) = certificate_pem();
     let f = GraphFake::start(vec![App {
         tenant: TENANT.into(),
         client_id: CLIENT.into(),
@@ -125,35 +137,17 @@ async fn a_client_certificate_signs_an_assertion_entra_accepts_and_an_unregister
     }])
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let good = dir.path().join("agent.pem");
-    std::fs::write(&good, format!("{cert}{key}")).unwrap();
-    let s = with_auth(
-        &f,
-        EntraAuth::ClientCertificate {
-            client_id: CLIENT.into(),
-            pem_file: good,
-        },
-    );
-    let c = credential::credential(&s).unwrap();
-    credential::check(c.as_ref(), credential::GRAPH_SCOPE, &s)
-        .await
-        .unwrap();
+    let file = |name: &str, content: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, content).unwrap();
+        path
+    };
+    let good = file("agent.pem", format!("{cert}{key}"));
+    sign_in(&f, certificate(&good)).await.unwrap();
 
     // Another certificate: Entra does not know its thumbprint.
-    let (other_cert, other_key) = certificate_pem();
-    let other = dir.path().join("other.pem");
-    std::fs::write(&other, format!("{other_cert}{other_key}")).unwrap();
-    let s = with_auth(
-        &f,
-        EntraAuth::ClientCertificate {
-            client_id: CLIENT.into(),
-            pem_file: other.clone(),
-        },
-    );
-    let c = credential::credential(&s).unwrap();
-    let e = credential::check(c.as_ref(), credential::GRAPH_SCOPE, &s)
-        .await
-        .unwrap_err();
+    let other = file("other.pem", format!("{other_cert}{other_key}"));
+    let e = sign_in(&f, certificate(&other)).await.unwrap_err();
     assert!(
         e.reason.contains("AADSTS700027") && e.reason.contains("other.pem"),
         "{e}"
@@ -162,36 +156,19 @@ async fn a_client_certificate_signs_an_assertion_entra_accepts_and_an_unregister
 
     // The registered certificate with a key that is not its own: the
     // signature does not verify.
-    let mismatched = dir.path().join("mismatched.pem");
-    std::fs::write(&mismatched, format!("{cert}{other_key}")).unwrap();
-    let s = with_auth(
-        &f,
-        EntraAuth::ClientCertificate {
-            client_id: CLIENT.into(),
-            pem_file: mismatched,
-        },
-    );
-    let c = credential::credential(&s).unwrap();
-    let e = credential::check(c.as_ref(), credential::GRAPH_SCOPE, &s)
-        .await
-        .unwrap_err();
+    let mismatched = file("mismatched.pem", format!("{cert}{other_key}"));
+    let e = sign_in(&f, certificate(&mismatched)).await.unwrap_err();
     assert!(e.reason.contains("invalid signature"), "{e}");
 
     // A file without a key fails before any request, naming the file.
-    let no_key = dir.path().join("no-key.pem");
-    std::fs::write(&no_key, &cert).unwrap();
-    let s = with_auth(
-        &f,
-        EntraAuth::ClientCertificate {
-            client_id: CLIENT.into(),
-            pem_file: no_key,
-        },
-    );
-    let e = credential::credential(&s).unwrap_err();
+    let requests = f.token_requests();
+    let no_key = file("no-key.pem", cert.clone());
+    let e = sign_in(&f, certificate(&no_key)).await.unwrap_err();
     assert!(
         e.reason.contains("no-key.pem") && e.reason.contains("private key"),
         "{e}"
     );
+    assert_eq!(f.token_requests(), requests);
 }
 
 #[tokio::test]
@@ -204,32 +181,18 @@ async fn workload_identity_presents_the_projected_token_file() {
     }])
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("azure-identity-token");
-    std::fs::write(&file, "eyJhbGciOi.projected-service-account-token.sig").unwrap();
-    let s = with_auth(
-        &f,
+    let workload = |content: &str| {
+        let token_file = dir.path().join(format!("token-{}", content.len()));
+        std::fs::write(&token_file, content).unwrap();
         EntraAuth::WorkloadIdentity {
             client_id: CLIENT.into(),
-            token_file: file,
-        },
-    );
-    let c = credential::credential(&s).unwrap();
-    credential::check(c.as_ref(), credential::GRAPH_SCOPE, &s)
+            token_file,
+        }
+    };
+    sign_in(&f, workload("eyJhbGciOi.projected-service-account-token.sig"))
         .await
         .unwrap();
-
-    let other = tempfile::tempdir().unwrap();
-    let wrong = other.path().join("token");
-    std::fs::write(&wrong, "a-token-of-another-issuer").unwrap();
-    let s = with_auth(
-        &f,
-        EntraAuth::WorkloadIdentity {
-            client_id: CLIENT.into(),
-            token_file: wrong,
-        },
-    );
-    let c = credential::credential(&s).unwrap();
-    let e = credential::check(c.as_ref(), credential::GRAPH_SCOPE, &s)
+    let e = sign_in(&f, workload("a-token-of-another-issuer"))
         .await
         .unwrap_err();
     assert!(
@@ -388,52 +351,31 @@ async fn the_agent_signs_in_with_a_managed_identity_or_stops_naming_it() {
     )
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let mut agent = TestAgent::enroll(&b, "entra-test", None).await;
-    let args = agent_args(
-        &f,
-        dir.path(),
-        &[
-            "--entra-auth",
-            "managed-identity",
-            "--entra-client-id",
-            "cccccccc-0000-0000-0000-000000000001",
-        ],
-    );
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    agent
-        .start_provider(
-            &args,
-            &[
-                ("IDENTITY_ENDPOINT", &endpoint),
+    // An agent signing in as the managed identity `client_id`.
+    let start = |client_id: &'static str| {
+        let (b, f, dir, endpoint) = (&b, &f, dir.path(), endpoint.clone());
+        async move {
+            let mut agent = TestAgent::enroll(b, "entra-test", None).await;
+            let args = agent_args(
+                f,
+                dir,
+                &["--entra-auth", "managed-identity", "--entra-client-id", client_id],
+            );
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let env = [
+                ("IDENTITY_ENDPOINT", endpoint.as_str()),
                 ("IDENTITY_HEADER", "identity-header-secret"),
-            ],
-        )
-        .await;
+            ];
+            agent.start_provider(&args, &env).await;
+            agent
+        }
+    };
+    let agent = start("cccccccc-0000-0000-0000-000000000001").await;
     agent.connected().await;
     assert_eq!(f.token_requests(), 1);
 
     // Another identity than the resource has: the agent stops at start-up.
-    let mut wrong = TestAgent::enroll(&b, "entra-test", None).await;
-    let args = agent_args(
-        &f,
-        dir.path(),
-        &[
-            "--entra-auth",
-            "managed-identity",
-            "--entra-client-id",
-            "dddddddd-0000-0000-0000-000000000002",
-        ],
-    );
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    wrong
-        .start_provider(
-            &args,
-            &[
-                ("IDENTITY_ENDPOINT", &endpoint),
-                ("IDENTITY_HEADER", "identity-header-secret"),
-            ],
-        )
-        .await;
+    let mut wrong = start("dddddddd-0000-0000-0000-000000000002").await;
     let status = wrong.exit_status(Duration::from_secs(20)).await;
     assert!(!status.success());
     let log = wrong.log();

@@ -3,13 +3,10 @@
 //! repeats, errors naming what is wrong, throttling, replication delay,
 //! server errors and tokens Graph stops taking.
 
-use std::num::NonZeroU32;
 use std::time::Duration;
 
 use chrono::Utc;
-use jitgate_agent::provider::budget::BudgetSettings;
-use jitgate_agent::provider::entra::credential::{EntraAuth, EntraCredentialSettings};
-use jitgate_agent::provider::entra::graph::GraphSettings;
+use jitgate_agent::provider::entra::credential::EntraAuth;
 use jitgate_agent::provider::entra::{Entra, EntraSettings};
 use jitgate_agent::provider::{Effect, Ending, Provider, Window};
 use jitgate_shared::v1::{ConfigId, Entitlement, PimGroupAccess, Target};
@@ -32,30 +29,7 @@ pub async fn fake() -> GraphFake {
 }
 
 pub fn settings(f: &GraphFake, rate: u32) -> EntraSettings {
-    EntraSettings {
-        credential: EntraCredentialSettings {
-            tenant_id: TENANT.into(),
-            auth: EntraAuth::ClientSecret {
-                client_id: CLIENT.into(),
-                secret: SECRET.into(),
-            },
-            authority_host: Some(f.url.clone()),
-            extra_ca_pem: Some(f.ca_pem.clone().into_bytes()),
-            retries: false,
-        },
-        graph: GraphSettings {
-            graph_url: f.url.clone(),
-            max_attempts: 4,
-            timeout: Duration::from_secs(10),
-        },
-        budget: BudgetSettings {
-            rate: NonZeroU32::new(rate).unwrap(),
-            operations: 8,
-            throttle_pause: Duration::from_millis(100),
-            throttle_pause_max: Duration::from_secs(2),
-        },
-        replication_wait: Duration::from_secs(5),
-    }
+    f.provider_settings(TENANT, CLIENT, SECRET, rate)
 }
 
 async fn entra(f: &GraphFake) -> Entra {

@@ -44,7 +44,8 @@ pub enum CatalogError {
     BadAccountId { resource: String, value: String },
 }
 
-fn target_kind(t: &Target) -> &'static str {
+/// The catalogue name of a target's kind.
+pub(crate) fn target_kind(t: &Target) -> &'static str {
     match t {
         Target::AwsAccountAssignment { .. } => "aws_account_assignment",
         Target::AwsIamGroupMembership { .. } => "aws_iam_group_membership",
@@ -55,7 +56,8 @@ fn target_kind(t: &Target) -> &'static str {
     }
 }
 
-fn targets_for(kind: ConfigKind) -> &'static [&'static str] {
+/// The target kinds a configuration kind takes.
+pub(crate) fn targets_for(kind: ConfigKind) -> &'static [&'static str] {
     match kind {
         ConfigKind::AwsIdentityCenter => &["aws_account_assignment"],
         ConfigKind::AwsIam => &["aws_iam_group_membership", "aws_iam_policy_attachment"],
@@ -191,6 +193,7 @@ mod tests {
             configuration: entra.id.clone(),
             display_name: String::new(),
             group: None,
+            realized_by: Default::default(),
             target: Target::AwsAccountAssignment {
                 account_id: "111122223333".into(),
                 permission_set: "Admin".into(),

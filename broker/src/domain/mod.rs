@@ -6,6 +6,8 @@
 //! - [`lease`]: counting holders of an entitlement; revoke on the last.
 //! - [`command`]: grant/revoke commands for agents, with idempotency keys.
 //! - [`catalog`]: PAM configurations and resources, and their checks.
+//! - [`chain`]: federated-directory chains: where an elevation is applied
+//!   and where it can be confirmed.
 //! - [`user`]: people, their roles and who counts as the same person.
 //! - [`job`]: scheduled work (activation, expiry) kept in the store.
 //! - [`agent`]: gateway agents and their one-time join tokens.
@@ -13,6 +15,7 @@
 
 pub mod agent;
 pub mod catalog;
+pub mod chain;
 pub mod command;
 pub mod delivery;
 pub mod grant;

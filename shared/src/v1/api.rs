@@ -281,6 +281,13 @@ pub struct Resource {
     #[serde(default)]
     pub group: Option<String>,
     pub target: Target,
+    /// For a resource of a federated configuration: the entitlement that
+    /// realises it in the directories along its chain, by configuration
+    /// (at least the root's, where jitgate applies it; others are where an
+    /// agent can confirm it took effect). Like
+    /// `realized_by = { entra = { kind = "entra_group_membership", group_id = "..." } }`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub realized_by: BTreeMap<ConfigId, Target>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -53,11 +53,7 @@ impl Seed {
     /// Saves everything (directories before the configurations federated to
     /// them) and issues a fresh token for each user.
     pub async fn apply(&self, broker: &Broker) -> Result<Vec<IssuedToken>, ServiceError> {
-        let (direct, federated): (Vec<_>, Vec<_>) = self
-            .configurations
-            .iter()
-            .partition(|c| matches!(c.identity_mode, IdentityMode::Direct));
-        for c in direct.into_iter().chain(federated) {
+        for c in directories_first(&self.configurations) {
             broker.save_configuration(Actor::System, c.clone()).await?;
         }
         for r in &self.resources {
@@ -72,6 +68,27 @@ impl Seed {
             tokens.push(issued);
         }
         Ok(tokens)
+    }
+}
+
+/// Configurations ordered so that each comes after the directory it is
+/// federated to, when that is in the same file. What cannot be ordered (a
+/// cycle, a directory not in the file) comes last, in file order, and is
+/// refused when saved with the reason.
+fn directories_first(configurations: &[Configuration]) -> Vec<&Configuration> {
+    let mut ordered: Vec<&Configuration> = Vec::with_capacity(configurations.len());
+    let mut left: Vec<&Configuration> = configurations.iter().collect();
+    loop {
+        let (ready, rest): (Vec<_>, Vec<_>) = left.into_iter().partition(|c| match &c.identity_mode {
+            IdentityMode::Direct => true,
+            IdentityMode::Federated { directory } => ordered.iter().any(|o| &o.id == directory),
+        });
+        if ready.is_empty() {
+            ordered.extend(rest);
+            return ordered;
+        }
+        ordered.extend(ready);
+        left = rest;
     }
 }
 

@@ -1,9 +1,12 @@
-//! `/api/v1/admin`: configurations, resources, users, policies, outbox.
+//! `/api/v1/admin`: configurations, resources, users, policies, outbox,
+//! and `explain` (how a resource would be elevated, without acting).
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use jitgate_shared::v1::api::{Configuration, IssuedToken, PolicyStatus, Resource, UserBody, UserView};
+use jitgate_shared::v1::api::{
+    Configuration, ExplainView, IssuedToken, PolicyStatus, Resource, UserBody, UserView,
+};
 use jitgate_shared::v1::signing::CommandBody;
 use jitgate_shared::v1::{ConfigId, ErrorBody, ResourceId, UserId};
 use serde::Deserialize;
@@ -160,4 +163,29 @@ pub async fn outbox(
     let configuration: ConfigId = path_id("configuration", &configuration)?;
     let limit = q.limit.unwrap_or(1000).clamp(1, 100_000);
     Ok(Json(s.broker.outbox(&user, &configuration, limit).await?))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ExplainQuery {
+    /// The resource to explain.
+    pub resource: String,
+    /// The user it would be elevated for.
+    pub user: String,
+}
+
+#[utoipa::path(get, path = "/api/v1/admin/explain", tag = "admin",
+    params(ExplainQuery),
+    responses((status = 200, description = "The chain, the plan and the agents that would act; nothing is done", body = ExplainView),
+        (status = 404, description = "Unknown resource or user", body = ErrorBody),
+        (status = 409, description = "The chain does not resolve; the message names the path walked", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn explain(
+    State(s): State<AppState>,
+    Caller(user): Caller,
+    Params(q): Params<ExplainQuery>,
+) -> Result<Json<ExplainView>, ApiError> {
+    let resource: ResourceId = path_id("resource", &q.resource)?;
+    let subject: UserId = path_id("user", &q.user)?;
+    Ok(Json(s.broker.explain(&user, &resource, &subject).await?))
 }

@@ -59,6 +59,7 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/admin/policies", get(admin::policy_status))
         .route("/admin/policies/reload", post(admin::reload_policies))
         .route("/admin/outbox/{configuration}", get(admin::outbox))
+        .route("/admin/explain", get(admin::explain))
         .route("/admin/join-tokens", post(agents::create_join_token))
         .route("/admin/agents", get(agents::list))
         .route("/admin/agents/{id}/revoke", post(agents::revoke))

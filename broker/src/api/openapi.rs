@@ -15,7 +15,7 @@ use super::{admin, agents, grants, requests};
         grants::list, grants::show, grants::revoke, grants::extend,
         admin::list_configurations, admin::put_configuration, admin::list_resources, admin::put_resource,
         admin::list_users, admin::put_user, admin::issue_token, admin::policy_status, admin::reload_policies,
-        admin::outbox,
+        admin::outbox, admin::explain,
         agents::create_join_token, agents::enroll, agents::list, agents::revoke, agents::approve,
     ),
     modifiers(&BearerAuth),

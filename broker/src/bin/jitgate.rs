@@ -137,6 +137,15 @@ enum AdminCommand {
         #[arg(long, value_parser = duration)]
         ttl: Option<u64>,
     },
+    /// How a resource would be elevated for a user: the chain of
+    /// configurations, the entitlement applied and which agent acts, and
+    /// where it is confirmed. Nothing is done.
+    Explain {
+        #[arg(long)]
+        resource: jitgate_shared::v1::ResourceId,
+        #[arg(long)]
+        user: jitgate_shared::v1::UserId,
+    },
     /// Enrolled gateway agents: status, approval, revocation.
     Agents {
         #[command(subcommand)]
@@ -289,6 +298,12 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                 })
                 .await?;
             print(json, &issued, output::join_token);
+        }
+        Command::Admin {
+            command: AdminCommand::Explain { resource, user },
+        } => {
+            let plan = api.explain(&resource, &user).await?;
+            print(json, &plan, output::explain);
         }
         Command::Admin {
             command: AdminCommand::Agents { action },

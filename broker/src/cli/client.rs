@@ -231,6 +231,18 @@ impl ApiClient {
             .await
     }
 
+    pub async fn explain(
+        &self,
+        resource: &jitgate_shared::v1::ResourceId,
+        user: &jitgate_shared::v1::UserId,
+    ) -> Result<jitgate_shared::v1::api::ExplainView, ClientError> {
+        self.get(
+            "/api/v1/admin/explain",
+            &[("resource", resource.to_string()), ("user", user.to_string())],
+        )
+        .await
+    }
+
     pub async fn outbox(
         &self,
         configuration: &str,

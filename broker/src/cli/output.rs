@@ -3,7 +3,9 @@
 use chrono::{DateTime, Utc};
 use comfy_table::presets::UTF8_BORDERS_ONLY;
 use comfy_table::Table;
-use jitgate_shared::v1::api::{AgentView, GrantView, JoinTokenIssued, RequestKind, RequestView};
+use jitgate_shared::v1::api::{
+    AgentView, ExplainView, GrantView, JoinTokenIssued, PlanStep, RequestKind, RequestView,
+};
 
 fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
@@ -90,8 +92,34 @@ pub fn request(r: &RequestView) -> String {
     out
 }
 
+/// What is known of a grant's effect, never more: applied in a directory
+/// is not in effect downstream until an agent there confirms it.
+fn effect(g: &GrantView) -> String {
+    if g.removed_at.is_some() {
+        "removed".to_owned()
+    } else if g.effective_at.is_some() {
+        "in effect".to_owned()
+    } else if g.applied_at.is_some() {
+        format!(
+            "applied in {}, awaiting directory sync",
+            g.entitlement.configuration
+        )
+    } else {
+        "-".to_owned()
+    }
+}
+
 pub fn grants(items: &[GrantView]) -> String {
-    let mut t = table(&["id", "user", "resource", "entitlement", "state", "starts", "ends"]);
+    let mut t = table(&[
+        "id",
+        "user",
+        "resource",
+        "entitlement",
+        "state",
+        "effect",
+        "starts",
+        "ends",
+    ]);
     for g in items {
         let state = match g.end_reason {
             Some(reason) => format!("{} ({})", lower(g.state), lower(reason)),
@@ -107,11 +135,41 @@ pub fn grants(items: &[GrantView]) -> String {
                 g.entitlement.configuration
             ),
             state,
+            effect(g),
             when(g.starts_at),
             when(g.ends_at),
         ]);
     }
     t.to_string()
+}
+
+pub fn explain(e: &ExplainView) -> String {
+    let step = |s: &PlanStep| {
+        let agents = if s.agents.is_empty() {
+            "no active agent: commands wait in the outbox".to_owned()
+        } else {
+            let ids: Vec<String> = s.agents.iter().map(ToString::to_string).collect();
+            format!("agent {}", ids.join(", "))
+        };
+        format!(
+            "{} for {} in {} ({agents})",
+            s.entitlement.target.describe(),
+            s.entitlement.principal,
+            s.entitlement.configuration
+        )
+    };
+    let chain: Vec<String> = e.chain.iter().map(ToString::to_string).collect();
+    let mut out = format!(
+        "resource {} for {}\nchain    {}\napply    {}",
+        e.resource,
+        e.user,
+        chain.join(" → "),
+        step(&e.apply)
+    );
+    for c in &e.confirm {
+        out.push_str(&format!("\nconfirm  {} after the directory syncs", step(c)));
+    }
+    out
 }
 
 pub fn join_token(t: &JoinTokenIssued) -> String {

@@ -40,6 +40,13 @@ pub enum CatalogError {
     },
     #[error("resource `{resource}`: `{field}` must not be empty")]
     EmptyField { resource: String, field: &'static str },
+    #[error(
+        "resource `{resource}`: realized_by names configuration `{configuration}`, which does not exist"
+    )]
+    UnknownMapping {
+        resource: String,
+        configuration: ConfigId,
+    },
     #[error("resource `{resource}`: account id `{value}` must be 12 digits")]
     BadAccountId { resource: String, value: String },
 }
@@ -86,6 +93,30 @@ pub fn check_configuration(
                 directory: directory.clone(),
             });
         }
+    }
+    Ok(())
+}
+
+/// Checks a resource's `realized_by` mappings: each names an existing
+/// configuration and a target of a kind that configuration takes.
+pub fn check_mappings<'a>(
+    resource: &Resource,
+    config: impl Fn(&ConfigId) -> Option<&'a Configuration>,
+) -> Result<(), CatalogError> {
+    for (id, target) in &resource.realized_by {
+        let mapped = Resource {
+            configuration: id.clone(),
+            target: target.clone(),
+            realized_by: Default::default(),
+            ..resource.clone()
+        };
+        let Some(c) = config(id) else {
+            return Err(CatalogError::UnknownMapping {
+                resource: resource.id.to_string(),
+                configuration: id.clone(),
+            });
+        };
+        check_resource(&mapped, Some(c))?;
     }
     Ok(())
 }

@@ -12,7 +12,7 @@
 //!   can confirm the elevation took effect once the directory has synced.
 //!
 //! Errors name the path walked: a cycle, a missing or disabled
-//! configuration, no enrolled agent where one must act, more than
+//! configuration, no enrolled agent in the root of a federated chain, more than
 //! [`MAX_DEPTH`] directory links, and a resource with no mapping in the
 //! root directory (or one of the wrong kind).
 
@@ -207,7 +207,10 @@ pub fn resolve(graph: &ConfigGraph, resource: &Resource, principal: &str) -> Res
         }
         target.clone()
     };
-    if !graph.with_agents.contains(&root) {
+    // A federated chain must end at a directory an agent acts in. A direct
+    // resource's commands wait in the outbox until its agent enrols (so a
+    // tenant can be described before its agent is deployed).
+    if !downstream.is_empty() && !graph.with_agents.contains(&root) {
         return Err(ChainError::NoAgent { path, config: root });
     }
     let entitlement = |configuration: &ConfigId, target: &Target| Entitlement {

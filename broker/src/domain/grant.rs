@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use jitgate_shared::v1::api::{CommandOp, EndReason, GrantState, GrantView};
 use jitgate_shared::v1::protocol::Outcome;
-use jitgate_shared::v1::{Entitlement, GrantId, RequestId, ResourceId, UserId};
+use jitgate_shared::v1::{ConfigId, Entitlement, GrantId, RequestId, ResourceId, UserId};
 use serde::{Deserialize, Serialize};
 
 use super::request::Request;
@@ -42,6 +42,19 @@ pub struct Grant {
     /// The workflow asked, at approval, to end sign-in sessions on revoke.
     #[serde(default)]
     pub end_sign_in_sessions: bool,
+    /// The configurations walked from the resource's to the one it was
+    /// applied in (just the resource's for a direct resource).
+    #[serde(default)]
+    pub chain: Vec<ConfigId>,
+    /// Downstream entitlements an agent can confirm once the directory has
+    /// synced (federated grants).
+    #[serde(default)]
+    pub confirm: Vec<Entitlement>,
+    /// When the elevation was known to be in effect where it is used: when
+    /// applied, for a direct grant; for a federated one, only once a
+    /// downstream agent confirms it (never before).
+    #[serde(default)]
+    pub effective_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -99,6 +112,9 @@ impl Grant {
             delivery_error: None,
             cap_session_duration: false,
             end_sign_in_sessions: false,
+            chain: Vec::new(),
+            confirm: Vec::new(),
+            effective_at: None,
         }
     }
 
@@ -174,6 +190,9 @@ impl Grant {
         match (op, outcome) {
             (CommandOp::Grant, Outcome::Applied | Outcome::AlreadyPresent) => {
                 g.applied_at = g.applied_at.or(Some(at));
+                if !g.is_federated() {
+                    g.effective_at = g.effective_at.or(Some(at));
+                }
                 g.delivery_error = None;
             }
             (CommandOp::Revoke, Outcome::Revoked | Outcome::AlreadyAbsent) => {
@@ -188,6 +207,11 @@ impl Grant {
             _ => return None,
         }
         (g != *self).then_some(g)
+    }
+
+    /// Applied in another tenant than the one the resource is used in.
+    pub fn is_federated(&self) -> bool {
+        self.chain.len() > 1
     }
 
     pub fn view(&self) -> GrantView {
@@ -206,6 +230,12 @@ impl Grant {
             extensions: self.extensions,
             break_glass: self.break_glass,
             applied_at: self.applied_at,
+            effective_at: self.effective_at,
+            chain: if self.is_federated() {
+                self.chain.clone()
+            } else {
+                Vec::new()
+            },
             removed_at: self.removed_at,
             delivery_error: self.delivery_error.clone(),
         }

@@ -7,7 +7,9 @@ use jitgate_shared::v1::{ConfigId, UserId};
 use super::auth::new_token;
 use super::{require_role, Broker, ServiceError};
 use crate::audit::{Actor, AuditEntry, AuditEvent};
-use crate::domain::catalog::{check_configuration, check_resource, StoredConfiguration, StoredResource};
+use crate::domain::catalog::{
+    check_configuration, check_mappings, check_resource, StoredConfiguration, StoredResource,
+};
 use crate::domain::user::User;
 use crate::store::Change;
 
@@ -31,6 +33,7 @@ impl Broker {
     ) -> Result<Configuration, ServiceError> {
         let existing = self.store.configurations().await?;
         check_configuration(&config, |id| existing.iter().any(|c| &c.config.id == id))?;
+        self.check_chains_after(&config).await?;
         let version = existing
             .iter()
             .find(|c| c.config.id == config.id)
@@ -73,6 +76,12 @@ impl Broker {
     pub async fn save_resource(&self, actor: Actor, resource: Resource) -> Result<Resource, ServiceError> {
         let config = self.store.configuration(&resource.configuration).await?;
         check_resource(&resource, config.as_ref().map(|c| &c.config))?;
+        if !resource.realized_by.is_empty() {
+            let all = self.store.configurations().await?;
+            check_mappings(&resource, |id| {
+                all.iter().find(|c| &c.config.id == id).map(|c| &c.config)
+            })?;
+        }
         let version = self.store.resource(&resource.id).await?.map_or(0, |r| r.version);
         let now = self.clock.now();
         let mut change = Change::default();

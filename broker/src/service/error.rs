@@ -83,6 +83,7 @@ impl From<CatalogError> for ServiceError {
         let field = match &e {
             CatalogError::SelfFederated { .. } | CatalogError::UnknownDirectory { .. } => "identity_mode",
             CatalogError::UnknownConfiguration { .. } => "configuration",
+            CatalogError::UnknownMapping { .. } => "realized_by",
             CatalogError::TargetKindMismatch { .. }
             | CatalogError::EmptyField { .. }
             | CatalogError::BadAccountId { .. } => "target",

@@ -8,7 +8,7 @@ use jitgate_shared::v1::api::{
     CreateRequestBody, EndReason, ExtendBody, ExtendOutcome, GrantState, GrantView, Page, RequestKind,
     RevokeBody, Role,
 };
-use jitgate_shared::v1::{Entitlement, GrantId, RequestId, UserId};
+use jitgate_shared::v1::{GrantId, RequestId, UserId};
 
 use super::requests::{principal_facts, resource_facts, sees_all};
 use super::{retry_conflicts, Broker, ServiceError};
@@ -45,12 +45,6 @@ fn activation_job(grant: &Grant) -> Job {
         due: grant.starts_at,
         kind: JobKind::ActivateGrant(grant.id),
     }
-}
-
-/// The principal's name in the tenant. Local accounts use their email, else
-/// their id; chains map further (federated-directory issue).
-fn principal_for(user: &User) -> String {
-    user.email_or_id().to_owned()
 }
 
 impl Broker {
@@ -91,15 +85,15 @@ impl Broker {
                     .user(&request.requester)
                     .await?
                     .ok_or_else(|| ServiceError::not_found("user", &request.requester))?;
-                let entitlement = Entitlement {
-                    configuration: resource.resource.configuration.clone(),
-                    target: resource.resource.target.clone(),
-                    principal: principal_for(&user),
-                };
+                // Resolved again at approval: the chain may have changed
+                // since the request was made.
+                let plan = self.plan_for(&resource.resource, &user).await?;
                 let grant = Grant {
                     cap_session_duration: workflow.cap_session_duration,
                     end_sign_in_sessions: workflow.end_sign_in_sessions,
-                    ..Grant::for_request(GrantId::generate(), &request, entitlement, now)
+                    chain: plan.path.0,
+                    confirm: plan.confirm,
+                    ..Grant::for_request(GrantId::generate(), &request, plan.apply, now)
                 };
                 change.audit.push(AuditEntry {
                     at: now,

@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod agents;
 pub mod auth;
+pub mod chain;
 pub mod delivery;
 mod error;
 pub mod grants;

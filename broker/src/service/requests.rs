@@ -97,6 +97,9 @@ impl Broker {
             )));
         }
         let (resource, kind) = self.resource_and_kind(&body.resource).await?;
+        // A chain that cannot resolve is refused now, naming its path,
+        // rather than after approval.
+        self.plan_for(&resource.resource, actor).await?;
         let policies = self.policies.current();
         let workflow = policies.workflow(&resource_facts(&resource, kind));
         let now = self.clock.now();

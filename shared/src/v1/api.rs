@@ -118,6 +118,30 @@ pub struct ReviewView {
     pub at: DateTime<Utc>,
 }
 
+/// How a resource would be elevated for a user, without acting: the chain
+/// of configurations, the entitlement applied and by which agents, and
+/// where an agent can confirm it took effect.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ExplainView {
+    pub resource: ResourceId,
+    pub user: UserId,
+    /// From the resource's configuration to the one it is applied in.
+    pub chain: Vec<ConfigId>,
+    pub apply: PlanStep,
+    /// Downstream checks once the directory has synced; empty for a direct
+    /// resource.
+    pub confirm: Vec<PlanStep>,
+}
+
+/// One entitlement of a plan and the active agents of its configuration
+/// (empty: commands wait in the outbox until one enrols).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PlanStep {
+    pub entitlement: Entitlement,
+    #[schema(value_type = Vec<String>)]
+    pub agents: Vec<super::ids::AgentId>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RequestView {
     pub id: RequestId,
@@ -181,9 +205,19 @@ pub struct GrantView {
     pub ended_by: Option<UserId>,
     pub extensions: u32,
     pub break_glass: bool,
-    /// When an agent confirmed the entitlement is in place.
+    /// When an agent confirmed the entitlement is in place (for a federated
+    /// resource: in the directory, not yet where it is used).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied_at: Option<DateTime<Utc>>,
+    /// When the elevation was known to be in effect where it is used. Never
+    /// set before it is: for a federated resource, only once an agent of
+    /// the downstream configuration confirms it after the directory synced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective_at: Option<DateTime<Utc>>,
+    /// Configurations from the resource's to where it was applied, when
+    /// that is a federated chain.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chain: Vec<ConfigId>,
     /// When an agent confirmed the entitlement is gone (after the last lease
     /// on it ended).
     #[serde(default, skip_serializing_if = "Option::is_none")]

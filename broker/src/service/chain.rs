@@ -1,0 +1,140 @@
+//! Federated-directory chains in the service: the configuration graph as
+//! the store has it, plans for requests and grants, `explain`, and the
+//! check that a configuration change leaves every chain resolvable.
+
+use std::collections::BTreeSet;
+
+use jitgate_shared::v1::api::{AgentState, Configuration, ExplainView, PlanStep, Resource, Role};
+use jitgate_shared::v1::{ConfigId, Entitlement, ResourceId, UserId};
+
+use super::{require_role, Broker, ServiceError};
+use crate::domain::chain::{self, ConfigGraph, Plan};
+use crate::domain::user::User;
+
+/// The name the tenants know a user by: their email, else their id. Every
+/// configuration along a chain knows the user by it (each agent maps it to
+/// its tenant's object: Entra user object id, Identity Center user id).
+pub(crate) fn principal_for(user: &User) -> String {
+    user.email_or_id().to_owned()
+}
+
+impl Broker {
+    /// Configurations as stored, with the ones that have an active agent.
+    pub(crate) async fn config_graph(&self) -> Result<ConfigGraph, ServiceError> {
+        let configurations = self.store.configurations().await?.into_iter().map(|c| c.config);
+        let with_agents: BTreeSet<ConfigId> = self
+            .store
+            .agents()
+            .await?
+            .into_iter()
+            .filter(|a| a.state == AgentState::Active)
+            .map(|a| a.configuration)
+            .collect();
+        Ok(ConfigGraph::new(configurations, with_agents))
+    }
+
+    /// The plan for `user` and `resource`, or the chain error as a conflict
+    /// naming the path.
+    pub(crate) async fn plan_for(&self, resource: &Resource, user: &User) -> Result<Plan, ServiceError> {
+        let graph = self.config_graph().await?;
+        chain::resolve(&graph, resource, &principal_for(user))
+            .map_err(|e| ServiceError::Conflict(e.to_string()))
+    }
+
+    /// How `resource` would be elevated for `user`, without acting.
+    #[tracing::instrument(skip(self, actor), fields(user = %actor.id))]
+    pub async fn explain(
+        &self,
+        actor: &User,
+        resource: &ResourceId,
+        user: &UserId,
+    ) -> Result<ExplainView, ServiceError> {
+        if !actor.has_role(Role::Admin) && !actor.has_role(Role::Auditor) {
+            require_role(actor, Role::Admin)?;
+        }
+        let stored = self
+            .store
+            .resource(resource)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("resource", resource))?;
+        let subject = self
+            .store
+            .user(user)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("user", user))?;
+        let plan = self.plan_for(&stored.resource, &subject).await?;
+        let agents = self.store.agents().await?;
+        let step = |e: Entitlement| PlanStep {
+            agents: agents
+                .iter()
+                .filter(|a| a.state == AgentState::Active && a.configuration == e.configuration)
+                .map(|a| a.id)
+                .collect(),
+            entitlement: e,
+        };
+        Ok(ExplainView {
+            resource: resource.clone(),
+            user: user.clone(),
+            chain: plan.path.0,
+            apply: step(plan.apply),
+            confirm: plan.confirm.into_iter().map(step).collect(),
+        })
+    }
+
+    /// Refuses a configuration change that would form a cycle or a chain
+    /// over the depth limit, or leave a resource with active grants
+    /// without a way to resolve; the message names the path.
+    pub(crate) async fn check_chains_after(&self, changed: &Configuration) -> Result<(), ServiceError> {
+        let mut graph = self.config_graph().await?;
+        graph.configurations.insert(changed.id.clone(), changed.clone());
+        chain::check_links(&graph).map_err(|e| ServiceError::Conflict(e.to_string()))?;
+        let in_use: BTreeSet<ResourceId> = self.active_grant_resources().await?;
+        for stored in self.store.resources().await? {
+            let r = &stored.resource;
+            if !in_use.contains(&r.id) {
+                continue;
+            }
+            let path = graph
+                .walk(&r.configuration)
+                .map_err(|e| ServiceError::Conflict(e.to_string()))?;
+            if !path.0.contains(&changed.id) {
+                continue;
+            }
+            // Agents may come and go; what a change must not do is leave a
+            // resource in use with no mapping or a missing link.
+            let mut all_agents = graph.clone();
+            all_agents.with_agents = graph.configurations.keys().cloned().collect();
+            if let Err(e) = chain::resolve(&all_agents, r, "check") {
+                return Err(ServiceError::Conflict(format!(
+                    "configuration `{}` would orphan resource `{}`, which has active grants: {e}",
+                    changed.id, r.id
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Broker {
+    /// Resources with a scheduled or active grant.
+    async fn active_grant_resources(&self) -> Result<BTreeSet<ResourceId>, ServiceError> {
+        let mut found = BTreeSet::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = crate::store::PageQuery::new(after.clone(), crate::store::MAX_PAGE);
+            let grants = self
+                .store
+                .grants(&page, &|g| g.state != jitgate_shared::v1::api::GrantState::Ended)
+                .await?;
+            let Some(last) = grants.last() else {
+                return Ok(found);
+            };
+            after = Some(last.id.to_string());
+            let full = grants.len() == crate::store::MAX_PAGE;
+            found.extend(grants.into_iter().map(|g| g.resource));
+            if !full {
+                return Ok(found);
+            }
+        }
+    }
+}

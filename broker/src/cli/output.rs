@@ -167,7 +167,7 @@ pub fn explain(e: &ExplainView) -> String {
         step(&e.apply)
     );
     for c in &e.confirm {
-        out.push_str(&format!("\nconfirm  {} after the directory syncs", step(c)));
+        out.push_str(&format!("\nin use   {}, once the directory syncs", step(c)));
     }
     out
 }

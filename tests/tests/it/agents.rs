@@ -58,6 +58,9 @@ async fn an_agent_applies_a_grant_and_it_is_revoked_when_the_window_ends() {
     let id = r.grant.unwrap();
     let g = applied(&b, id).await;
     assert!(agent.tenant().contains(&g.entitlement), "{:?}", agent.tenant());
+    // Direct: in effect where it is used as soon as it is applied.
+    assert_eq!(g.effective_at, g.applied_at);
+    assert!(g.chain.is_empty(), "no chain for a direct resource");
     let g = removed(&b, id, Duration::from_secs(8)).await;
     assert!(agent.tenant().is_empty(), "{:?}", agent.tenant());
     assert!(g.removed_at.unwrap() >= g.ends_at);

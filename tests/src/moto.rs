@@ -172,6 +172,33 @@ impl Moto {
         out.group_id().to_owned()
     }
 
+    /// Adds a user to a group, as a directory's provisioning would;
+    /// returns the membership id.
+    pub async fn add_member(&self, group_id: &str, user_id: &str) -> String {
+        let (_, store) = self.instance().await;
+        let out = self
+            .store()
+            .create_group_membership()
+            .identity_store_id(store)
+            .group_id(group_id)
+            .member_id(aws_sdk_identitystore::types::MemberId::UserId(user_id.to_owned()))
+            .send()
+            .await
+            .unwrap();
+        out.membership_id().to_owned()
+    }
+
+    pub async fn remove_member(&self, membership_id: &str) {
+        let (_, store) = self.instance().await;
+        self.store()
+            .delete_group_membership()
+            .identity_store_id(store)
+            .membership_id(membership_id)
+            .send()
+            .await
+            .unwrap();
+    }
+
     /// A permission set's session duration (ISO 8601).
     pub async fn session_duration(&self, permission_set_arn: &str) -> String {
         let (instance, _) = self.instance().await;

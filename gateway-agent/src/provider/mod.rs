@@ -105,4 +105,13 @@ pub trait Provider: Send + Sync + Debug + 'static {
     }
     /// Every principal holding one of `targets` now.
     async fn list(&self, targets: &[Target]) -> Result<Vec<Entitlement>, ProviderError>;
+    /// Whether the principal effectively holds the entitlement now, by any
+    /// route the tenant offers (Identity Center: assigned directly or
+    /// through a group it belongs to, as a directory's provisioning makes
+    /// it). Confirms that a federated elevation took effect downstream.
+    /// By default: the principal is among those `list` finds.
+    async fn holds(&self, entitlement: &Entitlement) -> Result<bool, ProviderError> {
+        let found = self.list(std::slice::from_ref(&entitlement.target)).await?;
+        Ok(found.iter().any(|e| e == entitlement))
+    }
 }

@@ -106,6 +106,32 @@ async fn identity_center_grants_revokes_and_lists_assignments_idempotently() {
 }
 
 #[tokio::test]
+async fn identity_center_tells_whether_a_user_holds_an_assignment_directly_or_through_a_group() {
+    let m = Moto::start().await;
+    m.permission_set("AdminAccess").await;
+    let alice = m.user("alice", "alice@example.com").await;
+    let group = m.group("aws-admins").await;
+    let p = identity_center(&m, PrincipalAttribute::Email).await;
+    let hers = assignment("alice@example.com", ACCOUNT, "AdminAccess");
+    assert!(!p.holds(&hers).await.unwrap(), "nothing assigned yet");
+    // The permission set is assigned to the group a directory provisions.
+    let to_group = assignment("group:aws-admins", ACCOUNT, "AdminAccess");
+    assert_eq!(p.apply(&to_group).await.unwrap(), Effect::Changed);
+    assert!(!p.holds(&hers).await.unwrap(), "not a member yet");
+    let membership = m.add_member(&group, &alice).await;
+    assert!(p.holds(&hers).await.unwrap(), "in effect through the group");
+    m.remove_member(&membership).await;
+    assert!(!p.holds(&hers).await.unwrap(), "gone with the membership");
+    // Directly assigned.
+    p.apply(&hers).await.unwrap();
+    assert!(p.holds(&hers).await.unwrap());
+    assert!(!p
+        .holds(&assignment("nobody@example.com", ACCOUNT, "AdminAccess"))
+        .await
+        .unwrap());
+}
+
+#[tokio::test]
 async fn identity_center_finds_users_by_user_name_too() {
     let m = Moto::start().await;
     let ps = m.permission_set("ReadOnly").await;

@@ -132,12 +132,14 @@ async fn group_membership_by_upn_mail_and_object_id_is_idempotent_and_listed() {
     want.sort_unstable();
     assert_eq!(principals(&listed), want);
 
+    assert!(p.holds(&member("alice@contoso.com", &admins)).await.unwrap());
     for who in ["alice@contoso.com", "bob@fabrikam.com", carol.as_str()] {
         let e = member(who, &admins);
         assert_eq!(p.remove(&e).await.unwrap(), Effect::Changed, "{who}");
         assert_eq!(p.remove(&e).await.unwrap(), Effect::Unchanged, "{who} again");
     }
     assert_eq!(f.members(&admins), vec![other]);
+    assert!(!p.holds(&member("alice@contoso.com", &admins)).await.unwrap());
 }
 
 #[tokio::test]

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
-use aws_sdk_identitystore::types::{AlternateIdentifier, ExternalId, UniqueAttribute};
+use aws_sdk_identitystore::types::{AlternateIdentifier, ExternalId, MemberId, UniqueAttribute};
 use aws_sdk_ssoadmin::types::{
     AccountAssignmentOperationStatus, PermissionSetProvisioningStatus, PrincipalType, ProvisionTargetType,
     StatusValues, TargetType,
@@ -429,6 +429,31 @@ impl IdentityCenter {
         })
     }
 
+    /// Whether `user` is a member of any of `groups`.
+    async fn member_of_any(&self, user: &str, groups: &[String]) -> Result<bool, ProviderError> {
+        // IsMemberInGroups takes at most 100 groups a call.
+        for chunk in groups.chunks(100) {
+            let out = call(
+                &self.budget,
+                Priority::Grant,
+                "identity store IsMemberInGroups",
+                || {
+                    self.store
+                        .is_member_in_groups()
+                        .identity_store_id(&self.identity_store_id)
+                        .member_id(MemberId::UserId(user.to_owned()))
+                        .set_group_ids(Some(chunk.to_vec()))
+                        .send()
+                },
+            )
+            .await?;
+            if out.results().iter().any(|r| r.membership_exists()) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Who holds `permission_set_arn` on `account` now.
     async fn assignments(
         &self,
@@ -803,6 +828,42 @@ impl Provider for IdentityCenter {
             }
         }
         Ok(found)
+    }
+
+    /// Assigned to the user directly, or to a group the user belongs to
+    /// (a group a directory provisions, for federated elevations).
+    async fn holds(&self, entitlement: &Entitlement) -> Result<bool, ProviderError> {
+        crate::provider::check_configuration(&self.configuration, entitlement)?;
+        let (account_id, permission_set) = match &entitlement.target {
+            Target::AwsAccountAssignment {
+                account_id,
+                permission_set,
+            } => (account_id, permission_set),
+            other => {
+                return Err(ProviderError::permanent(format!(
+                    "Identity Center does not hold {}",
+                    other.describe()
+                )))
+            }
+        };
+        check_account_id(account_id)?;
+        let Some(principal) = self.principal(&entitlement.principal, Priority::Grant).await? else {
+            return Ok(false);
+        };
+        let arn = self.permission_set(permission_set, Priority::Grant).await?;
+        let held = self.assignments(account_id, &arn, Priority::Grant).await?;
+        if held.contains(&principal) {
+            return Ok(true);
+        }
+        if principal.kind != PrincipalType::User {
+            return Ok(false);
+        }
+        let groups: Vec<String> = held
+            .into_iter()
+            .filter(|p| p.kind == PrincipalType::Group)
+            .map(|p| p.id)
+            .collect();
+        self.member_of_any(&principal.id, &groups).await
     }
 }
 

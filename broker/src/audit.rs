@@ -126,6 +126,19 @@ pub enum AuditEvent {
         op: CommandOp,
         outcome: Outcome,
     },
+    /// An agent of the configuration where a federated resource is used
+    /// confirmed the elevation in effect there (the directory had synced).
+    GrantEffective {
+        grant: GrantId,
+        agent: AgentId,
+        configuration: ConfigId,
+    },
+    /// That agent confirmed the elevation gone there after the revoke.
+    GrantRemovalConfirmed {
+        grant: GrantId,
+        agent: AgentId,
+        configuration: ConfigId,
+    },
     /// An agent removed an entitlement on its own at the deadline.
     AgentSelfRevoked {
         agent: AgentId,

@@ -349,6 +349,21 @@ impl Session<'_> {
                     }
                 });
             }
+            BrokerMessage::Check {
+                request,
+                entitlements,
+            } => {
+                let executor = self.executor.clone();
+                let answers = self.answers.0.clone();
+                tokio::spawn(async move {
+                    let (held, absent) = executor.check(entitlements).await;
+                    let _ = answers.send(AgentMessage::Holdings {
+                        request,
+                        held,
+                        absent,
+                    });
+                });
+            }
             BrokerMessage::Acknowledged { command } => {
                 let journal = self.executor.journal();
                 let forgotten = match journal.remove_report(&command) {

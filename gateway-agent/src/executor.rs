@@ -181,6 +181,26 @@ impl Executor {
         Ok(outcome)
     }
 
+    /// Which of `entitlements` (of this configuration) are held now and
+    /// which are not; ones the tenant could not answer for are in neither.
+    pub async fn check(&self, entitlements: Vec<Entitlement>) -> (Vec<Entitlement>, Vec<Entitlement>) {
+        let (mut held, mut absent) = (Vec::new(), Vec::new());
+        for e in entitlements {
+            if e.configuration != self.configuration {
+                tracing::warn!(configuration = %e.configuration, "check for another configuration refused");
+                continue;
+            }
+            match self.provider.holds(&e).await {
+                Ok(true) => held.push(e),
+                Ok(false) => absent.push(e),
+                Err(err) => {
+                    tracing::warn!(principal = %e.principal, target = %e.target.describe(), error = %err, "cannot tell whether the entitlement is held")
+                }
+            }
+        }
+        (held, absent)
+    }
+
     /// Who holds `targets` in the tenant, for reconciliation.
     pub async fn inventory(&self, targets: &[Target]) -> Result<Vec<Entitlement>, ProviderError> {
         let mut found = self.provider.list(targets).await?;

@@ -95,7 +95,13 @@ pub fn request(r: &RequestView) -> String {
 /// What is known of a grant's effect, never more: applied in a directory
 /// is not in effect downstream until an agent there confirms it.
 fn effect(g: &GrantView) -> String {
-    if g.removed_at.is_some() {
+    let federated = !g.chain.is_empty();
+    if g.removed_at.is_some() && federated && g.removal_confirmed_at.is_none() {
+        format!(
+            "removed in {}, awaiting directory sync",
+            g.entitlement.configuration
+        )
+    } else if g.removed_at.is_some() {
         "removed".to_owned()
     } else if g.effective_at.is_some() {
         "in effect".to_owned()

@@ -55,6 +55,10 @@ pub struct Grant {
     /// downstream agent confirms it (never before).
     #[serde(default)]
     pub effective_at: Option<DateTime<Utc>>,
+    /// For a federated grant: when an agent where the resource is used
+    /// confirmed it gone after the revoke (the directory had synced).
+    #[serde(default)]
+    pub removal_confirmed_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -115,6 +119,7 @@ impl Grant {
             chain: Vec::new(),
             confirm: Vec::new(),
             effective_at: None,
+            removal_confirmed_at: None,
         }
     }
 
@@ -209,6 +214,43 @@ impl Grant {
         (g != *self).then_some(g)
     }
 
+    /// The downstream entitlement an agent of `configuration` can check,
+    /// when this federated grant awaits its confirmation there: in effect
+    /// (active, applied, not yet confirmed) or gone (removed in the
+    /// directory, not yet confirmed). Only the configuration where the
+    /// resource is used (the chain's start) confirms.
+    pub fn awaiting_check(&self, configuration: &ConfigId) -> Option<&Entitlement> {
+        if !self.is_federated() || self.chain.first() != Some(configuration) {
+            return None;
+        }
+        let awaiting_effect =
+            self.state == GrantState::Active && self.applied_at.is_some() && self.effective_at.is_none();
+        let awaiting_removal = self.removed_at.is_some() && self.removal_confirmed_at.is_none();
+        if !(awaiting_effect || awaiting_removal) {
+            return None;
+        }
+        self.confirm.iter().find(|e| &e.configuration == configuration)
+    }
+
+    /// Records a downstream answer: held while awaiting effect sets
+    /// `effective_at`; absent after removal sets `removal_confirmed_at`.
+    /// `None` when it changes nothing.
+    pub fn record_check(&self, held: bool, at: DateTime<Utc>) -> Option<Grant> {
+        let mut g = self.next();
+        if held
+            && self.state == GrantState::Active
+            && self.applied_at.is_some()
+            && self.effective_at.is_none()
+        {
+            g.effective_at = Some(at);
+        } else if !held && self.removed_at.is_some() && self.removal_confirmed_at.is_none() {
+            g.removal_confirmed_at = Some(at);
+        } else {
+            return None;
+        }
+        Some(g)
+    }
+
     /// Applied in another tenant than the one the resource is used in.
     pub fn is_federated(&self) -> bool {
         self.chain.len() > 1
@@ -231,6 +273,7 @@ impl Grant {
             break_glass: self.break_glass,
             applied_at: self.applied_at,
             effective_at: self.effective_at,
+            removal_confirmed_at: self.removal_confirmed_at,
             chain: if self.is_federated() {
                 self.chain.clone()
             } else {

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use jitgate_shared::v1::api::IdentityMode;
 use jitgate_shared::v1::protocol::{self, AgentMessage, BrokerMessage, ErrorKind, FrameError};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -26,6 +27,8 @@ type Ws = WebSocketStream<TlsStream<TcpStream>>;
 
 /// The reconciliation request a session sends first.
 const LIST_REQUEST: u64 = 1;
+/// Request id of downstream checks (one outstanding at a time).
+const CHECK_REQUEST: u64 = 2;
 
 /// Why a session ended, for the log.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +79,8 @@ pub(super) async fn run(
         entry,
         in_flight: HashMap::new(),
         last_heard: Instant::now(),
+        check_sent: None,
+        last_check: Instant::now(),
     };
     let end = session.serve(&mut ws, shutdown).await;
     live.close_session(session.identity.agent, session.entry.id);
@@ -148,6 +153,9 @@ struct Session {
     /// Command id → (command, when sent).
     in_flight: HashMap<String, (Command, Instant)>,
     last_heard: Instant,
+    /// When the outstanding downstream `Check` was sent.
+    check_sent: Option<Instant>,
+    last_check: Instant,
 }
 
 impl Session {
@@ -231,11 +239,67 @@ impl Session {
                         }
                     }
                     dirty |= self.expire_unanswered();
+                    if let Err(e) = self.check_downstream(ws, heartbeat).await {
+                        return End::Transport(e.to_string());
+                    }
                 }
                 _ = kick.notified() => return End::Kicked,
                 _ = shutdown.changed() => return End::Shutdown,
             }
         }
+    }
+
+    /// Every heartbeat, for a configuration federated to a directory: asks
+    /// the agent whether the federated grants awaiting confirmation here
+    /// are in effect (or gone). One check outstanding at a time; one
+    /// unanswered for two heartbeats is given up.
+    async fn check_downstream(&mut self, ws: &mut Ws, heartbeat: Duration) -> Result<(), tungstenite::Error> {
+        if self.last_check.elapsed() < heartbeat {
+            return Ok(());
+        }
+        if self.check_sent.is_some_and(|at| at.elapsed() < heartbeat * 2) {
+            return Ok(());
+        }
+        self.last_check = Instant::now();
+        let federated = match self
+            .broker
+            .store()
+            .configuration(&self.identity.configuration)
+            .await
+        {
+            Ok(Some(c)) => matches!(c.config.identity_mode, IdentityMode::Federated { .. }),
+            Ok(None) => false,
+            Err(e) => {
+                tracing::error!(error = %e, "reading the configuration failed");
+                false
+            }
+        };
+        if !federated {
+            return Ok(());
+        }
+        let entitlements = match self
+            .broker
+            .awaiting_confirmation(&self.identity.configuration)
+            .await
+        {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(error = %e, "finding grants awaiting confirmation failed");
+                return Ok(());
+            }
+        };
+        if entitlements.is_empty() {
+            return Ok(());
+        }
+        self.check_sent = Some(Instant::now());
+        send(
+            ws,
+            &BrokerMessage::Check {
+                request: CHECK_REQUEST,
+                entitlements,
+            },
+        )
+        .await
     }
 
     /// Sends what this session may send now from the outbox.
@@ -317,6 +381,23 @@ impl Session {
         };
         match message {
             AgentMessage::Result { command, outcome } => Ok(self.on_result(command, outcome).await),
+            AgentMessage::Holdings {
+                request,
+                held,
+                absent,
+            } => {
+                if request == CHECK_REQUEST {
+                    self.check_sent = None;
+                    if let Err(e) = self
+                        .broker
+                        .record_holdings(self.identity.agent, &self.identity.configuration, &held, &absent)
+                        .await
+                    {
+                        tracing::error!(error = %e, "recording downstream confirmations failed");
+                    }
+                }
+                Ok(false)
+            }
             AgentMessage::Inventory {
                 request,
                 entitlements,

@@ -138,3 +138,111 @@ impl Broker {
         }
     }
 }
+
+/// How long after its end a federated grant's removal is still checked
+/// downstream; past it, an unconfirmed removal stays unconfirmed (and
+/// drift checks take over).
+const REMOVAL_CHECK_WINDOW: chrono::Duration = chrono::Duration::days(1);
+
+impl Broker {
+    /// Federated grants whose downstream entitlement an agent of
+    /// `configuration` should check now.
+    async fn grants_awaiting_check(
+        &self,
+        configuration: &ConfigId,
+    ) -> Result<Vec<crate::domain::grant::Grant>, ServiceError> {
+        let since = self.clock.now() - REMOVAL_CHECK_WINDOW;
+        let mut found = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = crate::store::PageQuery::new(after.clone(), crate::store::MAX_PAGE);
+            let grants = self
+                .store
+                .grants(&page, &|g| {
+                    g.awaiting_check(configuration).is_some() && g.ended_at.is_none_or(|t| t >= since)
+                })
+                .await?;
+            let full = grants.len() == crate::store::MAX_PAGE;
+            after = grants.last().map(|g| g.id.to_string());
+            found.extend(grants);
+            if !full {
+                return Ok(found);
+            }
+        }
+    }
+
+    /// What an agent of `configuration` should check: downstream
+    /// entitlements of federated grants awaiting confirmation there.
+    pub async fn awaiting_confirmation(
+        &self,
+        configuration: &ConfigId,
+    ) -> Result<Vec<Entitlement>, ServiceError> {
+        let mut wanted: Vec<Entitlement> = self
+            .grants_awaiting_check(configuration)
+            .await?
+            .iter()
+            .filter_map(|g| g.awaiting_check(configuration).cloned())
+            .collect();
+        wanted.sort();
+        wanted.dedup();
+        Ok(wanted)
+    }
+
+    /// Records an agent's `Holdings`: federated grants whose downstream
+    /// entitlement is now held become effective; those removed in the
+    /// directory whose downstream entitlement is gone are confirmed gone.
+    #[tracing::instrument(skip(self, held, absent), fields(held = held.len(), absent = absent.len()))]
+    pub async fn record_holdings(
+        &self,
+        agent: jitgate_shared::v1::AgentId,
+        configuration: &ConfigId,
+        held: &[Entitlement],
+        absent: &[Entitlement],
+    ) -> Result<(), ServiceError> {
+        use crate::audit::{Actor, AuditEntry, AuditEvent};
+        super::retry_conflicts(|| async {
+            let now = self.clock.now();
+            let mut change = crate::store::Change::default();
+            for grant in self.grants_awaiting_check(configuration).await? {
+                let Some(e) = grant.awaiting_check(configuration) else {
+                    continue;
+                };
+                let answer = if held.contains(e) {
+                    true
+                } else if absent.contains(e) {
+                    false
+                } else {
+                    continue;
+                };
+                let Some(g) = grant.record_check(answer, now) else {
+                    continue;
+                };
+                let event = if answer {
+                    AuditEvent::GrantEffective {
+                        grant: g.id,
+                        agent,
+                        configuration: configuration.clone(),
+                    }
+                } else {
+                    AuditEvent::GrantRemovalConfirmed {
+                        grant: g.id,
+                        agent,
+                        configuration: configuration.clone(),
+                    }
+                };
+                tracing::info!(grant = %g.id, %configuration, effective = answer, "downstream confirmation");
+                change.audit.push(AuditEntry {
+                    at: now,
+                    actor: Actor::System,
+                    event,
+                });
+                change.grants.push(g);
+            }
+            if change.grants.is_empty() {
+                return Ok(());
+            }
+            self.commit(change).await
+        })
+        .await
+    }
+}

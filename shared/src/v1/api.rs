@@ -214,6 +214,10 @@ pub struct GrantView {
     /// the downstream configuration confirms it after the directory synced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub effective_at: Option<DateTime<Utc>>,
+    /// For a federated resource: when an agent where it is used confirmed
+    /// it gone after the revoke.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removal_confirmed_at: Option<DateTime<Utc>>,
     /// Configurations from the resource's to where it was applied, when
     /// that is a federated chain.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

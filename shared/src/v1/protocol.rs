@@ -53,6 +53,13 @@ pub enum AgentMessage {
         request: u64,
         entitlements: Vec<Entitlement>,
     },
+    /// Answers `Check`: which of the entitlements are held now and which
+    /// are not. One the tenant could not answer for is in neither.
+    Holdings {
+        request: u64,
+        held: Vec<Entitlement>,
+        absent: Vec<Entitlement>,
+    },
     /// The agent removed an entitlement by itself at its deadline (the
     /// broker's revoke had not come). Sent until the broker acknowledges it.
     SelfRevoked {
@@ -93,6 +100,13 @@ pub enum BrokerMessage {
     List {
         request: u64,
         targets: Vec<Target>,
+    },
+    /// Asks whether each principal holds these entitlements now, by any
+    /// route the tenant offers (a federated elevation confirmed
+    /// downstream, or its removal). Answered with `Holdings`.
+    Check {
+        request: u64,
+        entitlements: Vec<Entitlement>,
     },
     /// A `SelfRevoked` report is stored; the agent may forget it.
     Acknowledged {

@@ -240,3 +240,209 @@ async fn a_federated_grant_is_applied_in_the_directory_and_not_called_effective_
     crate::agents::removed(&b, id, Duration::from_secs(10)).await;
     assert!(agent.tenant().is_empty());
 }
+
+/// Identity Center federated to Entra, and a direct IAM tenant, each with
+/// its own agent against its own peer (the Graph fake, moto).
+fn two_tenants_catalog(entra_group: &str) -> String {
+    format!(
+        r#"
+[[configurations]]
+id = "entra"
+kind = "entra_id"
+identity_mode = {{ mode = "direct" }}
+
+[[configurations]]
+id = "aws-fed"
+kind = "aws_identity_center"
+identity_mode = {{ mode = "federated", directory = "entra" }}
+
+[[configurations]]
+id = "iam"
+kind = "aws_iam"
+identity_mode = {{ mode = "direct" }}
+
+[[resources]]
+id = "fed-admin"
+configuration = "aws-fed"
+group = "auto"
+target = {{ kind = "aws_account_assignment", account_id = "{ACCOUNT}", permission_set = "AdminAccess" }}
+realized_by = {{ entra = {{ kind = "entra_group_membership", group_id = "{entra_group}" }} }}
+
+[[resources]]
+id = "iam-ops"
+configuration = "iam"
+group = "auto"
+target = {{ kind = "aws_iam_group_membership", group_name = "ops" }}
+
+[[users]]
+id = "alice"
+email = "alice@example.com"
+roles = ["requester"]
+groups = ["developers"]
+
+[[users]]
+id = "admin"
+roles = ["admin", "auditor"]
+"#
+    )
+}
+
+const ACCOUNT: &str = "111122223333";
+
+async fn grant_view(b: &TestBroker, id: jitgate_shared::v1::GrantId) -> jitgate_shared::v1::api::GrantView {
+    b.client("admin").grant(id).await.unwrap()
+}
+
+#[tokio::test]
+async fn identity_center_federated_to_entra_is_elevated_in_entra_and_confirmed_in_aws() {
+    use aws_sdk_ssoadmin::types::{PrincipalType, TargetType};
+    use jitgate_tests::moto::{self, Moto};
+
+    use crate::entra_graph::{fake, CLIENT, SECRET};
+    use crate::support::eventually;
+
+    // Entra: alice and the group Entra provisions to AWS.
+    let f = fake().await;
+    let entra_alice = f.add_user("alice@example.com", Some("alice@example.com"));
+    let entra_group = f.add_group("aws-admins");
+    // AWS: Identity Center with alice and the provisioned group, which holds
+    // AdminAccess on the account; IAM with alice and the ops group.
+    let m = Moto::start().await;
+    let ps = m.permission_set("AdminAccess").await;
+    let aws_alice = m.user("alice", "alice@example.com").await;
+    let aws_group = m.group("aws-admins").await;
+    let (instance, _) = m.instance().await;
+    m.admin()
+        .create_account_assignment()
+        .instance_arn(instance)
+        .target_id(ACCOUNT)
+        .target_type(TargetType::AwsAccount)
+        .permission_set_arn(&ps)
+        .principal_type(PrincipalType::Group)
+        .principal_id(&aws_group)
+        .send()
+        .await
+        .unwrap();
+    let iam = m.iam();
+    iam.create_user()
+        .user_name("alice@example.com")
+        .send()
+        .await
+        .unwrap();
+    iam.create_group().group_name("ops").send().await.unwrap();
+
+    let b = TestBroker::start_with(
+        &two_tenants_catalog(&entra_group),
+        &[("access.cedar", POLICY), ("workflows.toml", WORKFLOWS)],
+        FAST,
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, SECRET).unwrap();
+    let secret = secret.display().to_string();
+    let mut entra_agent = TestAgent::enroll(&b, "entra", None).await;
+    let args = crate::entra::agent_args(
+        &f,
+        dir.path(),
+        &["--entra-client-id", CLIENT, "--entra-client-secret-file", &secret],
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    entra_agent.start_provider(&args, &[]).await;
+    let mut aws_agent = TestAgent::enroll(&b, "aws-fed", None).await;
+    aws_agent
+        .start_provider(
+            &[
+                "--provider",
+                "aws-identity-center",
+                "--aws-endpoint-url",
+                &m.url,
+                "--aws-sdk-max-attempts",
+                "1",
+            ],
+            moto::ENV,
+        )
+        .await;
+    let mut iam_agent = TestAgent::enroll(&b, "iam", None).await;
+    iam_agent
+        .start_provider(
+            &[
+                "--provider",
+                "aws-iam",
+                "--aws-endpoint-url",
+                &m.url,
+                "--aws-sdk-max-attempts",
+                "1",
+            ],
+            moto::ENV,
+        )
+        .await;
+    entra_agent.connected().await;
+    aws_agent.connected().await;
+    iam_agent.connected().await;
+
+    let alice = b.client("alice");
+    let id = alice
+        .create_request(&ask("fed-admin", 8))
+        .await
+        .unwrap()
+        .grant
+        .unwrap();
+    let g = applied(&b, id).await;
+    assert_eq!(
+        f.members(&entra_group),
+        vec![entra_alice.clone()],
+        "added in Entra"
+    );
+    assert!(
+        g.effective_at.is_none(),
+        "not in effect in AWS before the directory syncs"
+    );
+    // Give the AWS agent a few checks: still not in effect.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(grant_view(&b, id).await.effective_at.is_none());
+
+    // Entra's provisioning runs: the harness mirrors the membership.
+    let membership = m.add_member(&aws_group, &aws_alice).await;
+    let g = eventually(Duration::from_secs(10), "confirmed in effect in AWS", || async {
+        let g = grant_view(&b, id).await;
+        g.effective_at.is_some().then_some(g)
+    })
+    .await;
+    assert!(g.effective_at >= g.applied_at);
+
+    // At expiry the Entra agent removes the membership; AWS still shows it
+    // until provisioning runs again.
+    let g = crate::agents::removed(&b, id, Duration::from_secs(15)).await;
+    assert!(f.members(&entra_group).is_empty(), "removed in Entra");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(grant_view(&b, id).await.removal_confirmed_at.is_none());
+    let out = b.cli("alice", &["grants"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("removed in entra, awaiting directory sync"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    m.remove_member(&membership).await;
+    let g2 = eventually(Duration::from_secs(10), "confirmed gone in AWS", || async {
+        let g = grant_view(&b, id).await;
+        g.removal_confirmed_at.is_some().then_some(g)
+    })
+    .await;
+    assert!(g2.removal_confirmed_at >= g.removed_at);
+
+    // The same run: a direct IAM resource.
+    let id = alice
+        .create_request(&ask("iam-ops", 3))
+        .await
+        .unwrap()
+        .grant
+        .unwrap();
+    let g = applied(&b, id).await;
+    assert_eq!(g.effective_at, g.applied_at, "direct: in effect when applied");
+    let members = iam.get_group().group_name("ops").send().await.unwrap();
+    assert_eq!(members.users().len(), 1);
+    crate::agents::removed(&b, id, Duration::from_secs(10)).await;
+    let members = iam.get_group().group_name("ops").send().await.unwrap();
+    assert!(members.users().is_empty());
+}

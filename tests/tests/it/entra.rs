@@ -255,7 +255,7 @@ end_sign_in_sessions = true
 
 /// `jitgate-agent run --provider entra ...` against the fake; the files
 /// live in `dir`.
-fn agent_args(f: &GraphFake, dir: &std::path::Path, auth: &[&str]) -> Vec<String> {
+pub(crate) fn agent_args(f: &GraphFake, dir: &std::path::Path, auth: &[&str]) -> Vec<String> {
     let ca = dir.join("graph-ca.pem");
     std::fs::write(&ca, &f.ca_pem).unwrap();
     let mut args: Vec<String> = [

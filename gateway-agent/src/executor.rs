@@ -153,6 +153,7 @@ impl Executor {
         let window = Window {
             until: body.not_after,
             cap_session_duration: body.cap_session_duration,
+            provision_on_demand: body.provision_on_demand.clone(),
         };
         let outcome = match self.provider.apply_for(&body.entitlement, &window).await {
             Ok(Effect::Changed) => Outcome::Applied,
@@ -338,6 +339,7 @@ mod tests {
             issued_at: now,
             cap_session_duration: false,
             end_sign_in_sessions: false,
+            provision_on_demand: None,
         }
     }
 

@@ -117,6 +117,7 @@ async fn phase(name: &str, budget: u32, graph_limit: Option<u32>, run_for: Durat
                 let window = Window {
                     until: Utc::now() + chrono::Duration::hours(1),
                     cap_session_duration: false,
+                    provision_on_demand: None,
                 };
                 let mut grant = true;
                 while !stop.load(Ordering::Relaxed) {

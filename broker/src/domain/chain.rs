@@ -20,6 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use jitgate_shared::v1::api::{Configuration, IdentityMode, Resource};
+use jitgate_shared::v1::signing::ProvisionOnDemand;
 use jitgate_shared::v1::{ConfigId, Entitlement, ResourceId, Target};
 use serde::Serialize;
 
@@ -234,6 +235,29 @@ pub fn resolve(graph: &ConfigGraph, resource: &Resource, principal: &str) -> Res
         apply: entitlement(&root, &target),
         path,
         confirm,
+    })
+}
+
+/// Tenant keys of a federated configuration naming the directory's
+/// provisioning job into it (all three, or none).
+pub const PROVISIONING_KEYS: [&str; 3] = [
+    "provisioning_service_principal_id",
+    "provisioning_job_id",
+    "provisioning_rule_id",
+];
+
+/// The on-demand provisioning a plan's grant asks of its directory: the
+/// job the configuration federated directly to the root names in its
+/// tenant keys ([`PROVISIONING_KEYS`]), if it names one.
+pub fn provisioning(graph: &ConfigGraph, plan: &Plan) -> Option<ProvisionOnDemand> {
+    let path = &plan.path.0;
+    let next_to_root = path.len().checked_sub(2).and_then(|i| path.get(i))?;
+    let tenant = &graph.configurations.get(next_to_root)?.tenant;
+    let [sp, job, rule] = PROVISIONING_KEYS.map(|k| tenant.get(k).cloned());
+    Some(ProvisionOnDemand {
+        service_principal_id: sp?,
+        job_id: job?,
+        rule_id: rule?,
     })
 }
 

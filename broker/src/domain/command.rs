@@ -44,6 +44,7 @@ pub fn for_effect(
         issued_at: now,
         cap_session_duration: false,
         end_sign_in_sessions: false,
+        provision_on_demand: None,
     })
 }
 

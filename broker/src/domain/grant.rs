@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use jitgate_shared::v1::api::{CommandOp, EndReason, GrantState, GrantView};
 use jitgate_shared::v1::protocol::Outcome;
+use jitgate_shared::v1::signing::ProvisionOnDemand;
 use jitgate_shared::v1::{ConfigId, Entitlement, GrantId, RequestId, ResourceId, UserId};
 use serde::{Deserialize, Serialize};
 
@@ -59,6 +60,10 @@ pub struct Grant {
     /// confirmed it gone after the revoke (the directory had synced).
     #[serde(default)]
     pub removal_confirmed_at: Option<DateTime<Utc>>,
+    /// For a federated grant whose directory provisions the tenant through
+    /// an enterprise app jitgate knows: provision at once after applying.
+    #[serde(default)]
+    pub provision_on_demand: Option<ProvisionOnDemand>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -120,6 +125,7 @@ impl Grant {
             confirm: Vec::new(),
             effective_at: None,
             removal_confirmed_at: None,
+            provision_on_demand: None,
         }
     }
 

@@ -36,9 +36,20 @@ impl Broker {
     /// The plan for `user` and `resource`, or the chain error as a conflict
     /// naming the path.
     pub(crate) async fn plan_for(&self, resource: &Resource, user: &User) -> Result<Plan, ServiceError> {
+        Ok(self.plan_with_provisioning(resource, user).await?.0)
+    }
+
+    /// The plan, and the on-demand provisioning its grant asks for.
+    pub(crate) async fn plan_with_provisioning(
+        &self,
+        resource: &Resource,
+        user: &User,
+    ) -> Result<(Plan, Option<jitgate_shared::v1::signing::ProvisionOnDemand>), ServiceError> {
         let graph = self.config_graph().await?;
-        chain::resolve(&graph, resource, &principal_for(user))
-            .map_err(|e| ServiceError::Conflict(e.to_string()))
+        let plan = chain::resolve(&graph, resource, &principal_for(user))
+            .map_err(|e| ServiceError::Conflict(e.to_string()))?;
+        let provisioning = chain::provisioning(&graph, &plan);
+        Ok((plan, provisioning))
     }
 
     /// How `resource` would be elevated for `user`, without acting.

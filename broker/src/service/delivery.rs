@@ -207,6 +207,7 @@ impl Broker {
                         issued_at: now,
                         cap_session_duration: false,
                         end_sign_in_sessions: false,
+                        provision_on_demand: None,
                     });
                 }
             }

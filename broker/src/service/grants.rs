@@ -87,12 +87,14 @@ impl Broker {
                     .ok_or_else(|| ServiceError::not_found("user", &request.requester))?;
                 // Resolved again at approval: the chain may have changed
                 // since the request was made.
-                let plan = self.plan_for(&resource.resource, &user).await?;
+                let (plan, provision_on_demand) =
+                    self.plan_with_provisioning(&resource.resource, &user).await?;
                 let grant = Grant {
                     cap_session_duration: workflow.cap_session_duration,
                     end_sign_in_sessions: workflow.end_sign_in_sessions,
                     chain: plan.path.0,
                     confirm: plan.confirm,
+                    provision_on_demand,
                     ..Grant::for_request(GrantId::generate(), &request, plan.apply, now)
                 };
                 change.audit.push(AuditEntry {
@@ -218,6 +220,11 @@ impl Broker {
             cap_session_duration: command.op == jitgate_shared::v1::api::CommandOp::Grant
                 && grant.cap_session_duration,
             end_sign_in_sessions: grant.end_sign_in_sessions,
+            provision_on_demand: if command.op == jitgate_shared::v1::api::CommandOp::Grant {
+                grant.provision_on_demand.clone()
+            } else {
+                None
+            },
             ..command
         };
         self.metrics

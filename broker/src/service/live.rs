@@ -251,6 +251,7 @@ mod tests {
             issued_at: t,
             cap_session_duration: false,
             end_sign_in_sessions: false,
+            provision_on_demand: None,
         }
     }
 

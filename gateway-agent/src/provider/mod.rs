@@ -33,12 +33,15 @@ pub fn check_configuration(serves: &ConfigId, e: &Entitlement) -> Result<(), Pro
 }
 
 /// The grant window an entitlement is applied for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Window {
     pub until: DateTime<Utc>,
     /// Keep sessions issued from the entitlement no longer than the window
     /// where the cloud allows it.
     pub cap_session_duration: bool,
+    /// Ask the directory to provision the change to a federated tenant at
+    /// once (Entra: `provisionOnDemand`).
+    pub provision_on_demand: Option<jitgate_shared::v1::signing::ProvisionOnDemand>,
 }
 
 /// How an entitlement is removed.

@@ -51,6 +51,25 @@ pub struct CommandBody {
     /// grant too, so the agent's own revoke at the deadline does the same.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub end_sign_in_sessions: bool,
+    /// Grant of a federated resource: ask the directory to provision the
+    /// change to the federated tenant at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provision_on_demand: Option<ProvisionOnDemand>,
+}
+
+/// Entra provisioning to run at once after a grant (Graph
+/// `provisionOnDemand` on the enterprise app that provisions the federated
+/// tenant), so the elevation reaches it without waiting for the next sync
+/// cycle (about 40 minutes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProvisionOnDemand {
+    /// The provisioning enterprise app's service principal object id.
+    pub service_principal_id: String,
+    /// Its synchronization job id.
+    pub job_id: String,
+    /// The synchronization rule to apply (from the job's schema).
+    pub rule_id: String,
 }
 
 /// A command as it travels: the body's exact JSON text and its signature.
@@ -236,6 +255,7 @@ mod tests {
             issued_at: t(0),
             cap_session_duration: false,
             end_sign_in_sessions: false,
+            provision_on_demand: None,
         }
     }
 

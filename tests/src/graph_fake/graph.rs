@@ -474,3 +474,93 @@ pub async fn pim_group_instances(State(s): State<Arc<Shared>>, Query(q): Params)
 pub async fn unknown(axum::extract::OriginalUri(uri): axum::extract::OriginalUri) -> Response {
     GraphError::bad_request(format!("Resource not found for the segment '{}'.", uri.path())).into_response()
 }
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct JobSubject {
+    object_id: String,
+    object_type_name: String,
+    links: Option<LinkedObjects>,
+}
+
+#[derive(Deserialize)]
+struct LinkedObjects {
+    #[serde(default)]
+    members: Vec<JobSubject>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ApplicationParameters {
+    rule_id: String,
+    subjects: Vec<JobSubject>,
+}
+
+#[derive(Deserialize)]
+struct ProvisionOnDemandBody {
+    parameters: Vec<ApplicationParameters>,
+}
+
+/// `POST /servicePrincipals/{id}/synchronization/jobs/{job}/provisionOnDemand`:
+/// groups with the members to provision; answers a `stringKeyStringValuePair`.
+pub async fn provision_on_demand(
+    State(s): State<Arc<Shared>>,
+    Path((sp, job)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let now = Utc::now();
+    let result = parse::<ProvisionOnDemandBody>(&body).and_then(|b| {
+        let dir = s.directory.lock().unwrap();
+        let mut requests = Vec::new();
+        for p in &b.parameters {
+            if p.rule_id.is_empty() {
+                return Err(GraphError::bad_request("ruleId is required."));
+            }
+            for subject in &p.subjects {
+                if subject.object_type_name != "Group" {
+                    return Err(GraphError::bad_request(format!(
+                        "This fake provisions groups; got objectTypeName '{}'.",
+                        subject.object_type_name
+                    )));
+                }
+                dir.group(&subject.object_id, now)?;
+                let mut members = Vec::new();
+                for m in subject.links.iter().flat_map(|l| &l.members) {
+                    if m.object_type_name != "User" {
+                        return Err(GraphError::bad_request(
+                            "Group members to provision must be users.",
+                        ));
+                    }
+                    dir.user(&m.object_id, now)?;
+                    members.push(m.object_id.clone());
+                }
+                requests.push(super::ProvisionRequest {
+                    rule_id: p.rule_id.clone(),
+                    group: subject.object_id.clone(),
+                    members,
+                });
+            }
+        }
+        if requests.is_empty() {
+            return Err(GraphError::bad_request(
+                "parameters must name at least one subject.",
+            ));
+        }
+        Ok(requests)
+    });
+    let requests = match result {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let mut jobs = s.provisioning.lock().unwrap();
+    let Some(received) = jobs.get_mut(&(sp.clone(), job.clone())) else {
+        return GraphError::not_found(&job).into_response();
+    };
+    received.extend(requests);
+    Json(json!({
+        "@odata.context": format!("{GRAPH}/$metadata#microsoft.graph.stringKeyStringValuePair"),
+        "key": "Microsoft.Identity.Health.CPP.Common.DataContracts.SyncFabric.StatusInfo",
+        "value": "[{\"provisioningSteps\":[]}]",
+    }))
+    .into_response()
+}

@@ -165,6 +165,17 @@ pub(crate) struct Shared {
     token_requests: AtomicU64,
     base_url: Mutex<String>,
     managed_identity: Mutex<Option<ManagedIdentity>>,
+    /// Provisioning jobs (service principal id, job id) and the on-demand
+    /// requests each received.
+    provisioning: Mutex<HashMap<(String, String), Vec<ProvisionRequest>>>,
+}
+
+/// One group and its members asked of `provisionOnDemand`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProvisionRequest {
+    pub rule_id: String,
+    pub group: String,
+    pub members: Vec<String>,
 }
 
 /// An App Service style managed identity endpoint (`IDENTITY_ENDPOINT`,
@@ -313,6 +324,7 @@ impl GraphFake {
             token_requests: AtomicU64::new(0),
             base_url: Mutex::new(String::new()),
             managed_identity: Mutex::new(None),
+            provisioning: Mutex::new(HashMap::new()),
         });
         let graph = axum::Router::new()
             .route("/users", get(graph::list_users))
@@ -342,6 +354,10 @@ impl GraphFake {
             .route(
                 "/identityGovernance/privilegedAccess/group/assignmentScheduleInstances",
                 get(graph::pim_group_instances),
+            )
+            .route(
+                "/servicePrincipals/{sp}/synchronization/jobs/{job}/provisionOnDemand",
+                post(graph::provision_on_demand),
             )
             .fallback(graph::unknown)
             .layer(axum::middleware::from_fn_with_state(shared.clone(), graph::gate));
@@ -435,6 +451,23 @@ impl GraphFake {
     pub fn enable_managed_identity(&self, identity: ManagedIdentity) -> String {
         *self.shared.managed_identity.lock().unwrap() = Some(identity);
         format!("{}/msi/token", self.url)
+    }
+
+    /// A provisioning job of the enterprise app `service_principal`.
+    pub fn add_provisioning_job(&self, service_principal: &str, job: &str) {
+        self.shared
+            .provisioning
+            .lock()
+            .unwrap()
+            .insert((service_principal.into(), job.into()), Vec::new());
+    }
+
+    /// The on-demand requests a provisioning job received.
+    pub fn provision_requests(&self, service_principal: &str, job: &str) -> Vec<ProvisionRequest> {
+        let jobs = self.shared.provisioning.lock().unwrap();
+        jobs.get(&(service_principal.to_owned(), job.to_owned()))
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Every token issued so far stops working (as after a key rollover

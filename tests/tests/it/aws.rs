@@ -223,6 +223,7 @@ async fn a_grant_can_cap_the_permission_sets_session_duration_to_its_window() {
     let window = |minutes: i64, cap: bool| Window {
         until: chrono::Utc::now() + chrono::Duration::minutes(minutes),
         cap_session_duration: cap,
+        provision_on_demand: None,
     };
 
     let e = assignment("alice@example.com", ACCOUNT, "Capped");

@@ -255,6 +255,7 @@ identity_mode = {{ mode = "direct" }}
 id = "aws-fed"
 kind = "aws_identity_center"
 identity_mode = {{ mode = "federated", directory = "entra" }}
+tenant = {{ provisioning_service_principal_id = "sp-aws", provisioning_job_id = "aws.job-1", provisioning_rule_id = "rule-1" }}
 
 [[configurations]]
 id = "iam"
@@ -305,6 +306,7 @@ async fn identity_center_federated_to_entra_is_elevated_in_entra_and_confirmed_i
     let f = fake().await;
     let entra_alice = f.add_user("alice@example.com", Some("alice@example.com"));
     let entra_group = f.add_group("aws-admins");
+    f.add_provisioning_job("sp-aws", "aws.job-1");
     // AWS: Identity Center with alice and the provisioned group, which holds
     // AdminAccess on the account; IAM with alice and the ops group.
     let m = Moto::start().await;
@@ -397,6 +399,20 @@ async fn identity_center_federated_to_entra_is_elevated_in_entra_and_confirmed_i
     assert!(
         g.effective_at.is_none(),
         "not in effect in AWS before the directory syncs"
+    );
+    // The Entra agent asked provisioning to run at once for her membership.
+    let asked = eventually(Duration::from_secs(5), "provisioning on demand", || async {
+        let r = f.provision_requests("sp-aws", "aws.job-1");
+        (!r.is_empty()).then_some(r)
+    })
+    .await;
+    assert_eq!(
+        (
+            asked[0].rule_id.as_str(),
+            asked[0].group.as_str(),
+            asked[0].members.clone()
+        ),
+        ("rule-1", entra_group.as_str(), vec![entra_alice.clone()])
     );
     // Give the AWS agent a few checks: still not in effect.
     tokio::time::sleep(Duration::from_millis(2500)).await;

@@ -76,6 +76,7 @@ fn window(seconds: i64) -> Window {
     Window {
         until: Utc::now() + chrono::Duration::seconds(seconds),
         cap_session_duration: false,
+        provision_on_demand: None,
     }
 }
 
@@ -398,6 +399,39 @@ async fn tokens_are_refreshed_by_the_credential_and_a_refused_token_is_a_retryab
         err.retryable && err.reason.contains("InvalidAuthenticationToken"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn a_grant_can_ask_provisioning_to_run_at_once_and_its_failure_does_not_fail_the_grant() {
+    use jitgate_shared::v1::signing::ProvisionOnDemand;
+    let f = fake().await;
+    let alice = f.add_user("alice@contoso.com", None);
+    let group = f.add_group("aws-admins");
+    f.add_provisioning_job("sp-1", "job-1");
+    let p = entra(&f).await;
+    let job = |job_id: &str| Window {
+        provision_on_demand: Some(ProvisionOnDemand {
+            service_principal_id: "sp-1".into(),
+            job_id: job_id.into(),
+            rule_id: "rule-1".into(),
+        }),
+        ..window(600)
+    };
+    let e = member("alice@contoso.com", &group);
+    assert_eq!(p.apply_for(&e, &job("job-1")).await.unwrap(), Effect::Changed);
+    let asked = f.provision_requests("sp-1", "job-1");
+    assert_eq!(asked.len(), 1);
+    assert_eq!(
+        (asked[0].group.clone(), asked[0].members.clone()),
+        (group.clone(), vec![alice])
+    );
+    // An unknown job: logged, the membership stands.
+    p.remove(&e).await.unwrap();
+    assert_eq!(
+        p.apply_for(&e, &job("no-such-job")).await.unwrap(),
+        Effect::Changed
+    );
+    assert_eq!(f.members(&group).len(), 1);
 }
 
 #[tokio::test]

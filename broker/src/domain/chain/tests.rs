@@ -295,3 +295,28 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn provisioning_comes_from_the_configuration_federated_to_the_root() {
+    let mut g = aws_through_entra();
+    let r = resource("aws", &[("entra", entra_group("g-1"))]);
+    let plan = resolve(&g, &r, "a@x").unwrap();
+    assert_eq!(provisioning(&g, &plan), None, "no job named");
+    let tenant = &mut g.configurations.get_mut(&id("aws")).unwrap().tenant;
+    for (k, v) in PROVISIONING_KEYS.iter().zip(["sp-1", "job-1", "rule-1"]) {
+        tenant.insert((*k).to_owned(), v.to_owned());
+    }
+    let p = provisioning(&g, &plan).unwrap();
+    assert_eq!(
+        (
+            p.service_principal_id.as_str(),
+            p.job_id.as_str(),
+            p.rule_id.as_str()
+        ),
+        ("sp-1", "job-1", "rule-1")
+    );
+    // A direct resource provisions nothing.
+    let direct = graph(vec![config("aws", ConfigKind::AwsIdentityCenter, None)], &["aws"]);
+    let plan = resolve(&direct, &resource("aws", &[]), "a@x").unwrap();
+    assert_eq!(provisioning(&direct, &plan), None);
+}

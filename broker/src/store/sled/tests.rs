@@ -41,6 +41,7 @@ fn command(id: &str, op: CommandOp) -> Command {
         issued_at: t(0),
         cap_session_duration: false,
         end_sign_in_sessions: false,
+        provision_on_demand: None,
     }
 }
 

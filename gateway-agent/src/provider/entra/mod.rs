@@ -46,9 +46,12 @@ use tokio::time::Instant;
 
 use self::credential::EntraCredentialSettings;
 use self::graph::{Graph, GraphFailure, GraphSettings};
+use jitgate_shared::v1::signing::ProvisionOnDemand;
+
 use self::models::{
-    BooleanValue, DirectoryObject, Expiration, Page, Reference, RequestSchedule, ScheduleAction,
-    ScheduleInstance, ScheduleRequest, ScheduleRequestResult, ScheduleResource,
+    ApplicationParameters, BooleanValue, DirectoryObject, Expiration, JobSubject, LinkedObjects, Page,
+    ProvisionOnDemandBody, Reference, RequestSchedule, ScheduleAction, ScheduleInstance, ScheduleRequest,
+    ScheduleRequestResult, ScheduleResource, StringKeyStringValuePair,
 };
 use super::budget::{Budget, BudgetSettings, Priority};
 use super::{check_configuration, Effect, Ending, Provider, ProviderError, Window};
@@ -501,17 +504,68 @@ impl Entra {
         Ok(())
     }
 
+    /// Asks the directory's provisioning job to provision `user`'s
+    /// membership of `group_id` now. A failure is logged, not returned: the
+    /// membership is in place and the next sync cycle provisions it anyway.
+    async fn provision_on_demand(&self, p: &ProvisionOnDemand, group_id: &str, user: &str) {
+        let url = self.graph.url(&[
+            "servicePrincipals",
+            &p.service_principal_id,
+            "synchronization",
+            "jobs",
+            &p.job_id,
+            "provisionOnDemand",
+        ]);
+        let body = ProvisionOnDemandBody {
+            parameters: vec![ApplicationParameters {
+                rule_id: p.rule_id.clone(),
+                subjects: vec![JobSubject {
+                    object_id: group_id.to_owned(),
+                    object_type_name: "Group",
+                    links: Some(LinkedObjects {
+                        members: vec![JobSubject {
+                            object_id: user.to_owned(),
+                            object_type_name: "User",
+                            links: None,
+                        }],
+                    }),
+                }],
+            }],
+        };
+        let what = format!(
+            "provisioning {user} in group {group_id} on demand (job {})",
+            p.job_id
+        );
+        match self
+            .graph
+            .post::<_, StringKeyStringValuePair>(Priority::Grant, &what, url, &body)
+            .await
+        {
+            Ok(answer) => tracing::info!(%group_id, %user, key = ?answer.key, "provisioned on demand"),
+            Err(e) => {
+                tracing::warn!(error = %e.error, "provisioning on demand failed; the next sync cycle will provision it")
+            }
+        }
+    }
+
     async fn apply_until(
         &self,
         entitlement: &Entitlement,
         until: Option<DateTime<Utc>>,
+        provision: Option<&ProvisionOnDemand>,
     ) -> Result<Effect, ProviderError> {
         check_configuration(&self.configuration, entitlement)?;
         let kind = kind(&entitlement.target)?;
         let _slot = self.graph.budget().operation(Priority::Grant).await;
         let user = self.user_for_grant(&entitlement.principal).await?;
         match kind {
-            Kind::Member { group_id } => self.add_member(&group_id, &user).await,
+            Kind::Member { group_id } => {
+                let effect = self.add_member(&group_id, &user).await?;
+                if let Some(p) = provision {
+                    self.provision_on_demand(p, &group_id, &user).await;
+                }
+                Ok(effect)
+            }
             Kind::Schedule(schedules, resource) => self.assign(schedules, &resource, &user, until).await,
         }
     }
@@ -544,11 +598,16 @@ impl Provider for Entra {
 
     /// Without a window: a role or PIM assignment with no expiration.
     async fn apply(&self, entitlement: &Entitlement) -> Result<Effect, ProviderError> {
-        self.apply_until(entitlement, None).await
+        self.apply_until(entitlement, None, None).await
     }
 
     async fn apply_for(&self, entitlement: &Entitlement, window: &Window) -> Result<Effect, ProviderError> {
-        self.apply_until(entitlement, Some(window.until)).await
+        self.apply_until(
+            entitlement,
+            Some(window.until),
+            window.provision_on_demand.as_ref(),
+        )
+        .await
     }
 
     async fn remove(&self, entitlement: &Entitlement) -> Result<Effect, ProviderError> {

@@ -123,6 +123,42 @@ pub struct ScheduleInstance {
     pub end_date_time: Option<DateTime<Utc>>,
 }
 
+/// The body of `POST /servicePrincipals/{id}/synchronization/jobs/{job}/provisionOnDemand`.
+#[derive(Debug, Serialize)]
+pub struct ProvisionOnDemandBody {
+    pub parameters: Vec<ApplicationParameters>,
+}
+
+/// `synchronizationJobApplicationParameters`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplicationParameters {
+    pub rule_id: String,
+    pub subjects: Vec<JobSubject>,
+}
+
+/// `synchronizationJobSubject`: a group with the members to provision.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobSubject {
+    pub object_id: String,
+    pub object_type_name: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub links: Option<LinkedObjects>,
+}
+
+/// `synchronizationLinkedObjects`.
+#[derive(Debug, Serialize)]
+pub struct LinkedObjects {
+    pub members: Vec<JobSubject>,
+}
+
+/// `stringKeyStringValuePair`, what `provisionOnDemand` answers.
+#[derive(Debug, Deserialize)]
+pub struct StringKeyStringValuePair {
+    pub key: Option<String>,
+}
+
 /// The answer of `POST /users/{id}/revokeSignInSessions`.
 #[derive(Debug, Deserialize)]
 pub struct BooleanValue {

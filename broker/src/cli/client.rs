@@ -186,6 +186,10 @@ impl ApiClient {
             .await
     }
 
+    pub async fn list_resources(&self) -> Result<Vec<Resource>, ClientError> {
+        self.get("/api/v1/admin/resources", &[]).await
+    }
+
     pub async fn put_resource(&self, r: &Resource) -> Result<Resource, ClientError> {
         self.put(&format!("/api/v1/admin/resources/{}", r.id), r).await
     }

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use jitgate_shared::v1::api::{Configuration, IdentityMode};
-use jitgate_shared::v1::{ConfigId, ResourceId, UserId};
+use jitgate_shared::v1::{ConfigId, ResourceId, Target, UserId};
 use jitgate_tests::agent::TestAgent;
 use jitgate_tests::broker::TestBroker;
 use jitgate_tests::fixtures::POLICY;
@@ -233,6 +233,38 @@ async fn a_federated_grant_is_applied_in_the_directory_and_not_called_effective_
     assert!(
         message.contains("would orphan resource `fed-admin`")
             && message.contains("chain `aws-fed` → `entra2`"),
+        "{message}"
+    );
+
+    // The resource is remapped meanwhile; the revoke still undoes what was
+    // applied, as the grant recorded it.
+    let admin = b.client("admin");
+    let mut remapped = admin
+        .list_resources()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.id.as_str() == "fed-admin")
+        .unwrap();
+    remapped.realized_by.insert(
+        ConfigId::new("entra").unwrap(),
+        Target::EntraGroupMembership {
+            group_id: "another-group".into(),
+        },
+    );
+    admin.put_resource(&remapped).await.unwrap();
+    // A mapping of the wrong kind is refused, naming it.
+    let mut wrong = remapped.clone();
+    wrong.realized_by.insert(
+        ConfigId::new("entra").unwrap(),
+        Target::AwsIamGroupMembership {
+            group_name: "ops".into(),
+        },
+    );
+    let (code, message) = status(admin.put_resource(&wrong).await);
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{message}");
+    assert!(
+        message.contains("aws_iam_group_membership") && message.contains("entra_id"),
         "{message}"
     );
 

@@ -101,6 +101,19 @@ async fn outbox_is_idempotent_by_command_id_and_revokes_come_first() {
     assert_eq!(ids, ["r1", "g1"]);
 }
 
+/// Opens a store again after its last handle was dropped in this process:
+/// sled lets go of the file lock when its background flusher does, a
+/// moment later (a new process never waits: the lock dies with the old one).
+async fn reopen(dir: &std::path::Path) -> SledStore {
+    for _ in 0..100 {
+        if let Ok(store) = SledStore::open(dir) {
+            return store;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    SledStore::open(dir).unwrap()
+}
+
 #[tokio::test]
 async fn jobs_come_due_in_order_and_survive_reopen() {
     let dir = tempfile::tempdir().unwrap();
@@ -122,7 +135,7 @@ async fn jobs_come_due_in_order_and_survive_reopen() {
             .unwrap();
         assert!(SledStore::open(dir.path()).is_err(), "a second opener is refused");
     }
-    let store = SledStore::open(dir.path()).unwrap();
+    let store = reopen(dir.path()).await;
     assert_eq!(store.next_due().await.unwrap(), Some(t(10)));
     let due = store.due_jobs(t(30), 100).await.unwrap();
     assert_eq!(

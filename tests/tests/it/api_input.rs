@@ -244,13 +244,19 @@ async fn ops_endpoints_and_openapi() {
         "/api/v1/requests/{id}/approve",
         "/api/v1/grants/{id}/extend",
         "/api/v1/admin/users/{id}",
+        "/api/v1/admin/explain",
     ] {
         assert!(
             doc["paths"].get(path).is_some(),
             "{path} missing from the OpenAPI document"
         );
     }
-    assert!(doc["components"]["schemas"].get("CreateRequestBody").is_some());
+    for schema in ["CreateRequestBody", "ExplainView", "PlanStep", "GrantView"] {
+        assert!(
+            doc["components"]["schemas"].get(schema).is_some(),
+            "{schema} missing from the OpenAPI document"
+        );
+    }
     // TLS is on: plain HTTP to the port is not answered as HTTP.
     let plain = b.url.replace("https://", "http://");
     let r = reqwest::Client::new()

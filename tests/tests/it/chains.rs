@@ -18,7 +18,7 @@ use crate::support::{ask, status};
 
 /// `aws-fed` (Identity Center) trusts `entra`; `aws-off` trusts a disabled
 /// directory.
-fn catalog() -> String {
+pub(crate) fn catalog() -> String {
     String::from(
         r#"
 [[configurations]]
@@ -80,7 +80,7 @@ roles = ["admin", "auditor"]
     )
 }
 
-const WORKFLOWS: &str = r#"
+pub(crate) const WORKFLOWS: &str = r#"
 [defaults]
 max_duration = "1h"
 default_duration = "10m"

@@ -225,3 +225,94 @@ async fn the_hub_refuses_bad_credentials_and_keeps_serving() {
 fn uuid_v7() -> String {
     jitgate_shared::v1::AgentId::generate().to_string()
 }
+
+/// Downstream confirmation over the wire: the broker asks the agent of the
+/// configuration where a federated resource is used, and only that agent's
+/// answer counts.
+#[tokio::test]
+async fn only_the_downstream_configurations_agent_confirms_a_federated_grant() {
+    let b = TestBroker::start_with(
+        &crate::chains::catalog(),
+        &[
+            ("access.cedar", jitgate_tests::fixtures::POLICY),
+            ("workflows.toml", crate::chains::WORKFLOWS),
+        ],
+        FAST,
+    )
+    .await;
+    let mut entra = TestAgent::enroll(&b, "entra", None).await;
+    entra.start(&[]).await;
+    entra.connected().await;
+    let downstream = TestAgent::enroll(&b, "aws-fed", None).await;
+    let other = TestAgent::enroll(&b, "entra2", None).await;
+    let id = b
+        .client("alice")
+        .create_request(&crate::support::ask("fed-admin", 600))
+        .await
+        .unwrap()
+        .grant
+        .unwrap();
+    let g = crate::agents::applied(&b, id).await;
+    let confirm = jitgate_shared::v1::Entitlement {
+        configuration: ConfigId::new("aws-fed").unwrap(),
+        target: jitgate_shared::v1::Target::AwsAccountAssignment {
+            account_id: "111122223333".into(),
+            permission_set: "AdminAccess".into(),
+        },
+        principal: "alice@example.com".into(),
+    };
+
+    // An agent of another configuration claims it held: ignored.
+    let mut liar = dial(&b, agent_tls(&b, &other)).await.unwrap();
+    assert!(matches!(
+        hello(&mut liar, "entra2").await,
+        BrokerMessage::Welcome { .. }
+    ));
+    let claim = AgentMessage::Holdings {
+        request: 2,
+        held: vec![confirm.clone()],
+        absent: vec![],
+    };
+    liar.send(Message::text(protocol::encode(&claim))).await.unwrap();
+    let asked = tokio::time::timeout(
+        Duration::from_secs(3),
+        until(&mut liar, |m| matches!(m, BrokerMessage::Check { .. })),
+    )
+    .await;
+    assert!(
+        asked.is_err(),
+        "no check is asked of a configuration the grant is not used in: {asked:?}"
+    );
+    assert!(b.client("admin").grant(id).await.unwrap().effective_at.is_none());
+
+    // The downstream agent is asked, and its answer counts.
+    let mut ws = dial(&b, agent_tls(&b, &downstream)).await.unwrap();
+    assert!(matches!(
+        hello(&mut ws, "aws-fed").await,
+        BrokerMessage::Welcome { .. }
+    ));
+    let asked = until(&mut ws, |m| matches!(m, BrokerMessage::Check { .. }))
+        .await
+        .expect("a check");
+    let BrokerMessage::Check {
+        request,
+        entitlements,
+    } = asked
+    else {
+        unreachable!()
+    };
+    assert_eq!(entitlements, vec![confirm.clone()]);
+    assert!(b.client("admin").grant(id).await.unwrap().effective_at.is_none());
+    let answer = AgentMessage::Holdings {
+        request,
+        held: vec![confirm],
+        absent: vec![],
+    };
+    ws.send(Message::text(protocol::encode(&answer))).await.unwrap();
+    let g2 = eventually(Duration::from_secs(5), "effective", || async {
+        let g = b.client("admin").grant(id).await.unwrap();
+        g.effective_at.is_some().then_some(g)
+    })
+    .await;
+    assert!(g2.effective_at >= g.applied_at);
+}

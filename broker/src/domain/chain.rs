@@ -164,13 +164,6 @@ pub struct Plan {
     pub confirm: Vec<Entitlement>,
 }
 
-impl Plan {
-    /// Whether the elevation lands in another tenant than the one applied.
-    pub fn is_federated(&self) -> bool {
-        self.path.0.len() > 1
-    }
-}
-
 /// Resolves `resource` for `principal` (the name the tenants know the user
 /// by: email or user principal name, looked up by each agent).
 pub fn resolve(graph: &ConfigGraph, resource: &Resource, principal: &str) -> Result<Plan, ChainError> {

@@ -229,10 +229,7 @@ impl Grant {
         if !self.is_federated() || self.chain.first() != Some(configuration) {
             return None;
         }
-        let awaiting_effect =
-            self.state == GrantState::Active && self.applied_at.is_some() && self.effective_at.is_none();
-        let awaiting_removal = self.removed_at.is_some() && self.removal_confirmed_at.is_none();
-        if !(awaiting_effect || awaiting_removal) {
+        if !(self.awaits_effect() || self.awaits_removal_confirmation()) {
             return None;
         }
         self.confirm.iter().find(|e| &e.configuration == configuration)
@@ -243,18 +240,24 @@ impl Grant {
     /// `None` when it changes nothing.
     pub fn record_check(&self, held: bool, at: DateTime<Utc>) -> Option<Grant> {
         let mut g = self.next();
-        if held
-            && self.state == GrantState::Active
-            && self.applied_at.is_some()
-            && self.effective_at.is_none()
-        {
+        if held && self.awaits_effect() {
             g.effective_at = Some(at);
-        } else if !held && self.removed_at.is_some() && self.removal_confirmed_at.is_none() {
+        } else if !held && self.awaits_removal_confirmation() {
             g.removal_confirmed_at = Some(at);
         } else {
             return None;
         }
         Some(g)
+    }
+
+    /// Active and applied, not yet known in effect.
+    fn awaits_effect(&self) -> bool {
+        self.state == GrantState::Active && self.applied_at.is_some() && self.effective_at.is_none()
+    }
+
+    /// Removed where it was applied, not yet known gone downstream.
+    fn awaits_removal_confirmation(&self) -> bool {
+        self.removed_at.is_some() && self.removal_confirmed_at.is_none()
     }
 
     /// Applied in another tenant than the one the resource is used in.

@@ -99,7 +99,16 @@ impl Broker {
         let mut graph = self.config_graph().await?;
         graph.configurations.insert(changed.id.clone(), changed.clone());
         chain::check_links(&graph).map_err(|e| ServiceError::Conflict(e.to_string()))?;
-        let in_use: BTreeSet<ResourceId> = self.active_grant_resources().await?;
+        let in_use: BTreeSet<ResourceId> = self
+            .grants_where(&|g| g.state != jitgate_shared::v1::api::GrantState::Ended)
+            .await?
+            .into_iter()
+            .map(|g| g.resource)
+            .collect();
+        // Agents may come and go; what a change must not do is leave a
+        // resource in use with no mapping or a missing link.
+        let mut all_agents = graph.clone();
+        all_agents.with_agents = graph.configurations.keys().cloned().collect();
         for stored in self.store.resources().await? {
             let r = &stored.resource;
             if !in_use.contains(&r.id) {
@@ -111,10 +120,6 @@ impl Broker {
             if !path.0.contains(&changed.id) {
                 continue;
             }
-            // Agents may come and go; what a change must not do is leave a
-            // resource in use with no mapping or a missing link.
-            let mut all_agents = graph.clone();
-            all_agents.with_agents = graph.configurations.keys().cloned().collect();
             if let Err(e) = chain::resolve(&all_agents, r, "check") {
                 return Err(ServiceError::Conflict(format!(
                     "configuration `{}` would orphan resource `{}`, which has active grants: {e}",
@@ -127,22 +132,19 @@ impl Broker {
 }
 
 impl Broker {
-    /// Resources with a scheduled or active grant.
-    async fn active_grant_resources(&self) -> Result<BTreeSet<ResourceId>, ServiceError> {
-        let mut found = BTreeSet::new();
+    /// Every grant `keep` accepts, read page by page.
+    async fn grants_where(
+        &self,
+        keep: crate::store::Filter<'_, crate::domain::grant::Grant>,
+    ) -> Result<Vec<crate::domain::grant::Grant>, ServiceError> {
+        let mut found = Vec::new();
         let mut after: Option<String> = None;
         loop {
             let page = crate::store::PageQuery::new(after.clone(), crate::store::MAX_PAGE);
-            let grants = self
-                .store
-                .grants(&page, &|g| g.state != jitgate_shared::v1::api::GrantState::Ended)
-                .await?;
-            let Some(last) = grants.last() else {
-                return Ok(found);
-            };
-            after = Some(last.id.to_string());
+            let grants = self.store.grants(&page, keep).await?;
             let full = grants.len() == crate::store::MAX_PAGE;
-            found.extend(grants.into_iter().map(|g| g.resource));
+            after = grants.last().map(|g| g.id.to_string());
+            found.extend(grants);
             if !full {
                 return Ok(found);
             }
@@ -163,23 +165,10 @@ impl Broker {
         configuration: &ConfigId,
     ) -> Result<Vec<crate::domain::grant::Grant>, ServiceError> {
         let since = self.clock.now() - REMOVAL_CHECK_WINDOW;
-        let mut found = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = crate::store::PageQuery::new(after.clone(), crate::store::MAX_PAGE);
-            let grants = self
-                .store
-                .grants(&page, &|g| {
-                    g.awaiting_check(configuration).is_some() && g.ended_at.is_none_or(|t| t >= since)
-                })
-                .await?;
-            let full = grants.len() == crate::store::MAX_PAGE;
-            after = grants.last().map(|g| g.id.to_string());
-            found.extend(grants);
-            if !full {
-                return Ok(found);
-            }
-        }
+        self.grants_where(&|g| {
+            g.awaiting_check(configuration).is_some() && g.ended_at.is_none_or(|t| t >= since)
+        })
+        .await
     }
 
     /// What an agent of `configuration` should check: downstream

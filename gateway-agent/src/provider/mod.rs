@@ -8,6 +8,7 @@
 
 pub mod aws;
 pub mod budget;
+pub mod cache;
 pub mod entra;
 pub mod sandbox;
 

@@ -206,7 +206,7 @@ impl Shared {
         format!("{}/{tenant}/oauth2/v2.0/token", self.base_url())
     }
 
-    fn issue_token(&self, _tenant: &str, _client: &str, lifetime: Duration) -> String {
+    fn issue_token(&self, lifetime: Duration) -> String {
         let token = format!("fake.{}", uuid_like());
         self.tokens.lock().unwrap().insert(
             token.clone(),

@@ -119,7 +119,7 @@ pub(super) async fn token(
         }
     }
     let lifetime = s.switch(|sw| sw.token_lifetime);
-    let token = s.issue_token(&tenant, &app.client_id, lifetime);
+    let token = s.issue_token(lifetime);
     Json(json!({
         "token_type": "Bearer",
         "expires_in": lifetime.as_secs(),
@@ -173,7 +173,7 @@ pub(super) async fn managed_identity(
         );
     }
     let lifetime = s.switch(|sw| sw.token_lifetime);
-    let token = s.issue_token("managed", &identity.client_id, lifetime);
+    let token = s.issue_token(lifetime);
     let expires_on = chrono::Utc::now().timestamp() + lifetime.as_secs() as i64;
     Json(json!({
         "access_token": token,

@@ -68,7 +68,7 @@ fn a_direct_resource_is_applied_in_its_own_tenant() {
     assert_eq!(plan.apply.configuration, id("aws"));
     assert_eq!(plan.apply.target, permission_set());
     assert_eq!(plan.apply.principal, "alice@example.com");
-    assert!(plan.confirm.is_empty() && !plan.is_federated());
+    assert!(plan.confirm.is_empty() && plan.path.0.len() == 1);
     // Its commands wait for an agent: no agent is not an error here.
     let no_agent = graph(vec![config("aws", ConfigKind::AwsIdentityCenter, None)], &[]);
     assert!(resolve(&no_agent, &resource("aws", &[]), "a@x").is_ok());
@@ -84,7 +84,7 @@ fn a_federated_resource_is_applied_in_the_directory_and_confirmed_downstream() {
     assert_eq!(plan.confirm.len(), 1);
     assert_eq!(plan.confirm[0].configuration, id("aws"));
     assert_eq!(plan.confirm[0].target, permission_set());
-    assert!(plan.is_federated());
+    assert_eq!(plan.path.0.len(), 2, "federated");
 
     // Without an agent downstream there is nothing to confirm with.
     let mut g = aws_through_entra();

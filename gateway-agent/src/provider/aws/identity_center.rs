@@ -39,6 +39,7 @@ use tokio::time::Instant;
 
 use super::{call, check_account_id, poll_pause, unless};
 use crate::provider::budget::{Budget, Priority};
+use crate::provider::cache::TtlCache;
 use crate::provider::{Effect, Provider, ProviderError, Window};
 
 /// How a user principal is found in the identity store.
@@ -84,9 +85,9 @@ pub struct IdentityCenter {
     instance_arn: String,
     identity_store_id: String,
     budget: std::sync::Arc<Budget>,
-    principals: Mutex<HashMap<String, (PrincipalRef, Instant)>>,
+    principals: TtlCache<PrincipalRef>,
     names: Mutex<HashMap<PrincipalRef, String>>,
-    permission_sets: Mutex<HashMap<String, (String, Instant)>>,
+    permission_sets: TtlCache<String>,
 }
 
 impl IdentityCenter {
@@ -164,9 +165,9 @@ impl IdentityCenter {
             instance_arn,
             identity_store_id,
             budget,
-            principals: Mutex::new(HashMap::new()),
+            principals: TtlCache::new(CACHE_TTL),
             names: Mutex::new(HashMap::new()),
-            permission_sets: Mutex::new(HashMap::new()),
+            permission_sets: TtlCache::new(CACHE_TTL),
         })
     }
 
@@ -190,10 +191,8 @@ impl IdentityCenter {
     /// The principal's id and kind in the identity store; `None` if the
     /// store has no such principal.
     async fn principal(&self, name: &str, priority: Priority) -> Result<Option<PrincipalRef>, ProviderError> {
-        if let Some((p, at)) = self.principals.lock().ok().and_then(|m| m.get(name).cloned()) {
-            if at.elapsed() < CACHE_TTL {
-                return Ok(Some(p));
-            }
+        if let Some(p) = self.principals.get(name) {
+            return Ok(Some(p));
         }
         let found = match name.strip_prefix(GROUP_PREFIX) {
             Some(group) => {
@@ -247,9 +246,7 @@ impl IdentityCenter {
                 }
             }
         };
-        if let Ok(mut m) = self.principals.lock() {
-            m.insert(name.to_owned(), (found.clone(), Instant::now()));
-        }
+        self.principals.insert(name, found.clone());
         if let Ok(mut m) = self.names.lock() {
             m.insert(found.clone(), name.to_owned());
         }
@@ -340,15 +337,8 @@ impl IdentityCenter {
 
     /// A permission set's ARN from its name or ARN, checked to exist.
     async fn permission_set(&self, name_or_arn: &str, priority: Priority) -> Result<String, ProviderError> {
-        if let Some((arn, at)) = self
-            .permission_sets
-            .lock()
-            .ok()
-            .and_then(|m| m.get(name_or_arn).cloned())
-        {
-            if at.elapsed() < CACHE_TTL {
-                return Ok(arn);
-            }
+        if let Some(arn) = self.permission_sets.get(name_or_arn) {
+            return Ok(arn);
         }
         let mut found = HashMap::new();
         if name_or_arn.starts_with("arn:") {
@@ -414,12 +404,9 @@ impl IdentityCenter {
                 }
             }
         }
-        let now = Instant::now();
         let arn = found.get(name_or_arn).cloned();
-        if let Ok(mut m) = self.permission_sets.lock() {
-            for (k, v) in found {
-                m.insert(k, (v, now));
-            }
+        for (k, v) in found {
+            self.permission_sets.insert(k, v);
         }
         arn.ok_or_else(|| {
             ProviderError::permanent(format!(

@@ -174,6 +174,12 @@ pub fn credential(settings: &EntraCredentialSettings) -> Result<Arc<dyn TokenCre
     made.map_err(|e| failed(settings, e))
 }
 
+/// The first line of a credential error: it carries Entra's AADSTS code;
+/// the rest is boilerplate.
+pub(crate) fn first_line(e: &azure_core::Error) -> String {
+    e.to_string().lines().next().unwrap_or_default().to_owned()
+}
+
 /// Gets one token for `scope` (Graph's, [`GRAPH_SCOPE`] in the public
 /// cloud), so a bad credential stops the agent at start-up with a message
 /// naming the credential and the tenant.
@@ -190,9 +196,7 @@ pub async fn check(
 }
 
 fn failed(settings: &EntraCredentialSettings, e: azure_core::Error) -> ProviderError {
-    // The first line carries Entra's AADSTS code; the rest is boilerplate.
-    let first = e.to_string();
-    let first = first.lines().next().unwrap_or_default().to_owned();
+    let first = first_line(&e);
     ProviderError::permanent(format!(
         "Entra credential ({:?}) for tenant {} failed: {first}",
         settings.auth, settings.tenant_id

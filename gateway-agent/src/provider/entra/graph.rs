@@ -213,8 +213,7 @@ impl Graph {
                 .get_token(&[self.scope.as_str()], None)
                 .await
                 .map_err(|e| {
-                    let first = e.to_string();
-                    let first = first.lines().next().unwrap_or_default().to_owned();
+                    let first = super::credential::first_line(&e);
                     failure(None, None, format!("{what}: no Graph token: {first}"), true)
                 })?;
             let mut request = self

@@ -54,6 +54,7 @@ use self::models::{
     ScheduleRequestResult, ScheduleResource, StringKeyStringValuePair,
 };
 use super::budget::{Budget, BudgetSettings, Priority};
+use super::cache::TtlCache;
 use super::{check_configuration, Effect, Ending, Provider, ProviderError, Window};
 
 #[derive(Debug, Clone)]
@@ -74,7 +75,7 @@ pub struct Entra {
     graph: Graph,
     replication_wait: Duration,
     /// Principal name → (object id, when looked up).
-    principals: Mutex<HashMap<String, (String, Instant)>>,
+    principals: TtlCache<String>,
     /// Object id → the name the broker uses for it.
     names: Mutex<HashMap<String, String>>,
 }
@@ -159,6 +160,35 @@ fn kind(target: &Target) -> Result<Kind, ProviderError> {
     })
 }
 
+/// Backoff while an object replicates: 100 ms doubling to 2 s, for up to
+/// the configured wait in all.
+struct ReplicationWait {
+    started: Instant,
+    pause: Duration,
+    limit: Duration,
+}
+
+impl ReplicationWait {
+    fn new(limit: Duration) -> Self {
+        Self {
+            started: Instant::now(),
+            pause: Duration::from_millis(100),
+            limit,
+        }
+    }
+
+    /// Sleeps the next pause and returns true, or returns false when that
+    /// would go past the limit.
+    async fn pause(&mut self) -> bool {
+        if self.started.elapsed() + self.pause > self.limit {
+            return false;
+        }
+        tokio::time::sleep(self.pause).await;
+        self.pause = (self.pause * 2).min(Duration::from_secs(2));
+        true
+    }
+}
+
 /// A GUID: 8-4-4-4-12 hex digits.
 fn is_object_id(s: &str) -> bool {
     let parts: Vec<&str> = s.split('-').collect();
@@ -207,7 +237,7 @@ impl Entra {
             tenant,
             graph,
             replication_wait,
-            principals: Mutex::new(HashMap::new()),
+            principals: TtlCache::new(CACHE_TTL),
             names: Mutex::new(HashMap::new()),
         }
     }
@@ -222,14 +252,14 @@ impl Entra {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, GraphFailure>>,
     {
-        let started = Instant::now();
-        let mut pause = Duration::from_millis(100);
+        let mut wait = ReplicationWait::new(self.replication_wait);
         loop {
             match f().await {
-                Err(e) if e.not_found() && started.elapsed() + pause <= self.replication_wait => {
-                    tracing::debug!(error = %e.error, ?pause, "not visible yet; waiting for replication");
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(2));
+                Err(e) if e.not_found() => {
+                    tracing::debug!(error = %e.error, "not visible yet; waiting for replication");
+                    if !wait.pause().await {
+                        return Err(e);
+                    }
                 }
                 other => return other,
             }
@@ -238,15 +268,8 @@ impl Entra {
 
     /// The user's object id, or `None` when no user has that name.
     async fn find_user(&self, principal: &str, priority: Priority) -> Result<Option<String>, GraphFailure> {
-        if let Some((id, at)) = self
-            .principals
-            .lock()
-            .ok()
-            .and_then(|c| c.get(principal).cloned())
-        {
-            if at.elapsed() < CACHE_TTL {
-                return Ok(Some(id));
-            }
+        if let Some(id) = self.principals.get(principal) {
+            return Ok(Some(id));
         }
         let what = format!("Entra user {principal}");
         let mut url = self.graph.url(&["users", principal]);
@@ -266,9 +289,7 @@ impl Entra {
             Err(e) => return Err(e),
         };
         if let Some(id) = &found {
-            if let Ok(mut c) = self.principals.lock() {
-                c.insert(principal.to_owned(), (id.clone(), Instant::now()));
-            }
+            self.principals.insert(principal, id.clone());
             if let Ok(mut n) = self.names.lock() {
                 n.insert(id.clone(), principal.to_owned());
             }
@@ -278,21 +299,18 @@ impl Entra {
 
     /// The user's object id for a grant, waiting out replication.
     async fn user_for_grant(&self, principal: &str) -> Result<String, ProviderError> {
-        let started = Instant::now();
-        let mut pause = Duration::from_millis(100);
+        let mut wait = ReplicationWait::new(self.replication_wait);
         loop {
             if let Some(id) = self.find_user(principal, Priority::Grant).await? {
                 return Ok(id);
             }
-            if started.elapsed() + pause > self.replication_wait {
+            if !wait.pause().await {
                 return Err(ProviderError::permanent(format!(
                     "no Entra user `{principal}` (by object id, user principal name or mail) in tenant {} \
                      (still missing after {:?}: a wrong name, or replication slower than --entra-replication-wait)",
                     self.tenant, self.replication_wait
                 )));
             }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_secs(2));
         }
     }
 

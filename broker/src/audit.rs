@@ -15,6 +15,8 @@ pub enum Actor {
     User(UserId),
     /// The broker itself (scheduler, start-up).
     System,
+    /// A directory, through its SCIM provisioning connection.
+    Directory(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +92,33 @@ pub enum AuditEvent {
     },
     UserSaved {
         user: UserId,
+    },
+    /// A directory created a user through SCIM.
+    UserProvisioned {
+        user: UserId,
+        connection: String,
+        scim_id: String,
+    },
+    /// A user lost access at once: every active or scheduled grant ended
+    /// (revokes queued), every open request cancelled, every token and
+    /// session ended.
+    UserDeprovisioned {
+        user: UserId,
+        /// `deactivated` (`active: false`) or `deleted`.
+        how: String,
+        grants_ended: Vec<GrantId>,
+        requests_cancelled: Vec<RequestId>,
+        tokens_revoked: usize,
+    },
+    /// A deactivated user made active again (grants do not come back).
+    UserReactivated {
+        user: UserId,
+    },
+    ScimConnectionCreated {
+        connection: String,
+    },
+    ScimConnectionDeleted {
+        connection: String,
     },
     TokenIssued {
         user: UserId,

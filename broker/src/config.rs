@@ -47,6 +47,9 @@ pub struct BrokerConfig {
     /// Reconciliation revokes entitlements found in a tenant that jitgate
     /// did not grant (otherwise it only reports them).
     pub remove_unexpected: bool,
+    /// The REST API's URL as people and directories reach it (SCIM base
+    /// URL, SSO callbacks). Empty: `https://{first server name}:{port}`.
+    pub public_url: String,
 }
 
 impl Default for BrokerConfig {
@@ -66,6 +69,7 @@ impl Default for BrokerConfig {
             agent_cert_ttl: "24h".into(),
             agent_approval: false,
             remove_unexpected: false,
+            public_url: String::new(),
         }
     }
 }
@@ -125,6 +129,9 @@ pub struct Overrides {
     /// Revoke entitlements found in a tenant that jitgate did not grant [default: false].
     #[arg(long, env = "JITGATE_REMOVE_UNEXPECTED", num_args = 0..=1, default_missing_value = "true")]
     pub remove_unexpected: Option<bool>,
+    /// The API's URL as people and directories reach it [default: https://{first server name}:{port}].
+    #[arg(long, env = "JITGATE_PUBLIC_URL")]
+    pub public_url: Option<String>,
 }
 
 impl BrokerConfig {
@@ -183,6 +190,9 @@ impl BrokerConfig {
         if let Some(v) = o.remove_unexpected {
             config.remove_unexpected = v;
         }
+        if let Some(v) = &o.public_url {
+            config.public_url = v.clone();
+        }
         config.check()?;
         Ok(config)
     }
@@ -202,6 +212,16 @@ impl BrokerConfig {
             return Err(ConfigError::Invalid {
                 key: "hub_url",
                 message: format!("`{}` must start with wss://", self.hub_url),
+            });
+        }
+        let url = &self.public_url;
+        if !(url.is_empty() || url.starts_with("https://") || url.starts_with("http://")) {
+            return Err(ConfigError::Invalid {
+                key: "public_url",
+                message: format!(
+                    "`{}` must start with https:// (or http:// behind a proxy)",
+                    self.public_url
+                ),
             });
         }
         if self.server_names.is_empty() && !self.insecure_plain_http {
@@ -244,6 +264,19 @@ impl BrokerConfig {
             Duration::from_secs(60),
             Duration::from_secs(90 * 86_400),
         )
+    }
+
+    /// The API's URL as people reach it, for an API bound to `bound`.
+    pub fn public_url_for(&self, bound: SocketAddr) -> String {
+        if !self.public_url.is_empty() {
+            return self.public_url.trim_end_matches('/').to_owned();
+        }
+        let host = self
+            .server_names
+            .first()
+            .map_or_else(|| bound.ip().to_string(), Clone::clone);
+        let scheme = if self.insecure_plain_http { "http" } else { "https" };
+        format!("{scheme}://{host}:{}", bound.port())
     }
 
     /// The hub URL agents are told, for a hub bound to `bound`.

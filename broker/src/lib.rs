@@ -7,6 +7,7 @@
 //! - [`scheduler`]: runs due activations and expiries.
 //! - [`api`]: REST API v1 (axum), thin over services.
 //! - [`hub`]: the agent hub: sessions over mutually authenticated websockets.
+//! - [`identity`]: SCIM 2.0 provisioning (the protocol side).
 //! - [`tls`]: the broker CA and the server certificate.
 //! - [`config`]: layered broker configuration.
 //! - [`server`]: wiring it all up for `jitgate-broker serve`.
@@ -18,6 +19,7 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod hub;
+pub mod identity;
 pub mod metrics;
 pub mod quickstart;
 pub mod scheduler;

@@ -104,23 +104,6 @@ impl Server {
             addr: config.hub_listen,
             error,
         })?;
-        let hub_url = config.hub_url_for(hub_addr);
-        let settings = Settings {
-            token_ttl: chrono::Duration::from_std(config.token_ttl()?).unwrap_or(chrono::Duration::days(30)),
-            agent_cert_ttl: chrono::Duration::from_std(config.agent_cert_ttl()?)
-                .unwrap_or(chrono::Duration::hours(24)),
-            agent_approval: config.agent_approval,
-            hub_url: hub_url.clone(),
-            remove_unexpected: config.remove_unexpected,
-        };
-        let keys = BrokerKeys {
-            ca: ca.clone(),
-            commands: Arc::new(crate::tls::load_or_create_command_key(&config.data_dir)?),
-        };
-        let broker = Broker::new(store, holder, clock, Arc::new(Metrics::new()), settings).with_keys(keys);
-        let jobs = broker.store().job_count().await?;
-        tracing::info!(scheduled_jobs = jobs, "store opened; pending jobs restored");
-
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|error| ServeError::Bind {
@@ -131,6 +114,24 @@ impl Server {
             addr: config.listen,
             error,
         })?;
+        let hub_url = config.hub_url_for(hub_addr);
+        let settings = Settings {
+            token_ttl: chrono::Duration::from_std(config.token_ttl()?).unwrap_or(chrono::Duration::days(30)),
+            agent_cert_ttl: chrono::Duration::from_std(config.agent_cert_ttl()?)
+                .unwrap_or(chrono::Duration::hours(24)),
+            agent_approval: config.agent_approval,
+            hub_url: hub_url.clone(),
+            remove_unexpected: config.remove_unexpected,
+            public_url: config.public_url_for(addr),
+        };
+        let keys = BrokerKeys {
+            ca: ca.clone(),
+            commands: Arc::new(crate::tls::load_or_create_command_key(&config.data_dir)?),
+        };
+        let broker = Broker::new(store, holder, clock, Arc::new(Metrics::new()), settings).with_keys(keys);
+        let jobs = broker.store().job_count().await?;
+        tracing::info!(scheduled_jobs = jobs, "store opened; pending jobs restored");
+
         let tls = if config.insecure_plain_http {
             tracing::warn!("serving plain HTTP: use only behind a TLS-terminating proxy on this host");
             None

@@ -25,6 +25,18 @@ pub const PROFILE: &str = if cfg!(debug_assertions) {
     "release"
 };
 
+/// A test peer `scripts/test-tools` installed into its Python venv
+/// (`moto_server`, `scim2`); a missing one is a failure, never a skip.
+pub fn test_tool(name: &str) -> PathBuf {
+    let path = workspace().join("target/test-tools/venv/bin").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: install the test peers with ./scripts/test-tools (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
 /// A binary built from this workspace with the same profile. The test
 /// command builds them first (`scripts/test`), benchmarks build their own;
 /// a missing one is a clear failure, never a skip.

@@ -16,8 +16,6 @@ use aws_sdk_ssoadmin::types::PrincipalType;
 use tempfile::TempDir;
 use tokio::process::{Child, Command};
 
-use crate::workspace;
-
 pub const REGION: &str = "us-east-1";
 
 #[derive(Debug)]
@@ -32,15 +30,10 @@ pub struct Moto {
 
 /// Where `scripts/test-tools` put moto.
 pub fn moto_server() -> PathBuf {
-    let path = std::env::var_os("JITGATE_MOTO_SERVER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target/test-tools/venv/bin/moto_server"));
-    assert!(
-        path.exists(),
-        "{} is missing: install the test peers with ./scripts/test-tools (scripts/test does)",
-        path.display()
-    );
-    path
+    match std::env::var_os("JITGATE_MOTO_SERVER") {
+        Some(path) => PathBuf::from(path),
+        None => crate::test_tool("moto_server"),
+    }
 }
 
 /// Environment for anything that talks to moto: fixed test credentials.

@@ -5,7 +5,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use jitgate_shared::v1::api::{
-    Configuration, ExplainView, IssuedToken, PolicyStatus, Resource, UserBody, UserView,
+    Configuration, ExplainView, IssuedToken, PolicyStatus, Resource, ScimConnectionBody,
+    ScimConnectionCreated, ScimConnectionView, UserBody, UserView,
 };
 use jitgate_shared::v1::signing::CommandBody;
 use jitgate_shared::v1::{ConfigId, ErrorBody, ResourceId, UserId};
@@ -188,4 +189,42 @@ pub async fn explain(
     let resource: ResourceId = path_id("resource", &q.resource)?;
     let subject: UserId = path_id("user", &q.user)?;
     Ok(Json(s.broker.explain(&user, &resource, &subject).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/admin/scim/connections", tag = "admin", request_body = ScimConnectionBody,
+    responses((status = 201, body = ScimConnectionCreated), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create_scim_connection(
+    State(s): State<AppState>,
+    Caller(user): Caller,
+    Body(body): Body<ScimConnectionBody>,
+) -> Result<(StatusCode, Json<ScimConnectionCreated>), ApiError> {
+    Ok((
+        StatusCode::CREATED,
+        Json(s.broker.create_scim_connection(&user, body).await?),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/admin/scim/connections", tag = "admin",
+    responses((status = 200, body = Vec<ScimConnectionView>), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list_scim_connections(
+    State(s): State<AppState>,
+    Caller(user): Caller,
+) -> Result<Json<Vec<ScimConnectionView>>, ApiError> {
+    Ok(Json(s.broker.list_scim_connections(&user).await?))
+}
+
+#[utoipa::path(delete, path = "/api/v1/admin/scim/connections/{name}", tag = "admin",
+    params(("name" = String, Path, description = "Connection name")),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn delete_scim_connection(
+    State(s): State<AppState>,
+    Caller(user): Caller,
+    PathParam(name): PathParam<String>,
+) -> Result<StatusCode, ApiError> {
+    s.broker.delete_scim_connection(&user, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -4,6 +4,7 @@
 //! - [`extract`]: bearer authentication and JSON/query extractors whose
 //!   rejections name the bad field.
 //! - [`requests`], [`grants`], [`admin`], [`agents`]: the resource handlers.
+//! - [`scim`]: the SCIM 2.0 server under `/scim/v2` (its own errors).
 //! - [`ops`]: health, readiness, metrics.
 //! - [`openapi`]: the OpenAPI 3.1 document, generated from the handlers.
 
@@ -15,6 +16,7 @@ pub mod grants;
 pub mod openapi;
 pub mod ops;
 pub mod requests;
+pub mod scim;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -60,6 +62,14 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/admin/policies/reload", post(admin::reload_policies))
         .route("/admin/outbox/{configuration}", get(admin::outbox))
         .route("/admin/explain", get(admin::explain))
+        .route(
+            "/admin/scim/connections",
+            post(admin::create_scim_connection).get(admin::list_scim_connections),
+        )
+        .route(
+            "/admin/scim/connections/{name}",
+            axum::routing::delete(admin::delete_scim_connection),
+        )
         .route("/admin/join-tokens", post(agents::create_join_token))
         .route("/admin/agents", get(agents::list))
         .route("/admin/agents/{id}/revoke", post(agents::revoke))
@@ -67,6 +77,7 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/agents/enroll", post(agents::enroll));
     Router::new()
         .nest("/api/v1", v1)
+        .nest("/scim/v2", scim::router())
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

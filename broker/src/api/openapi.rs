@@ -16,6 +16,7 @@ use super::{admin, agents, grants, requests};
         admin::list_configurations, admin::put_configuration, admin::list_resources, admin::put_resource,
         admin::list_users, admin::put_user, admin::issue_token, admin::policy_status, admin::reload_policies,
         admin::outbox, admin::explain,
+        admin::create_scim_connection, admin::list_scim_connections, admin::delete_scim_connection,
         agents::create_join_token, agents::enroll, agents::list, agents::revoke, agents::approve,
     ),
     modifiers(&BearerAuth),

@@ -11,6 +11,7 @@ use jitgate_broker::cli::client::{ApiClient, ClientError};
 use jitgate_broker::cli::output;
 use jitgate_shared::v1::api::{
     CreateJoinTokenBody, CreateRequestBody, ExtendBody, ExtendOutcome, GrantState, RequestState,
+    ScimConnectionBody,
 };
 use jitgate_shared::v1::{ConfigId, GrantId, RequestId, ResourceId, UserId};
 use serde::de::DeserializeOwned;
@@ -151,6 +152,28 @@ enum AdminCommand {
         #[command(subcommand)]
         action: Option<AgentAction>,
     },
+    /// SCIM provisioning connections: one per directory that pushes users
+    /// and groups into jitgate (Entra ID, Okta, ...).
+    Scim {
+        #[command(subcommand)]
+        action: Option<ScimAction>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ScimAction {
+    /// List connections with how many users and groups each provisioned (the default).
+    List,
+    /// Create a connection and print its base URL and bearer token (shown once).
+    Create {
+        /// Letters, digits, `-`, `_`, `.`; names the directory.
+        name: String,
+        /// Role the users it provisions start with; repeat for several [default: requester].
+        #[arg(long = "role", value_parser = api_name::<jitgate_shared::v1::api::Role>)]
+        roles: Vec<jitgate_shared::v1::api::Role>,
+    },
+    /// Delete a connection: its token stops working at once; its users stay.
+    Delete { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -319,6 +342,32 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
             AgentAction::Revoke { id } => {
                 let agent = api.revoke_agent(id).await?;
                 print(json, &agent, |a| output::agents(std::slice::from_ref(a)));
+            }
+        },
+        Command::Admin {
+            command: AdminCommand::Scim { action },
+        } => match action.unwrap_or(ScimAction::List) {
+            ScimAction::List => {
+                let items = api.scim_connections().await?;
+                print(json, &items, |c| output::scim_connections(c));
+            }
+            ScimAction::Create { name, roles } => {
+                let body = ScimConnectionBody {
+                    name,
+                    default_roles: if roles.is_empty() {
+                        [jitgate_shared::v1::api::Role::Requester].into()
+                    } else {
+                        roles.into_iter().collect()
+                    },
+                };
+                let created = api.create_scim_connection(&body).await?;
+                print(json, &created, output::scim_connection_created);
+            }
+            ScimAction::Delete { name } => {
+                api.delete_scim_connection(&name).await?;
+                print(json, &serde_json::json!({"deleted": name}), |_| {
+                    format!("SCIM connection {name} deleted")
+                });
             }
         },
         Command::Extend {

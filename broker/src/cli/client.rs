@@ -6,7 +6,8 @@ use std::time::Duration;
 use jitgate_shared::v1::api::{
     AgentView, Configuration, CreateJoinTokenBody, CreateRequestBody, EnrollBody, Enrolled, ExtendBody,
     ExtendOutcome, GrantView, IssuedToken, JoinTokenIssued, Page, PolicyStatus, RequestView, Resource,
-    ReviewBody, RevokeBody, UserBody, UserView,
+    ReviewBody, RevokeBody, ScimConnectionBody, ScimConnectionCreated, ScimConnectionView, UserBody,
+    UserView,
 };
 use jitgate_shared::v1::{ErrorBody, GrantId, RequestId};
 use reqwest::{Method, StatusCode};
@@ -105,7 +106,9 @@ impl ApiClient {
             error: e.to_string(),
         })?;
         if status.is_success() {
-            return serde_json::from_slice(&bytes).map_err(|e| ClientError::Unexpected {
+            // 204 No Content reads as `null` (for `()`).
+            let json: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
+            return serde_json::from_slice(json).map_err(|e| ClientError::Unexpected {
                 url,
                 status,
                 body: format!("{e}: {}", String::from_utf8_lossy(&bytes)),
@@ -131,6 +134,39 @@ impl ApiClient {
 
     async fn put<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
         self.call(Method::PUT, path, &[], Some(body)).await
+    }
+
+    async fn delete(&self, path: &str) -> Result<(), ClientError> {
+        self.call::<(), ()>(Method::DELETE, path, &[], None).await
+    }
+
+    pub async fn create_scim_connection(
+        &self,
+        body: &ScimConnectionBody,
+    ) -> Result<ScimConnectionCreated, ClientError> {
+        self.post("/api/v1/admin/scim/connections", body).await
+    }
+
+    pub async fn scim_connections(&self) -> Result<Vec<ScimConnectionView>, ClientError> {
+        self.get("/api/v1/admin/scim/connections", &[]).await
+    }
+
+    pub async fn delete_scim_connection(&self, name: &str) -> Result<(), ClientError> {
+        self.delete(&format!("/api/v1/admin/scim/connections/{name}"))
+            .await
+    }
+
+    pub async fn users(&self) -> Result<Vec<UserView>, ClientError> {
+        self.get("/api/v1/admin/users", &[]).await
+    }
+
+    /// A new token for `user` (admins).
+    pub async fn issue_token(&self, user: &jitgate_shared::v1::UserId) -> Result<IssuedToken, ClientError> {
+        self.post(
+            &format!("/api/v1/admin/users/{user}/tokens"),
+            &serde_json::json!({}),
+        )
+        .await
     }
 
     pub async fn whoami(&self) -> Result<UserView, ClientError> {

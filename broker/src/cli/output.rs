@@ -5,6 +5,7 @@ use comfy_table::presets::UTF8_BORDERS_ONLY;
 use comfy_table::Table;
 use jitgate_shared::v1::api::{
     AgentView, ExplainView, GrantView, JoinTokenIssued, PlanStep, RequestKind, RequestView,
+    ScimConnectionCreated, ScimConnectionView,
 };
 
 fn table(header: &[&str]) -> Table {
@@ -186,6 +187,36 @@ pub fn join_token(t: &JoinTokenIssued) -> String {
         t.token,
         t.ca_fingerprint
     )
+}
+
+pub fn scim_connection_created(c: &ScimConnectionCreated) -> String {
+    format!(
+        "SCIM connection {} created; users it provisions start as {}.\n\
+         Give the directory:\n  tenant URL   {}\n  secret token {}\n\
+         The token is shown once; delete the connection and create it again to replace it.",
+        c.connection.name,
+        roles(&c.connection.default_roles),
+        c.base_url,
+        c.token
+    )
+}
+
+fn roles(r: &std::collections::BTreeSet<jitgate_shared::v1::api::Role>) -> String {
+    r.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+pub fn scim_connections(items: &[ScimConnectionView]) -> String {
+    let mut t = table(&["name", "default roles", "users", "groups", "created"]);
+    for c in items {
+        t.add_row(vec![
+            c.name.clone(),
+            roles(&c.default_roles),
+            c.users.to_string(),
+            c.groups.to_string(),
+            when(c.created_at),
+        ]);
+    }
+    t.to_string()
 }
 
 pub fn agents(items: &[AgentView]) -> String {

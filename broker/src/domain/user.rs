@@ -19,6 +19,10 @@ pub struct User {
     pub person: String,
     pub disabled: bool,
     pub created_at: DateTime<Utc>,
+    /// The SCIM connection that provisioned this user; SCIM never touches
+    /// users it did not provision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisioned_by: Option<String>,
 }
 
 impl User {
@@ -45,6 +49,7 @@ impl User {
             person: self.person.clone(),
             disabled: self.disabled,
             created_at: self.created_at,
+            provisioned_by: self.provisioned_by.clone(),
         }
     }
 }

@@ -145,6 +145,7 @@ impl Broker {
             person: body.person.unwrap_or_else(|| body.id.to_string()),
             disabled: existing.as_ref().is_some_and(|u| u.disabled),
             created_at: existing.as_ref().map_or(now, |u| u.created_at),
+            provisioned_by: existing.as_ref().and_then(|u| u.provisioned_by.clone()),
         };
         let mut change = Change::default();
         change.audit.push(AuditEntry {

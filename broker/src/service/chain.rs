@@ -133,7 +133,7 @@ impl Broker {
 
 impl Broker {
     /// Every grant `keep` accepts, read page by page.
-    async fn grants_where(
+    pub(crate) async fn grants_where(
         &self,
         keep: crate::store::Filter<'_, crate::domain::grant::Grant>,
     ) -> Result<Vec<crate::domain::grant::Grant>, ServiceError> {

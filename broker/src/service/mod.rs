@@ -7,6 +7,8 @@
 //! - [`agents`]: join tokens and agent enrollment.
 //! - [`auth`]: bearer tokens.
 //! - [`delivery`]: agents' answers, self-revoke reports, reconciliation.
+//! - [`scim`]: SCIM provisioning connections and resources.
+//! - [`deprovision`]: ending a user's access at once.
 //! - [`live`]: connected agents and outbox signals, in memory.
 
 pub mod admin;
@@ -14,11 +16,13 @@ pub mod agents;
 pub mod auth;
 pub mod chain;
 pub mod delivery;
+pub mod deprovision;
 mod error;
 pub mod grants;
 pub mod live;
 pub mod policies;
 pub mod requests;
+pub mod scim;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -38,7 +42,7 @@ use jitgate_shared::v1::signing::CommandSigner;
 
 /// How often a conflicting compare-and-set is retried with fresh reads before
 /// the caller is told to try again.
-const CONFLICT_RETRIES: usize = 16;
+pub(crate) const CONFLICT_RETRIES: usize = 16;
 
 #[derive(Debug, Clone)]
 pub struct Broker {
@@ -76,6 +80,10 @@ pub struct Settings {
     /// Reconciliation queues revokes for entitlements found in a tenant that
     /// jitgate did not grant.
     pub remove_unexpected: bool,
+    /// The REST API's URL as people and directories reach it
+    /// (`https://host:port`, no trailing slash): SCIM locations, SSO
+    /// callbacks.
+    pub public_url: String,
 }
 
 impl Default for Settings {
@@ -86,6 +94,7 @@ impl Default for Settings {
             agent_approval: false,
             hub_url: String::new(),
             remove_unexpected: false,
+            public_url: "https://localhost:8443".into(),
         }
     }
 }

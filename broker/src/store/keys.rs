@@ -25,6 +25,12 @@ pub const AUDIT: &str = "a/";
 pub const JOIN_TOKEN: &str = "jt/";
 pub const AGENT: &str = "ag/";
 pub const OUTBOX_SEQ: &str = "m/outbox_seq";
+pub const SCIM_CONNECTION: &str = "sc/";
+/// SCIM resources, by connection, kind and id.
+pub const SCIM_RESOURCE: &str = "sr/";
+/// SCIM name index (`userName` of users, `displayName` of groups, without
+/// regard to case), by connection and kind: name/id -> empty.
+pub const SCIM_NAME: &str = "sn/";
 
 pub fn key(prefix: &str, id: impl std::fmt::Display) -> Vec<u8> {
     format!("{prefix}{id}").into_bytes()
@@ -59,6 +65,19 @@ pub fn outbox_prefix(configuration: &str) -> Vec<u8> {
 
 pub fn outbox_entitlement(configuration: &str, lease_key: &str) -> Vec<u8> {
     format!("{OUTBOX_ENTITLEMENT}{configuration}/{lease_key}").into_bytes()
+}
+
+/// Where a SCIM resource's records live: `{connection}/{kind}/`.
+pub fn scim_scope(connection: &str, kind: crate::identity::scim::ScimKind) -> String {
+    format!("{connection}/{}/", kind.name())
+}
+
+pub fn scim_name(connection: &str, kind: crate::identity::scim::ScimKind, name: &str, id: &str) -> Vec<u8> {
+    format!("{SCIM_NAME}{}{name}\u{0}{id}", scim_scope(connection, kind)).into_bytes()
+}
+
+pub fn scim_name_prefix(connection: &str, kind: crate::identity::scim::ScimKind, name: &str) -> Vec<u8> {
+    format!("{SCIM_NAME}{}{name}\u{0}", scim_scope(connection, kind)).into_bytes()
 }
 
 pub fn audit(seq: u64) -> Vec<u8> {

@@ -29,6 +29,7 @@ use crate::domain::job::Job;
 use crate::domain::lease::Lease;
 use crate::domain::request::Request;
 use crate::domain::user::{ApiToken, User};
+use crate::identity::scim::{ScimConnection, ScimKind, ScimResource};
 
 /// One atomic, durable unit of change.
 #[derive(Debug, Default, Clone)]
@@ -54,6 +55,12 @@ pub struct Change {
     pub audit: Vec<AuditEntry>,
     pub join_tokens: Vec<JoinToken>,
     pub agents: Vec<Agent>,
+    pub scim_connections: Vec<ScimConnection>,
+    /// Names of SCIM connections to delete.
+    pub delete_scim_connections: Vec<String>,
+    /// Written with their name index kept in step.
+    pub scim_resources: Vec<ScimResource>,
+    pub delete_scim_resources: Vec<ScimResource>,
 }
 
 impl Change {
@@ -74,6 +81,10 @@ impl Change {
             && self.audit.is_empty()
             && self.join_tokens.is_empty()
             && self.agents.is_empty()
+            && self.scim_connections.is_empty()
+            && self.delete_scim_connections.is_empty()
+            && self.scim_resources.is_empty()
+            && self.delete_scim_resources.is_empty()
     }
 }
 
@@ -140,6 +151,32 @@ pub trait Store: Send + Sync + Debug + 'static {
     async fn user(&self, id: &UserId) -> Result<Option<User>, StoreError>;
     async fn users(&self) -> Result<Vec<User>, StoreError>;
     async fn token(&self, hash: &str) -> Result<Option<ApiToken>, StoreError>;
+    /// Every token of `user` (to end them all at once).
+    async fn tokens_of(&self, user: &UserId) -> Result<Vec<ApiToken>, StoreError>;
+    async fn scim_connection(&self, name: &str) -> Result<Option<ScimConnection>, StoreError>;
+    async fn scim_connections(&self) -> Result<Vec<ScimConnection>, StoreError>;
+    async fn scim_resource(
+        &self,
+        connection: &str,
+        kind: ScimKind,
+        id: &str,
+    ) -> Result<Option<ScimResource>, StoreError>;
+    /// Resources whose name (`userName`, or a group's `displayName`) is
+    /// `name` without regard to case, from the name index.
+    async fn scim_named(
+        &self,
+        connection: &str,
+        kind: ScimKind,
+        name: &str,
+    ) -> Result<Vec<ScimResource>, StoreError>;
+    /// Every resource of a kind a connection provisioned, in id order,
+    /// that `filter` keeps.
+    async fn scim_resources(
+        &self,
+        connection: &str,
+        kind: ScimKind,
+        filter: Filter<'_, ScimResource>,
+    ) -> Result<Vec<ScimResource>, StoreError>;
     async fn request(&self, id: RequestId) -> Result<Option<Request>, StoreError>;
     /// Newest first.
     async fn requests(

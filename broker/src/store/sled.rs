@@ -27,6 +27,7 @@ use crate::domain::job::Job;
 use crate::domain::lease::Lease;
 use crate::domain::request::Request;
 use crate::domain::user::{ApiToken, User};
+use crate::identity::scim::{ScimConnection, ScimKind, ScimResource};
 
 #[derive(Debug)]
 pub struct SledStore {
@@ -130,6 +131,13 @@ stored_record!(Grant, "grant", keys::GRANT, |r| r.id);
 stored_record!(Lease, "lease", keys::LEASE, |r| r.key);
 stored_record!(JoinToken, "join token", keys::JOIN_TOKEN, |r| r.hash);
 stored_record!(Agent, "agent", keys::AGENT, |r| r.id);
+stored_record!(ScimConnection, "SCIM connection", keys::SCIM_CONNECTION, |r| r
+    .name);
+stored_record!(ScimResource, "SCIM resource", keys::SCIM_RESOURCE, |r| format!(
+    "{}{}",
+    keys::scim_scope(&r.connection, r.kind),
+    r.id
+));
 
 impl SledStore {
     /// Opens (creating if needed) the store in `dir`. Fails clearly when
@@ -236,6 +244,35 @@ impl SledStore {
         }
     }
 
+    /// Keeps the SCIM name index in step with a resource written (`now`) or
+    /// deleted (`None`): the entry of its stored name goes, the new one
+    /// comes.
+    fn stage_scim_name(
+        &self,
+        record: &ScimResource,
+        now: Option<&ScimResource>,
+        staged: &HashMap<Vec<u8>, Option<Vec<u8>>>,
+        writes: &mut Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    ) -> Result<(), StoreError> {
+        let record_key = StoredRecord::key(record);
+        let before = match self.read_staged(staged, &record_key)? {
+            Some(bytes) => decode_versioned::<ScimResource>(&record_key, &bytes)?.index_name(),
+            None => None,
+        };
+        let after = now.and_then(ScimResource::index_name);
+        if before == after {
+            return Ok(());
+        }
+        let entry = |name: &str| keys::scim_name(&record.connection, record.kind, name, &record.id);
+        if let Some(name) = before {
+            writes.push((entry(&name), None));
+        }
+        if let Some(name) = after {
+            writes.push((entry(&name), Some(Vec::new())));
+        }
+        Ok(())
+    }
+
     /// Takes a settled command off the outbox. Its id stays known (with an
     /// empty value) so a late re-queue of the same id is ignored.
     fn stage_delivered(
@@ -305,9 +342,21 @@ impl SledStore {
             .chain(change.grants.iter().map(|r| r as &dyn StoredRecord))
             .chain(change.leases.iter().map(|r| r as &dyn StoredRecord))
             .chain(change.join_tokens.iter().map(|r| r as &dyn StoredRecord))
-            .chain(change.agents.iter().map(|r| r as &dyn StoredRecord));
+            .chain(change.agents.iter().map(|r| r as &dyn StoredRecord))
+            .chain(change.scim_connections.iter().map(|r| r as &dyn StoredRecord))
+            .chain(change.scim_resources.iter().map(|r| r as &dyn StoredRecord));
         for record in records {
             versioned(record)?;
+        }
+        for name in &change.delete_scim_connections {
+            writes.push((key(keys::SCIM_CONNECTION, name), None));
+        }
+        for r in &change.scim_resources {
+            self.stage_scim_name(r, Some(r), staged, &mut writes)?;
+        }
+        for r in &change.delete_scim_resources {
+            self.stage_scim_name(r, None, staged, &mut writes)?;
+            writes.push((StoredRecord::key(r), None));
         }
         for t in &change.tokens {
             writes.push((key(keys::TOKEN, &t.hash), Some(encode(t)?)));
@@ -463,6 +512,73 @@ impl Store for SledStore {
 
     async fn token(&self, hash: &str) -> Result<Option<ApiToken>, StoreError> {
         self.get(&key(keys::TOKEN, hash))
+    }
+
+    async fn tokens_of(&self, user: &UserId) -> Result<Vec<ApiToken>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.db.scan_prefix(keys::TOKEN) {
+            let (k, v) = kv.map_err(backend)?;
+            let token: ApiToken = decode(&k, &v)?;
+            if &token.user == user {
+                out.push(token);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn scim_connection(&self, name: &str) -> Result<Option<ScimConnection>, StoreError> {
+        self.get_versioned(&key(keys::SCIM_CONNECTION, name))
+    }
+
+    async fn scim_connections(&self) -> Result<Vec<ScimConnection>, StoreError> {
+        self.scan_versioned(keys::SCIM_CONNECTION)
+    }
+
+    async fn scim_resource(
+        &self,
+        connection: &str,
+        kind: ScimKind,
+        id: &str,
+    ) -> Result<Option<ScimResource>, StoreError> {
+        let scope = keys::scim_scope(connection, kind);
+        self.get_versioned(&key(keys::SCIM_RESOURCE, format!("{scope}{id}")))
+    }
+
+    async fn scim_named(
+        &self,
+        connection: &str,
+        kind: ScimKind,
+        name: &str,
+    ) -> Result<Vec<ScimResource>, StoreError> {
+        let prefix = keys::scim_name_prefix(connection, kind, &name.to_lowercase());
+        let scope = keys::scim_scope(connection, kind);
+        let mut out = Vec::new();
+        for kv in self.db.scan_prefix(&prefix) {
+            let (k, _) = kv.map_err(backend)?;
+            let id = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            if let Some(r) = self.get_versioned(&key(keys::SCIM_RESOURCE, format!("{scope}{id}")))? {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn scim_resources(
+        &self,
+        connection: &str,
+        kind: ScimKind,
+        filter: Filter<'_, ScimResource>,
+    ) -> Result<Vec<ScimResource>, StoreError> {
+        let prefix = format!("{}{}", keys::SCIM_RESOURCE, keys::scim_scope(connection, kind));
+        let mut out = Vec::new();
+        for kv in self.db.scan_prefix(&prefix) {
+            let (k, v) = kv.map_err(backend)?;
+            let r: ScimResource = decode_versioned(&k, &v)?;
+            if filter(&r) {
+                out.push(r);
+            }
+        }
+        Ok(out)
     }
 
     async fn request(&self, id: RequestId) -> Result<Option<Request>, StoreError> {

@@ -357,6 +357,43 @@ pub struct UserView {
     pub person: String,
     pub disabled: bool,
     pub created_at: DateTime<Utc>,
+    /// The SCIM connection that provisioned this user, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisioned_by: Option<String>,
+}
+
+/// Creates a SCIM provisioning connection (`POST /api/v1/admin/scim/connections`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScimConnectionBody {
+    /// Names the directory: letters, digits, `-`, `_` and `.`.
+    pub name: String,
+    /// Roles the users it provisions start with (default: requester).
+    #[serde(default = "default_scim_roles")]
+    pub default_roles: BTreeSet<Role>,
+}
+
+fn default_scim_roles() -> BTreeSet<Role> {
+    BTreeSet::from([Role::Requester])
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ScimConnectionView {
+    pub name: String,
+    pub default_roles: BTreeSet<Role>,
+    pub created_at: DateTime<Utc>,
+    /// Users and groups it provisioned.
+    pub users: usize,
+    pub groups: usize,
+}
+
+/// A new connection and its bearer token, shown once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ScimConnectionCreated {
+    pub connection: ScimConnectionView,
+    pub token: String,
+    /// The SCIM base URL to give the directory (`…/scim/v2`).
+    pub base_url: String,
 }
 
 /// A user just created or given a new token. The token is shown once.

@@ -16,4 +16,5 @@ mod fault;
 mod hub;
 mod lifecycle;
 mod policies;
+mod scim;
 mod support;

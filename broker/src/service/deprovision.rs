@@ -1,0 +1,118 @@
+//! Ending a user's access at once: when a directory deactivates or deletes
+//! them (SCIM), and wherever else a user is taken out.
+//!
+//! One change, committed before the caller hears back: every active or
+//! scheduled grant ends (revokes queued for the agents at once), every open
+//! request is cancelled, every API token is deleted, the user is disabled,
+//! and all of it is audited in one record.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use jitgate_shared::v1::api::{EndReason, GrantState, RequestState};
+
+use super::requests::pending_job;
+use super::{Broker, ServiceError};
+use crate::audit::{Actor, AuditEntry, AuditEvent};
+use crate::domain::user::User;
+use crate::store::{Change, PageQuery, MAX_PAGE};
+
+/// How a user was taken out, for the audit record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deprovisioning {
+    /// `active: false`.
+    Deactivated,
+    /// The directory deleted them.
+    Deleted,
+}
+
+impl Deprovisioning {
+    fn label(self) -> &'static str {
+        match self {
+            Deprovisioning::Deactivated => "deactivated",
+            Deprovisioning::Deleted => "deleted",
+        }
+    }
+}
+
+impl Broker {
+    /// Stages the end of `user`'s access into `change` and returns the user
+    /// as it must be written (disabled). Grants already ended and requests
+    /// already closed are left as they are.
+    pub(crate) async fn end_access(
+        &self,
+        user: &User,
+        how: Deprovisioning,
+        actor: Actor,
+        change: &mut Change,
+        now: DateTime<Utc>,
+    ) -> Result<User, ServiceError> {
+        let id = user.id.clone();
+        let open_grants = self
+            .grants_where(&|g| g.user == id && g.state != GrantState::Ended)
+            .await?;
+        let mut grants_ended = Vec::with_capacity(open_grants.len());
+        let mut requests_closed = BTreeSet::new();
+        for grant in open_grants {
+            grants_ended.push(grant.id);
+            if let Some(request) = self.store.request(grant.request).await? {
+                if !request.state.is_terminal() {
+                    requests_closed.insert(request.id);
+                    change.unschedule.push(pending_job(&request));
+                    change.requests.push(request.ended(EndReason::Deprovisioned));
+                }
+            }
+            self.close_window(grant, EndReason::Deprovisioned, None, actor.clone(), change, now)
+                .await?;
+        }
+        let mut requests_cancelled = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = PageQuery::new(after.clone(), MAX_PAGE);
+            let requests = self
+                .store
+                .requests(&page, &|r| {
+                    r.requester == id && matches!(r.state, RequestState::Pending | RequestState::Approved)
+                })
+                .await?;
+            let full = requests.len() == MAX_PAGE;
+            after = requests.last().map(|r| r.id.to_string());
+            for request in requests {
+                if requests_closed.contains(&request.id) {
+                    continue;
+                }
+                change.unschedule.push(pending_job(&request));
+                requests_cancelled.push(request.id);
+                change.requests.push(request.ended(EndReason::Cancelled));
+            }
+            if !full {
+                break;
+            }
+        }
+        let tokens = self.store.tokens_of(&user.id).await?;
+        let tokens_revoked = tokens.len();
+        change.delete_tokens.extend(tokens.into_iter().map(|t| t.hash));
+        tracing::info!(
+            user = %user.id,
+            how = how.label(),
+            grants = grants_ended.len(),
+            requests = requests_cancelled.len(),
+            tokens = tokens_revoked,
+            "user deprovisioned"
+        );
+        change.audit.push(AuditEntry {
+            at: now,
+            actor,
+            event: AuditEvent::UserDeprovisioned {
+                user: user.id.clone(),
+                how: how.label().into(),
+                grants_ended,
+                requests_cancelled,
+                tokens_revoked,
+            },
+        });
+        let mut disabled = user.clone();
+        disabled.disabled = true;
+        Ok(disabled)
+    }
+}

@@ -117,6 +117,26 @@ pub enum AuditEvent {
     ScimConnectionCreated {
         connection: String,
     },
+    /// A person signed in through an identity provider.
+    SignedIn {
+        user: UserId,
+        provider: String,
+        session: String,
+        /// The user was created just in time.
+        created: bool,
+        roles: Vec<String>,
+    },
+    /// A sign-in that reached a provider was refused.
+    SignInRefused {
+        provider: String,
+        reason: String,
+    },
+    /// A sign-in session ended (signed out, revoked by an admin, refused
+    /// by its provider at refresh, or deprovisioned).
+    SessionEnded {
+        session: String,
+        user: UserId,
+    },
     ScimConnectionDeleted {
         connection: String,
     },

@@ -50,6 +50,134 @@ pub struct BrokerConfig {
     /// The REST API's URL as people and directories reach it (SCIM base
     /// URL, SSO callbacks). Empty: `https://{first server name}:{port}`.
     pub public_url: String,
+    /// Sign-in through identity providers.
+    pub sso: SsoConfig,
+}
+
+/// `[sso]`: sessions, and the OIDC providers people sign in with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SsoConfig {
+    /// How long a sign-in lasts at most; refreshing stops after it.
+    pub session_ttl: String,
+    /// Lifetime of the tokens (CLI) and web sessions a sign-in or a refresh
+    /// issues.
+    pub access_ttl: String,
+    /// OIDC providers, `[[sso.oidc]]`.
+    pub oidc: Vec<OidcProviderConfig>,
+}
+
+impl Default for SsoConfig {
+    fn default() -> Self {
+        Self {
+            session_ttl: "12h".into(),
+            access_ttl: "15m".into(),
+            oidc: Vec::new(),
+        }
+    }
+}
+
+/// One OIDC provider (`[[sso.oidc]]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcProviderConfig {
+    /// Names the provider (in sessions, audit, `--provider`).
+    pub name: String,
+    /// The provider's discovery document
+    /// (`https://idp/.well-known/openid-configuration`); the issuer is
+    /// taken from it. Give this or `issuer`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub discovery_url: String,
+    /// The expected issuer (`iss`); discovery must agree with it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub issuer: String,
+    pub client_id: String,
+    /// A file holding the client secret (or env
+    /// `JITGATE_OIDC_{NAME}_CLIENT_SECRET`, NAME upper-cased, `-` as `_`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_file: Option<PathBuf>,
+    /// Where the provider sends people back. Default
+    /// `{public_url}/auth/oidc/callback`; register it with the provider.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub callback_url: String,
+    /// Audiences accepted besides the client id.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// The claim that identifies a person at this provider.
+    #[serde(default = "default_key_claim")]
+    pub key_claim: String,
+    /// Signature algorithms accepted; unsigned tokens are always refused.
+    #[serde(default = "default_algorithms")]
+    pub signing_algorithms: Vec<String>,
+    /// The claim listing the person's groups (for policies and approvers).
+    #[serde(default = "default_groups_claim")]
+    pub groups_claim: String,
+    /// The claim naming jitgate roles (a string or a list).
+    #[serde(default = "default_role_claim")]
+    pub role_claim: String,
+    /// The role of someone whose role claim is missing or names no known
+    /// role (requester, approver, admin, auditor); "" means such people get
+    /// no access.
+    #[serde(default = "default_role")]
+    pub default_role: String,
+    /// Email domains this provider signs in; people are routed to it by
+    /// them, and it may not sign in anyone else. Empty: any domain (only
+    /// sensible with one provider).
+    #[serde(default)]
+    pub email_domains: Vec<String>,
+    /// Scopes asked for.
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<String>,
+    /// A PEM file of CA certificates to trust for this provider, besides the
+    /// system's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+}
+
+fn default_key_claim() -> String {
+    "sub".into()
+}
+
+fn default_algorithms() -> Vec<String> {
+    vec!["RS256".into()]
+}
+
+fn default_groups_claim() -> String {
+    "groups".into()
+}
+
+fn default_role_claim() -> String {
+    "jitgate_role".into()
+}
+
+fn default_role() -> String {
+    "requester".into()
+}
+
+impl OidcProviderConfig {
+    /// `default_role` read: `None` for "".
+    pub fn default_role(&self) -> Result<Option<jitgate_shared::v1::api::Role>, ConfigError> {
+        if self.default_role.is_empty() {
+            return Ok(None);
+        }
+        jitgate_shared::v1::api::Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == self.default_role)
+            .map(Some)
+            .ok_or_else(|| ConfigError::Invalid {
+                key: "sso.oidc",
+                message: format!(
+                    "provider `{}`: default_role `{}` is not requester, approver, admin, auditor or \"\"",
+                    self.name, self.default_role
+                ),
+            })
+    }
+}
+
+fn default_scopes() -> Vec<String> {
+    ["openid", "email", "profile", "offline_access"]
+        .map(String::from)
+        .to_vec()
 }
 
 impl Default for BrokerConfig {
@@ -70,6 +198,7 @@ impl Default for BrokerConfig {
             agent_approval: false,
             remove_unexpected: false,
             public_url: String::new(),
+            sso: SsoConfig::default(),
         }
     }
 }
@@ -206,6 +335,9 @@ impl BrokerConfig {
 
     fn check(&self) -> Result<(), ConfigError> {
         self.token_ttl()?;
+        self.session_ttl()?;
+        self.access_ttl()?;
+        self.check_sso()?;
         self.agent_heartbeat()?;
         self.agent_cert_ttl()?;
         if !self.hub_url.is_empty() && !self.hub_url.starts_with("wss://") {
@@ -246,6 +378,88 @@ impl BrokerConfig {
             Duration::from_secs(1),
             Duration::from_secs(366 * 86_400),
         )
+    }
+
+    pub fn session_ttl(&self) -> Result<Duration, ConfigError> {
+        duration(
+            "sso.session_ttl",
+            &self.sso.session_ttl,
+            Duration::from_secs(60),
+            Duration::from_secs(30 * 86_400),
+        )
+    }
+
+    pub fn access_ttl(&self) -> Result<Duration, ConfigError> {
+        duration(
+            "sso.access_ttl",
+            &self.sso.access_ttl,
+            Duration::from_secs(10),
+            Duration::from_secs(86_400),
+        )
+    }
+
+    fn check_sso(&self) -> Result<(), ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            key: "sso.oidc",
+            message,
+        };
+        let mut names = std::collections::BTreeSet::new();
+        for p in &self.sso.oidc {
+            let ok_name = !p.name.is_empty()
+                && p.name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if !ok_name {
+                return Err(invalid(format!(
+                    "`{}` is not a provider name: lowercase letters, digits and `-`",
+                    p.name
+                )));
+            }
+            if !names.insert(p.name.as_str()) {
+                return Err(invalid(format!("provider `{}` is configured twice", p.name)));
+            }
+            if p.discovery_url.is_empty() && p.issuer.is_empty() {
+                return Err(invalid(format!(
+                    "provider `{}` needs `discovery_url` or `issuer`",
+                    p.name
+                )));
+            }
+            p.default_role()?;
+            if p.client_id.is_empty() {
+                return Err(invalid(format!("provider `{}` needs `client_id`", p.name)));
+            }
+            if p.signing_algorithms.is_empty() {
+                return Err(invalid(format!(
+                    "provider `{}`: `signing_algorithms` is empty",
+                    p.name
+                )));
+            }
+            if let Some(alg) = p
+                .signing_algorithms
+                .iter()
+                .find(|a| a.eq_ignore_ascii_case("none") || a.starts_with("HS"))
+            {
+                return Err(invalid(format!(
+                    "provider `{}`: `{alg}` is not allowed (unsigned and shared-secret tokens are refused)",
+                    p.name
+                )));
+            }
+            if !p.scopes.iter().any(|s| s == "openid") {
+                return Err(invalid(format!(
+                    "provider `{}`: `scopes` must include `openid`",
+                    p.name
+                )));
+            }
+        }
+        if self.sso.oidc.len() > 1 {
+            if let Some(p) = self.sso.oidc.iter().find(|p| p.email_domains.is_empty()) {
+                return Err(invalid(format!(
+                    "provider `{}` has no `email_domains`: with several providers each reserves its domains",
+                    p.name
+                )));
+            }
+        }
+        Ok(())
     }
 
     pub fn agent_heartbeat(&self) -> Result<Duration, ConfigError> {

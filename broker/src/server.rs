@@ -46,6 +46,8 @@ pub enum ServeError {
     DataDir { path: String, error: std::io::Error },
     #[error("{0}")]
     Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Sso(#[from] crate::service::sign_in::SsoConfigError),
 }
 
 /// Opens the store in `<data_dir>/store`, creating the directory (owner only).
@@ -128,7 +130,18 @@ impl Server {
             ca: ca.clone(),
             commands: Arc::new(crate::tls::load_or_create_command_key(&config.data_dir)?),
         };
-        let broker = Broker::new(store, holder, clock, Arc::new(Metrics::new()), settings).with_keys(keys);
+        let sso = crate::service::sign_in::Sso::from_config(
+            &config.sso,
+            config.session_ttl()?,
+            config.access_ttl()?,
+            &settings.public_url,
+        )?;
+        if !sso.provider_names().is_empty() {
+            tracing::info!(providers = ?sso.provider_names(), "sign-in providers configured");
+        }
+        let broker = Broker::new(store, holder, clock, Arc::new(Metrics::new()), settings)
+            .with_keys(keys)
+            .with_sso(sso);
         let jobs = broker.store().job_count().await?;
         tracing::info!(scheduled_jobs = jobs, "store opened; pending jobs restored");
 

@@ -8,6 +8,7 @@ pub mod fixtures;
 pub mod graph_fake;
 pub mod http_faults;
 pub mod moto;
+pub mod oidc;
 pub mod proxy;
 
 use std::path::PathBuf;

@@ -11,38 +11,73 @@ use super::error::ApiError;
 use super::AppState;
 use crate::domain::user::User;
 
-/// The authenticated caller, from `Authorization: Bearer <token>`.
+/// The authenticated caller, from `Authorization: Bearer <token>`, or a
+/// browser's `jitgate_session` cookie. A cookie only authenticates reads,
+/// and writes whose `Origin` is the broker's own (no cross-site requests
+/// made with someone's cookie).
 #[derive(Debug)]
 pub struct Caller(pub User);
+
+fn unauthenticated(message: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        ErrorCode::Unauthenticated,
+        message,
+        None,
+    )
+}
+
+/// The bearer token of a request, or its session cookie.
+pub fn presented_token(headers: &axum::http::HeaderMap) -> Option<String> {
+    match headers.get(axum::http::header::AUTHORIZATION) {
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+            .map(|t| t.trim().to_owned()),
+        None => super::auth::cookie(headers, super::auth::SESSION_COOKIE),
+    }
+}
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    ErrorCode::Unauthenticated,
-                    "missing `Authorization: Bearer <token>` header",
-                    None,
-                )
-            })?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    ErrorCode::Unauthenticated,
-                    "the Authorization header must be `Bearer <token>`",
-                    None,
-                )
-            })?;
-        Ok(Caller(state.broker.authenticate(token.trim()).await?))
+        let token = match parts.headers.get(axum::http::header::AUTHORIZATION) {
+            Some(header) => {
+                let header = header
+                    .to_str()
+                    .map_err(|_| unauthenticated("the Authorization header must be `Bearer <token>`"))?;
+                header
+                    .strip_prefix("Bearer ")
+                    .or_else(|| header.strip_prefix("bearer "))
+                    .ok_or_else(|| unauthenticated("the Authorization header must be `Bearer <token>`"))?
+                    .trim()
+                    .to_owned()
+            }
+            None => {
+                let token = super::auth::cookie(&parts.headers, super::auth::SESSION_COOKIE)
+                    .ok_or_else(|| unauthenticated("missing `Authorization: Bearer <token>` header"))?;
+                let safe = matches!(parts.method, axum::http::Method::GET | axum::http::Method::HEAD);
+                if !safe {
+                    let origin = parts
+                        .headers
+                        .get(axum::http::header::ORIGIN)
+                        .and_then(|v| v.to_str().ok());
+                    let own = state.broker.settings().public_url.trim_end_matches('/');
+                    if origin != Some(own) {
+                        return Err(ApiError::new(
+                            StatusCode::FORBIDDEN,
+                            ErrorCode::Forbidden,
+                            "a session cookie authenticates writes only from the broker's own origin",
+                            None,
+                        ));
+                    }
+                }
+                token
+            }
+        };
+        Ok(Caller(state.broker.authenticate(&token).await?))
     }
 }
 

@@ -5,11 +5,13 @@
 //!   rejections name the bad field.
 //! - [`requests`], [`grants`], [`admin`], [`agents`]: the resource handlers.
 //! - [`scim`]: the SCIM 2.0 server under `/scim/v2` (its own errors).
+//! - [`auth`]: sign-in (browser and CLI), refresh, sessions.
 //! - [`ops`]: health, readiness, metrics.
 //! - [`openapi`]: the OpenAPI 3.1 document, generated from the handlers.
 
 pub mod admin;
 pub mod agents;
+pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod grants;
@@ -74,10 +76,19 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/admin/agents", get(agents::list))
         .route("/admin/agents/{id}/revoke", post(agents::revoke))
         .route("/admin/agents/{id}/approve", post(agents::approve))
-        .route("/agents/enroll", post(agents::enroll));
+        .route("/agents/enroll", post(agents::enroll))
+        .route("/auth/login", post(auth::login))
+        .route("/auth/token", post(auth::token))
+        .route("/auth/refresh", post(auth::refresh))
+        .route("/auth/logout", post(auth::logout))
+        .route("/admin/sessions", get(auth::sessions))
+        .route("/admin/sessions/{id}/revoke", post(auth::revoke_session));
     Router::new()
         .nest("/api/v1", v1)
         .nest("/scim/v2", scim::router())
+        .route("/auth/login", get(auth::web_login))
+        .route("/auth/oidc/callback", get(auth::callback))
+        .route("/auth/signed-in", get(auth::signed_in))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

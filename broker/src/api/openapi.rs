@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, agents, grants, requests};
+use super::{admin, agents, auth, grants, requests};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -17,6 +17,7 @@ use super::{admin, agents, grants, requests};
         admin::list_users, admin::put_user, admin::issue_token, admin::policy_status, admin::reload_policies,
         admin::outbox, admin::explain,
         admin::create_scim_connection, admin::list_scim_connections, admin::delete_scim_connection,
+        auth::login, auth::token, auth::refresh, auth::logout, auth::sessions, auth::revoke_session,
         agents::create_join_token, agents::enroll, agents::list, agents::revoke, agents::approve,
     ),
     modifiers(&BearerAuth),
@@ -26,6 +27,7 @@ use super::{admin, agents, grants, requests};
         (name = "admin", description = "Configurations, resources, users, policies"),
         (name = "people", description = "Who am I"),
         (name = "agents", description = "Join tokens and gateway agent enrollment"),
+        (name = "auth", description = "Sign-in through identity providers, refresh, sign-out"),
     )
 )]
 #[derive(Debug)]

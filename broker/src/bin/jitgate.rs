@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use jitgate_broker::cli::client::{ApiClient, ClientError};
+use jitgate_broker::cli::login::{self, LoginError};
 use jitgate_broker::cli::output;
 use jitgate_shared::v1::api::{
     CreateJoinTokenBody, CreateRequestBody, ExtendBody, ExtendOutcome, GrantState, RequestState,
@@ -53,6 +54,22 @@ fn duration(s: &str) -> Result<u64, String> {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Sign in through your identity provider in a browser; the session's
+    /// tokens are kept in ~/.config/jitgate and renewed as needed.
+    Login {
+        /// Your email: picks the provider that serves its domain.
+        #[arg(long)]
+        email: Option<String>,
+        /// Or name the provider.
+        #[arg(long)]
+        provider: Option<String>,
+        /// Only print the URL to open (on a machine without a browser,
+        /// open it elsewhere... on this machine's loopback).
+        #[arg(long)]
+        no_browser: bool,
+    },
+    /// End this session (at the broker too) and forget its tokens.
+    Logout,
     /// Who the token belongs to.
     Whoami,
     /// Ask for access to a resource.
@@ -152,12 +169,32 @@ enum AdminCommand {
         #[command(subcommand)]
         action: Option<AgentAction>,
     },
+    /// Sign-in sessions: list them, or end one (its tokens stop at once).
+    Sessions {
+        #[command(subcommand)]
+        action: Option<SessionAction>,
+    },
     /// SCIM provisioning connections: one per directory that pushes users
     /// and groups into jitgate (Entra ID, Okta, ...).
     Scim {
         #[command(subcommand)]
         action: Option<ScimAction>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum SessionAction {
+    /// Live sessions (the default).
+    List {
+        /// Only this user's.
+        #[arg(long)]
+        user: Option<String>,
+        /// Ended and expired ones too.
+        #[arg(long)]
+        all: bool,
+    },
+    /// End a session: its tokens stop working at once, and it cannot be refreshed.
+    Revoke { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -207,12 +244,16 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
-            if e.status() == Some(reqwest::StatusCode::UNAUTHORIZED) {
-                eprintln!("hint: set JITGATE_TOKEN (or --token) to a valid API token");
-            }
-            if let ClientError::Transport { error, .. } = &e {
-                if error.contains("certificate") || error.contains("UnknownIssuer") {
-                    eprintln!("hint: set JITGATE_CA_CERT (or --ca-cert) to the broker's ca.pem");
+            if let LoginError::Api(e) = &e {
+                if e.status() == Some(reqwest::StatusCode::UNAUTHORIZED) {
+                    eprintln!(
+                        "hint: run `jitgate login`, or set JITGATE_TOKEN (or --token) to a valid API token"
+                    );
+                }
+                if let ClientError::Transport { error, .. } = e {
+                    if error.contains("certificate") || error.contains("UnknownIssuer") {
+                        eprintln!("hint: set JITGATE_CA_CERT (or --ca-cert) to the broker's ca.pem");
+                    }
                 }
             }
             ExitCode::FAILURE
@@ -228,10 +269,68 @@ fn print<T: Serialize>(json: bool, value: &T, human: impl FnOnce(&T) -> String) 
     }
 }
 
-async fn run(cli: Cli) -> Result<(), ClientError> {
-    let api = ApiClient::new(&cli.server, cli.token.clone(), cli.ca_cert.as_deref())?;
+async fn run(cli: Cli) -> Result<(), LoginError> {
     let json = cli.json;
+    let server = cli.server.trim_end_matches('/').to_owned();
+    if let Command::Login {
+        email,
+        provider,
+        no_browser,
+    } = cli.command
+    {
+        let anonymous = ApiClient::new(&server, None, cli.ca_cert.as_deref())?;
+        let tokens = login::login(&anonymous, email, provider, !no_browser).await?;
+        login::save(&login::Credentials {
+            server: server.clone(),
+            tokens: tokens.clone(),
+        })?;
+        print(json, &tokens.user, |u| {
+            let roles: Vec<_> = u.roles.iter().map(|r| r.as_str()).collect();
+            format!(
+                "signed in as {} ({}) roles: {}",
+                u.id,
+                u.display_name,
+                roles.join(", ")
+            )
+        });
+        return Ok(());
+    }
+    let token = match cli.token.clone() {
+        Some(t) => t,
+        None => {
+            login::access_token(
+                &server,
+                cli.ca_cert.as_deref(),
+                jitgate_broker::clock::Clock::now(&jitgate_broker::clock::SystemClock),
+            )
+            .await?
+        }
+    };
+    let api = ApiClient::new(&server, Some(token), cli.ca_cert.as_deref())?;
     match cli.command {
+        Command::Login { .. } => {}
+        Command::Logout => {
+            api.logout().await?;
+            login::forget()?;
+            print(json, &serde_json::json!({"signed_out": true}), |_| {
+                "signed out".into()
+            });
+        }
+        Command::Admin {
+            command: AdminCommand::Sessions { action },
+        } => match action.unwrap_or(SessionAction::List {
+            user: None,
+            all: false,
+        }) {
+            SessionAction::List { user, all } => {
+                let sessions = api.sessions(user.as_deref(), all).await?;
+                print(json, &sessions, |s| output::sessions(s));
+            }
+            SessionAction::Revoke { id } => {
+                let s = api.revoke_session(&id).await?;
+                print(json, &s, |s| output::sessions(std::slice::from_ref(s)));
+            }
+        },
         Command::Whoami => {
             let me = api.whoami().await?;
             print(json, &me, |u| {
@@ -304,7 +403,7 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                     let g = api.grant(GrantId::from_uuid(uuid.as_uuid())).await?;
                     print(json, &g, |g| output::grants(std::slice::from_ref(g)));
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
         }
         Command::Revoke { id, reason } => {

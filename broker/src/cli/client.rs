@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use jitgate_shared::v1::api::{
     AgentView, Configuration, CreateJoinTokenBody, CreateRequestBody, EnrollBody, Enrolled, ExtendBody,
-    ExtendOutcome, GrantView, IssuedToken, JoinTokenIssued, Page, PolicyStatus, RequestView, Resource,
-    ReviewBody, RevokeBody, ScimConnectionBody, ScimConnectionCreated, ScimConnectionView, UserBody,
-    UserView,
+    ExtendOutcome, GrantView, IssuedToken, JoinTokenIssued, LoginBody, LoginStarted, Page, PolicyStatus,
+    RefreshBody, RequestView, Resource, ReviewBody, RevokeBody, ScimConnectionBody, ScimConnectionCreated,
+    ScimConnectionView, SessionView, TokenExchangeBody, TokenSet, UserBody, UserView,
 };
 use jitgate_shared::v1::{ErrorBody, GrantId, RequestId};
 use reqwest::{Method, StatusCode};
@@ -154,6 +154,57 @@ impl ApiClient {
     pub async fn delete_scim_connection(&self, name: &str) -> Result<(), ClientError> {
         self.delete(&format!("/api/v1/admin/scim/connections/{name}"))
             .await
+    }
+
+    pub async fn login(&self, body: &LoginBody) -> Result<LoginStarted, ClientError> {
+        self.post("/api/v1/auth/login", body).await
+    }
+
+    pub async fn exchange_code(
+        &self,
+        state: &str,
+        code: &str,
+        verifier: &str,
+    ) -> Result<TokenSet, ClientError> {
+        let body = TokenExchangeBody {
+            state: state.to_owned(),
+            code: code.to_owned(),
+            code_verifier: verifier.to_owned(),
+        };
+        self.post("/api/v1/auth/token", &body).await
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> Result<TokenSet, ClientError> {
+        let body = RefreshBody {
+            refresh_token: refresh_token.to_owned(),
+        };
+        self.post("/api/v1/auth/refresh", &body).await
+    }
+
+    pub async fn logout(&self) -> Result<(), ClientError> {
+        self.call::<serde_json::Value, ()>(
+            Method::POST,
+            "/api/v1/auth/logout",
+            &[],
+            Some(&serde_json::json!({})),
+        )
+        .await
+    }
+
+    pub async fn sessions(&self, user: Option<&str>, all: bool) -> Result<Vec<SessionView>, ClientError> {
+        let mut query = vec![("all", all.to_string())];
+        if let Some(u) = user {
+            query.push(("user", u.to_owned()));
+        }
+        self.get("/api/v1/admin/sessions", &query).await
+    }
+
+    pub async fn revoke_session(&self, id: &str) -> Result<SessionView, ClientError> {
+        self.post(
+            &format!("/api/v1/admin/sessions/{id}/revoke"),
+            &serde_json::json!({}),
+        )
+        .await
     }
 
     pub async fn users(&self) -> Result<Vec<UserView>, ClientError> {

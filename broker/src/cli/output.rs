@@ -5,7 +5,7 @@ use comfy_table::presets::UTF8_BORDERS_ONLY;
 use comfy_table::Table;
 use jitgate_shared::v1::api::{
     AgentView, ExplainView, GrantView, JoinTokenIssued, PlanStep, RequestKind, RequestView,
-    ScimConnectionCreated, ScimConnectionView,
+    ScimConnectionCreated, ScimConnectionView, SessionView,
 };
 
 fn table(header: &[&str]) -> Table {
@@ -203,6 +203,30 @@ pub fn scim_connection_created(c: &ScimConnectionCreated) -> String {
 
 fn roles(r: &std::collections::BTreeSet<jitgate_shared::v1::api::Role>) -> String {
     r.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+pub fn sessions(items: &[SessionView]) -> String {
+    let mut t = table(&[
+        "id",
+        "user",
+        "provider",
+        "signed in",
+        "until",
+        "refreshed",
+        "ended",
+    ]);
+    for s in items {
+        t.add_row(vec![
+            s.id.clone(),
+            s.user.to_string(),
+            s.provider.clone(),
+            when(s.created_at),
+            when(s.expires_at),
+            s.refreshed_at.map(when).unwrap_or_default(),
+            s.ended_at.map(when).unwrap_or_default(),
+        ]);
+    }
+    t.to_string()
 }
 
 pub fn scim_connections(items: &[ScimConnectionView]) -> String {

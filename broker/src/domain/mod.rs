@@ -23,4 +23,5 @@ pub mod job;
 pub mod lease;
 pub mod policy;
 pub mod request;
+pub mod session;
 pub mod user;

@@ -1,6 +1,6 @@
 //! People and the facts about them that decisions need.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use jitgate_shared::v1::api::{Role, UserView};
@@ -23,6 +23,10 @@ pub struct User {
     /// users it did not provision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provisioned_by: Option<String>,
+    /// Who this user is at each identity provider they signed in with:
+    /// provider name -> value of its key claim.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub identities: BTreeMap<String, String>,
 }
 
 impl User {
@@ -50,6 +54,7 @@ impl User {
             disabled: self.disabled,
             created_at: self.created_at,
             provisioned_by: self.provisioned_by.clone(),
+            identities: self.identities.clone(),
         }
     }
 }
@@ -62,6 +67,22 @@ pub struct ApiToken {
     pub user: UserId,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    /// The sign-in session it belongs to (none for tokens an admin issued).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    #[serde(default)]
+    pub kind: TokenKind,
+}
+
+/// What a token is good for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenKind {
+    /// A bearer token for the API (and the web session cookie).
+    #[default]
+    Access,
+    /// Only for `POST /api/v1/auth/refresh`.
+    Refresh,
 }
 
 impl ApiToken {

@@ -1,5 +1,6 @@
-//! People coming from identity systems: the SCIM 2.0 server that directories
-//! provision users and groups through.
+//! People coming from identity systems: sign-in through identity providers
+//! ([`sso`] decisions, [`oidc`] protocol) and the SCIM 2.0 server that
+//! directories provision users and groups through ([`scim`]).
 //!
 //! The protocol logic here is pure (no I/O, no clock): what the published
 //! schemas say, how an incoming resource is normalised, how a PATCH and a
@@ -7,4 +8,6 @@
 //! [`crate::service::scim`] store the results and keep jitgate's users in
 //! step; the handlers in [`crate::api::scim`] speak HTTP.
 
+pub mod oidc;
 pub mod scim;
+pub mod sso;

@@ -146,6 +146,10 @@ impl Broker {
             disabled: existing.as_ref().is_some_and(|u| u.disabled),
             created_at: existing.as_ref().map_or(now, |u| u.created_at),
             provisioned_by: existing.as_ref().and_then(|u| u.provisioned_by.clone()),
+            identities: existing
+                .as_ref()
+                .map(|u| u.identities.clone())
+                .unwrap_or_default(),
         };
         let mut change = Change::default();
         change.audit.push(AuditEntry {

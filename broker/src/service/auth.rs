@@ -7,7 +7,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use super::{Broker, ServiceError};
-use crate::domain::user::{ApiToken, User};
+use crate::domain::user::{ApiToken, TokenKind, User};
 
 /// Prefix that makes jitgate tokens recognisable (and findable by secret
 /// scanners).
@@ -35,6 +35,8 @@ pub fn new_token(user: &User, now: DateTime<Utc>, ttl: chrono::Duration) -> (Str
         user: user.id.clone(),
         created_at: now,
         expires_at: now + ttl,
+        session: None,
+        kind: TokenKind::Access,
     };
     (token, stored)
 }
@@ -50,7 +52,7 @@ impl Broker {
         }
         let now = self.clock.now();
         let stored = self.store.token(&hash_token(token)).await?.ok_or_else(refuse)?;
-        if !stored.is_valid_at(now) {
+        if !stored.is_valid_at(now) || stored.kind != TokenKind::Access {
             return Err(refuse());
         }
         let user = self.store.user(&stored.user).await?.ok_or_else(refuse)?;

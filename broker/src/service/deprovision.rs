@@ -3,7 +3,8 @@
 //!
 //! One change, committed before the caller hears back: every active or
 //! scheduled grant ends (revokes queued for the agents at once), every open
-//! request is cancelled, every API token is deleted, the user is disabled,
+//! request is cancelled, every sign-in session ends and every API token is
+//! deleted, the user is disabled,
 //! and all of it is audited in one record.
 
 use std::collections::BTreeSet;
@@ -88,6 +89,23 @@ impl Broker {
             if !full {
                 break;
             }
+        }
+        let sessions = self
+            .store
+            .sessions(&|s| s.user == id && s.ended_at.is_none())
+            .await?;
+        for mut session in sessions {
+            session.ended_at = Some(now);
+            session.idp_refresh_token = None;
+            change.audit.push(AuditEntry {
+                at: now,
+                actor: actor.clone(),
+                event: AuditEvent::SessionEnded {
+                    session: session.id.clone(),
+                    user: user.id.clone(),
+                },
+            });
+            change.sessions.push(session);
         }
         let tokens = self.store.tokens_of(&user.id).await?;
         let tokens_revoked = tokens.len();

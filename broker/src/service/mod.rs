@@ -9,6 +9,7 @@
 //! - [`delivery`]: agents' answers, self-revoke reports, reconciliation.
 //! - [`scim`]: SCIM provisioning connections and resources.
 //! - [`deprovision`]: ending a user's access at once.
+//! - [`sign_in`]: sign-in through identity providers, sessions, tokens.
 //! - [`live`]: connected agents and outbox signals, in memory.
 
 pub mod admin;
@@ -23,6 +24,7 @@ pub mod live;
 pub mod policies;
 pub mod requests;
 pub mod scim;
+pub mod sign_in;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -57,6 +59,8 @@ pub struct Broker {
     pub(crate) keys: Option<BrokerKeys>,
     /// Connected agents and outbox signals.
     pub(crate) live: Arc<live::Live>,
+    /// Identity providers and session lifetimes.
+    pub(crate) sso: Arc<sign_in::Sso>,
 }
 
 /// The broker's signing keys: its CA and its command-signing key.
@@ -116,6 +120,7 @@ impl Broker {
             settings,
             keys: None,
             live: Arc::new(live::Live::default()),
+            sso: Arc::new(sign_in::Sso::default()),
         }
     }
 

@@ -404,6 +404,7 @@ impl Broker {
                 disabled: !profile.active,
                 created_at: now,
                 provisioned_by: Some(conn.name.clone()),
+                identities: Default::default(),
             };
             change.audit.push(AuditEntry {
                 at: now,

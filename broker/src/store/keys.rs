@@ -26,6 +26,9 @@ pub const JOIN_TOKEN: &str = "jt/";
 pub const AGENT: &str = "ag/";
 pub const OUTBOX_SEQ: &str = "m/outbox_seq";
 pub const SCIM_CONNECTION: &str = "sc/";
+/// Sign-ins started, by the hash of their state.
+pub const PENDING_LOGIN: &str = "pl/";
+pub const SESSION: &str = "ss/";
 /// SCIM resources, by connection, kind and id.
 pub const SCIM_RESOURCE: &str = "sr/";
 /// SCIM name index (`userName` of users, `displayName` of groups, without

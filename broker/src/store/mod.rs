@@ -28,6 +28,7 @@ use crate::domain::grant::Grant;
 use crate::domain::job::Job;
 use crate::domain::lease::Lease;
 use crate::domain::request::Request;
+use crate::domain::session::{PendingLogin, Session};
 use crate::domain::user::{ApiToken, User};
 use crate::identity::scim::{ScimConnection, ScimKind, ScimResource};
 
@@ -61,6 +62,8 @@ pub struct Change {
     /// Written with their name index kept in step.
     pub scim_resources: Vec<ScimResource>,
     pub delete_scim_resources: Vec<ScimResource>,
+    pub pending_logins: Vec<PendingLogin>,
+    pub sessions: Vec<Session>,
 }
 
 impl Change {
@@ -85,6 +88,8 @@ impl Change {
             && self.delete_scim_connections.is_empty()
             && self.scim_resources.is_empty()
             && self.delete_scim_resources.is_empty()
+            && self.pending_logins.is_empty()
+            && self.sessions.is_empty()
     }
 }
 
@@ -153,6 +158,10 @@ pub trait Store: Send + Sync + Debug + 'static {
     async fn token(&self, hash: &str) -> Result<Option<ApiToken>, StoreError>;
     /// Every token of `user` (to end them all at once).
     async fn tokens_of(&self, user: &UserId) -> Result<Vec<ApiToken>, StoreError>;
+    async fn pending_login(&self, key: &str) -> Result<Option<PendingLogin>, StoreError>;
+    async fn session(&self, id: &str) -> Result<Option<Session>, StoreError>;
+    /// Every session `filter` keeps, oldest first.
+    async fn sessions(&self, filter: Filter<'_, Session>) -> Result<Vec<Session>, StoreError>;
     async fn scim_connection(&self, name: &str) -> Result<Option<ScimConnection>, StoreError>;
     async fn scim_connections(&self) -> Result<Vec<ScimConnection>, StoreError>;
     async fn scim_resource(

@@ -26,6 +26,7 @@ use crate::domain::grant::Grant;
 use crate::domain::job::Job;
 use crate::domain::lease::Lease;
 use crate::domain::request::Request;
+use crate::domain::session::{PendingLogin, Session};
 use crate::domain::user::{ApiToken, User};
 use crate::identity::scim::{ScimConnection, ScimKind, ScimResource};
 
@@ -131,6 +132,8 @@ stored_record!(Grant, "grant", keys::GRANT, |r| r.id);
 stored_record!(Lease, "lease", keys::LEASE, |r| r.key);
 stored_record!(JoinToken, "join token", keys::JOIN_TOKEN, |r| r.hash);
 stored_record!(Agent, "agent", keys::AGENT, |r| r.id);
+stored_record!(PendingLogin, "sign-in", keys::PENDING_LOGIN, |r| r.key);
+stored_record!(Session, "session", keys::SESSION, |r| r.id);
 stored_record!(ScimConnection, "SCIM connection", keys::SCIM_CONNECTION, |r| r
     .name);
 stored_record!(ScimResource, "SCIM resource", keys::SCIM_RESOURCE, |r| format!(
@@ -344,7 +347,9 @@ impl SledStore {
             .chain(change.join_tokens.iter().map(|r| r as &dyn StoredRecord))
             .chain(change.agents.iter().map(|r| r as &dyn StoredRecord))
             .chain(change.scim_connections.iter().map(|r| r as &dyn StoredRecord))
-            .chain(change.scim_resources.iter().map(|r| r as &dyn StoredRecord));
+            .chain(change.scim_resources.iter().map(|r| r as &dyn StoredRecord))
+            .chain(change.pending_logins.iter().map(|r| r as &dyn StoredRecord))
+            .chain(change.sessions.iter().map(|r| r as &dyn StoredRecord));
         for record in records {
             versioned(record)?;
         }
@@ -524,6 +529,22 @@ impl Store for SledStore {
             }
         }
         Ok(out)
+    }
+
+    async fn pending_login(&self, login_key: &str) -> Result<Option<PendingLogin>, StoreError> {
+        self.get_versioned(&key(keys::PENDING_LOGIN, login_key))
+    }
+
+    async fn session(&self, id: &str) -> Result<Option<Session>, StoreError> {
+        self.get_versioned(&key(keys::SESSION, id))
+    }
+
+    async fn sessions(&self, filter: Filter<'_, Session>) -> Result<Vec<Session>, StoreError> {
+        Ok(self
+            .scan_versioned::<Session>(keys::SESSION)?
+            .into_iter()
+            .filter(|s| filter(s))
+            .collect())
     }
 
     async fn scim_connection(&self, name: &str) -> Result<Option<ScimConnection>, StoreError> {

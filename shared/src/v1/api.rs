@@ -360,6 +360,74 @@ pub struct UserView {
     /// The SCIM connection that provisioned this user, if one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provisioned_by: Option<String>,
+    /// Who this user is at each identity provider they signed in with
+    /// (provider -> key claim).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub identities: BTreeMap<String, String>,
+}
+
+/// Starts a sign-in for the CLI (`POST /api/v1/auth/login`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginBody {
+    /// Routes to the provider that serves its domain.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Or name the provider.
+    #[serde(default)]
+    pub provider: Option<String>,
+    /// The CLI's loopback listener (`http://127.0.0.1:PORT/...`).
+    pub redirect_uri: String,
+    /// S256 challenge of a verifier the CLI keeps (RFC 7636).
+    pub code_challenge: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LoginStarted {
+    /// Open this in a browser.
+    pub authorization_url: String,
+    pub provider: String,
+}
+
+/// Exchanges the one-time code the browser brought to the CLI.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenExchangeBody {
+    pub state: String,
+    pub code: String,
+    pub code_verifier: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshBody {
+    pub refresh_token: String,
+}
+
+/// What a sign-in or a refresh gives: a short-lived API token and the
+/// token to renew it with (both shown once).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TokenSet {
+    pub access_token: String,
+    pub expires_at: DateTime<Utc>,
+    pub refresh_token: String,
+    /// When the session ends; refreshing stops then.
+    pub session_expires_at: DateTime<Utc>,
+    pub session: String,
+    pub user: UserView,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SessionView {
+    pub id: String,
+    pub user: UserId,
+    pub provider: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refreshed_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<DateTime<Utc>>,
 }
 
 /// Creates a SCIM provisioning connection (`POST /api/v1/admin/scim/connections`).

@@ -15,6 +15,7 @@ mod entra_graph;
 mod fault;
 mod hub;
 mod lifecycle;
+mod oidc;
 mod policies;
 mod scim;
 mod support;

@@ -1,0 +1,429 @@
+//! Sign-in decisions, independent of the protocol (OIDC now, SAML next):
+//! which provider an email belongs to, what the verified claims say, which
+//! roles follow from them, and how a just-in-time user is created or
+//! brought up to date.
+//!
+//! Roles at every sign-in: the role claim when present and naming known
+//! roles, else the provider's default role, else no access.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use jitgate_shared::v1::api::Role;
+use jitgate_shared::v1::UserId;
+use serde_json::{Map, Value};
+
+use crate::domain::user::User;
+
+/// Why a sign-in was refused. Each names what was wrong; none carries a
+/// token or a secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignInError {
+    #[error("no sign-in provider is configured")]
+    NoProviders,
+    #[error("no sign-in provider serves `{domain}`; ask an admin to add the domain to a provider's `email_domains`")]
+    NoProviderForDomain { domain: String },
+    #[error("`{email}` is not an email address")]
+    NotAnEmail { email: String },
+    #[error("several sign-in providers are configured; give your email or --provider ({known})")]
+    AmbiguousProvider { known: String },
+    #[error("no sign-in provider is named `{name}` (known: {known})")]
+    UnknownProvider { name: String, known: String },
+    #[error("the token from `{provider}` has no `{claim}` claim, which identifies people there")]
+    MissingKeyClaim { provider: String, claim: String },
+    #[error("`{provider}` may not sign in `{email}`: its email domains are {domains}")]
+    DomainNotServed {
+        provider: String,
+        email: String,
+        domains: String,
+    },
+    #[error("`{provider}` signs in people by their email domain, and the token carries no email")]
+    NoEmail { provider: String },
+    #[error("no access: `{provider}` gave no known role in `{claim}` and has no default role")]
+    NoRole { provider: String, claim: String },
+    #[error("the account `{user}` is disabled")]
+    Disabled { user: UserId },
+}
+
+/// Which claims mean what at one provider.
+#[derive(Debug, Clone)]
+pub struct ClaimRules {
+    pub provider: String,
+    pub key_claim: String,
+    pub groups_claim: String,
+    pub role_claim: String,
+    pub default_role: Option<Role>,
+    pub email_domains: Vec<String>,
+}
+
+/// What jitgate takes from a verified ID token (or assertion).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignInClaims {
+    /// The value of the key claim: who this is at the provider.
+    pub key: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    /// `None` when the provider sent no groups claim (groups are then left
+    /// as they are).
+    pub groups: Option<BTreeSet<String>>,
+    /// The role claim's values, as sent.
+    pub roles: Option<Vec<String>>,
+}
+
+fn strings(v: &Value) -> Option<Vec<String>> {
+    match v {
+        Value::String(s) => Some(s.split_whitespace().map(str::to_owned).collect()),
+        Value::Array(items) => Some(
+            items
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+fn text(v: Option<&Value>) -> Option<String> {
+    v.and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+impl SignInClaims {
+    /// Reads verified claims by `rules`.
+    pub fn read(claims: &Map<String, Value>, rules: &ClaimRules) -> Result<Self, SignInError> {
+        let key = match claims.get(&rules.key_claim) {
+            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => {
+                return Err(SignInError::MissingKeyClaim {
+                    provider: rules.provider.clone(),
+                    claim: rules.key_claim.clone(),
+                })
+            }
+        };
+        let email = text(claims.get("email")).map(|e| e.to_lowercase());
+        let name = text(claims.get("name")).or_else(|| {
+            let parts: Vec<String> = ["given_name", "family_name"]
+                .iter()
+                .filter_map(|k| text(claims.get(*k)))
+                .collect();
+            (!parts.is_empty()).then(|| parts.join(" "))
+        });
+        Ok(SignInClaims {
+            key,
+            email,
+            name,
+            groups: claims
+                .get(&rules.groups_claim)
+                .and_then(strings)
+                .map(|g| g.into_iter().collect()),
+            roles: claims.get(&rules.role_claim).and_then(strings),
+        })
+    }
+}
+
+fn domain_of(email: &str) -> Option<&str> {
+    email.rsplit_once('@').map(|(_, d)| d).filter(|d| !d.is_empty())
+}
+
+/// The provider to sign `email` in with (or the one named), among
+/// `(name, email_domains)` pairs.
+pub fn route<'a>(
+    providers: &'a [(String, Vec<String>)],
+    email: Option<&str>,
+    named: Option<&str>,
+) -> Result<&'a str, SignInError> {
+    let known = || {
+        providers
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if providers.is_empty() {
+        return Err(SignInError::NoProviders);
+    }
+    if let Some(name) = named {
+        return providers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(n, _)| n.as_str())
+            .ok_or_else(|| SignInError::UnknownProvider {
+                name: name.to_owned(),
+                known: known(),
+            });
+    }
+    let Some(email) = email else {
+        return match providers {
+            [(only, _)] => Ok(only),
+            _ => Err(SignInError::AmbiguousProvider { known: known() }),
+        };
+    };
+    let domain = domain_of(email).ok_or_else(|| SignInError::NotAnEmail {
+        email: email.to_owned(),
+    })?;
+    if let Some((n, _)) = providers
+        .iter()
+        .find(|(_, domains)| domains.iter().any(|d| d.eq_ignore_ascii_case(domain)))
+    {
+        return Ok(n);
+    }
+    match providers {
+        [(only, domains)] if domains.is_empty() => Ok(only),
+        _ => Err(SignInError::NoProviderForDomain {
+            domain: domain.to_lowercase(),
+        }),
+    }
+}
+
+/// A provider that reserves email domains signs in only people of them.
+pub fn check_domain(claims: &SignInClaims, rules: &ClaimRules) -> Result<(), SignInError> {
+    if rules.email_domains.is_empty() {
+        return Ok(());
+    }
+    let email = claims.email.as_deref().ok_or_else(|| SignInError::NoEmail {
+        provider: rules.provider.clone(),
+    })?;
+    let served =
+        domain_of(email).is_some_and(|d| rules.email_domains.iter().any(|x| x.eq_ignore_ascii_case(d)));
+    if served {
+        Ok(())
+    } else {
+        Err(SignInError::DomainNotServed {
+            provider: rules.provider.clone(),
+            email: email.to_owned(),
+            domains: rules.email_domains.join(", "),
+        })
+    }
+}
+
+/// Roles from the role claim if it names known roles, else the default
+/// role, else no access.
+pub fn roles_for(claims: &SignInClaims, rules: &ClaimRules) -> Result<BTreeSet<Role>, SignInError> {
+    let from_claim: BTreeSet<Role> = claims
+        .roles
+        .iter()
+        .flatten()
+        .filter_map(|r| Role::ALL.into_iter().find(|k| k.as_str().eq_ignore_ascii_case(r)))
+        .collect();
+    if !from_claim.is_empty() {
+        return Ok(from_claim);
+    }
+    match rules.default_role {
+        Some(role) => Ok(BTreeSet::from([role])),
+        None => Err(SignInError::NoRole {
+            provider: rules.provider.clone(),
+            claim: rules.role_claim.clone(),
+        }),
+    }
+}
+
+/// A candidate user id for a new person: the email, else
+/// `{provider}-{key}`, as an id slug.
+pub fn user_id_candidates(claims: &SignInClaims, provider: &str) -> Vec<UserId> {
+    let slug = |s: &str| -> String {
+        s.to_lowercase()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.' | '@') {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .skip_while(|c| !c.is_ascii_alphanumeric())
+            .take(100)
+            .collect()
+    };
+    let base = claims
+        .email
+        .as_deref()
+        .map(slug)
+        .unwrap_or_else(|| slug(&format!("{provider}-{}", claims.key)));
+    let short: String = slug(&claims.key).chars().take(8).collect();
+    [
+        base.clone(),
+        format!("{base}-{short}"),
+        format!("{provider}-{}", slug(&claims.key)),
+    ]
+    .into_iter()
+    .filter_map(|c| UserId::new(c).ok())
+    .collect()
+}
+
+/// A person signing in for the first time.
+pub fn new_user(
+    id: UserId,
+    claims: &SignInClaims,
+    roles: BTreeSet<Role>,
+    provider: &str,
+    now: DateTime<Utc>,
+) -> User {
+    User {
+        person: id.to_string(),
+        display_name: claims.name.clone().unwrap_or_else(|| id.to_string()),
+        email: claims.email.clone(),
+        roles,
+        groups: claims.groups.clone().unwrap_or_default(),
+        disabled: false,
+        created_at: now,
+        provisioned_by: None,
+        identities: [(provider.to_owned(), claims.key.clone())].into(),
+        id,
+        version: 0,
+    }
+}
+
+/// A returning person: roles reconciled, name, email and groups taken from
+/// the provider when it sent them.
+pub fn reconcile(
+    user: &User,
+    claims: &SignInClaims,
+    roles: BTreeSet<Role>,
+    provider: &str,
+) -> Result<User, SignInError> {
+    if user.disabled {
+        return Err(SignInError::Disabled {
+            user: user.id.clone(),
+        });
+    }
+    let mut next = user.clone();
+    next.roles = roles;
+    if let Some(name) = &claims.name {
+        next.display_name = name.clone();
+    }
+    if let Some(email) = &claims.email {
+        next.email = Some(email.clone());
+    }
+    if let Some(groups) = &claims.groups {
+        next.groups = groups.clone();
+    }
+    next.identities.insert(provider.to_owned(), claims.key.clone());
+    Ok(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn rules(default_role: Option<Role>, domains: &[&str]) -> ClaimRules {
+        ClaimRules {
+            provider: "corp".into(),
+            key_claim: "sub".into(),
+            groups_claim: "groups".into(),
+            role_claim: "jitgate_role".into(),
+            default_role,
+            email_domains: domains.iter().map(|d| (*d).to_owned()).collect(),
+        }
+    }
+
+    fn claims(v: Value) -> SignInClaims {
+        SignInClaims::read(v.as_object().unwrap(), &rules(None, &[])).unwrap()
+    }
+
+    #[test]
+    fn roles_come_from_a_known_claim_else_the_default_else_nothing() {
+        let with = |role: Value| claims(json!({"sub": "1", "jitgate_role": role}));
+        let r = rules(Some(Role::Requester), &[]);
+        assert_eq!(
+            roles_for(&with(json!("approver")), &r).unwrap(),
+            [Role::Approver].into()
+        );
+        assert_eq!(
+            roles_for(&with(json!(["Admin", "auditor"])), &r).unwrap(),
+            [Role::Admin, Role::Auditor].into()
+        );
+        assert_eq!(
+            roles_for(&with(json!("superuser")), &r).unwrap(),
+            [Role::Requester].into()
+        );
+        let none = claims(json!({"sub": "1"}));
+        assert_eq!(roles_for(&none, &r).unwrap(), [Role::Requester].into());
+        let err = roles_for(&none, &rules(None, &[])).unwrap_err();
+        assert!(err.to_string().contains("no access"), "{err}");
+    }
+
+    #[test]
+    fn people_are_routed_by_their_email_domain() {
+        let providers = vec![
+            ("corp".to_owned(), vec!["example.com".to_owned()]),
+            ("partner".to_owned(), vec!["partner.example".to_owned()]),
+        ];
+        assert_eq!(route(&providers, Some("ann@Example.com"), None).unwrap(), "corp");
+        assert_eq!(
+            route(&providers, Some("bo@partner.example"), None).unwrap(),
+            "partner"
+        );
+        assert_eq!(route(&providers, None, Some("partner")).unwrap(), "partner");
+        assert!(matches!(
+            route(&providers, Some("eve@elsewhere.example"), None),
+            Err(SignInError::NoProviderForDomain { .. })
+        ));
+        assert!(matches!(
+            route(&providers, None, None),
+            Err(SignInError::AmbiguousProvider { .. })
+        ));
+        assert!(matches!(
+            route(&providers, None, Some("nope")),
+            Err(SignInError::UnknownProvider { .. })
+        ));
+        assert!(matches!(
+            route(&providers, Some("not-an-email"), None),
+            Err(SignInError::NotAnEmail { .. })
+        ));
+        let one = vec![("only".to_owned(), vec![])];
+        assert_eq!(route(&one, Some("x@any.example"), None).unwrap(), "only");
+    }
+
+    #[test]
+    fn a_provider_signs_in_only_its_own_domains() {
+        let r = rules(Some(Role::Requester), &["example.com"]);
+        let ok = claims(json!({"sub": "1", "email": "Ann@EXAMPLE.com"}));
+        check_domain(&ok, &r).unwrap();
+        let other = claims(json!({"sub": "1", "email": "eve@evil.example"}));
+        assert!(matches!(
+            check_domain(&other, &r),
+            Err(SignInError::DomainNotServed { .. })
+        ));
+        let none = claims(json!({"sub": "1"}));
+        assert!(matches!(
+            check_domain(&none, &r),
+            Err(SignInError::NoEmail { .. })
+        ));
+    }
+
+    #[test]
+    fn claims_and_reconciliation() {
+        let c = claims(
+            json!({"sub": 42, "email": "Ann@Example.com", "given_name": "Ann", "family_name": "Lee",
+                              "groups": ["developers", "sre"]}),
+        );
+        assert_eq!(c.key, "42");
+        assert_eq!(c.email.as_deref(), Some("ann@example.com"));
+        assert_eq!(c.name.as_deref(), Some("Ann Lee"));
+        let missing = SignInClaims::read(json!({"email": "a@b"}).as_object().unwrap(), &rules(None, &[]));
+        assert!(matches!(missing, Err(SignInError::MissingKeyClaim { .. })));
+        let now = DateTime::<Utc>::UNIX_EPOCH;
+        let ids = user_id_candidates(&c, "corp");
+        assert_eq!(ids[0].as_str(), "ann@example.com");
+        let user = new_user(ids[0].clone(), &c, [Role::Requester].into(), "corp", now);
+        assert_eq!(user.groups, ["developers".to_owned(), "sre".to_owned()].into());
+        let renamed = claims(json!({"sub": "42", "name": "Ann Smith", "email": "ann.smith@example.com"}));
+        let next = reconcile(&user, &renamed, [Role::Approver].into(), "corp").unwrap();
+        assert_eq!(next.display_name, "Ann Smith");
+        assert_eq!(next.email.as_deref(), Some("ann.smith@example.com"));
+        assert_eq!(next.roles, [Role::Approver].into());
+        assert_eq!(next.groups, user.groups, "no groups claim: groups kept");
+        let mut disabled = user.clone();
+        disabled.disabled = true;
+        assert!(matches!(
+            reconcile(&disabled, &renamed, [Role::Approver].into(), "corp"),
+            Err(SignInError::Disabled { .. })
+        ));
+    }
+}

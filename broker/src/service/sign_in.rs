@@ -1,0 +1,691 @@
+//! Sign-in through identity providers, sessions and their tokens.
+//!
+//! 1. `start_login` routes the person to a provider (by email domain, or by
+//!    name), stores a pending login (state hash, nonce, PKCE verifier, where
+//!    it ends) and returns the provider's authorization URL.
+//! 2. `finish_login` (the provider's redirect) uses the pending login once,
+//!    exchanges the code, verifies the ID token, creates or reconciles the
+//!    user just in time, and opens a session. A browser gets cookies; a CLI
+//!    gets a one-time code on its loopback listener, which it exchanges
+//!    with its own PKCE verifier (`exchange_login`).
+//! 3. Tokens are short-lived; `refresh_session` renews them through the
+//!    provider (which may refuse: the person was disabled there), until the
+//!    session's end. Admins list and end sessions; ending one ends its
+//!    tokens at once.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use base64::Engine;
+use chrono::{DateTime, Duration, Utc};
+use jitgate_shared::v1::api::{Role, SessionView, TokenSet};
+use sha2::{Digest, Sha256};
+
+use super::auth::{hash_token, random_token, TOKEN_PREFIX};
+use super::{require_role, Broker, ServiceError};
+use crate::audit::{Actor, AuditEntry, AuditEvent};
+use crate::config::{OidcProviderConfig, SsoConfig};
+use crate::domain::session::{LoginClient, LoginOutcome, PendingLogin, Session};
+use crate::domain::user::{ApiToken, TokenKind, User};
+use crate::identity::oidc::{issuer_of, OidcError, OidcProvider, OidcSettings};
+use crate::identity::sso::{self, ClaimRules, SignInClaims, SignInError};
+use crate::store::Change;
+
+/// Prefix of refresh tokens (recognisable by secret scanners).
+pub const REFRESH_PREFIX: &str = "jgr_";
+/// How long a started sign-in may take.
+const LOGIN_TTL: Duration = Duration::minutes(10);
+/// How long the CLI has to exchange its one-time code.
+const EXCHANGE_TTL: Duration = Duration::minutes(2);
+
+/// The identity providers and session lifetimes.
+#[derive(Debug, Clone)]
+pub struct Sso {
+    providers: BTreeMap<String, Arc<OidcProvider>>,
+    /// (name, email domains), in configuration order, for routing.
+    routes: Vec<(String, Vec<String>)>,
+    pub session_ttl: Duration,
+    pub access_ttl: Duration,
+}
+
+impl Default for Sso {
+    fn default() -> Self {
+        Self {
+            providers: BTreeMap::new(),
+            routes: Vec::new(),
+            session_ttl: Duration::hours(12),
+            access_ttl: Duration::minutes(15),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SsoConfigError {
+    #[error("sso.oidc `{provider}`: {error}")]
+    Provider { provider: String, error: String },
+    #[error(transparent)]
+    Oidc(#[from] OidcError),
+}
+
+impl Sso {
+    /// Providers from the configuration; client secrets from their files or
+    /// `JITGATE_OIDC_{NAME}_CLIENT_SECRET`.
+    pub fn from_config(
+        config: &SsoConfig,
+        session_ttl: std::time::Duration,
+        access_ttl: std::time::Duration,
+        public_url: &str,
+    ) -> Result<Self, SsoConfigError> {
+        let mut sso = Sso {
+            session_ttl: Duration::from_std(session_ttl).unwrap_or(Duration::hours(12)),
+            access_ttl: Duration::from_std(access_ttl).unwrap_or(Duration::minutes(15)),
+            ..Sso::default()
+        };
+        for p in &config.oidc {
+            let settings = settings_of(p, public_url)?;
+            sso.routes.push((p.name.clone(), p.email_domains.clone()));
+            sso.providers.insert(p.name.clone(), OidcProvider::new(settings)?);
+        }
+        Ok(sso)
+    }
+
+    pub fn provider_names(&self) -> Vec<String> {
+        self.routes.iter().map(|(n, _)| n.clone()).collect()
+    }
+}
+
+fn settings_of(p: &OidcProviderConfig, public_url: &str) -> Result<OidcSettings, SsoConfigError> {
+    let fail = |error: String| SsoConfigError::Provider {
+        provider: p.name.clone(),
+        error,
+    };
+    let env = format!(
+        "JITGATE_OIDC_{}_CLIENT_SECRET",
+        p.name.to_uppercase().replace('-', "_")
+    );
+    let client_secret = match (&p.client_secret_file, std::env::var(&env)) {
+        (_, Ok(secret)) if !secret.is_empty() => secret,
+        (Some(file), _) => std::fs::read_to_string(file)
+            .map_err(|e| fail(format!("client secret file {}: {e}", file.display())))?
+            .trim()
+            .to_owned(),
+        (None, _) => {
+            return Err(fail(format!(
+                "no client secret: set `client_secret_file` or {env}"
+            )))
+        }
+    };
+    let issuer = if p.issuer.is_empty() {
+        issuer_of(&p.discovery_url)
+            .ok_or_else(|| {
+                fail(format!(
+                    "`{}` does not end in /.well-known/openid-configuration",
+                    p.discovery_url
+                ))
+            })?
+            .to_owned()
+    } else {
+        if !p.discovery_url.is_empty() && issuer_of(&p.discovery_url) != Some(p.issuer.as_str()) {
+            return Err(fail(format!(
+                "discovery_url `{}` is not the issuer `{}`'s",
+                p.discovery_url, p.issuer
+            )));
+        }
+        p.issuer.clone()
+    };
+    let ca_pem = match &p.ca_file {
+        Some(f) => Some(std::fs::read(f).map_err(|e| fail(format!("CA file {}: {e}", f.display())))?),
+        None => None,
+    };
+    Ok(OidcSettings {
+        name: p.name.clone(),
+        issuer,
+        client_id: p.client_id.clone(),
+        client_secret,
+        callback_url: if p.callback_url.is_empty() {
+            format!("{public_url}/auth/oidc/callback")
+        } else {
+            p.callback_url.clone()
+        },
+        audiences: p.audiences.clone(),
+        signing_algorithms: p.signing_algorithms.clone(),
+        scopes: p.scopes.clone(),
+        rules: ClaimRules {
+            provider: p.name.clone(),
+            key_claim: p.key_claim.clone(),
+            groups_claim: p.groups_claim.clone(),
+            role_claim: p.role_claim.clone(),
+            default_role: p.default_role().map_err(|e| fail(e.to_string()))?,
+            email_domains: p.email_domains.clone(),
+        },
+        ca_pem,
+    })
+}
+
+/// Where a finished sign-in goes.
+#[derive(Debug)]
+pub enum Finished {
+    /// Redirect the browser to the CLI's loopback listener.
+    Cli { redirect: String },
+    /// Set the session cookies, then go to `return_to`.
+    Web {
+        tokens: Box<TokenSet>,
+        return_to: String,
+    },
+}
+
+fn refused(e: impl std::fmt::Display) -> ServiceError {
+    ServiceError::Unauthenticated(format!("sign-in refused: {e}"))
+}
+
+fn s256(verifier: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
+/// The CLI's listener must be on this machine: `http://127.0.0.1`,
+/// `http://[::1]` or `http://localhost`, any port.
+fn check_loopback(redirect_uri: &str) -> Result<(), ServiceError> {
+    let ok = reqwest::Url::parse(redirect_uri).is_ok_and(|u| {
+        u.scheme() == "http"
+            && matches!(u.host_str(), Some("127.0.0.1" | "[::1]" | "localhost"))
+            && u.fragment().is_none()
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(ServiceError::invalid(
+            "redirect_uri",
+            format!("`{redirect_uri}` is not a loopback URL (http://127.0.0.1:PORT/...)"),
+        ))
+    }
+}
+
+impl Broker {
+    /// This broker with identity providers.
+    pub fn with_sso(mut self, sso: Sso) -> Self {
+        self.sso = Arc::new(sso);
+        self
+    }
+
+    pub fn sso(&self) -> &Sso {
+        &self.sso
+    }
+
+    fn provider(&self, name: &str) -> Result<&Arc<OidcProvider>, ServiceError> {
+        self.sso
+            .providers
+            .get(name)
+            .ok_or_else(|| ServiceError::not_found("sign-in provider", name))
+    }
+
+    /// Starts a sign-in; returns the provider's authorization URL.
+    #[tracing::instrument(skip(self, client, email), fields(provider = ?provider))]
+    pub async fn start_login(
+        &self,
+        email: Option<&str>,
+        provider: Option<&str>,
+        client: LoginClient,
+    ) -> Result<(String, String), ServiceError> {
+        if let LoginClient::Cli {
+            redirect_uri,
+            code_challenge,
+        } = &client
+        {
+            check_loopback(redirect_uri)?;
+            let ok = code_challenge.len() == 43
+                && code_challenge
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !ok {
+                return Err(ServiceError::invalid(
+                    "code_challenge",
+                    "must be the base64url S256 of a PKCE verifier (43 characters)",
+                ));
+            }
+        }
+        let name = sso::route(&self.sso.routes, email, provider).map_err(|e| ServiceError::Invalid {
+            field: Some(if provider.is_some() { "provider" } else { "email" }),
+            message: e.to_string(),
+        })?;
+        let oidc = self.provider(name)?;
+        let now = self.clock.now();
+        let state = random_token("");
+        let nonce = random_token("");
+        let verifier = random_token("");
+        let url = oidc
+            .authorization_url(&state, &nonce, &verifier, email)
+            .await
+            .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+        let mut change = Change::default();
+        change.pending_logins.push(PendingLogin {
+            key: hash_token(&state),
+            version: 0,
+            provider: name.to_owned(),
+            nonce,
+            pkce_verifier: verifier,
+            client,
+            created_at: now,
+            expires_at: now + LOGIN_TTL,
+            outcome: LoginOutcome::Waiting,
+        });
+        self.commit(change).await?;
+        Ok((url, name.to_owned()))
+    }
+
+    /// The provider's redirect: `state` and `code`, or an `error`.
+    #[tracing::instrument(skip_all)]
+    pub async fn finish_login(
+        &self,
+        state: &str,
+        code: Option<&str>,
+        error: Option<(&str, Option<&str>)>,
+    ) -> Result<Finished, ServiceError> {
+        let now = self.clock.now();
+        let pending = self
+            .store
+            .pending_login(&hash_token(state))
+            .await?
+            .filter(|p| p.outcome == LoginOutcome::Waiting && now < p.expires_at)
+            .ok_or_else(|| refused("unknown, expired or already used sign-in state"))?;
+        // Used once, whatever happens next.
+        let mut closed = pending.clone();
+        closed.outcome = LoginOutcome::Closed;
+        let mut change = Change::default();
+        change.pending_logins.push(closed);
+        self.commit(change).await.map_err(|e| match e {
+            ServiceError::Store(s) if s.is_conflict() => refused("sign-in state already used"),
+            other => other,
+        })?;
+        let provider = self.provider(&pending.provider)?.clone();
+        let outcome = async {
+            if let Some((error, description)) = error {
+                return Err(refused(format!(
+                    "provider `{}` answered {error}{}",
+                    pending.provider,
+                    description.map(|d| format!(": {d}")).unwrap_or_default()
+                )));
+            }
+            let code = code.ok_or_else(|| refused("the provider sent no code"))?;
+            let verified = provider
+                .exchange_code(code, &pending.pkce_verifier, &pending.nonce, now)
+                .await
+                .map_err(|e| match e {
+                    OidcError::Transport { .. } | OidcError::Discovery { .. } => {
+                        ServiceError::Unavailable(e.to_string())
+                    }
+                    other => refused(other),
+                })?;
+            self.sign_in(&provider, &verified.claims, verified.refresh_token, now)
+                .await
+        }
+        .await;
+        let (user, session) = match outcome {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(provider = %pending.provider, error = %e, "sign-in refused");
+                let mut change = Change::default();
+                change.audit.push(AuditEntry {
+                    at: now,
+                    actor: Actor::System,
+                    event: AuditEvent::SignInRefused {
+                        provider: pending.provider.clone(),
+                        reason: e.to_string(),
+                    },
+                });
+                self.commit(change).await?;
+                return Err(e);
+            }
+        };
+        match pending.client.clone() {
+            LoginClient::Web { return_to } => {
+                let tokens = self.issue_tokens(&user, &session, now).await?;
+                Ok(Finished::Web {
+                    tokens: Box::new(tokens),
+                    return_to,
+                })
+            }
+            LoginClient::Cli { redirect_uri, .. } => {
+                let code = random_token("");
+                let mut signed_in = pending.clone();
+                signed_in.version += 1;
+                signed_in.outcome = LoginOutcome::SignedIn {
+                    code_hash: hash_token(&code),
+                    session: session.id.clone(),
+                };
+                signed_in.expires_at = now + EXCHANGE_TTL;
+                let mut change = Change::default();
+                change.pending_logins.push(signed_in);
+                self.commit(change).await?;
+                let sep = if redirect_uri.contains('?') { '&' } else { '?' };
+                Ok(Finished::Cli {
+                    redirect: format!("{redirect_uri}{sep}code={code}&state={state}"),
+                })
+            }
+        }
+    }
+
+    /// The CLI's exchange of its one-time code, proven with its verifier.
+    #[tracing::instrument(skip_all)]
+    pub async fn exchange_login(
+        &self,
+        state: &str,
+        code: &str,
+        verifier: &str,
+    ) -> Result<TokenSet, ServiceError> {
+        let now = self.clock.now();
+        let refuse = || refused("unknown, expired or already used sign-in code");
+        let pending = self
+            .store
+            .pending_login(&hash_token(state))
+            .await?
+            .filter(|p| now < p.expires_at)
+            .ok_or_else(refuse)?;
+        let (LoginClient::Cli { code_challenge, .. }, LoginOutcome::SignedIn { code_hash, session }) =
+            (&pending.client, &pending.outcome)
+        else {
+            return Err(refuse());
+        };
+        if *code_hash != hash_token(code) {
+            return Err(refuse());
+        }
+        if s256(verifier) != *code_challenge {
+            return Err(refused("the code verifier does not match the login's challenge"));
+        }
+        let session = self.store.session(session).await?.ok_or_else(refuse)?;
+        let mut closed = pending.clone();
+        closed.outcome = LoginOutcome::Closed;
+        let mut change = Change::default();
+        change.pending_logins.push(closed);
+        self.commit(change).await.map_err(|e| match e {
+            ServiceError::Store(s) if s.is_conflict() => refuse(),
+            other => other,
+        })?;
+        let user = self.store.user(&session.user).await?.ok_or_else(refuse)?;
+        self.issue_tokens(&user, &session, now).await
+    }
+
+    /// Creates or reconciles the user of verified claims and opens a
+    /// session.
+    async fn sign_in(
+        &self,
+        provider: &OidcProvider,
+        claims: &serde_json::Map<String, serde_json::Value>,
+        idp_refresh_token: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<(User, Session), ServiceError> {
+        let rules = provider.rules();
+        let claims = SignInClaims::read(claims, rules).map_err(refused)?;
+        sso::check_domain(&claims, rules).map_err(refused)?;
+        let roles = sso::roles_for(&claims, rules).map_err(refused)?;
+        let name = provider.name();
+        let users = self.store.users().await?;
+        let known = users
+            .iter()
+            .find(|u| u.identities.get(name) == Some(&claims.key))
+            .or_else(|| {
+                // A user a directory provisioned (SCIM) with this email, not yet
+                // signed in here.
+                users.iter().find(|u| {
+                    u.provisioned_by.is_some()
+                        && !u.identities.contains_key(name)
+                        && claims.email.is_some()
+                        && u.email.as_deref().map(str::to_lowercase) == claims.email
+                })
+            });
+        let (user, created) = match known {
+            Some(u) => (sso::reconcile(u, &claims, roles, name).map_err(refused)?, false),
+            None => {
+                let id = sso::user_id_candidates(&claims, name)
+                    .into_iter()
+                    .find(|id| !users.iter().any(|u| &u.id == id))
+                    .ok_or_else(|| {
+                        refused(SignInError::MissingKeyClaim {
+                            provider: name.to_owned(),
+                            claim: rules.key_claim.clone(),
+                        })
+                    })?;
+                (sso::new_user(id, &claims, roles, name, now), true)
+            }
+        };
+        let session = Session {
+            id: uuid::Uuid::now_v7().to_string(),
+            version: 0,
+            user: user.id.clone(),
+            provider: name.to_owned(),
+            idp_refresh_token,
+            created_at: now,
+            expires_at: now + self.sso.session_ttl,
+            refreshed_at: None,
+            ended_at: None,
+        };
+        let mut change = Change::default();
+        change.audit.push(AuditEntry {
+            at: now,
+            actor: Actor::User(user.id.clone()),
+            event: AuditEvent::SignedIn {
+                user: user.id.clone(),
+                provider: name.to_owned(),
+                session: session.id.clone(),
+                created,
+                roles: user.roles.iter().map(|r| r.as_str().to_owned()).collect(),
+            },
+        });
+        let previous = known.cloned();
+        if previous.as_ref() != Some(&user) {
+            change.users.push(user.clone());
+        }
+        change.sessions.push(session.clone());
+        self.commit(change).await?;
+        let mut session = session;
+        session.version += 1;
+        tracing::info!(user = %user.id, provider = name, created, "signed in");
+        Ok((user, session))
+    }
+
+    /// A new access token and refresh token for a live session; earlier
+    /// refresh tokens of the session stop working.
+    async fn issue_tokens(
+        &self,
+        user: &User,
+        session: &Session,
+        now: DateTime<Utc>,
+    ) -> Result<TokenSet, ServiceError> {
+        let access = random_token(TOKEN_PREFIX);
+        let refresh = random_token(REFRESH_PREFIX);
+        let expires_at = (now + self.sso.access_ttl).min(session.expires_at);
+        let mut change = Change::default();
+        let old = self.store.tokens_of(&user.id).await?;
+        change.delete_tokens.extend(
+            old.into_iter()
+                .filter(|t| {
+                    t.session.as_deref() == Some(&session.id)
+                        && (t.kind == TokenKind::Refresh || !t.is_valid_at(now))
+                })
+                .map(|t| t.hash),
+        );
+        change.tokens.push(ApiToken {
+            hash: hash_token(&access),
+            user: user.id.clone(),
+            created_at: now,
+            expires_at,
+            session: Some(session.id.clone()),
+            kind: TokenKind::Access,
+        });
+        change.tokens.push(ApiToken {
+            hash: hash_token(&refresh),
+            user: user.id.clone(),
+            created_at: now,
+            expires_at: session.expires_at,
+            session: Some(session.id.clone()),
+            kind: TokenKind::Refresh,
+        });
+        self.commit(change).await?;
+        Ok(TokenSet {
+            access_token: access,
+            expires_at,
+            refresh_token: refresh,
+            session_expires_at: session.expires_at,
+            session: session.id.clone(),
+            user: user.view(),
+        })
+    }
+
+    /// Renews a session's tokens through its provider.
+    #[tracing::instrument(skip_all)]
+    pub async fn refresh_session(&self, refresh_token: &str) -> Result<TokenSet, ServiceError> {
+        let refuse = || ServiceError::Unauthenticated("invalid or expired refresh token".into());
+        if !refresh_token.starts_with(REFRESH_PREFIX) {
+            return Err(refuse());
+        }
+        let now = self.clock.now();
+        let stored = self
+            .store
+            .token(&hash_token(refresh_token))
+            .await?
+            .filter(|t| t.kind == TokenKind::Refresh && t.is_valid_at(now))
+            .ok_or_else(refuse)?;
+        let session_id = stored.session.clone().ok_or_else(refuse)?;
+        let session = self
+            .store
+            .session(&session_id)
+            .await?
+            .filter(|s| s.is_live(now))
+            .ok_or_else(refuse)?;
+        let user = self.store.user(&session.user).await?.ok_or_else(refuse)?;
+        if user.disabled {
+            return Err(refuse());
+        }
+        let provider = self.provider(&session.provider)?.clone();
+        let Some(idp_refresh) = session.idp_refresh_token.clone() else {
+            return Err(ServiceError::Unauthenticated(format!(
+                "`{}` gave no refresh token at sign-in; sign in again",
+                session.provider
+            )));
+        };
+        let (claims, rotated) = match provider.refresh(&idp_refresh, now).await {
+            Ok(v) => v,
+            Err(e @ (OidcError::Transport { .. } | OidcError::Discovery { .. })) => {
+                return Err(ServiceError::Unavailable(e.to_string()))
+            }
+            Err(e) => {
+                // The provider refused: the person lost access there.
+                self.end_session(&session, Actor::System, now).await?;
+                return Err(ServiceError::Unauthenticated(format!("session ended: {e}")));
+            }
+        };
+        let mut user = user;
+        let mut change = Change::default();
+        if let Some(claims) = claims {
+            let rules = provider.rules();
+            let result = SignInClaims::read(&claims, rules)
+                .and_then(|c| sso::roles_for(&c, rules).map(|r| (c, r)))
+                .and_then(|(c, r)| sso::reconcile(&user, &c, r, provider.name()));
+            match result {
+                Ok(next) if next != user => {
+                    change.users.push(next.clone());
+                    user = next;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.end_session(&session, Actor::System, now).await?;
+                    return Err(refused(e));
+                }
+            }
+        }
+        let mut next = session.clone();
+        next.refreshed_at = Some(now);
+        if rotated.is_some() {
+            next.idp_refresh_token = rotated;
+        }
+        change.sessions.push(next.clone());
+        change.delete_tokens.push(stored.hash);
+        self.commit(change).await?;
+        next.version += 1;
+        self.issue_tokens(&user, &next, now).await
+    }
+
+    /// Ends a session and every token of it.
+    async fn end_session(
+        &self,
+        session: &Session,
+        actor: Actor,
+        now: DateTime<Utc>,
+    ) -> Result<(), ServiceError> {
+        let mut ended = session.clone();
+        ended.ended_at = Some(now);
+        ended.idp_refresh_token = None;
+        let mut change = Change::default();
+        let tokens = self.store.tokens_of(&session.user).await?;
+        change.delete_tokens.extend(
+            tokens
+                .into_iter()
+                .filter(|t| t.session.as_deref() == Some(&session.id))
+                .map(|t| t.hash),
+        );
+        change.sessions.push(ended);
+        change.audit.push(AuditEntry {
+            at: now,
+            actor,
+            event: AuditEvent::SessionEnded {
+                session: session.id.clone(),
+                user: session.user.clone(),
+            },
+        });
+        self.commit(change).await
+    }
+
+    /// Signs the caller out: the session of `token` ends.
+    pub async fn logout(&self, caller: &User, token: &str) -> Result<(), ServiceError> {
+        let stored = self.store.token(&hash_token(token)).await?;
+        let now = self.clock.now();
+        match stored.and_then(|t| t.session) {
+            Some(id) => {
+                if let Some(session) = self.store.session(&id).await?.filter(|s| s.ended_at.is_none()) {
+                    self.end_session(&session, Actor::User(caller.id.clone()), now)
+                        .await?;
+                }
+                Ok(())
+            }
+            None => Err(ServiceError::invalid(
+                "token",
+                "this token belongs to no sign-in session (an admin issued it)",
+            )),
+        }
+    }
+
+    /// Sessions (live ones unless `all`), of one user or everyone.
+    pub async fn list_sessions(
+        &self,
+        actor: &User,
+        user: Option<&str>,
+        all: bool,
+    ) -> Result<Vec<SessionView>, ServiceError> {
+        require_role(actor, Role::Admin)?;
+        let now = self.clock.now();
+        Ok(self
+            .store
+            .sessions(&|s| user.is_none_or(|u| s.user.as_str() == u) && (all || s.is_live(now)))
+            .await?
+            .iter()
+            .map(Session::view)
+            .collect())
+    }
+
+    /// An admin ends a session: its tokens stop working at once.
+    #[tracing::instrument(skip(self, actor), fields(user = %actor.id))]
+    pub async fn revoke_session(&self, actor: &User, id: &str) -> Result<SessionView, ServiceError> {
+        require_role(actor, Role::Admin)?;
+        let now = self.clock.now();
+        let session = self
+            .store
+            .session(id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("session", id))?;
+        if session.ended_at.is_none() {
+            self.end_session(&session, Actor::User(actor.id.clone()), now)
+                .await?;
+        }
+        let ended = self.store.session(id).await?.unwrap_or(session);
+        Ok(ended.view())
+    }
+}

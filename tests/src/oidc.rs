@@ -1,0 +1,434 @@
+//! Identity providers for the sign-in tests, and a scripted browser.
+//!
+//! - [`TestIdp`]: a real OpenID Connect provider (npm `oidc-provider`, run
+//!   by `tests/tools/oidc/idp.mjs`, installed by `scripts/test-tools`).
+//! - [`HostileIdp`]: a provider that misbehaves on purpose (wrong audience,
+//!   wrong issuer, `alg: none`, expired, unknown key, replayed nonce, another
+//!   provider's token), for the negative suite; no real provider does that
+//!   on command.
+//! - [`Browser`]: follows redirects and keeps cookies, like a person's
+//!   browser between the broker and a provider.
+
+// The hostile provider stamps tokens with the wall clock, as a real one does.
+#![allow(clippy::disallowed_methods)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use serde_json::{json, Value};
+use tempfile::TempDir;
+use tokio::process::{Child, Command};
+
+use crate::workspace;
+
+/// A free port on loopback (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The broker configuration for one OIDC provider.
+pub fn provider_toml(name: &str, issuer: &str, domains: &[&str], default_role: &str, extra: &str) -> String {
+    let domains: Vec<String> = domains.iter().map(|d| format!("\"{d}\"")).collect();
+    format!(
+        r#"
+[[sso.oidc]]
+name = "{name}"
+issuer = "{issuer}"
+client_id = "jitgate"
+email_domains = [{}]
+default_role = "{default_role}"
+scopes = ["openid", "email", "profile", "groups", "jitgate", "offline_access"]
+{extra}
+"#,
+        domains.join(", ")
+    )
+}
+
+/// The env var that gives a provider's client secret to the broker.
+pub fn secret_env(name: &str) -> String {
+    format!(
+        "JITGATE_OIDC_{}_CLIENT_SECRET",
+        name.to_uppercase().replace('-', "_")
+    )
+}
+
+pub const CLIENT_SECRET: &str = "test-client-secret-with-enough-entropy";
+
+/// A real OIDC provider on `127.0.0.1:port`.
+#[derive(Debug)]
+pub struct TestIdp {
+    dir: TempDir,
+    child: Option<Child>,
+    pub port: u16,
+    pub issuer: String,
+}
+
+impl TestIdp {
+    /// Starts the provider on `port`, with one client (`jitgate`) whose
+    /// redirect URI is `callback`, and `accounts` (id -> claims).
+    pub async fn start(port: u16, callback: &str, accounts: Value) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let clients = json!([{
+            "client_id": "jitgate",
+            "client_secret": CLIENT_SECRET,
+            "redirect_uris": [callback],
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"],
+        }]);
+        std::fs::write(dir.path().join("clients.json"), clients.to_string()).unwrap();
+        std::fs::write(dir.path().join("accounts.json"), accounts.to_string()).unwrap();
+        let mut idp = TestIdp {
+            dir,
+            child: None,
+            port,
+            issuer: format!("http://127.0.0.1:{port}"),
+        };
+        idp.spawn().await;
+        idp
+    }
+
+    fn script() -> PathBuf {
+        let path = workspace().join("target/test-tools/oidc/idp.mjs");
+        assert!(
+            path.exists() && workspace().join("target/test-tools/oidc/node_modules/oidc-provider").exists(),
+            "the test OIDC provider is missing: install the test peers with ./scripts/test-tools (scripts/test does)"
+        );
+        path
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::File::create(self.dir.path().join("idp.log")).unwrap();
+        let child = Command::new("node")
+            .arg(Self::script())
+            .env("IDP_PORT", self.port.to_string())
+            .env("IDP_DIR", self.dir.path())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("node (Node.js 20+) runs the test OIDC provider");
+        self.child = Some(child);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !self.log().contains("idp listening on") {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the OIDC provider did not start:\n{}",
+                self.log()
+            );
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("the OIDC provider exited with {status}:\n{}", self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("idp.log")).unwrap_or_default()
+    }
+
+    /// Replaces the accounts (read again at every sign-in).
+    pub fn set_accounts(&self, accounts: Value) {
+        std::fs::write(self.dir.path().join("accounts.json"), accounts.to_string()).unwrap();
+    }
+
+    /// Restarts the provider with a new signing key (a new `kid`).
+    pub async fn rotate_key(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().await.unwrap();
+        }
+        std::fs::remove_file(self.dir.path().join("keys.json")).unwrap();
+        self.spawn().await;
+    }
+
+    pub fn kid(&self) -> String {
+        let keys: Value =
+            serde_json::from_slice(&std::fs::read(self.dir.path().join("keys.json")).unwrap()).unwrap();
+        keys[0]["kid"].as_str().unwrap().to_owned()
+    }
+}
+
+/// A browser: follows redirects, keeps cookies per host.
+#[derive(Debug)]
+pub struct Browser {
+    http: reqwest::Client,
+    cookies: HashMap<String, HashMap<String, String>>,
+}
+
+/// Where a browser stopped.
+#[derive(Debug)]
+pub struct Stop {
+    pub status: reqwest::StatusCode,
+    pub url: String,
+    pub body: String,
+    pub set_cookies: Vec<String>,
+}
+
+impl Browser {
+    /// A browser trusting the broker CA at `ca`.
+    pub fn new(ca: &std::path::Path) -> Self {
+        let ca = reqwest::Certificate::from_pem(&std::fs::read(ca).unwrap()).unwrap();
+        let http = reqwest::Client::builder()
+            .add_root_certificate(ca)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        Browser {
+            http,
+            cookies: HashMap::new(),
+        }
+    }
+
+    fn host(url: &str) -> String {
+        let u = reqwest::Url::parse(url).unwrap();
+        format!("{}:{}", u.host_str().unwrap(), u.port_or_known_default().unwrap())
+    }
+
+    /// GETs `url` and follows redirects until one leads to a URL for which
+    /// `stop_at` holds (not fetched), or a page that is not a redirect.
+    pub async fn follow(&mut self, url: &str, stop_at: impl Fn(&str) -> bool) -> Stop {
+        let mut url = url.to_owned();
+        for _ in 0..20 {
+            if stop_at(&url) {
+                return Stop {
+                    status: reqwest::StatusCode::OK,
+                    url,
+                    body: String::new(),
+                    set_cookies: Vec::new(),
+                };
+            }
+            let host = Self::host(&url);
+            let jar = self.cookies.entry(host.clone()).or_default();
+            let cookie: Vec<String> = jar.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let mut req = self.http.get(&url);
+            if !cookie.is_empty() {
+                req = req.header("cookie", cookie.join("; "));
+            }
+            let resp = req.send().await.unwrap();
+            let set_cookies: Vec<String> = resp
+                .headers()
+                .get_all("set-cookie")
+                .iter()
+                .map(|v| v.to_str().unwrap().to_owned())
+                .collect();
+            for c in &set_cookies {
+                let pair = c.split(';').next().unwrap();
+                if let Some((k, v)) = pair.split_once('=') {
+                    if v.is_empty() {
+                        jar.remove(k);
+                    } else {
+                        jar.insert(k.trim().to_owned(), v.to_owned());
+                    }
+                }
+            }
+            let status = resp.status();
+            if status.is_redirection() {
+                let location = resp.headers()["location"].to_str().unwrap().to_owned();
+                url = reqwest::Url::parse(&url)
+                    .unwrap()
+                    .join(&location)
+                    .unwrap()
+                    .to_string();
+                continue;
+            }
+            return Stop {
+                status,
+                url,
+                body: resp.text().await.unwrap(),
+                set_cookies,
+            };
+        }
+        panic!("too many redirects from {url}");
+    }
+
+    /// The cookies kept for `url`'s host.
+    pub fn cookie(&self, url: &str, name: &str) -> Option<String> {
+        self.cookies.get(&Self::host(url))?.get(name).cloned()
+    }
+}
+
+/// The query parameters of a URL.
+pub fn query(url: &str) -> HashMap<String, String> {
+    reqwest::Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect()
+}
+
+/// A PKCE verifier and its S256 challenge.
+pub fn pkce() -> (String, String) {
+    use sha2::Digest;
+    let verifier = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+    let challenge =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
+    (verifier, challenge)
+}
+
+/// How the hostile provider's next ID token is wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trick {
+    Honest,
+    WrongAudience,
+    WrongIssuer,
+    AlgNone,
+    Expired,
+    UnknownKey,
+    /// The nonce of the first sign-in it saw (a replayed token).
+    ReplayedNonce,
+    /// Issued and signed by another provider.
+    OtherProvider,
+}
+
+#[derive(Debug)]
+struct HostileState {
+    issuer: String,
+    trick: Trick,
+    nonces: Vec<String>,
+    key: rcgen::KeyPair,
+    other_key: rcgen::KeyPair,
+}
+
+/// An OIDC provider that issues the ID token a test asks for.
+#[derive(Debug, Clone)]
+pub struct HostileIdp {
+    state: Arc<Mutex<HostileState>>,
+    pub issuer: String,
+}
+
+fn rsa_jwk(key: &rcgen::KeyPair, kid: &str) -> Value {
+    use x509_parser::prelude::FromDer;
+    let der = rcgen::PublicKeyData::subject_public_key_info(key);
+    let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(&der).unwrap();
+    let Ok(x509_parser::public_key::PublicKey::RSA(rsa)) = spki.parsed() else {
+        panic!("not an RSA key")
+    };
+    let b64 = |b: &[u8]| {
+        let trimmed: &[u8] = match b.iter().position(|x| *x != 0) {
+            Some(i) => &b[i..],
+            None => b,
+        };
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(trimmed)
+    };
+    json!({"kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256", "n": b64(rsa.modulus), "e": b64(rsa.exponent)})
+}
+
+fn sign(key: &rcgen::KeyPair, kid: &str, claims: &Value) -> String {
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = Some(kid.to_owned());
+    let pem = key.serialize_pem();
+    jsonwebtoken::encode(
+        &header,
+        claims,
+        &jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap(),
+    )
+    .unwrap()
+}
+
+impl HostileIdp {
+    /// Serves on `port` until the test ends.
+    pub async fn start(port: u16) -> Self {
+        let issuer = format!("http://127.0.0.1:{port}");
+        let state = Arc::new(Mutex::new(HostileState {
+            issuer: issuer.clone(),
+            trick: Trick::Honest,
+            nonces: Vec::new(),
+            key: rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap(),
+            other_key: rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap(),
+        }));
+        let app = Router::new()
+            .route("/.well-known/openid-configuration", get(discovery))
+            .route("/jwks", get(jwks))
+            .route("/authorize", get(authorize))
+            .route("/token", post(token))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        HostileIdp { state, issuer }
+    }
+
+    pub fn trick(&self, trick: Trick) {
+        self.state.lock().unwrap().trick = trick;
+    }
+}
+
+async fn discovery(State(s): State<Arc<Mutex<HostileState>>>) -> Json<Value> {
+    let issuer = s.lock().unwrap().issuer.clone();
+    Json(json!({
+        "issuer": issuer,
+        "authorization_endpoint": format!("{issuer}/authorize"),
+        "token_endpoint": format!("{issuer}/token"),
+        "jwks_uri": format!("{issuer}/jwks"),
+        "response_types_supported": ["code"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+    }))
+}
+
+async fn jwks(State(s): State<Arc<Mutex<HostileState>>>) -> Json<Value> {
+    let s = s.lock().unwrap();
+    Json(json!({"keys": [rsa_jwk(&s.key, "good")]}))
+}
+
+async fn authorize(
+    State(s): State<Arc<Mutex<HostileState>>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    s.lock().unwrap().nonces.push(q["nonce"].clone());
+    Redirect::to(&format!(
+        "{}?code=hostile-code&state={}",
+        q["redirect_uri"], q["state"]
+    ))
+    .into_response()
+}
+
+async fn token(State(s): State<Arc<Mutex<HostileState>>>) -> Json<Value> {
+    let s = s.lock().unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let nonce = match s.trick {
+        Trick::ReplayedNonce => s.nonces.first().cloned().unwrap_or_default(),
+        _ => s.nonces.last().cloned().unwrap_or_default(),
+    };
+    let mut claims = json!({
+        "iss": s.issuer, "sub": "mallory", "aud": "jitgate", "iat": now, "exp": now + 300,
+        "nonce": nonce, "email": "mallory@hostile.example", "name": "Mallory"
+    });
+    let id_token = match s.trick {
+        Trick::Honest | Trick::ReplayedNonce => sign(&s.key, "good", &claims),
+        Trick::WrongAudience => {
+            claims["aud"] = json!("someone-else");
+            sign(&s.key, "good", &claims)
+        }
+        Trick::WrongIssuer => {
+            claims["iss"] = json!("http://127.0.0.1:1");
+            sign(&s.key, "good", &claims)
+        }
+        Trick::Expired => {
+            claims["iat"] = json!(now - 7200);
+            claims["exp"] = json!(now - 3600);
+            sign(&s.key, "good", &claims)
+        }
+        Trick::UnknownKey => sign(&s.other_key, "never-published", &claims),
+        Trick::OtherProvider => {
+            claims["iss"] = json!("https://login.other.example");
+            sign(&s.other_key, "good", &claims)
+        }
+        Trick::AlgNone => {
+            let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+            format!("{}.{}.", b64(&json!({"alg": "none", "typ": "JWT"})), b64(&claims))
+        }
+    };
+    Json(
+        json!({"access_token": "hostile-access", "token_type": "Bearer", "expires_in": 300, "id_token": id_token}),
+    )
+}

@@ -83,7 +83,7 @@ impl TestIdp {
             "client_id": "jitgate",
             "client_secret": CLIENT_SECRET,
             "redirect_uris": [callback],
-            "grant_types": ["authorization_code", "refresh_token"],
+            "grant_types": ["authorization_code", "refresh_token", "urn:ietf:params:oauth:grant-type:device_code"],
             "response_types": ["code"],
         }]);
         std::fs::write(dir.path().join("clients.json"), clients.to_string()).unwrap();
@@ -249,6 +249,59 @@ impl Browser {
             };
         }
         panic!("too many redirects from {url}");
+    }
+
+    /// As [`follow`](Self::follow), and submits the forms pages show (a
+    /// person pressing "Continue"), with their hidden fields.
+    pub async fn follow_forms(&mut self, url: &str) -> Stop {
+        let form = regex::Regex::new(r#"(?s)<form[^>]*method="post"[^>]*action="([^"]+)"[^>]*>(.*?)</form>"#)
+            .unwrap();
+        let input = regex::Regex::new(r#"<input type="hidden" name="([^"]+)" value="([^"]*)"/?>"#).unwrap();
+        let mut stop = self.follow(url, |_| false).await;
+        for _ in 0..10 {
+            let Some(f) = form.captures(&stop.body) else {
+                return stop;
+            };
+            let action = f[1].to_owned();
+            let fields: Vec<(String, String)> = input
+                .captures_iter(&f[2])
+                .map(|c| (c[1].to_owned(), c[2].to_owned()))
+                .collect();
+            let host = Self::host(&action);
+            let jar = self.cookies.entry(host).or_default();
+            let cookie: Vec<String> = jar.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let resp = self
+                .http
+                .post(&action)
+                .header("cookie", cookie.join("; "))
+                .form(&fields)
+                .send()
+                .await
+                .unwrap();
+            for c in resp.headers().get_all("set-cookie") {
+                let pair = c.to_str().unwrap().split(';').next().unwrap().to_owned();
+                if let Some((k, v)) = pair.split_once('=') {
+                    jar.insert(k.trim().to_owned(), v.to_owned());
+                }
+            }
+            if resp.status().is_redirection() {
+                let location = resp.headers()["location"].to_str().unwrap().to_owned();
+                let next = reqwest::Url::parse(&action)
+                    .unwrap()
+                    .join(&location)
+                    .unwrap()
+                    .to_string();
+                stop = self.follow(&next, |_| false).await;
+            } else {
+                stop = Stop {
+                    status: resp.status(),
+                    url: action,
+                    set_cookies: Vec::new(),
+                    body: resp.text().await.unwrap(),
+                };
+            }
+        }
+        stop
     }
 
     /// The cookies kept for `url`'s host.

@@ -12,7 +12,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use jitgate_shared::v1::api::{
-    LoginBody, LoginStarted, RefreshBody, SessionView, TokenExchangeBody, TokenSet,
+    DeviceLoginBody, DevicePoll, DevicePollBody, DeviceStarted, LoginBody, LoginStarted, RefreshBody,
+    SessionView, TokenExchangeBody, TokenSet,
 };
 use jitgate_shared::v1::ErrorBody;
 use serde::Deserialize;
@@ -49,6 +50,28 @@ pub async fn login(
         authorization_url,
         provider,
     }))
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/device", tag = "auth", request_body = DeviceLoginBody,
+    responses((status = 200, body = DeviceStarted), (status = 400, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn device(
+    State(s): State<AppState>,
+    OptionalBody(body): OptionalBody<DeviceLoginBody>,
+) -> Result<Json<DeviceStarted>, ApiError> {
+    Ok(Json(
+        s.broker
+            .start_device_login(body.email.as_deref(), body.provider.as_deref())
+            .await?,
+    ))
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/device/token", tag = "auth", request_body = DevicePollBody,
+    responses((status = 200, body = DevicePoll), (status = 401, body = ErrorBody)))]
+pub async fn device_token(
+    State(s): State<AppState>,
+    Body(body): Body<DevicePollBody>,
+) -> Result<Json<DevicePoll>, ApiError> {
+    Ok(Json(s.broker.poll_device_login(&body.handle)?))
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/token", tag = "auth", request_body = TokenExchangeBody,

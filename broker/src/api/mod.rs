@@ -79,6 +79,8 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/agents/enroll", post(agents::enroll))
         .route("/auth/login", post(auth::login))
         .route("/auth/token", post(auth::token))
+        .route("/auth/device", post(auth::device))
+        .route("/auth/device/token", post(auth::device_token))
         .route("/auth/refresh", post(auth::refresh))
         .route("/auth/logout", post(auth::logout))
         .route("/admin/sessions", get(auth::sessions))

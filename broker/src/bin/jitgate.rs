@@ -63,10 +63,13 @@ enum Command {
         /// Or name the provider.
         #[arg(long)]
         provider: Option<String>,
-        /// Only print the URL to open (on a machine without a browser,
-        /// open it elsewhere... on this machine's loopback).
+        /// Only print the URL to open (in a browser on this machine).
         #[arg(long)]
         no_browser: bool,
+        /// No browser on this machine: open a URL on any device and enter
+        /// a code (the provider's device flow).
+        #[arg(long, conflicts_with = "no_browser")]
+        device: bool,
     },
     /// End this session (at the broker too) and forget its tokens.
     Logout,
@@ -276,10 +279,15 @@ async fn run(cli: Cli) -> Result<(), LoginError> {
         email,
         provider,
         no_browser,
+        device,
     } = cli.command
     {
         let anonymous = ApiClient::new(&server, None, cli.ca_cert.as_deref())?;
-        let tokens = login::login(&anonymous, email, provider, !no_browser).await?;
+        let tokens = if device {
+            login::login_device(&anonymous, email, provider).await?
+        } else {
+            login::login(&anonymous, email, provider, !no_browser).await?
+        };
         login::save(&login::Credentials {
             server: server.clone(),
             tokens: tokens.clone(),

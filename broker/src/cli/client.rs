@@ -4,10 +4,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use jitgate_shared::v1::api::{
-    AgentView, Configuration, CreateJoinTokenBody, CreateRequestBody, EnrollBody, Enrolled, ExtendBody,
-    ExtendOutcome, GrantView, IssuedToken, JoinTokenIssued, LoginBody, LoginStarted, Page, PolicyStatus,
-    RefreshBody, RequestView, Resource, ReviewBody, RevokeBody, ScimConnectionBody, ScimConnectionCreated,
-    ScimConnectionView, SessionView, TokenExchangeBody, TokenSet, UserBody, UserView,
+    AgentView, Configuration, CreateJoinTokenBody, CreateRequestBody, DeviceLoginBody, DevicePoll,
+    DevicePollBody, DeviceStarted, EnrollBody, Enrolled, ExtendBody, ExtendOutcome, GrantView, IssuedToken,
+    JoinTokenIssued, LoginBody, LoginStarted, Page, PolicyStatus, RefreshBody, RequestView, Resource,
+    ReviewBody, RevokeBody, ScimConnectionBody, ScimConnectionCreated, ScimConnectionView, SessionView,
+    TokenExchangeBody, TokenSet, UserBody, UserView,
 };
 use jitgate_shared::v1::{ErrorBody, GrantId, RequestId};
 use reqwest::{Method, StatusCode};
@@ -172,6 +173,17 @@ impl ApiClient {
             code_verifier: verifier.to_owned(),
         };
         self.post("/api/v1/auth/token", &body).await
+    }
+
+    pub async fn start_device_login(&self, body: &DeviceLoginBody) -> Result<DeviceStarted, ClientError> {
+        self.post("/api/v1/auth/device", body).await
+    }
+
+    pub async fn poll_device_login(&self, handle: &str) -> Result<DevicePoll, ClientError> {
+        let body = DevicePollBody {
+            handle: handle.to_owned(),
+        };
+        self.post("/api/v1/auth/device/token", &body).await
     }
 
     pub async fn refresh(&self, refresh_token: &str) -> Result<TokenSet, ClientError> {

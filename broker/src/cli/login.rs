@@ -5,7 +5,8 @@
 //!
 //! The browser brings a one-time code to `http://127.0.0.1:PORT/callback`;
 //! the CLI exchanges it with the PKCE verifier only it knows, so a code
-//! seen by anyone else is worthless.
+//! seen by anyone else is worthless. Without a browser on this machine,
+//! `--device` uses the provider's device flow (RFC 8628) instead.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -15,7 +16,7 @@ use axum::routing::get;
 use axum::Router;
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use jitgate_shared::v1::api::{LoginBody, TokenSet};
+use jitgate_shared::v1::api::{DeviceLoginBody, DevicePoll, LoginBody, TokenSet};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -195,6 +196,38 @@ pub async fn login(
         ));
     };
     Ok(api.exchange_code(&state, &code, &verifier).await?)
+}
+
+/// Signs in with the device flow: the person opens a URL on any device and
+/// enters a code; the CLI polls the broker until they did.
+pub async fn login_device(
+    api: &ApiClient,
+    email: Option<String>,
+    provider: Option<String>,
+) -> Result<TokenSet, LoginError> {
+    let started = api
+        .start_device_login(&DeviceLoginBody { email, provider })
+        .await?;
+    match &started.verification_uri_complete {
+        Some(complete) => eprintln!(
+            "Sign in with {}: open\n\n  {complete}\n\non any device (or {} and enter the code {}).",
+            started.provider, started.verification_uri, started.user_code
+        ),
+        None => eprintln!(
+            "Sign in with {}: open {} on any device and enter the code {}.",
+            started.provider, started.verification_uri, started.user_code
+        ),
+    }
+    let mut interval = Duration::from_secs(started.interval_seconds.max(1));
+    loop {
+        tokio::time::sleep(interval).await;
+        match api.poll_device_login(&started.handle).await? {
+            DevicePoll::Pending { interval_seconds } => {
+                interval = Duration::from_secs(interval_seconds.max(1))
+            }
+            DevicePoll::SignedIn { tokens } => return Ok(*tokens),
+        }
+    }
 }
 
 /// Opens `url` in the desktop's browser, if there is one.

@@ -32,8 +32,6 @@ use super::sso::ClaimRules;
 
 /// Suffix of a discovery document's URL.
 const DISCOVERY_SUFFIX: &str = "/.well-known/openid-configuration";
-/// The least time between two fetches of a provider's keys.
-const JWKS_REFETCH: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum OidcError {
@@ -91,8 +89,21 @@ pub struct OidcProvider {
     settings: OidcSettings,
     http: reqwest::Client,
     metadata: ArcSwapOption<CoreProviderMetadata>,
+    /// RFC 8628 `device_authorization_endpoint`, when discovery names one.
+    device_endpoint: ArcSwapOption<String>,
     /// Serialises discovery and key fetches; when the last one happened.
     fetched: Mutex<Option<Instant>>,
+}
+
+/// A device sign-in started at the provider: what to show the person.
+#[derive(Debug, Clone)]
+pub struct DeviceStart {
+    pub user_code: String,
+    pub verification_uri: String,
+    pub verification_uri_complete: Option<String>,
+    pub interval: Duration,
+    pub expires_in: Duration,
+    details: openidconnect::core::CoreDeviceAuthorizationResponse,
 }
 
 impl std::fmt::Debug for OidcProvider {
@@ -176,6 +187,7 @@ impl OidcProvider {
             settings,
             http,
             metadata: ArcSwapOption::empty(),
+            device_endpoint: ArcSwapOption::empty(),
             fetched: Mutex::new(None),
         }))
     }
@@ -192,13 +204,17 @@ impl OidcProvider {
         |request| Box::pin(send(self.http.clone(), request))
     }
 
-    /// Fetches the discovery document and keys (`force`: even if we have
-    /// them, at most once per [`JWKS_REFETCH`]).
-    async fn discover(&self, force: bool) -> Result<Arc<CoreProviderMetadata>, OidcError> {
+    /// Fetches the discovery document and keys: when we have none yet, or
+    /// (`stale_since`) when ours were fetched before that instant. Fetches
+    /// are serialised, so many sign-ins meeting a new key fetch it once.
+    async fn discover(&self, stale_since: Option<Instant>) -> Result<Arc<CoreProviderMetadata>, OidcError> {
         let mut fetched = self.fetched.lock().await;
         if let Some(current) = self.metadata.load_full() {
-            let recent = fetched.is_some_and(|at| at.elapsed() < JWKS_REFETCH);
-            if !force || recent {
+            let fresh_enough = match stale_since {
+                None => true,
+                Some(since) => fetched.is_some_and(|at| at >= since),
+            };
+            if fresh_enough {
                 return Ok(current);
             }
         }
@@ -214,6 +230,22 @@ impl OidcProvider {
                 error: error_text(&e),
             })?;
         tracing::info!(provider = %self.settings.name, keys = metadata.jwks().keys().len(), "provider metadata and keys fetched");
+        // The device endpoint is not in the core metadata type.
+        let raw: Option<serde_json::Value> = match self
+            .http
+            .get(format!("{}{DISCOVERY_SUFFIX}", self.settings.issuer))
+            .send()
+            .await
+        {
+            Ok(r) => r.json().await.ok(),
+            Err(_) => None,
+        };
+        let device = raw
+            .as_ref()
+            .and_then(|v| v.get("device_authorization_endpoint"))
+            .and_then(Value::as_str)
+            .map(|s| Arc::new(s.to_owned()));
+        self.device_endpoint.store(device);
         let metadata = Arc::new(metadata);
         self.metadata.store(Some(metadata.clone()));
         *fetched = Some(Instant::now());
@@ -243,7 +275,7 @@ impl OidcProvider {
         pkce_verifier: &str,
         login_hint: Option<&str>,
     ) -> Result<String, OidcError> {
-        let metadata = self.discover(false).await?;
+        let metadata = self.discover(None).await?;
         let client = self.client(&metadata)?;
         let (state, nonce) = (state.to_owned(), nonce.to_owned());
         let challenge =
@@ -276,7 +308,7 @@ impl OidcProvider {
         nonce: &str,
         now: DateTime<Utc>,
     ) -> Result<Verified, OidcError> {
-        let metadata = self.discover(false).await?;
+        let metadata = self.discover(None).await?;
         let client = self.client(&metadata)?;
         let response = client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
@@ -303,7 +335,7 @@ impl OidcProvider {
         refresh_token: &str,
         now: DateTime<Utc>,
     ) -> Result<(Option<Map<String, Value>>, Option<String>), OidcError> {
-        let metadata = self.discover(false).await?;
+        let metadata = self.discover(None).await?;
         let client = self.client(&metadata)?;
         let response = client
             .exchange_refresh_token(&RefreshToken::new(refresh_token.to_owned()))
@@ -316,6 +348,69 @@ impl OidcProvider {
             None => None,
         };
         Ok((claims, response.refresh_token().map(|t| t.secret().clone())))
+    }
+
+    /// Starts the device flow (RFC 8628) for a machine without a browser.
+    pub async fn start_device(&self, login_hint: Option<&str>) -> Result<DeviceStart, OidcError> {
+        let metadata = self.discover(None).await?;
+        let endpoint = self
+            .device_endpoint
+            .load_full()
+            .ok_or_else(|| OidcError::Config {
+                provider: self.settings.name.clone(),
+                error: "the provider offers no device flow (no device_authorization_endpoint)".into(),
+            })?;
+        let url = openidconnect::DeviceAuthorizationUrl::new((*endpoint).clone()).map_err(|e| {
+            OidcError::Config {
+                provider: self.settings.name.clone(),
+                error: format!("device endpoint: {e}"),
+            }
+        })?;
+        let client = self.client(&metadata)?.set_device_authorization_url(url);
+        let mut request = client.exchange_device_code();
+        for scope in self.settings.scopes.iter().filter(|s| *s != "openid") {
+            request = request.add_scope(Scope::new(scope.clone()));
+        }
+        if let Some(hint) = login_hint {
+            request = request.add_extra_param("login_hint", hint.to_owned());
+        }
+        let details: openidconnect::core::CoreDeviceAuthorizationResponse = request
+            .request_async(&self.http())
+            .await
+            .map_err(|e| self.token_error("device authorization", request_error(e)))?;
+        Ok(DeviceStart {
+            user_code: details.user_code().secret().clone(),
+            verification_uri: details.verification_uri().to_string(),
+            verification_uri_complete: details.verification_uri_complete().map(|u| u.secret().clone()),
+            interval: details.interval(),
+            expires_in: details.expires_in(),
+            details,
+        })
+    }
+
+    /// Polls the provider until the person approved the device (or it
+    /// expired, or was denied), then verifies the ID token.
+    pub async fn finish_device(
+        &self,
+        start: &DeviceStart,
+        now: impl Fn() -> DateTime<Utc>,
+    ) -> Result<Verified, OidcError> {
+        let metadata = self.discover(None).await?;
+        let client = self.client(&metadata)?;
+        let response = client
+            .exchange_device_access_token(&start.details)
+            .map_err(|e| self.token_error("device code", e.to_string()))?
+            .request_async(&self.http(), tokio::time::sleep, Some(start.expires_in))
+            .await
+            .map_err(|e| self.token_error("device code", request_error(e)))?;
+        let id_token = response.id_token().cloned().ok_or_else(|| OidcError::NoIdToken {
+            provider: self.settings.name.clone(),
+        })?;
+        let claims = self.verify(metadata, &id_token, None, now()).await?;
+        Ok(Verified {
+            claims,
+            refresh_token: response.refresh_token().map(|t| t.secret().clone()),
+        })
     }
 
     fn token_error(&self, what: &'static str, e: String) -> OidcError {
@@ -335,10 +430,11 @@ impl OidcProvider {
         nonce: Option<&Nonce>,
         now: DateTime<Utc>,
     ) -> Result<Map<String, Value>, OidcError> {
+        let started = Instant::now();
         match self.verify_with(&metadata, id_token, nonce, now) {
             Err(ClaimsVerificationError::SignatureVerification(SignatureVerificationError::NoMatchingKey)) => {
                 tracing::info!(provider = %self.settings.name, "ID token signed by a key we do not have; fetching the provider's keys");
-                let fresh = self.discover(true).await?;
+                let fresh = self.discover(Some(started)).await?;
                 self.verify_with(&fresh, id_token, nonce, now)
             }
             other => other,
@@ -422,12 +518,11 @@ fn error_text<E: std::error::Error>(e: &E) -> String {
     text
 }
 
-fn request_error<RE: std::error::Error + 'static>(
-    e: RequestTokenError<
-        RE,
-        openidconnect::StandardErrorResponse<openidconnect::core::CoreErrorResponseType>,
-    >,
-) -> String {
+fn request_error<RE, T>(e: RequestTokenError<RE, openidconnect::StandardErrorResponse<T>>) -> String
+where
+    RE: std::error::Error + 'static,
+    T: openidconnect::ErrorResponseType + std::fmt::Display + 'static,
+{
     match e {
         RequestTokenError::ServerResponse(r) => match r.error_description() {
             Some(d) => format!("{} ({d})", r.error()),

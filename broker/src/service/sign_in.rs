@@ -13,12 +13,12 @@
 //!    session's end. Admins list and end sessions; ending one ends its
 //!    tokens at once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
-use jitgate_shared::v1::api::{Role, SessionView, TokenSet};
+use jitgate_shared::v1::api::{DevicePoll, DeviceStarted, Role, SessionView, TokenSet};
 use sha2::{Digest, Sha256};
 
 use super::auth::{hash_token, random_token, TOKEN_PREFIX};
@@ -46,11 +46,25 @@ pub struct Sso {
     routes: Vec<(String, Vec<String>)>,
     pub session_ttl: Duration,
     pub access_ttl: Duration,
+    /// Device sign-ins under way, by the hash of their handle. In memory: a
+    /// restart loses them, and people start again.
+    devices: Arc<std::sync::Mutex<HashMap<String, DeviceLogin>>>,
+}
+
+/// A device sign-in the broker is polling the provider for; forgotten
+/// when it expires, or once its outcome was fetched.
+#[derive(Debug, Clone)]
+struct DeviceLogin {
+    expires_at: DateTime<Utc>,
+    interval: u64,
+    /// `None` while the person has not answered.
+    outcome: Option<Result<Box<TokenSet>, String>>,
 }
 
 impl Default for Sso {
     fn default() -> Self {
         Self {
+            devices: Arc::default(),
             providers: BTreeMap::new(),
             routes: Vec::new(),
             session_ttl: Duration::hours(12),
@@ -360,6 +374,112 @@ impl Broker {
                 Ok(Finished::Cli {
                     redirect: format!("{redirect_uri}{sep}code={code}&state={state}"),
                 })
+            }
+        }
+    }
+
+    /// Starts a device sign-in: the broker polls the provider in the
+    /// background while the person approves on another device.
+    #[tracing::instrument(skip(self, email))]
+    pub async fn start_device_login(
+        &self,
+        email: Option<&str>,
+        provider: Option<&str>,
+    ) -> Result<DeviceStarted, ServiceError> {
+        let name = sso::route(&self.sso.routes, email, provider).map_err(|e| ServiceError::Invalid {
+            field: Some(if provider.is_some() { "provider" } else { "email" }),
+            message: e.to_string(),
+        })?;
+        let oidc = self.provider(name)?.clone();
+        let start = oidc.start_device(email).await.map_err(|e| match e {
+            OidcError::Config { .. } => ServiceError::Invalid {
+                field: Some("provider"),
+                message: e.to_string(),
+            },
+            other => ServiceError::Unavailable(other.to_string()),
+        })?;
+        let now = self.clock.now();
+        let handle = random_token("");
+        let key = hash_token(&handle);
+        let expires_at = now + Duration::from_std(start.expires_in).unwrap_or(LOGIN_TTL);
+        let interval = start.interval.as_secs().max(1);
+        self.sso
+            .devices
+            .lock()
+            .map_err(|_| ServiceError::Unavailable("device sign-ins are unavailable".into()))?
+            .insert(
+                key.clone(),
+                DeviceLogin {
+                    expires_at,
+                    interval,
+                    outcome: None,
+                },
+            );
+        let broker = self.clone();
+        let shown = start.clone();
+        tokio::spawn(async move {
+            let clock = broker.clock.clone();
+            let outcome = async {
+                let verified = oidc
+                    .finish_device(&start, || clock.now())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let now = broker.clock.now();
+                let (user, session) = broker
+                    .sign_in(&oidc, &verified.claims, verified.refresh_token, now)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                broker
+                    .issue_tokens(&user, &session, now)
+                    .await
+                    .map(Box::new)
+                    .map_err(|e| e.to_string())
+            }
+            .await;
+            if let Err(e) = &outcome {
+                tracing::warn!(provider = %oidc.name(), error = %e, "device sign-in ended without a session");
+            }
+            if let Ok(mut devices) = broker.sso.devices.lock() {
+                if let Some(d) = devices.get_mut(&key) {
+                    d.outcome = Some(outcome);
+                }
+            }
+        });
+        Ok(DeviceStarted {
+            handle,
+            provider: name.to_owned(),
+            user_code: shown.user_code,
+            verification_uri: shown.verification_uri,
+            verification_uri_complete: shown.verification_uri_complete,
+            interval_seconds: interval,
+            expires_at,
+        })
+    }
+
+    /// Where a device sign-in is; its tokens are handed out once.
+    pub fn poll_device_login(&self, handle: &str) -> Result<DevicePoll, ServiceError> {
+        let refuse = |m: String| ServiceError::Unauthenticated(m);
+        let now = self.clock.now();
+        let key = hash_token(handle);
+        let mut devices = self
+            .sso
+            .devices
+            .lock()
+            .map_err(|_| ServiceError::Unavailable("device sign-ins are unavailable".into()))?;
+        devices.retain(|_, d| now < d.expires_at);
+        let Some(login) = devices.get(&key).cloned() else {
+            return Err(refuse("unknown or expired device sign-in; start again".into()));
+        };
+        match login.outcome {
+            None => Ok(DevicePoll::Pending {
+                interval_seconds: login.interval,
+            }),
+            Some(outcome) => {
+                devices.remove(&key);
+                match outcome {
+                    Ok(tokens) => Ok(DevicePoll::SignedIn { tokens }),
+                    Err(e) => Err(refused(e)),
+                }
             }
         }
     }

@@ -389,6 +389,45 @@ pub struct LoginStarted {
     pub provider: String,
 }
 
+/// Starts a device sign-in (`POST /api/v1/auth/device`), for a machine
+/// without a browser.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceLoginBody {
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub provider: Option<String>,
+}
+
+/// What to tell the person: open `verification_uri` anywhere and enter
+/// `user_code`; then poll with `handle`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DeviceStarted {
+    pub handle: String,
+    pub provider: String,
+    pub user_code: String,
+    pub verification_uri: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification_uri_complete: Option<String>,
+    pub interval_seconds: u64,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DevicePollBody {
+    pub handle: String,
+}
+
+/// A device sign-in: still waiting for the person, or done (once).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum DevicePoll {
+    Pending { interval_seconds: u64 },
+    SignedIn { tokens: Box<TokenSet> },
+}
+
 /// Exchanges the one-time code the browser brought to the CLI.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -568,3 +568,128 @@ async fn sign_ins_that_are_not_what_they_claim_are_refused_and_leave_nothing() {
     // Only the honest sign-in made a session.
     assert_eq!(sessions().await, 1);
 }
+
+#[tokio::test]
+async fn jitgate_login_device_signs_in_without_a_browser_on_the_machine() {
+    let port = free_port();
+    let s = broker_with(&[("corp", port, &["example.com"], "requester")]).await;
+    let _idp = TestIdp::start(port, &callback(&s.b), accounts()).await;
+    let home = tempfile::tempdir().unwrap();
+    let mut login = tokio::process::Command::new(jitgate_tests::bin("jitgate"))
+        .args(["--server", &s.b.url, "--ca-cert", s.b.ca().to_str().unwrap()])
+        .args(["login", "--device", "--email", "bob@example.com"])
+        .env("JITGATE_CONFIG_DIR", home.path())
+        .env_remove("JITGATE_TOKEN")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stderr = tokio::io::BufReader::new(login.stderr.take().unwrap());
+    let url = loop {
+        let mut line = String::new();
+        let n = tokio::io::AsyncBufReadExt::read_line(&mut stderr, &mut line)
+            .await
+            .unwrap();
+        assert!(n > 0, "jitgate login --device printed no URL");
+        if let Some(u) = line.trim().strip_prefix("http") {
+            break format!("http{u}");
+        }
+    };
+    assert!(url.contains("user_code="), "{url}");
+    // The person, on another device: confirms the code, signs in, consents.
+    let mut phone = Browser::new(&s.b.ca());
+    let done = phone.follow_forms(&url).await;
+    assert_eq!(done.status, StatusCode::OK, "{done:?}");
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), login.wait_with_output())
+        .await
+        .expect("jitgate login --device finished")
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("signed in as bob@example.com") && stdout.contains("approver"),
+        "{stdout}"
+    );
+    // An unknown handle is refused.
+    let (code, _) = status(s.b.anonymous().poll_device_login("not-a-handle").await);
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_directory_provisioned_user_signs_in_as_itself_and_directory_groups_approve() {
+    let port = free_port();
+    let s = broker_with(&[("corp", port, &["example.com"], "requester")]).await;
+    let idp = TestIdp::start(port, &callback(&s.b), accounts()).await;
+    let admin = s.b.client("admin");
+    // Entra provisions Ann over SCIM first.
+    let conn = admin
+        .create_scim_connection(&jitgate_shared::v1::api::ScimConnectionBody {
+            name: "entra".into(),
+            default_roles: [Role::Requester].into(),
+        })
+        .await
+        .unwrap();
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(s.b.ca()).unwrap()).unwrap();
+    let http = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .build()
+        .unwrap();
+    let created: Value = http
+        .post(format!("{}/Users", conn.base_url))
+        .bearer_auth(&conn.token)
+        .header("content-type", "application/scim+json")
+        .body(
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "ann@example.com",
+                   "emails": [{"value": "ann@example.com", "primary": true}]})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // Her first sign-in finds that user instead of making another.
+    let mut browser = Browser::new(&s.b.ca());
+    let ann = sign_in(&s.b, &mut browser, "ann@example.com").await.unwrap();
+    assert_eq!(ann.user.id.as_str(), "ann@example.com");
+    assert_eq!(ann.user.provisioned_by.as_deref(), Some("entra"));
+    assert_eq!(ann.user.identities.get("corp").map(String::as_str), Some("ann"));
+
+    // Bob's groups claim (sre) puts him in the approver set the policy names.
+    let mut bob_browser = Browser::new(&s.b.ca());
+    let bob = sign_in(&s.b, &mut bob_browser, "bob@example.com").await.unwrap();
+    let alices = crate::support::request(&s.b.client("alice"), "dev-admin", 600).await;
+    let approved = as_user(&s.b, &bob).approve(alices.id, None).await.unwrap();
+    assert_eq!(approved.state, jitgate_shared::v1::api::RequestState::Active);
+
+    // The directory deactivates Ann: her session ends, refresh is refused,
+    // and she cannot sign in again.
+    let id = created["id"].as_str().unwrap();
+    let deactivated = http
+        .patch(format!("{}/Users/{id}", conn.base_url))
+        .bearer_auth(&conn.token)
+        .header("content-type", "application/scim+json")
+        .body(
+            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                   "Operations": [{"op": "Replace", "path": "active", "value": "False"}]})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deactivated.status(), StatusCode::OK);
+    assert_eq!(
+        status(as_user(&s.b, &ann).whoami().await).0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        status(s.b.anonymous().refresh(&ann.refresh_token).await).0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (code, body) = sign_in(&s.b, &mut browser, "ann@example.com").await.unwrap_err();
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    assert!(body.contains("disabled"), "{body}");
+    let _ = idp;
+}

@@ -164,6 +164,7 @@ impl Server {
         );
         let mut tasks = JoinSet::new();
         tasks.spawn(crate::scheduler::run(broker.clone(), shutdown_rx.clone()));
+        tasks.spawn(sweep_sign_ins(broker.clone(), shutdown_rx.clone()));
         let hub_tls = Arc::new(ArcSwap::from(ca.hub_server_config(&config.server_names, now)?));
         let mut renewed = vec![(hub_tls.clone(), ServerCert::Hub)];
         if let Some(tls) = &tls {
@@ -255,6 +256,24 @@ impl Server {
 enum ServerCert {
     Api,
     Hub,
+}
+
+/// How often expired sign-ins are swept from the store.
+const SIGN_IN_SWEEP: Duration = Duration::from_secs(600);
+
+/// Deletes expired pending sign-ins now and then.
+async fn sweep_sign_ins(broker: Broker, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(SIGN_IN_SWEEP) => {}
+            _ = shutdown.changed() => return,
+        }
+        match broker.sweep_sign_ins().await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(swept = n, "expired sign-ins deleted"),
+            Err(e) => tracing::warn!(error = %e, "sweeping expired sign-ins failed; trying again later"),
+        }
+    }
 }
 
 /// Re-issues the API's and the hub's server certificates (valid 90 days)

@@ -427,3 +427,35 @@ mod tests {
         ));
     }
 }
+
+/// Claims come from providers; odd ones never panic the reading.
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+    use serde_json::{json, Map, Value};
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn any_claims_are_read_or_refused(
+            sub in prop_oneof![Just(Value::Null), any::<i64>().prop_map(|n| json!(n)), ".{0,8}".prop_map(Value::String)],
+            email in prop_oneof![Just(Value::Null), ".{0,12}".prop_map(Value::String), Just(json!(["a@b"]))],
+            roles in prop_oneof![Just(Value::Null), ".{0,12}".prop_map(Value::String),
+                                 prop::collection::vec(".{0,8}", 0..3).prop_map(|v| json!(v)), Just(json!({"a": 1}))],
+        ) {
+            let claims: Map<String, Value> = [("sub".to_owned(), sub), ("email".to_owned(), email.clone()),
+                                              ("jitgate_role".to_owned(), roles), ("groups".to_owned(), email)]
+                .into_iter().collect();
+            let rules = ClaimRules {
+                provider: "p".into(), key_claim: "sub".into(), groups_claim: "groups".into(),
+                role_claim: "jitgate_role".into(), default_role: None, email_domains: vec!["example.com".into()],
+            };
+            if let Ok(c) = SignInClaims::read(&claims, &rules) {
+                let _ = check_domain(&c, &rules);
+                let _ = roles_for(&c, &rules);
+                let _ = user_id_candidates(&c, "p");
+            }
+        }
+    }
+}

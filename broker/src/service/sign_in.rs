@@ -773,6 +773,22 @@ impl Broker {
         }
     }
 
+    /// Deletes sign-ins that were started and never finished (or finished
+    /// and never exchanged) once expired. Returns how many.
+    pub async fn sweep_sign_ins(&self) -> Result<usize, ServiceError> {
+        let expired = self.store.expired_logins(self.clock.now()).await?;
+        if expired.is_empty() {
+            return Ok(0);
+        }
+        let change = Change {
+            delete_pending_logins: expired.into_iter().map(|p| p.key).collect(),
+            ..Change::default()
+        };
+        let n = change.delete_pending_logins.len();
+        self.commit(change).await?;
+        Ok(n)
+    }
+
     /// Sessions (live ones unless `all`), of one user or everyone.
     pub async fn list_sessions(
         &self,
@@ -807,5 +823,64 @@ impl Broker {
         }
         let ended = self.store.session(id).await?.unwrap_or(session);
         Ok(ended.view())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Clock;
+    use crate::testing::harness;
+
+    #[tokio::test]
+    async fn expired_sign_ins_are_swept_and_live_ones_kept() {
+        let h = harness().await;
+        let now = h.clock.now();
+        let pending = |key: &str, ttl: Duration| PendingLogin {
+            key: key.into(),
+            version: 0,
+            provider: "corp".into(),
+            nonce: "n".into(),
+            pkce_verifier: "v".into(),
+            client: LoginClient::Web {
+                return_to: "/".into(),
+            },
+            created_at: now,
+            expires_at: now + ttl,
+            outcome: LoginOutcome::Waiting,
+        };
+        let change = Change {
+            pending_logins: vec![
+                pending("old", Duration::minutes(10)),
+                pending("new", Duration::hours(2)),
+            ],
+            ..Change::default()
+        };
+        h.broker.commit(change).await.unwrap();
+        assert_eq!(h.broker.sweep_sign_ins().await.unwrap(), 0);
+        h.clock.advance(Duration::hours(1));
+        assert_eq!(h.broker.sweep_sign_ins().await.unwrap(), 1);
+        let store = h.broker.store();
+        assert!(store.pending_login("old").await.unwrap().is_none());
+        assert!(store.pending_login("new").await.unwrap().is_some());
+    }
+
+    #[test]
+    fn the_cli_listener_must_be_loopback() {
+        for ok in [
+            "http://127.0.0.1:9/callback",
+            "http://localhost:1234/cb",
+            "http://[::1]:80/x",
+        ] {
+            check_loopback(ok).unwrap();
+        }
+        for bad in [
+            "https://127.0.0.1:9/cb",
+            "http://evil.example/cb",
+            "http://127.0.0.1.evil.example/",
+            "javascript:x",
+        ] {
+            assert!(check_loopback(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -63,6 +63,8 @@ pub struct Change {
     pub scim_resources: Vec<ScimResource>,
     pub delete_scim_resources: Vec<ScimResource>,
     pub pending_logins: Vec<PendingLogin>,
+    /// Keys of pending logins to delete (expired ones, swept).
+    pub delete_pending_logins: Vec<String>,
     pub sessions: Vec<Session>,
 }
 
@@ -89,6 +91,7 @@ impl Change {
             && self.scim_resources.is_empty()
             && self.delete_scim_resources.is_empty()
             && self.pending_logins.is_empty()
+            && self.delete_pending_logins.is_empty()
             && self.sessions.is_empty()
     }
 }
@@ -159,6 +162,8 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// Every token of `user` (to end them all at once).
     async fn tokens_of(&self, user: &UserId) -> Result<Vec<ApiToken>, StoreError>;
     async fn pending_login(&self, key: &str) -> Result<Option<PendingLogin>, StoreError>;
+    /// Pending logins that expired before `before`.
+    async fn expired_logins(&self, before: DateTime<Utc>) -> Result<Vec<PendingLogin>, StoreError>;
     async fn session(&self, id: &str) -> Result<Option<Session>, StoreError>;
     /// Every session `filter` keeps, oldest first.
     async fn sessions(&self, filter: Filter<'_, Session>) -> Result<Vec<Session>, StoreError>;

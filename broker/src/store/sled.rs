@@ -353,6 +353,9 @@ impl SledStore {
         for record in records {
             versioned(record)?;
         }
+        for k in &change.delete_pending_logins {
+            writes.push((key(keys::PENDING_LOGIN, k), None));
+        }
         for name in &change.delete_scim_connections {
             writes.push((key(keys::SCIM_CONNECTION, name), None));
         }
@@ -533,6 +536,14 @@ impl Store for SledStore {
 
     async fn pending_login(&self, login_key: &str) -> Result<Option<PendingLogin>, StoreError> {
         self.get_versioned(&key(keys::PENDING_LOGIN, login_key))
+    }
+
+    async fn expired_logins(&self, before: DateTime<Utc>) -> Result<Vec<PendingLogin>, StoreError> {
+        Ok(self
+            .scan_versioned::<PendingLogin>(keys::PENDING_LOGIN)?
+            .into_iter()
+            .filter(|p| p.expires_at < before)
+            .collect())
     }
 
     async fn session(&self, id: &str) -> Result<Option<Session>, StoreError> {

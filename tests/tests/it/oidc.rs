@@ -131,15 +131,18 @@ async fn first_sign_in_creates_the_user_and_every_sign_in_reconciles_it() {
     // her next sign-in, to the same user.
     idp.set_accounts(json!({
         "ann": {"email": "ann@example.com", "name": "Ann Smith", "jitgate_role": ["admin", "auditor"]},
-        "bob": {"email": "bob@example.com", "name": "Bob Ray", "jitgate_role": "superuser"}
+        "bob": {"email": "bob.ray@example.com", "name": "Bob Ray", "jitgate_role": "superuser"}
     }));
     let again = sign_in(&s.b, &mut browser, "ann@example.com").await.unwrap();
     assert_eq!(again.user.id.as_str(), "ann@example.com");
     assert_eq!(again.user.roles, [Role::Admin, Role::Auditor].into());
     assert_eq!(again.user.display_name, "Ann Smith");
-    // An unknown role falls back to the default role.
+    // An unknown role falls back to the default role; a new email follows,
+    // the user stays the same.
     let bob = sign_in(&s.b, &mut bob_browser, "bob@example.com").await.unwrap();
     assert_eq!(bob.user.roles, [Role::Requester].into());
+    assert_eq!(bob.user.id.as_str(), "bob@example.com");
+    assert_eq!(bob.user.email.as_deref(), Some("bob.ray@example.com"));
     // One user each, however many sign-ins.
     let users = s.b.client("admin").users().await.unwrap();
     assert_eq!(

@@ -221,23 +221,28 @@ pub fn roles_for(claims: &SignInClaims, rules: &ClaimRules) -> Result<BTreeSet<R
     }
 }
 
+/// `text` as a user id: lowercase, other characters as `-`, starting with
+/// a letter or digit, at most 100 characters (`Ann.Lee@Example.com` ->
+/// `ann.lee@example.com`).
+pub fn user_id_slug(text: &str) -> String {
+    text.to_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.' | '@') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .skip_while(|c| !c.is_ascii_alphanumeric())
+        .take(100)
+        .collect()
+}
+
 /// A candidate user id for a new person: the email, else
 /// `{provider}-{key}`, as an id slug.
 pub fn user_id_candidates(claims: &SignInClaims, provider: &str) -> Vec<UserId> {
-    let slug = |s: &str| -> String {
-        s.to_lowercase()
-            .chars()
-            .map(|c| {
-                if c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.' | '@') {
-                    c
-                } else {
-                    '-'
-                }
-            })
-            .skip_while(|c| !c.is_ascii_alphanumeric())
-            .take(100)
-            .collect()
-    };
+    let slug = user_id_slug;
     let base = claims
         .email
         .as_deref()

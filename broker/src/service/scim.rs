@@ -453,19 +453,7 @@ impl Broker {
     /// A user id from a `userName` (`Ann@Example.com` -> `ann@example.com`),
     /// made unique with the SCIM id when taken.
     async fn free_user_id(&self, user_name: &str, scim_id: &str) -> Result<UserId, ScimError> {
-        let slug: String = user_name
-            .to_lowercase()
-            .chars()
-            .map(|c| {
-                if c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.' | '@') {
-                    c
-                } else {
-                    '-'
-                }
-            })
-            .skip_while(|c| !c.is_ascii_alphanumeric())
-            .take(100)
-            .collect();
+        let slug = crate::identity::sso::user_id_slug(user_name);
         let short = scim_id.get(..8).unwrap_or(scim_id);
         for candidate in [slug.clone(), format!("{slug}-{short}"), format!("scim-{scim_id}")] {
             if let Ok(id) = UserId::new(candidate) {

@@ -84,6 +84,37 @@ async fn sign_in(
         .map_err(|e| (e.status().unwrap(), e.to_string()))
 }
 
+/// Starts `jitgate login ARGS` against the broker with its own config
+/// directory, and reads the URL it prints for the person to open.
+async fn cli_login(s: &Setup, home: &std::path::Path, args: &[&str]) -> (tokio::process::Child, String) {
+    let mut login = cli(s, home, &[&["login"], args].concat()).spawn().unwrap();
+    let mut stderr = tokio::io::BufReader::new(login.stderr.take().unwrap());
+    let url = loop {
+        let mut line = String::new();
+        let n = tokio::io::AsyncBufReadExt::read_line(&mut stderr, &mut line)
+            .await
+            .unwrap();
+        assert!(n > 0, "jitgate login printed no URL");
+        if let Some(u) = line.trim().strip_prefix("http") {
+            break format!("http{u}");
+        }
+    };
+    (login, url)
+}
+
+/// `jitgate ARGS` against the broker, with its own config directory.
+fn cli(s: &Setup, home: &std::path::Path, args: &[&str]) -> tokio::process::Command {
+    let mut c = tokio::process::Command::new(jitgate_tests::bin("jitgate"));
+    c.args(["--server", &s.b.url, "--ca-cert", s.b.ca().to_str().unwrap()])
+        .args(args)
+        .env("JITGATE_CONFIG_DIR", home)
+        .env_remove("JITGATE_TOKEN")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    c
+}
+
 fn as_user(b: &TestBroker, tokens: &TokenSet) -> ApiClient {
     b.anonymous().with_token(&tokens.access_token)
 }
@@ -415,32 +446,7 @@ async fn jitgate_login_signs_in_through_the_browser_and_keeps_the_session() {
     let s = broker_with(&[("corp", port, &["example.com"], "requester")]).await;
     let _idp = TestIdp::start(port, &callback(&s.b), accounts()).await;
     let home = tempfile::tempdir().unwrap();
-    let cli = |args: &[&str]| {
-        let mut c = tokio::process::Command::new(jitgate_tests::bin("jitgate"));
-        c.args(["--server", &s.b.url, "--ca-cert", s.b.ca().to_str().unwrap()])
-            .args(args)
-            .env("JITGATE_CONFIG_DIR", home.path())
-            .env_remove("JITGATE_TOKEN")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true);
-        c
-    };
-    let mut login = cli(&["login", "--email", "ann@example.com", "--no-browser"])
-        .spawn()
-        .unwrap();
-    // The CLI prints the URL to open; the test's browser opens it.
-    let mut stderr = tokio::io::BufReader::new(login.stderr.take().unwrap());
-    let url = loop {
-        let mut line = String::new();
-        let n = tokio::io::AsyncBufReadExt::read_line(&mut stderr, &mut line)
-            .await
-            .unwrap();
-        assert!(n > 0, "jitgate login printed no URL");
-        if let Some(u) = line.trim().strip_prefix("http") {
-            break format!("http{u}");
-        }
-    };
+    let (login, url) = cli_login(&s, home.path(), &["--email", "ann@example.com", "--no-browser"]).await;
     let mut browser = Browser::new(&s.b.ca());
     // Following through the CLI's loopback listener ends the login.
     let stop = browser.follow(&url, |_| false).await;
@@ -458,21 +464,21 @@ async fn jitgate_login_signs_in_through_the_browser_and_keeps_the_session() {
         );
     }
     // Later commands use the saved session.
-    let whoami = cli(&["whoami"]).output().await.unwrap();
+    let whoami = cli(&s, home.path(), &["whoami"]).output().await.unwrap();
     assert!(
         whoami.status.success(),
         "{}",
         String::from_utf8_lossy(&whoami.stderr)
     );
     assert!(String::from_utf8_lossy(&whoami.stdout).contains("ann@example.com"));
-    let logout = cli(&["logout"]).output().await.unwrap();
+    let logout = cli(&s, home.path(), &["logout"]).output().await.unwrap();
     assert!(
         logout.status.success(),
         "{}",
         String::from_utf8_lossy(&logout.stderr)
     );
     assert!(!saved.exists());
-    let after = cli(&["whoami"]).output().await.unwrap();
+    let after = cli(&s, home.path(), &["whoami"]).output().await.unwrap();
     assert!(!after.status.success());
     assert!(String::from_utf8_lossy(&after.stderr).contains("jitgate login"));
 }
@@ -578,27 +584,7 @@ async fn jitgate_login_device_signs_in_without_a_browser_on_the_machine() {
     let s = broker_with(&[("corp", port, &["example.com"], "requester")]).await;
     let _idp = TestIdp::start(port, &callback(&s.b), accounts()).await;
     let home = tempfile::tempdir().unwrap();
-    let mut login = tokio::process::Command::new(jitgate_tests::bin("jitgate"))
-        .args(["--server", &s.b.url, "--ca-cert", s.b.ca().to_str().unwrap()])
-        .args(["login", "--device", "--email", "bob@example.com"])
-        .env("JITGATE_CONFIG_DIR", home.path())
-        .env_remove("JITGATE_TOKEN")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stderr = tokio::io::BufReader::new(login.stderr.take().unwrap());
-    let url = loop {
-        let mut line = String::new();
-        let n = tokio::io::AsyncBufReadExt::read_line(&mut stderr, &mut line)
-            .await
-            .unwrap();
-        assert!(n > 0, "jitgate login --device printed no URL");
-        if let Some(u) = line.trim().strip_prefix("http") {
-            break format!("http{u}");
-        }
-    };
+    let (login, url) = cli_login(&s, home.path(), &["--device", "--email", "bob@example.com"]).await;
     assert!(url.contains("user_code="), "{url}");
     // The person, on another device: confirms the code, signs in, consents.
     let mut phone = Browser::new(&s.b.ca());

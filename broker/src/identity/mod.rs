@@ -9,5 +9,6 @@
 //! step; the handlers in [`crate::api::scim`] speak HTTP.
 
 pub mod oidc;
+pub mod saml;
 pub mod scim;
 pub mod sso;

@@ -1,0 +1,225 @@
+//! SAML 2.0 service provider, on the `samael` crate (XML signatures by
+//! xmlsec1, never by hand): SP metadata, SP-initiated sign-in (AuthnRequest,
+//! redirect binding) and the assertion consumer for POST-binding responses,
+//! SP- or IdP-initiated.
+//!
+//! `samael` verifies the signature of the response and/or the assertion
+//! against the IdP metadata's signing certificates and then reads only what
+//! was signed (so an unsigned assertion placed beside a signed one is never
+//! read); it checks destination, recipient, audience, NotBefore and
+//! NotOnOrAfter (with `clock_skew`) and InResponseTo for SP-initiated
+//! sign-ins. The broker adds one-time use of assertion ids.
+//!
+//! Attributes become the same claims OIDC gives ([`super::sso`]): NameID is
+//! the key, `email_attribute` is required, `name_attribute`,
+//! `role_attribute` and `groups_attribute` are optional.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use samael::metadata::EntityDescriptor;
+use samael::schema::Assertion;
+use samael::service_provider::{ServiceProvider, ServiceProviderBuilder};
+use serde_json::{Map, Value};
+
+use super::sso::ClaimRules;
+
+pub const REDIRECT_BINDING: &str = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SamlError {
+    #[error("SAML provider `{provider}`: {error}")]
+    Config { provider: String, error: String },
+    #[error("SAML response from `{provider}` refused: {reason}")]
+    Rejected { provider: String, reason: String },
+}
+
+/// Attribute names to read, as configured.
+#[derive(Debug, Clone)]
+pub struct AttributeNames {
+    pub email: String,
+    pub name: String,
+    pub role: String,
+    pub groups: String,
+}
+
+/// A SAML identity provider as configured, with its imported metadata.
+pub struct SamlProvider {
+    pub name: String,
+    pub rules: ClaimRules,
+    pub attributes: AttributeNames,
+    sp: ServiceProvider,
+    /// The IdP's SSO endpoint for the redirect binding.
+    sso_url: String,
+    pub entity_id: String,
+    pub acs_url: String,
+}
+
+impl std::fmt::Debug for SamlProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SamlProvider")
+            .field("name", &self.name)
+            .field("entity_id", &self.entity_id)
+            .field("acs_url", &self.acs_url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A verified assertion: its id and end (for one-time use) and the claims.
+#[derive(Debug, Clone)]
+pub struct VerifiedAssertion {
+    pub id: String,
+    pub not_on_or_after: Option<DateTime<Utc>>,
+    pub claims: Map<String, Value>,
+}
+
+impl SamlProvider {
+    /// A provider from IdP metadata XML. Refuses metadata without a signing
+    /// certificate (`samael` would then accept unsigned responses).
+    pub fn new(
+        name: &str,
+        idp_metadata_xml: &str,
+        entity_id: String,
+        acs_url: String,
+        clock_skew: chrono::Duration,
+        rules: ClaimRules,
+        attributes: AttributeNames,
+    ) -> Result<Self, SamlError> {
+        let config = |error: String| SamlError::Config {
+            provider: name.to_owned(),
+            error,
+        };
+        let idp: EntityDescriptor = idp_metadata_xml
+            .parse()
+            .map_err(|e| config(format!("IdP metadata is not SAML metadata: {e}")))?;
+        let descriptor = idp
+            .idp_sso_descriptors
+            .as_ref()
+            .and_then(|d| d.first())
+            .ok_or_else(|| config("IdP metadata has no IDPSSODescriptor".into()))?;
+        let sso_url = descriptor
+            .single_sign_on_services
+            .iter()
+            .find(|s| s.binding == REDIRECT_BINDING)
+            .map(|s| s.location.clone())
+            .ok_or_else(|| config("IdP metadata has no SingleSignOnService with the HTTP-Redirect binding".into()))?;
+        let sp = ServiceProviderBuilder::default()
+            .entity_id(Some(entity_id.clone()))
+            .metadata_url(Some(entity_id.clone()))
+            .acs_url(Some(acs_url.clone()))
+            .slo_url(None)
+            .idp_metadata(idp)
+            .allow_idp_initiated(true)
+            .max_clock_skew(clock_skew)
+            .build()
+            .map_err(|e| config(e.to_string()))?;
+        match sp.idp_signing_certs() {
+            Ok(Some(certs)) if !certs.is_empty() => {}
+            _ => {
+                return Err(config(
+                    "IdP metadata has no signing certificate; unsigned responses would be accepted".into(),
+                ))
+            }
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            rules,
+            attributes,
+            sp,
+            sso_url,
+            entity_id,
+            acs_url,
+        })
+    }
+
+    /// The SP metadata XML to give the IdP.
+    pub fn metadata_xml(&self) -> Result<String, SamlError> {
+        let metadata = self.sp.metadata().map_err(|e| SamlError::Config {
+            provider: self.name.clone(),
+            error: format!("SP metadata: {e}"),
+        })?;
+        samael::traits::ToXml::to_string(&metadata).map_err(|e| SamlError::Config {
+            provider: self.name.clone(),
+            error: format!("SP metadata: {e:?}"),
+        })
+    }
+
+    /// An AuthnRequest with our own unguessable `request_id`, as a
+    /// redirect-binding URL carrying `relay_state`.
+    pub fn authn_redirect(&self, request_id: &str, relay_state: &str) -> Result<String, SamlError> {
+        let fail = |e: Box<dyn std::error::Error>| SamlError::Config {
+            provider: self.name.clone(),
+            error: format!("AuthnRequest: {e}"),
+        };
+        let mut request = self.sp.make_authentication_request(&self.sso_url).map_err(fail)?;
+        request.id = request_id.to_owned();
+        let url = request.redirect(relay_state).map_err(fail)?.ok_or_else(|| SamlError::Config {
+            provider: self.name.clone(),
+            error: "AuthnRequest has no destination".into(),
+        })?;
+        Ok(url.to_string())
+    }
+
+    /// Verifies a base64 `SAMLResponse`: SP-initiated when `request_id` is
+    /// given (InResponseTo must match it), IdP-initiated otherwise.
+    pub fn verify(&self, saml_response: &str, request_id: Option<&str>) -> Result<VerifiedAssertion, SamlError> {
+        let reject = |reason: String| SamlError::Rejected {
+            provider: self.name.clone(),
+            reason,
+        };
+        let ids: Vec<&str> = request_id.into_iter().collect();
+        let assertion = self
+            .sp
+            .parse_base64_response(saml_response.trim(), request_id.map(|_| ids.as_slice()))
+            .map_err(|e| reject(e.to_string()))?;
+        let claims = claims_of(&assertion, &self.attributes)
+            .map_err(|missing| reject(format!("the assertion has no {missing}")))?;
+        Ok(VerifiedAssertion {
+            id: assertion.id.clone(),
+            not_on_or_after: assertion.conditions.as_ref().and_then(|c| c.not_on_or_after),
+            claims,
+        })
+    }
+}
+
+/// The claims an assertion carries: `sub` (NameID), `email`, and `name`,
+/// the role and groups attributes when present. Names match `Name` or
+/// `FriendlyName`, without regard to case.
+pub fn claims_of(assertion: &Assertion, names: &AttributeNames) -> Result<Map<String, Value>, &'static str> {
+    let name_id = assertion
+        .subject
+        .as_ref()
+        .and_then(|s| s.name_id.as_ref())
+        .map(|n| n.value.trim().to_owned())
+        .filter(|v| !v.is_empty())
+        .ok_or("NameID")?;
+    let mut values: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for statement in assertion.attribute_statements.iter().flatten() {
+        for attribute in &statement.attributes {
+            let keys = [attribute.name.as_deref(), attribute.friendly_name.as_deref()];
+            for wanted in [&names.email, &names.name, &names.role, &names.groups] {
+                if keys.iter().flatten().any(|k| k.eq_ignore_ascii_case(wanted)) {
+                    values
+                        .entry(wanted.clone())
+                        .or_default()
+                        .extend(attribute.values.iter().filter_map(|v| v.value.clone()));
+                }
+            }
+        }
+    }
+    let first = |k: &str| values.get(k).and_then(|v| v.first()).cloned();
+    let email = first(&names.email).ok_or("Email attribute")?;
+    let mut claims = Map::new();
+    claims.insert("sub".into(), Value::String(name_id));
+    claims.insert("email".into(), Value::String(email));
+    if let Some(name) = first(&names.name) {
+        claims.insert("name".into(), Value::String(name));
+    }
+    if let Some(roles) = values.get(&names.role) {
+        claims.insert("role".into(), Value::from(roles.clone()));
+    }
+    if let Some(groups) = values.get(&names.groups) {
+        claims.insert("groups".into(), Value::from(groups.clone()));
+    }
+    Ok(claims)
+}

@@ -65,6 +65,55 @@ pub struct SsoConfig {
     pub access_ttl: String,
     /// OIDC providers, `[[sso.oidc]]`.
     pub oidc: Vec<OidcProviderConfig>,
+    /// SAML 2.0 identity providers, `[[sso.saml]]`.
+    pub saml: Vec<SamlProviderConfig>,
+}
+
+/// One SAML 2.0 identity provider (`[[sso.saml]]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SamlProviderConfig {
+    pub name: String,
+    /// The IdP's metadata, from a file...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idp_metadata_file: Option<PathBuf>,
+    /// ...or a URL, read at start-up.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub idp_metadata_url: String,
+    /// Our entity id. Default `{public_url}/auth/saml/{name}/metadata`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub entity_id: String,
+    #[serde(default = "default_email_attribute")]
+    pub email_attribute: String,
+    #[serde(default = "default_name_attribute")]
+    pub name_attribute: String,
+    #[serde(default = "default_role_attribute")]
+    pub role_attribute: String,
+    #[serde(default = "default_groups_claim")]
+    pub groups_attribute: String,
+    #[serde(default = "default_role")]
+    pub default_role: String,
+    #[serde(default)]
+    pub email_domains: Vec<String>,
+    /// Clock skew allowed on NotBefore and NotOnOrAfter.
+    #[serde(default = "default_clock_skew")]
+    pub clock_skew: String,
+}
+
+fn default_email_attribute() -> String {
+    "email".into()
+}
+
+fn default_name_attribute() -> String {
+    "name".into()
+}
+
+fn default_role_attribute() -> String {
+    "role".into()
+}
+
+fn default_clock_skew() -> String {
+    "2m".into()
 }
 
 impl Default for SsoConfig {
@@ -73,6 +122,7 @@ impl Default for SsoConfig {
             session_ttl: "12h".into(),
             access_ttl: "15m".into(),
             oidc: Vec::new(),
+            saml: Vec::new(),
         }
     }
 }
@@ -451,11 +501,44 @@ impl BrokerConfig {
                 )));
             }
         }
-        if self.sso.oidc.len() > 1 {
-            if let Some(p) = self.sso.oidc.iter().find(|p| p.email_domains.is_empty()) {
+        for p in &self.sso.saml {
+            let ok_name = !p.name.is_empty()
+                && p.name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if !ok_name {
                 return Err(invalid(format!(
-                    "provider `{}` has no `email_domains`: with several providers each reserves its domains",
+                    "`{}` is not a provider name: lowercase letters, digits and `-`",
                     p.name
+                )));
+            }
+            if !names.insert(p.name.as_str()) {
+                return Err(invalid(format!("provider `{}` is configured twice", p.name)));
+            }
+            if p.idp_metadata_file.is_none() == p.idp_metadata_url.is_empty() {
+                return Err(invalid(format!(
+                    "SAML provider `{}` needs one of `idp_metadata_file` and `idp_metadata_url`",
+                    p.name
+                )));
+            }
+            duration(
+                "sso.saml.clock_skew",
+                &p.clock_skew,
+                Duration::ZERO,
+                Duration::from_secs(600),
+            )?;
+        }
+        let domains: Vec<(&str, &Vec<String>)> = self
+            .sso
+            .oidc
+            .iter()
+            .map(|p| (p.name.as_str(), &p.email_domains))
+            .chain(self.sso.saml.iter().map(|p| (p.name.as_str(), &p.email_domains)))
+            .collect();
+        if domains.len() > 1 {
+            if let Some((name, _)) = domains.iter().find(|(_, d)| d.is_empty()) {
+                return Err(invalid(format!(
+                    "provider `{name}` has no `email_domains`: with several providers each reserves its domains"
                 )));
             }
         }
@@ -527,6 +610,29 @@ fn duration(key: &'static str, text: &str, min: Duration, max: Duration) -> Resu
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn sign_in_providers_are_checked_at_load() {
+        let bad = |toml: &str| {
+            BrokerConfig::parse(toml, "t")
+                .unwrap()
+                .check()
+                .unwrap_err()
+                .to_string()
+        };
+        let oidc = "[[sso.oidc]]\nname = \"corp\"\nissuer = \"https://idp\"\nclient_id = \"c\"\nemail_domains = [\"a.example\"]\n";
+        assert!(bad(&format!("{oidc}[[sso.saml]]\nname = \"corp\"\nidp_metadata_url = \"https://x\"\nemail_domains = [\"b.example\"]\n"))
+            .contains("configured twice"));
+        assert!(bad("[[sso.saml]]\nname = \"okta\"\n").contains("idp_metadata_file"));
+        assert!(bad(&format!(
+            "{oidc}[[sso.saml]]\nname = \"okta\"\nidp_metadata_url = \"https://x\"\n"
+        ))
+        .contains("email_domains"));
+        assert!(bad("[[sso.oidc]]\nname = \"corp\"\nissuer = \"https://idp\"\nclient_id = \"c\"\nsigning_algorithms = [\"none\"]\n")
+            .contains("`none` is not allowed"));
+        assert!(bad("[[sso.oidc]]\nname = \"corp\"\nissuer = \"https://idp\"\nclient_id = \"c\"\ndefault_role = \"root\"\n")
+            .contains("default_role `root`"));
+    }
+
     use super::*;
 
     #[test]

@@ -135,7 +135,8 @@ impl Server {
             config.session_ttl()?,
             config.access_ttl()?,
             &settings.public_url,
-        )?;
+        )
+        .await?;
         if !sso.provider_names().is_empty() {
             tracing::info!(providers = ?sso.provider_names(), "sign-in providers configured");
         }

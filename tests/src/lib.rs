@@ -10,6 +10,7 @@ pub mod http_faults;
 pub mod moto;
 pub mod oidc;
 pub mod proxy;
+pub mod saml;
 
 use std::path::PathBuf;
 

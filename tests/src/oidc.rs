@@ -252,12 +252,19 @@ impl Browser {
     }
 
     /// As [`follow`](Self::follow), and submits the forms pages show (a
-    /// person pressing "Continue"), with their hidden fields.
+    /// person pressing "Continue", or a page's script posting a SAML
+    /// response), with their hidden fields.
     pub async fn follow_forms(&mut self, url: &str) -> Stop {
+        self.follow_forms_until(url, |_| false).await
+    }
+
+    /// As [`follow_forms`](Self::follow_forms), stopping before a URL for
+    /// which `stop_at` holds (the CLI's loopback listener, say).
+    pub async fn follow_forms_until(&mut self, url: &str, stop_at: impl Fn(&str) -> bool + Copy) -> Stop {
         let form = regex::Regex::new(r#"(?s)<form[^>]*method="post"[^>]*action="([^"]+)"[^>]*>(.*?)</form>"#)
             .unwrap();
         let input = regex::Regex::new(r#"<input type="hidden" name="([^"]+)" value="([^"]*)"/?>"#).unwrap();
-        let mut stop = self.follow(url, |_| false).await;
+        let mut stop = self.follow(url, stop_at).await;
         for _ in 0..10 {
             let Some(f) = form.captures(&stop.body) else {
                 return stop;
@@ -291,7 +298,7 @@ impl Browser {
                     .join(&location)
                     .unwrap()
                     .to_string();
-                stop = self.follow(&next, |_| false).await;
+                stop = self.follow(&next, stop_at).await;
             } else {
                 stop = Stop {
                     status: resp.status(),

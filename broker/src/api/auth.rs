@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use jitgate_shared::v1::api::{
     DeviceLoginBody, DevicePoll, DevicePollBody, DeviceStarted, LoginBody, LoginStarted, RefreshBody,
-    SessionView, TokenExchangeBody, TokenSet,
+    SessionView, SsoProviderView, TokenExchangeBody, TokenSet,
 };
 use jitgate_shared::v1::ErrorBody;
 use serde::Deserialize;
@@ -154,6 +154,15 @@ pub async fn sessions(
     ))
 }
 
+#[utoipa::path(get, path = "/api/v1/admin/sso", tag = "admin",
+    responses((status = 200, body = Vec<SsoProviderView>), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn sso_providers(
+    State(s): State<AppState>,
+    Caller(user): Caller,
+) -> Result<Json<Vec<SsoProviderView>>, ApiError> {
+    Ok(Json(s.broker.list_sso_providers(&user)?))
+}
+
 #[utoipa::path(post, path = "/api/v1/admin/sessions/{id}/revoke", tag = "admin",
     params(("id" = String, Path, description = "Session id")),
     responses((status = 200, body = SessionView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
@@ -214,6 +223,52 @@ pub async fn callback(State(s): State<AppState>, Query(q): Query<Callback>) -> R
     };
     let error = q.error.as_deref().map(|e| (e, q.error_description.as_deref()));
     match s.broker.finish_login(state, q.code.as_deref(), error).await {
+        Ok(Finished::Cli { redirect: to }) => redirect(&to),
+        Ok(Finished::Web { tokens, return_to }) => {
+            let mut response = redirect(&return_to);
+            set_session_cookies(&s, &mut response, &tokens);
+            response
+        }
+        Err(e) => {
+            let e = ApiError::from(e);
+            page(e.status, &format!("Sign-in failed: {}", e.body.message))
+        }
+    }
+}
+
+/// `GET /auth/saml/{name}/metadata`: the SP metadata to give the IdP.
+pub async fn saml_metadata(
+    State(s): State<AppState>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Result<Response, ApiError> {
+    let xml = s.broker.saml_metadata(&name).await?;
+    let mut response = (StatusCode::OK, xml).into_response();
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/samlmetadata+xml"),
+    );
+    Ok(response)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SamlPost {
+    #[serde(rename = "SAMLResponse")]
+    pub saml_response: String,
+    #[serde(rename = "RelayState")]
+    pub relay_state: Option<String>,
+}
+
+/// `POST /auth/saml/{name}/acs`: the IdP posts the browser's response here.
+pub async fn saml_acs(
+    State(s): State<AppState>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    axum::extract::Form(form): axum::extract::Form<SamlPost>,
+) -> Response {
+    match s
+        .broker
+        .finish_saml(&name, &form.saml_response, form.relay_state.as_deref())
+        .await
+    {
         Ok(Finished::Cli { redirect: to }) => redirect(&to),
         Ok(Finished::Web { tokens, return_to }) => {
             let mut response = redirect(&return_to);

@@ -17,7 +17,7 @@ use super::{admin, agents, auth, grants, requests};
         admin::list_users, admin::put_user, admin::issue_token, admin::policy_status, admin::reload_policies,
         admin::outbox, admin::explain,
         admin::create_scim_connection, admin::list_scim_connections, admin::delete_scim_connection,
-        auth::login, auth::token, auth::device, auth::device_token, auth::refresh, auth::logout, auth::sessions, auth::revoke_session,
+        auth::login, auth::token, auth::device, auth::device_token, auth::refresh, auth::logout, auth::sessions, auth::revoke_session, auth::sso_providers,
         agents::create_join_token, agents::enroll, agents::list, agents::revoke, agents::approve,
     ),
     modifiers(&BearerAuth),

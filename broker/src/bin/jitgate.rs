@@ -172,6 +172,9 @@ enum AdminCommand {
         #[command(subcommand)]
         action: Option<AgentAction>,
     },
+    /// Sign-in providers (OIDC, SAML) and what to register at each: the
+    /// redirect URI, or the SAML entity id, ACS URL and metadata URL.
+    Sso,
     /// Sign-in sessions: list them, or end one (its tokens stop at once).
     Sessions {
         #[command(subcommand)]
@@ -323,6 +326,12 @@ async fn run(cli: Cli) -> Result<(), LoginError> {
             print(json, &serde_json::json!({"signed_out": true}), |_| {
                 "signed out".into()
             });
+        }
+        Command::Admin {
+            command: AdminCommand::Sso,
+        } => {
+            let providers = api.sso_providers().await?;
+            print(json, &providers, |p| output::sso_providers(p));
         }
         Command::Admin {
             command: AdminCommand::Sessions { action },

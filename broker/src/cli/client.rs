@@ -8,7 +8,7 @@ use jitgate_shared::v1::api::{
     DevicePollBody, DeviceStarted, EnrollBody, Enrolled, ExtendBody, ExtendOutcome, GrantView, IssuedToken,
     JoinTokenIssued, LoginBody, LoginStarted, Page, PolicyStatus, RefreshBody, RequestView, Resource,
     ReviewBody, RevokeBody, ScimConnectionBody, ScimConnectionCreated, ScimConnectionView, SessionView,
-    TokenExchangeBody, TokenSet, UserBody, UserView,
+    SsoProviderView, TokenExchangeBody, TokenSet, UserBody, UserView,
 };
 use jitgate_shared::v1::{ErrorBody, GrantId, RequestId};
 use reqwest::{Method, StatusCode};
@@ -217,6 +217,10 @@ impl ApiClient {
             &serde_json::json!({}),
         )
         .await
+    }
+
+    pub async fn sso_providers(&self) -> Result<Vec<SsoProviderView>, ClientError> {
+        self.get("/api/v1/admin/sso", &[]).await
     }
 
     pub async fn users(&self) -> Result<Vec<UserView>, ClientError> {

@@ -5,7 +5,7 @@ use comfy_table::presets::UTF8_BORDERS_ONLY;
 use comfy_table::Table;
 use jitgate_shared::v1::api::{
     AgentView, ExplainView, GrantView, JoinTokenIssued, PlanStep, RequestKind, RequestView,
-    ScimConnectionCreated, ScimConnectionView, SessionView,
+    ScimConnectionCreated, ScimConnectionView, SessionView, SsoProviderView,
 };
 
 fn table(header: &[&str]) -> Table {
@@ -203,6 +203,28 @@ pub fn scim_connection_created(c: &ScimConnectionCreated) -> String {
 
 fn roles(r: &std::collections::BTreeSet<jitgate_shared::v1::api::Role>) -> String {
     r.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+pub fn sso_providers(items: &[SsoProviderView]) -> String {
+    let mut t = table(&["name", "kind", "email domains", "register at the provider"]);
+    for p in items {
+        let register = match p.kind.as_str() {
+            "saml" => format!(
+                "entity id {}\nACS {}\nmetadata {}",
+                p.entity_id.as_deref().unwrap_or_default(),
+                p.acs_url.as_deref().unwrap_or_default(),
+                p.metadata_url.as_deref().unwrap_or_default()
+            ),
+            _ => format!("redirect URI {}", p.callback_url.as_deref().unwrap_or_default()),
+        };
+        t.add_row(vec![
+            p.name.clone(),
+            p.kind.clone(),
+            p.email_domains.join(", "),
+            register,
+        ]);
+    }
+    t.to_string()
 }
 
 pub fn sessions(items: &[SessionView]) -> String {

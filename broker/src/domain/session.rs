@@ -81,3 +81,13 @@ impl Session {
         }
     }
 }
+
+/// A SAML assertion id seen once; kept until the assertion expires so a
+/// replay is refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsedAssertion {
+    /// `{provider}/{sha256 of the id}`.
+    pub key: String,
+    pub version: u64,
+    pub expires_at: DateTime<Utc>,
+}

@@ -196,6 +196,10 @@ impl OidcProvider {
         &self.settings.name
     }
 
+    pub fn callback_url(&self) -> &str {
+        &self.settings.callback_url
+    }
+
     pub fn rules(&self) -> &ClaimRules {
         &self.settings.rules
     }

@@ -102,14 +102,18 @@ impl SamlProvider {
             .iter()
             .find(|s| s.binding == REDIRECT_BINDING)
             .map(|s| s.location.clone())
-            .ok_or_else(|| config("IdP metadata has no SingleSignOnService with the HTTP-Redirect binding".into()))?;
+            .ok_or_else(|| {
+                config("IdP metadata has no SingleSignOnService with the HTTP-Redirect binding".into())
+            })?;
         let sp = ServiceProviderBuilder::default()
             .entity_id(Some(entity_id.clone()))
             .metadata_url(Some(entity_id.clone()))
             .acs_url(Some(acs_url.clone()))
             .slo_url(None)
             .idp_metadata(idp)
-            .allow_idp_initiated(true)
+            // IdP-initiated responses are verified by a copy that allows
+            // them; this one insists on InResponseTo.
+            .allow_idp_initiated(false)
             .max_clock_skew(clock_skew)
             .build()
             .map_err(|e| config(e.to_string()))?;
@@ -134,10 +138,17 @@ impl SamlProvider {
 
     /// The SP metadata XML to give the IdP.
     pub fn metadata_xml(&self) -> Result<String, SamlError> {
-        let metadata = self.sp.metadata().map_err(|e| SamlError::Config {
+        // samael wants a logout URL; jitgate has no single logout, so the
+        // endpoint is left out of what it publishes.
+        let mut sp = self.sp.clone();
+        sp.slo_url = Some(self.acs_url.clone());
+        let mut metadata = sp.metadata().map_err(|e| SamlError::Config {
             provider: self.name.clone(),
             error: format!("SP metadata: {e}"),
         })?;
+        for d in metadata.sp_sso_descriptors.iter_mut().flatten() {
+            d.single_logout_services = None;
+        }
         samael::traits::ToXml::to_string(&metadata).map_err(|e| SamlError::Config {
             provider: self.name.clone(),
             error: format!("SP metadata: {e:?}"),
@@ -153,25 +164,84 @@ impl SamlProvider {
         };
         let mut request = self.sp.make_authentication_request(&self.sso_url).map_err(fail)?;
         request.id = request_id.to_owned();
-        let url = request.redirect(relay_state).map_err(fail)?.ok_or_else(|| SamlError::Config {
-            provider: self.name.clone(),
-            error: "AuthnRequest has no destination".into(),
-        })?;
+        let url = request
+            .redirect(relay_state)
+            .map_err(fail)?
+            .ok_or_else(|| SamlError::Config {
+                provider: self.name.clone(),
+                error: "AuthnRequest has no destination".into(),
+            })?;
         Ok(url.to_string())
     }
 
     /// Verifies a base64 `SAMLResponse`: SP-initiated when `request_id` is
     /// given (InResponseTo must match it), IdP-initiated otherwise.
-    pub fn verify(&self, saml_response: &str, request_id: Option<&str>) -> Result<VerifiedAssertion, SamlError> {
+    pub fn verify(
+        &self,
+        saml_response: &str,
+        request_id: Option<&str>,
+    ) -> Result<VerifiedAssertion, SamlError> {
         let reject = |reason: String| SamlError::Rejected {
             provider: self.name.clone(),
             reason,
         };
+        let xml = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, saml_response.trim())
+            .map_err(|e| reject(format!("SAMLResponse is not base64: {e}")))?;
+        match assertions_in(&xml) {
+            Ok(1) => {}
+            Ok(0) => return Err(reject("the response carries no assertion".into())),
+            Ok(n) => {
+                return Err(reject(format!(
+                    "the response carries {n} assertions; one is expected (signature wrapping?)"
+                )))
+            }
+            Err(e) => return Err(reject(format!("the response is not XML: {e}"))),
+        }
         let ids: Vec<&str> = request_id.into_iter().collect();
-        let assertion = self
-            .sp
-            .parse_base64_response(saml_response.trim(), request_id.map(|_| ids.as_slice()))
-            .map_err(|e| reject(e.to_string()))?;
+        let assertion = match request_id {
+            Some(_) => self
+                .sp
+                .parse_base64_response(saml_response.trim(), Some(ids.as_slice())),
+            None => {
+                let mut unsolicited = self.sp.clone();
+                unsolicited.allow_idp_initiated = true;
+                unsolicited.parse_base64_response(saml_response.trim(), None)
+            }
+        }
+        .map_err(|e| {
+            let text = e.to_string();
+            if text.contains("must be signed") || text.contains("validate signature") {
+                reject(format!(
+                    "no valid signature by the IdP's certificate (unsigned, or signed by another key): {text}"
+                ))
+            } else {
+                reject(text)
+            }
+        })?;
+        // The assertion's own InResponseTo: the request we sent, or none for
+        // an IdP-initiated sign-in (a solicited response posted without its
+        // login is someone else's).
+        let answered: Vec<&str> = assertion
+            .subject
+            .iter()
+            .flat_map(|s| s.subject_confirmations.iter().flatten())
+            .filter_map(|c| c.subject_confirmation_data.as_ref())
+            .filter_map(|d| d.in_response_to.as_deref())
+            .collect();
+        match request_id {
+            Some(id) if answered.iter().any(|a| *a != id) => {
+                return Err(reject(format!(
+                    "the assertion answers request {}, not this sign-in's",
+                    answered.join(", ")
+                )))
+            }
+            None if !answered.is_empty() => {
+                return Err(reject(
+                    "the assertion answers a request, but no sign-in is waiting for it".into(),
+                ))
+            }
+            _ => {}
+        }
         let claims = claims_of(&assertion, &self.attributes)
             .map_err(|missing| reject(format!("the assertion has no {missing}")))?;
         Ok(VerifiedAssertion {
@@ -179,6 +249,27 @@ impl SamlProvider {
             not_on_or_after: assertion.conditions.as_ref().and_then(|c| c.not_on_or_after),
             claims,
         })
+    }
+}
+
+/// How many `Assertion` (or `EncryptedAssertion`) elements a response
+/// holds, wherever they are.
+pub fn assertions_in(xml: &[u8]) -> Result<usize, quick_xml::Error> {
+    let mut reader = quick_xml::Reader::from_reader(xml);
+    let mut buf = Vec::new();
+    let mut count = 0;
+    loop {
+        match reader.read_event_into(&mut buf)? {
+            quick_xml::events::Event::Start(e) | quick_xml::events::Event::Empty(e) => {
+                let local = e.local_name();
+                if local.as_ref() == b"Assertion" || local.as_ref() == b"EncryptedAssertion" {
+                    count += 1;
+                }
+            }
+            quick_xml::events::Event::Eof => return Ok(count),
+            _ => {}
+        }
+        buf.clear();
     }
 }
 
@@ -222,4 +313,59 @@ pub fn claims_of(assertion: &Assertion, names: &AttributeNames) -> Result<Map<St
         claims.insert("groups".into(), Value::from(groups.clone()));
     }
     Ok(claims)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn provider(metadata: &str) -> Result<SamlProvider, SamlError> {
+        SamlProvider::new(
+            "corp",
+            metadata,
+            "https://b/auth/saml/corp/metadata".into(),
+            "https://b/auth/saml/corp/acs".into(),
+            chrono::Duration::minutes(2),
+            ClaimRules {
+                provider: "corp".into(),
+                key_claim: "sub".into(),
+                groups_claim: "groups".into(),
+                role_claim: "role".into(),
+                default_role: None,
+                email_domains: vec![],
+            },
+            AttributeNames {
+                email: "email".into(),
+                name: "name".into(),
+                role: "role".into(),
+                groups: "groups".into(),
+            },
+        )
+    }
+
+    const NO_CERT: &str = r#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" entityID="https://idp">
+<md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">
+<md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="https://idp/sso"/>
+</md:IDPSSODescriptor></md:EntityDescriptor>"#;
+
+    #[test]
+    fn metadata_without_a_signing_certificate_or_redirect_endpoint_is_refused() {
+        let err = provider(NO_CERT).unwrap_err().to_string();
+        assert!(err.contains("no signing certificate"), "{err}");
+        let post_only = NO_CERT.replace("HTTP-Redirect", "HTTP-POST");
+        let err = provider(&post_only).unwrap_err().to_string();
+        assert!(err.contains("HTTP-Redirect"), "{err}");
+        let err = provider("not xml").unwrap_err().to_string();
+        assert!(err.contains("not SAML metadata"), "{err}");
+    }
+
+    #[test]
+    fn assertions_are_counted_wherever_they_hide() {
+        let one =
+            br#"<samlp:Response xmlns:samlp="p" xmlns:saml="a"><saml:Assertion ID="x"/></samlp:Response>"#;
+        assert_eq!(assertions_in(one).unwrap(), 1);
+        let wrapped = br#"<Response><Extensions><Assertion ID="evil"></Assertion></Extensions><a:Assertion xmlns:a="a" ID="x"/><EncryptedAssertion/></Response>"#;
+        assert_eq!(assertions_in(wrapped).unwrap(), 3);
+        assert!(assertions_in(b"<Response><Assertion></Response>").is_err());
+    }
 }

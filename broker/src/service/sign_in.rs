@@ -18,16 +18,17 @@ use std::sync::Arc;
 
 use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
-use jitgate_shared::v1::api::{DevicePoll, DeviceStarted, Role, SessionView, TokenSet};
+use jitgate_shared::v1::api::{DevicePoll, DeviceStarted, Role, SessionView, SsoProviderView, TokenSet};
 use sha2::{Digest, Sha256};
 
 use super::auth::{hash_token, random_token, TOKEN_PREFIX};
 use super::{require_role, Broker, ServiceError};
 use crate::audit::{Actor, AuditEntry, AuditEvent};
-use crate::config::{OidcProviderConfig, SsoConfig};
-use crate::domain::session::{LoginClient, LoginOutcome, PendingLogin, Session};
+use crate::config::{OidcProviderConfig, SamlProviderConfig, SsoConfig};
+use crate::domain::session::{LoginClient, LoginOutcome, PendingLogin, Session, UsedAssertion};
 use crate::domain::user::{ApiToken, TokenKind, User};
 use crate::identity::oidc::{issuer_of, OidcError, OidcProvider, OidcSettings};
+use crate::identity::saml::{AttributeNames, SamlError, SamlProvider};
 use crate::identity::sso::{self, ClaimRules, SignInClaims, SignInError};
 use crate::store::Change;
 
@@ -42,6 +43,7 @@ const EXCHANGE_TTL: Duration = Duration::minutes(2);
 #[derive(Debug, Clone)]
 pub struct Sso {
     providers: BTreeMap<String, Arc<OidcProvider>>,
+    saml: BTreeMap<String, Arc<LazySaml>>,
     /// (name, email domains), in configuration order, for routing.
     routes: Vec<(String, Vec<String>)>,
     pub session_ttl: Duration,
@@ -66,6 +68,7 @@ impl Default for Sso {
         Self {
             devices: Arc::default(),
             providers: BTreeMap::new(),
+            saml: BTreeMap::new(),
             routes: Vec::new(),
             session_ttl: Duration::hours(12),
             access_ttl: Duration::minutes(15),
@@ -79,12 +82,14 @@ pub enum SsoConfigError {
     Provider { provider: String, error: String },
     #[error(transparent)]
     Oidc(#[from] OidcError),
+    #[error(transparent)]
+    Saml(#[from] SamlError),
 }
 
 impl Sso {
     /// Providers from the configuration; client secrets from their files or
     /// `JITGATE_OIDC_{NAME}_CLIENT_SECRET`.
-    pub fn from_config(
+    pub async fn from_config(
         config: &SsoConfig,
         session_ttl: std::time::Duration,
         access_ttl: std::time::Duration,
@@ -99,6 +104,19 @@ impl Sso {
             let settings = settings_of(p, public_url)?;
             sso.routes.push((p.name.clone(), p.email_domains.clone()));
             sso.providers.insert(p.name.clone(), OidcProvider::new(settings)?);
+        }
+        for p in &config.saml {
+            let lazy = LazySaml {
+                config: p.clone(),
+                public_url: public_url.to_owned(),
+                provider: tokio::sync::OnceCell::new(),
+            };
+            if p.idp_metadata_file.is_some() {
+                // A file is there now: a mistake in it stops the start.
+                lazy.get().await?;
+            }
+            sso.routes.push((p.name.clone(), p.email_domains.clone()));
+            sso.saml.insert(p.name.clone(), Arc::new(lazy));
         }
         Ok(sso)
     }
@@ -174,6 +192,93 @@ fn settings_of(p: &OidcProviderConfig, public_url: &str) -> Result<OidcSettings,
         },
         ca_pem,
     })
+}
+
+/// A SAML provider whose IdP metadata is read on first use (from a URL,
+/// the IdP may be down when the broker starts).
+#[derive(Debug)]
+struct LazySaml {
+    config: SamlProviderConfig,
+    public_url: String,
+    provider: tokio::sync::OnceCell<Arc<SamlProvider>>,
+}
+
+impl LazySaml {
+    async fn get(&self) -> Result<&Arc<SamlProvider>, SsoConfigError> {
+        self.provider
+            .get_or_try_init(|| async { saml_provider(&self.config, &self.public_url).await.map(Arc::new) })
+            .await
+    }
+}
+
+async fn saml_provider(p: &SamlProviderConfig, public_url: &str) -> Result<SamlProvider, SsoConfigError> {
+    let fail = |error: String| SsoConfigError::Provider {
+        provider: p.name.clone(),
+        error,
+    };
+    let metadata = match (&p.idp_metadata_file, p.idp_metadata_url.as_str()) {
+        (Some(file), _) => std::fs::read_to_string(file)
+            .map_err(|e| fail(format!("IdP metadata {}: {e}", file.display())))?,
+        (None, url) if !url.is_empty() => {
+            let parsed =
+                reqwest::Url::parse(url).map_err(|e| fail(format!("idp_metadata_url `{url}`: {e}")))?;
+            let loopback = matches!(parsed.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+            if parsed.scheme() != "https" && !loopback {
+                return Err(fail(format!("idp_metadata_url `{url}` must be https")));
+            }
+            reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(15))
+                .build()
+                .map_err(|e| fail(e.to_string()))?
+                .get(url)
+                .send()
+                .await
+                .and_then(reqwest::Response::error_for_status)
+                .map_err(|e| fail(format!("IdP metadata from {url}: {e}")))?
+                .text()
+                .await
+                .map_err(|e| fail(format!("IdP metadata from {url}: {e}")))?
+        }
+        _ => return Err(fail("needs `idp_metadata_file` or `idp_metadata_url`".into())),
+    };
+    let skew = humantime::parse_duration(&p.clock_skew)
+        .map_err(|e| fail(format!("clock_skew `{}`: {e}", p.clock_skew)))?;
+    let default_role = if p.default_role.is_empty() {
+        None
+    } else {
+        Some(
+            Role::ALL
+                .into_iter()
+                .find(|r| r.as_str() == p.default_role)
+                .ok_or_else(|| fail(format!("default_role `{}` is not a role", p.default_role)))?,
+        )
+    };
+    let entity_id = if p.entity_id.is_empty() {
+        format!("{public_url}/auth/saml/{}/metadata", p.name)
+    } else {
+        p.entity_id.clone()
+    };
+    Ok(SamlProvider::new(
+        &p.name,
+        &metadata,
+        entity_id,
+        format!("{public_url}/auth/saml/{}/acs", p.name),
+        Duration::from_std(skew).unwrap_or(Duration::minutes(2)),
+        ClaimRules {
+            provider: p.name.clone(),
+            key_claim: "sub".into(),
+            groups_claim: "groups".into(),
+            role_claim: "role".into(),
+            default_role,
+            email_domains: p.email_domains.clone(),
+        },
+        AttributeNames {
+            email: p.email_attribute.clone(),
+            name: p.name_attribute.clone(),
+            role: p.role_attribute.clone(),
+            groups: p.groups_attribute.clone(),
+        },
+    )?)
 }
 
 /// Where a finished sign-in goes.
@@ -261,15 +366,32 @@ impl Broker {
             field: Some(if provider.is_some() { "provider" } else { "email" }),
             message: e.to_string(),
         })?;
-        let oidc = self.provider(name)?;
         let now = self.clock.now();
         let state = random_token("");
-        let nonce = random_token("");
-        let verifier = random_token("");
-        let url = oidc
-            .authorization_url(&state, &nonce, &verifier, email)
-            .await
-            .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+        let (nonce, verifier, url) = match self.sso.saml.get(name) {
+            // SAML: the AuthnRequest id plays the nonce (InResponseTo).
+            Some(lazy) => {
+                let saml = lazy
+                    .get()
+                    .await
+                    .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+                let request_id = format!("id-{}", random_token(""));
+                let url = saml
+                    .authn_redirect(&request_id, &state)
+                    .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+                (request_id, String::new(), url)
+            }
+            None => {
+                let oidc = self.provider(name)?;
+                let nonce = random_token("");
+                let verifier = random_token("");
+                let url = oidc
+                    .authorization_url(&state, &nonce, &verifier, email)
+                    .await
+                    .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+                (nonce, verifier, url)
+            }
+        };
         let mut change = Change::default();
         change.pending_logins.push(PendingLogin {
             key: hash_token(&state),
@@ -301,15 +423,7 @@ impl Broker {
             .await?
             .filter(|p| p.outcome == LoginOutcome::Waiting && now < p.expires_at)
             .ok_or_else(|| refused("unknown, expired or already used sign-in state"))?;
-        // Used once, whatever happens next.
-        let mut closed = pending.clone();
-        closed.outcome = LoginOutcome::Closed;
-        let mut change = Change::default();
-        change.pending_logins.push(closed);
-        self.commit(change).await.map_err(|e| match e {
-            ServiceError::Store(s) if s.is_conflict() => refused("sign-in state already used"),
-            other => other,
-        })?;
+        self.close_login(&pending).await?;
         let provider = self.provider(&pending.provider)?.clone();
         let outcome = async {
             if let Some((error, description)) = error {
@@ -329,30 +443,65 @@ impl Broker {
                     }
                     other => refused(other),
                 })?;
-            self.sign_in(&provider, &verified.claims, verified.refresh_token, now)
+            self.sign_in(provider.rules(), &verified.claims, verified.refresh_token, now)
                 .await
         }
         .await;
-        let (user, session) = match outcome {
-            Ok(v) => v,
+        let (user, session) = self.audit_refusal(&pending.provider, outcome, now).await?;
+        self.complete_login(pending, state, &user, &session, now).await
+    }
+
+    /// Marks a pending login used (once: a second use is refused).
+    async fn close_login(&self, pending: &PendingLogin) -> Result<(), ServiceError> {
+        let mut closed = pending.clone();
+        closed.outcome = LoginOutcome::Closed;
+        let mut change = Change::default();
+        change.pending_logins.push(closed);
+        self.commit(change).await.map_err(|e| match e {
+            ServiceError::Store(s) if s.is_conflict() => refused("sign-in state already used"),
+            other => other,
+        })
+    }
+
+    /// Audits a refused sign-in that reached a provider.
+    async fn audit_refusal<T>(
+        &self,
+        provider: &str,
+        outcome: Result<T, ServiceError>,
+        now: DateTime<Utc>,
+    ) -> Result<T, ServiceError> {
+        match outcome {
+            Ok(v) => Ok(v),
             Err(e) => {
-                tracing::warn!(provider = %pending.provider, error = %e, "sign-in refused");
+                tracing::warn!(provider, error = %e, "sign-in refused");
                 let mut change = Change::default();
                 change.audit.push(AuditEntry {
                     at: now,
                     actor: Actor::System,
                     event: AuditEvent::SignInRefused {
-                        provider: pending.provider.clone(),
+                        provider: provider.to_owned(),
                         reason: e.to_string(),
                     },
                 });
                 self.commit(change).await?;
-                return Err(e);
+                Err(e)
             }
-        };
+        }
+    }
+
+    /// Ends a signed-in login where it started: cookies for a browser, a
+    /// one-time code on the CLI's loopback listener.
+    async fn complete_login(
+        &self,
+        pending: PendingLogin,
+        state: &str,
+        user: &User,
+        session: &Session,
+        now: DateTime<Utc>,
+    ) -> Result<Finished, ServiceError> {
         match pending.client.clone() {
             LoginClient::Web { return_to } => {
-                let tokens = self.issue_tokens(&user, &session, now).await?;
+                let tokens = self.issue_tokens(user, session, now).await?;
                 Ok(Finished::Web {
                     tokens: Box::new(tokens),
                     return_to,
@@ -360,7 +509,7 @@ impl Broker {
             }
             LoginClient::Cli { redirect_uri, .. } => {
                 let code = random_token("");
-                let mut signed_in = pending.clone();
+                let mut signed_in = pending;
                 signed_in.version += 1;
                 signed_in.outcome = LoginOutcome::SignedIn {
                     code_hash: hash_token(&code),
@@ -378,6 +527,131 @@ impl Broker {
         }
     }
 
+    async fn saml(&self, name: &str) -> Result<Arc<SamlProvider>, ServiceError> {
+        let lazy = self
+            .sso
+            .saml
+            .get(name)
+            .ok_or_else(|| ServiceError::not_found("SAML provider", name))?;
+        lazy.get()
+            .await
+            .cloned()
+            .map_err(|e| ServiceError::Unavailable(e.to_string()))
+    }
+
+    /// The providers people sign in with, and what to register at each.
+    pub fn list_sso_providers(&self, actor: &User) -> Result<Vec<SsoProviderView>, ServiceError> {
+        require_role(actor, Role::Admin)?;
+        Ok(self
+            .sso
+            .routes
+            .iter()
+            .map(
+                |(name, domains)| match (self.sso.providers.get(name), self.sso.saml.get(name)) {
+                    (Some(oidc), _) => SsoProviderView {
+                        name: name.clone(),
+                        kind: "oidc".into(),
+                        email_domains: domains.clone(),
+                        callback_url: Some(oidc.callback_url().to_owned()),
+                        entity_id: None,
+                        acs_url: None,
+                        metadata_url: None,
+                    },
+                    (None, lazy) => {
+                        let base = lazy.map(|l| l.public_url.clone()).unwrap_or_default();
+                        let entity = lazy
+                            .map(|l| l.config.entity_id.clone())
+                            .filter(|e| !e.is_empty())
+                            .unwrap_or_else(|| format!("{base}/auth/saml/{name}/metadata"));
+                        SsoProviderView {
+                            name: name.clone(),
+                            kind: "saml".into(),
+                            email_domains: domains.clone(),
+                            callback_url: None,
+                            entity_id: Some(entity),
+                            acs_url: Some(format!("{base}/auth/saml/{name}/acs")),
+                            metadata_url: Some(format!("{base}/auth/saml/{name}/metadata")),
+                        }
+                    }
+                },
+            )
+            .collect())
+    }
+
+    /// The SP metadata of SAML provider `name`.
+    pub async fn saml_metadata(&self, name: &str) -> Result<String, ServiceError> {
+        let saml = self.saml(name).await?;
+        saml.metadata_xml()
+            .map_err(|e| ServiceError::Unavailable(e.to_string()))
+    }
+
+    /// A SAML response posted to the assertion consumer of provider `name`:
+    /// SP-initiated when `relay_state` names a pending login of it,
+    /// IdP-initiated (a browser session) otherwise.
+    #[tracing::instrument(skip(self, saml_response, relay_state))]
+    pub async fn finish_saml(
+        &self,
+        name: &str,
+        saml_response: &str,
+        relay_state: Option<&str>,
+    ) -> Result<Finished, ServiceError> {
+        let saml = self.saml(name).await?;
+        let now = self.clock.now();
+        let pending =
+            match relay_state.filter(|r| !r.is_empty()) {
+                Some(state) => self.store.pending_login(&hash_token(state)).await?.filter(|p| {
+                    p.provider == name && p.outcome == LoginOutcome::Waiting && now < p.expires_at
+                }),
+                None => None,
+            };
+        if let Some(p) = &pending {
+            self.close_login(p).await?;
+        }
+        let outcome = async {
+            let verified = saml
+                .verify(saml_response, pending.as_ref().map(|p| p.nonce.as_str()))
+                .map_err(refused)?;
+            self.use_assertion(name, &verified.id, verified.not_on_or_after, now)
+                .await?;
+            self.sign_in(&saml.rules, &verified.claims, None, now).await
+        }
+        .await;
+        let (user, session) = self.audit_refusal(name, outcome, now).await?;
+        match (pending, relay_state) {
+            (Some(p), Some(state)) => self.complete_login(p, state, &user, &session, now).await,
+            _ => {
+                let tokens = self.issue_tokens(&user, &session, now).await?;
+                Ok(Finished::Web {
+                    tokens: Box::new(tokens),
+                    return_to: "/auth/signed-in".into(),
+                })
+            }
+        }
+    }
+
+    /// Records an assertion id as used until it expires; a second use is a
+    /// replay.
+    async fn use_assertion(
+        &self,
+        provider: &str,
+        id: &str,
+        not_on_or_after: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<(), ServiceError> {
+        let mut change = Change::default();
+        change.used_assertions.push(UsedAssertion {
+            key: format!("{provider}/{}", hash_token(id)),
+            version: 0,
+            expires_at: not_on_or_after.unwrap_or(now + Duration::hours(1)),
+        });
+        self.commit(change).await.map_err(|e| match e {
+            ServiceError::Store(s) if s.is_conflict() => {
+                refused(format!("assertion `{id}` was already used (replayed)"))
+            }
+            other => other,
+        })
+    }
+
     /// Starts a device sign-in: the broker polls the provider in the
     /// background while the person approves on another device.
     #[tracing::instrument(skip(self, email))]
@@ -390,6 +664,12 @@ impl Broker {
             field: Some(if provider.is_some() { "provider" } else { "email" }),
             message: e.to_string(),
         })?;
+        if self.sso.saml.contains_key(name) {
+            return Err(ServiceError::invalid(
+                "provider",
+                format!("`{name}` is a SAML provider: the device flow is OIDC only; use `jitgate login` with a browser"),
+            ));
+        }
         let oidc = self.provider(name)?.clone();
         let start = oidc.start_device(email).await.map_err(|e| match e {
             OidcError::Config { .. } => ServiceError::Invalid {
@@ -426,7 +706,7 @@ impl Broker {
                     .map_err(|e| e.to_string())?;
                 let now = broker.clock.now();
                 let (user, session) = broker
-                    .sign_in(&oidc, &verified.claims, verified.refresh_token, now)
+                    .sign_in(oidc.rules(), &verified.claims, verified.refresh_token, now)
                     .await
                     .map_err(|e| e.to_string())?;
                 broker
@@ -526,18 +806,17 @@ impl Broker {
 
     /// Creates or reconciles the user of verified claims and opens a
     /// session.
-    async fn sign_in(
+    pub(crate) async fn sign_in(
         &self,
-        provider: &OidcProvider,
+        rules: &ClaimRules,
         claims: &serde_json::Map<String, serde_json::Value>,
         idp_refresh_token: Option<String>,
         now: DateTime<Utc>,
     ) -> Result<(User, Session), ServiceError> {
-        let rules = provider.rules();
         let claims = SignInClaims::read(claims, rules).map_err(refused)?;
         sso::check_domain(&claims, rules).map_err(refused)?;
         let roles = sso::roles_for(&claims, rules).map_err(refused)?;
-        let name = provider.name();
+        let name = rules.provider.as_str();
         let users = self.store.users().await?;
         let known = users
             .iter()
@@ -674,6 +953,19 @@ impl Broker {
         let user = self.store.user(&session.user).await?.ok_or_else(refuse)?;
         if user.disabled {
             return Err(refuse());
+        }
+        if self.sso.saml.contains_key(&session.provider) {
+            // SAML has no back channel to ask the IdP again: the session's
+            // tokens are renewed until the session ends (`session_ttl`);
+            // deprovisioning or an admin ends it sooner.
+            let mut next = session.clone();
+            next.refreshed_at = Some(now);
+            let mut change = Change::default();
+            change.sessions.push(next.clone());
+            change.delete_tokens.push(stored.hash);
+            self.commit(change).await?;
+            next.version += 1;
+            return self.issue_tokens(&user, &next, now).await;
         }
         let provider = self.provider(&session.provider)?.clone();
         let Some(idp_refresh) = session.idp_refresh_token.clone() else {

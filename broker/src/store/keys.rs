@@ -29,6 +29,8 @@ pub const SCIM_CONNECTION: &str = "sc/";
 /// Sign-ins started, by the hash of their state.
 pub const PENDING_LOGIN: &str = "pl/";
 pub const SESSION: &str = "ss/";
+/// SAML assertion ids already used.
+pub const USED_ASSERTION: &str = "ua/";
 /// SCIM resources, by connection, kind and id.
 pub const SCIM_RESOURCE: &str = "sr/";
 /// SCIM name index (`userName` of users, `displayName` of groups, without

@@ -28,7 +28,7 @@ use crate::domain::grant::Grant;
 use crate::domain::job::Job;
 use crate::domain::lease::Lease;
 use crate::domain::request::Request;
-use crate::domain::session::{PendingLogin, Session};
+use crate::domain::session::{PendingLogin, Session, UsedAssertion};
 use crate::domain::user::{ApiToken, User};
 use crate::identity::scim::{ScimConnection, ScimKind, ScimResource};
 
@@ -66,6 +66,8 @@ pub struct Change {
     /// Keys of pending logins to delete (expired ones, swept).
     pub delete_pending_logins: Vec<String>,
     pub sessions: Vec<Session>,
+    /// Written once (version 0): a second write of the same id conflicts.
+    pub used_assertions: Vec<UsedAssertion>,
 }
 
 impl Change {
@@ -93,6 +95,7 @@ impl Change {
             && self.pending_logins.is_empty()
             && self.delete_pending_logins.is_empty()
             && self.sessions.is_empty()
+            && self.used_assertions.is_empty()
     }
 }
 

@@ -26,7 +26,7 @@ use crate::domain::grant::Grant;
 use crate::domain::job::Job;
 use crate::domain::lease::Lease;
 use crate::domain::request::Request;
-use crate::domain::session::{PendingLogin, Session};
+use crate::domain::session::{PendingLogin, Session, UsedAssertion};
 use crate::domain::user::{ApiToken, User};
 use crate::identity::scim::{ScimConnection, ScimKind, ScimResource};
 
@@ -134,6 +134,7 @@ stored_record!(JoinToken, "join token", keys::JOIN_TOKEN, |r| r.hash);
 stored_record!(Agent, "agent", keys::AGENT, |r| r.id);
 stored_record!(PendingLogin, "sign-in", keys::PENDING_LOGIN, |r| r.key);
 stored_record!(Session, "session", keys::SESSION, |r| r.id);
+stored_record!(UsedAssertion, "SAML assertion", keys::USED_ASSERTION, |r| r.key);
 stored_record!(ScimConnection, "SCIM connection", keys::SCIM_CONNECTION, |r| r
     .name);
 stored_record!(ScimResource, "SCIM resource", keys::SCIM_RESOURCE, |r| format!(
@@ -349,7 +350,8 @@ impl SledStore {
             .chain(change.scim_connections.iter().map(|r| r as &dyn StoredRecord))
             .chain(change.scim_resources.iter().map(|r| r as &dyn StoredRecord))
             .chain(change.pending_logins.iter().map(|r| r as &dyn StoredRecord))
-            .chain(change.sessions.iter().map(|r| r as &dyn StoredRecord));
+            .chain(change.sessions.iter().map(|r| r as &dyn StoredRecord))
+            .chain(change.used_assertions.iter().map(|r| r as &dyn StoredRecord));
         for record in records {
             versioned(record)?;
         }

@@ -469,6 +469,25 @@ pub struct SessionView {
     pub ended_at: Option<DateTime<Utc>>,
 }
 
+/// A sign-in provider as configured, with what to register at it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SsoProviderView {
+    pub name: String,
+    /// `oidc` or `saml`.
+    pub kind: String,
+    pub email_domains: Vec<String>,
+    /// OIDC: the redirect URI to register.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
+    /// SAML: our entity id, ACS URL and metadata URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entity_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acs_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata_url: Option<String>,
+}
+
 /// Creates a SCIM provisioning connection (`POST /api/v1/admin/scim/connections`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

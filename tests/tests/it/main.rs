@@ -17,5 +17,6 @@ mod hub;
 mod lifecycle;
 mod oidc;
 mod policies;
+mod saml;
 mod scim;
 mod support;

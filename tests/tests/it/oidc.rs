@@ -99,6 +99,11 @@ async fn cli_login(s: &Setup, home: &std::path::Path, args: &[&str]) -> (tokio::
             break format!("http{u}");
         }
     };
+    // Keep reading what else it prints: a closed pipe would fail its writes.
+    tokio::spawn(async move {
+        let mut rest = String::new();
+        let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut rest).await;
+    });
     (login, url)
 }
 
@@ -594,7 +599,12 @@ async fn jitgate_login_device_signs_in_without_a_browser_on_the_machine() {
         .await
         .expect("jitgate login --device finished")
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("signed in as bob@example.com") && stdout.contains("approver"),

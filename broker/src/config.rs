@@ -449,25 +449,33 @@ impl BrokerConfig {
     }
 
     fn check_sso(&self) -> Result<(), ConfigError> {
+        /// A well-formed provider name, not used before (OIDC and SAML
+        /// names share one space: they route sign-ins).
+        fn provider_name<'a>(
+            name: &'a str,
+            seen: &mut std::collections::BTreeSet<&'a str>,
+        ) -> Result<(), String> {
+            let ok = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if !ok {
+                return Err(format!(
+                    "`{name}` is not a provider name: lowercase letters, digits and `-`"
+                ));
+            }
+            if !seen.insert(name) {
+                return Err(format!("provider `{name}` is configured twice"));
+            }
+            Ok(())
+        }
         let invalid = |message: String| ConfigError::Invalid {
             key: "sso.oidc",
             message,
         };
         let mut names = std::collections::BTreeSet::new();
         for p in &self.sso.oidc {
-            let ok_name = !p.name.is_empty()
-                && p.name
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-            if !ok_name {
-                return Err(invalid(format!(
-                    "`{}` is not a provider name: lowercase letters, digits and `-`",
-                    p.name
-                )));
-            }
-            if !names.insert(p.name.as_str()) {
-                return Err(invalid(format!("provider `{}` is configured twice", p.name)));
-            }
+            provider_name(&p.name, &mut names).map_err(invalid)?;
             if p.discovery_url.is_empty() && p.issuer.is_empty() {
                 return Err(invalid(format!(
                     "provider `{}` needs `discovery_url` or `issuer`",
@@ -502,19 +510,7 @@ impl BrokerConfig {
             }
         }
         for p in &self.sso.saml {
-            let ok_name = !p.name.is_empty()
-                && p.name
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-            if !ok_name {
-                return Err(invalid(format!(
-                    "`{}` is not a provider name: lowercase letters, digits and `-`",
-                    p.name
-                )));
-            }
-            if !names.insert(p.name.as_str()) {
-                return Err(invalid(format!("provider `{}` is configured twice", p.name)));
-            }
+            provider_name(&p.name, &mut names).map_err(invalid)?;
             if p.idp_metadata_file.is_none() == p.idp_metadata_url.is_empty() {
                 return Err(invalid(format!(
                     "SAML provider `{}` needs one of `idp_metadata_file` and `idp_metadata_url`",

@@ -222,18 +222,8 @@ pub async fn callback(State(s): State<AppState>, Query(q): Query<Callback>) -> R
         );
     };
     let error = q.error.as_deref().map(|e| (e, q.error_description.as_deref()));
-    match s.broker.finish_login(state, q.code.as_deref(), error).await {
-        Ok(Finished::Cli { redirect: to }) => redirect(&to),
-        Ok(Finished::Web { tokens, return_to }) => {
-            let mut response = redirect(&return_to);
-            set_session_cookies(&s, &mut response, &tokens);
-            response
-        }
-        Err(e) => {
-            let e = ApiError::from(e);
-            page(e.status, &format!("Sign-in failed: {}", e.body.message))
-        }
-    }
+    let finished = s.broker.finish_login(state, q.code.as_deref(), error).await;
+    landing(&s, finished)
 }
 
 /// `GET /auth/saml/{name}/metadata`: the SP metadata to give the IdP.
@@ -264,15 +254,22 @@ pub async fn saml_acs(
     axum::extract::Path(name): axum::extract::Path<String>,
     axum::extract::Form(form): axum::extract::Form<SamlPost>,
 ) -> Response {
-    match s
+    let finished = s
         .broker
         .finish_saml(&name, &form.saml_response, form.relay_state.as_deref())
-        .await
-    {
+        .await;
+    landing(&s, finished)
+}
+
+/// Where a browser goes when a sign-in finished: the CLI's loopback
+/// listener, or a page of ours with the session cookies; a page saying why
+/// when it was refused.
+fn landing(s: &AppState, finished: Result<Finished, crate::service::ServiceError>) -> Response {
+    match finished {
         Ok(Finished::Cli { redirect: to }) => redirect(&to),
         Ok(Finished::Web { tokens, return_to }) => {
             let mut response = redirect(&return_to);
-            set_session_cookies(&s, &mut response, &tokens);
+            set_session_cookies(s, &mut response, &tokens);
             response
         }
         Err(e) => {

@@ -359,6 +359,46 @@ mod tests {
         assert!(err.contains("not SAML metadata"), "{err}");
     }
 
+    /// IdP metadata with a (throwaway) signing certificate.
+    fn metadata_with_cert() -> String {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["idp".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let der = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, cert.der());
+        NO_CERT.replace(
+            "<md:SingleSignOnService",
+            &format!(
+                r#"<md:KeyDescriptor use="signing"><ds:KeyInfo xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:X509Data><ds:X509Certificate>{der}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor><md:SingleSignOnService"#
+            ),
+        )
+    }
+
+    proptest::proptest! {
+        /// Whatever a browser posts to the ACS is refused, never a panic.
+        #[test]
+        fn posted_responses_never_panic(
+            xml in proptest::prop_oneof![
+                proptest::string::string_regex("<[a-zA-Z:]{1,12}( [a-zA-Z:]{1,6}=\"[a-z0-9]{0,4}\")?>[a-z ]{0,8}(</[a-zA-Z:]{1,12}>)?").unwrap(),
+                proptest::string::string_regex(".{0,64}").unwrap(),
+                proptest::strategy::Just(r#"<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="r" Version="2.0" IssueInstant="2026-01-01T00:00:00Z"><saml:Assertion ID="a" Version="2.0" IssueInstant="2026-01-01T00:00:00Z"><saml:Issuer>https://idp</saml:Issuer></saml:Assertion></samlp:Response>"#.to_owned()),
+            ],
+            raw in proptest::prelude::any::<bool>(),
+        ) {
+            let p = provider(&PROVIDER_METADATA).unwrap();
+            let posted = if raw {
+                xml.clone()
+            } else {
+                base64::Engine::encode(&base64::engine::general_purpose::STANDARD, xml.as_bytes())
+            };
+            proptest::prop_assert!(p.verify(&posted, None).is_err());
+            proptest::prop_assert!(p.verify(&posted, Some("id-1")).is_err());
+        }
+    }
+
+    static PROVIDER_METADATA: std::sync::LazyLock<String> = std::sync::LazyLock::new(metadata_with_cert);
+
     #[test]
     fn assertions_are_counted_wherever_they_hide() {
         let one =

@@ -259,10 +259,10 @@ enum ServerCert {
     Hub,
 }
 
-/// How often expired sign-ins are swept from the store.
+/// How often expired sign-ins and tokens are swept from the store.
 const SIGN_IN_SWEEP: Duration = Duration::from_secs(600);
 
-/// Deletes expired pending sign-ins now and then.
+/// Deletes expired pending sign-ins and tokens now and then.
 async fn sweep_sign_ins(broker: Broker, mut shutdown: watch::Receiver<bool>) {
     loop {
         tokio::select! {
@@ -271,7 +271,7 @@ async fn sweep_sign_ins(broker: Broker, mut shutdown: watch::Receiver<bool>) {
         }
         match broker.sweep_sign_ins().await {
             Ok(0) => {}
-            Ok(n) => tracing::debug!(swept = n, "expired sign-ins deleted"),
+            Ok(n) => tracing::debug!(swept = n, "expired sign-ins and tokens deleted"),
             Err(e) => tracing::warn!(error = %e, "sweeping expired sign-ins failed; trying again later"),
         }
     }

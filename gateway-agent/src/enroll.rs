@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use jitgate_shared::error_chain;
 use jitgate_shared::v1::api::{EnrollBody, Enrolled};
 use jitgate_shared::v1::ErrorBody;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -109,17 +110,6 @@ pub async fn enroll(
     // Written last: its presence means "enrolled".
     state.save_identity(&identity)?;
     Ok(identity)
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 fn parse_fingerprint(text: &str) -> Result<[u8; 32], EnrollError> {

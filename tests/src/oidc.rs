@@ -171,7 +171,6 @@ pub struct Stop {
     pub status: reqwest::StatusCode,
     pub url: String,
     pub body: String,
-    pub set_cookies: Vec<String>,
 }
 
 impl Browser {
@@ -194,6 +193,42 @@ impl Browser {
         format!("{}:{}", u.host_str().unwrap(), u.port_or_known_default().unwrap())
     }
 
+    /// Sends `request` to `url` with the cookies kept for its host, and
+    /// keeps the cookies the answer sets (an empty value deletes one).
+    async fn send(&mut self, request: reqwest::RequestBuilder, url: &str) -> reqwest::Response {
+        let jar = self.cookies.entry(Self::host(url)).or_default();
+        let cookie: Vec<String> = jar.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let request = if cookie.is_empty() {
+            request
+        } else {
+            request.header("cookie", cookie.join("; "))
+        };
+        let resp = request.send().await.unwrap();
+        for c in resp.headers().get_all("set-cookie") {
+            let pair = c.to_str().unwrap().split(';').next().unwrap();
+            if let Some((k, v)) = pair.split_once('=') {
+                if v.is_empty() {
+                    jar.remove(k.trim());
+                } else {
+                    jar.insert(k.trim().to_owned(), v.to_owned());
+                }
+            }
+        }
+        resp
+    }
+
+    /// Where a redirect answer to a request for `url` leads.
+    fn location(resp: &reqwest::Response, url: &str) -> Option<String> {
+        resp.status().is_redirection().then(|| {
+            let location = resp.headers()["location"].to_str().unwrap();
+            reqwest::Url::parse(url)
+                .unwrap()
+                .join(location)
+                .unwrap()
+                .to_string()
+        })
+    }
+
     /// GETs `url` and follows redirects until one leads to a URL for which
     /// `stop_at` holds (not fetched), or a page that is not a redirect.
     pub async fn follow(&mut self, url: &str, stop_at: impl Fn(&str) -> bool) -> Stop {
@@ -204,48 +239,17 @@ impl Browser {
                     status: reqwest::StatusCode::OK,
                     url,
                     body: String::new(),
-                    set_cookies: Vec::new(),
                 };
             }
-            let host = Self::host(&url);
-            let jar = self.cookies.entry(host.clone()).or_default();
-            let cookie: Vec<String> = jar.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            let mut req = self.http.get(&url);
-            if !cookie.is_empty() {
-                req = req.header("cookie", cookie.join("; "));
-            }
-            let resp = req.send().await.unwrap();
-            let set_cookies: Vec<String> = resp
-                .headers()
-                .get_all("set-cookie")
-                .iter()
-                .map(|v| v.to_str().unwrap().to_owned())
-                .collect();
-            for c in &set_cookies {
-                let pair = c.split(';').next().unwrap();
-                if let Some((k, v)) = pair.split_once('=') {
-                    if v.is_empty() {
-                        jar.remove(k);
-                    } else {
-                        jar.insert(k.trim().to_owned(), v.to_owned());
-                    }
-                }
-            }
-            let status = resp.status();
-            if status.is_redirection() {
-                let location = resp.headers()["location"].to_str().unwrap().to_owned();
-                url = reqwest::Url::parse(&url)
-                    .unwrap()
-                    .join(&location)
-                    .unwrap()
-                    .to_string();
+            let resp = self.send(self.http.get(&url), &url).await;
+            if let Some(next) = Self::location(&resp, &url) {
+                url = next;
                 continue;
             }
             return Stop {
-                status,
+                status: resp.status(),
                 url,
                 body: resp.text().await.unwrap(),
-                set_cookies,
             };
         }
         panic!("too many redirects from {url}");
@@ -274,39 +278,15 @@ impl Browser {
                 .captures_iter(&f[2])
                 .map(|c| (c[1].to_owned(), c[2].to_owned()))
                 .collect();
-            let host = Self::host(&action);
-            let jar = self.cookies.entry(host).or_default();
-            let cookie: Vec<String> = jar.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            let resp = self
-                .http
-                .post(&action)
-                .header("cookie", cookie.join("; "))
-                .form(&fields)
-                .send()
-                .await
-                .unwrap();
-            for c in resp.headers().get_all("set-cookie") {
-                let pair = c.to_str().unwrap().split(';').next().unwrap().to_owned();
-                if let Some((k, v)) = pair.split_once('=') {
-                    jar.insert(k.trim().to_owned(), v.to_owned());
-                }
-            }
-            if resp.status().is_redirection() {
-                let location = resp.headers()["location"].to_str().unwrap().to_owned();
-                let next = reqwest::Url::parse(&action)
-                    .unwrap()
-                    .join(&location)
-                    .unwrap()
-                    .to_string();
-                stop = self.follow(&next, stop_at).await;
-            } else {
-                stop = Stop {
+            let resp = self.send(self.http.post(&action).form(&fields), &action).await;
+            stop = match Self::location(&resp, &action) {
+                Some(next) => self.follow(&next, stop_at).await,
+                None => Stop {
                     status: resp.status(),
                     url: action,
-                    set_cookies: Vec::new(),
                     body: resp.text().await.unwrap(),
-                };
-            }
+                },
+            };
         }
         stop
     }

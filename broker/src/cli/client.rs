@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use jitgate_shared::error_chain;
 use jitgate_shared::v1::api::{
     AgentView, Configuration, CreateJoinTokenBody, CreateRequestBody, DeviceLoginBody, DevicePoll,
     DevicePollBody, DeviceStarted, EnrollBody, Enrolled, ExtendBody, ExtendOutcome, GrantView, IssuedToken,
@@ -361,15 +362,4 @@ impl ApiClient {
         )
         .await
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    s
 }

@@ -29,6 +29,7 @@ use serde_json::{Map, Value};
 use tokio::sync::Mutex;
 
 use super::sso::ClaimRules;
+use jitgate_shared::error_chain;
 
 /// Suffix of a discovery document's URL.
 const DISCOVERY_SUFFIX: &str = "/.well-known/openid-configuration";
@@ -115,8 +116,10 @@ impl std::fmt::Debug for OidcProvider {
     }
 }
 
-fn is_loopback(url: &reqwest::Url) -> bool {
-    matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]" | "::1"))
+/// A URL on this machine (`127.0.0.1`, `[::1]`, `localhost`): where plain
+/// http is accepted.
+pub fn is_loopback(url: &reqwest::Url) -> bool {
+    matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"))
 }
 
 /// The issuer a discovery URL belongs to.
@@ -132,7 +135,7 @@ async fn send(http: reqwest::Client, request: HttpRequest) -> Result<HttpRespons
         .body(body)
         .send()
         .await
-        .map_err(|e| HttpError(error_text(&e)))?;
+        .map_err(|e| HttpError(error_chain(&e)))?;
     let mut out = openidconnect::http::Response::builder().status(response.status());
     for (k, v) in response.headers() {
         out = out.header(k, v);
@@ -231,7 +234,7 @@ impl OidcProvider {
             .map_err(|e| OidcError::Discovery {
                 provider: self.settings.name.clone(),
                 url: format!("{}{DISCOVERY_SUFFIX}", self.settings.issuer),
-                error: error_text(&e),
+                error: error_chain(&e),
             })?;
         tracing::info!(provider = %self.settings.name, keys = metadata.jwks().keys().len(), "provider metadata and keys fetched");
         // The device endpoint is not in the core metadata type.
@@ -511,17 +514,6 @@ fn rejection(e: &ClaimsVerificationError) -> String {
     }
 }
 
-fn error_text<E: std::error::Error>(e: &E) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
 fn request_error<RE, T>(e: RequestTokenError<RE, openidconnect::StandardErrorResponse<T>>) -> String
 where
     RE: std::error::Error + 'static,
@@ -532,6 +524,6 @@ where
             Some(d) => format!("{} ({d})", r.error()),
             None => r.error().to_string(),
         },
-        other => error_text(&other),
+        other => error_chain(&other),
     }
 }

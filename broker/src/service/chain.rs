@@ -131,27 +131,6 @@ impl Broker {
     }
 }
 
-impl Broker {
-    /// Every grant `keep` accepts, read page by page.
-    pub(crate) async fn grants_where(
-        &self,
-        keep: crate::store::Filter<'_, crate::domain::grant::Grant>,
-    ) -> Result<Vec<crate::domain::grant::Grant>, ServiceError> {
-        let mut found = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = crate::store::PageQuery::new(after.clone(), crate::store::MAX_PAGE);
-            let grants = self.store.grants(&page, keep).await?;
-            let full = grants.len() == crate::store::MAX_PAGE;
-            after = grants.last().map(|g| g.id.to_string());
-            found.extend(grants);
-            if !full {
-                return Ok(found);
-            }
-        }
-    }
-}
-
 /// How long after its end a federated grant's removal is still checked
 /// downstream; past it, an unconfirmed removal stays unconfirmed (and
 /// drift checks take over).

@@ -16,7 +16,7 @@ use super::requests::pending_job;
 use super::{Broker, ServiceError};
 use crate::audit::{Actor, AuditEntry, AuditEvent};
 use crate::domain::user::User;
-use crate::store::{Change, PageQuery, MAX_PAGE};
+use crate::store::Change;
 
 /// How a user was taken out, for the audit record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,29 +66,19 @@ impl Broker {
             self.close_window(grant, EndReason::Deprovisioned, None, actor.clone(), change, now)
                 .await?;
         }
+        let open_requests = self
+            .requests_where(&|r| {
+                r.requester == id && matches!(r.state, RequestState::Pending | RequestState::Approved)
+            })
+            .await?;
         let mut requests_cancelled = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = PageQuery::new(after.clone(), MAX_PAGE);
-            let requests = self
-                .store
-                .requests(&page, &|r| {
-                    r.requester == id && matches!(r.state, RequestState::Pending | RequestState::Approved)
-                })
-                .await?;
-            let full = requests.len() == MAX_PAGE;
-            after = requests.last().map(|r| r.id.to_string());
-            for request in requests {
-                if requests_closed.contains(&request.id) {
-                    continue;
-                }
-                change.unschedule.push(pending_job(&request));
-                requests_cancelled.push(request.id);
-                change.requests.push(request.ended(EndReason::Cancelled));
+        for request in open_requests {
+            if requests_closed.contains(&request.id) {
+                continue;
             }
-            if !full {
-                break;
-            }
+            change.unschedule.push(pending_job(&request));
+            requests_cancelled.push(request.id);
+            change.requests.push(request.ended(EndReason::Cancelled));
         }
         let sessions = self
             .store
@@ -107,7 +97,7 @@ impl Broker {
             });
             change.sessions.push(session);
         }
-        let tokens = self.store.tokens_of(&user.id).await?;
+        let tokens = self.store.tokens(&|t| t.user == id).await?;
         let tokens_revoked = tokens.len();
         change.delete_tokens.extend(tokens.into_iter().map(|t| t.hash));
         tracing::info!(

@@ -42,6 +42,56 @@ use crate::store::Store;
 use crate::tls::BrokerCa;
 use jitgate_shared::v1::signing::CommandSigner;
 
+/// Every item of a newest-first paged listing that the listing's filter
+/// keeps, read page by page (`id` names an item for the next page).
+async fn all_pages<T, F, Fut>(id: impl Fn(&T) -> String, mut page: F) -> Result<Vec<T>, ServiceError>
+where
+    F: FnMut(crate::store::PageQuery) -> Fut,
+    Fut: Future<Output = Result<Vec<T>, crate::store::StoreError>>,
+{
+    let mut found = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let items = page(crate::store::PageQuery::new(
+            after.clone(),
+            crate::store::MAX_PAGE,
+        ))
+        .await?;
+        let full = items.len() == crate::store::MAX_PAGE;
+        after = items.last().map(&id);
+        found.extend(items);
+        if !full {
+            return Ok(found);
+        }
+    }
+}
+
+impl Broker {
+    /// Every grant `keep` accepts.
+    pub(crate) async fn grants_where(
+        &self,
+        keep: crate::store::Filter<'_, crate::domain::grant::Grant>,
+    ) -> Result<Vec<crate::domain::grant::Grant>, ServiceError> {
+        all_pages(
+            |g: &crate::domain::grant::Grant| g.id.to_string(),
+            |page| async move { self.store.grants(&page, keep).await },
+        )
+        .await
+    }
+
+    /// Every request `keep` accepts.
+    pub(crate) async fn requests_where(
+        &self,
+        keep: crate::store::Filter<'_, crate::domain::request::Request>,
+    ) -> Result<Vec<crate::domain::request::Request>, ServiceError> {
+        all_pages(
+            |r: &crate::domain::request::Request| r.id.to_string(),
+            |page| async move { self.store.requests(&page, keep).await },
+        )
+        .await
+    }
+}
+
 /// How often a conflicting compare-and-set is retried with fresh reads before
 /// the caller is told to try again.
 pub(crate) const CONFLICT_RETRIES: usize = 16;

@@ -27,7 +27,7 @@ use crate::audit::{Actor, AuditEntry, AuditEvent};
 use crate::config::{OidcProviderConfig, SamlProviderConfig, SsoConfig};
 use crate::domain::session::{LoginClient, LoginOutcome, PendingLogin, Session, UsedAssertion};
 use crate::domain::user::{ApiToken, TokenKind, User};
-use crate::identity::oidc::{issuer_of, OidcError, OidcProvider, OidcSettings};
+use crate::identity::oidc::{is_loopback, issuer_of, OidcError, OidcProvider, OidcSettings};
 use crate::identity::saml::{AttributeNames, SamlError, SamlProvider};
 use crate::identity::sso::{self, ClaimRules, SignInClaims, SignInError};
 use crate::store::Change;
@@ -222,8 +222,7 @@ async fn saml_provider(p: &SamlProviderConfig, public_url: &str) -> Result<SamlP
         (None, url) if !url.is_empty() => {
             let parsed =
                 reqwest::Url::parse(url).map_err(|e| fail(format!("idp_metadata_url `{url}`: {e}")))?;
-            let loopback = matches!(parsed.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
-            if parsed.scheme() != "https" && !loopback {
+            if parsed.scheme() != "https" && !is_loopback(&parsed) {
                 return Err(fail(format!("idp_metadata_url `{url}` must be https")));
             }
             reqwest::Client::builder()
@@ -304,11 +303,8 @@ fn s256(verifier: &str) -> String {
 /// The CLI's listener must be on this machine: `http://127.0.0.1`,
 /// `http://[::1]` or `http://localhost`, any port.
 fn check_loopback(redirect_uri: &str) -> Result<(), ServiceError> {
-    let ok = reqwest::Url::parse(redirect_uri).is_ok_and(|u| {
-        u.scheme() == "http"
-            && matches!(u.host_str(), Some("127.0.0.1" | "[::1]" | "localhost"))
-            && u.fragment().is_none()
-    });
+    let ok = reqwest::Url::parse(redirect_uri)
+        .is_ok_and(|u| u.scheme() == "http" && is_loopback(&u) && u.fragment().is_none());
     if ok {
         Ok(())
     } else {
@@ -337,6 +333,14 @@ impl Broker {
             .ok_or_else(|| ServiceError::not_found("sign-in provider", name))
     }
 
+    /// The provider that signs in `email` (or the one named).
+    fn route(&self, email: Option<&str>, provider: Option<&str>) -> Result<&str, ServiceError> {
+        sso::route(&self.sso.routes, email, provider).map_err(|e| ServiceError::Invalid {
+            field: Some(if provider.is_some() { "provider" } else { "email" }),
+            message: e.to_string(),
+        })
+    }
+
     /// Starts a sign-in; returns the provider's authorization URL.
     #[tracing::instrument(skip(self, client, email), fields(provider = ?provider))]
     pub async fn start_login(
@@ -362,10 +366,7 @@ impl Broker {
                 ));
             }
         }
-        let name = sso::route(&self.sso.routes, email, provider).map_err(|e| ServiceError::Invalid {
-            field: Some(if provider.is_some() { "provider" } else { "email" }),
-            message: e.to_string(),
-        })?;
+        let name = self.route(email, provider)?;
         let now = self.clock.now();
         let state = random_token("");
         let (nonce, verifier, url) = match self.sso.saml.get(name) {
@@ -660,10 +661,7 @@ impl Broker {
         email: Option<&str>,
         provider: Option<&str>,
     ) -> Result<DeviceStarted, ServiceError> {
-        let name = sso::route(&self.sso.routes, email, provider).map_err(|e| ServiceError::Invalid {
-            field: Some(if provider.is_some() { "provider" } else { "email" }),
-            message: e.to_string(),
-        })?;
+        let name = self.route(email, provider)?;
         if self.sso.saml.contains_key(name) {
             return Err(ServiceError::invalid(
                 "provider",
@@ -889,19 +887,25 @@ impl Broker {
         session: &Session,
         now: DateTime<Utc>,
     ) -> Result<TokenSet, ServiceError> {
+        let mut change = Change::default();
+        let tokens = self.new_tokens(user, session, now, &mut change);
+        self.commit(change).await?;
+        Ok(tokens)
+    }
+
+    /// A new access token and refresh token for a live session, staged into
+    /// `change`. (Spent refresh tokens are deleted by whoever spends them;
+    /// expired tokens by [`Broker::sweep_sign_ins`].)
+    fn new_tokens(
+        &self,
+        user: &User,
+        session: &Session,
+        now: DateTime<Utc>,
+        change: &mut Change,
+    ) -> TokenSet {
         let access = random_token(TOKEN_PREFIX);
         let refresh = random_token(REFRESH_PREFIX);
         let expires_at = (now + self.sso.access_ttl).min(session.expires_at);
-        let mut change = Change::default();
-        let old = self.store.tokens_of(&user.id).await?;
-        change.delete_tokens.extend(
-            old.into_iter()
-                .filter(|t| {
-                    t.session.as_deref() == Some(&session.id)
-                        && (t.kind == TokenKind::Refresh || !t.is_valid_at(now))
-                })
-                .map(|t| t.hash),
-        );
         change.tokens.push(ApiToken {
             hash: hash_token(&access),
             user: user.id.clone(),
@@ -918,15 +922,14 @@ impl Broker {
             session: Some(session.id.clone()),
             kind: TokenKind::Refresh,
         });
-        self.commit(change).await?;
-        Ok(TokenSet {
+        TokenSet {
             access_token: access,
             expires_at,
             refresh_token: refresh,
             session_expires_at: session.expires_at,
             session: session.id.clone(),
             user: user.view(),
-        })
+        }
     }
 
     /// Renews a session's tokens through its provider.
@@ -954,19 +957,36 @@ impl Broker {
         if user.disabled {
             return Err(refuse());
         }
-        if self.sso.saml.contains_key(&session.provider) {
+        let mut change = Change::default();
+        let mut next = session.clone();
+        let user = if self.sso.saml.contains_key(&session.provider) {
             // SAML has no back channel to ask the IdP again: the session's
             // tokens are renewed until the session ends (`session_ttl`);
             // deprovisioning or an admin ends it sooner.
-            let mut next = session.clone();
-            next.refreshed_at = Some(now);
-            let mut change = Change::default();
-            change.sessions.push(next.clone());
-            change.delete_tokens.push(stored.hash);
-            self.commit(change).await?;
-            next.version += 1;
-            return self.issue_tokens(&user, &next, now).await;
-        }
+            user
+        } else {
+            self.renew_at_provider(user, &mut next, &mut change, now).await?
+        };
+        next.refreshed_at = Some(now);
+        change.sessions.push(next.clone());
+        // The presented refresh token is spent, in the same commit as its
+        // successor is made.
+        change.delete_tokens.push(stored.hash);
+        let tokens = self.new_tokens(&user, &next, now, &mut change);
+        self.commit(change).await?;
+        Ok(tokens)
+    }
+
+    /// Refreshes an OIDC session at its provider: a refusal ends the
+    /// session; new ID token claims reconcile the user (staged into
+    /// `change`, as is a rotated provider refresh token in `session`).
+    async fn renew_at_provider(
+        &self,
+        user: User,
+        session: &mut Session,
+        change: &mut Change,
+        now: DateTime<Utc>,
+    ) -> Result<User, ServiceError> {
         let provider = self.provider(&session.provider)?.clone();
         let Some(idp_refresh) = session.idp_refresh_token.clone() else {
             return Err(ServiceError::Unauthenticated(format!(
@@ -981,39 +1001,31 @@ impl Broker {
             }
             Err(e) => {
                 // The provider refused: the person lost access there.
-                self.end_session(&session, Actor::System, now).await?;
+                self.end_session(session, Actor::System, now).await?;
                 return Err(ServiceError::Unauthenticated(format!("session ended: {e}")));
             }
         };
-        let mut user = user;
-        let mut change = Change::default();
-        if let Some(claims) = claims {
-            let rules = provider.rules();
-            let result = SignInClaims::read(&claims, rules)
-                .and_then(|c| sso::roles_for(&c, rules).map(|r| (c, r)))
-                .and_then(|(c, r)| sso::reconcile(&user, &c, r, provider.name()));
-            match result {
-                Ok(next) if next != user => {
-                    change.users.push(next.clone());
-                    user = next;
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    self.end_session(&session, Actor::System, now).await?;
-                    return Err(refused(e));
-                }
+        if rotated.is_some() {
+            session.idp_refresh_token = rotated;
+        }
+        let Some(claims) = claims else {
+            return Ok(user);
+        };
+        let rules = provider.rules();
+        let result = SignInClaims::read(&claims, rules)
+            .and_then(|c| sso::roles_for(&c, rules).map(|r| (c, r)))
+            .and_then(|(c, r)| sso::reconcile(&user, &c, r, provider.name()));
+        match result {
+            Ok(next) if next != user => {
+                change.users.push(next.clone());
+                Ok(next)
+            }
+            Ok(_) => Ok(user),
+            Err(e) => {
+                self.end_session(session, Actor::System, now).await?;
+                Err(refused(e))
             }
         }
-        let mut next = session.clone();
-        next.refreshed_at = Some(now);
-        if rotated.is_some() {
-            next.idp_refresh_token = rotated;
-        }
-        change.sessions.push(next.clone());
-        change.delete_tokens.push(stored.hash);
-        self.commit(change).await?;
-        next.version += 1;
-        self.issue_tokens(&user, &next, now).await
     }
 
     /// Ends a session and every token of it.
@@ -1027,13 +1039,11 @@ impl Broker {
         ended.ended_at = Some(now);
         ended.idp_refresh_token = None;
         let mut change = Change::default();
-        let tokens = self.store.tokens_of(&session.user).await?;
-        change.delete_tokens.extend(
-            tokens
-                .into_iter()
-                .filter(|t| t.session.as_deref() == Some(&session.id))
-                .map(|t| t.hash),
-        );
+        let tokens = self
+            .store
+            .tokens(&|t| t.session.as_deref() == Some(session.id.as_str()))
+            .await?;
+        change.delete_tokens.extend(tokens.into_iter().map(|t| t.hash));
         change.sessions.push(ended);
         change.audit.push(AuditEntry {
             at: now,
@@ -1066,18 +1076,21 @@ impl Broker {
     }
 
     /// Deletes sign-ins that were started and never finished (or finished
-    /// and never exchanged) once expired. Returns how many.
+    /// and never exchanged) once expired, and expired tokens (refused
+    /// anyway). Returns how many.
     pub async fn sweep_sign_ins(&self) -> Result<usize, ServiceError> {
-        let expired = self.store.expired_logins(self.clock.now()).await?;
-        if expired.is_empty() {
-            return Ok(0);
-        }
+        let now = self.clock.now();
+        let logins = self.store.expired_logins(now).await?;
+        let tokens = self.store.tokens(&|t| !t.is_valid_at(now)).await?;
         let change = Change {
-            delete_pending_logins: expired.into_iter().map(|p| p.key).collect(),
+            delete_pending_logins: logins.into_iter().map(|p| p.key).collect(),
+            delete_tokens: tokens.into_iter().map(|t| t.hash).collect(),
             ..Change::default()
         };
-        let n = change.delete_pending_logins.len();
-        self.commit(change).await?;
+        let n = change.delete_pending_logins.len() + change.delete_tokens.len();
+        if n > 0 {
+            self.commit(change).await?;
+        }
         Ok(n)
     }
 
@@ -1125,7 +1138,7 @@ mod tests {
     use crate::testing::harness;
 
     #[tokio::test]
-    async fn expired_sign_ins_are_swept_and_live_ones_kept() {
+    async fn expired_sign_ins_and_tokens_are_swept_and_live_ones_kept() {
         let h = harness().await;
         let now = h.clock.now();
         let pending = |key: &str, ttl: Duration| PendingLogin {
@@ -1141,20 +1154,34 @@ mod tests {
             expires_at: now + ttl,
             outcome: LoginOutcome::Waiting,
         };
+        let token = |hash: &str, ttl: Duration| ApiToken {
+            hash: hash.into(),
+            user: h.users[0].id.clone(),
+            created_at: now,
+            expires_at: now + ttl,
+            session: Some("s".into()),
+            kind: TokenKind::Access,
+        };
         let change = Change {
             pending_logins: vec![
                 pending("old", Duration::minutes(10)),
                 pending("new", Duration::hours(2)),
+            ],
+            tokens: vec![
+                token("spent", Duration::minutes(15)),
+                token("live", Duration::hours(2)),
             ],
             ..Change::default()
         };
         h.broker.commit(change).await.unwrap();
         assert_eq!(h.broker.sweep_sign_ins().await.unwrap(), 0);
         h.clock.advance(Duration::hours(1));
-        assert_eq!(h.broker.sweep_sign_ins().await.unwrap(), 1);
+        assert_eq!(h.broker.sweep_sign_ins().await.unwrap(), 2);
         let store = h.broker.store();
         assert!(store.pending_login("old").await.unwrap().is_none());
         assert!(store.pending_login("new").await.unwrap().is_some());
+        assert!(store.token("spent").await.unwrap().is_none());
+        assert!(store.token("live").await.unwrap().is_some());
     }
 
     #[test]

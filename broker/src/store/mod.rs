@@ -162,8 +162,9 @@ pub trait Store: Send + Sync + Debug + 'static {
     async fn user(&self, id: &UserId) -> Result<Option<User>, StoreError>;
     async fn users(&self) -> Result<Vec<User>, StoreError>;
     async fn token(&self, hash: &str) -> Result<Option<ApiToken>, StoreError>;
-    /// Every token of `user` (to end them all at once).
-    async fn tokens_of(&self, user: &UserId) -> Result<Vec<ApiToken>, StoreError>;
+    /// Every token `filter` keeps (a user's, to end them all at once; the
+    /// expired ones, to sweep them).
+    async fn tokens(&self, filter: Filter<'_, ApiToken>) -> Result<Vec<ApiToken>, StoreError>;
     async fn pending_login(&self, key: &str) -> Result<Option<PendingLogin>, StoreError>;
     /// Pending logins that expired before `before`.
     async fn expired_logins(&self, before: DateTime<Utc>) -> Result<Vec<PendingLogin>, StoreError>;

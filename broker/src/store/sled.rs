@@ -524,12 +524,12 @@ impl Store for SledStore {
         self.get(&key(keys::TOKEN, hash))
     }
 
-    async fn tokens_of(&self, user: &UserId) -> Result<Vec<ApiToken>, StoreError> {
+    async fn tokens(&self, filter: Filter<'_, ApiToken>) -> Result<Vec<ApiToken>, StoreError> {
         let mut out = Vec::new();
         for kv in self.db.scan_prefix(keys::TOKEN) {
             let (k, v) = kv.map_err(backend)?;
             let token: ApiToken = decode(&k, &v)?;
-            if &token.user == user {
+            if filter(&token) {
                 out.push(token);
             }
         }

@@ -316,7 +316,7 @@ pub fn claims_of(assertion: &Assertion, names: &AttributeNames) -> Result<Map<St
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn provider(metadata: &str) -> Result<SamlProvider, SamlError> {
@@ -360,7 +360,7 @@ mod tests {
     }
 
     /// IdP metadata with a (throwaway) signing certificate.
-    fn metadata_with_cert() -> String {
+    pub(crate) fn metadata_with_cert() -> String {
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = rcgen::CertificateParams::new(vec!["idp".into()])
             .unwrap()

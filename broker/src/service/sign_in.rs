@@ -1203,3 +1203,58 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod saml_config_tests {
+    use super::*;
+    use crate::config::SsoConfig;
+
+    fn saml(file: Option<std::path::PathBuf>, url: &str) -> SsoConfig {
+        SsoConfig {
+            saml: vec![SamlProviderConfig {
+                name: "okta".into(),
+                idp_metadata_file: file,
+                idp_metadata_url: url.into(),
+                entity_id: String::new(),
+                email_attribute: "email".into(),
+                name_attribute: "name".into(),
+                role_attribute: "role".into(),
+                groups_attribute: "groups".into(),
+                default_role: "requester".into(),
+                email_domains: vec!["example.org".into()],
+                clock_skew: "2m".into(),
+            }],
+            ..SsoConfig::default()
+        }
+    }
+
+    async fn load(config: &SsoConfig) -> Result<Sso, SsoConfigError> {
+        let hour = std::time::Duration::from_secs(3600);
+        Sso::from_config(config, hour, hour, "https://broker:8443").await
+    }
+
+    #[tokio::test]
+    async fn idp_metadata_is_imported_from_a_file_at_start_and_a_bad_one_stops_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("idp.xml");
+        std::fs::write(&file, crate::identity::saml::tests::metadata_with_cert()).unwrap();
+        let sso = load(&saml(Some(file), "")).await.unwrap();
+        let provider = sso.saml["okta"].provider.get().expect("read at start");
+        assert_eq!(provider.acs_url, "https://broker:8443/auth/saml/okta/acs");
+        assert_eq!(provider.entity_id, "https://broker:8443/auth/saml/okta/metadata");
+
+        let missing = dir.path().join("nope.xml");
+        let err = load(&saml(Some(missing.clone()), ""))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&missing.display().to_string()), "{err}");
+        let garbage = dir.path().join("garbage.xml");
+        std::fs::write(&garbage, "<html/>").unwrap();
+        let err = load(&saml(Some(garbage), "")).await.unwrap_err().to_string();
+        assert!(err.contains("okta") && err.contains("metadata"), "{err}");
+        // A URL is read on first use: the broker starts while the IdP is down.
+        let sso = load(&saml(None, "http://127.0.0.1:9/metadata")).await.unwrap();
+        assert!(sso.saml["okta"].provider.get().is_none());
+    }
+}

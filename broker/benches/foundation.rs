@@ -193,6 +193,20 @@ async fn active_grants(store: &dyn Store, n: usize, ends_at: impl Fn(usize) -> D
     let mut batch = Vec::with_capacity(1000);
     for i in 0..n {
         let user = UserId::new(format!("u{i}")).unwrap();
+        let account = jitgate_broker::domain::user::User {
+            id: user.clone(),
+            version: 0,
+            display_name: user.to_string(),
+            email: None,
+            email_verified: false,
+            roles: Default::default(),
+            groups: Default::default(),
+            person: user.to_string(),
+            disabled: false,
+            created_at: now,
+            provisioned_by: None,
+            identities: Default::default(),
+        };
         let end = ends_at(i);
         let body = CreateRequestBody {
             resource: resource.id.clone(),
@@ -205,8 +219,7 @@ async fn active_grants(store: &dyn Store, n: usize, ends_at: impl Fn(usize) -> D
         let request = NewRequest {
             id: RequestId::generate(),
             kind: RequestKind::Access,
-            requester: &user,
-            requester_person: user.as_str(),
+            requester: &account,
             body: &body,
             workflow: &workflow,
             permitted: true,

@@ -175,6 +175,33 @@ pub enum AuditEvent {
         op: CommandOp,
         outcome: Outcome,
     },
+    /// A revoke was refused or failed for good. It stays queued and is
+    /// tried again; recorded at its first failure (and again if it fails
+    /// after being force-closed and re-queued).
+    RevokeFailed {
+        command: String,
+        agent: AgentId,
+        grant: GrantId,
+        entitlement: String,
+        principal: String,
+        outcome: Outcome,
+    },
+    /// A revoke that kept failing was replaced by a new grant of the same
+    /// entitlement: it is held again, so nothing is left to remove.
+    RevokeSuperseded {
+        command: String,
+        grant: GrantId,
+        by: GrantId,
+    },
+    /// An admin closed a queued revoke, saying the entitlement was removed
+    /// by hand.
+    RevokeForceClosed {
+        command: String,
+        grant: GrantId,
+        entitlement: String,
+        principal: String,
+        reason: String,
+    },
     /// An agent of the configuration where a federated resource is used
     /// confirmed the elevation in effect there (the directory had synced).
     GrantEffective {

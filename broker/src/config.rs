@@ -47,6 +47,9 @@ pub struct BrokerConfig {
     /// Reconciliation revokes entitlements found in a tenant that jitgate
     /// did not grant (otherwise it only reports them).
     pub remove_unexpected: bool,
+    /// How often each agent session compares the tenant with the grants
+    /// (besides at every connect), like "10m".
+    pub reconcile_interval: String,
     /// The REST API's URL as people and directories reach it (SCIM base
     /// URL, SSO callbacks). Empty: `https://{first server name}:{port}`.
     pub public_url: String,
@@ -175,6 +178,14 @@ pub struct OidcProviderConfig {
     /// sensible with one provider).
     #[serde(default)]
     pub email_domains: Vec<String>,
+    /// Use the token's `email` even when the provider does not say
+    /// `email_verified: true`. Off by default: an unverified email does not
+    /// route, link accounts or name anyone in a cloud. Turn it on only for
+    /// a provider that never sets the claim and lets nobody choose their
+    /// own email (a risk: whoever can set an email there can be taken for
+    /// its owner).
+    #[serde(default)]
+    pub trust_unverified_email: bool,
     /// Scopes asked for.
     #[serde(default = "default_scopes")]
     pub scopes: Vec<String>,
@@ -247,6 +258,7 @@ impl Default for BrokerConfig {
             agent_cert_ttl: "24h".into(),
             agent_approval: false,
             remove_unexpected: false,
+            reconcile_interval: "10m".into(),
             public_url: String::new(),
             sso: SsoConfig::default(),
         }
@@ -308,6 +320,9 @@ pub struct Overrides {
     /// Revoke entitlements found in a tenant that jitgate did not grant [default: false].
     #[arg(long, env = "JITGATE_REMOVE_UNEXPECTED", num_args = 0..=1, default_missing_value = "true")]
     pub remove_unexpected: Option<bool>,
+    /// How often agent sessions reconcile the tenant with the grants, like 10m [default: 10m].
+    #[arg(long, env = "JITGATE_RECONCILE_INTERVAL")]
+    pub reconcile_interval: Option<String>,
     /// The API's URL as people and directories reach it [default: https://{first server name}:{port}].
     #[arg(long, env = "JITGATE_PUBLIC_URL")]
     pub public_url: Option<String>,
@@ -369,6 +384,9 @@ impl BrokerConfig {
         if let Some(v) = o.remove_unexpected {
             config.remove_unexpected = v;
         }
+        if let Some(v) = &o.reconcile_interval {
+            config.reconcile_interval = v.clone();
+        }
         if let Some(v) = &o.public_url {
             config.public_url = v.clone();
         }
@@ -389,6 +407,7 @@ impl BrokerConfig {
         self.access_ttl()?;
         self.check_sso()?;
         self.agent_heartbeat()?;
+        self.reconcile_interval()?;
         self.agent_cert_ttl()?;
         if !self.hub_url.is_empty() && !self.hub_url.starts_with("wss://") {
             return Err(ConfigError::Invalid {
@@ -547,6 +566,15 @@ impl BrokerConfig {
             &self.agent_heartbeat,
             Duration::from_millis(100),
             Duration::from_secs(300),
+        )
+    }
+
+    pub fn reconcile_interval(&self) -> Result<Duration, ConfigError> {
+        duration(
+            "reconcile_interval",
+            &self.reconcile_interval,
+            Duration::from_millis(100),
+            Duration::from_secs(24 * 3600),
         )
     }
 

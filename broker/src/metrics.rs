@@ -25,6 +25,9 @@ pub struct Metrics {
     pub commands_retried: Counter,
     pub agent_self_revokes: Counter,
     pub agents_online: Gauge,
+    /// Grants whose revoke was refused or failed for good and is being
+    /// tried again (alert on any above zero).
+    pub revokes_failing: Gauge,
     /// Seconds from sending a command to the agent's answer arriving.
     pub command_round_trip: Histogram,
 }
@@ -102,6 +105,12 @@ impl Metrics {
             "Agents with a live session",
             agents_online.clone(),
         );
+        let revokes_failing = Gauge::default();
+        registry.register(
+            "revokes_failing",
+            "Revokes refused or failed for good, still queued and retried until they succeed or an admin force-closes them",
+            revokes_failing.clone(),
+        );
         let command_round_trip =
             Histogram::new([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]);
         registry.register(
@@ -123,6 +132,7 @@ impl Metrics {
             commands_retried,
             agent_self_revokes,
             agents_online,
+            revokes_failing,
             command_round_trip,
         }
     }

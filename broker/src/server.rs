@@ -164,6 +164,14 @@ impl Server {
             config.max_body_bytes,
         );
         let mut tasks = JoinSet::new();
+        match broker.count_failing_revokes().await {
+            Ok(0) => {}
+            Ok(n) => tracing::error!(
+                failing = n,
+                "revokes are failing: see `jitgate grants` (revoke_failing) and the revokes_failing gauge"
+            ),
+            Err(e) => tracing::warn!(error = %e, "counting failing revokes failed; the gauge starts at 0"),
+        }
         tasks.spawn(crate::scheduler::run(broker.clone(), shutdown_rx.clone()));
         tasks.spawn(sweep_sign_ins(broker.clone(), shutdown_rx.clone()));
         let hub_tls = Arc::new(ArcSwap::from(ca.hub_server_config(&config.server_names, now)?));
@@ -180,6 +188,7 @@ impl Server {
         ));
         let hub_settings = crate::hub::HubSettings {
             heartbeat: config.agent_heartbeat()?,
+            reconcile_every: config.reconcile_interval()?,
             ..crate::hub::HubSettings::default()
         };
         tasks.spawn(crate::hub::serve(

@@ -35,6 +35,14 @@ id = "dev"
 configuration = "aws"
 group = "dev"
 target = { kind = "aws_account_assignment", account_id = "111122223333", permission_set = "D" }
+
+# The same entitlement as `dev`, behind two approvals: grants of both
+# overlap on one lease.
+[[resources]]
+id = "prod"
+configuration = "aws"
+group = "prod"
+target = { kind = "aws_account_assignment", account_id = "111122223333", permission_set = "D" }
 "#;
 
 const POLICY: &str = r#"
@@ -52,6 +60,8 @@ auto_approve = true
 cap_session_duration = true
 end_sign_in_sessions = true
 approvals_required = 0
+[group.prod]
+approvals_required = 2
 "#;
 
 pub fn t0() -> DateTime<Utc> {
@@ -89,6 +99,22 @@ pub async fn harness() -> Harness {
             .await
             .unwrap();
     }
+    let broker = start(store.clone(), clock.clone()).await;
+    let mut users = Vec::new();
+    for name in ["ann", "ben", "cat"] {
+        users.push(store.user(&UserId::new(name).unwrap()).await.unwrap().unwrap());
+    }
+    Harness {
+        _dir: dir,
+        broker,
+        clock,
+        users,
+    }
+}
+
+/// A broker over `store`, as a process starting on it would be: policies
+/// loaded, keys made, nothing in memory from before.
+pub async fn start(store: Arc<dyn Store>, clock: Arc<ManualClock>) -> Broker {
     let sources = vec![
         PolicySource {
             path: "p.cedar".into(),
@@ -99,24 +125,24 @@ pub async fn harness() -> Harness {
             text: WORKFLOWS.into(),
         },
     ];
+    let seeding = Broker::without_policies(store, clock);
     let catalog = seeding.catalog().await.unwrap();
     crate::tls::install_crypto_provider();
     let keys = crate::service::BrokerKeys {
         ca: Arc::new(crate::tls::BrokerCa::generate(t0()).unwrap()),
         commands: Arc::new(jitgate_shared::v1::signing::CommandSigner::from_secret(&[7; 32])),
     };
-    let broker = seeding
+    seeding
         .with_policies("p".into(), Policies::load(&sources, &catalog).unwrap())
-        .with_keys(keys);
-    let mut users = Vec::new();
-    for name in ["ann", "ben", "cat"] {
-        users.push(store.user(&UserId::new(name).unwrap()).await.unwrap().unwrap());
-    }
-    Harness {
-        _dir: dir,
-        broker,
-        clock,
-        users,
+        .with_keys(keys)
+}
+
+impl Harness {
+    /// The broker stops and starts again on the same store: what it kept
+    /// in memory (agent claims, backoffs, metrics) is gone.
+    pub async fn restart(&mut self) {
+        self.broker = start(self.broker.store().clone(), self.clock.clone()).await;
+        self.broker.count_failing_revokes().await.unwrap();
     }
 }
 

@@ -328,6 +328,8 @@ pub enum Trick {
     ReplayedNonce,
     /// Issued and signed by another provider.
     OtherProvider,
+    /// Honest, but the email is not said to be verified.
+    UnverifiedEmail,
 }
 
 #[derive(Debug)]
@@ -441,7 +443,7 @@ async fn token(State(s): State<Arc<Mutex<HostileState>>>) -> Json<Value> {
     };
     let mut claims = json!({
         "iss": s.issuer, "sub": "mallory", "aud": "jitgate", "iat": now, "exp": now + 300,
-        "nonce": nonce, "email": "mallory@hostile.example", "name": "Mallory"
+        "nonce": nonce, "email": "mallory@hostile.example", "email_verified": true, "name": "Mallory"
     });
     let id_token = match s.trick {
         Trick::Honest | Trick::ReplayedNonce => sign(&s.key, "good", &claims),
@@ -459,6 +461,10 @@ async fn token(State(s): State<Arc<Mutex<HostileState>>>) -> Json<Value> {
             sign(&s.key, "good", &claims)
         }
         Trick::UnknownKey => sign(&s.other_key, "never-published", &claims),
+        Trick::UnverifiedEmail => {
+            claims["email_verified"] = json!(false);
+            sign(&s.key, "good", &claims)
+        }
         Trick::OtherProvider => {
             claims["iss"] = json!("https://login.other.example");
             sign(&s.other_key, "good", &claims)

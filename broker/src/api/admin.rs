@@ -5,8 +5,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use jitgate_shared::v1::api::{
-    Configuration, ExplainView, IssuedToken, PolicyStatus, Resource, ScimConnectionBody,
-    ScimConnectionCreated, ScimConnectionView, UserBody, UserView,
+    Configuration, ExplainView, ForceCloseBody, GrantView, IssuedToken, PolicyStatus, Resource,
+    ScimConnectionBody, ScimConnectionCreated, ScimConnectionView, UserBody, UserView,
 };
 use jitgate_shared::v1::signing::CommandBody;
 use jitgate_shared::v1::{ConfigId, ErrorBody, ResourceId, UserId};
@@ -164,6 +164,34 @@ pub async fn outbox(
     let configuration: ConfigId = path_id("configuration", &configuration)?;
     let limit = q.limit.unwrap_or(1000).clamp(1, 100_000);
     Ok(Json(s.broker.outbox(&user, &configuration, limit).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/admin/users/{id}/disable", tag = "admin",
+    params(("id" = String, Path, description = "User id")),
+    responses((status = 200, body = UserView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn disable_user(
+    State(s): State<AppState>,
+    Caller(user): Caller,
+    PathParam(id): PathParam<String>,
+) -> Result<Json<UserView>, ApiError> {
+    let id: UserId = path_id("id", &id)?;
+    Ok(Json(s.broker.disable_user(&user, &id).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/admin/revokes/{command}/force-close", tag = "admin",
+    request_body = ForceCloseBody,
+    params(("command" = String, Path, description = "Id of a queued revoke command")),
+    responses((status = 200, description = "Closed; the grant it ended, if it has one", body = Option<GrantView>),
+        (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn force_close_revoke(
+    State(s): State<AppState>,
+    Caller(user): Caller,
+    PathParam(command): PathParam<String>,
+    Body(body): Body<ForceCloseBody>,
+) -> Result<Json<Option<GrantView>>, ApiError> {
+    Ok(Json(s.broker.force_close_revoke(&user, &command, body).await?))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -60,9 +60,14 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/admin/users", get(admin::list_users))
         .route("/admin/users/{id}", put(admin::put_user))
         .route("/admin/users/{id}/tokens", post(admin::issue_token))
+        .route("/admin/users/{id}/disable", post(admin::disable_user))
         .route("/admin/policies", get(admin::policy_status))
         .route("/admin/policies/reload", post(admin::reload_policies))
         .route("/admin/outbox/{configuration}", get(admin::outbox))
+        .route(
+            "/admin/revokes/{command}/force-close",
+            post(admin::force_close_revoke),
+        )
         .route("/admin/explain", get(admin::explain))
         .route(
             "/admin/scim/connections",

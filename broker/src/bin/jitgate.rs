@@ -167,6 +167,16 @@ enum AdminCommand {
         #[arg(long)]
         user: jitgate_shared::v1::UserId,
     },
+    /// Close a queued revoke that keeps failing, saying how the entitlement
+    /// was removed by hand (audited). The grant's `revoke_failing` state
+    /// names the command.
+    ForceClose {
+        /// Id of the queued revoke command.
+        command: String,
+        /// How the entitlement was removed, for the audit log.
+        #[arg(long)]
+        reason: String,
+    },
     /// Enrolled gateway agents: status, approval, revocation.
     Agents {
         #[command(subcommand)]
@@ -443,6 +453,15 @@ async fn run(cli: Cli) -> Result<(), LoginError> {
         } => {
             let plan = api.explain(&resource, &user).await?;
             print(json, &plan, output::explain);
+        }
+        Command::Admin {
+            command: AdminCommand::ForceClose { command, reason },
+        } => {
+            let grant = api.force_close_revoke(&command, &reason).await?;
+            print(json, &grant, |g| match g {
+                Some(g) => output::grants(std::slice::from_ref(g)),
+                None => format!("revoke {command} closed\n"),
+            });
         }
         Command::Admin {
             command: AdminCommand::Agents { action },

@@ -303,6 +303,21 @@ impl ApiClient {
         self.put(&format!("/api/v1/admin/users/{}", u.id), u).await
     }
 
+    /// Updates an existing user.
+    pub async fn update_user(&self, u: &UserBody) -> Result<UserView, ClientError> {
+        self.put(&format!("/api/v1/admin/users/{}", u.id), u).await
+    }
+
+    /// Disables an account: its grants end (revokes queued), its requests,
+    /// sessions and tokens with them.
+    pub async fn disable_user(&self, id: &jitgate_shared::v1::UserId) -> Result<UserView, ClientError> {
+        self.post(
+            &format!("/api/v1/admin/users/{id}/disable"),
+            &serde_json::json!({}),
+        )
+        .await
+    }
+
     pub async fn create_join_token(
         &self,
         body: &CreateJoinTokenBody,
@@ -347,6 +362,21 @@ impl ApiClient {
         self.get(
             "/api/v1/admin/explain",
             &[("resource", resource.to_string()), ("user", user.to_string())],
+        )
+        .await
+    }
+
+    /// Closes a queued revoke: the entitlement was removed by hand.
+    pub async fn force_close_revoke(
+        &self,
+        command: &str,
+        reason: &str,
+    ) -> Result<Option<jitgate_shared::v1::api::GrantView>, ClientError> {
+        self.post(
+            &format!("/api/v1/admin/revokes/{command}/force-close"),
+            &jitgate_shared::v1::api::ForceCloseBody {
+                reason: reason.to_owned(),
+            },
         )
         .await
     }

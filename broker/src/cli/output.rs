@@ -128,9 +128,16 @@ pub fn grants(items: &[GrantView]) -> String {
         "ends",
     ]);
     for g in items {
-        let state = match g.end_reason {
-            Some(reason) => format!("{} ({})", lower(g.state), lower(reason)),
-            None => lower(g.state),
+        let state = match (&g.revoke_failing, g.end_reason) {
+            (Some(f), _) => format!(
+                "revoke_failing since {} ({} tries: {}; command {})",
+                when(f.since),
+                f.attempts,
+                f.reason,
+                f.command
+            ),
+            (None, Some(reason)) => format!("{} ({})", lower(g.state), lower(reason)),
+            (None, None) => lower(g.state),
         };
         t.add_row(vec![
             g.id.to_string(),

@@ -15,9 +15,20 @@ pub type Command = CommandBody;
 /// through late rather than never; a week covers long outages.
 pub const REVOKE_VALIDITY: chrono::Duration = chrono::Duration::days(7);
 
+const REVOKE_SUFFIX: &str = "revoke";
+
+/// The id of the revoke that ended `lease`'s current generation (whether or
+/// not it is still queued).
+pub fn revoke_id(lease: &Lease) -> String {
+    format!("{}-{}-{REVOKE_SUFFIX}", lease.key, lease.generation)
+}
+
 /// The command a lease change calls for, if any. The id is the idempotency
 /// key: the same change always gets the same id, so a retried or re-queued
-/// command is recognised by the agent.
+/// command is recognised by the agent. A grant command's id names the lease
+/// version it was read at: a deadline that goes back to an earlier value
+/// (shortened, then extended again) is a new command, not one the outbox
+/// already delivered.
 pub fn for_effect(
     lease: &Lease,
     effect: LeaseEffect,
@@ -27,12 +38,14 @@ pub fn for_effect(
 ) -> Option<Command> {
     let (op, not_after, suffix) = match effect {
         LeaseEffect::Nothing => return None,
-        LeaseEffect::Apply { deadline } | LeaseEffect::Prolong { deadline } => (
+        LeaseEffect::Apply { deadline }
+        | LeaseEffect::Prolong { deadline }
+        | LeaseEffect::Shorten { deadline } => (
             CommandOp::Grant,
             deadline,
-            format!("grant-{}", deadline.timestamp_millis()),
+            format!("grant-{}-{}", deadline.timestamp_millis(), lease.version),
         ),
-        LeaseEffect::Remove => (CommandOp::Revoke, now + REVOKE_VALIDITY, "revoke".to_owned()),
+        LeaseEffect::Remove => (CommandOp::Revoke, now + REVOKE_VALIDITY, REVOKE_SUFFIX.to_owned()),
     };
     Some(CommandBody {
         id: format!("{}-{}-{}", lease.key, lease.generation, suffix),

@@ -25,16 +25,21 @@ pub struct CommandResult {
 }
 
 /// What to do with a command after an agent's answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Disposition {
     /// Done, for good or ill: store the result, take it off the outbox.
     Settled,
     /// Leave it queued and send it again after a pause; the cloud asked for
     /// at least `after` when it said so.
     Retry { after: Option<Duration> },
+    /// A revoke the agent refused or could not carry out for good. It is
+    /// never dropped: it stays queued, is surfaced as failing, and is sent
+    /// again with a backoff of up to [`FAILING_REVOKE_BACKOFF_MAX`] until it
+    /// succeeds or an admin force-closes it.
+    RevokeFailing { reason: String },
 }
 
-pub fn disposition(outcome: &Outcome) -> Disposition {
+pub fn disposition(op: CommandOp, outcome: &Outcome) -> Disposition {
     match outcome {
         Outcome::Failed {
             retryable: true,
@@ -43,6 +48,11 @@ pub fn disposition(outcome: &Outcome) -> Disposition {
         } => Disposition::Retry {
             after: retry_after_seconds.map(Duration::from_secs),
         },
+        Outcome::Refused { reason } | Outcome::Failed { reason, .. } if op == CommandOp::Revoke => {
+            Disposition::RevokeFailing {
+                reason: reason.clone(),
+            }
+        }
         _ => Disposition::Settled,
     }
 }
@@ -56,15 +66,20 @@ pub fn succeeded(outcome: &Outcome) -> bool {
 }
 
 pub const BACKOFF_BASE: Duration = Duration::from_millis(200);
+/// The longest pause after a transient failure.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// The longest pause between tries of a revoke that keeps failing: an
+/// operator who mends the cause (a permission, a deleted principal) sees it
+/// go through within this.
+pub const FAILING_REVOKE_BACKOFF_MAX: Duration = Duration::from_secs(15 * 60);
 
 /// Pause before attempt `attempt + 1`: exponential from [`BACKOFF_BASE`] up
-/// to [`BACKOFF_MAX`], with "equal jitter" (half fixed, half random, from
-/// `jitter` in `[0, 1)`) so many agents retrying do not move in step. A
-/// server's Retry-After is a floor.
-pub fn backoff(attempt: u32, retry_after: Option<Duration>, jitter: f64) -> Duration {
+/// to `cap`, with "equal jitter" (half fixed, half random, from `jitter` in
+/// `[0, 1)`) so many agents retrying do not move in step. A server's
+/// Retry-After is a floor.
+pub fn backoff(attempt: u32, retry_after: Option<Duration>, jitter: f64, cap: Duration) -> Duration {
     let exp = BACKOFF_BASE.saturating_mul(1u32 << attempt.min(16));
-    let capped = exp.min(BACKOFF_MAX);
+    let capped = exp.min(cap);
     let half = capped / 2;
     let pause = half + half.mul_f64(jitter.clamp(0.0, 1.0));
     retry_after.map_or(pause, |floor| pause.max(floor))
@@ -118,30 +133,46 @@ mod tests {
     }
 
     #[test]
-    fn only_retryable_failures_stay_queued() {
-        assert_eq!(disposition(&Outcome::Applied), Disposition::Settled);
+    fn grants_failing_for_good_settle_and_revokes_never_do() {
+        let refused = Outcome::Refused { reason: "x".into() };
+        let denied = Outcome::Failed {
+            reason: "denied".into(),
+            retryable: false,
+            retry_after_seconds: None,
+        };
+        let throttled = Outcome::Failed {
+            reason: "throttled".into(),
+            retryable: true,
+            retry_after_seconds: Some(7),
+        };
         assert_eq!(
-            disposition(&Outcome::Refused { reason: "x".into() }),
+            disposition(CommandOp::Grant, &Outcome::Applied),
             Disposition::Settled
         );
         assert_eq!(
-            disposition(&Outcome::Failed {
-                reason: "denied".into(),
-                retryable: false,
-                retry_after_seconds: None
-            }),
+            disposition(CommandOp::Revoke, &Outcome::Revoked),
             Disposition::Settled
         );
+        assert_eq!(disposition(CommandOp::Grant, &refused), Disposition::Settled);
+        assert_eq!(disposition(CommandOp::Grant, &denied), Disposition::Settled);
         assert_eq!(
-            disposition(&Outcome::Failed {
-                reason: "throttled".into(),
-                retryable: true,
-                retry_after_seconds: Some(7)
-            }),
-            Disposition::Retry {
-                after: Some(Duration::from_secs(7))
+            disposition(CommandOp::Revoke, &refused),
+            Disposition::RevokeFailing { reason: "x".into() }
+        );
+        assert_eq!(
+            disposition(CommandOp::Revoke, &denied),
+            Disposition::RevokeFailing {
+                reason: "denied".into()
             }
         );
+        for op in [CommandOp::Grant, CommandOp::Revoke] {
+            assert_eq!(
+                disposition(op, &throttled),
+                Disposition::Retry {
+                    after: Some(Duration::from_secs(7))
+                }
+            );
+        }
     }
 
     #[test]
@@ -156,13 +187,14 @@ mod tests {
 
     proptest! {
         #[test]
-        fn backoff_grows_is_capped_and_respects_retry_after(attempt in 0u32..100, jitter in 0.0f64..1.0, floor in proptest::option::of(0u64..600)) {
+        fn backoff_grows_is_capped_and_respects_retry_after(attempt in 0u32..100, jitter in 0.0f64..1.0, floor in proptest::option::of(0u64..600), failing in any::<bool>()) {
+            let cap = if failing { FAILING_REVOKE_BACKOFF_MAX } else { BACKOFF_MAX };
             let floor = floor.map(Duration::from_secs);
-            let b = backoff(attempt, floor, jitter);
-            prop_assert!(b <= BACKOFF_MAX.max(floor.unwrap_or_default()));
+            let b = backoff(attempt, floor, jitter, cap);
+            prop_assert!(b <= cap.max(floor.unwrap_or_default()));
             prop_assert!(b >= BACKOFF_BASE / 2);
             if let Some(f) = floor { prop_assert!(b >= f); }
-            prop_assert!(backoff(attempt + 1, None, jitter) >= backoff(attempt, None, jitter));
+            prop_assert!(backoff(attempt + 1, None, jitter, cap) >= backoff(attempt, None, jitter, cap));
         }
     }
 }

@@ -2,7 +2,7 @@
 //! `[starts_at, ends_at)`.
 
 use chrono::{DateTime, Utc};
-use jitgate_shared::v1::api::{CommandOp, EndReason, GrantState, GrantView};
+use jitgate_shared::v1::api::{CommandOp, EndReason, GrantState, GrantView, RevokeFailing};
 use jitgate_shared::v1::protocol::Outcome;
 use jitgate_shared::v1::signing::ProvisionOnDemand;
 use jitgate_shared::v1::{ConfigId, Entitlement, GrantId, RequestId, ResourceId, UserId};
@@ -64,6 +64,11 @@ pub struct Grant {
     /// an enterprise app jitgate knows: provision at once after applying.
     #[serde(default)]
     pub provision_on_demand: Option<ProvisionOnDemand>,
+    /// The revoke ending this grant's entitlement was refused or failed for
+    /// good and is being tried again; cleared when it succeeds or an admin
+    /// force-closes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoke_failing: Option<RevokeFailing>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -126,6 +131,7 @@ impl Grant {
             effective_at: None,
             removal_confirmed_at: None,
             provision_on_demand: None,
+            revoke_failing: None,
         }
     }
 
@@ -209,6 +215,7 @@ impl Grant {
             (CommandOp::Revoke, Outcome::Revoked | Outcome::AlreadyAbsent) => {
                 g.removed_at = g.removed_at.or(Some(at));
                 g.delivery_error = None;
+                g.revoke_failing = None;
             }
             (_, Outcome::Refused { reason } | Outcome::Failed { reason, .. }) => {
                 g.delivery_error = Some(format!("{op:?} failed: {reason}").to_lowercase());
@@ -218,6 +225,44 @@ impl Grant {
             _ => return None,
         }
         (g != *self).then_some(g)
+    }
+
+    /// Records one more failure of the revoke `command` (refused, or failed
+    /// for good). The first one starts the failing period.
+    pub fn revoke_failed(&self, command: &str, reason: &str, at: DateTime<Utc>) -> Grant {
+        let mut g = self.next();
+        let failing = match &self.revoke_failing {
+            Some(f) if f.command == command => RevokeFailing {
+                attempts: f.attempts.saturating_add(1),
+                reason: reason.to_owned(),
+                ..f.clone()
+            },
+            _ => RevokeFailing {
+                command: command.to_owned(),
+                since: at,
+                attempts: 1,
+                reason: reason.to_owned(),
+            },
+        };
+        g.delivery_error = Some(format!("revoke failed: {reason}").to_lowercase());
+        g.revoke_failing = Some(failing);
+        g
+    }
+
+    /// An admin says the entitlement was removed by hand: the revoke is
+    /// closed and the grant counts as removed.
+    pub fn revoke_force_closed(&self, at: DateTime<Utc>) -> Grant {
+        let mut g = self.next();
+        g.revoke_failing = None;
+        g.removed_at = g.removed_at.or(Some(at));
+        g
+    }
+
+    /// The failing revoke was replaced by a new grant of the entitlement.
+    pub fn revoke_superseded(&self) -> Grant {
+        let mut g = self.next();
+        g.revoke_failing = None;
+        g
     }
 
     /// The downstream entitlement an agent of `configuration` can check,
@@ -290,6 +335,7 @@ impl Grant {
             },
             removed_at: self.removed_at,
             delivery_error: self.delivery_error.clone(),
+            revoke_failing: self.revoke_failing.clone(),
         }
     }
 }

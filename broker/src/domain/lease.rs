@@ -30,6 +30,10 @@ pub enum LeaseEffect {
     /// Already held, but the latest deadline moved later: tell the agent the
     /// new deadline it must enforce on its own.
     Prolong { deadline: DateTime<Utc> },
+    /// A holder left early and the latest deadline moved earlier: tell the
+    /// agent the shorter deadline, so its own revoke at the deadline is on
+    /// time if the broker is gone.
+    Shorten { deadline: DateTime<Utc> },
     /// Last holder gone: remove the entitlement.
     Remove,
     /// Nothing for the tenant.
@@ -78,14 +82,15 @@ impl Lease {
 
     /// Removes a holder. Releasing a grant that does not hold is a no-op.
     pub fn release(&self, grant: GrantId) -> (Lease, LeaseEffect) {
+        let before = self.deadline();
         let mut next = self.clone();
         if next.holders.remove(&grant).is_none() {
             return (next, LeaseEffect::Nothing);
         }
-        let effect = if next.holders.is_empty() {
-            LeaseEffect::Remove
-        } else {
-            LeaseEffect::Nothing
+        let effect = match (before, next.deadline()) {
+            (_, None) => LeaseEffect::Remove,
+            (Some(b), Some(deadline)) if deadline < b => LeaseEffect::Shorten { deadline },
+            _ => LeaseEffect::Nothing,
         };
         (next, effect)
     }
@@ -116,7 +121,7 @@ mod tests {
         let (lease, e) = lease.hold(b, t(200));
         assert_eq!(e, LeaseEffect::Prolong { deadline: t(200) });
         let (lease, e) = lease.release(a);
-        assert_eq!(e, LeaseEffect::Nothing);
+        assert_eq!(e, LeaseEffect::Nothing, "the longest holder stays");
         assert!(lease.is_held());
         let (lease, e) = lease.release(a);
         assert_eq!(e, LeaseEffect::Nothing, "double release is a no-op");
@@ -126,6 +131,18 @@ mod tests {
         let (lease, e) = lease.hold(a, t(300));
         assert_eq!(e, LeaseEffect::Apply { deadline: t(300) });
         assert_eq!(lease.generation, 2);
+    }
+
+    #[test]
+    fn the_longest_holder_leaving_early_shortens_the_deadline() {
+        let t = |s: i64| DateTime::from_timestamp(s, 0).unwrap();
+        let (a, b) = (GrantId::generate(), GrantId::generate());
+        let (lease, _) = Lease::new(ent()).hold(a, t(100));
+        let (lease, _) = lease.hold(b, t(200));
+        let (lease, e) = lease.release(b);
+        assert_eq!(e, LeaseEffect::Shorten { deadline: t(100) });
+        let (_, e) = lease.release(a);
+        assert_eq!(e, LeaseEffect::Remove);
     }
 
     #[test]

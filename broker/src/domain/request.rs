@@ -22,6 +22,7 @@ use jitgate_shared::v1::{GrantId, RequestId, ResourceId, UserId};
 use serde::{Deserialize, Serialize};
 
 use super::policy::Workflow;
+use super::user::{PersonKeys, User};
 
 /// How far in the past a requested start may lie (clock skew between client
 /// and broker); earlier starts are refused.
@@ -32,6 +33,9 @@ const START_HORIZON: chrono::Duration = chrono::Duration::days(366);
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Review {
     pub reviewer: UserId,
+    /// Who the reviewer was when reviewing: one vote per person.
+    #[serde(default)]
+    pub reviewer_keys: PersonKeys,
     pub decision: Decision,
     pub comment: Option<String>,
     pub at: DateTime<Utc>,
@@ -45,6 +49,15 @@ pub struct Request {
     pub requester: UserId,
     /// The requester's person id when the request was made.
     pub requester_person: String,
+    /// The requester's verified email (normalised) when the request was
+    /// made: an account with the same verified email is the same person.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requester_email: Option<String>,
+    /// Who the grant names in the tenant, fixed when the request was made
+    /// (empty in records from before: the requester's principal at
+    /// approval then).
+    #[serde(default)]
+    pub principal: String,
     pub resource: ResourceId,
     pub duration_seconds: u64,
     pub justification: Option<String>,
@@ -87,10 +100,14 @@ pub enum RequestError {
     PendingExpired { expired_at: DateTime<Utc> },
     #[error("you may not review your own request")]
     SelfReview,
+    #[error("you may not review this request: `{requester}` who asked for it is the same person as you (linked accounts or the same verified email)")]
+    SamePersonAsRequester { requester: UserId },
     #[error("you are not an approver for this resource")]
     NotAnApprover,
     #[error("{reviewer} has already reviewed this request")]
     AlreadyReviewed { reviewer: UserId },
+    #[error("the same person has already reviewed this request as `{account}` (linked accounts or the same verified email); one vote per person")]
+    AlreadyReviewedAs { account: UserId },
     #[error("only the requester or an admin may cancel this request")]
     NotYours,
     #[error("request is {state:?}; only pending or approved requests can be cancelled")]
@@ -101,10 +118,16 @@ pub enum RequestError {
 #[derive(Debug, Clone)]
 pub struct Reviewer<'a> {
     pub id: &'a UserId,
-    pub person: &'a str,
+    pub keys: PersonKeys,
     /// Cedar permits `approve` on this resource for them.
     pub may_approve: bool,
 }
+
+/// Who the accounts around a request are now (the requester and earlier
+/// reviewers, by account id): accounts may have been linked since the
+/// request or a review was recorded. An account missing here is judged by
+/// what was recorded.
+pub type PersonsNow = std::collections::BTreeMap<UserId, PersonKeys>;
 
 /// The result of a review.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,8 +142,7 @@ pub enum ReviewOutcome {
 pub struct NewRequest<'a> {
     pub id: RequestId,
     pub kind: RequestKind,
-    pub requester: &'a UserId,
-    pub requester_person: &'a str,
+    pub requester: &'a User,
     pub body: &'a CreateRequestBody,
     pub workflow: &'a Workflow,
     /// Cedar permits `request` (or, for break-glass, `break_glass`).
@@ -197,8 +219,10 @@ impl NewRequest<'_> {
             id: self.id,
             version: 0,
             kind: self.kind,
-            requester: self.requester.clone(),
-            requester_person: self.requester_person.to_owned(),
+            requester: self.requester.id.clone(),
+            requester_person: self.requester.person.clone(),
+            requester_email: self.requester.verified_email(),
+            principal: self.requester.principal(),
             resource: b.resource.clone(),
             duration_seconds: duration,
             justification: justification.map(str::to_owned),
@@ -243,12 +267,59 @@ impl Request {
         u32::try_from(n).unwrap_or(u32::MAX)
     }
 
-    /// Applies one review. Any deny ends the request; the N-th distinct
-    /// approval approves it. Refused after the pending TTL even if the expiry
+    /// Approvals that count: one per person, none by the requester's
+    /// person, judged by what each review recorded and by who the accounts
+    /// are now (accounts linked after an approval do not count twice, and
+    /// an approval by an account since linked to the requester counts for
+    /// nothing).
+    pub fn counted_approvals(&self, now_keys: &PersonsNow) -> u32 {
+        let keys_of = |account: &UserId, recorded: &PersonKeys| {
+            let mut keys = vec![recorded.clone()];
+            keys.extend(now_keys.get(account).cloned());
+            keys
+        };
+        let same = |a: &[PersonKeys], b: &[PersonKeys]| a.iter().any(|x| b.iter().any(|y| x.same_person(y)));
+        let requester = keys_of(&self.requester, &self.requester_keys());
+        let mut counted: Vec<(&UserId, Vec<PersonKeys>)> = Vec::new();
+        for r in self.reviews.iter().filter(|r| r.decision == Decision::Approve) {
+            let keys = keys_of(&r.reviewer, &r.reviewer_keys);
+            if r.reviewer == self.requester || same(&keys, &requester) {
+                continue;
+            }
+            if counted.iter().any(|(id, k)| *id == &r.reviewer || same(k, &keys)) {
+                continue;
+            }
+            counted.push((&r.reviewer, keys));
+        }
+        u32::try_from(counted.len()).unwrap_or(u32::MAX)
+    }
+
+    /// The requester as recorded when the request was made.
+    pub fn requester_keys(&self) -> PersonKeys {
+        PersonKeys {
+            person: self.requester_person.clone(),
+            email: self.requester_email.clone(),
+        }
+    }
+
+    /// The accounts whose current person a review must be checked against:
+    /// the requester and every earlier reviewer.
+    pub fn accounts_involved(&self) -> Vec<&UserId> {
+        std::iter::once(&self.requester)
+            .chain(self.reviews.iter().map(|r| &r.reviewer))
+            .collect()
+    }
+
+    /// Applies one review. Any deny ends the request; the N-th approval
+    /// approves it. Nobody reviews a request of their own person (same
+    /// account, linked accounts, same verified email, as recorded or as
+    /// they are now in `now_keys`), and a person reviews once, through
+    /// whichever account. Refused after the pending TTL even if the expiry
     /// job has not run yet.
     pub fn review(
         &self,
         reviewer: &Reviewer<'_>,
+        now_keys: &PersonsNow,
         decision: Decision,
         comment: Option<String>,
         now: DateTime<Utc>,
@@ -261,8 +332,18 @@ impl Request {
                 expired_at: self.pending_expires_at,
             });
         }
-        if reviewer.id == &self.requester || reviewer.person == self.requester_person {
+        if reviewer.id == &self.requester {
             return Err(RequestError::SelfReview);
+        }
+        let requester_then = self.requester_keys();
+        let same_as_requester = reviewer.keys.same_person(&requester_then)
+            || now_keys
+                .get(&self.requester)
+                .is_some_and(|k| reviewer.keys.same_person(k));
+        if same_as_requester {
+            return Err(RequestError::SamePersonAsRequester {
+                requester: self.requester.clone(),
+            });
         }
         if !reviewer.may_approve {
             return Err(RequestError::NotAnApprover);
@@ -272,24 +353,37 @@ impl Request {
                 reviewer: reviewer.id.clone(),
             });
         }
+        let earlier = self.reviews.iter().find(|r| {
+            reviewer.keys.same_person(&r.reviewer_keys)
+                || now_keys
+                    .get(&r.reviewer)
+                    .is_some_and(|k| reviewer.keys.same_person(k))
+        });
+        if let Some(r) = earlier {
+            return Err(RequestError::AlreadyReviewedAs {
+                account: r.reviewer.clone(),
+            });
+        }
         let mut next = self.next();
         next.reviews.push(Review {
             reviewer: reviewer.id.clone(),
+            reviewer_keys: reviewer.keys.clone(),
             decision,
             comment,
             at: now,
         });
+        let approvals = next.counted_approvals(now_keys);
         let outcome = match decision {
             Decision::Deny => {
                 next.state = RequestState::Denied;
                 ReviewOutcome::Denied
             }
-            Decision::Approve if next.approvals() >= next.approvals_required => {
+            Decision::Approve if approvals >= next.approvals_required => {
                 next.state = RequestState::Approved;
                 ReviewOutcome::Approved
             }
             Decision::Approve => ReviewOutcome::StillPending {
-                approvals: next.approvals(),
+                approvals,
                 required: next.approvals_required,
             },
         };
@@ -356,6 +450,7 @@ impl Request {
             id: self.id,
             kind: self.kind.clone(),
             requester: self.requester.clone(),
+            principal: self.principal.clone(),
             resource: self.resource.clone(),
             duration_seconds: self.duration_seconds,
             justification: self.justification.clone(),
@@ -371,6 +466,7 @@ impl Request {
                 .iter()
                 .map(|r| ReviewView {
                     reviewer: r.reviewer.clone(),
+                    person: r.reviewer_keys.person.clone(),
                     decision: r.decision,
                     comment: r.comment.clone(),
                     at: r.at,

@@ -13,9 +13,18 @@ pub struct User {
     pub version: u64,
     pub display_name: String,
     pub email: Option<String>,
+    /// Whoever set `email` vouches for it: an admin, a directory (SCIM), a
+    /// SAML IdP, or an OIDC provider that said `email_verified` (or is
+    /// trusted without it). Only a verified email links accounts, routes
+    /// or names a cloud principal. Records stored before this field count
+    /// as verified, as every email did then; the next sign-in corrects it.
+    #[serde(default = "verified_by_default")]
+    pub email_verified: bool,
     pub roles: BTreeSet<Role>,
     pub groups: BTreeSet<String>,
     /// Accounts sharing a person id are one person (no approving each other).
+    /// Set by an admin, or at creation to the person of an account with the
+    /// same verified email.
     pub person: String,
     pub disabled: bool,
     pub created_at: DateTime<Utc>,
@@ -29,18 +38,62 @@ pub struct User {
     pub identities: BTreeMap<String, String>,
 }
 
+fn verified_by_default() -> bool {
+    true
+}
+
+/// An email as accounts are compared by: trimmed, lower case.
+pub fn normalise_email(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+/// What makes two accounts one person: the same person id (linked by an
+/// admin or at creation), or the same verified email.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersonKeys {
+    pub person: String,
+    /// Normalised; only a verified email.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+}
+
+impl PersonKeys {
+    pub fn same_person(&self, other: &PersonKeys) -> bool {
+        (!self.person.is_empty() && self.person == other.person)
+            || self
+                .email
+                .as_ref()
+                .is_some_and(|e| other.email.as_ref() == Some(e))
+    }
+}
+
 impl User {
     pub fn has_role(&self, role: Role) -> bool {
         self.roles.contains(&role)
     }
 
-    /// Same person: the same account, or accounts linked to one person.
-    pub fn same_person(&self, other_id: &UserId, other_person: &str) -> bool {
-        &self.id == other_id || self.person == other_person
+    /// The email, normalised, when it is verified.
+    pub fn verified_email(&self) -> Option<String> {
+        self.email
+            .as_deref()
+            .filter(|_| self.email_verified)
+            .map(normalise_email)
     }
 
-    pub fn email_or_id(&self) -> &str {
-        self.email.as_deref().unwrap_or(self.id.as_str())
+    pub fn person_keys(&self) -> PersonKeys {
+        PersonKeys {
+            person: self.person.clone(),
+            email: self.verified_email(),
+        }
+    }
+
+    /// The name the tenants know this user by: the verified email, else
+    /// the account id (never an email nobody vouched for). Every
+    /// configuration along a chain knows the user by it (each agent maps it
+    /// to its tenant's object: Entra user object id, Identity Center user
+    /// id).
+    pub fn principal(&self) -> String {
+        self.verified_email().unwrap_or_else(|| self.id.to_string())
     }
 
     pub fn view(&self) -> UserView {
@@ -48,6 +101,7 @@ impl User {
             id: self.id.clone(),
             display_name: self.display_name.clone(),
             email: self.email.clone(),
+            email_verified: self.email_verified,
             roles: self.roles.clone(),
             groups: self.groups.clone(),
             person: self.person.clone(),
@@ -88,5 +142,29 @@ pub enum TokenKind {
 impl ApiToken {
     pub fn is_valid_at(&self, now: DateTime<Utc>) -> bool {
         now < self.expires_at
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(person: &str, email: Option<&str>) -> PersonKeys {
+        PersonKeys {
+            person: person.into(),
+            email: email.map(normalise_email),
+        }
+    }
+
+    #[test]
+    fn one_person_by_person_id_or_verified_email() {
+        assert!(keys("p1", None).same_person(&keys("p1", None)));
+        assert!(keys("p1", Some("A@x.org ")).same_person(&keys("p2", Some("a@X.org"))));
+        assert!(!keys("p1", Some("a@x.org")).same_person(&keys("p2", Some("b@x.org"))));
+        assert!(!keys("p1", None).same_person(&keys("p2", None)));
+        assert!(
+            !keys("", None).same_person(&keys("", None)),
+            "an unknown person matches nobody"
+        );
     }
 }

@@ -39,6 +39,9 @@ pub struct HubSettings {
     pub answer_timeout: Duration,
     /// Commands in flight per session.
     pub window: usize,
+    /// How often a session asks its agent for the tenant's inventory and
+    /// reconciles (besides once at connect).
+    pub reconcile_every: Duration,
 }
 
 impl Default for HubSettings {
@@ -47,6 +50,7 @@ impl Default for HubSettings {
             heartbeat: Duration::from_secs(5),
             answer_timeout: Duration::from_secs(30),
             window: 64,
+            reconcile_every: Duration::from_secs(600),
         }
     }
 }

@@ -17,8 +17,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::{HubSettings, Refused, HANDSHAKE_TIMEOUT};
 use crate::domain::command::Command;
-use crate::domain::delivery::{self, Disposition};
-use crate::service::delivery::SelfRevoke;
+use crate::service::delivery::{Answered, SelfRevoke};
 use crate::service::live::{OutboxSignal, SessionEntry};
 use crate::service::Broker;
 use crate::tls::agent::AgentIdentity;
@@ -168,18 +167,10 @@ impl Session {
         if let Err(e) = send(ws, &welcome).await {
             return End::Transport(e.to_string());
         }
-        match self.broker.targets_of(&self.identity.configuration).await {
-            Ok(targets) => {
-                let list = BrokerMessage::List {
-                    request: LIST_REQUEST,
-                    targets,
-                };
-                if let Err(e) = send(ws, &list).await {
-                    return End::Transport(e.to_string());
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "cannot read the catalogue; skipping reconciliation"),
+        if let Err(e) = self.ask_inventory(ws).await {
+            return End::Transport(e.to_string());
         }
+        let mut last_inventory = Instant::now();
         let mut tick = tokio::time::interval(heartbeat.min(Duration::from_secs(1)));
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut last_beat = Instant::now();
@@ -232,9 +223,22 @@ impl Session {
                         return End::Silent;
                     }
                     if last_beat.elapsed() >= heartbeat {
+                        // Admission again at every heartbeat: an agent
+                        // revoked (or its configuration's enrollment
+                        // withdrawn) after its handshake is cut off.
+                        if let Err(e) = self.broker.admit_agent(&self.identity).await {
+                            tracing::warn!(agent = %self.identity.agent, error = %e, "agent no longer admitted; ending its session");
+                            return End::Kicked;
+                        }
                         seq += 1;
                         last_beat = Instant::now();
                         if let Err(e) = send(ws, &BrokerMessage::Heartbeat { seq }).await {
+                            return End::Transport(e.to_string());
+                        }
+                    }
+                    if last_inventory.elapsed() >= self.settings.reconcile_every {
+                        last_inventory = Instant::now();
+                        if let Err(e) = self.ask_inventory(ws).await {
                             return End::Transport(e.to_string());
                         }
                     }
@@ -245,6 +249,24 @@ impl Session {
                 }
                 _ = kick.notified() => return End::Kicked,
                 _ = shutdown.changed() => return End::Shutdown,
+            }
+        }
+    }
+
+    /// Asks the agent what the tenant holds of the targets jitgate
+    /// manages; the answer is reconciled with the grants.
+    async fn ask_inventory(&mut self, ws: &mut Ws) -> Result<(), tungstenite::Error> {
+        match self.broker.targets_of(&self.identity.configuration).await {
+            Ok(targets) => {
+                let list = BrokerMessage::List {
+                    request: LIST_REQUEST,
+                    targets,
+                };
+                send(ws, &list).await
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the catalogue; skipping reconciliation");
+                Ok(())
             }
         }
     }
@@ -437,8 +459,19 @@ impl Session {
                     at,
                     outcome,
                 };
-                match self.broker.record_self_revoke(self.identity.agent, report).await {
+                match self.broker.record_self_revoke(&self.identity, report).await {
                     Ok(()) => send(ws, &BrokerMessage::Acknowledged { command }).await?,
+                    Err(crate::service::ServiceError::Forbidden(message)) => {
+                        tracing::warn!(agent = %self.identity.agent, %message, "self-revoke report refused");
+                        send(
+                            ws,
+                            &BrokerMessage::Error {
+                                code: ErrorKind::Refused,
+                                message,
+                            },
+                        )
+                        .await?;
+                    }
                     Err(e) => {
                         tracing::error!(error = %e, "storing a self-revoke report failed; the agent will send it again")
                     }
@@ -500,28 +533,26 @@ impl Session {
                 }
             },
         };
-        match delivery::disposition(&outcome) {
-            Disposition::Settled => {
-                match self
-                    .broker
-                    .settle_command(self.identity.agent, &command, outcome)
-                    .await
-                {
-                    Ok(()) => {
-                        self.outbox.release(&command, true);
-                    }
-                    Err(e) => {
-                        tracing::error!(command = %id, error = %e, "storing the answer failed; the command is sent again");
-                        self.outbox.release(&command, false);
-                    }
-                }
-            }
-            Disposition::Retry { after } => {
-                let pause = self
-                    .outbox
-                    .retry_later(&command, after, std::time::Instant::now());
+        let now = std::time::Instant::now();
+        match self
+            .broker
+            .answer_command(self.identity.agent, &command, outcome)
+            .await
+        {
+            Ok(Answered::Settled) => self.outbox.release(&command, true),
+            Ok(Answered::Retry { after }) => {
+                let pause = self.outbox.retry_later(&command, after, now);
                 self.broker.metrics().commands_retried.inc();
-                tracing::info!(command = %id, ?pause, ?outcome, "retryable failure; sending again later");
+                tracing::info!(command = %id, ?pause, "retryable failure; sending again later");
+            }
+            Ok(Answered::RevokeFailing { attempts }) => {
+                let pause = self.outbox.revoke_failing(&command, attempts, now);
+                self.broker.metrics().commands_retried.inc();
+                tracing::warn!(command = %id, ?pause, attempts, "revoke failing; sending again later");
+            }
+            Err(e) => {
+                tracing::error!(command = %id, error = %e, "storing the answer failed; the command is sent again");
+                self.outbox.release(&command, false);
             }
         }
         true

@@ -333,6 +333,7 @@ pub(crate) mod tests {
                 role_claim: "role".into(),
                 default_role: None,
                 email_domains: vec![],
+                trust_unverified_email: true,
             },
             AttributeNames {
                 email: "email".into(),

@@ -39,6 +39,8 @@ pub enum SignInError {
     },
     #[error("`{provider}` signs in people by their email domain, and the token carries no email")]
     NoEmail { provider: String },
+    #[error("`{provider}` signs in people by their email domain, and did not say the token's email is verified (`email_verified` is not true); verify the email there, or set `trust_unverified_email` for this provider if it never sets the claim")]
+    UnverifiedEmail { provider: String },
     #[error("no access: `{provider}` gave no known role in `{claim}` and has no default role")]
     NoRole { provider: String, claim: String },
     #[error("the account `{user}` is disabled")]
@@ -54,6 +56,9 @@ pub struct ClaimRules {
     pub role_claim: String,
     pub default_role: Option<Role>,
     pub email_domains: Vec<String>,
+    /// Take `email` without `email_verified: true` (SAML: always; OIDC:
+    /// only where an admin said so).
+    pub trust_unverified_email: bool,
 }
 
 /// What jitgate takes from a verified ID token (or assertion).
@@ -61,7 +66,11 @@ pub struct ClaimRules {
 pub struct SignInClaims {
     /// The value of the key claim: who this is at the provider.
     pub key: String,
+    /// The email, only when the provider vouches for it (`email_verified`
+    /// or a provider trusted without it), lower case.
     pub email: Option<String>,
+    /// The provider sent an email it did not say it verified (dropped).
+    pub unverified_email: bool,
     pub name: Option<String>,
     /// `None` when the provider sent no groups claim (groups are then left
     /// as they are).
@@ -104,7 +113,15 @@ impl SignInClaims {
                 })
             }
         };
-        let email = text(claims.get("email")).map(|e| e.to_lowercase());
+        let sent = text(claims.get("email")).map(|e| e.to_lowercase());
+        let verified = rules.trust_unverified_email
+            || matches!(claims.get("email_verified"), Some(Value::Bool(true)))
+            || claims
+                .get("email_verified")
+                .and_then(Value::as_str)
+                .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let unverified_email = sent.is_some() && !verified;
+        let email = sent.filter(|_| verified);
         let name = text(claims.get("name")).or_else(|| {
             let parts: Vec<String> = ["given_name", "family_name"]
                 .iter()
@@ -115,6 +132,7 @@ impl SignInClaims {
         Ok(SignInClaims {
             key,
             email,
+            unverified_email,
             name,
             groups: claims
                 .get(&rules.groups_claim)
@@ -184,8 +202,16 @@ pub fn check_domain(claims: &SignInClaims, rules: &ClaimRules) -> Result<(), Sig
     if rules.email_domains.is_empty() {
         return Ok(());
     }
-    let email = claims.email.as_deref().ok_or_else(|| SignInError::NoEmail {
-        provider: rules.provider.clone(),
+    let email = claims.email.as_deref().ok_or_else(|| {
+        if claims.unverified_email {
+            SignInError::UnverifiedEmail {
+                provider: rules.provider.clone(),
+            }
+        } else {
+            SignInError::NoEmail {
+                provider: rules.provider.clone(),
+            }
+        }
     })?;
     let served =
         domain_of(email).is_some_and(|d| rules.email_domains.iter().any(|x| x.eq_ignore_ascii_case(d)));
@@ -262,15 +288,17 @@ pub fn user_id_candidates(claims: &SignInClaims, provider: &str) -> Vec<UserId> 
 /// A person signing in for the first time.
 pub fn new_user(
     id: UserId,
+    person: String,
     claims: &SignInClaims,
     roles: BTreeSet<Role>,
     provider: &str,
     now: DateTime<Utc>,
 ) -> User {
     User {
-        person: id.to_string(),
+        person,
         display_name: claims.name.clone().unwrap_or_else(|| id.to_string()),
         email: claims.email.clone(),
+        email_verified: claims.email.is_some(),
         roles,
         groups: claims.groups.clone().unwrap_or_default(),
         disabled: false,
@@ -302,6 +330,11 @@ pub fn reconcile(
     }
     if let Some(email) = &claims.email {
         next.email = Some(email.clone());
+        next.email_verified = true;
+    } else if claims.unverified_email && next.provisioned_by.is_none() {
+        // The provider no longer vouches for it: it links and names
+        // nothing any more. (A directory's email stays the directory's.)
+        next.email_verified = false;
     }
     if let Some(groups) = &claims.groups {
         next.groups = groups.clone();
@@ -324,6 +357,7 @@ mod tests {
             role_claim: "jitgate_role".into(),
             default_role,
             email_domains: domains.iter().map(|d| (*d).to_owned()).collect(),
+            trust_unverified_email: false,
         }
     }
 
@@ -388,9 +422,9 @@ mod tests {
     #[test]
     fn a_provider_signs_in_only_its_own_domains() {
         let r = rules(Some(Role::Requester), &["example.com"]);
-        let ok = claims(json!({"sub": "1", "email": "Ann@EXAMPLE.com"}));
+        let ok = claims(json!({"sub": "1", "email": "Ann@EXAMPLE.com", "email_verified": true}));
         check_domain(&ok, &r).unwrap();
-        let other = claims(json!({"sub": "1", "email": "eve@evil.example"}));
+        let other = claims(json!({"sub": "1", "email": "eve@evil.example", "email_verified": "true"}));
         assert!(matches!(
             check_domain(&other, &r),
             Err(SignInError::DomainNotServed { .. })
@@ -403,9 +437,48 @@ mod tests {
     }
 
     #[test]
+    fn an_unverified_email_routes_links_and_names_nobody() {
+        let r = rules(Some(Role::Requester), &["example.com"]);
+        for verified in [json!(false), json!("false"), Value::Null] {
+            let c = claims(json!({"sub": "1", "email": "ann@example.com", "email_verified": verified}));
+            assert_eq!(c.email, None, "{verified}");
+            assert!(c.unverified_email);
+            assert!(matches!(
+                check_domain(&c, &r),
+                Err(SignInError::UnverifiedEmail { .. })
+            ));
+        }
+        let trusting = ClaimRules {
+            trust_unverified_email: true,
+            ..r.clone()
+        };
+        let c = SignInClaims::read(
+            json!({"sub": "1", "email": "ann@example.com"})
+                .as_object()
+                .unwrap(),
+            &trusting,
+        )
+        .unwrap();
+        assert_eq!(c.email.as_deref(), Some("ann@example.com"), "trusted by setting");
+        let user = new_user(
+            UserId::new("ann").unwrap(),
+            "ann".into(),
+            &c,
+            Default::default(),
+            "corp",
+            DateTime::<Utc>::UNIX_EPOCH,
+        );
+        assert!(user.email_verified);
+        let unverified = claims(json!({"sub": "1", "email": "mallory@example.com"}));
+        let next = reconcile(&user, &unverified, Default::default(), "corp").unwrap();
+        assert!(!next.email_verified, "no longer vouched for");
+        assert_eq!(next.principal(), "ann", "so it names nobody in a cloud");
+    }
+
+    #[test]
     fn claims_and_reconciliation() {
         let c = claims(
-            json!({"sub": 42, "email": "Ann@Example.com", "given_name": "Ann", "family_name": "Lee",
+            json!({"sub": 42, "email": "Ann@Example.com", "email_verified": true, "given_name": "Ann", "family_name": "Lee",
                               "groups": ["developers", "sre"]}),
         );
         assert_eq!(c.key, "42");
@@ -416,9 +489,18 @@ mod tests {
         let now = DateTime::<Utc>::UNIX_EPOCH;
         let ids = user_id_candidates(&c, "corp");
         assert_eq!(ids[0].as_str(), "ann@example.com");
-        let user = new_user(ids[0].clone(), &c, [Role::Requester].into(), "corp", now);
+        let user = new_user(
+            ids[0].clone(),
+            "ann".into(),
+            &c,
+            [Role::Requester].into(),
+            "corp",
+            now,
+        );
         assert_eq!(user.groups, ["developers".to_owned(), "sre".to_owned()].into());
-        let renamed = claims(json!({"sub": "42", "name": "Ann Smith", "email": "ann.smith@example.com"}));
+        let renamed = claims(
+            json!({"sub": "42", "name": "Ann Smith", "email": "ann.smith@example.com", "email_verified": true}),
+        );
         let next = reconcile(&user, &renamed, [Role::Approver].into(), "corp").unwrap();
         assert_eq!(next.display_name, "Ann Smith");
         assert_eq!(next.email.as_deref(), Some("ann.smith@example.com"));
@@ -455,6 +537,7 @@ mod fuzz {
             let rules = ClaimRules {
                 provider: "p".into(), key_claim: "sub".into(), groups_claim: "groups".into(),
                 role_claim: "jitgate_role".into(), default_role: None, email_domains: vec!["example.com".into()],
+                trust_unverified_email: false,
             };
             if let Ok(c) = SignInClaims::read(&claims, &rules) {
                 let _ = check_domain(&c, &rules);

@@ -1,15 +1,19 @@
 //! Administration: configurations, resources, users and tokens, policies,
-//! and a look into the outbox.
+//! a look into the outbox, and force-closing a revoke that keeps failing.
 
-use jitgate_shared::v1::api::{Configuration, IssuedToken, PolicyStatus, Resource, Role, UserBody, UserView};
+use jitgate_shared::v1::api::{
+    CommandOp, Configuration, ForceCloseBody, GrantView, IssuedToken, PolicyStatus, Resource, Role, UserBody,
+    UserView,
+};
 use jitgate_shared::v1::{ConfigId, UserId};
 
 use super::auth::new_token;
-use super::{require_role, Broker, ServiceError};
+use super::{require_role, retry_conflicts, Broker, ServiceError};
 use crate::audit::{Actor, AuditEntry, AuditEvent};
 use crate::domain::catalog::{
     check_configuration, check_mappings, check_resource, StoredConfiguration, StoredResource,
 };
+use crate::domain::grant::Grant;
 use crate::domain::user::User;
 use crate::store::Change;
 
@@ -131,6 +135,16 @@ impl Broker {
         let now = self.clock.now();
         let existing = self.store.user(&body.id).await?;
         let created = existing.is_none();
+        // An update keeps the account's link unless the admin names another
+        // person; a new account joins the person of its verified email.
+        let person = match (body.person.clone(), &existing) {
+            (Some(person), _) => person,
+            (None, Some(u)) => u.person.clone(),
+            (None, None) => {
+                self.person_for_new_account(&body.id, body.email.as_deref(), true)
+                    .await?
+            }
+        };
         let user = User {
             id: body.id.clone(),
             version: existing.as_ref().map_or(0, |u| u.version),
@@ -140,9 +154,11 @@ impl Broker {
                 body.display_name
             },
             email: body.email,
+            // An admin vouches for the email they set.
+            email_verified: true,
             roles: body.roles,
             groups: body.groups,
-            person: body.person.unwrap_or_else(|| body.id.to_string()),
+            person,
             disabled: existing.as_ref().is_some_and(|u| u.disabled),
             created_at: existing.as_ref().map_or(now, |u| u.created_at),
             provisioned_by: existing.as_ref().and_then(|u| u.provisioned_by.clone()),
@@ -280,6 +296,81 @@ impl Broker {
             return Err(ServiceError::not_found("configuration", config));
         }
         Ok(self.store.outbox(config, limit).await?)
+    }
+}
+
+impl Broker {
+    /// Closes a queued revoke: an admin says the entitlement was removed by
+    /// hand (the tenant is gone, the agent cannot be mended). Audited with
+    /// the reason; the grant counts as removed. The only way a revoke
+    /// leaves the outbox without an agent's success.
+    #[tracing::instrument(skip(self, actor, body), fields(user = %actor.id, command = %command_id))]
+    pub async fn force_close_revoke(
+        &self,
+        actor: &User,
+        command_id: &str,
+        body: ForceCloseBody,
+    ) -> Result<Option<GrantView>, ServiceError> {
+        require_role(actor, Role::Admin)?;
+        let reason = body.reason.trim().to_owned();
+        if reason.is_empty() {
+            return Err(ServiceError::invalid(
+                "reason",
+                "say how the entitlement was removed (for the audit log)",
+            ));
+        }
+        let (command, grant, was_failing) = retry_conflicts(|| async {
+            let command = self
+                .store
+                .queued_command(command_id)
+                .await?
+                .ok_or_else(|| ServiceError::not_found("queued command", command_id))?;
+            if command.op != CommandOp::Revoke {
+                return Err(ServiceError::invalid(
+                    "command",
+                    format!("`{command_id}` is a grant command; only revokes are force-closed"),
+                ));
+            }
+            let now = self.clock.now();
+            let mut change = Change::default();
+            change.delivered.push(command.id.clone());
+            let grant = self.store.grant(command.grant).await?;
+            let was_failing = grant.as_ref().is_some_and(|g| g.revoke_failing.is_some());
+            let closed = grant.map(|g| g.revoke_force_closed(now));
+            change.audit.push(AuditEntry {
+                at: now,
+                actor: Actor::User(actor.id.clone()),
+                event: AuditEvent::RevokeForceClosed {
+                    command: command.id.clone(),
+                    grant: command.grant,
+                    entitlement: command.entitlement.target.describe(),
+                    principal: command.entitlement.principal.clone(),
+                    reason: reason.clone(),
+                },
+            });
+            let view = closed.as_ref().map(Grant::view);
+            change.grants.extend(closed);
+            self.commit(change).await?;
+            Ok((command, view, was_failing))
+        })
+        .await?;
+        self.live
+            .outbox(&command.entitlement.configuration)
+            .release(&command, true);
+        if was_failing {
+            self.metrics.revokes_failing.dec();
+        }
+        tracing::warn!(%reason, "revoke force-closed by an admin");
+        Ok(grant)
+    }
+
+    /// Sets the `revokes_failing` gauge from the store (at start).
+    pub async fn count_failing_revokes(&self) -> Result<usize, ServiceError> {
+        let failing = self.grants_where(&|g| g.revoke_failing.is_some()).await?.len();
+        self.metrics
+            .revokes_failing
+            .set(i64::try_from(failing).unwrap_or(i64::MAX));
+        Ok(failing)
     }
 }
 

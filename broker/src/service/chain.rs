@@ -11,13 +11,6 @@ use super::{require_role, Broker, ServiceError};
 use crate::domain::chain::{self, ConfigGraph, Plan};
 use crate::domain::user::User;
 
-/// The name the tenants know a user by: their email, else their id. Every
-/// configuration along a chain knows the user by it (each agent maps it to
-/// its tenant's object: Entra user object id, Identity Center user id).
-pub(crate) fn principal_for(user: &User) -> String {
-    user.email_or_id().to_owned()
-}
-
 impl Broker {
     /// Configurations as stored, with the ones that have an active agent.
     pub(crate) async fn config_graph(&self) -> Result<ConfigGraph, ServiceError> {
@@ -36,18 +29,18 @@ impl Broker {
     /// The plan for `user` and `resource`, or the chain error as a conflict
     /// naming the path.
     pub(crate) async fn plan_for(&self, resource: &Resource, user: &User) -> Result<Plan, ServiceError> {
-        Ok(self.plan_with_provisioning(resource, user).await?.0)
+        Ok(self.plan_with_provisioning(resource, &user.principal()).await?.0)
     }
 
     /// The plan, and the on-demand provisioning its grant asks for.
     pub(crate) async fn plan_with_provisioning(
         &self,
         resource: &Resource,
-        user: &User,
+        principal: &str,
     ) -> Result<(Plan, Option<jitgate_shared::v1::signing::ProvisionOnDemand>), ServiceError> {
         let graph = self.config_graph().await?;
-        let plan = chain::resolve(&graph, resource, &principal_for(user))
-            .map_err(|e| ServiceError::Conflict(e.to_string()))?;
+        let plan =
+            chain::resolve(&graph, resource, principal).map_err(|e| ServiceError::Conflict(e.to_string()))?;
         let provisioning = chain::provisioning(&graph, &plan);
         Ok((plan, provisioning))
     }

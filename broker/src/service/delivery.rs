@@ -29,7 +29,95 @@ pub struct SelfRevoke {
     pub outcome: Outcome,
 }
 
+/// What became of a command after an agent's answer, for the claims of
+/// its outbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answered {
+    /// Off the outbox.
+    Settled,
+    /// Stays queued; send it again after a pause (the cloud's Retry-After
+    /// as a floor).
+    Retry { after: Option<std::time::Duration> },
+    /// A revoke that keeps failing: stays queued, surfaced on its grant;
+    /// send it again after a pause counting `attempts` failures.
+    RevokeFailing { attempts: u32 },
+}
+
 impl Broker {
+    /// What an agent answered for `command`, stored as its disposition
+    /// calls for. The one place the hub (and the model test of the
+    /// promises) hands answers to.
+    pub async fn answer_command(
+        &self,
+        agent: AgentId,
+        command: &Command,
+        outcome: Outcome,
+    ) -> Result<Answered, ServiceError> {
+        match delivery::disposition(command.op, &outcome) {
+            delivery::Disposition::Settled => {
+                self.settle_command(agent, command, outcome).await?;
+                Ok(Answered::Settled)
+            }
+            delivery::Disposition::Retry { after } => Ok(Answered::Retry { after }),
+            delivery::Disposition::RevokeFailing { reason } => {
+                let attempts = self.revoke_failed(agent, command, &reason, outcome).await?;
+                Ok(Answered::RevokeFailing { attempts })
+            }
+        }
+    }
+
+    /// Records that a revoke was refused or failed for good: it stays on
+    /// the outbox, its grant says `revoke_failing`, the first failure is
+    /// audited and counted in the `revokes_failing` gauge. Returns how many
+    /// times it has failed.
+    #[tracing::instrument(skip(self, command, outcome), fields(command = %command.id, grant = %command.grant))]
+    async fn revoke_failed(
+        &self,
+        agent: AgentId,
+        command: &Command,
+        reason: &str,
+        outcome: Outcome,
+    ) -> Result<u32, ServiceError> {
+        let (attempts, first) = retry_conflicts(|| async {
+            let now = self.clock.now();
+            let mut change = Change::default();
+            let Some(grant) = self.store.grant(command.grant).await? else {
+                // A revoke of drift (no grant): audited each time.
+                change
+                    .audit
+                    .push(revoke_failed_audit(agent, command, &outcome, now));
+                self.commit(change).await?;
+                return Ok((1, false));
+            };
+            let first = grant
+                .revoke_failing
+                .as_ref()
+                .is_none_or(|f| f.command != command.id);
+            let failed = grant.revoke_failed(&command.id, reason, now);
+            let attempts = failed.revoke_failing.as_ref().map_or(1, |f| f.attempts);
+            if first {
+                change
+                    .audit
+                    .push(revoke_failed_audit(agent, command, &outcome, now));
+            }
+            change.grants.push(failed);
+            self.commit(change).await?;
+            Ok((attempts, first))
+        })
+        .await?;
+        if first {
+            self.metrics.revokes_failing.inc();
+        }
+        tracing::error!(
+            attempts,
+            %reason,
+            entitlement = %command.entitlement.target.describe(),
+            principal = %command.entitlement.principal,
+            "revoke failed; it stays queued and is tried again until it succeeds or an admin force-closes it"
+        );
+        Ok(attempts)
+    }
+
     /// Stores an agent's final answer to `command`: the result record, the
     /// command off the outbox, and the grant's delivery fields, in one
     /// durable change.
@@ -40,11 +128,15 @@ impl Broker {
         command: &Command,
         outcome: Outcome,
     ) -> Result<(), ServiceError> {
-        retry_conflicts(|| async {
+        let recovered = retry_conflicts(|| async {
+            let mut recovered = false;
             let now = self.clock.now();
             let mut change = Change::default();
             if let Some(grant) = self.store.grant(command.grant).await? {
                 if let Some(g) = grant.record_delivery(command.op, &outcome, now) {
+                    if grant.revoke_failing.is_some() && g.revoke_failing.is_none() {
+                        recovered = true;
+                    }
                     change.grants.push(g);
                 }
             }
@@ -69,9 +161,13 @@ impl Broker {
                     outcome: outcome.clone(),
                 },
             });
-            self.commit(change).await
+            self.commit(change).await?;
+            Ok(recovered)
         })
         .await?;
+        if recovered {
+            self.metrics.revokes_failing.dec();
+        }
         let ok = delivery::succeeded(&outcome);
         self.metrics
             .commands_settled
@@ -87,16 +183,36 @@ impl Broker {
     }
 
     /// Records that an agent removed an entitlement at its deadline without
-    /// the broker's revoke.
-    #[tracing::instrument(skip(self, report), fields(command = %report.command))]
-    pub async fn record_self_revoke(&self, agent: AgentId, report: SelfRevoke) -> Result<(), ServiceError> {
+    /// the broker's revoke. A report must be of the agent's configuration
+    /// and name a grant of that entitlement: a confused or hostile agent
+    /// cannot mark another tenant's or another grant's access removed.
+    #[tracing::instrument(skip(self, report), fields(agent = %identity.agent, command = %report.command))]
+    pub async fn record_self_revoke(
+        &self,
+        identity: &AgentIdentity,
+        report: SelfRevoke,
+    ) -> Result<(), ServiceError> {
+        let agent = identity.agent;
+        if report.entitlement.configuration != identity.configuration {
+            return Err(ServiceError::Forbidden(format!(
+                "self-revoke report for configuration `{}` from an agent of `{}`",
+                report.entitlement.configuration, identity.configuration
+            )));
+        }
         retry_conflicts(|| async {
             let now = self.clock.now();
             let mut change = Change::default();
+            let grant = self.store.grant(report.grant).await?;
+            if grant.as_ref().is_none_or(|g| g.entitlement != report.entitlement) {
+                return Err(ServiceError::Forbidden(format!(
+                    "self-revoke report names grant {} with an entitlement it does not hold",
+                    report.grant
+                )));
+            }
             let lease = self.store.lease(&Lease::key_for(&report.entitlement)).await?;
             let still_held = lease.is_some_and(|l| l.is_held());
             if !still_held {
-                if let Some(grant) = self.store.grant(report.grant).await? {
+                if let Some(grant) = grant {
                     if let Some(g) = grant.record_delivery(CommandOp::Revoke, &report.outcome, report.at) {
                         change.grants.push(g);
                     }
@@ -170,12 +286,27 @@ impl Broker {
             .filter(|e| &e.configuration == configuration)
             .collect();
         let drift = delivery::drift(&granted, &found, &pending);
+        // What jitgate granted once (its lease exists) and no grant holds
+        // any more must go, whatever `remove_unexpected` says: its revoke
+        // was lost, force-closed too early, or undone by hand in the
+        // tenant.
+        let mut ours = Vec::new();
+        for e in &drift.unexpected {
+            if self.store.lease(&Lease::key_for(e)).await?.is_some() {
+                ours.push(e.clone());
+            }
+        }
         let remove = self.settings.remove_unexpected;
+        let revoking: Vec<&Entitlement> = drift
+            .unexpected
+            .iter()
+            .filter(|e| remove || ours.contains(e))
+            .collect();
         let report = DriftReport {
             checked_at: now,
             unexpected: drift.unexpected.clone(),
             missing: drift.missing.clone(),
-            removing_unexpected: remove && !drift.unexpected.is_empty(),
+            removing_unexpected: !revoking.is_empty(),
         };
         if !drift.unexpected.is_empty() || !drift.missing.is_empty() {
             let describe = |es: &[Entitlement]| {
@@ -195,21 +326,19 @@ impl Broker {
                     removing_unexpected: report.removing_unexpected,
                 },
             });
-            if remove {
-                for e in &drift.unexpected {
-                    change.commands.push(Command {
-                        id: format!("{}-drift-{}", Lease::key_for(e), now.timestamp_millis()),
-                        op: CommandOp::Revoke,
-                        grant: GrantId::from_uuid(uuid::Uuid::nil()),
-                        entitlement: e.clone(),
-                        not_before: now,
-                        not_after: now + REVOKE_VALIDITY,
-                        issued_at: now,
-                        cap_session_duration: false,
-                        end_sign_in_sessions: false,
-                        provision_on_demand: None,
-                    });
-                }
+            for e in revoking {
+                change.put_command(Command {
+                    id: format!("{}-drift-{}", Lease::key_for(e), now.timestamp_millis()),
+                    op: CommandOp::Revoke,
+                    grant: GrantId::from_uuid(uuid::Uuid::nil()),
+                    entitlement: e.clone(),
+                    not_before: now,
+                    not_after: now + REVOKE_VALIDITY,
+                    issued_at: now,
+                    cap_session_duration: false,
+                    end_sign_in_sessions: false,
+                    provision_on_demand: None,
+                });
             }
             self.commit(change).await?;
             tracing::warn!(
@@ -256,5 +385,25 @@ impl Broker {
             Ok((pem, not_after))
         })
         .await
+    }
+}
+
+fn revoke_failed_audit(
+    agent: AgentId,
+    command: &Command,
+    outcome: &Outcome,
+    now: DateTime<Utc>,
+) -> AuditEntry {
+    AuditEntry {
+        at: now,
+        actor: Actor::System,
+        event: AuditEvent::RevokeFailed {
+            command: command.id.clone(),
+            agent,
+            grant: command.grant,
+            entitlement: command.entitlement.target.describe(),
+            principal: command.entitlement.principal.clone(),
+            outcome: outcome.clone(),
+        },
     }
 }

@@ -25,6 +25,8 @@ pub enum Deprovisioning {
     Deactivated,
     /// The directory deleted them.
     Deleted,
+    /// An admin disabled the account.
+    Disabled,
 }
 
 impl Deprovisioning {
@@ -32,11 +34,50 @@ impl Deprovisioning {
         match self {
             Deprovisioning::Deactivated => "deactivated",
             Deprovisioning::Deleted => "deleted",
+            Deprovisioning::Disabled => "disabled by an admin",
         }
     }
 }
 
 impl Broker {
+    /// An admin disables an account: its access ends as when a directory
+    /// deactivates it (grants end with their revokes queued, requests
+    /// cancelled, sessions and tokens end), in one durable change.
+    #[tracing::instrument(skip(self, actor), fields(user = %actor.id, target = %id))]
+    pub async fn disable_user(
+        &self,
+        actor: &User,
+        id: &jitgate_shared::v1::UserId,
+    ) -> Result<jitgate_shared::v1::api::UserView, ServiceError> {
+        super::require_role(actor, jitgate_shared::v1::api::Role::Admin)?;
+        super::retry_conflicts(|| async {
+            let user = self
+                .store
+                .user(id)
+                .await?
+                .ok_or_else(|| ServiceError::not_found("user", id))?;
+            if user.disabled {
+                return Ok(user.view());
+            }
+            let now = self.clock.now();
+            let mut change = Change::default();
+            let disabled = self
+                .end_access(
+                    &user,
+                    Deprovisioning::Disabled,
+                    Actor::User(actor.id.clone()),
+                    &mut change,
+                    now,
+                )
+                .await?;
+            let view = disabled.view();
+            change.users.push(disabled);
+            self.commit(change).await?;
+            Ok(view)
+        })
+        .await
+    }
+
     /// Stages the end of `user`'s access into `change` and returns the user
     /// as it must be written (disabled). Grants already ended and requests
     /// already closed are left as they are.

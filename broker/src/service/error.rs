@@ -53,12 +53,15 @@ impl From<RequestError> for ServiceError {
             E::TicketRequired { .. } | E::TicketMismatch { .. } => ServiceError::invalid("ticket", message),
             E::StartsInPast { .. } | E::StartsTooLate { .. } => ServiceError::invalid("starts_at", message),
             E::BreakGlassNotAllowed => ServiceError::invalid("break_glass", message),
-            E::NotPermitted | E::SelfReview | E::NotAnApprover | E::NotYours => {
-                ServiceError::Forbidden(message)
-            }
+            E::NotPermitted
+            | E::SelfReview
+            | E::SamePersonAsRequester { .. }
+            | E::NotAnApprover
+            | E::NotYours => ServiceError::Forbidden(message),
             E::NotPending { .. }
             | E::PendingExpired { .. }
             | E::AlreadyReviewed { .. }
+            | E::AlreadyReviewedAs { .. }
             | E::CannotCancel { .. } => ServiceError::Conflict(message),
         }
     }

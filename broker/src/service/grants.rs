@@ -86,9 +86,16 @@ impl Broker {
                     .await?
                     .ok_or_else(|| ServiceError::not_found("user", &request.requester))?;
                 // Resolved again at approval: the chain may have changed
-                // since the request was made.
-                let (plan, provision_on_demand) =
-                    self.plan_with_provisioning(&resource.resource, &user).await?;
+                // since the request was made. The principal has not: it is
+                // the one the approvers saw.
+                let principal = if request.principal.is_empty() {
+                    user.principal()
+                } else {
+                    request.principal.clone()
+                };
+                let (plan, provision_on_demand) = self
+                    .plan_with_provisioning(&resource.resource, &principal)
+                    .await?;
                 let grant = Grant {
                     cap_session_duration: workflow.cap_session_duration,
                     end_sign_in_sessions: workflow.end_sign_in_sessions,
@@ -129,15 +136,16 @@ impl Broker {
         now: DateTime<Utc>,
     ) -> Result<(), ServiceError> {
         let grant = grant.activate();
-        let key = Lease::key_for(&grant.entitlement);
         let lease = self
-            .store
-            .lease(&key)
+            .lease_as_staged(change, &grant.entitlement)
             .await?
             .unwrap_or_else(|| Lease::new(grant.entitlement.clone()));
+        if !lease.is_held() {
+            self.supersede_failing_revoke(&lease, &grant, change, now).await?;
+        }
         let (lease, effect) = lease.hold(grant.id, grant.ends_at);
         let command = self.queue_command(&lease, effect, &grant, grant.starts_at, change, now);
-        change.leases.push(lease);
+        change.put_lease(lease);
         change.schedule.push(expiry_job(&grant));
         change.audit.push(AuditEntry {
             at: now,
@@ -174,12 +182,11 @@ impl Broker {
         match was {
             GrantState::Active => {
                 change.unschedule.push(expiry_job(&grant));
-                let key = Lease::key_for(&grant.entitlement);
-                if let Some(lease) = self.store.lease(&key).await? {
+                if let Some(lease) = self.lease_as_staged(change, &grant.entitlement).await? {
                     let (lease, effect) = lease.release(grant.id);
                     lease_still_held = lease.is_held();
                     command = self.queue_command(&lease, effect, &grant, now, change, now);
-                    change.leases.push(lease);
+                    change.put_lease(lease);
                 }
             }
             GrantState::Scheduled => change.unschedule.push(activation_job(&grant)),
@@ -232,8 +239,55 @@ impl Broker {
             .get_or_create(&vec![("op", format!("{:?}", command.op).to_lowercase())])
             .inc();
         let id = command.id.clone();
-        change.commands.push(command);
+        change.put_command(command);
         Some(id)
+    }
+
+    /// A new grant of an entitlement whose revoke keeps failing replaces
+    /// that revoke in the outbox: the old grant stops saying so (audited).
+    async fn supersede_failing_revoke(
+        &self,
+        lease: &Lease,
+        by: &Grant,
+        change: &mut Change,
+        now: DateTime<Utc>,
+    ) -> Result<(), ServiceError> {
+        let revoke = command::revoke_id(lease);
+        let Some(queued) = self.store.queued_command(&revoke).await? else {
+            return Ok(());
+        };
+        let failing = self
+            .store
+            .grant(queued.grant)
+            .await?
+            .filter(|g| g.revoke_failing.as_ref().is_some_and(|f| f.command == revoke));
+        if let Some(old) = failing {
+            change.audit.push(AuditEntry {
+                at: now,
+                actor: Actor::System,
+                event: AuditEvent::RevokeSuperseded {
+                    command: revoke,
+                    grant: old.id,
+                    by: by.id,
+                },
+            });
+            change.grants.push(old.revoke_superseded());
+        }
+        Ok(())
+    }
+
+    /// The lease of `entitlement` as `change` leaves it so far: written
+    /// earlier in the change, else as stored.
+    async fn lease_as_staged(
+        &self,
+        change: &Change,
+        entitlement: &jitgate_shared::v1::Entitlement,
+    ) -> Result<Option<Lease>, ServiceError> {
+        let key = Lease::key_for(entitlement);
+        match change.lease(&key) {
+            Some(staged) => Ok(Some(staged.clone())),
+            None => Ok(self.store.lease(&key).await?),
+        }
     }
 
     async fn extend_window(
@@ -248,15 +302,13 @@ impl Broker {
         let extended = grant.extend(extra_seconds, max_total)?;
         change.unschedule.push(expiry_job(&grant));
         change.schedule.push(expiry_job(&extended));
-        let key = Lease::key_for(&grant.entitlement);
         let lease = self
-            .store
-            .lease(&key)
+            .lease_as_staged(change, &grant.entitlement)
             .await?
             .unwrap_or_else(|| Lease::new(grant.entitlement.clone()));
         let (lease, effect) = lease.hold(grant.id, extended.ends_at);
         let command = self.queue_command(&lease, effect, &grant, grant.starts_at, change, now);
-        change.leases.push(lease);
+        change.put_lease(lease);
         change.audit.push(AuditEntry {
             at: now,
             actor,
@@ -375,8 +427,7 @@ impl Broker {
             let request = NewRequest {
                 id: RequestId::generate(),
                 kind: RequestKind::Extension { grant: grant.id },
-                requester: &owner.id,
-                requester_person: &owner.person,
+                requester: &owner,
                 body: &ask,
                 workflow: &workflow,
                 permitted,
@@ -465,7 +516,11 @@ impl Broker {
             }
         }
         let outboxes: BTreeSet<_> = changes.iter().flat_map(super::requests::outboxes_of).collect();
+        let recount = changes.iter().any(super::requests::supersedes_failing_revoke);
         let results = self.store.commit_all(changes).await;
+        if recount {
+            self.count_failing_revokes().await?;
+        }
         self.signal_outboxes(outboxes);
         let mut run = DueRun {
             failed,

@@ -192,9 +192,31 @@ impl OutboxSignal {
     /// The command failed in a way worth retrying: release it and hold it
     /// back for a growing, jittered pause. Returns the pause.
     pub fn retry_later(&self, command: &Command, floor: Option<Duration>, now: Instant) -> Duration {
+        self.hold_back(command, floor, 0, delivery::BACKOFF_MAX, now)
+    }
+
+    /// A revoke that keeps failing: held back longer each time, up to
+    /// [`delivery::FAILING_REVOKE_BACKOFF_MAX`], counting at least
+    /// `attempts` (as stored: a restart does not start the backoff over).
+    pub fn revoke_failing(&self, command: &Command, attempts: u32, now: Instant) -> Duration {
+        self.hold_back(command, None, attempts, delivery::FAILING_REVOKE_BACKOFF_MAX, now)
+    }
+
+    fn hold_back(
+        &self,
+        command: &Command,
+        floor: Option<Duration>,
+        attempts_at_least: u32,
+        cap: Duration,
+        now: Instant,
+    ) -> Duration {
         let mut claims = lock(&self.claims);
-        let attempts = claims.retry.get(&command.id).map_or(0, |(a, _)| *a);
-        let pause = delivery::backoff(attempts, floor, rand::random::<f64>());
+        let attempts = claims
+            .retry
+            .get(&command.id)
+            .map_or(0, |(a, _)| *a)
+            .max(attempts_at_least);
+        let pause = delivery::backoff(attempts, floor, rand::random::<f64>(), cap);
         claims
             .retry
             .insert(command.id.clone(), (attempts + 1, now + pause));

@@ -79,6 +79,28 @@ impl Broker {
         .await
     }
 
+    /// The person a new account belongs to: that of an account with the
+    /// same verified email (local, SCIM, OIDC or SAML: one person, one
+    /// voice), else a person of its own named by its id.
+    pub(crate) async fn person_for_new_account(
+        &self,
+        id: &jitgate_shared::v1::UserId,
+        email: Option<&str>,
+        email_verified: bool,
+    ) -> Result<String, ServiceError> {
+        let email = email
+            .filter(|_| email_verified)
+            .map(crate::domain::user::normalise_email);
+        let Some(email) = email else {
+            return Ok(id.to_string());
+        };
+        let users = self.store.users().await?;
+        Ok(users
+            .iter()
+            .find(|u| u.verified_email().as_ref() == Some(&email))
+            .map_or_else(|| id.to_string(), |u| u.person.clone()))
+    }
+
     /// Every request `keep` accepts.
     pub(crate) async fn requests_where(
         &self,
@@ -334,5 +356,7 @@ pub(crate) fn require_role(actor: &User, role: jitgate_shared::v1::api::Role) ->
     }
 }
 
+#[cfg(test)]
+mod promises;
 #[cfg(test)]
 mod tests;

@@ -11,7 +11,7 @@ use crate::audit::{Actor, AuditEntry, AuditEvent};
 use crate::domain::catalog::StoredResource;
 use crate::domain::job::{Job, JobKind};
 use crate::domain::policy::{Action, PrincipalFacts, RequestFacts, ResourceFacts};
-use crate::domain::request::{NewRequest, Request, ReviewOutcome, Reviewer};
+use crate::domain::request::{NewRequest, PersonsNow, Request, ReviewOutcome, Reviewer};
 use crate::domain::user::User;
 use crate::store::{Change, PageQuery};
 
@@ -106,8 +106,7 @@ impl Broker {
         let draft = NewRequest {
             id: RequestId::generate(),
             kind: RequestKind::Access,
-            requester: &actor.id,
-            requester_person: &actor.person,
+            requester: actor,
             body: &body,
             workflow: &workflow,
             permitted: false,
@@ -230,11 +229,17 @@ impl Broker {
             );
         let reviewer = Reviewer {
             id: &actor.id,
-            person: &actor.person,
+            keys: actor.person_keys(),
             may_approve,
         };
+        let mut now_keys = PersonsNow::new();
+        for account in request.accounts_involved() {
+            if let Some(u) = self.store.user(account).await? {
+                now_keys.insert(u.id.clone(), u.person_keys());
+            }
+        }
         let now = self.clock.now();
-        let (next, outcome) = request.review(&reviewer, decision, comment.clone(), now)?;
+        let (next, outcome) = request.review(&reviewer, &now_keys, decision, comment.clone(), now)?;
         let mut change = Change::default();
         change.audit.push(audit(
             now,
@@ -347,7 +352,11 @@ impl Broker {
     pub(crate) async fn commit(&self, change: Change) -> Result<(), ServiceError> {
         let wake = !change.schedule.is_empty();
         let outboxes = outboxes_of(&change);
+        let recount = supersedes_failing_revoke(&change);
         self.store.commit(change).await?;
+        if recount {
+            self.count_failing_revokes().await?;
+        }
         if wake {
             self.scheduler.notify_one();
         }
@@ -363,6 +372,15 @@ pub(crate) fn outboxes_of(change: &Change) -> std::collections::BTreeSet<jitgate
         .iter()
         .map(|c| c.entitlement.configuration.clone())
         .collect()
+}
+
+/// Whether `change` clears a failing revoke by granting its entitlement
+/// again (the `revokes_failing` gauge is counted again after it).
+pub(crate) fn supersedes_failing_revoke(change: &Change) -> bool {
+    change
+        .audit
+        .iter()
+        .any(|a| matches!(a.event, AuditEvent::RevokeSuperseded { .. }))
 }
 
 pub(crate) fn pending_job(request: &Request) -> Job {

@@ -393,14 +393,19 @@ impl Broker {
         };
         let Some(user) = existing else {
             let id = self.free_user_id(&profile.user_name, &resource.id).await?;
+            // The directory vouches for the emails it provisions.
+            let person = self
+                .person_for_new_account(&id, profile.email.as_deref(), true)
+                .await?;
             let user = User {
                 id: id.clone(),
                 version: 0,
                 display_name: profile.display_name,
                 email: profile.email,
+                email_verified: true,
                 roles: conn.default_roles.clone(),
                 groups: Default::default(),
-                person: id.to_string(),
+                person,
                 disabled: !profile.active,
                 created_at: now,
                 provisioned_by: Some(conn.name.clone()),

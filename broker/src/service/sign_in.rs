@@ -189,6 +189,7 @@ fn settings_of(p: &OidcProviderConfig, public_url: &str) -> Result<OidcSettings,
             role_claim: p.role_claim.clone(),
             default_role: p.default_role().map_err(|e| fail(e.to_string()))?,
             email_domains: p.email_domains.clone(),
+            trust_unverified_email: p.trust_unverified_email,
         },
         ca_pem,
     })
@@ -270,6 +271,9 @@ async fn saml_provider(p: &SamlProviderConfig, public_url: &str) -> Result<SamlP
             role_claim: "role".into(),
             default_role,
             email_domains: p.email_domains.clone(),
+            // A SAML assertion has no verified flag: the IdP that signs it
+            // vouches for the attributes it asserts.
+            trust_unverified_email: true,
         },
         AttributeNames {
             email: p.email_attribute.clone(),
@@ -820,13 +824,14 @@ impl Broker {
             .iter()
             .find(|u| u.identities.get(name) == Some(&claims.key))
             .or_else(|| {
-                // A user a directory provisioned (SCIM) with this email, not yet
-                // signed in here.
+                // A user a directory provisioned (SCIM) with this verified
+                // email, not yet signed in here. `claims.email` is verified
+                // (SignInClaims::read drops an unverified one).
                 users.iter().find(|u| {
                     u.provisioned_by.is_some()
                         && !u.identities.contains_key(name)
                         && claims.email.is_some()
-                        && u.email.as_deref().map(str::to_lowercase) == claims.email
+                        && u.verified_email() == claims.email
                 })
             });
         let (user, created) = match known {
@@ -841,7 +846,10 @@ impl Broker {
                             claim: rules.key_claim.clone(),
                         })
                     })?;
-                (sso::new_user(id, &claims, roles, name, now), true)
+                let person = self
+                    .person_for_new_account(&id, claims.email.as_deref(), true)
+                    .await?;
+                (sso::new_user(id, person, &claims, roles, name, now), true)
             }
         };
         let session = Session {

@@ -71,6 +71,30 @@ pub struct Change {
 }
 
 impl Change {
+    /// The lease this change already writes under `key`: a service that
+    /// touches one lease several times in a change (two grants of one
+    /// entitlement ending together) reads its own write.
+    pub fn lease(&self, key: &str) -> Option<&Lease> {
+        self.leases.iter().find(|l| l.key == key)
+    }
+
+    /// Writes `lease`, replacing an earlier write of it in this change (it
+    /// keeps the version it was read at, so compare-and-set still holds).
+    pub fn put_lease(&mut self, lease: Lease) {
+        match self.leases.iter_mut().find(|l| l.key == lease.key) {
+            Some(staged) => *staged = lease,
+            None => self.leases.push(lease),
+        }
+    }
+
+    /// Queues `command`; one queued earlier in this change for the same
+    /// entitlement is superseded, as a queued one is in the outbox.
+    pub fn put_command(&mut self, command: Command) {
+        let key = Lease::key_for(&command.entitlement);
+        self.commands.retain(|c| Lease::key_for(&c.entitlement) != key);
+        self.commands.push(command);
+    }
+
     pub fn is_empty(&self) -> bool {
         self.configurations.is_empty()
             && self.resources.is_empty()
@@ -115,6 +139,10 @@ pub enum StoreError {
     Backend(String),
     #[error("stored {key} is unreadable: {error}")]
     Corrupt { key: String, error: String },
+    /// A change wrote one record twice: the second write would silently
+    /// replace the first. A service bug, never retried.
+    #[error("one change writes {record} `{id}` twice")]
+    WrittenTwice { record: &'static str, id: String },
 }
 
 impl StoreError {

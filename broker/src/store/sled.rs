@@ -314,11 +314,19 @@ impl SledStore {
         batch: &mut sled::Batch,
     ) -> Result<(), StoreError> {
         let mut writes: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+        let mut written = std::collections::HashSet::new();
         // Compare-and-set: each record carries the version it was read at (0
         // for new records); the stored one must still be that, and the
-        // written one is the next.
+        // written one is the next. A record written twice in one change is
+        // refused: the last write would win silently.
         let mut versioned = |record: &dyn StoredRecord| -> Result<(), StoreError> {
             let k = record.key();
+            if !written.insert(k.clone()) {
+                return Err(StoreError::WrittenTwice {
+                    record: record.kind(),
+                    id: record.id(),
+                });
+            }
             let read = record.read_version();
             let found = match staged.get(&k) {
                 Some(Some(v)) => version_of(&k, v)?,
@@ -379,6 +387,18 @@ impl SledStore {
         }
         for j in &change.schedule {
             writes.push((keys::job(j), Some(encode(j)?)));
+        }
+        let mut entitlements = std::collections::HashSet::new();
+        for c in &change.commands {
+            if !entitlements.insert((
+                c.entitlement.configuration.clone(),
+                Lease::key_for(&c.entitlement),
+            )) {
+                return Err(StoreError::WrittenTwice {
+                    record: "outbox entry of entitlement",
+                    id: c.entitlement.key(),
+                });
+            }
         }
         // Everything checked: now take sequence numbers.
         let mut outbox_seq = state.outbox_seq;

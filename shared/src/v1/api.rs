@@ -112,6 +112,9 @@ pub enum Decision {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ReviewView {
     pub reviewer: UserId,
+    /// The reviewer's person: one vote per person, whatever the account.
+    #[serde(default)]
+    pub person: String,
     pub decision: Decision,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
@@ -147,6 +150,11 @@ pub struct RequestView {
     pub id: RequestId,
     pub kind: RequestKind,
     pub requester: UserId,
+    /// Who the grant names in the tenant (the requester's verified email,
+    /// else the account id), fixed when the request was made: what
+    /// approvers approve is what is granted and revoked.
+    #[serde(default)]
+    pub principal: String,
     pub resource: ResourceId,
     pub duration_seconds: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -229,6 +237,32 @@ pub struct GrantView {
     /// The last failure an agent reported for this grant's commands.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery_error: Option<String>,
+    /// The revoke that ends this grant's entitlement was refused or failed
+    /// for good: it stays queued, is tried again (backing off up to 15
+    /// minutes) and leaves only when it succeeds or an admin force-closes
+    /// it. Shown as the state `revoke_failing`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoke_failing: Option<RevokeFailing>,
+}
+
+/// A revoke that keeps failing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RevokeFailing {
+    /// The queued revoke command.
+    pub command: String,
+    pub since: DateTime<Utc>,
+    pub attempts: u32,
+    /// What the agent said the last time.
+    pub reason: String,
+}
+
+/// An admin closes a revoke that keeps failing: the entitlement was
+/// removed by hand (`POST /api/v1/admin/revokes/{command}/force-close`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ForceCloseBody {
+    /// How the entitlement was removed, for the audit log. Required.
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -352,6 +386,11 @@ pub struct UserView {
     pub display_name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+    /// Someone vouches for the email (an admin, a directory, a SAML IdP, an
+    /// OIDC provider's `email_verified`): only then does it link accounts
+    /// of one person or name the user in a cloud.
+    #[serde(default)]
+    pub email_verified: bool,
     pub roles: BTreeSet<Role>,
     pub groups: BTreeSet<String>,
     pub person: String,

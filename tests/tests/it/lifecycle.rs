@@ -27,7 +27,7 @@ async fn two_of_m_approvals_with_self_approval_refused() {
     assert_eq!(code, StatusCode::FORBIDDEN, "{msg}");
     let (code, msg) = status(erin.approve(r.id, None).await);
     assert_eq!(code, StatusCode::FORBIDDEN, "{msg}");
-    assert!(msg.contains("your own request"), "{msg}");
+    assert!(msg.contains("the same person as you"), "{msg}");
     // Not an approver at all.
     let (code, _) = status(b.client("admin").approve(r.id, None).await);
     assert_eq!(code, StatusCode::FORBIDDEN);

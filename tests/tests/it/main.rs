@@ -17,6 +17,7 @@ mod hub;
 mod lifecycle;
 mod oidc;
 mod policies;
+mod promises;
 mod saml;
 mod scim;
 mod support;

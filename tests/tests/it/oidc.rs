@@ -166,8 +166,8 @@ async fn first_sign_in_creates_the_user_and_every_sign_in_reconciles_it() {
     // The provider changes Ann's name and gives her a role: both follow at
     // her next sign-in, to the same user.
     idp.set_accounts(json!({
-        "ann": {"email": "ann@example.com", "name": "Ann Smith", "jitgate_role": ["admin", "auditor"]},
-        "bob": {"email": "bob.ray@example.com", "name": "Bob Ray", "jitgate_role": "superuser"}
+        "ann": {"email": "ann@example.com", "email_verified": true, "name": "Ann Smith", "jitgate_role": ["admin", "auditor"]},
+        "bob": {"email": "bob.ray@example.com", "email_verified": true, "name": "Bob Ray", "jitgate_role": "superuser"}
     }));
     let again = sign_in(&s.b, &mut browser, "ann@example.com").await.unwrap();
     assert_eq!(again.user.id.as_str(), "ann@example.com");
@@ -210,7 +210,7 @@ async fn tokens_are_refreshed_through_the_provider_and_revocable() {
     );
     // A refresh through the provider picks up what changed there.
     idp.set_accounts(
-        json!({"ann": {"email": "ann@example.com", "name": "Ann Lee", "jitgate_role": "approver"}}),
+        json!({"ann": {"email": "ann@example.com", "email_verified": true, "name": "Ann Lee", "jitgate_role": "approver"}}),
     );
     let third = anon.refresh(&second.refresh_token).await.unwrap();
     assert_eq!(third.user.roles, [Role::Approver].into());
@@ -295,9 +295,9 @@ async fn people_are_routed_by_email_domain_and_a_provider_without_default_role_g
         partner_port,
         &callback(&s.b),
         json!({
-            "pat": {"email": "pat@partner.example", "name": "Pat", "jitgate_role": "approver"},
-            "quinn": {"email": "quinn@partner.example", "name": "Quinn"},
-            "eve": {"email": "eve@example.com", "name": "Eve"}
+            "pat": {"email": "pat@partner.example", "email_verified": true, "name": "Pat", "jitgate_role": "approver"},
+            "quinn": {"email": "quinn@partner.example", "email_verified": true, "name": "Quinn"},
+            "eve": {"email": "eve@example.com", "email_verified": true, "name": "Eve"}
         }),
     )
     .await;
@@ -514,6 +514,10 @@ async fn sign_ins_that_are_not_what_they_claim_are_refused_and_leave_nothing() {
         (Trick::UnknownKey, "a key the provider does not publish"),
         (Trick::ReplayedNonce, "nonce"),
         (Trick::OtherProvider, "wrong issuer"),
+        (
+            Trick::UnverifiedEmail,
+            "did not say the token's email is verified",
+        ),
     ] {
         let (code, body) = honest(trick).await.unwrap_err();
         assert_eq!(code, StatusCode::UNAUTHORIZED, "{trick:?}: {body}");

@@ -34,15 +34,31 @@ fn workflow(n: u32) -> Workflow {
     }
 }
 
+fn account(id: &str, email: Option<&str>, person: &str) -> User {
+    User {
+        id: uid(id),
+        version: 0,
+        display_name: id.into(),
+        email: email.map(str::to_owned),
+        email_verified: true,
+        roles: Default::default(),
+        groups: Default::default(),
+        person: person.into(),
+        disabled: false,
+        created_at: t(0),
+        provisioned_by: None,
+        identities: Default::default(),
+    }
+}
+
 fn pending(n: u32) -> Request {
-    let alice = uid("alice");
+    let alice = account("alice", Some("Alice@Example.org"), "alice");
     let b = body();
     let w = workflow(n);
     NewRequest {
         id: RequestId::generate(),
         kind: RequestKind::Access,
         requester: &alice,
-        requester_person: "alice",
         body: &b,
         workflow: &w,
         permitted: true,
@@ -52,10 +68,17 @@ fn pending(n: u32) -> Request {
     .unwrap()
 }
 
+fn keys(person: &str, email: Option<&str>) -> PersonKeys {
+    PersonKeys {
+        person: person.into(),
+        email: email.map(crate::domain::user::normalise_email),
+    }
+}
+
 fn approver(id: &UserId) -> Reviewer<'_> {
     Reviewer {
         id,
-        person: id.as_str(),
+        keys: keys(id.as_str(), None),
         may_approve: true,
     }
 }
@@ -64,7 +87,9 @@ fn approver(id: &UserId) -> Reviewer<'_> {
 fn two_of_m_approvals_approve() {
     let r = pending(2);
     let (bob, carol) = (uid("bob"), uid("carol"));
-    let (r, o) = r.review(&approver(&bob), Decision::Approve, None, t(1)).unwrap();
+    let (r, o) = r
+        .review(&approver(&bob), &PersonsNow::new(), Decision::Approve, None, t(1))
+        .unwrap();
     assert_eq!(
         o,
         ReviewOutcome::StillPending {
@@ -74,7 +99,7 @@ fn two_of_m_approvals_approve() {
     );
     assert_eq!(r.state, RequestState::Pending);
     let err = r
-        .review(&approver(&bob), Decision::Approve, None, t(2))
+        .review(&approver(&bob), &PersonsNow::new(), Decision::Approve, None, t(2))
         .unwrap_err();
     assert_eq!(
         err,
@@ -83,7 +108,13 @@ fn two_of_m_approvals_approve() {
         }
     );
     let (r, o) = r
-        .review(&approver(&carol), Decision::Approve, None, t(3))
+        .review(
+            &approver(&carol),
+            &PersonsNow::new(),
+            Decision::Approve,
+            None,
+            t(3),
+        )
         .unwrap();
     assert_eq!(o, ReviewOutcome::Approved);
     assert_eq!(r.state, RequestState::Approved);
@@ -93,14 +124,28 @@ fn two_of_m_approvals_approve() {
 fn any_deny_ends_it() {
     let r = pending(2);
     let (bob, carol) = (uid("bob"), uid("carol"));
-    let (r, _) = r.review(&approver(&bob), Decision::Approve, None, t(1)).unwrap();
+    let (r, _) = r
+        .review(&approver(&bob), &PersonsNow::new(), Decision::Approve, None, t(1))
+        .unwrap();
     let (r, o) = r
-        .review(&approver(&carol), Decision::Deny, Some("no".into()), t(2))
+        .review(
+            &approver(&carol),
+            &PersonsNow::new(),
+            Decision::Deny,
+            Some("no".into()),
+            t(2),
+        )
         .unwrap();
     assert_eq!(o, ReviewOutcome::Denied);
     assert_eq!(r.state, RequestState::Denied);
     assert!(matches!(
-        r.review(&approver(&uid("dave")), Decision::Approve, None, t(3)),
+        r.review(
+            &approver(&uid("dave")),
+            &PersonsNow::new(),
+            Decision::Approve,
+            None,
+            t(3)
+        ),
         Err(RequestError::NotPending {
             state: RequestState::Denied
         })
@@ -112,28 +157,65 @@ fn no_self_approval_even_through_a_linked_account() {
     let r = pending(1);
     let alice = uid("alice");
     assert_eq!(
-        r.review(&approver(&alice), Decision::Approve, None, t(1))
-            .unwrap_err(),
+        r.review(
+            &approver(&alice),
+            &PersonsNow::new(),
+            Decision::Approve,
+            None,
+            t(1)
+        )
+        .unwrap_err(),
         RequestError::SelfReview
     );
     let alt = uid("alice-admin");
     let linked = Reviewer {
         id: &alt,
-        person: "alice",
+        keys: keys("alice", None),
         may_approve: true,
     };
     assert_eq!(
-        r.review(&linked, Decision::Approve, None, t(1)).unwrap_err(),
-        RequestError::SelfReview
+        r.review(&linked, &PersonsNow::new(), Decision::Approve, None, t(1))
+            .unwrap_err(),
+        RequestError::SamePersonAsRequester {
+            requester: alice.clone()
+        }
     );
+    // Another account with the same verified email, in another case.
+    let same_email = Reviewer {
+        id: &alt,
+        keys: keys("alice-sso", Some("alice@example.ORG")),
+        may_approve: true,
+    };
+    assert_eq!(
+        r.review(&same_email, &PersonsNow::new(), Decision::Approve, None, t(1))
+            .unwrap_err(),
+        RequestError::SamePersonAsRequester {
+            requester: alice.clone()
+        }
+    );
+    // Linked to the requester after the request was made.
+    let later = uid("alice-later");
+    let now_keys: PersonsNow = [(alice.clone(), keys("alice", None))].into();
+    let reviewer = Reviewer {
+        id: &later,
+        keys: keys("alice", None),
+        may_approve: true,
+    };
+    let mut relinked = r.clone();
+    relinked.requester_person = "someone-else".into();
+    relinked.requester_email = None;
+    assert!(matches!(
+        relinked.review(&reviewer, &now_keys, Decision::Approve, None, t(1)),
+        Err(RequestError::SamePersonAsRequester { .. })
+    ));
     let stranger = uid("mallory");
     let not_approver = Reviewer {
         id: &stranger,
-        person: "mallory",
+        keys: keys("mallory", None),
         may_approve: false,
     };
     assert_eq!(
-        r.review(&not_approver, Decision::Approve, None, t(1))
+        r.review(&not_approver, &PersonsNow::new(), Decision::Approve, None, t(1))
             .unwrap_err(),
         RequestError::NotAnApprover
     );
@@ -145,7 +227,7 @@ fn approvals_after_the_pending_ttl_are_refused() {
     let bob = uid("bob");
     let late = r.pending_expires_at;
     assert!(matches!(
-        r.review(&approver(&bob), Decision::Approve, None, late),
+        r.review(&approver(&bob), &PersonsNow::new(), Decision::Approve, None, late),
         Err(RequestError::PendingExpired { .. })
     ));
     assert!(r.expire_pending(late - chrono::Duration::seconds(1)).is_none());
@@ -155,7 +237,7 @@ fn approvals_after_the_pending_ttl_are_refused() {
 
 #[test]
 fn creation_checks_workflow_settings() {
-    let alice = uid("alice");
+    let alice = account("alice", None, "alice");
     let mut w = workflow(1);
     w.justification_required = true;
     w.ticket_pattern = Some(regex::Regex::new("^(?:[A-Z]+-[0-9]+)$").unwrap());
@@ -166,7 +248,6 @@ fn creation_checks_workflow_settings() {
             id: RequestId::generate(),
             kind: RequestKind::Access,
             requester: &alice,
-            requester_person: "alice",
             body: b,
             workflow: w,
             permitted,
@@ -279,7 +360,7 @@ mod state_machine {
                     Op::Review { who, approve, at } => {
                         let id = &ids[usize::from(who)];
                         let d = if approve { Decision::Approve } else { Decision::Deny };
-                        r.review(&approver(id), d, None, t(at)).ok().map(|(r, _)| r)
+                        r.review(&approver(id), &PersonsNow::new(), d, None, t(at)).ok().map(|(r, _)| r)
                     }
                     Op::Cancel { by_requester } => {
                         let by = if by_requester { &ids[0] } else { &ids[1] };
@@ -313,4 +394,110 @@ mod state_machine {
             }
         }
     }
+}
+
+#[test]
+fn one_person_counts_once_whatever_the_account() {
+    let r = pending(2);
+    let (bob, bob_sso, bob_alt, carol) = (uid("bob"), uid("bob-sso"), uid("bob-alt"), uid("carol"));
+    let bob_keys = keys("bob", Some("bob@example.org"));
+    let as_bob = Reviewer {
+        id: &bob,
+        keys: bob_keys.clone(),
+        may_approve: true,
+    };
+    let (r, _) = r
+        .review(&as_bob, &PersonsNow::new(), Decision::Approve, None, t(1))
+        .unwrap();
+    assert_eq!(
+        r.reviews[0].reviewer_keys, bob_keys,
+        "the review records the person"
+    );
+    // The same verified email through another account.
+    let sso = Reviewer {
+        id: &bob_sso,
+        keys: keys("bob-sso", Some("BOB@example.org")),
+        may_approve: true,
+    };
+    assert_eq!(
+        r.review(&sso, &PersonsNow::new(), Decision::Approve, None, t(2))
+            .unwrap_err(),
+        RequestError::AlreadyReviewedAs { account: bob.clone() }
+    );
+    // An account linked to bob by an admin.
+    let linked = Reviewer {
+        id: &bob_alt,
+        keys: keys("bob", None),
+        may_approve: true,
+    };
+    assert!(matches!(
+        r.review(&linked, &PersonsNow::new(), Decision::Approve, None, t(2)),
+        Err(RequestError::AlreadyReviewedAs { .. })
+    ));
+    // bob's account linked to bob-alt's person only after bob approved.
+    let unlinked_then = Reviewer {
+        id: &bob_alt,
+        keys: keys("robert", None),
+        may_approve: true,
+    };
+    let now_keys: PersonsNow = [(bob.clone(), keys("robert", None))].into();
+    assert!(matches!(
+        r.review(&unlinked_then, &now_keys, Decision::Approve, None, t(2)),
+        Err(RequestError::AlreadyReviewedAs { .. })
+    ));
+    let (r, o) = r
+        .review(
+            &approver(&carol),
+            &PersonsNow::new(),
+            Decision::Approve,
+            None,
+            t(3),
+        )
+        .unwrap();
+    assert_eq!(o, ReviewOutcome::Approved);
+    assert_eq!(r.state, RequestState::Approved);
+}
+
+#[test]
+fn an_approval_by_an_account_since_linked_to_the_requester_does_not_count() {
+    let r = pending(2);
+    let (mole, carol, dave) = (uid("mole"), uid("carol"), uid("dave"));
+    let (r, _) = r
+        .review(
+            &approver(&mole),
+            &PersonsNow::new(),
+            Decision::Approve,
+            None,
+            t(1),
+        )
+        .unwrap();
+    // An admin links `mole` to alice; carol's approval is then the only one.
+    let now_keys: PersonsNow = [
+        (uid("alice"), keys("alice", None)),
+        (mole.clone(), keys("alice", None)),
+    ]
+    .into();
+    let (r, o) = r
+        .review(&approver(&carol), &now_keys, Decision::Approve, None, t(2))
+        .unwrap();
+    assert_eq!(
+        o,
+        ReviewOutcome::StillPending {
+            approvals: 1,
+            required: 2
+        }
+    );
+    let (_, o) = r
+        .review(&approver(&dave), &now_keys, Decision::Approve, None, t(3))
+        .unwrap();
+    assert_eq!(o, ReviewOutcome::Approved);
+}
+
+#[test]
+fn the_principal_is_fixed_when_the_request_is_made() {
+    let r = pending(1);
+    assert_eq!(r.principal, "alice@example.org", "the verified email, normalised");
+    let mut unverified = account("zed", Some("zed@example.org"), "zed");
+    unverified.email_verified = false;
+    assert_eq!(unverified.principal(), "zed", "an unverified email names nobody");
 }

@@ -90,8 +90,10 @@ async fn compare_and_set_lets_exactly_one_writer_win() {
 async fn outbox_is_idempotent_by_command_id_and_revokes_come_first() {
     let dir = tempfile::tempdir().unwrap();
     let store = SledStore::open(dir.path()).unwrap();
+    let mut revoke = command("r1", CommandOp::Revoke);
+    revoke.entitlement.principal = "bob".into();
     let change = Change {
-        commands: vec![command("g1", CommandOp::Grant), command("r1", CommandOp::Revoke)],
+        commands: vec![command("g1", CommandOp::Grant), revoke],
         ..Change::default()
     };
     store.commit(change.clone()).await.unwrap();
@@ -99,6 +101,46 @@ async fn outbox_is_idempotent_by_command_id_and_revokes_come_first() {
     let out = store.outbox(&ConfigId::new("aws").unwrap(), 10).await.unwrap();
     let ids: Vec<_> = out.iter().map(|c| c.id.as_str()).collect();
     assert_eq!(ids, ["r1", "g1"]);
+}
+
+#[tokio::test]
+async fn a_change_that_writes_one_key_twice_is_refused_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let twice = Change {
+        configurations: vec![config("aws"), config("aws")],
+        audit: vec![entry()],
+        ..Change::default()
+    };
+    let err = store.commit(twice).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::WrittenTwice { record: "configuration", ref id } if id == "aws"),
+        "{err}"
+    );
+    // Two commands for one entitlement: the second would leave the first
+    // queued behind the outbox's back.
+    let commands = Change {
+        commands: vec![command("g1", CommandOp::Grant), command("r1", CommandOp::Revoke)],
+        ..Change::default()
+    };
+    assert!(matches!(
+        store.commit(commands).await.unwrap_err(),
+        StoreError::WrittenTwice { .. }
+    ));
+    assert!(store
+        .configuration(&ConfigId::new("aws").unwrap())
+        .await
+        .unwrap()
+        .is_none());
+    assert!(
+        store.audit(1, 10).await.unwrap().is_empty(),
+        "nothing of either was written"
+    );
+    assert!(store
+        .outbox(&ConfigId::new("aws").unwrap(), 10)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 /// Opens a store again after its last handle was dropped in this process:

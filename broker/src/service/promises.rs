@@ -1,0 +1,559 @@
+//! The model-based test of jitgate's two promises, over the broker's own
+//! services on a real store with a manual clock and a simulated tenant:
+//!
+//! 1. Access ends when its window ends, whatever fails: after every step,
+//!    every entitlement the tenant holds is covered by an active grant, or
+//!    its revoke is queued (and, when the agent refused it, surfaced as
+//!    failing); the agent's own deadline for it is never later than the
+//!    latest active window (I1).
+//! 2. Nobody approves their own elevation or counts twice: every request
+//!    that became approved has its N approvals from distinct people, none
+//!    the requester, whatever accounts they used (I2).
+//!
+//! and the audit chain verifies after every step (I3); the
+//! `revokes_failing` gauge says how many grants are failing (I4).
+//!
+//! People: nine accounts of six people: `dan` and `dan-sso` share a
+//! verified email (linked automatically), `eve-2` is linked to `eve` by an
+//! admin, `hal-2` is linked to `hal` only when a step says so. Steps: ask
+//! (auto-approved, one approval, two approvals; `dev` and `prod` are one
+//! entitlement, so grants overlap on one lease), review, cancel, early
+//! revoke, extend, time passing, deliveries the agent carries out, throttles
+//! or refuses, disabling an account, linking, force-closing a failing
+//! revoke, and broker restarts.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use jitgate_shared::v1::api::{CommandOp, Decision, ExtendBody, ForceCloseBody, ReviewBody, Role, UserBody};
+use jitgate_shared::v1::protocol::Outcome;
+use jitgate_shared::v1::{AgentId, Entitlement, GrantId, RequestId, UserId};
+use proptest::prelude::*;
+
+use crate::audit::{Actor, ChainVerifier};
+use crate::domain::grant::Grant;
+use crate::domain::lease::Lease;
+use crate::domain::request::Request;
+use crate::domain::user::User;
+use crate::store::PageQuery;
+use crate::testing::{body, harness, Harness};
+
+/// (account, email, person an admin links it to, the human behind it).
+const ACCOUNTS: &[(&str, Option<&str>, Option<&str>, &str)] = &[
+    ("ann", None, None, "ann"),
+    ("ben", None, None, "ben"),
+    ("cat", None, None, "cat"),
+    ("dan", Some("dan@example.org"), None, "dan"),
+    ("dan-sso", Some("Dan@Example.org"), None, "dan"),
+    ("eve", Some("eve@example.org"), None, "eve"),
+    ("eve-2", None, Some("eve"), "eve"),
+    ("hal", Some("hal@example.org"), None, "hal"),
+    ("hal-2", Some("hal.ops@example.org"), None, "hal"),
+];
+const PEOPLE: usize = ACCOUNTS.len();
+const RESOURCES: [&str; 3] = ["auto", "dev", "prod"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Done,
+    Throttled,
+    Refused,
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    Ask {
+        who: usize,
+        resource: usize,
+        secs: u64,
+    },
+    Review {
+        by: usize,
+        request: usize,
+        approve: bool,
+    },
+    Cancel {
+        request: usize,
+    },
+    Revoke {
+        grant: usize,
+    },
+    Extend {
+        grant: usize,
+        secs: u64,
+    },
+    Advance {
+        secs: i64,
+    },
+    Deliver {
+        fate: Fate,
+    },
+    Disable {
+        who: usize,
+    },
+    LinkHal,
+    ForceClose,
+    Restart,
+}
+
+/// An account, most often one of a few, so that one person's grants
+/// overlap and their requests meet their other accounts.
+fn someone() -> impl Strategy<Value = usize> {
+    prop_oneof![3 => 0usize..2, 1 => 0..PEOPLE]
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        4 => (someone(), 0..RESOURCES.len(), 1u64..900).prop_map(|(who, resource, secs)| Step::Ask { who, resource, secs }),
+        4 => (0..PEOPLE, 0usize..10, prop::bool::weighted(0.85)).prop_map(|(by, request, approve)| Step::Review { by, request, approve }),
+        1 => (0usize..10).prop_map(|request| Step::Cancel { request }),
+        2 => (0usize..10).prop_map(|grant| Step::Revoke { grant }),
+        1 => (0usize..10, 1u64..900).prop_map(|(grant, secs)| Step::Extend { grant, secs }),
+        3 => (1i64..600).prop_map(|secs| Step::Advance { secs }),
+        4 => prop_oneof![3 => Just(Fate::Done), 1 => Just(Fate::Throttled), 2 => Just(Fate::Refused)].prop_map(|fate| Step::Deliver { fate }),
+        1 => someone().prop_map(|who| Step::Disable { who }),
+        1 => Just(Step::LinkHal),
+        1 => Just(Step::ForceClose),
+        1 => Just(Step::Restart),
+    ]
+}
+
+/// The world outside the broker: what the tenant holds (with the deadline
+/// the agent enforces for it), and what the test knows of people.
+struct World {
+    h: Harness,
+    admin: User,
+    agent: AgentId,
+    /// Lease key -> the entitlement held and the agent's own deadline.
+    tenant: BTreeMap<String, (Entitlement, DateTime<Utc>)>,
+    requests: Vec<RequestId>,
+    grants: Vec<GrantId>,
+    hal_linked: bool,
+    /// Entitlements whose newest grant command (a new deadline) the agent
+    /// refused: it keeps the deadline it had, and the refusal shows on the
+    /// grant as a delivery error.
+    refused_deadline: BTreeSet<String>,
+    /// Requests already checked for I2 when they became approved.
+    decided: BTreeSet<RequestId>,
+}
+
+impl World {
+    async fn new() -> World {
+        let h = harness().await;
+        for (id, email, person, _) in ACCOUNTS.iter().skip(3) {
+            save(&h, id, *email, person.map(str::to_owned)).await;
+        }
+        let admin = h
+            .broker
+            .save_user(
+                Actor::System,
+                UserBody {
+                    id: UserId::new("root").unwrap(),
+                    display_name: String::new(),
+                    email: None,
+                    roles: [Role::Admin].into(),
+                    groups: Default::default(),
+                    person: None,
+                },
+            )
+            .await
+            .unwrap();
+        let admin = match admin {
+            crate::service::admin::UserOutcome::Created(t) => t.user.id,
+            crate::service::admin::UserOutcome::Updated(u) => u.id,
+        };
+        let admin = h.broker.store().user(&admin).await.unwrap().unwrap();
+        World {
+            h,
+            admin,
+            agent: AgentId::generate(),
+            tenant: BTreeMap::new(),
+            requests: Vec::new(),
+            grants: Vec::new(),
+            hal_linked: false,
+            refused_deadline: BTreeSet::new(),
+            decided: BTreeSet::new(),
+        }
+    }
+
+    /// The account as the API would authenticate it: none once disabled.
+    async fn account(&self, i: usize) -> Option<User> {
+        let id = UserId::new(ACCOUNTS[i].0).unwrap();
+        self.h
+            .broker
+            .store()
+            .user(&id)
+            .await
+            .unwrap()
+            .filter(|u| !u.disabled)
+    }
+
+    async fn owner_of_request(&self, id: RequestId) -> Option<User> {
+        let r = self.h.broker.store().request(id).await.unwrap()?;
+        let i = ACCOUNTS.iter().position(|a| a.0 == r.requester.as_str())?;
+        self.account(i).await
+    }
+
+    async fn owner_of_grant(&self, id: GrantId) -> Option<User> {
+        let g = self.h.broker.store().grant(id).await.unwrap()?;
+        let i = ACCOUNTS.iter().position(|a| a.0 == g.user.as_str())?;
+        self.account(i).await
+    }
+
+    /// The human behind an account, as far as anyone can know yet.
+    fn human(&self, account: &UserId) -> String {
+        let (id, _, _, human) = ACCOUNTS
+            .iter()
+            .find(|a| a.0 == account.as_str())
+            .copied()
+            .unwrap_or(("?", None, None, "?"));
+        if id == "hal-2" && !self.hal_linked {
+            return id.to_owned();
+        }
+        human.to_owned()
+    }
+
+    async fn run(&mut self, step: Step) -> Result<(), TestCaseError> {
+        let broker = self.h.broker.clone();
+        match step {
+            Step::Ask { who, resource, secs } => {
+                if let Some(u) = self.account(who).await {
+                    if let Ok(r) = broker.create_request(&u, body(RESOURCES[resource], secs)).await {
+                        self.requests.push(r.id);
+                        self.grants.extend(r.grant);
+                    }
+                }
+            }
+            Step::Review { by, request, approve } => {
+                let (Some(u), Some(id)) = (self.account(by).await, self.requests.get(request)) else {
+                    return Ok(());
+                };
+                let d = if approve {
+                    Decision::Approve
+                } else {
+                    Decision::Deny
+                };
+                if let Ok(r) = broker.review_request(&u, *id, d, ReviewBody::default()).await {
+                    self.grants.extend(r.grant);
+                }
+            }
+            Step::Cancel { request } => {
+                if let Some(id) = self.requests.get(request).copied() {
+                    if let Some(u) = self.owner_of_request(id).await {
+                        let _ = broker.cancel_request(&u, id).await;
+                    }
+                }
+            }
+            Step::Revoke { grant } => {
+                if let Some(id) = self.grants.get(grant).copied() {
+                    if let Some(u) = self.owner_of_grant(id).await {
+                        let _ = broker.revoke_grant(&u, id, Default::default()).await;
+                    }
+                }
+            }
+            Step::Extend { grant, secs } => {
+                if let Some(id) = self.grants.get(grant).copied() {
+                    if let Some(u) = self.owner_of_grant(id).await {
+                        let extend = ExtendBody {
+                            duration_seconds: secs,
+                            justification: None,
+                        };
+                        if let Ok(jitgate_shared::v1::api::ExtendOutcome::PendingApproval { request }) =
+                            broker.extend_grant(&u, id, extend).await
+                        {
+                            self.requests.push(request.id);
+                        }
+                    }
+                }
+            }
+            Step::Advance { secs } => {
+                self.h.clock.advance(chrono::Duration::seconds(secs));
+                drain(&self.h).await;
+            }
+            Step::Deliver { fate } => self.deliver(fate).await?,
+            Step::Disable { who } => {
+                let id = UserId::new(ACCOUNTS[who].0).unwrap();
+                broker.disable_user(&self.admin, &id).await.unwrap();
+            }
+            Step::LinkHal => {
+                if !self.hal_linked {
+                    let hal = broker
+                        .store()
+                        .user(&UserId::new("hal").unwrap())
+                        .await
+                        .unwrap()
+                        .unwrap();
+                    save(&self.h, "hal-2", Some("hal.ops@example.org"), Some(hal.person)).await;
+                    self.hal_linked = true;
+                }
+            }
+            Step::ForceClose => {
+                let failing = all_grants(&self.h).await;
+                if let Some(g) = failing.iter().find(|g| g.revoke_failing.is_some()) {
+                    let f = g.revoke_failing.clone().unwrap();
+                    // The admin removed it by hand, then says so.
+                    self.tenant.remove(&Lease::key_for(&g.entitlement));
+                    let reason = ForceCloseBody {
+                        reason: "removed in the console by hand".into(),
+                    };
+                    broker
+                        .force_close_revoke(&self.admin, &f.command, reason)
+                        .await
+                        .unwrap();
+                }
+            }
+            Step::Restart => self.h.restart().await,
+        }
+        Ok(())
+    }
+
+    /// The agent answers every queued command, as `fate` says.
+    async fn deliver(&mut self, fate: Fate) -> Result<(), TestCaseError> {
+        let aws = "aws".parse().unwrap();
+        let queued = self.h.broker.store().outbox(&aws, 10_000).await.unwrap();
+        for command in queued {
+            let key = Lease::key_for(&command.entitlement);
+            let outcome = match (fate, command.op) {
+                (Fate::Done, CommandOp::Grant) => {
+                    self.refused_deadline.remove(&key);
+                    self.tenant
+                        .insert(key.clone(), (command.entitlement.clone(), command.not_after));
+                    Outcome::Applied
+                }
+                (Fate::Done, CommandOp::Revoke) => {
+                    self.refused_deadline.remove(&key);
+                    match self.tenant.remove(&key) {
+                        Some(_) => Outcome::Revoked,
+                        None => Outcome::AlreadyAbsent,
+                    }
+                }
+                (Fate::Throttled, _) => Outcome::Failed {
+                    reason: "Throttling: rate exceeded".into(),
+                    retryable: true,
+                    retry_after_seconds: Some(2),
+                },
+                (Fate::Refused, _) => Outcome::Failed {
+                    reason: "AccessDeniedException".into(),
+                    retryable: false,
+                    retry_after_seconds: None,
+                },
+            };
+            self.h
+                .broker
+                .answer_command(self.agent, &command, outcome)
+                .await
+                .unwrap();
+            if fate == Fate::Refused && command.op == CommandOp::Grant {
+                self.refused_deadline.insert(key.clone());
+            }
+            if fate == Fate::Refused && command.op == CommandOp::Revoke {
+                let still = self.h.broker.store().queued_command(&command.id).await.unwrap();
+                prop_assert!(
+                    still.is_some(),
+                    "a refused revoke left the outbox: {}",
+                    command.id
+                );
+                if let Some(g) = self.h.broker.store().grant(command.grant).await.unwrap() {
+                    let failing = g.revoke_failing.as_ref().map(|f| f.command.as_str());
+                    prop_assert_eq!(
+                        failing,
+                        Some(command.id.as_str()),
+                        "refused revoke not surfaced on its grant"
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn check(&mut self) -> Result<(), TestCaseError> {
+        let store = self.h.broker.store().clone();
+        let grants = all_grants(&self.h).await;
+        let aws = "aws".parse().unwrap();
+        let outbox = store.outbox(&aws, 100_000).await.unwrap();
+        // I1: what the tenant holds is covered by an active grant or a
+        // queued revoke; the agent's deadline never outlives the windows.
+        for (key, (entitlement, deadline)) in &self.tenant {
+            let active: Vec<&Grant> = grants
+                .iter()
+                .filter(|g| {
+                    g.state == jitgate_shared::v1::api::GrantState::Active && &g.entitlement == entitlement
+                })
+                .collect();
+            let queued: Vec<_> = outbox
+                .iter()
+                .filter(|c| &Lease::key_for(&c.entitlement) == key)
+                .collect();
+            let revoke_queued = queued.iter().any(|c| c.op == CommandOp::Revoke);
+            prop_assert!(
+                !active.is_empty() || revoke_queued,
+                "I1: {} held in the tenant with no active grant and no revoke queued",
+                entitlement.key()
+            );
+            if self.refused_deadline.contains(key) {
+                // The agent refused its new deadline: the broker still
+                // revokes at the window's end, and the refusal is shown.
+                prop_assert!(
+                    grants
+                        .iter()
+                        .any(|g| &g.entitlement == entitlement && g.delivery_error.is_some()),
+                    "I1: a refused deadline for {} is not surfaced",
+                    entitlement.key()
+                );
+            } else if queued.is_empty() {
+                if let Some(latest) = active.iter().map(|g| g.ends_at).max() {
+                    prop_assert!(
+                        *deadline <= latest,
+                        "I1: the agent would keep {} until {} though the latest window ends at {}",
+                        entitlement.key(),
+                        deadline,
+                        latest
+                    );
+                }
+            }
+        }
+        // I2: approvals of newly approved requests come from distinct
+        // people, none the requester.
+        for r in all_requests(&self.h).await {
+            if r.approvals_required == 0 || r.grant.is_none() || !self.decided.insert(r.id) {
+                continue;
+            }
+            let requester = self.human(&r.requester);
+            let mut people = BTreeSet::new();
+            for review in &r.reviews {
+                let who = self.human(&review.reviewer);
+                prop_assert!(
+                    who != requester,
+                    "I2: {} reviewed a request of their own person {}",
+                    review.reviewer,
+                    r.id
+                );
+                prop_assert!(
+                    people.insert(who),
+                    "I2: one person reviewed {} twice ({})",
+                    r.id,
+                    review.reviewer
+                );
+            }
+            let approvals = r
+                .reviews
+                .iter()
+                .filter(|v| v.decision == Decision::Approve)
+                .count();
+            prop_assert!(
+                u32::try_from(approvals).unwrap() >= r.approvals_required,
+                "I2: {} approved with {} of {} approvals",
+                r.id,
+                approvals,
+                r.approvals_required
+            );
+        }
+        // I3: the audit chain verifies.
+        let mut verifier = ChainVerifier::default();
+        let mut from = 1;
+        loop {
+            let page = store.audit(from, 1000).await.unwrap();
+            if page.is_empty() {
+                break;
+            }
+            for record in &page {
+                if let Err(e) = verifier.check(record) {
+                    prop_assert!(false, "I3: {}", e);
+                }
+            }
+            from = verifier.verified() + 1;
+        }
+        // I4: the gauge counts the failing revokes.
+        let failing = grants.iter().filter(|g| g.revoke_failing.is_some()).count();
+        prop_assert_eq!(
+            self.h.broker.metrics().revokes_failing.get(),
+            i64::try_from(failing).unwrap(),
+            "I4: revokes_failing gauge"
+        );
+        Ok(())
+    }
+}
+
+async fn save(h: &Harness, id: &str, email: Option<&str>, person: Option<String>) {
+    h.broker
+        .save_user(
+            Actor::System,
+            UserBody {
+                id: UserId::new(id).unwrap(),
+                display_name: String::new(),
+                email: email.map(str::to_owned),
+                roles: [Role::Requester, Role::Approver].into(),
+                groups: ["people".to_owned()].into(),
+                person,
+            },
+        )
+        .await
+        .unwrap();
+}
+
+async fn drain(h: &Harness) {
+    loop {
+        let run = h.broker.run_due_jobs().await.unwrap();
+        if !run.more {
+            return;
+        }
+    }
+}
+
+async fn all_grants(h: &Harness) -> Vec<Grant> {
+    let all = PageQuery::new(None::<String>, usize::MAX);
+    let mut out = Vec::new();
+    let mut page = all.clone();
+    loop {
+        let items = h.broker.store().grants(&page, &|_| true).await.unwrap();
+        let Some(last) = items.last() else { break };
+        page = PageQuery::new(Some(last.id), all.limit);
+        out.extend(items);
+    }
+    out
+}
+
+async fn all_requests(h: &Harness) -> Vec<Request> {
+    let mut out = Vec::new();
+    let mut page = PageQuery::new(None::<String>, usize::MAX);
+    loop {
+        let items = h.broker.store().requests(&page, &|_| true).await.unwrap();
+        let Some(last) = items.last() else { break };
+        page = PageQuery::new(Some(last.id), usize::MAX);
+        out.extend(items);
+    }
+    out
+}
+
+async fn run_steps(steps: Vec<Step>) -> Result<(), TestCaseError> {
+    let mut w = World::new().await;
+    for step in steps {
+        w.run(step).await?;
+        w.check().await?;
+    }
+    // In the end: every window closes, the agent carries out what is queued,
+    // and the tenant holds nothing.
+    w.h.clock.advance(chrono::Duration::hours(6));
+    drain(&w.h).await;
+    for _ in 0..4 {
+        w.run(Step::Deliver { fate: Fate::Done }).await?;
+        w.check().await?;
+    }
+    prop_assert!(
+        w.tenant.is_empty(),
+        "still held at the end: {:?}",
+        w.tenant.keys().collect::<Vec<_>>()
+    );
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_two_promises_hold_whatever_happens(steps in proptest::collection::vec(step(), 1..60)) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(run_steps(steps))?;
+    }
+}

@@ -138,6 +138,11 @@ pub async fn start(store: Arc<dyn Store>, clock: Arc<ManualClock>) -> Broker {
 }
 
 impl Harness {
+    /// Runs every job that is due, as the scheduler would.
+    pub async fn drain(&self) {
+        while self.broker.run_due_jobs().await.unwrap().more {}
+    }
+
     /// The broker stops and starts again on the same store: what it kept
     /// in memory (agent claims, backoffs, metrics) is gone.
     pub async fn restart(&mut self) {

@@ -269,7 +269,7 @@ impl World {
             }
             Step::Advance { secs } => {
                 self.h.clock.advance(chrono::Duration::seconds(secs));
-                drain(&self.h).await;
+                self.h.drain().await;
             }
             Step::Deliver { fate } => self.deliver(fate).await?,
             Step::Disable { who } => {
@@ -492,15 +492,6 @@ async fn save(h: &Harness, id: &str, email: Option<&str>, person: Option<String>
         .unwrap();
 }
 
-async fn drain(h: &Harness) {
-    loop {
-        let run = h.broker.run_due_jobs().await.unwrap();
-        if !run.more {
-            return;
-        }
-    }
-}
-
 async fn all_grants(h: &Harness) -> Vec<Grant> {
     let all = PageQuery::new(None::<String>, usize::MAX);
     let mut out = Vec::new();
@@ -535,7 +526,7 @@ async fn run_steps(steps: Vec<Step>) -> Result<(), TestCaseError> {
     // In the end: every window closes, the agent carries out what is queued,
     // and the tenant holds nothing.
     w.h.clock.advance(chrono::Duration::hours(6));
-    drain(&w.h).await;
+    w.h.drain().await;
     for _ in 0..4 {
         w.run(Step::Deliver { fate: Fate::Done }).await?;
         w.check().await?;

@@ -12,15 +12,6 @@ use crate::domain::lease::Lease;
 use crate::store::PageQuery;
 use crate::testing::{body, harness, Harness};
 
-async fn drain(h: &Harness) {
-    loop {
-        let run = h.broker.run_due_jobs().await.unwrap();
-        if !run.more {
-            return;
-        }
-    }
-}
-
 #[tokio::test]
 async fn a_job_later_in_the_same_millisecond_waits_for_its_instant() {
     let h = harness().await;
@@ -34,7 +25,7 @@ async fn a_job_later_in_the_same_millisecond_waits_for_its_instant() {
     let grant = h.broker.store.grant(g).await.unwrap().unwrap();
     // Just before ends_at, inside the same millisecond.
     h.clock.set(grant.ends_at - chrono::Duration::microseconds(400));
-    drain(&h).await;
+    h.drain().await;
     let still = h.broker.store.grant(g).await.unwrap().unwrap();
     assert_eq!(still.state, GrantState::Active, "not ended early");
     assert_eq!(
@@ -43,7 +34,7 @@ async fn a_job_later_in_the_same_millisecond_waits_for_its_instant() {
         "and its expiry is not dropped"
     );
     h.clock.set(grant.ends_at);
-    drain(&h).await;
+    h.drain().await;
     assert_eq!(
         h.broker.store.grant(g).await.unwrap().unwrap().state,
         GrantState::Ended
@@ -86,7 +77,7 @@ async fn grant_commands_carry_the_workflows_session_cap_and_both_carry_ending_si
         "{out:?}"
     );
     h.clock.set(grant.ends_at);
-    drain(&h).await;
+    h.drain().await;
     let out = h.broker.store.outbox(&aws, 10).await.unwrap();
     assert!(
         out.iter()
@@ -232,14 +223,14 @@ proptest! {
                     }
                     Op::Advance { secs } => {
                         h.clock.advance(chrono::Duration::seconds(secs));
-                        drain(&h).await;
+                        h.drain().await;
                     }
                 }
                 check_invariants(&h).await?;
             }
             // In the end every window closes and nothing stays applied.
             h.clock.advance(chrono::Duration::hours(3));
-            drain(&h).await;
+            h.drain().await;
             check_invariants(&h).await?;
             let out = h.broker.store.outbox(&"aws".parse().unwrap(), 100_000).await.unwrap();
             // The outbox keeps the newest command per entitlement: in the

@@ -36,6 +36,12 @@ configuration = "aws"
 group = "dev"
 target = { kind = "aws_account_assignment", account_id = "111122223333", permission_set = "D" }
 
+[[resources]]
+id = "ticketed"
+configuration = "aws"
+group = "ticketed"
+target = { kind = "aws_account_assignment", account_id = "111122223333", permission_set = "T" }
+
 # The same entitlement as `dev`, behind two approvals: grants of both
 # overlap on one lease.
 [[resources]]
@@ -62,6 +68,11 @@ end_sign_in_sessions = true
 approvals_required = 0
 [group.prod]
 approvals_required = 2
+[group.ticketed]
+auto_approve = true
+approvals_required = 0
+ticket_pattern = "OPS-[0-9]+"
+
 "#;
 
 pub fn t0() -> DateTime<Utc> {

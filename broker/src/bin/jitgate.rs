@@ -146,6 +146,9 @@ enum Command {
         duration: u64,
         #[arg(long, short = 'j')]
         justification: Option<String>,
+        /// Where the resource's workflow asks for a ticket.
+        #[arg(long)]
+        ticket: Option<String>,
     },
 }
 
@@ -509,6 +512,7 @@ async fn run(cli: Cli) -> Result<(), LoginError> {
             id,
             duration,
             justification,
+            ticket,
         } => {
             let outcome = api
                 .extend(
@@ -516,6 +520,7 @@ async fn run(cli: Cli) -> Result<(), LoginError> {
                     &ExtendBody {
                         duration_seconds: duration,
                         justification,
+                        ticket,
                     },
                 )
                 .await?;

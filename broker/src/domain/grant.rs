@@ -85,6 +85,8 @@ pub enum GrantError {
     ZeroExtension,
     #[error("only the grant's holder or an admin may do this")]
     NotYours,
+    #[error("`{user}` may no longer request this resource (policies or groups changed), so the grant cannot be extended")]
+    NoLongerEligible { user: UserId },
 }
 
 impl Grant {

@@ -188,20 +188,7 @@ impl NewRequest<'_> {
         if w.justification_required && justification.is_none() {
             return Err(RequestError::JustificationRequired);
         }
-        let ticket = b.ticket.as_deref().map(str::trim).filter(|t| !t.is_empty());
-        if let Some(pattern) = &w.ticket_pattern {
-            let shown = pattern_text(pattern);
-            match ticket {
-                None => return Err(RequestError::TicketRequired { pattern: shown }),
-                Some(t) if !pattern.is_match(t) => {
-                    return Err(RequestError::TicketMismatch {
-                        ticket: t.to_owned(),
-                        pattern: shown,
-                    })
-                }
-                Some(_) => {}
-            }
-        }
+        let ticket = check_ticket(w, b.ticket.as_deref())?;
         if let Some(starts_at) = b.starts_at {
             if starts_at < self.now - START_SKEW {
                 return Err(RequestError::StartsInPast { starts_at });
@@ -242,6 +229,26 @@ impl NewRequest<'_> {
             grant: None,
         })
     }
+}
+
+/// The ticket, trimmed, checked against the workflow's `ticket_pattern`
+/// (required where there is one). `None` when none was given.
+pub fn check_ticket<'t>(w: &Workflow, ticket: Option<&'t str>) -> Result<Option<&'t str>, RequestError> {
+    let ticket = ticket.map(str::trim).filter(|t| !t.is_empty());
+    if let Some(pattern) = &w.ticket_pattern {
+        let shown = pattern_text(pattern);
+        match ticket {
+            None => return Err(RequestError::TicketRequired { pattern: shown }),
+            Some(t) if !pattern.is_match(t) => {
+                return Err(RequestError::TicketMismatch {
+                    ticket: t.to_owned(),
+                    pattern: shown,
+                })
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(ticket)
 }
 
 fn pattern_text(re: &regex::Regex) -> String {

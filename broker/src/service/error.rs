@@ -73,7 +73,7 @@ impl From<GrantError> for ServiceError {
         match e {
             GrantError::AlreadyEnded { .. } | GrantError::NotActive { .. } => ServiceError::Conflict(message),
             GrantError::ExtensionNotAllowed => ServiceError::Forbidden(message),
-            GrantError::NotYours => ServiceError::Forbidden(message),
+            GrantError::NotYours | GrantError::NoLongerEligible { .. } => ServiceError::Forbidden(message),
             GrantError::ExtensionTooLong { .. } | GrantError::ZeroExtension => {
                 ServiceError::invalid("duration_seconds", message)
             }

@@ -18,7 +18,7 @@ use crate::domain::grant::{Grant, GrantError};
 use crate::domain::job::{Job, JobKind};
 use crate::domain::lease::{Lease, LeaseEffect};
 use crate::domain::policy::{Action, RequestFacts};
-use crate::domain::request::{NewRequest, Request};
+use crate::domain::request::{check_ticket, NewRequest, Request};
 use crate::domain::user::User;
 use crate::store::{Change, PageQuery};
 
@@ -65,7 +65,30 @@ impl Broker {
                     .await?
                     .ok_or_else(|| ServiceError::not_found("grant", grant))?;
                 let (resource, kind) = self.resource_and_kind(&g.resource).await?;
-                let workflow = self.policies.current().workflow(&resource_facts(&resource, kind));
+                let policies = self.policies.current();
+                let workflow = policies.workflow(&resource_facts(&resource, kind));
+                // Eligibility again at approval: it may have gone since
+                // the extension was asked for.
+                let owner = self
+                    .store
+                    .user(&g.user)
+                    .await?
+                    .ok_or_else(|| ServiceError::not_found("user", &g.user))?;
+                let facts = RequestFacts {
+                    duration_seconds: request.duration_seconds,
+                    break_glass: false,
+                    has_ticket: request.ticket.is_some(),
+                };
+                if owner.disabled
+                    || !policies.permits(
+                        Action::Request,
+                        &principal_facts(&owner),
+                        &resource_facts(&resource, kind),
+                        facts,
+                    )
+                {
+                    return Err(GrantError::NoLongerEligible { user: owner.id }.into());
+                }
                 self.extend_window(
                     g,
                     request.duration_seconds,
@@ -399,38 +422,47 @@ impl Broker {
         // Checked here too so a request that could never be applied is not
         // sent to approvers.
         grant.extend(body.duration_seconds, workflow.extension_max_total)?;
+        let ticket = check_ticket(&workflow, body.ticket.as_deref())?;
+        let owner = self
+            .store
+            .user(&grant.user)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("user", &grant.user))?;
+        // Eligibility now, not when the grant was made: who lost it (a
+        // group, a role, a policy change) cannot stretch their window.
+        let facts = RequestFacts {
+            duration_seconds: body.duration_seconds,
+            break_glass: false,
+            has_ticket: ticket.is_some(),
+        };
+        if !policies.permits(
+            Action::Request,
+            &principal_facts(&owner),
+            &resource_facts(&resource, kind),
+            facts,
+        ) {
+            return Err(GrantError::NoLongerEligible {
+                user: owner.id.clone(),
+            }
+            .into());
+        }
         if workflow.extension_requires_approval {
-            let owner = match self.store.user(&grant.user).await? {
-                Some(u) => u,
-                None => return Err(ServiceError::not_found("user", &grant.user)),
-            };
             let ask = CreateRequestBody {
                 resource: grant.resource.clone(),
                 duration_seconds: Some(body.duration_seconds),
                 justification: body.justification.clone(),
-                ticket: None,
+                ticket: ticket.map(str::to_owned),
                 starts_at: None,
                 break_glass: false,
             };
             let now = self.clock.now();
-            let facts = RequestFacts {
-                duration_seconds: body.duration_seconds,
-                break_glass: false,
-                has_ticket: false,
-            };
-            let permitted = policies.permits(
-                Action::Request,
-                &principal_facts(&owner),
-                &resource_facts(&resource, kind),
-                facts,
-            );
             let request = NewRequest {
                 id: RequestId::generate(),
                 kind: RequestKind::Extension { grant: grant.id },
                 requester: &owner,
                 body: &ask,
                 workflow: &workflow,
-                permitted,
+                permitted: true,
                 now,
             }
             .build()?;

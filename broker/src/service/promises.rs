@@ -258,6 +258,7 @@ impl World {
                         let extend = ExtendBody {
                             duration_seconds: secs,
                             justification: None,
+                            ticket: None,
                         };
                         if let Ok(jitgate_shared::v1::api::ExtendOutcome::PendingApproval { request }) =
                             broker.extend_grant(&u, id, extend).await

@@ -218,7 +218,7 @@ proptest! {
                         if let Some(id) = grants.get(grant) {
                             let owner = h.broker.store.grant(*id).await.unwrap().unwrap().user;
                             let u = h.users.iter().find(|u| u.id == owner).unwrap();
-                            let _ = h.broker.extend_grant(u, *id, ExtendBody { duration_seconds: secs, justification: None }).await;
+                            let _ = h.broker.extend_grant(u, *id, ExtendBody { duration_seconds: secs, justification: None, ticket: None }).await;
                         }
                     }
                     Op::Advance { secs } => {
@@ -309,4 +309,40 @@ async fn only_enrolled_unrevoked_agents_of_their_configuration_are_admitted() {
     h.broker.revoke_agent(&admin, identity.agent).await.unwrap();
     let err = h.broker.admit_agent(&identity).await.unwrap_err();
     assert!(err.to_string().contains("revoked"), "{err}");
+}
+
+#[tokio::test]
+async fn an_extension_takes_a_ticket_where_the_workflow_asks_for_one() {
+    let h = harness().await;
+    let ask = jitgate_shared::v1::api::CreateRequestBody {
+        ticket: Some("OPS-1".into()),
+        ..body("ticketed", 60)
+    };
+    let g = h
+        .broker
+        .create_request(&h.users[0], ask)
+        .await
+        .unwrap()
+        .grant
+        .unwrap();
+    let extend = |ticket: Option<&str>| ExtendBody {
+        duration_seconds: 60,
+        justification: None,
+        ticket: ticket.map(str::to_owned),
+    };
+    for (ticket, expected) in [(None, "ticket is required"), (Some("nope"), "does not match")] {
+        let err = h
+            .broker
+            .extend_grant(&h.users[0], g, extend(ticket))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains(expected), "{ticket:?}: {err}");
+    }
+    let before = h.broker.store.grant(g).await.unwrap().unwrap().ends_at;
+    h.broker
+        .extend_grant(&h.users[0], g, extend(Some("OPS-2")))
+        .await
+        .unwrap();
+    let after = h.broker.store.grant(g).await.unwrap().unwrap().ends_at;
+    assert_eq!(after, before + chrono::Duration::seconds(60));
 }

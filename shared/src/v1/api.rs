@@ -272,6 +272,10 @@ pub struct ExtendBody {
     pub duration_seconds: u64,
     #[serde(default)]
     pub justification: Option<String>,
+    /// Required where the resource's workflow has a `ticket_pattern`, as
+    /// for the request.
+    #[serde(default)]
+    pub ticket: Option<String>,
 }
 
 /// Either the grant was extended at once, or an extension request awaits

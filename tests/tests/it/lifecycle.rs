@@ -210,6 +210,7 @@ async fn extension_at_once_or_through_approval() {
     let body = ExtendBody {
         duration_seconds: 600,
         justification: None,
+        ticket: None,
     };
     let ExtendOutcome::Extended { grant } = alice.extend(g.id, &body).await.unwrap() else {
         panic!("dev extensions need no approval")
@@ -219,6 +220,7 @@ async fn extension_at_once_or_through_approval() {
     let too_long = ExtendBody {
         duration_seconds: 3600,
         justification: None,
+        ticket: None,
     };
     let (code, msg) = status(alice.extend(g.id, &too_long).await);
     assert_eq!(code, StatusCode::BAD_REQUEST, "{msg}");
@@ -266,5 +268,39 @@ async fn requesters_see_only_their_own() {
     assert_eq!(
         all.items.iter().map(|r| r.id).collect::<Vec<_>>(),
         vec![bobs.id, mine.id]
+    );
+}
+
+#[tokio::test]
+async fn who_lost_eligibility_cannot_extend() {
+    let b = TestBroker::start(CATALOG, &policies()).await;
+    let (alice, bob, admin) = (b.client("alice"), b.client("bob"), b.client("admin"));
+    let r = request(&alice, "dev-admin", 600).await;
+    let r = bob.approve(r.id, None).await.unwrap();
+    let g = alice.grant(r.grant.unwrap()).await.unwrap();
+    // Alice leaves the developers group: the policy no longer lets her ask.
+    admin
+        .update_user(&jitgate_shared::v1::api::UserBody {
+            id: "alice".parse().unwrap(),
+            display_name: String::new(),
+            email: Some("alice@example.com".into()),
+            roles: [jitgate_shared::v1::api::Role::Requester].into(),
+            groups: Default::default(),
+            person: None,
+        })
+        .await
+        .unwrap();
+    let body = ExtendBody {
+        duration_seconds: 600,
+        justification: None,
+        ticket: None,
+    };
+    let (code, msg) = status(alice.extend(g.id, &body).await);
+    assert_eq!(code, StatusCode::FORBIDDEN, "{msg}");
+    assert!(msg.contains("may no longer request"), "{msg}");
+    assert_eq!(
+        alice.grant(g.id).await.unwrap().ends_at,
+        g.ends_at,
+        "not extended"
     );
 }

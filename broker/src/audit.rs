@@ -144,6 +144,11 @@ pub enum AuditEvent {
         user: UserId,
         expires_at: DateTime<Utc>,
     },
+    /// An admin revoked an API token (named by its id, never the token).
+    TokenRevoked {
+        user: UserId,
+        token: String,
+    },
     JoinTokenCreated {
         configuration: ConfigId,
         expires_at: DateTime<Utc>,

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use jitgate_shared::v1::api::{
     Configuration, ExplainView, ForceCloseBody, GrantView, IssuedToken, PolicyStatus, Resource,
-    ScimConnectionBody, ScimConnectionCreated, ScimConnectionView, UserBody, UserView,
+    ScimConnectionBody, ScimConnectionCreated, ScimConnectionView, TokenView, UserBody, UserView,
 };
 use jitgate_shared::v1::signing::CommandBody;
 use jitgate_shared::v1::{ConfigId, ErrorBody, ResourceId, UserId};
@@ -164,6 +164,38 @@ pub async fn outbox(
     let configuration: ConfigId = path_id("configuration", &configuration)?;
     let limit = q.limit.unwrap_or(1000).clamp(1, 100_000);
     Ok(Json(s.broker.outbox(&user, &configuration, limit).await?))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct TokenQuery {
+    /// Only this user's tokens.
+    pub user: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/admin/tokens", tag = "admin", params(TokenQuery),
+    responses((status = 200, description = "Live API tokens, never the tokens themselves", body = Vec<TokenView>),
+        (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list_tokens(
+    State(s): State<AppState>,
+    Caller(user): Caller,
+    Params(q): Params<TokenQuery>,
+) -> Result<Json<Vec<TokenView>>, ApiError> {
+    let target: Option<UserId> = q.user.as_deref().map(|u| path_id("user", u)).transpose()?;
+    Ok(Json(s.broker.list_tokens(&user, target.as_ref()).await?))
+}
+
+#[utoipa::path(delete, path = "/api/v1/admin/tokens/{id}", tag = "admin",
+    params(("id" = String, Path, description = "Token id: the first 16 hex digits of its SHA-256")),
+    responses((status = 200, body = TokenView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn revoke_token(
+    State(s): State<AppState>,
+    Caller(user): Caller,
+    PathParam(id): PathParam<String>,
+) -> Result<Json<TokenView>, ApiError> {
+    Ok(Json(s.broker.revoke_token(&user, &id).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/admin/users/{id}/disable", tag = "admin",

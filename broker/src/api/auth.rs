@@ -185,13 +185,10 @@ pub struct WebLogin {
 
 /// `GET /auth/login`: a browser starts signing in.
 pub async fn web_login(State(s): State<AppState>, Query(q): Query<WebLogin>) -> Result<Response, ApiError> {
-    let return_to = q.return_to.unwrap_or_else(|| "/auth/signed-in".into());
-    if !return_to.starts_with('/') || return_to.starts_with("//") || return_to.contains('\\') {
-        return Err(ApiError::invalid(
-            "return_to",
-            "must be a path on this broker, like /auth/signed-in",
-        ));
-    }
+    let asked = q.return_to.as_deref().unwrap_or("/auth/signed-in");
+    let return_to = crate::identity::sso::local_return_path(asked).ok_or_else(|| {
+        ApiError::invalid("return_to", "must be a path on this broker, like /auth/signed-in")
+    })?;
     let (url, _) = s
         .broker
         .start_login(

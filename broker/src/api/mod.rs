@@ -61,6 +61,8 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/admin/users/{id}", put(admin::put_user))
         .route("/admin/users/{id}/tokens", post(admin::issue_token))
         .route("/admin/users/{id}/disable", post(admin::disable_user))
+        .route("/admin/tokens", get(admin::list_tokens))
+        .route("/admin/tokens/{id}", axum::routing::delete(admin::revoke_token))
         .route("/admin/policies", get(admin::policy_status))
         .route("/admin/policies/reload", post(admin::reload_policies))
         .route("/admin/outbox/{configuration}", get(admin::outbox))

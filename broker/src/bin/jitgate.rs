@@ -180,6 +180,18 @@ enum AdminCommand {
         #[arg(long)]
         reason: String,
     },
+    /// Accounts: list them, or disable one (its grants end with their
+    /// revokes queued; its requests, sessions and tokens end).
+    Users {
+        #[command(subcommand)]
+        action: Option<UserAction>,
+    },
+    /// API tokens: list the live ones (never the tokens themselves), or
+    /// revoke one; it stops working at once.
+    Tokens {
+        #[command(subcommand)]
+        action: Option<TokenAction>,
+    },
     /// Enrolled gateway agents: status, approval, revocation.
     Agents {
         #[command(subcommand)]
@@ -199,6 +211,26 @@ enum AdminCommand {
         #[command(subcommand)]
         action: Option<ScimAction>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserAction {
+    /// Every account with its person, verified email and state (the default).
+    List,
+    /// Disable an account.
+    Disable { id: jitgate_shared::v1::UserId },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenAction {
+    /// Live tokens (the default).
+    List {
+        /// Only this user's.
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Revoke a token by the id `list` shows.
+    Revoke { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -457,6 +489,30 @@ async fn run(cli: Cli) -> Result<(), LoginError> {
             let plan = api.explain(&resource, &user).await?;
             print(json, &plan, output::explain);
         }
+        Command::Admin {
+            command: AdminCommand::Users { action },
+        } => match action.unwrap_or(UserAction::List) {
+            UserAction::List => {
+                let users = api.users().await?;
+                print(json, &users, |u| output::users(u));
+            }
+            UserAction::Disable { id } => {
+                let user = api.disable_user(&id).await?;
+                print(json, &user, |u| output::users(std::slice::from_ref(u)));
+            }
+        },
+        Command::Admin {
+            command: AdminCommand::Tokens { action },
+        } => match action.unwrap_or(TokenAction::List { user: None }) {
+            TokenAction::List { user } => {
+                let tokens = api.tokens(user.as_deref()).await?;
+                print(json, &tokens, |t| output::tokens(t));
+            }
+            TokenAction::Revoke { id } => {
+                let token = api.revoke_token(&id).await?;
+                print(json, &token, |t| output::tokens(std::slice::from_ref(t)));
+            }
+        },
         Command::Admin {
             command: AdminCommand::ForceClose { command, reason },
         } => {

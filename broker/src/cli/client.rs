@@ -228,6 +228,21 @@ impl ApiClient {
         self.get("/api/v1/admin/users", &[]).await
     }
 
+    /// Live API tokens (admins), a user's or everyone's.
+    pub async fn tokens(
+        &self,
+        user: Option<&str>,
+    ) -> Result<Vec<jitgate_shared::v1::api::TokenView>, ClientError> {
+        let query: Vec<(&str, String)> = user.map(|u| ("user", u.to_owned())).into_iter().collect();
+        self.get("/api/v1/admin/tokens", &query).await
+    }
+
+    /// Revokes an API token by its id.
+    pub async fn revoke_token(&self, id: &str) -> Result<jitgate_shared::v1::api::TokenView, ClientError> {
+        self.call::<(), _>(Method::DELETE, &format!("/api/v1/admin/tokens/{id}"), &[], None)
+            .await
+    }
+
     /// A new token for `user` (admins).
     pub async fn issue_token(&self, user: &jitgate_shared::v1::UserId) -> Result<IssuedToken, ClientError> {
         self.post(

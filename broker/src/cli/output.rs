@@ -5,7 +5,7 @@ use comfy_table::presets::UTF8_BORDERS_ONLY;
 use comfy_table::Table;
 use jitgate_shared::v1::api::{
     AgentView, ExplainView, GrantView, JoinTokenIssued, PlanStep, RequestKind, RequestView,
-    ScimConnectionCreated, ScimConnectionView, SessionView, SsoProviderView,
+    ScimConnectionCreated, ScimConnectionView, SessionView, SsoProviderView, TokenView, UserView,
 };
 
 fn table(header: &[&str]) -> Table {
@@ -253,6 +253,41 @@ pub fn sessions(items: &[SessionView]) -> String {
             when(s.expires_at),
             s.refreshed_at.map(when).unwrap_or_default(),
             s.ended_at.map(when).unwrap_or_default(),
+        ]);
+    }
+    t.to_string()
+}
+
+pub fn tokens(items: &[TokenView]) -> String {
+    let mut t = table(&["id", "user", "kind", "created", "expires", "session"]);
+    for k in items {
+        t.add_row(vec![
+            k.id.clone(),
+            k.user.to_string(),
+            k.kind.clone(),
+            when(k.created_at),
+            when(k.expires_at),
+            k.session.clone().unwrap_or_default(),
+        ]);
+    }
+    t.to_string()
+}
+
+pub fn users(items: &[UserView]) -> String {
+    let mut t = table(&["id", "name", "email", "person", "roles", "state"]);
+    for u in items {
+        let email = match (&u.email, u.email_verified) {
+            (Some(e), true) => e.clone(),
+            (Some(e), false) => format!("{e} (unverified)"),
+            (None, _) => String::new(),
+        };
+        t.add_row(vec![
+            u.id.to_string(),
+            u.display_name.clone(),
+            email,
+            u.person.clone(),
+            roles(&u.roles),
+            if u.disabled { "disabled" } else { "active" }.to_owned(),
         ]);
     }
     t.to_string()

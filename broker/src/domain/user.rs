@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
-use jitgate_shared::v1::api::{Role, UserView};
+use jitgate_shared::v1::api::{Role, TokenView, UserView};
 use jitgate_shared::v1::UserId;
 use serde::{Deserialize, Serialize};
 
@@ -139,9 +139,31 @@ pub enum TokenKind {
     Refresh,
 }
 
+/// How many hex digits of a token's hash name it to admins.
+pub const TOKEN_ID_LEN: usize = 16;
+
 impl ApiToken {
     pub fn is_valid_at(&self, now: DateTime<Utc>) -> bool {
         now < self.expires_at
+    }
+
+    /// The name admins list and revoke it by.
+    pub fn id(&self) -> &str {
+        self.hash.get(..TOKEN_ID_LEN).unwrap_or(&self.hash)
+    }
+
+    pub fn view(&self) -> TokenView {
+        TokenView {
+            id: self.id().to_owned(),
+            user: self.user.clone(),
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            kind: match self.kind {
+                TokenKind::Access => "access".into(),
+                TokenKind::Refresh => "refresh".into(),
+            },
+            session: self.session.clone(),
+        }
     }
 }
 

@@ -197,6 +197,31 @@ pub fn route<'a>(
     }
 }
 
+/// Where a browser may be sent after signing in: a path on this broker,
+/// returned as it will be sent. Parsed as a URL reference against this
+/// broker and refused unless it stays here: no scheme or host, no `//`
+/// (also after dot segments are resolved), no backslash, no whitespace or
+/// control characters (browsers drop some of them, turning `/\t/evil`
+/// into `//evil`).
+pub fn local_return_path(return_to: &str) -> Option<String> {
+    const BASE: &str = "https://jitgate.invalid/";
+    let plain = return_to.starts_with('/')
+        && !return_to.starts_with("//")
+        && !return_to
+            .chars()
+            .any(|c| c == '\\' || c.is_whitespace() || c.is_control());
+    if !plain {
+        return None;
+    }
+    let base = reqwest::Url::parse(BASE).ok()?;
+    let joined = base.join(return_to).ok()?;
+    if joined.origin() != base.origin() {
+        return None;
+    }
+    let path = &joined.as_str()[BASE.len() - 1..];
+    (path.starts_with('/') && !path.starts_with("//")).then(|| path.to_owned())
+}
+
 /// A provider that reserves email domains signs in only people of them.
 pub fn check_domain(claims: &SignInClaims, rules: &ClaimRules) -> Result<(), SignInError> {
     if rules.email_domains.is_empty() {
@@ -420,6 +445,37 @@ mod tests {
     }
 
     #[test]
+    fn return_to_stays_on_this_broker() {
+        for ok in [
+            "/auth/signed-in",
+            "/grants?state=active#top",
+            "/a/../b",
+            "/%2F%2Fevil.example",
+        ] {
+            let path = local_return_path(ok).unwrap_or_else(|| panic!("{ok} refused"));
+            assert!(path.starts_with('/') && !path.starts_with("//"), "{ok} -> {path}");
+        }
+        for bad in [
+            "//evil.example",
+            "///evil.example",
+            "/\\evil.example",
+            "\\\\evil.example",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            " /x",
+            "/x\r\nSet-Cookie: a=b",
+            "https://evil.example/",
+            "javascript:alert(1)",
+            "evil.example",
+            "/.//evil.example",
+            "/a/..//evil.example",
+            "",
+        ] {
+            assert_eq!(local_return_path(bad), None, "{bad:?} accepted");
+        }
+    }
+
+    #[test]
     fn a_provider_signs_in_only_its_own_domains() {
         let r = rules(Some(Role::Requester), &["example.com"]);
         let ok = claims(json!({"sub": "1", "email": "Ann@EXAMPLE.com", "email_verified": true}));
@@ -524,6 +580,16 @@ mod fuzz {
     use super::*;
 
     proptest! {
+        #[test]
+        fn an_accepted_return_to_never_leaves_the_broker(path in "[/\\\\.a-z%:\t@?#]{0,12}") {
+            if let Some(p) = local_return_path(&path) {
+                let base = reqwest::Url::parse("https://jitgate.invalid/").unwrap();
+                let resolved = base.join(&p).unwrap();
+                prop_assert_eq!(resolved.host_str(), Some("jitgate.invalid"), "{:?} -> {:?}", path, p);
+                prop_assert!(!p.starts_with("//") && !p.contains('\\'));
+            }
+        }
+
         #[test]
         fn any_claims_are_read_or_refused(
             sub in prop_oneof![Just(Value::Null), any::<i64>().prop_map(|n| json!(n)), ".{0,8}".prop_map(Value::String)],

@@ -2,8 +2,8 @@
 //! a look into the outbox, and force-closing a revoke that keeps failing.
 
 use jitgate_shared::v1::api::{
-    CommandOp, Configuration, ForceCloseBody, GrantView, IssuedToken, PolicyStatus, Resource, Role, UserBody,
-    UserView,
+    CommandOp, Configuration, ForceCloseBody, GrantView, IssuedToken, PolicyStatus, Resource, Role,
+    TokenView, UserBody, UserView,
 };
 use jitgate_shared::v1::{ConfigId, UserId};
 
@@ -14,7 +14,7 @@ use crate::domain::catalog::{
     check_configuration, check_mappings, check_resource, StoredConfiguration, StoredResource,
 };
 use crate::domain::grant::Grant;
-use crate::domain::user::User;
+use crate::domain::user::{ApiToken, User, TOKEN_ID_LEN};
 use crate::store::Change;
 
 impl Broker {
@@ -239,8 +239,9 @@ impl Broker {
         })
     }
 
+    /// Accounts, with their roles and links: for admins and auditors only.
     pub async fn list_users(&self, actor: &User) -> Result<Vec<UserView>, ServiceError> {
-        require_any(actor)?;
+        require_privileged(actor)?;
         Ok(self.store.users().await?.iter().map(User::view).collect())
     }
 
@@ -362,6 +363,59 @@ impl Broker {
         }
         tracing::warn!(%reason, "revoke force-closed by an admin");
         Ok(grant)
+    }
+
+    /// Live API tokens (access and refresh), a user's or everyone's.
+    pub async fn list_tokens(
+        &self,
+        actor: &User,
+        user: Option<&UserId>,
+    ) -> Result<Vec<TokenView>, ServiceError> {
+        require_role(actor, Role::Admin)?;
+        let now = self.clock.now();
+        let mut tokens = self
+            .store
+            .tokens(&|t| t.is_valid_at(now) && user.is_none_or(|u| &t.user == u))
+            .await?;
+        tokens.sort_by(|a, b| (&a.user, a.created_at).cmp(&(&b.user, b.created_at)));
+        Ok(tokens.iter().map(ApiToken::view).collect())
+    }
+
+    /// Revokes one API token by its id (the start of its hash): it stops
+    /// working at once.
+    #[tracing::instrument(skip(self, actor), fields(user = %actor.id, token = %id))]
+    pub async fn revoke_token(&self, actor: &User, id: &str) -> Result<TokenView, ServiceError> {
+        require_role(actor, Role::Admin)?;
+        let well_formed = id.len() == TOKEN_ID_LEN && id.bytes().all(|b| b.is_ascii_hexdigit());
+        if !well_formed {
+            return Err(ServiceError::invalid(
+                "id",
+                format!(
+                    "`{id}` is not a token id ({TOKEN_ID_LEN} hex digits, as `jitgate admin tokens` lists)"
+                ),
+            ));
+        }
+        let id = id.to_ascii_lowercase();
+        let token = self
+            .store
+            .tokens(&|t| t.id() == id)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| ServiceError::not_found("token", &id))?;
+        let now = self.clock.now();
+        let mut change = Change::default();
+        change.delete_tokens.push(token.hash.clone());
+        change.audit.push(AuditEntry {
+            at: now,
+            actor: Actor::User(actor.id.clone()),
+            event: AuditEvent::TokenRevoked {
+                user: token.user.clone(),
+                token: id.clone(),
+            },
+        });
+        self.commit(change).await?;
+        Ok(token.view())
     }
 
     /// Sets the `revokes_failing` gauge from the store (at start).

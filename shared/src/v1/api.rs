@@ -565,6 +565,22 @@ pub struct ScimConnectionCreated {
     pub base_url: String,
 }
 
+/// An API token as admins see it; never the token itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TokenView {
+    /// The first 16 hex digits of the token's SHA-256: names it for
+    /// `DELETE /api/v1/admin/tokens/{id}`.
+    pub id: String,
+    pub user: UserId,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    /// `access` or `refresh`.
+    pub kind: String,
+    /// The sign-in session it belongs to; none for tokens an admin issued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+}
+
 /// A user just created or given a new token. The token is shown once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct IssuedToken {

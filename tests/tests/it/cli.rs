@@ -69,3 +69,56 @@ async fn request_approve_and_list_from_the_cli() {
     assert!(!out.status.success());
     assert!(text(&out).contains("error:"), "{}", text(&out));
 }
+
+#[tokio::test]
+async fn admins_list_and_revoke_tokens_and_disable_accounts_from_the_cli() {
+    let b = TestBroker::start(CATALOG, &policies()).await;
+    // Only admins and auditors see the accounts.
+    let (code, msg) = crate::support::status(b.client("alice").users().await);
+    assert_eq!(code, reqwest::StatusCode::FORBIDDEN, "{msg}");
+    let out = b.cli("admin", &["admin", "users"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("alice@example.com"), "{}", text(&out));
+
+    let admin = b.client("admin");
+    let extra = admin.issue_token(&"bob".parse().unwrap()).await.unwrap();
+    let out = b.cli("admin", &["--json", "admin", "tokens", "list", "--user", "bob"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let listed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert!(
+        !text(&out).contains(&extra.token),
+        "tokens themselves are never shown"
+    );
+    let id: String = {
+        use sha2::Digest;
+        sha2::Sha256::digest(extra.token.as_bytes())
+            .iter()
+            .take(8)
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    assert!(listed.iter().any(|t| t["id"] == id.as_str()), "{listed:?}");
+
+    let out = b.cli("admin", &["admin", "tokens", "revoke", &id]);
+    assert!(out.status.success(), "{}", text(&out));
+    let (code, _) = crate::support::status(b.client("bob").with_token(&extra.token).whoami().await);
+    assert_eq!(
+        code,
+        reqwest::StatusCode::UNAUTHORIZED,
+        "the revoked token stops at once"
+    );
+    assert!(
+        b.client("bob").whoami().await.is_ok(),
+        "bob's other token still works"
+    );
+    let out = b.cli("admin", &["admin", "tokens", "revoke", "not-a-token-id"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("is not a token id"), "{}", text(&out));
+
+    let out = b.cli("admin", &["admin", "users", "disable", "dave"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("disabled"), "{}", text(&out));
+    let (code, _) = crate::support::status(b.client("dave").whoami().await);
+    assert_eq!(code, reqwest::StatusCode::UNAUTHORIZED);
+}

@@ -389,17 +389,28 @@ async fn a_browser_gets_a_cookie_session_that_writes_only_from_the_broker_origin
         stop.body
     );
     let session = browser.cookie(&s.b.url, "jitgate_session").unwrap();
-    // An open redirect is refused.
-    let stop = browser
-        .follow(
-            &format!(
-                "{}/auth/login?email=ann@example.com&return_to=//evil.example",
-                s.b.url
-            ),
-            |_| false,
-        )
-        .await;
-    assert_eq!(stop.status, StatusCode::BAD_REQUEST);
+    // Open redirects are refused, in every form a browser would follow
+    // off the broker (query-encoded: //, /\, /<tab>/, a scheme, /.//).
+    for return_to in [
+        "//evil.example",
+        "%2F%2Fevil.example",
+        "%2F%5Cevil.example",
+        "%2F%09%2Fevil.example",
+        "https%3A%2F%2Fevil.example",
+        "%2F.%2F%2Fevil.example",
+    ] {
+        let stop = browser
+            .follow(
+                &format!(
+                    "{}/auth/login?email=ann@example.com&return_to={return_to}",
+                    s.b.url
+                ),
+                |_| false,
+            )
+            .await;
+        assert_eq!(stop.status, StatusCode::BAD_REQUEST, "{return_to}");
+        assert!(stop.body.contains("return_to"), "{return_to}: {}", stop.body);
+    }
 
     let ca = reqwest::Certificate::from_pem(&std::fs::read(s.b.ca()).unwrap()).unwrap();
     let http = reqwest::Client::builder()

@@ -23,6 +23,8 @@ use crate::state::{new_key_and_csr, Identity, StateDir, StateError};
 pub enum EnrollError {
     #[error("--ca-fingerprint must be 64 hex characters (SHA-256), got `{0}`")]
     BadFingerprint(String),
+    #[error("--broker `{0}` is not an https:// URL: the join token and the agent's certificate must not travel in the clear")]
+    NotHttps(String),
     #[error("{0} is already enrolled; use another --state-dir or remove it first")]
     AlreadyEnrolled(String),
     #[error("cannot reach the broker at {url}: {error}")]
@@ -44,6 +46,12 @@ pub async fn enroll(
     ca_fingerprint: &str,
     hub_url_override: Option<String>,
 ) -> Result<Identity, EnrollError> {
+    if !broker_url
+        .get(..8)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
+    {
+        return Err(EnrollError::NotHttps(broker_url.to_owned()));
+    }
     if state.is_enrolled() {
         return Err(EnrollError::AlreadyEnrolled(state.dir.display().to_string()));
     }
@@ -193,6 +201,19 @@ impl ServerCertVerifier for PinnedCa {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_plain_http_broker_is_refused_before_anything_is_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path().join("state"));
+        for url in ["http://127.0.0.1:8443", "ws://broker", "127.0.0.1:8443", ""] {
+            let err = enroll(&state, url, "jgj_token", &"ab".repeat(32), None)
+                .await
+                .unwrap_err();
+            assert!(matches!(err, EnrollError::NotHttps(_)), "{url}: {err}");
+        }
+        assert!(!dir.path().join("state").exists(), "nothing was written");
+    }
 
     #[test]
     fn fingerprints_are_checked_for_shape() {

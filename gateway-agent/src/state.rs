@@ -30,6 +30,8 @@ pub enum StateError {
     Invalid { path: PathBuf, error: String },
     #[error("{path} is missing: enroll first with `jitgate-agent enroll`")]
     NotEnrolled { path: PathBuf },
+    #[error("{} holds the agent's private key and others may read it (mode {mode:04o}); make it owner-only: chmod 600 {}", path.display(), path.display())]
+    LoosePermissions { path: PathBuf, mode: u32 },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
@@ -161,6 +163,14 @@ impl StateDir {
             path: path.clone(),
             error,
         };
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).map_err(io(&path))?.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(StateError::LoosePermissions { path, mode });
+            }
+        }
         let bytes = std::fs::read(&path).map_err(io(&path))?;
         let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&bytes)
             .collect::<Result<_, _>>()
@@ -268,4 +278,27 @@ pub fn new_key_and_csr() -> Result<(String, String), rcgen::Error> {
     let params = rcgen::CertificateParams::new(Vec::<String>::new())?;
     let csr = params.serialize_request(&key)?.pem()?;
     Ok((key.serialize_pem(), csr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn credentials_others_may_read_are_refused_naming_the_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        state.create().unwrap();
+        let (key_pem, _) = new_key_and_csr().unwrap();
+        state.save_credentials("", &key_pem).unwrap();
+        std::fs::set_permissions(state.credentials_path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = state.credentials().err().unwrap();
+        assert!(
+            matches!(err, StateError::LoosePermissions { mode: 0o644, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("chmod 600"), "{err}");
+    }
 }

@@ -31,6 +31,7 @@ pub fn load_or_create_command_key(
     use rand::RngCore;
     let path = dir.join(COMMAND_KEY_FILE);
     let secret: [u8; 32] = if path.exists() {
+        check_private(&path)?;
         let bytes = std::fs::read(&path).map_err(io(&path))?;
         bytes.try_into().map_err(|b: Vec<u8>| TlsError::Cert {
             what: path.display().to_string(),
@@ -52,6 +53,25 @@ pub enum TlsError {
     Io { path: PathBuf, error: std::io::Error },
     #[error("{what}: {error}")]
     Cert { what: String, error: String },
+    #[error("{} holds a private key and others may read it (mode {mode:04o}); make it owner-only: chmod 600 {}", path.display(), path.display())]
+    LoosePermissions { path: PathBuf, mode: u32 },
+}
+
+/// A private key file must be owner-only: refuses one that group or others
+/// may read or write, naming it, before its key is used.
+pub fn check_private(path: &Path) -> Result<(), TlsError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).map_err(io(path))?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(TlsError::LoosePermissions {
+                path: path.to_owned(),
+                mode,
+            });
+        }
+    }
+    Ok(())
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TlsError + '_ {
@@ -88,6 +108,7 @@ impl BrokerCa {
         let key_path = dir.join(CA_KEY_FILE);
         if cert_path.exists() {
             let cert_pem = std::fs::read_to_string(&cert_path).map_err(io(&cert_path))?;
+            check_private(&key_path)?;
             let key_pem = std::fs::read_to_string(&key_path).map_err(io(&key_path))?;
             let key = KeyPair::from_pem(&key_pem).map_err(cert_err(key_path.display().to_string()))?;
             return Self::from_pem(cert_pem, key, &cert_path);
@@ -250,6 +271,39 @@ pub fn install_crypto_provider() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn key_files_others_may_read_stop_the_start_naming_them() {
+        use std::os::unix::fs::PermissionsExt;
+        install_crypto_provider();
+        let dir = tempfile::tempdir().unwrap();
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        BrokerCa::load_or_create(dir.path(), now).unwrap();
+        load_or_create_command_key(dir.path()).unwrap();
+        let loosen = |file: &str, mode: u32| {
+            std::fs::set_permissions(dir.path().join(file), std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        for mode in [0o640, 0o604, 0o660] {
+            loosen(CA_KEY_FILE, mode);
+            let err = BrokerCa::load_or_create(dir.path(), now).err().unwrap();
+            assert!(matches!(err, TlsError::LoosePermissions { .. }), "{err}");
+            assert!(
+                err.to_string().contains("ca.key") && err.to_string().contains("chmod 600"),
+                "{err}"
+            );
+        }
+        loosen(CA_KEY_FILE, 0o600);
+        loosen(COMMAND_KEY_FILE, 0o644);
+        let err = load_or_create_command_key(dir.path()).err().unwrap();
+        assert!(err.to_string().contains("command.key"), "{err}");
+        loosen(COMMAND_KEY_FILE, 0o400);
+        assert!(
+            load_or_create_command_key(dir.path()).is_ok(),
+            "read-only for the owner is fine"
+        );
+        assert!(BrokerCa::load_or_create(dir.path(), now).is_ok());
+    }
 
     #[test]
     fn the_ca_is_created_once_and_reloaded() {

@@ -32,6 +32,10 @@ pub struct BrokerConfig {
     pub token_ttl: String,
     /// Largest accepted request body in bytes.
     pub max_body_bytes: usize,
+    /// How long a client may take to send a request's headers, and how
+    /// long a kept-alive connection may wait idle for the next request,
+    /// like "10s".
+    pub header_read_timeout: String,
     pub log_format: LogFormat,
     /// Address the agent hub (mutually authenticated websockets) listens on.
     pub hub_listen: SocketAddr,
@@ -251,6 +255,7 @@ impl Default for BrokerConfig {
             insecure_plain_http: false,
             token_ttl: "30d".into(),
             max_body_bytes: crate::api::DEFAULT_MAX_BODY,
+            header_read_timeout: "10s".into(),
             log_format: LogFormat::Text,
             hub_listen: SocketAddr::from(([127, 0, 0, 1], 8444)),
             hub_url: String::new(),
@@ -320,6 +325,9 @@ pub struct Overrides {
     /// Revoke entitlements found in a tenant that jitgate did not grant [default: false].
     #[arg(long, env = "JITGATE_REMOVE_UNEXPECTED", num_args = 0..=1, default_missing_value = "true")]
     pub remove_unexpected: Option<bool>,
+    /// How long a client may take to send request headers (and stay idle between requests), like 10s [default: 10s].
+    #[arg(long, env = "JITGATE_HEADER_READ_TIMEOUT")]
+    pub header_read_timeout: Option<String>,
     /// How often agent sessions reconcile the tenant with the grants, like 10m [default: 10m].
     #[arg(long, env = "JITGATE_RECONCILE_INTERVAL")]
     pub reconcile_interval: Option<String>,
@@ -384,6 +392,9 @@ impl BrokerConfig {
         if let Some(v) = o.remove_unexpected {
             config.remove_unexpected = v;
         }
+        if let Some(v) = &o.header_read_timeout {
+            config.header_read_timeout = v.clone();
+        }
         if let Some(v) = &o.reconcile_interval {
             config.reconcile_interval = v.clone();
         }
@@ -408,6 +419,7 @@ impl BrokerConfig {
         self.check_sso()?;
         self.agent_heartbeat()?;
         self.reconcile_interval()?;
+        self.header_read_timeout()?;
         self.agent_cert_ttl()?;
         if !self.hub_url.is_empty() && !self.hub_url.starts_with("wss://") {
             return Err(ConfigError::Invalid {
@@ -564,6 +576,15 @@ impl BrokerConfig {
         duration(
             "agent_heartbeat",
             &self.agent_heartbeat,
+            Duration::from_millis(100),
+            Duration::from_secs(300),
+        )
+    }
+
+    pub fn header_read_timeout(&self) -> Result<Duration, ConfigError> {
+        duration(
+            "header_read_timeout",
+            &self.header_read_timeout,
             Duration::from_millis(100),
             Duration::from_secs(300),
         )

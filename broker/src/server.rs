@@ -198,7 +198,14 @@ impl Server {
             hub_settings,
             shutdown_rx.clone(),
         ));
-        tasks.spawn(accept_loop(listener, tls, router, shutdown_rx));
+        let header_read_timeout = config.header_read_timeout()?;
+        tasks.spawn(accept_loop(
+            listener,
+            tls,
+            router,
+            header_read_timeout,
+            shutdown_rx,
+        ));
         ready.store(true, Ordering::Release);
         let scheme = if config.insecure_plain_http {
             "http"
@@ -323,6 +330,7 @@ async fn accept_loop(
     listener: TcpListener,
     tls: Option<Arc<ArcSwap<rustls::ServerConfig>>>,
     router: axum::Router,
+    header_read_timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut connections = JoinSet::new();
@@ -345,7 +353,14 @@ async fn accept_loop(
             .as_ref()
             .map(|t| tokio_rustls::TlsAcceptor::from(t.load_full()));
         connections.spawn(async move {
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            // A client gets this long for each request's headers, and for
+            // the next request on a kept-alive connection: slow or idle
+            // clients do not hold connections (and tasks) open.
+            builder
+                .http1()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_read_timeout);
             let result = match tls {
                 Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                     Ok(Ok(stream)) => {

@@ -268,3 +268,72 @@ async fn ops_endpoints_and_openapi() {
     let other = reqwest::Client::builder().build().unwrap();
     assert!(other.get(format!("{}/healthz", b.url)).send().await.is_err());
 }
+
+/// Opens a TLS connection to the API as a raw client would.
+async fn raw_tls(
+    b: &jitgate_tests::broker::TestBroker,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use rustls_pki_types::pem::PemObject;
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls_pki_types::CertificateDer::from_pem_file(b.ca()).unwrap())
+        .unwrap();
+    let tls = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let addr = b.url.trim_start_matches("https://").to_owned();
+    let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls))
+        .connect(rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap(), tcp)
+        .await
+        .unwrap()
+}
+
+/// Reads until the server closes the connection; the guard only keeps a
+/// broken server from hanging the suite.
+async fn closed_by_server(stream: &mut (impl tokio::io::AsyncRead + Unpin)) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut seen = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the server kept the connection open");
+    seen
+}
+
+#[tokio::test]
+async fn slow_and_idle_clients_are_disconnected() {
+    use tokio::io::AsyncWriteExt;
+    let b = TestBroker::start_with(CATALOG, &policies(), &["--header-read-timeout", "300ms"]).await;
+    // Headers that never finish.
+    let mut slow = raw_tls(&b).await;
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        .await
+        .unwrap();
+    slow.flush().await.unwrap();
+    let seen = closed_by_server(&mut slow).await;
+    assert!(
+        !String::from_utf8_lossy(&seen).contains("200 OK"),
+        "no answer to half a request"
+    );
+    // A kept-alive connection that goes quiet after one request.
+    let mut idle = raw_tls(&b).await;
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    idle.flush().await.unwrap();
+    let seen = closed_by_server(&mut idle).await;
+    assert!(
+        String::from_utf8_lossy(&seen).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&seen)
+    );
+}

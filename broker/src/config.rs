@@ -36,6 +36,11 @@ pub struct BrokerConfig {
     /// long a kept-alive connection may wait idle for the next request,
     /// like "10s".
     pub header_read_timeout: String,
+    /// Sign-in requests (`/auth/*`) one client may make a minute.
+    pub sign_ins_per_minute: u32,
+    /// Refused bearer tokens one client may present a minute; past that its
+    /// tokens are refused unread until the quota refills.
+    pub failed_tokens_per_minute: u32,
     pub log_format: LogFormat,
     /// Address the agent hub (mutually authenticated websockets) listens on.
     pub hub_listen: SocketAddr,
@@ -256,6 +261,8 @@ impl Default for BrokerConfig {
             token_ttl: "30d".into(),
             max_body_bytes: crate::api::DEFAULT_MAX_BODY,
             header_read_timeout: "10s".into(),
+            sign_ins_per_minute: 60,
+            failed_tokens_per_minute: 30,
             log_format: LogFormat::Text,
             hub_listen: SocketAddr::from(([127, 0, 0, 1], 8444)),
             hub_url: String::new(),
@@ -328,6 +335,12 @@ pub struct Overrides {
     /// How long a client may take to send request headers (and stay idle between requests), like 10s [default: 10s].
     #[arg(long, env = "JITGATE_HEADER_READ_TIMEOUT")]
     pub header_read_timeout: Option<String>,
+    /// Sign-in requests one client may make a minute [default: 60].
+    #[arg(long, env = "JITGATE_SIGN_INS_PER_MINUTE")]
+    pub sign_ins_per_minute: Option<u32>,
+    /// Refused bearer tokens one client may present a minute [default: 30].
+    #[arg(long, env = "JITGATE_FAILED_TOKENS_PER_MINUTE")]
+    pub failed_tokens_per_minute: Option<u32>,
     /// How often agent sessions reconcile the tenant with the grants, like 10m [default: 10m].
     #[arg(long, env = "JITGATE_RECONCILE_INTERVAL")]
     pub reconcile_interval: Option<String>,
@@ -392,6 +405,12 @@ impl BrokerConfig {
         if let Some(v) = o.remove_unexpected {
             config.remove_unexpected = v;
         }
+        if let Some(v) = o.sign_ins_per_minute {
+            config.sign_ins_per_minute = v;
+        }
+        if let Some(v) = o.failed_tokens_per_minute {
+            config.failed_tokens_per_minute = v;
+        }
         if let Some(v) = &o.header_read_timeout {
             config.header_read_timeout = v.clone();
         }
@@ -420,6 +439,7 @@ impl BrokerConfig {
         self.agent_heartbeat()?;
         self.reconcile_interval()?;
         self.header_read_timeout()?;
+        self.client_limits()?;
         self.agent_cert_ttl()?;
         if !self.hub_url.is_empty() && !self.hub_url.starts_with("wss://") {
             return Err(ConfigError::Invalid {
@@ -579,6 +599,23 @@ impl BrokerConfig {
             Duration::from_millis(100),
             Duration::from_secs(300),
         )
+    }
+
+    /// The per-client quotas; each must be at least 1.
+    pub fn client_limits(&self) -> Result<crate::api::limits::LimitSettings, ConfigError> {
+        let at_least_one = |key: &'static str, v: u32| {
+            std::num::NonZeroU32::new(v).ok_or_else(|| ConfigError::Invalid {
+                key,
+                message: "must be at least 1".into(),
+            })
+        };
+        Ok(crate::api::limits::LimitSettings {
+            sign_ins_per_minute: at_least_one("sign_ins_per_minute", self.sign_ins_per_minute)?,
+            failed_tokens_per_minute: at_least_one(
+                "failed_tokens_per_minute",
+                self.failed_tokens_per_minute,
+            )?,
+        })
     }
 
     pub fn header_read_timeout(&self) -> Result<Duration, ConfigError> {

@@ -156,10 +156,12 @@ impl Server {
         };
         let (shutdown, shutdown_rx) = watch::channel(false);
         let ready = Arc::new(AtomicBool::new(false));
+        let limits = Arc::new(api::limits::ClientLimits::new(config.client_limits()?));
         let router = api::router(
             AppState {
                 broker: broker.clone(),
                 ready: ready.clone(),
+                limits: limits.clone(),
             },
             config.max_body_bytes,
         );
@@ -173,7 +175,7 @@ impl Server {
             Err(e) => tracing::warn!(error = %e, "counting failing revokes failed; the gauge starts at 0"),
         }
         tasks.spawn(crate::scheduler::run(broker.clone(), shutdown_rx.clone()));
-        tasks.spawn(sweep_sign_ins(broker.clone(), shutdown_rx.clone()));
+        tasks.spawn(sweep_sign_ins(broker.clone(), limits, shutdown_rx.clone()));
         let hub_tls = Arc::new(ArcSwap::from(ca.hub_server_config(&config.server_names, now)?));
         let mut renewed = vec![(hub_tls.clone(), ServerCert::Hub)];
         if let Some(tls) = &tls {
@@ -279,12 +281,17 @@ enum ServerCert {
 const SIGN_IN_SWEEP: Duration = Duration::from_secs(600);
 
 /// Deletes expired pending sign-ins and tokens now and then.
-async fn sweep_sign_ins(broker: Broker, mut shutdown: watch::Receiver<bool>) {
+async fn sweep_sign_ins(
+    broker: Broker,
+    limits: Arc<api::limits::ClientLimits>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(SIGN_IN_SWEEP) => {}
             _ = shutdown.changed() => return,
         }
+        limits.forget_quiet();
         match broker.sweep_sign_ins().await {
             Ok(0) => {}
             Ok(n) => tracing::debug!(swept = n, "expired sign-ins and tokens deleted"),
@@ -348,7 +355,15 @@ async fn accept_loop(
             }
         };
         let _ = tcp.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
+        // Handlers see the peer as the listener saw it (per-client limits).
+        let with_peer = tower::ServiceExt::map_request(
+            router.clone(),
+            move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                req
+            },
+        );
+        let service = TowerToHyperService::new(with_peer);
         let tls = tls
             .as_ref()
             .map(|t| tokio_rustls::TlsAcceptor::from(t.load_full()));

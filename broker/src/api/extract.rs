@@ -77,7 +77,22 @@ impl FromRequestParts<AppState> for Caller {
                 token
             }
         };
-        Ok(Caller(state.broker.authenticate(&token).await?))
+        let client = super::limits::client_of(&parts.extensions);
+        if let Some(client) = client {
+            state
+                .limits
+                .may_present_token(client)
+                .map_err(|t| super::limits::too_many(t, "refused tokens"))?;
+        }
+        match state.broker.authenticate(&token).await {
+            Ok(user) => Ok(Caller(user)),
+            Err(e) => {
+                if let (Some(client), crate::service::ServiceError::Unauthenticated(_)) = (client, &e) {
+                    state.limits.token_failed(client);
+                }
+                Err(e.into())
+            }
+        }
     }
 }
 

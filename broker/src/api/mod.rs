@@ -6,6 +6,7 @@
 //! - [`requests`], [`grants`], [`admin`], [`agents`]: the resource handlers.
 //! - [`scim`]: the SCIM 2.0 server under `/scim/v2` (its own errors).
 //! - [`auth`]: sign-in (browser and CLI), refresh, sessions.
+//! - [`limits`]: per-client quotas on sign-ins and refused tokens.
 //! - [`ops`]: health, readiness, metrics.
 //! - [`openapi`]: the OpenAPI 3.1 document, generated from the handlers.
 
@@ -15,6 +16,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod grants;
+pub mod limits;
 pub mod openapi;
 pub mod ops;
 pub mod requests;
@@ -38,6 +40,7 @@ pub struct AppState {
     pub broker: Broker,
     /// False until start-up finished (store open, policies loaded).
     pub ready: Arc<AtomicBool>,
+    pub limits: Arc<limits::ClientLimits>,
 }
 
 pub fn router(state: AppState, max_body: usize) -> Router {
@@ -84,23 +87,37 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/admin/agents/{id}/revoke", post(agents::revoke))
         .route("/admin/agents/{id}/approve", post(agents::approve))
         .route("/agents/enroll", post(agents::enroll))
-        .route("/auth/login", post(auth::login))
-        .route("/auth/token", post(auth::token))
-        .route("/auth/device", post(auth::device))
-        .route("/auth/device/token", post(auth::device_token))
-        .route("/auth/refresh", post(auth::refresh))
-        .route("/auth/logout", post(auth::logout))
+        .merge(
+            Router::new()
+                .route("/auth/login", post(auth::login))
+                .route("/auth/token", post(auth::token))
+                .route("/auth/device", post(auth::device))
+                .route("/auth/device/token", post(auth::device_token))
+                .route("/auth/refresh", post(auth::refresh))
+                .route("/auth/logout", post(auth::logout))
+                .route_layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    limits::sign_in_quota,
+                )),
+        )
         .route("/admin/sessions", get(auth::sessions))
         .route("/admin/sso", get(auth::sso_providers))
         .route("/admin/sessions/{id}/revoke", post(auth::revoke_session));
     Router::new()
         .nest("/api/v1", v1)
         .nest("/scim/v2", scim::router())
-        .route("/auth/login", get(auth::web_login))
-        .route("/auth/oidc/callback", get(auth::callback))
-        .route("/auth/saml/{name}/metadata", get(auth::saml_metadata))
-        .route("/auth/saml/{name}/acs", post(auth::saml_acs))
-        .route("/auth/signed-in", get(auth::signed_in))
+        .merge(
+            Router::new()
+                .route("/auth/login", get(auth::web_login))
+                .route("/auth/oidc/callback", get(auth::callback))
+                .route("/auth/saml/{name}/metadata", get(auth::saml_metadata))
+                .route("/auth/saml/{name}/acs", post(auth::saml_acs))
+                .route("/auth/signed-in", get(auth::signed_in))
+                .route_layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    limits::sign_in_quota,
+                )),
+        )
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

@@ -123,7 +123,7 @@ proptest! {
             let request = h.broker.create_request(&h.users[1], body("dev", 60)).await.unwrap();
             let grant = h.broker.create_request(&h.users[0], body("auto", 60)).await.unwrap().grant.unwrap();
             let app = router(
-                AppState { broker: h.broker.clone(), ready: Arc::new(AtomicBool::new(true)) },
+                AppState { broker: h.broker.clone(), ready: Arc::new(AtomicBool::new(true)), limits: Arc::new(crate::api::limits::ClientLimits::new(Default::default())) },
                 DEFAULT_MAX_BODY,
             );
             for (target, bytes, part, real_id) in inputs {

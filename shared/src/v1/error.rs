@@ -21,6 +21,9 @@ pub enum ErrorCode {
     Internal,
     /// The broker is not ready to serve (store not open, ...).
     Unavailable,
+    /// This client is over a quota (sign-ins, refused tokens); the
+    /// `Retry-After` header says when to try again.
+    TooManyRequests,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

@@ -337,3 +337,41 @@ async fn slow_and_idle_clients_are_disconnected() {
         String::from_utf8_lossy(&seen)
     );
 }
+
+#[tokio::test]
+async fn sign_ins_and_token_guesses_are_limited_per_client() {
+    let b = TestBroker::start_with(
+        CATALOG,
+        &policies(),
+        &["--sign-ins-per-minute", "5", "--failed-tokens-per-minute", "3"],
+    )
+    .await;
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(b.ca()).unwrap()).unwrap())
+        .build()
+        .unwrap();
+    let login = || {
+        http.post(format!("{}/api/v1/auth/login", b.url))
+            .json(&serde_json::json!({"email": "a@example.com", "redirect_uri": "http://127.0.0.1:1/", "code_challenge": "x"}))
+            .send()
+    };
+    for _ in 0..5 {
+        let r = login().await.unwrap();
+        assert_ne!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    }
+    let r = login().await.unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers().contains_key("retry-after"));
+    let body: ErrorBody = r.json().await.unwrap();
+    assert_eq!(body.code, ErrorCode::TooManyRequests);
+
+    // Guessed tokens: refused, then refused unread, even a good one.
+    for i in 0..4 {
+        let guess = b.client("alice").with_token(&format!("jgt_guess{i}"));
+        let (code, _) = crate::support::status(guess.whoami().await);
+        assert_eq!(code, StatusCode::UNAUTHORIZED);
+    }
+    let (code, msg) = crate::support::status(b.client("alice").whoami().await);
+    assert_eq!(code, StatusCode::TOO_MANY_REQUESTS, "{msg}");
+    assert!(msg.contains("refused tokens"), "{msg}");
+}

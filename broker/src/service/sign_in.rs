@@ -53,6 +53,17 @@ pub struct Sso {
     devices: Arc<std::sync::Mutex<HashMap<String, DeviceLogin>>>,
 }
 
+/// At most this many device sign-ins are under way at once (each holds a
+/// task polling its provider); past it, new ones are refused until some
+/// finish or expire.
+pub const MAX_DEVICE_LOGINS: usize = 1000;
+
+/// Forgets expired device sign-ins and says whether one more fits.
+fn room_for_device_login(devices: &mut HashMap<String, DeviceLogin>, now: DateTime<Utc>) -> bool {
+    devices.retain(|_, d| now < d.expires_at);
+    devices.len() < MAX_DEVICE_LOGINS
+}
+
 /// A device sign-in the broker is polling the provider for; forgotten
 /// when it expires, or once its outcome was fetched.
 #[derive(Debug, Clone)]
@@ -673,6 +684,19 @@ impl Broker {
             ));
         }
         let oidc = self.provider(name)?.clone();
+        let full = || {
+            ServiceError::Unavailable("too many device sign-ins are under way; try again in a minute".into())
+        };
+        // Checked before asking the provider, and again when adding.
+        let room = self
+            .sso
+            .devices
+            .lock()
+            .map(|mut d| room_for_device_login(&mut d, self.clock.now()))
+            .unwrap_or(false);
+        if !room {
+            return Err(full());
+        }
         let start = oidc.start_device(email).await.map_err(|e| match e {
             OidcError::Config { .. } => ServiceError::Invalid {
                 field: Some("provider"),
@@ -685,18 +709,23 @@ impl Broker {
         let key = hash_token(&handle);
         let expires_at = now + Duration::from_std(start.expires_in).unwrap_or(LOGIN_TTL);
         let interval = start.interval.as_secs().max(1);
-        self.sso
+        let mut devices = self
+            .sso
             .devices
             .lock()
-            .map_err(|_| ServiceError::Unavailable("device sign-ins are unavailable".into()))?
-            .insert(
-                key.clone(),
-                DeviceLogin {
-                    expires_at,
-                    interval,
-                    outcome: None,
-                },
-            );
+            .map_err(|_| ServiceError::Unavailable("device sign-ins are unavailable".into()))?;
+        if !room_for_device_login(&mut devices, now) {
+            return Err(full());
+        }
+        devices.insert(
+            key.clone(),
+            DeviceLogin {
+                expires_at,
+                interval,
+                outcome: None,
+            },
+        );
+        drop(devices);
         let broker = self.clone();
         let shown = start.clone();
         tokio::spawn(async move {
@@ -1144,6 +1173,26 @@ mod tests {
     use super::*;
     use crate::clock::Clock;
     use crate::testing::harness;
+
+    #[test]
+    fn device_sign_ins_are_capped_and_expired_ones_make_room() {
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let login = |expires_at| DeviceLogin {
+            expires_at,
+            interval: 5,
+            outcome: None,
+        };
+        let mut devices: HashMap<String, DeviceLogin> = (0..MAX_DEVICE_LOGINS)
+            .map(|i| (i.to_string(), login(now + Duration::minutes(10))))
+            .collect();
+        assert!(!room_for_device_login(&mut devices, now), "full");
+        // One of them expires: it is forgotten and makes room.
+        devices.insert("0".into(), login(now - Duration::seconds(1)));
+        devices.insert("old".into(), login(now - Duration::seconds(1)));
+        assert!(room_for_device_login(&mut devices, now));
+        assert_eq!(devices.len(), MAX_DEVICE_LOGINS - 1);
+        assert!(!devices.contains_key("old"), "expired ones are forgotten");
+    }
 
     #[tokio::test]
     async fn expired_sign_ins_and_tokens_are_swept_and_live_ones_kept() {

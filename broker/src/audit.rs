@@ -1,6 +1,8 @@
 //! The audit log: append-only, each record carrying the hash of the one
 //! before it, so any edit or deletion breaks the chain at a findable record.
 
+pub mod anchor;
+
 use chrono::{DateTime, Utc};
 use jitgate_shared::v1::api::{CommandOp, Decision, EndReason};
 use jitgate_shared::v1::protocol::Outcome;

@@ -36,6 +36,10 @@ pub struct BrokerConfig {
     /// long a kept-alive connection may wait idle for the next request,
     /// like "10s".
     pub header_read_timeout: String,
+    /// How often the audit chain's head is signed (and at shutdown), like
+    /// "1m": records after the last anchor are what a cut-off tail could
+    /// lose unnoticed.
+    pub audit_anchor_interval: String,
     /// Sign-in requests (`/auth/*`) one client may make a minute.
     pub sign_ins_per_minute: u32,
     /// Refused bearer tokens one client may present a minute; past that its
@@ -261,6 +265,7 @@ impl Default for BrokerConfig {
             token_ttl: "30d".into(),
             max_body_bytes: crate::api::DEFAULT_MAX_BODY,
             header_read_timeout: "10s".into(),
+            audit_anchor_interval: "1m".into(),
             sign_ins_per_minute: 60,
             failed_tokens_per_minute: 30,
             log_format: LogFormat::Text,
@@ -335,6 +340,9 @@ pub struct Overrides {
     /// How long a client may take to send request headers (and stay idle between requests), like 10s [default: 10s].
     #[arg(long, env = "JITGATE_HEADER_READ_TIMEOUT")]
     pub header_read_timeout: Option<String>,
+    /// How often the audit chain's head is signed, like 1m [default: 1m].
+    #[arg(long, env = "JITGATE_AUDIT_ANCHOR_INTERVAL")]
+    pub audit_anchor_interval: Option<String>,
     /// Sign-in requests one client may make a minute [default: 60].
     #[arg(long, env = "JITGATE_SIGN_INS_PER_MINUTE")]
     pub sign_ins_per_minute: Option<u32>,
@@ -405,6 +413,9 @@ impl BrokerConfig {
         if let Some(v) = o.remove_unexpected {
             config.remove_unexpected = v;
         }
+        if let Some(v) = &o.audit_anchor_interval {
+            config.audit_anchor_interval = v.clone();
+        }
         if let Some(v) = o.sign_ins_per_minute {
             config.sign_ins_per_minute = v;
         }
@@ -440,6 +451,7 @@ impl BrokerConfig {
         self.reconcile_interval()?;
         self.header_read_timeout()?;
         self.client_limits()?;
+        self.audit_anchor_interval()?;
         self.agent_cert_ttl()?;
         if !self.hub_url.is_empty() && !self.hub_url.starts_with("wss://") {
             return Err(ConfigError::Invalid {
@@ -616,6 +628,15 @@ impl BrokerConfig {
                 self.failed_tokens_per_minute,
             )?,
         })
+    }
+
+    pub fn audit_anchor_interval(&self) -> Result<Duration, ConfigError> {
+        duration(
+            "audit_anchor_interval",
+            &self.audit_anchor_interval,
+            Duration::from_millis(100),
+            Duration::from_secs(24 * 3600),
+        )
     }
 
     pub fn header_read_timeout(&self) -> Result<Duration, ConfigError> {

@@ -129,6 +129,7 @@ impl Server {
         let keys = BrokerKeys {
             ca: ca.clone(),
             commands: Arc::new(crate::tls::load_or_create_command_key(&config.data_dir)?),
+            audit: Arc::new(crate::tls::load_or_create_audit_key(&config.data_dir)?),
         };
         let sso = crate::service::sign_in::Sso::from_config(
             &config.sso,
@@ -176,6 +177,11 @@ impl Server {
         }
         tasks.spawn(crate::scheduler::run(broker.clone(), shutdown_rx.clone()));
         tasks.spawn(sweep_sign_ins(broker.clone(), limits, shutdown_rx.clone()));
+        tasks.spawn(anchor_audit(
+            broker.clone(),
+            config.audit_anchor_interval()?,
+            shutdown_rx.clone(),
+        ));
         let hub_tls = Arc::new(ArcSwap::from(ca.hub_server_config(&config.server_names, now)?));
         let mut renewed = vec![(hub_tls.clone(), ServerCert::Hub)];
         if let Some(tls) = &tls {
@@ -267,6 +273,10 @@ impl Server {
         tracing::info!("shutting down");
         let _ = self.shutdown.send(true);
         while self.tasks.join_next().await.is_some() {}
+        // The last word: the head as it is now, signed.
+        if let Err(e) = self.broker.anchor_audit().await {
+            tracing::error!(error = %e, "signing the audit chain's head at shutdown failed");
+        }
     }
 }
 
@@ -279,6 +289,19 @@ enum ServerCert {
 
 /// How often expired sign-ins and tokens are swept from the store.
 const SIGN_IN_SWEEP: Duration = Duration::from_secs(600);
+
+/// Signs the audit chain's head every `every` (when it moved).
+async fn anchor_audit(broker: Broker, every: Duration, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => return,
+        }
+        if let Err(e) = broker.anchor_audit().await {
+            tracing::warn!(error = %e, "signing the audit chain's head failed; trying again later");
+        }
+    }
+}
 
 /// Deletes expired pending sign-ins and tokens now and then.
 async fn sweep_sign_ins(

@@ -142,6 +142,7 @@ pub async fn start(store: Arc<dyn Store>, clock: Arc<ManualClock>) -> Broker {
     let keys = crate::service::BrokerKeys {
         ca: Arc::new(crate::tls::BrokerCa::generate(t0()).unwrap()),
         commands: Arc::new(jitgate_shared::v1::signing::CommandSigner::from_secret(&[7; 32])),
+        audit: Arc::new(crate::audit::anchor::AnchorSigner::from_secret(&[8; 32])),
     };
     seeding
         .with_policies("p".into(), Policies::load(&sources, &catalog).unwrap())

@@ -38,7 +38,7 @@ enum Command {
         #[arg(long, env = "JITGATE_CONFIG")]
         config: Option<PathBuf>,
         #[command(flatten)]
-        overrides: Overrides,
+        overrides: Box<Overrides>,
     },
     /// Run a broker on embedded defaults with a sandboxed example catalogue
     /// and demo users, printing their tokens.
@@ -477,13 +477,39 @@ async fn audit(command: AuditCommand) -> anyhow::Result<()> {
     let store = open_store(&data_dir)?;
     match command {
         AuditCommand::Verify { .. } => {
+            let anchor = store.audit_anchor().await?;
             let mut verifier = ChainVerifier::default();
+            let mut anchored = None;
             each_audit_record(&store, |record| {
                 check_or_exit(&mut verifier, record);
+                if anchor.as_ref().is_some_and(|a| a.seq == record.seq) {
+                    anchored = Some(record.clone());
+                }
                 Ok(())
             })
             .await?;
-            println!("audit chain intact: {} records", verifier.verified());
+            let Some(anchor) = anchor else {
+                println!(
+                    "audit chain intact: {} records (not signed yet: the broker signs its head every audit_anchor_interval and at shutdown)",
+                    verifier.verified()
+                );
+                return Ok(());
+            };
+            let key = jitgate_broker::tls::load_audit_key(&data_dir)
+                .with_context(|| "reading the audit key, to check the signed anchor")?;
+            if let Err(e) = key
+                .verifier()
+                .check(&anchor, anchored.as_ref(), verifier.verified())
+            {
+                eprintln!("audit chain BROKEN: {e}");
+                std::process::exit(1);
+            }
+            println!(
+                "audit chain intact: {} records; signed head at record {} ({}) verified",
+                verifier.verified(),
+                anchor.seq,
+                anchor.at
+            );
         }
         AuditCommand::Export { output, .. } => {
             let mut out: Box<dyn Write> = match &output {

@@ -418,6 +418,26 @@ impl Broker {
         Ok(token.view())
     }
 
+    /// Signs the audit chain's head, when it moved since the last anchor.
+    /// Returns the new anchor, if one was made.
+    #[tracing::instrument(skip(self))]
+    pub async fn anchor_audit(&self) -> Result<Option<crate::audit::anchor::AuditAnchor>, ServiceError> {
+        let head = self.store.audit_head().await?;
+        let last = self.store.audit_anchor().await?;
+        if head.seq == 0 || last.is_some_and(|a| a.seq >= head.seq) {
+            return Ok(None);
+        }
+        let anchor = self.keys()?.audit.sign(&head, self.clock.now());
+        self.store
+            .commit(Change {
+                audit_anchor: Some(anchor.clone()),
+                ..Change::default()
+            })
+            .await?;
+        tracing::debug!(seq = anchor.seq, "audit chain anchored");
+        Ok(Some(anchor))
+    }
+
     /// Sets the `revokes_failing` gauge from the store (at start).
     pub async fn count_failing_revokes(&self) -> Result<usize, ServiceError> {
         let failing = self.grants_where(&|g| g.revoke_failing.is_some()).await?.len();

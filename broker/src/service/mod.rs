@@ -140,6 +140,8 @@ pub struct Broker {
 pub struct BrokerKeys {
     pub ca: Arc<BrokerCa>,
     pub commands: Arc<CommandSigner>,
+    /// Signs the audit chain's head.
+    pub audit: Arc<crate::audit::anchor::AnchorSigner>,
 }
 
 /// Service settings from the broker configuration.

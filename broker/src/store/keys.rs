@@ -25,6 +25,8 @@ pub const AUDIT: &str = "a/";
 pub const JOIN_TOKEN: &str = "jt/";
 pub const AGENT: &str = "ag/";
 pub const OUTBOX_SEQ: &str = "m/outbox_seq";
+/// The newest signed anchor of the audit chain.
+pub const AUDIT_ANCHOR: &str = "m/audit_anchor";
 pub const SCIM_CONNECTION: &str = "sc/";
 /// Sign-ins started, by the hash of their state.
 pub const PENDING_LOGIN: &str = "pl/";

@@ -19,7 +19,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use jitgate_shared::v1::{AgentId, ConfigId, GrantId, RequestId, ResourceId, UserId};
 
-use crate::audit::{AuditEntry, AuditRecord};
+use crate::audit::anchor::AuditAnchor;
+use crate::audit::{AuditEntry, AuditHead, AuditRecord};
 use crate::domain::agent::{Agent, JoinToken};
 use crate::domain::catalog::{StoredConfiguration, StoredResource};
 use crate::domain::command::Command;
@@ -68,6 +69,9 @@ pub struct Change {
     pub sessions: Vec<Session>,
     /// Written once (version 0): a second write of the same id conflicts.
     pub used_assertions: Vec<UsedAssertion>,
+    /// A newer signed anchor of the audit chain (an older one than stored
+    /// is ignored).
+    pub audit_anchor: Option<AuditAnchor>,
 }
 
 impl Change {
@@ -120,6 +124,7 @@ impl Change {
             && self.delete_pending_logins.is_empty()
             && self.sessions.is_empty()
             && self.used_assertions.is_empty()
+            && self.audit_anchor.is_none()
     }
 }
 
@@ -255,4 +260,8 @@ pub trait Store: Send + Sync + Debug + 'static {
 
     /// Audit records with `seq >= from`, in order.
     async fn audit(&self, from: u64, limit: usize) -> Result<Vec<AuditRecord>, StoreError>;
+    /// The audit chain's last record, as a head.
+    async fn audit_head(&self) -> Result<AuditHead, StoreError>;
+    /// The newest signed anchor of the audit chain.
+    async fn audit_anchor(&self) -> Result<Option<AuditAnchor>, StoreError>;
 }

@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use super::keys::{self, key};
 use super::{Change, Filter, PageQuery, Store, StoreError};
+use crate::audit::anchor::AuditAnchor;
 use crate::audit::{AuditHead, AuditRecord};
 use crate::domain::agent::{Agent, JoinToken};
 use crate::domain::catalog::{StoredConfiguration, StoredResource};
@@ -429,6 +430,16 @@ impl SledStore {
         for r in &change.results {
             writes.push((key(keys::RESULT, &r.command), Some(encode(r)?)));
         }
+        if let Some(anchor) = &change.audit_anchor {
+            let k = keys::AUDIT_ANCHOR.as_bytes();
+            let newer = match self.read_staged(staged, k)? {
+                Some(bytes) => decode::<AuditAnchor>(k, &bytes)?.seq < anchor.seq,
+                None => true,
+            };
+            if newer {
+                writes.push((k.to_vec(), Some(encode(anchor)?)));
+            }
+        }
         let mut head = state.audit_head.clone();
         for entry in change.audit {
             let (record, next) = head.append(entry);
@@ -736,6 +747,19 @@ impl Store for SledStore {
 
     async fn agents(&self) -> Result<Vec<Agent>, StoreError> {
         self.scan_versioned(keys::AGENT)
+    }
+
+    async fn audit_head(&self) -> Result<AuditHead, StoreError> {
+        Ok(self
+            .writer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .audit_head
+            .clone())
+    }
+
+    async fn audit_anchor(&self) -> Result<Option<AuditAnchor>, StoreError> {
+        self.get(keys::AUDIT_ANCHOR.as_bytes())
     }
 
     async fn audit(&self, from: u64, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {

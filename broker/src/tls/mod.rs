@@ -23,28 +23,56 @@ pub const CA_CERT_FILE: &str = "ca.pem";
 pub const CA_KEY_FILE: &str = "ca.key";
 /// The broker's Ed25519 command-signing key (32 secret bytes, owner-only).
 pub const COMMAND_KEY_FILE: &str = "command.key";
+/// The broker's Ed25519 key for signing audit anchors (32 secret bytes,
+/// owner-only); not the one agents trust.
+pub const AUDIT_KEY_FILE: &str = "audit.key";
 
 /// Loads the command-signing key from `dir`, creating it on first start.
 pub fn load_or_create_command_key(
     dir: &Path,
 ) -> Result<jitgate_shared::v1::signing::CommandSigner, TlsError> {
+    let secret = load_or_create_secret(&dir.join(COMMAND_KEY_FILE))?;
+    Ok(jitgate_shared::v1::signing::CommandSigner::from_secret(&secret))
+}
+
+/// Loads the audit-anchor key from `dir`, creating it on first start.
+pub fn load_or_create_audit_key(dir: &Path) -> Result<crate::audit::anchor::AnchorSigner, TlsError> {
+    let secret = load_or_create_secret(&dir.join(AUDIT_KEY_FILE))?;
+    Ok(crate::audit::anchor::AnchorSigner::from_secret(&secret))
+}
+
+/// The audit-anchor key of `dir`, which must exist (for `audit verify`).
+pub fn load_audit_key(dir: &Path) -> Result<crate::audit::anchor::AnchorSigner, TlsError> {
+    let path = dir.join(AUDIT_KEY_FILE);
+    check_private(&path)?;
+    let secret = read_secret(&path)?;
+    Ok(crate::audit::anchor::AnchorSigner::from_secret(&secret))
+}
+
+fn read_secret(path: &Path) -> Result<[u8; 32], TlsError> {
+    let bytes = std::fs::read(path).map_err(io(path))?;
+    bytes.try_into().map_err(|b: Vec<u8>| TlsError::Cert {
+        what: path.display().to_string(),
+        error: format!("expected 32 bytes, found {}", b.len()),
+    })
+}
+
+/// 32 secret bytes from `path` (owner-only), made on first use.
+fn load_or_create_secret(path: &Path) -> Result<[u8; 32], TlsError> {
     use rand::RngCore;
-    let path = dir.join(COMMAND_KEY_FILE);
     let secret: [u8; 32] = if path.exists() {
-        check_private(&path)?;
-        let bytes = std::fs::read(&path).map_err(io(&path))?;
-        bytes.try_into().map_err(|b: Vec<u8>| TlsError::Cert {
-            what: path.display().to_string(),
-            error: format!("expected 32 bytes, found {}", b.len()),
-        })?
+        check_private(path)?;
+        read_secret(path)?
     } else {
         let mut secret = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut secret);
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
-        write_private_bytes(&path, &secret)?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io(dir))?;
+        }
+        write_private_bytes(path, &secret)?;
         secret
     };
-    Ok(jitgate_shared::v1::signing::CommandSigner::from_secret(&secret))
+    Ok(secret)
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -167,3 +167,83 @@ async fn audit_verify_names_the_first_tampered_record_of_an_export() {
     let err = String::from_utf8_lossy(&verify(&b).stderr).into_owned();
     assert!(err.contains("record 3: expected sequence number 2"), "{err}");
 }
+
+/// The audit records of a stopped broker's store, for tampering.
+fn audit_tree(b: &TestBroker) -> sled::Db {
+    sled::open(b.data_dir().join("store")).unwrap()
+}
+
+fn audit_key(seq: u64) -> Vec<u8> {
+    jitgate_broker::store::keys::audit(seq)
+}
+
+#[tokio::test]
+async fn audit_verify_finds_a_cut_off_or_rewritten_tail_by_the_signed_head() {
+    use jitgate_broker::audit::{Actor, AuditEntry, AuditEvent, AuditHead, AuditRecord};
+    let mut b = TestBroker::start(&catalog(), &[("p.cedar", POLICY), ("workflows.toml", WORKFLOWS)]).await;
+    for i in 0..3 {
+        b.client("u1")
+            .create_request(&ask(&format!("r{i}"), 600))
+            .await
+            .unwrap();
+    }
+    b.stop().await;
+    let verify = |b: &TestBroker| {
+        let out = b.offline(&["audit", "verify"]);
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (ok, said) = verify(&b);
+    assert!(ok, "{said}");
+    assert!(
+        said.contains("signed head at record"),
+        "the shutdown signed the head: {said}"
+    );
+
+    // A consistent chain, one record short: only the signed head shows it.
+    let db = audit_tree(&b);
+    let (last_key, last) = db.scan_prefix("a/").next_back().unwrap().unwrap();
+    let last: AuditRecord = serde_json::from_slice(&last).unwrap();
+    db.remove(&last_key).unwrap();
+    db.flush().unwrap();
+    drop(db);
+    let (ok, said) = verify(&b);
+    assert!(!ok, "a cut-off tail went unnoticed: {said}");
+    assert!(
+        said.contains("cut short") && said.contains(&format!("records {} to {}", last.seq, last.seq)),
+        "{said}"
+    );
+
+    // The last record replaced by another that chains correctly.
+    let db = audit_tree(&b);
+    let (_, prev) = db.scan_prefix("a/").next_back().unwrap().unwrap();
+    let prev: AuditRecord = serde_json::from_slice(&prev).unwrap();
+    let head = AuditHead {
+        seq: prev.seq,
+        hash: prev.hash.clone(),
+    };
+    let (forged, _) = head.append(AuditEntry {
+        at: last.at,
+        actor: Actor::System,
+        event: AuditEvent::SessionEnded {
+            session: "nothing to see".into(),
+            user: "u1".parse().unwrap(),
+        },
+    });
+    db.insert(audit_key(forged.seq), serde_json::to_vec(&forged).unwrap())
+        .unwrap();
+    db.flush().unwrap();
+    drop(db);
+    let (ok, said) = verify(&b);
+    assert!(!ok, "a rewritten tail went unnoticed: {said}");
+    assert!(
+        said.contains(&format!("record {} is not the one", last.seq)),
+        "{said}"
+    );
+}

@@ -24,6 +24,25 @@ use crate::provider::{Effect, Ending, Provider, ProviderError, Window};
 /// while connected; when it cannot reach the broker it does not wait.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(2);
 
+/// The longest pause between tries to remove an expired entitlement after
+/// a transient failure (throttling, a timeout, a 5xx).
+pub const SELF_REVOKE_TRANSIENT_MAX: Duration = Duration::from_secs(60);
+/// ... and after a permanent one (a permission taken away, a principal
+/// gone): it needs a person, and hammering the tenant helps nobody; it is
+/// still tried until it succeeds.
+pub const SELF_REVOKE_PERMANENT_MAX: Duration = Duration::from_secs(15 * 60);
+
+/// Pause before the next try at removing an expired entitlement, after
+/// `attempt` failures, the last being `error`.
+pub fn self_revoke_pause(attempt: u32, error: &ProviderError, jitter: f64) -> Duration {
+    let cap = if error.retryable {
+        SELF_REVOKE_TRANSIENT_MAX
+    } else {
+        SELF_REVOKE_PERMANENT_MAX
+    };
+    jitgate_shared::backoff::backoff(attempt, error.retry_after, jitter, cap)
+}
+
 #[derive(Debug)]
 pub struct Executor {
     configuration: ConfigId,
@@ -36,6 +55,8 @@ pub struct Executor {
     /// A self-revoke report waits to be sent.
     pub reports: Notify,
     grace: Duration,
+    /// Failed tries at removing an expired entitlement, by journal key.
+    self_revoke_failures: std::sync::Mutex<HashMap<String, u32>>,
 }
 
 impl Executor {
@@ -51,6 +72,7 @@ impl Executor {
             verifier,
             journal,
             provider,
+            self_revoke_failures: std::sync::Mutex::default(),
             locks: std::sync::Mutex::new(HashMap::new()),
             deadlines: Notify::new(),
             reports: Notify::new(),
@@ -129,7 +151,8 @@ impl Executor {
             CommandOp::Revoke => self.revoke(body).await?,
         };
         if !matches!(outcome, Outcome::Failed { retryable: true, .. }) {
-            self.journal.put_result(&body.id, &outcome, clock::now())?;
+            self.journal
+                .put_result(&body.id, &outcome, clock::now(), body.not_after)?;
         }
         self.journal.flush().await?;
         tracing::info!(command = %body.id, op = ?body.op, ?outcome, principal = %body.entitlement.principal, target = %body.entitlement.target.describe(), "command carried out");
@@ -275,13 +298,28 @@ impl Executor {
             Ok(Effect::Changed) => Outcome::Revoked,
             Ok(Effect::Unchanged) => Outcome::AlreadyAbsent,
             Err(e) => {
-                tracing::error!(grant = %seen.grant, error = %e, "removing an expired entitlement failed; retrying");
-                return Err(e
-                    .retry_after
-                    .and_then(|d| chrono::Duration::from_std(d).ok())
-                    .map_or_else(retry, |d| clock::now() + d));
+                let attempt = {
+                    let mut failures = self
+                        .self_revoke_failures
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner());
+                    let n = failures.entry(entitlement_key(&seen.entitlement)).or_insert(0);
+                    *n = n.saturating_add(1);
+                    *n - 1
+                };
+                let pause = self_revoke_pause(attempt, &e, rand::random::<f64>());
+                if e.retryable {
+                    tracing::warn!(grant = %seen.grant, error = %e, ?pause, "removing an expired entitlement failed; trying again");
+                } else {
+                    tracing::error!(grant = %seen.grant, error = %e, ?pause, attempts = attempt + 1, "removing an expired entitlement failed for good; it needs a person, and is tried again with a longer pause");
+                }
+                return Err(clock::now() + chrono::Duration::from_std(pause).unwrap_or(chrono::Duration::MAX));
             }
         };
+        self.self_revoke_failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&entitlement_key(&seen.entitlement));
         let at = clock::now();
         tracing::warn!(grant = %seen.grant, deadline = %seen.deadline, principal = %seen.entitlement.principal, target = %seen.entitlement.target.describe(), ?outcome, "deadline passed without the broker's revoke; removed it here");
         let report = SelfRevokeReport {
@@ -354,6 +392,42 @@ mod tests {
             DEFAULT_GRACE,
         );
         (e, sandbox)
+    }
+
+    #[test]
+    fn self_revokes_back_off_longer_after_permanent_failures() {
+        let transient = ProviderError {
+            reason: "throttled".into(),
+            retryable: true,
+            retry_after: None,
+        };
+        let permanent = ProviderError::permanent("AccessDenied");
+        for jitter in [0.0, 0.5, 0.99] {
+            let t: Vec<_> = (0..30)
+                .map(|a| self_revoke_pause(a, &transient, jitter))
+                .collect();
+            let p: Vec<_> = (0..30)
+                .map(|a| self_revoke_pause(a, &permanent, jitter))
+                .collect();
+            assert!(
+                t.windows(2).all(|w| w[0] <= w[1]) && p.windows(2).all(|w| w[0] <= w[1]),
+                "grows"
+            );
+            assert!(t.iter().all(|d| *d <= SELF_REVOKE_TRANSIENT_MAX));
+            assert!(p.iter().all(|d| *d <= SELF_REVOKE_PERMANENT_MAX));
+            assert!(
+                p[29] > SELF_REVOKE_TRANSIENT_MAX,
+                "a permanent failure waits longer than any transient one"
+            );
+        }
+        let throttled = ProviderError {
+            retry_after: Some(Duration::from_secs(30)),
+            ..transient
+        };
+        assert!(
+            self_revoke_pause(0, &throttled, 0.0) >= Duration::from_secs(30),
+            "Retry-After is a floor"
+        );
     }
 
     #[tokio::test]

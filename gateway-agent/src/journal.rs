@@ -44,6 +44,19 @@ pub struct Holding {
 pub struct StoredResult {
     pub outcome: Outcome,
     pub at: DateTime<Utc>,
+    /// Kept until then at least: past the command's `not_after`, a replay
+    /// is refused as expired, so the answer is no longer needed to keep a
+    /// replay from acting twice. (Answers stored before this field: for
+    /// [`RESULT_RETENTION`] after `at`.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_until: Option<DateTime<Utc>>,
+}
+
+impl StoredResult {
+    fn expired(&self, now: DateTime<Utc>) -> bool {
+        let until = self.keep_until.unwrap_or(self.at + RESULT_RETENTION);
+        now > until.max(self.at + RESULT_RETENTION)
+    }
 }
 
 /// An entitlement removed at its deadline, to tell the broker.
@@ -122,15 +135,19 @@ impl Journal {
             .transpose()
     }
 
+    /// Stores the answer to `command`, kept at least until its
+    /// `not_after` (plus the clock skew an agent allows).
     pub fn put_result(
         &self,
         command: &str,
         outcome: &Outcome,
         at: DateTime<Utc>,
+        not_after: DateTime<Utc>,
     ) -> Result<(), JournalError> {
         let stored = StoredResult {
             outcome: outcome.clone(),
             at,
+            keep_until: Some(not_after + jitgate_shared::v1::signing::CLOCK_SKEW),
         };
         self.results.insert(command, encode(&stored)?).map_err(backend)?;
         Ok(())
@@ -186,14 +203,15 @@ impl Journal {
             .collect()
     }
 
-    /// Forgets answers older than [`RESULT_RETENTION`]: no command that old
-    /// is still valid, so a replay of it is refused as expired anyway.
+    /// Forgets answers whose command can no longer be valid (past its
+    /// `not_after`, and at least [`RESULT_RETENTION`] old): a replay of it
+    /// is refused as expired anyway.
     pub fn prune(&self, now: DateTime<Utc>) -> Result<usize, JournalError> {
         let mut gone = 0;
         for kv in self.results.iter() {
             let (k, v) = kv.map_err(backend)?;
             let stored: StoredResult = decode(&v)?;
-            if now - stored.at > RESULT_RETENTION {
+            if stored.expired(now) {
                 self.results.remove(k).map_err(backend)?;
                 gone += 1;
             }
@@ -226,9 +244,20 @@ mod tests {
                 end_sign_in_sessions: false,
             })
             .unwrap();
-            j.put_result("c1", &Outcome::Applied, t).unwrap();
-            j.put_result("old", &Outcome::Applied, t - chrono::Duration::days(9))
+            j.put_result("c1", &Outcome::Applied, t, t + chrono::Duration::hours(1))
                 .unwrap();
+            let nine_days_ago = t - chrono::Duration::days(9);
+            j.put_result("old", &Outcome::Applied, nine_days_ago, nine_days_ago)
+                .unwrap();
+            // A grant valid for 30 days, answered 9 days ago: a replay
+            // now would still verify, so its answer stays.
+            j.put_result(
+                "long",
+                &Outcome::Applied,
+                nine_days_ago,
+                nine_days_ago + chrono::Duration::days(30),
+            )
+            .unwrap();
             j.flush().await.unwrap();
         }
         let j = Journal::open(dir.path()).unwrap();
@@ -236,6 +265,13 @@ mod tests {
         assert_eq!(j.result("c1").unwrap().unwrap().outcome, Outcome::Applied);
         assert_eq!(j.prune(t).unwrap(), 1);
         assert!(j.result("old").unwrap().is_none());
+        assert!(j.result("long").unwrap().is_some(), "kept until its not_after");
+        assert_eq!(
+            j.prune(t + chrono::Duration::days(22)).unwrap(),
+            2,
+            "then forgotten"
+        );
+        assert!(j.result("long").unwrap().is_none());
         j.remove_holding(&e).unwrap();
         assert!(j.holdings().unwrap().is_empty());
     }

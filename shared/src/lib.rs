@@ -5,8 +5,9 @@
 //! free to change. This crate does no I/O.
 //!
 //! [`error_chain`] is the one way broker, agent and CLI put an error and its
-//! causes into a message.
+//! causes into a message; [`backoff`] the one rule for pauses between tries.
 
+pub mod backoff;
 pub mod v1;
 
 /// An error and its sources, `outer: inner: ...`.

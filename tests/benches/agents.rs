@@ -445,7 +445,12 @@ async fn flush_floor(dir: &std::path::Path, n: usize) -> Duration {
     let started = Instant::now();
     for i in 0..n {
         journal
-            .put_result(&format!("command-{i}"), &Outcome::Applied, chrono::Utc::now())
+            .put_result(
+                &format!("command-{i}"),
+                &Outcome::Applied,
+                chrono::Utc::now(),
+                chrono::Utc::now(),
+            )
             .unwrap();
         journal.flush().await.unwrap();
     }

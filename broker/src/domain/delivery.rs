@@ -65,25 +65,14 @@ pub fn succeeded(outcome: &Outcome) -> bool {
     )
 }
 
-pub const BACKOFF_BASE: Duration = Duration::from_millis(200);
+pub use jitgate_shared::backoff::{backoff, BASE as BACKOFF_BASE};
+
 /// The longest pause after a transient failure.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// The longest pause between tries of a revoke that keeps failing: an
 /// operator who mends the cause (a permission, a deleted principal) sees it
 /// go through within this.
 pub const FAILING_REVOKE_BACKOFF_MAX: Duration = Duration::from_secs(15 * 60);
-
-/// Pause before attempt `attempt + 1`: exponential from [`BACKOFF_BASE`] up
-/// to `cap`, with "equal jitter" (half fixed, half random, from `jitter` in
-/// `[0, 1)`) so many agents retrying do not move in step. A server's
-/// Retry-After is a floor.
-pub fn backoff(attempt: u32, retry_after: Option<Duration>, jitter: f64, cap: Duration) -> Duration {
-    let exp = BACKOFF_BASE.saturating_mul(1u32 << attempt.min(16));
-    let capped = exp.min(cap);
-    let half = capped / 2;
-    let pause = half + half.mul_f64(jitter.clamp(0.0, 1.0));
-    retry_after.map_or(pause, |floor| pause.max(floor))
-}
 
 /// The difference between what the broker holds leases on and what an
 /// agent found in the tenant.

@@ -105,6 +105,8 @@ pub enum CommandRejected {
     Expired { id: String, not_after: DateTime<Utc> },
     #[error("command {id} was issued at {issued_at}, in the future")]
     FromTheFuture { id: String, issued_at: DateTime<Utc> },
+    #[error("command {id} is not valid before {not_before}")]
+    NotYetValid { id: String, not_before: DateTime<Utc> },
 }
 
 /// The broker's signing key.
@@ -216,6 +218,12 @@ impl CommandVerifier {
             return Err(CommandRejected::FromTheFuture {
                 id: body.id,
                 issued_at: body.issued_at,
+            });
+        }
+        if body.not_before > now + CLOCK_SKEW {
+            return Err(CommandRejected::NotYetValid {
+                id: body.id,
+                not_before: body.not_before,
             });
         }
         // A grant past its deadline must not be applied; a stale revoke is
@@ -351,6 +359,18 @@ mod tests {
             v.verify(&signed, &entra(), t(-31)),
             Err(CommandRejected::FromTheFuture { .. })
         ));
+        // Issued now, but not valid for another minute.
+        let mut later = body("entra");
+        later.not_before = t(60);
+        let signed = s.sign(&later);
+        assert!(matches!(
+            v.verify(&signed, &entra(), t(0)),
+            Err(CommandRejected::NotYetValid { .. })
+        ));
+        assert!(
+            v.verify(&signed, &entra(), t(31)).is_ok(),
+            "within the clock skew"
+        );
     }
 
     #[test]

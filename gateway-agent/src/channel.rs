@@ -336,10 +336,9 @@ impl Session<'_> {
                 tokio::spawn(async move {
                     match executor.inventory(&targets).await {
                         Ok(entitlements) => {
-                            let _ = answers.send(AgentMessage::Inventory {
-                                request,
-                                entitlements,
-                            });
+                            for page in inventory_pages(request, entitlements) {
+                                let _ = answers.send(page);
+                            }
                         }
                         Err(e) => {
                             let _ = answers.send(AgentMessage::Error {
@@ -392,6 +391,36 @@ impl Session<'_> {
         }
         Ok(())
     }
+}
+
+/// An inventory as `Inventory` frames of at most
+/// [`protocol::INVENTORY_PAGE`] entitlements; all but the last say `more`.
+/// An empty inventory is one empty page.
+pub fn inventory_pages(
+    request: u64,
+    entitlements: Vec<jitgate_shared::v1::Entitlement>,
+) -> Vec<AgentMessage> {
+    if entitlements.is_empty() {
+        return vec![AgentMessage::Inventory {
+            request,
+            entitlements,
+            more: false,
+        }];
+    }
+    let pages: Vec<Vec<jitgate_shared::v1::Entitlement>> = entitlements
+        .chunks(protocol::INVENTORY_PAGE)
+        .map(<[jitgate_shared::v1::Entitlement]>::to_vec)
+        .collect();
+    let last = pages.len() - 1;
+    pages
+        .into_iter()
+        .enumerate()
+        .map(|(i, entitlements)| AgentMessage::Inventory {
+            request,
+            entitlements,
+            more: i < last,
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -59,6 +59,18 @@ pub(super) async fn run(
         }
         Err(_) => return Err(Refused::Timeout),
     };
+    // Admitted at the handshake; checked again now: an agent revoked in
+    // between gets no session.
+    if let Err(e) = broker.admit_agent(&identity).await {
+        let message = e.to_string();
+        let refusal = BrokerMessage::Error {
+            code: ErrorKind::Refused,
+            message: message.clone(),
+        };
+        let _ = send(&mut ws, &refusal).await;
+        let _ = ws.close(None).await;
+        return Err(Refused::NotAdmitted(message));
+    }
     let live = broker.live().clone();
     let entry = live.open_session(
         identity.agent,
@@ -80,6 +92,7 @@ pub(super) async fn run(
         last_heard: Instant::now(),
         check_sent: None,
         last_check: Instant::now(),
+        inventory: Vec::new(),
     };
     let end = session.serve(&mut ws, shutdown).await;
     live.close_session(session.identity.agent, session.entry.id);
@@ -155,6 +168,9 @@ struct Session {
     /// When the outstanding downstream `Check` was sent.
     check_sent: Option<Instant>,
     last_check: Instant,
+    /// Pages of the inventory being received (`more` set on all but the
+    /// last).
+    inventory: Vec<jitgate_shared::v1::Entitlement>,
 }
 
 impl Session {
@@ -423,15 +439,31 @@ impl Session {
             AgentMessage::Inventory {
                 request,
                 entitlements,
+                more,
             } => {
-                if request == LIST_REQUEST {
-                    if let Err(e) = self
-                        .broker
-                        .reconcile(self.identity.agent, &self.identity.configuration, entitlements)
-                        .await
-                    {
-                        tracing::error!(error = %e, "reconciliation failed");
-                    }
+                if request != LIST_REQUEST {
+                    return Ok(false);
+                }
+                if self.inventory.len() + entitlements.len() > protocol::MAX_INVENTORY {
+                    tracing::error!(
+                        agent = %self.identity.agent,
+                        max = protocol::MAX_INVENTORY,
+                        "inventory larger than the broker reconciles; skipping this reconciliation"
+                    );
+                    self.inventory = Vec::new();
+                    return Ok(false);
+                }
+                self.inventory.extend(entitlements);
+                if more {
+                    return Ok(false);
+                }
+                let found = std::mem::take(&mut self.inventory);
+                if let Err(e) = self
+                    .broker
+                    .reconcile(self.identity.agent, &self.identity.configuration, found)
+                    .await
+                {
+                    tracing::error!(error = %e, "reconciliation failed");
                 }
                 Ok(true)
             }

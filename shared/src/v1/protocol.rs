@@ -22,6 +22,14 @@ pub const VERSION: u16 = 1;
 /// Largest frame either side accepts.
 pub const MAX_FRAME_BYTES: usize = 256 * 1024;
 
+/// Entitlements in one `Inventory` page: well inside [`MAX_FRAME_BYTES`]
+/// (an entitlement is a few hundred bytes of JSON).
+pub const INVENTORY_PAGE: usize = 256;
+
+/// The most entitlements one reconciliation takes in (all pages): past it
+/// the broker skips that reconciliation rather than hold it all.
+pub const MAX_INVENTORY: usize = 1_000_000;
+
 /// Socket read buffer either side keeps per session. Frames are small (a
 /// signed command is under 1 KiB); larger ones still arrive, in several
 /// reads. Kept small because a broker holds one per agent.
@@ -48,10 +56,13 @@ pub enum AgentMessage {
         outcome: Outcome,
     },
     /// What jitgate manages in the tenant now, answering `List`: every
-    /// principal holding one of the listed targets.
+    /// principal holding one of the listed targets, in pages of at most
+    /// [`INVENTORY_PAGE`]; all but the last say `more`.
     Inventory {
         request: u64,
         entitlements: Vec<Entitlement>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        more: bool,
     },
     /// Answers `Check`: which of the entitlements are held now and which
     /// are not. One the tenant could not answer for is in neither.

@@ -341,3 +341,115 @@ async fn only_the_downstream_configurations_agent_confirms_a_federated_grant() {
     .await;
     assert!(g2.effective_at >= g.applied_at);
 }
+
+#[tokio::test]
+async fn an_agent_revoked_between_handshake_and_hello_gets_no_session() {
+    let b = TestBroker::start_with(CATALOG, &policies(), FAST).await;
+    let agent = TestAgent::enroll(&b, "aws-test", None).await;
+    let mut ws = dial(&b, agent_tls(&b, &agent)).await.unwrap();
+    b.client("admin").revoke_agent(agent.id).await.unwrap();
+    match hello(&mut ws, "aws-test").await {
+        BrokerMessage::Error { code, message } => {
+            assert_eq!(code, ErrorKind::Refused, "{message}");
+            assert!(message.contains("revoked"), "{message}");
+        }
+        m => panic!("a revoked agent was welcomed: {m:?}"),
+    }
+    assert!(
+        until(&mut ws, |_| false).await.is_none(),
+        "and the session is closed"
+    );
+    assert!(!b.client("admin").agents().await.unwrap()[0].online);
+}
+
+#[tokio::test]
+async fn an_inventory_of_ten_thousand_holders_arrives_in_pages_and_is_reconciled() {
+    let b = TestBroker::start_with(CATALOG, &policies(), FAST).await;
+    let agent = TestAgent::enroll(&b, "aws-test", None).await;
+    let mut ws = dial(&b, agent_tls(&b, &agent)).await.unwrap();
+    assert!(matches!(
+        hello(&mut ws, "aws-test").await,
+        BrokerMessage::Welcome { .. }
+    ));
+    let Some(BrokerMessage::List { request, targets }) =
+        until(&mut ws, |m| matches!(m, BrokerMessage::List { .. })).await
+    else {
+        panic!("no inventory asked for")
+    };
+    let holders: Vec<jitgate_shared::v1::Entitlement> = (0..10_000)
+        .map(|i| jitgate_shared::v1::Entitlement {
+            configuration: ConfigId::new("aws-test").unwrap(),
+            target: targets[0].clone(),
+            principal: format!("user{i}@example.com"),
+        })
+        .collect();
+    let pages = jitgate_agent::channel::inventory_pages(request, holders);
+    assert!(pages.len() > 1, "paged");
+    for page in &pages {
+        let frame = protocol::encode(page);
+        assert!(frame.len() < protocol::MAX_FRAME_BYTES, "each page fits a frame");
+        ws.send(Message::text(frame)).await.unwrap();
+    }
+    assert!(
+        until_alive(&mut ws, |m| matches!(m, BrokerMessage::Heartbeat { .. }))
+            .await
+            .is_some(),
+        "the session lives on"
+    );
+    let drift = eventually(Duration::from_secs(10), "reconciled", || async {
+        b.client("admin").agents().await.unwrap()[0].drift.clone()
+    })
+    .await;
+    assert_eq!(drift.unexpected.len(), 10_000, "every holder was reconciled");
+}
+
+#[tokio::test]
+async fn a_self_revoke_report_that_does_not_match_its_grant_is_refused() {
+    use jitgate_shared::v1::protocol::Outcome;
+    let b = TestBroker::start_with(CATALOG, &policies(), FAST).await;
+    let agent = TestAgent::enroll(&b, "aws-test", None).await;
+    // A real grant of alice's, to name in the reports.
+    let r = crate::support::request(&b.client("bob"), "auto-admin", 600).await;
+    let grant = b.client("admin").grant(r.grant.unwrap()).await.unwrap();
+    let mut ws = dial(&b, agent_tls(&b, &agent)).await.unwrap();
+    assert!(matches!(
+        hello(&mut ws, "aws-test").await,
+        BrokerMessage::Welcome { .. }
+    ));
+    let report = |entitlement: jitgate_shared::v1::Entitlement| AgentMessage::SelfRevoked {
+        command: "forged".into(),
+        grant: grant.id,
+        entitlement,
+        deadline: chrono::Utc::now(),
+        at: chrono::Utc::now(),
+        outcome: Outcome::Revoked,
+    };
+    let mut other_config = grant.entitlement.clone();
+    other_config.configuration = ConfigId::new("entra-prod").unwrap();
+    let mut other_principal = grant.entitlement.clone();
+    other_principal.principal = "carol@example.com".into();
+    for (forged, kind, why) in [
+        (other_config, ErrorKind::WrongConfiguration, "configuration"),
+        (other_principal, ErrorKind::Refused, "does not hold"),
+    ] {
+        ws.send(Message::text(protocol::encode(&report(forged))))
+            .await
+            .unwrap();
+        match until_alive(&mut ws, |m| {
+            matches!(
+                m,
+                BrokerMessage::Error { .. } | BrokerMessage::Acknowledged { .. }
+            )
+        })
+        .await
+        {
+            Some(BrokerMessage::Error { code, message }) => {
+                assert_eq!(code, kind, "{message}");
+                assert!(message.contains(why), "{why}: {message}");
+            }
+            m => panic!("{why}: a mismatched report was taken: {m:?}"),
+        }
+    }
+    let still = b.client("admin").grant(grant.id).await.unwrap();
+    assert!(still.removed_at.is_none(), "nothing marked removed");
+}

@@ -380,6 +380,10 @@ async fn deprovisioning_ends_grants_requests_and_tokens_at_once() {
         (first.state, second.state),
         (RequestState::Active, RequestState::Active)
     );
+    // A second grant overlapping the first on one entitlement (one lease,
+    // two holders): deprovisioning must still queue its revoke.
+    let overlapping = request(&as_ann, "auto-admin", 1800).await;
+    assert_eq!(overlapping.state, RequestState::Active);
     let pending = request(&as_ann, "dev-admin", 600).await;
     assert_eq!(pending.state, RequestState::Pending);
 
@@ -398,18 +402,26 @@ async fn deprovisioning_ends_grants_requests_and_tokens_at_once() {
     // By the time the directory hears back, it is all done.
     let (code, _) = status(as_ann.whoami().await);
     assert_eq!(code, StatusCode::UNAUTHORIZED, "the token stops working at once");
-    for r in [&first, &second] {
+    for r in [&first, &second, &overlapping] {
         let g = admin.grant(r.grant.unwrap()).await.unwrap();
         assert_eq!(g.state, GrantState::Ended);
         assert_eq!(g.end_reason, Some(EndReason::Deprovisioned));
     }
-    let revokes: Vec<_> = outbox(&admin)
-        .await
-        .into_iter()
+    let queued = outbox(&admin).await;
+    let revokes: Vec<_> = queued
+        .iter()
         .filter(|c| c.op == CommandOp::Revoke)
-        .map(|c| c.entitlement.target)
+        .map(|c| c.entitlement.target.clone())
         .collect();
-    assert_eq!(revokes.len(), 2, "both revokes are queued: {revokes:?}");
+    assert_eq!(
+        revokes.len(),
+        2,
+        "one revoke per entitlement is queued: {revokes:?}"
+    );
+    assert!(
+        queued.iter().all(|c| c.op == CommandOp::Revoke),
+        "no grant command is left queued: {queued:?}"
+    );
     assert_eq!(
         admin.request(pending.id).await.unwrap().state,
         RequestState::Cancelled
@@ -417,7 +429,7 @@ async fn deprovisioning_ends_grants_requests_and_tokens_at_once() {
     let u = user(&admin, "ann@example.com").await;
     assert!(u.disabled);
     println!(
-        "deprovisioning with 2 active grants and 1 pending request: SCIM PATCH answered in {} ms, revokes queued before the answer",
+        "deprovisioning with 3 active grants (two overlapping) and 1 pending request: SCIM PATCH answered in {} ms, revokes queued before the answer",
         took.as_millis()
     );
 

@@ -346,3 +346,48 @@ async fn an_extension_takes_a_ticket_where_the_workflow_asks_for_one() {
     let after = h.broker.store.grant(g).await.unwrap().unwrap().ends_at;
     assert_eq!(after, before + chrono::Duration::seconds(60));
 }
+
+#[tokio::test]
+async fn reconciliation_revokes_again_what_jitgate_granted_and_no_grant_holds() {
+    use jitgate_shared::v1::protocol::Outcome;
+    use jitgate_shared::v1::AgentId;
+    let h = harness().await;
+    let aws: jitgate_shared::v1::ConfigId = "aws".parse().unwrap();
+    let g = h
+        .broker
+        .create_request(&h.users[0], body("auto", 60))
+        .await
+        .unwrap()
+        .grant
+        .unwrap();
+    let grant = h.broker.store.grant(g).await.unwrap().unwrap();
+    h.broker
+        .revoke_grant(&h.users[0], g, Default::default())
+        .await
+        .unwrap();
+    let agent = AgentId::generate();
+    for c in h.broker.store.outbox(&aws, 10).await.unwrap() {
+        h.broker
+            .answer_command(agent, &c, Outcome::Revoked)
+            .await
+            .unwrap();
+    }
+    assert!(h.broker.store.outbox(&aws, 10).await.unwrap().is_empty());
+    // The tenant still has it (undone by hand, or a revoke lost), and
+    // something jitgate never granted.
+    let mut stranger = grant.entitlement.clone();
+    stranger.principal = "someone-else".into();
+    let report = h
+        .broker
+        .reconcile(agent, &aws, vec![grant.entitlement.clone(), stranger.clone()])
+        .await
+        .unwrap();
+    assert_eq!(report.unexpected.len(), 2);
+    let queued = h.broker.store.outbox(&aws, 10).await.unwrap();
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    assert_eq!(queued[0].op, CommandOp::Revoke);
+    assert_eq!(
+        queued[0].entitlement, grant.entitlement,
+        "only what jitgate granted, without remove_unexpected"
+    );
+}

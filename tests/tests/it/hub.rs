@@ -453,3 +453,136 @@ async fn a_self_revoke_report_that_does_not_match_its_grant_is_refused() {
     let still = b.client("admin").grant(grant.id).await.unwrap();
     assert!(still.removed_at.is_none(), "nothing marked removed");
 }
+
+/// Reads commands until one with `op`, answering the others as applied.
+async fn next_command(
+    ws: &mut Ws,
+    op: jitgate_shared::v1::api::CommandOp,
+) -> jitgate_shared::v1::signing::CommandBody {
+    loop {
+        let Some(BrokerMessage::Command { command }) =
+            until_alive(ws, |m| matches!(m, BrokerMessage::Command { .. })).await
+        else {
+            panic!("no {op:?} command came")
+        };
+        let body: jitgate_shared::v1::signing::CommandBody = serde_json::from_str(&command.body).unwrap();
+        if body.op == op {
+            return body;
+        }
+        let answer = AgentMessage::Result {
+            command: body.id,
+            outcome: jitgate_shared::v1::protocol::Outcome::Applied,
+        };
+        ws.send(Message::text(protocol::encode(&answer))).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_revoke_the_agent_refuses_stays_queued_is_surfaced_and_leaves_only_by_force_close() {
+    use jitgate_shared::v1::api::CommandOp;
+    use jitgate_shared::v1::protocol::Outcome;
+    let b = TestBroker::start_with(CATALOG, &policies(), FAST).await;
+    let admin = b.client("admin");
+    let agent = TestAgent::enroll(&b, "aws-test", None).await;
+    let mut ws = dial(&b, agent_tls(&b, &agent)).await.unwrap();
+    assert!(matches!(
+        hello(&mut ws, "aws-test").await,
+        BrokerMessage::Welcome { .. }
+    ));
+
+    let r = crate::support::request(&b.client("bob"), "auto-admin", 600).await;
+    let grant_id = r.grant.unwrap();
+    let granted = next_command(&mut ws, CommandOp::Grant).await;
+    let applied = AgentMessage::Result {
+        command: granted.id,
+        outcome: Outcome::Applied,
+    };
+    ws.send(Message::text(protocol::encode(&applied))).await.unwrap();
+    b.client("bob").revoke(grant_id, None).await.unwrap();
+
+    // The agent cannot remove it (its role lost the permission).
+    let refusal = || Outcome::Failed {
+        reason: "AccessDeniedException: not authorized to DeleteAccountAssignment".into(),
+        retryable: false,
+        retry_after_seconds: None,
+    };
+    let revoke = next_command(&mut ws, CommandOp::Revoke).await;
+    let answer = AgentMessage::Result {
+        command: revoke.id.clone(),
+        outcome: refusal(),
+    };
+    ws.send(Message::text(protocol::encode(&answer))).await.unwrap();
+    let failing = eventually(Duration::from_secs(10), "surfaced", || async {
+        admin.grant(grant_id).await.unwrap().revoke_failing
+    })
+    .await;
+    assert_eq!(failing.command, revoke.id);
+    assert!(failing.reason.contains("AccessDenied"), "{failing:?}");
+    assert_eq!(b.metric("jitgate_revokes_failing").await, Some(1.0));
+    assert!(
+        crate::support::outbox(&admin)
+            .await
+            .iter()
+            .any(|c| c.id == revoke.id),
+        "still queued"
+    );
+    let out = b.cli("admin", &["grants"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("revoke_failing"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // It is tried again, and refused again.
+    let again = next_command(&mut ws, CommandOp::Revoke).await;
+    assert_eq!(again.id, revoke.id);
+    let answer = AgentMessage::Result {
+        command: again.id.clone(),
+        outcome: refusal(),
+    };
+    ws.send(Message::text(protocol::encode(&answer))).await.unwrap();
+    eventually(Duration::from_secs(10), "counted", || async {
+        (admin.grant(grant_id).await.unwrap().revoke_failing?.attempts >= 2).then_some(())
+    })
+    .await;
+
+    // Only an admin saying it was removed by hand closes it.
+    let out = b.cli(
+        "admin",
+        &[
+            "admin",
+            "force-close",
+            &revoke.id,
+            "--reason",
+            "removed in the AWS console",
+        ],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let closed = admin.grant(grant_id).await.unwrap();
+    assert!(
+        closed.revoke_failing.is_none() && closed.removed_at.is_some(),
+        "{closed:?}"
+    );
+    assert!(crate::support::outbox(&admin).await.is_empty());
+    assert_eq!(b.metric("jitgate_revokes_failing").await, Some(0.0));
+    let out = b.cli(
+        "admin",
+        &["admin", "force-close", &revoke.id, "--reason", "again"],
+    );
+    assert!(!out.status.success(), "nothing left to close");
+    let (code, _) = crate::support::status(
+        b.client("bob")
+            .force_close_revoke(&revoke.id, "not an admin")
+            .await,
+    );
+    assert_eq!(code, reqwest::StatusCode::FORBIDDEN);
+    drop(ws);
+    let mut b = b;
+    b.stop().await;
+    let export = String::from_utf8_lossy(&b.offline(&["audit", "export"]).stdout).into_owned();
+    assert!(export.contains("\"revoke_failed\""), "audited");
+    assert!(
+        export.contains("removed in the AWS console"),
+        "the reason is audited"
+    );
+}

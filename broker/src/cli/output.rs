@@ -69,6 +69,9 @@ pub fn requests(items: &[RequestView]) -> String {
 
 pub fn request(r: &RequestView) -> String {
     let mut out = requests(std::slice::from_ref(r));
+    if !r.principal.is_empty() {
+        out.push_str(&format!("\ngrants to: {} (in the cloud)", r.principal));
+    }
     if let Some(j) = &r.justification {
         out.push_str(&format!("\njustification: {j}"));
     }
@@ -77,9 +80,14 @@ pub fn request(r: &RequestView) -> String {
     }
     for v in &r.reviews {
         out.push_str(&format!(
-            "\n{} by {} at {}{}",
+            "\n{} by {}{} at {}{}",
             lower(v.decision),
             v.reviewer,
+            if v.person.is_empty() || v.person == v.reviewer.as_str() {
+                String::new()
+            } else {
+                format!(" (person {})", v.person)
+            },
             when(v.at),
             v.comment.as_ref().map(|c| format!(": {c}")).unwrap_or_default()
         ));

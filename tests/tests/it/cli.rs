@@ -37,6 +37,13 @@ async fn request_approve_and_list_from_the_cli() {
 
     let out = b.cli("bob", &["list", "--state", "pending"]);
     assert!(text(&out).contains(&id), "{}", text(&out));
+    // The approver sees whom the grant names in the cloud.
+    let out = b.cli("bob", &["show", &id]);
+    assert!(
+        text(&out).contains("grants to: alice@example.com"),
+        "{}",
+        text(&out)
+    );
     let out = b.cli("bob", &["approve", &id, "--comment", "ok"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("active"), "{}", text(&out));

@@ -379,10 +379,11 @@ impl ChainVerifier {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn chain(n: usize) -> Vec<AuditRecord> {
+    /// `n` chained records, for tests of the chain and its anchors.
+    pub(crate) fn chain(n: usize) -> Vec<AuditRecord> {
         let mut head = AuditHead::default();
         (0..n)
             .map(|i| {

@@ -143,25 +143,8 @@ impl AnchorVerifier {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Actor, AuditEntry, AuditEvent};
+    use super::super::tests::chain;
     use super::*;
-
-    fn chain(n: usize) -> Vec<AuditRecord> {
-        let mut head = AuditHead::default();
-        (0..n)
-            .map(|i| {
-                let (r, h) = head.append(AuditEntry {
-                    at: DateTime::from_timestamp(1_800_000_000 + i as i64, 0).unwrap(),
-                    actor: Actor::System,
-                    event: AuditEvent::RequestApproved {
-                        request: jitgate_shared::v1::RequestId::generate(),
-                    },
-                });
-                head = h;
-                r
-            })
-            .collect()
-    }
 
     fn head_of(r: &AuditRecord) -> AuditHead {
         AuditHead {

@@ -65,30 +65,17 @@ impl Broker {
                     .await?
                     .ok_or_else(|| ServiceError::not_found("grant", grant))?;
                 let (resource, kind) = self.resource_and_kind(&g.resource).await?;
-                let policies = self.policies.current();
-                let workflow = policies.workflow(&resource_facts(&resource, kind));
+                let workflow = self.policies.current().workflow(&resource_facts(&resource, kind));
                 // Eligibility again at approval: it may have gone since
                 // the extension was asked for.
-                let owner = self
-                    .store
-                    .user(&g.user)
-                    .await?
-                    .ok_or_else(|| ServiceError::not_found("user", &g.user))?;
-                let facts = RequestFacts {
-                    duration_seconds: request.duration_seconds,
-                    break_glass: false,
-                    has_ticket: request.ticket.is_some(),
-                };
-                if owner.disabled
-                    || !policies.permits(
-                        Action::Request,
-                        &principal_facts(&owner),
-                        &resource_facts(&resource, kind),
-                        facts,
-                    )
-                {
-                    return Err(GrantError::NoLongerEligible { user: owner.id }.into());
-                }
+                self.still_eligible(
+                    &g,
+                    &resource,
+                    kind,
+                    request.duration_seconds,
+                    request.ticket.is_some(),
+                )
+                .await?;
                 self.extend_window(
                     g,
                     request.duration_seconds,
@@ -266,6 +253,38 @@ impl Broker {
         Some(id)
     }
 
+    /// The holder of `grant`, if they may still request its resource (an
+    /// extension is a new request of it); refused otherwise.
+    async fn still_eligible(
+        &self,
+        grant: &Grant,
+        resource: &crate::domain::catalog::StoredResource,
+        kind: &str,
+        duration_seconds: u64,
+        has_ticket: bool,
+    ) -> Result<User, ServiceError> {
+        let owner = self
+            .store
+            .user(&grant.user)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("user", &grant.user))?;
+        let facts = RequestFacts {
+            duration_seconds,
+            break_glass: false,
+            has_ticket,
+        };
+        let permitted = self.policies.current().permits(
+            Action::Request,
+            &principal_facts(&owner),
+            &resource_facts(resource, kind),
+            facts,
+        );
+        if owner.disabled || !permitted {
+            return Err(GrantError::NoLongerEligible { user: owner.id }.into());
+        }
+        Ok(owner)
+    }
+
     /// A new grant of an entitlement whose revoke keeps failing replaces
     /// that revoke in the outbox: the old grant stops saying so (audited).
     async fn supersede_failing_revoke(
@@ -423,29 +442,11 @@ impl Broker {
         // sent to approvers.
         grant.extend(body.duration_seconds, workflow.extension_max_total)?;
         let ticket = check_ticket(&workflow, body.ticket.as_deref())?;
-        let owner = self
-            .store
-            .user(&grant.user)
-            .await?
-            .ok_or_else(|| ServiceError::not_found("user", &grant.user))?;
         // Eligibility now, not when the grant was made: who lost it (a
         // group, a role, a policy change) cannot stretch their window.
-        let facts = RequestFacts {
-            duration_seconds: body.duration_seconds,
-            break_glass: false,
-            has_ticket: ticket.is_some(),
-        };
-        if !policies.permits(
-            Action::Request,
-            &principal_facts(&owner),
-            &resource_facts(&resource, kind),
-            facts,
-        ) {
-            return Err(GrantError::NoLongerEligible {
-                user: owner.id.clone(),
-            }
-            .into());
-        }
+        let owner = self
+            .still_eligible(&grant, &resource, kind, body.duration_seconds, ticket.is_some())
+            .await?;
         if workflow.extension_requires_approval {
             let ask = CreateRequestBody {
                 resource: grant.resource.clone(),

@@ -7,8 +7,10 @@
 //! - [`scheduler`]: runs due activations and expiries.
 //! - [`api`]: REST API v1 (axum), thin over services.
 //! - [`hub`]: the agent hub: sessions over mutually authenticated websockets.
+//! - [`audit`]: the hash-chained audit log and its signed anchors.
 //! - [`identity`]: SCIM 2.0 provisioning (the protocol side).
-//! - [`tls`]: the broker CA and the server certificate.
+//! - [`tls`]: the broker CA, the server certificate, the broker's own keys
+//!   (owner-only files).
 //! - [`config`]: layered broker configuration.
 //! - [`server`]: wiring it all up for `jitgate-broker serve`.
 

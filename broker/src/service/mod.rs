@@ -3,14 +3,19 @@
 //!
 //! - [`requests`]: create, review, cancel, read requests.
 //! - [`grants`]: open and close windows, leases, commands, extension.
-//! - [`admin`]: configurations, resources, users, tokens, policies.
+//! - [`admin`]: configurations, resources, users, tokens, policies, the
+//!   outbox, force-closing a failing revoke, anchoring the audit chain.
 //! - [`agents`]: join tokens and agent enrollment.
 //! - [`auth`]: bearer tokens.
 //! - [`delivery`]: agents' answers, self-revoke reports, reconciliation.
 //! - [`scim`]: SCIM provisioning connections and resources.
-//! - [`deprovision`]: ending a user's access at once.
+//! - [`deprovision`]: ending a user's access at once (a directory's
+//!   deactivation, an admin disabling an account).
 //! - [`sign_in`]: sign-in through identity providers, sessions, tokens.
 //! - [`live`]: connected agents and outbox signals, in memory.
+//!
+//! `promises` (tests only) is the model-based test of the two promises
+//! over these services.
 
 pub mod admin;
 pub mod agents;

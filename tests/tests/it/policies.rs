@@ -95,3 +95,22 @@ async fn the_broker_refuses_to_start_on_invalid_policies_and_policy_check_agrees
         .unwrap();
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
 }
+
+#[test]
+fn the_shipped_policies_check_without_a_catalogue() {
+    let out = std::process::Command::new(jitgate_tests::bin("jitgate-broker"))
+        .args(["policy", "check"])
+        .arg(jitgate_tests::workspace().join("policies"))
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("names not checked"),
+        "says what it did not check: {said}"
+    );
+}

@@ -148,7 +148,12 @@ impl Policies {
             if source.path.ends_with(".cedar") {
                 parse_cedar_file(index, source, catalog, &mut cedar, &mut where_is, &mut errors);
             } else if source.path.ends_with(WORKFLOWS_FILE) {
-                match Workflows::parse(&source.text, &known_for_workflows(catalog)) {
+                let parsed = if catalog.check_names {
+                    Workflows::parse(&source.text, &known_for_workflows(catalog))
+                } else {
+                    Workflows::parse_offline(&source.text)
+                };
+                match parsed {
                     Ok(w) => workflows = Some(w),
                     Err(problems) => errors.extend(problems.into_iter().map(|p| workflow_error(source, p))),
                 }

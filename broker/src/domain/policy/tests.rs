@@ -127,6 +127,12 @@ fn names_are_not_checked_offline() {
     let text = "permit (principal, action == Jitgate::Action::\"request\", resource == Jitgate::Resource::\"later\");";
     let offline = Catalog::default();
     assert!(Policies::load(&[src("p.cedar", text)], &offline).is_ok());
+    // Workflow groups and resources too; their settings are still checked.
+    let workflows = "[group.prod]\napprovals_required = 2\n[resource.later]\nmax_duration = \"1h\"\n";
+    assert!(Policies::load(&[src("workflows.toml", workflows)], &offline).is_ok());
+    let broken = "[group.prod]\napprovals_required = 0\n";
+    let err = Policies::load(&[src("workflows.toml", broken)], &offline).unwrap_err();
+    assert!(err.to_string().contains("[group.prod]"), "{err}");
 }
 
 #[test]

@@ -216,6 +216,20 @@ impl Workflows {
         text: &str,
         known_resources: &BTreeMap<String, Option<String>>,
     ) -> Result<Self, Vec<WorkflowProblem>> {
+        Self::parse_with(text, Some(known_resources))
+    }
+
+    /// Parses `text` and checks every section's settings, without a
+    /// catalogue: names of groups and resources are taken as they are
+    /// (offline `policy check`).
+    pub fn parse_offline(text: &str) -> Result<Self, Vec<WorkflowProblem>> {
+        Self::parse_with(text, None)
+    }
+
+    fn parse_with(
+        text: &str,
+        known_resources: Option<&BTreeMap<String, Option<String>>>,
+    ) -> Result<Self, Vec<WorkflowProblem>> {
         let file: WorkflowFile = toml::from_str(text).map_err(|e| {
             vec![WorkflowProblem::Syntax {
                 offset: e.span().map(|s| s.start),
@@ -223,12 +237,12 @@ impl Workflows {
             }]
         })?;
         let mut problems = Vec::new();
-        let known_groups: Vec<String> = {
-            let mut g: Vec<String> = known_resources.values().flatten().cloned().collect();
+        let known_groups: Option<Vec<String>> = known_resources.map(|known| {
+            let mut g: Vec<String> = known.values().flatten().cloned().collect();
             g.sort();
             g.dedup();
             g
-        };
+        });
         let check = |section: String, layer: &WorkflowLayer, problems: &mut Vec<WorkflowProblem>| {
             if let Err(message) = layer.resolve() {
                 problems.push(WorkflowProblem::Invalid { section, message });
@@ -236,10 +250,10 @@ impl Workflows {
         };
         check("defaults".into(), &file.defaults, &mut problems);
         for (name, layer) in &file.group {
-            if !known_groups.contains(name) {
+            if let Some(known) = known_groups.as_ref().filter(|k| !k.contains(name)) {
                 problems.push(WorkflowProblem::UnknownGroup {
                     name: name.clone(),
-                    known: known_groups.clone(),
+                    known: known.clone(),
                 });
             }
             check(
@@ -249,13 +263,18 @@ impl Workflows {
             );
         }
         for name in file.resource.keys() {
-            match known_resources.get(name) {
-                None => problems.push(WorkflowProblem::UnknownResource {
+            match known_resources.map(|known| (known, known.get(name))) {
+                Some((known, None)) => problems.push(WorkflowProblem::UnknownResource {
                     name: name.clone(),
-                    known: known_resources.keys().cloned().collect(),
+                    known: known.keys().cloned().collect(),
                 }),
-                Some(group) => {
+                Some((_, Some(group))) => {
                     let merged = Self::layers_for(&file, name, group.as_deref());
+                    check(format!("resource.{name}"), &merged, &mut problems);
+                }
+                // Offline: its group is not known; check it over the defaults.
+                None => {
+                    let merged = Self::layers_for(&file, name, None);
                     check(format!("resource.{name}"), &merged, &mut problems);
                 }
             }

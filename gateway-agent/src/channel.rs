@@ -22,8 +22,7 @@ use crate::state::{new_key_and_csr, StateDir};
 
 type Ws = WebSocketStream<tokio_rustls::client::TlsStream<TcpStream>>;
 
-/// The websocket path on the hub.
-pub const PATH: &str = "/v1/agent";
+pub use jitgate_shared::v1::protocol::PATH;
 
 #[derive(Debug, Clone)]
 pub struct ChannelSettings {

@@ -11,7 +11,6 @@ use jitgate_shared::v1::protocol::Outcome;
 use jitgate_shared::v1::{Entitlement, GrantId};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -82,9 +81,9 @@ pub struct Journal {
     reports: sled::Tree,
 }
 
-/// The journal key of an entitlement.
+/// The journal key of an entitlement: its digest, as the broker's lease key.
 pub fn entitlement_key(e: &Entitlement) -> String {
-    hex::encode(&Sha256::digest(e.key().as_bytes())[..16])
+    e.digest()
 }
 
 fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, JournalError> {

@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use jitgate_shared::v1::{Entitlement, GrantId};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lease {
@@ -42,7 +41,7 @@ pub enum LeaseEffect {
 
 impl Lease {
     pub fn key_for(entitlement: &Entitlement) -> String {
-        hex::encode(&Sha256::digest(entitlement.key().as_bytes())[..16])
+        entitlement.digest()
     }
 
     pub fn new(entitlement: Entitlement) -> Lease {

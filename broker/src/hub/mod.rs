@@ -26,8 +26,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use crate::service::Broker;
 use crate::tls::agent::AgentIdentity;
 
-/// The websocket path agents connect to.
-pub const PATH: &str = "/v1/agent";
+pub use jitgate_shared::v1::protocol::PATH;
 
 /// Hub settings from the broker configuration.
 #[derive(Debug, Clone)]

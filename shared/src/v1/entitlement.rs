@@ -114,4 +114,12 @@ impl Entitlement {
         let target = serde_json::to_string(&self.target).unwrap_or_else(|_| format!("{:?}", self.target));
         format!("{}|{}|{}", self.configuration, self.principal, target)
     }
+
+    /// A short, fixed-length name of [`key`](Self::key): the broker's lease
+    /// key and the agent's journal key, the same on both sides (hex of the
+    /// first 16 bytes of its SHA-256).
+    pub fn digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        hex::encode(&Sha256::digest(self.key().as_bytes())[..16])
+    }
 }

@@ -22,6 +22,9 @@ pub const VERSION: u16 = 1;
 /// Largest frame either side accepts.
 pub const MAX_FRAME_BYTES: usize = 256 * 1024;
 
+/// Where agents open their websocket on the hub.
+pub const PATH: &str = "/v1/agent";
+
 /// Entitlements in one `Inventory` page: well inside [`MAX_FRAME_BYTES`]
 /// (an entitlement is a few hundred bytes of JSON).
 pub const INVENTORY_PAGE: usize = 256;

@@ -25,6 +25,9 @@ pub struct Metrics {
     pub commands_retried: Counter,
     pub agent_self_revokes: Counter,
     pub agents_online: Gauge,
+    /// Answers agents gave about federated grants awaiting confirmation
+    /// downstream (held or not yet / gone or not yet).
+    pub downstream_answers: Counter,
     /// Grants whose revoke was refused or failed for good and is being
     /// tried again (alert on any above zero).
     pub revokes_failing: Gauge,
@@ -105,6 +108,12 @@ impl Metrics {
             "Agents with a live session",
             agents_online.clone(),
         );
+        let downstream_answers = Counter::default();
+        registry.register(
+            "downstream_answers",
+            "Answers agents gave about federated grants awaiting confirmation where they are used",
+            downstream_answers.clone(),
+        );
         let revokes_failing = Gauge::default();
         registry.register(
             "revokes_failing",
@@ -132,6 +141,7 @@ impl Metrics {
             commands_retried,
             agent_self_revokes,
             agents_online,
+            downstream_answers,
             revokes_failing,
             command_round_trip,
         }

@@ -172,8 +172,9 @@ impl Broker {
         absent: &[Entitlement],
     ) -> Result<(), ServiceError> {
         use crate::audit::{Actor, AuditEntry, AuditEvent};
-        super::retry_conflicts(|| async {
+        let answered = super::retry_conflicts(|| async {
             let now = self.clock.now();
+            let mut answered = 0u64;
             let mut change = crate::store::Change::default();
             for grant in self.grants_awaiting_check(configuration).await? {
                 let Some(e) = grant.awaiting_check(configuration) else {
@@ -186,6 +187,7 @@ impl Broker {
                 } else {
                     continue;
                 };
+                answered += 1;
                 let Some(g) = grant.record_check(answer, now) else {
                     continue;
                 };
@@ -210,11 +212,13 @@ impl Broker {
                 });
                 change.grants.push(g);
             }
-            if change.grants.is_empty() {
-                return Ok(());
+            if !change.grants.is_empty() {
+                self.commit(change).await?;
             }
-            self.commit(change).await
+            Ok(answered)
         })
-        .await
+        .await?;
+        self.metrics.downstream_answers.inc_by(answered);
+        Ok(())
     }
 }

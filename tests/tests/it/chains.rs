@@ -446,8 +446,13 @@ async fn identity_center_federated_to_entra_is_elevated_in_entra_and_confirmed_i
         ),
         ("rule-1", entra_group.as_str(), vec![entra_alice.clone()])
     );
-    // Give the AWS agent a few checks: still not in effect.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // The AWS agent is asked, and answers, twice: still not in effect.
+    let answers = || async { b.metric("jitgate_downstream_answers_total").await.unwrap_or(0.0) };
+    let before = answers().await;
+    eventually(Duration::from_secs(10), "two downstream answers", || async {
+        (answers().await >= before + 2.0).then_some(())
+    })
+    .await;
     assert!(grant_view(&b, id).await.effective_at.is_none());
 
     // Entra's provisioning runs: the harness mirrors the membership.
@@ -463,7 +468,11 @@ async fn identity_center_federated_to_entra_is_elevated_in_entra_and_confirmed_i
     // until provisioning runs again.
     let g = crate::agents::removed(&b, id, Duration::from_secs(15)).await;
     assert!(f.members(&entra_group).is_empty(), "removed in Entra");
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let before = answers().await;
+    eventually(Duration::from_secs(10), "two downstream answers", || async {
+        (answers().await >= before + 2.0).then_some(())
+    })
+    .await;
     assert!(grant_view(&b, id).await.removal_confirmed_at.is_none());
     let out = b.cli("alice", &["grants"]);
     assert!(

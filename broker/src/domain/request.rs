@@ -251,6 +251,18 @@ pub fn check_ticket<'t>(w: &Workflow, ticket: Option<&'t str>) -> Result<Option<
     Ok(ticket)
 }
 
+/// Who `account` is: as `recorded` then, and as it is now when known.
+fn keys_of(account: &UserId, recorded: &PersonKeys, now_keys: &PersonsNow) -> Vec<PersonKeys> {
+    std::iter::once(recorded.clone())
+        .chain(now_keys.get(account).cloned())
+        .collect()
+}
+
+/// Whether any of `a`'s keys names the same person as any of `b`'s.
+fn one_person(a: &[PersonKeys], b: &[PersonKeys]) -> bool {
+    a.iter().any(|x| b.iter().any(|y| x.same_person(y)))
+}
+
 fn pattern_text(re: &regex::Regex) -> String {
     // Stored as ^(?:p)$; show the pattern as the admin wrote it.
     let s = re.as_str();
@@ -280,20 +292,17 @@ impl Request {
     /// an approval by an account since linked to the requester counts for
     /// nothing).
     pub fn counted_approvals(&self, now_keys: &PersonsNow) -> u32 {
-        let keys_of = |account: &UserId, recorded: &PersonKeys| {
-            let mut keys = vec![recorded.clone()];
-            keys.extend(now_keys.get(account).cloned());
-            keys
-        };
-        let same = |a: &[PersonKeys], b: &[PersonKeys]| a.iter().any(|x| b.iter().any(|y| x.same_person(y)));
-        let requester = keys_of(&self.requester, &self.requester_keys());
+        let requester = keys_of(&self.requester, &self.requester_keys(), now_keys);
         let mut counted: Vec<(&UserId, Vec<PersonKeys>)> = Vec::new();
         for r in self.reviews.iter().filter(|r| r.decision == Decision::Approve) {
-            let keys = keys_of(&r.reviewer, &r.reviewer_keys);
-            if r.reviewer == self.requester || same(&keys, &requester) {
+            let keys = keys_of(&r.reviewer, &r.reviewer_keys, now_keys);
+            if r.reviewer == self.requester || one_person(&keys, &requester) {
                 continue;
             }
-            if counted.iter().any(|(id, k)| *id == &r.reviewer || same(k, &keys)) {
+            if counted
+                .iter()
+                .any(|(id, k)| *id == &r.reviewer || one_person(k, &keys))
+            {
                 continue;
             }
             counted.push((&r.reviewer, keys));
@@ -342,12 +351,9 @@ impl Request {
         if reviewer.id == &self.requester {
             return Err(RequestError::SelfReview);
         }
-        let requester_then = self.requester_keys();
-        let same_as_requester = reviewer.keys.same_person(&requester_then)
-            || now_keys
-                .get(&self.requester)
-                .is_some_and(|k| reviewer.keys.same_person(k));
-        if same_as_requester {
+        let reviewer_keys = std::slice::from_ref(&reviewer.keys);
+        let requester = keys_of(&self.requester, &self.requester_keys(), now_keys);
+        if one_person(reviewer_keys, &requester) {
             return Err(RequestError::SamePersonAsRequester {
                 requester: self.requester.clone(),
             });
@@ -360,12 +366,10 @@ impl Request {
                 reviewer: reviewer.id.clone(),
             });
         }
-        let earlier = self.reviews.iter().find(|r| {
-            reviewer.keys.same_person(&r.reviewer_keys)
-                || now_keys
-                    .get(&r.reviewer)
-                    .is_some_and(|k| reviewer.keys.same_person(k))
-        });
+        let earlier = self
+            .reviews
+            .iter()
+            .find(|r| one_person(reviewer_keys, &keys_of(&r.reviewer, &r.reviewer_keys, now_keys)));
         if let Some(r) = earlier {
             return Err(RequestError::AlreadyReviewedAs {
                 account: r.reviewer.clone(),

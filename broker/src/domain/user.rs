@@ -47,6 +47,16 @@ pub fn normalise_email(email: &str) -> String {
     email.trim().to_lowercase()
 }
 
+/// The person a new account `id` with the (vouched-for) `email` belongs to:
+/// that of an account among `users` with the same verified email, else a
+/// person of its own named by its id.
+pub fn person_for_new_account(users: &[User], id: &UserId, email: Option<&str>) -> String {
+    let email = email.map(normalise_email);
+    email
+        .and_then(|e| users.iter().find(|u| u.verified_email().as_ref() == Some(&e)))
+        .map_or_else(|| id.to_string(), |u| u.person.clone())
+}
+
 /// What makes two accounts one person: the same person id (linked by an
 /// admin or at creation), or the same verified email.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

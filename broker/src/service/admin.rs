@@ -141,7 +141,7 @@ impl Broker {
             (Some(person), _) => person,
             (None, Some(u)) => u.person.clone(),
             (None, None) => {
-                self.person_for_new_account(&body.id, body.email.as_deref(), true)
+                self.person_for_new_account(&body.id, body.email.as_deref())
                     .await?
             }
         };

@@ -290,18 +290,13 @@ impl Broker {
         // any more must go, whatever `remove_unexpected` says: its revoke
         // was lost, force-closed too early, or undone by hand in the
         // tenant.
-        let mut ours = Vec::new();
+        let remove = self.settings.remove_unexpected;
+        let mut revoking: Vec<&Entitlement> = Vec::new();
         for e in &drift.unexpected {
-            if self.store.lease(&Lease::key_for(e)).await?.is_some() {
-                ours.push(e.clone());
+            if remove || self.store.lease(&Lease::key_for(e)).await?.is_some() {
+                revoking.push(e);
             }
         }
-        let remove = self.settings.remove_unexpected;
-        let revoking: Vec<&Entitlement> = drift
-            .unexpected
-            .iter()
-            .filter(|e| remove || ours.contains(e))
-            .collect();
         let report = DriftReport {
             checked_at: now,
             unexpected: drift.unexpected.clone(),

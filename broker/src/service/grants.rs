@@ -150,7 +150,9 @@ impl Broker {
             .lease_as_staged(change, &grant.entitlement)
             .await?
             .unwrap_or_else(|| Lease::new(grant.entitlement.clone()));
-        if !lease.is_held() {
+        // Only a lease that was held before (generation > 0) can have a
+        // revoke queued: a first grant pays no extra read.
+        if !lease.is_held() && lease.generation > 0 {
             self.supersede_failing_revoke(&lease, &grant, change, now).await?;
         }
         let (lease, effect) = lease.hold(grant.id, grant.ends_at);

@@ -84,26 +84,19 @@ impl Broker {
         .await
     }
 
-    /// The person a new account belongs to: that of an account with the
-    /// same verified email (local, SCIM, OIDC or SAML: one person, one
-    /// voice), else a person of its own named by its id.
+    /// The person a new account with a vouched-for `email` belongs to
+    /// (local, SCIM, OIDC or SAML: one person, one voice); see
+    /// [`person_for_new_account`](crate::domain::user::person_for_new_account).
     pub(crate) async fn person_for_new_account(
         &self,
         id: &jitgate_shared::v1::UserId,
         email: Option<&str>,
-        email_verified: bool,
     ) -> Result<String, ServiceError> {
-        let email = email
-            .filter(|_| email_verified)
-            .map(crate::domain::user::normalise_email);
-        let Some(email) = email else {
+        if email.is_none() {
             return Ok(id.to_string());
-        };
+        }
         let users = self.store.users().await?;
-        Ok(users
-            .iter()
-            .find(|u| u.verified_email().as_ref() == Some(&email))
-            .map_or_else(|| id.to_string(), |u| u.person.clone()))
+        Ok(crate::domain::user::person_for_new_account(&users, id, email))
     }
 
     /// Every request `keep` accepts.

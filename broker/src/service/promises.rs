@@ -36,7 +36,6 @@ use crate::domain::grant::Grant;
 use crate::domain::lease::Lease;
 use crate::domain::request::Request;
 use crate::domain::user::User;
-use crate::store::PageQuery;
 use crate::testing::{body, harness, Harness};
 
 /// (account, email, person an admin links it to, the human behind it).
@@ -493,29 +492,13 @@ async fn save(h: &Harness, id: &str, email: Option<&str>, person: Option<String>
         .unwrap();
 }
 
+/// Every grant and every request, through the pagers the services use.
 async fn all_grants(h: &Harness) -> Vec<Grant> {
-    let all = PageQuery::new(None::<String>, usize::MAX);
-    let mut out = Vec::new();
-    let mut page = all.clone();
-    loop {
-        let items = h.broker.store().grants(&page, &|_| true).await.unwrap();
-        let Some(last) = items.last() else { break };
-        page = PageQuery::new(Some(last.id), all.limit);
-        out.extend(items);
-    }
-    out
+    h.broker.grants_where(&|_| true).await.unwrap()
 }
 
 async fn all_requests(h: &Harness) -> Vec<Request> {
-    let mut out = Vec::new();
-    let mut page = PageQuery::new(None::<String>, usize::MAX);
-    loop {
-        let items = h.broker.store().requests(&page, &|_| true).await.unwrap();
-        let Some(last) = items.last() else { break };
-        page = PageQuery::new(Some(last.id), usize::MAX);
-        out.extend(items);
-    }
-    out
+    h.broker.requests_where(&|_| true).await.unwrap()
 }
 
 async fn run_steps(steps: Vec<Step>) -> Result<(), TestCaseError> {

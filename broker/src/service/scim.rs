@@ -394,9 +394,7 @@ impl Broker {
         let Some(user) = existing else {
             let id = self.free_user_id(&profile.user_name, &resource.id).await?;
             // The directory vouches for the emails it provisions.
-            let person = self
-                .person_for_new_account(&id, profile.email.as_deref(), true)
-                .await?;
+            let person = self.person_for_new_account(&id, profile.email.as_deref()).await?;
             let user = User {
                 id: id.clone(),
                 version: 0,

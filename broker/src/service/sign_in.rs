@@ -875,9 +875,9 @@ impl Broker {
                             claim: rules.key_claim.clone(),
                         })
                     })?;
-                let person = self
-                    .person_for_new_account(&id, claims.email.as_deref(), true)
-                    .await?;
+                // `claims.email` is verified; `users` are already loaded.
+                let person =
+                    crate::domain::user::person_for_new_account(&users, &id, claims.email.as_deref());
                 (sso::new_user(id, person, &claims, roles, name, now), true)
             }
         };

@@ -389,12 +389,10 @@ impl SledStore {
         for j in &change.schedule {
             writes.push((keys::job(j), Some(encode(j)?)));
         }
+        // The entitlement's digest names its configuration too.
         let mut entitlements = std::collections::HashSet::new();
         for c in &change.commands {
-            if !entitlements.insert((
-                c.entitlement.configuration.clone(),
-                Lease::key_for(&c.entitlement),
-            )) {
+            if !entitlements.insert(Lease::key_for(&c.entitlement)) {
                 return Err(StoreError::WrittenTwice {
                     record: "outbox entry of entitlement",
                     id: c.entitlement.key(),

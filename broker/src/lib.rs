@@ -2,6 +2,8 @@
 //! queues signed grant and revoke commands for gateway agents.
 //!
 //! - [`domain`]: pure logic (policies, requests, grants, leases).
+//! - [`outbox`]: commands waiting for agents: queue rules, claims,
+//!   answers and backoff.
 //! - [`store`]: durable state behind the [`store::Store`] trait.
 //! - [`service`]: combines domain, store, policies and clock.
 //! - [`scheduler`]: runs due activations and expiries.
@@ -23,6 +25,7 @@ pub mod domain;
 pub mod hub;
 pub mod identity;
 pub mod metrics;
+pub mod outbox;
 pub mod quickstart;
 pub mod scheduler;
 pub mod server;

@@ -4,20 +4,18 @@
 //! - [`request`]: the request state machine and reviews (N of M approvals).
 //! - [`grant`]: grants, their windows, early end and extension.
 //! - [`lease`]: counting holders of an entitlement; revoke on the last.
-//! - [`command`]: grant/revoke commands for agents, with idempotency keys.
 //! - [`catalog`]: PAM configurations and resources, and their checks.
 //! - [`chain`]: federated-directory chains: where an elevation is applied
 //!   and where it can be confirmed.
 //! - [`user`]: people, their roles and who counts as the same person.
 //! - [`job`]: scheduled work (activation, expiry) kept in the store.
 //! - [`agent`]: gateway agents and their one-time join tokens.
-//! - [`delivery`]: agents' answers, retry pauses, drift between broker and tenant.
+//! - [`drift`]: what differs between the broker's leases and a tenant.
 
 pub mod agent;
 pub mod catalog;
 pub mod chain;
-pub mod command;
-pub mod delivery;
+pub mod drift;
 pub mod grant;
 pub mod job;
 pub mod lease;

@@ -16,9 +16,9 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use super::{HubSettings, Refused, HANDSHAKE_TIMEOUT};
-use crate::domain::command::Command;
-use crate::service::delivery::{Answered, SelfRevoke};
-use crate::service::live::{OutboxSignal, SessionEntry};
+use crate::outbox::{self, Command, OutboxSignal};
+use crate::service::delivery::SelfRevoke;
+use crate::service::live::SessionEntry;
 use crate::service::Broker;
 use crate::tls::agent::AgentIdentity;
 
@@ -342,29 +342,22 @@ impl Session {
 
     /// Sends what this session may send now from the outbox.
     async fn send_commands(&mut self, ws: &mut Ws) -> Result<(), tungstenite::Error> {
-        let room = self.settings.window.saturating_sub(self.in_flight.len());
-        if room == 0 {
-            return Ok(());
-        }
-        let queued = match self
-            .broker
-            .store()
-            .outbox(&self.identity.configuration, self.settings.window * 2)
-            .await
+        let claimed = match outbox::ready(
+            self.broker.store().as_ref(),
+            &self.outbox,
+            &self.identity.configuration,
+            self.entry.id,
+            self.settings.window,
+            &self.in_flight,
+        )
+        .await
         {
-            Ok(q) => q,
+            Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "reading the outbox failed");
                 return Ok(());
             }
         };
-        let queued = queued
-            .into_iter()
-            .filter(|c| !self.in_flight.contains_key(&c.id))
-            .collect();
-        let claimed = self
-            .outbox
-            .claim(queued, self.entry.id, room, std::time::Instant::now());
         if claimed.is_empty() {
             return Ok(());
         }
@@ -571,16 +564,11 @@ impl Session {
             .answer_command(self.identity.agent, &command, outcome)
             .await
         {
-            Ok(Answered::Settled) => self.outbox.release(&command, true),
-            Ok(Answered::Retry { after }) => {
-                let pause = self.outbox.retry_later(&command, after, now);
-                self.broker.metrics().commands_retried.inc();
-                tracing::info!(command = %id, ?pause, "retryable failure; sending again later");
-            }
-            Ok(Answered::RevokeFailing { attempts }) => {
-                let pause = self.outbox.revoke_failing(&command, attempts, now);
-                self.broker.metrics().commands_retried.inc();
-                tracing::warn!(command = %id, ?pause, attempts, "revoke failing; sending again later");
+            Ok(answered) => {
+                if let Some(pause) = self.outbox.answered(&command, answered, now) {
+                    self.broker.metrics().commands_retried.inc();
+                    tracing::info!(command = %id, ?pause, ?answered, "not settled; sending again later");
+                }
             }
             Err(e) => {
                 tracing::error!(command = %id, error = %e, "storing the answer failed; the command is sent again");

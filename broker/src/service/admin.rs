@@ -291,7 +291,7 @@ impl Broker {
         actor: &User,
         config: &ConfigId,
         limit: usize,
-    ) -> Result<Vec<crate::domain::command::Command>, ServiceError> {
+    ) -> Result<Vec<crate::outbox::Command>, ServiceError> {
         require_privileged(actor)?;
         if self.store.configuration(config).await?.is_none() {
             return Err(ServiceError::not_found("configuration", config));

@@ -12,9 +12,10 @@ use jitgate_shared::v1::{AgentId, ConfigId, Entitlement, GrantId, Target};
 
 use super::{retry_conflicts, Broker, ServiceError};
 use crate::audit::{Actor, AuditEntry, AuditEvent};
-use crate::domain::command::{Command, REVOKE_VALIDITY};
-use crate::domain::delivery::{self, CommandResult};
+use crate::domain::drift;
 use crate::domain::lease::Lease;
+use crate::outbox::answer::{self, Answered, CommandResult};
+use crate::outbox::command::{Command, REVOKE_VALIDITY};
 use crate::store::Change;
 use crate::tls::agent::AgentIdentity;
 
@@ -29,20 +30,6 @@ pub struct SelfRevoke {
     pub outcome: Outcome,
 }
 
-/// What became of a command after an agent's answer, for the claims of
-/// its outbox.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Answered {
-    /// Off the outbox.
-    Settled,
-    /// Stays queued; send it again after a pause (the cloud's Retry-After
-    /// as a floor).
-    Retry { after: Option<std::time::Duration> },
-    /// A revoke that keeps failing: stays queued, surfaced on its grant;
-    /// send it again after a pause counting `attempts` failures.
-    RevokeFailing { attempts: u32 },
-}
-
 impl Broker {
     /// What an agent answered for `command`, stored as its disposition
     /// calls for. The one place the hub (and the model test of the
@@ -53,13 +40,13 @@ impl Broker {
         command: &Command,
         outcome: Outcome,
     ) -> Result<Answered, ServiceError> {
-        match delivery::disposition(command.op, &outcome) {
-            delivery::Disposition::Settled => {
+        match answer::disposition(command.op, &outcome) {
+            answer::Disposition::Settled => {
                 self.settle_command(agent, command, outcome).await?;
                 Ok(Answered::Settled)
             }
-            delivery::Disposition::Retry { after } => Ok(Answered::Retry { after }),
-            delivery::Disposition::RevokeFailing { reason } => {
+            answer::Disposition::Retry { after } => Ok(Answered::Retry { after }),
+            answer::Disposition::RevokeFailing { reason } => {
                 let attempts = self.revoke_failed(agent, command, &reason, outcome).await?;
                 Ok(Answered::RevokeFailing { attempts })
             }
@@ -168,7 +155,7 @@ impl Broker {
         if recovered {
             self.metrics.revokes_failing.dec();
         }
-        let ok = delivery::succeeded(&outcome);
+        let ok = answer::succeeded(&outcome);
         self.metrics
             .commands_settled
             .get_or_create(&vec![
@@ -285,7 +272,7 @@ impl Broker {
             .into_iter()
             .filter(|e| &e.configuration == configuration)
             .collect();
-        let drift = delivery::drift(&granted, &found, &pending);
+        let drift = drift::drift(&granted, &found, &pending);
         // What jitgate granted once (its lease exists) and no grant holds
         // any more must go, whatever `remove_unexpected` says: its revoke
         // was lost, force-closed too early, or undone by hand in the

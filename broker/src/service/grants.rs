@@ -13,13 +13,13 @@ use jitgate_shared::v1::{GrantId, RequestId, UserId};
 use super::requests::{principal_facts, resource_facts, sees_all};
 use super::{retry_conflicts, Broker, ServiceError};
 use crate::audit::{Actor, AuditEntry, AuditEvent};
-use crate::domain::command;
 use crate::domain::grant::{Grant, GrantError};
 use crate::domain::job::{Job, JobKind};
 use crate::domain::lease::{Lease, LeaseEffect};
 use crate::domain::policy::{Action, RequestFacts};
 use crate::domain::request::{check_ticket, NewRequest, Request};
 use crate::domain::user::User;
+use crate::outbox::command;
 use crate::store::{Change, PageQuery};
 
 #[derive(Debug, Clone, Default)]

@@ -12,7 +12,7 @@
 //! - [`deprovision`]: ending a user's access at once (a directory's
 //!   deactivation, an admin disabling an account).
 //! - [`sign_in`]: sign-in through identity providers, sessions, tokens.
-//! - [`live`]: connected agents and outbox signals, in memory.
+//! - [`live`]: connected agents and their outboxes' claims, in memory.
 //!
 //! `promises` (tests only) is the model-based test of the two promises
 //! over these services.

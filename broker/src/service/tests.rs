@@ -152,7 +152,7 @@ async fn check_invariants(h: &Harness) -> Result<(), TestCaseError> {
         prop_assert_eq!(&held, &holders, "lease {} holders differ from active grants", key);
         // Commands for this entitlement in lease order: by generation (part
         // of the id), and within one generation grants before the revoke.
-        let generation = |c: &&crate::domain::command::Command| -> u64 {
+        let generation = |c: &&crate::outbox::Command| -> u64 {
             c.id.split('-').nth(1).and_then(|g| g.parse().ok()).unwrap_or(0)
         };
         let mut cmds: Vec<_> = outbox

@@ -23,8 +23,6 @@ use crate::audit::anchor::AuditAnchor;
 use crate::audit::{AuditEntry, AuditHead, AuditRecord};
 use crate::domain::agent::{Agent, JoinToken};
 use crate::domain::catalog::{StoredConfiguration, StoredResource};
-use crate::domain::command::Command;
-use crate::domain::delivery::CommandResult;
 use crate::domain::grant::Grant;
 use crate::domain::job::Job;
 use crate::domain::lease::Lease;
@@ -32,6 +30,7 @@ use crate::domain::request::Request;
 use crate::domain::session::{PendingLogin, Session, UsedAssertion};
 use crate::domain::user::{ApiToken, User};
 use crate::identity::scim::{ScimConnection, ScimKind, ScimResource};
+use crate::outbox::{Command, CommandResult};
 
 /// One atomic, durable unit of change.
 #[derive(Debug, Default, Clone)]

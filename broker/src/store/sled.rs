@@ -21,8 +21,6 @@ use crate::audit::anchor::AuditAnchor;
 use crate::audit::{AuditHead, AuditRecord};
 use crate::domain::agent::{Agent, JoinToken};
 use crate::domain::catalog::{StoredConfiguration, StoredResource};
-use crate::domain::command::Command;
-use crate::domain::delivery::CommandResult;
 use crate::domain::grant::Grant;
 use crate::domain::job::Job;
 use crate::domain::lease::Lease;
@@ -30,6 +28,7 @@ use crate::domain::request::Request;
 use crate::domain::session::{PendingLogin, Session, UsedAssertion};
 use crate::domain::user::{ApiToken, User};
 use crate::identity::scim::{ScimConnection, ScimKind, ScimResource};
+use crate::outbox::{Command, CommandResult};
 
 #[derive(Debug)]
 pub struct SledStore {
@@ -143,6 +142,87 @@ stored_record!(ScimResource, "SCIM resource", keys::SCIM_RESOURCE, |r| format!(
     keys::scim_scope(&r.connection, r.kind),
     r.id
 ));
+
+/// The outbox of one change being staged, for the shared
+/// [queue rules](crate::outbox::queue). Entries live under
+/// `o/{configuration}/{priority}/{seq}`, with two indexes: command id →
+/// entry key (empty once it left the queue: the id stays known) and
+/// entitlement → entry key.
+struct SledQueue<'a> {
+    store: &'a SledStore,
+    staged: &'a HashMap<Vec<u8>, Option<Vec<u8>>>,
+    /// This change's own outbox writes, read before `staged`.
+    local: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    writes: &'a mut Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    seq: u64,
+}
+
+impl SledQueue<'_> {
+    fn read(&self, k: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.local.get(k) {
+            Some(v) => Ok(v.clone()),
+            None => self.store.read_staged(self.staged, k),
+        }
+    }
+
+    fn write(&mut self, k: Vec<u8>, v: Option<Vec<u8>>) {
+        self.local.insert(k.clone(), v.clone());
+        self.writes.push((k, v));
+    }
+
+    fn entry(&self, entry_key: Option<Vec<u8>>) -> Result<Option<Command>, StoreError> {
+        let Some(k) = entry_key.filter(|k| !k.is_empty()) else {
+            return Ok(None);
+        };
+        match self.read(&k)? {
+            Some(bytes) => Ok(Some(decode(&k, &bytes)?)),
+            None => Ok(None),
+        }
+    }
+}
+
+fn by_entitlement(e: &jitgate_shared::v1::Entitlement) -> Vec<u8> {
+    keys::outbox_entitlement(e.configuration.as_str(), &e.digest())
+}
+
+impl crate::outbox::queue::QueueBackend for SledQueue<'_> {
+    fn known(&mut self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.read(&key(keys::OUTBOX_ID, id))?.is_some())
+    }
+
+    fn queued(&mut self, id: &str) -> Result<Option<Command>, StoreError> {
+        let entry = self.read(&key(keys::OUTBOX_ID, id))?;
+        self.entry(entry)
+    }
+
+    fn queued_for(&mut self, e: &jitgate_shared::v1::Entitlement) -> Result<Option<Command>, StoreError> {
+        let entry = self.read(&by_entitlement(e))?;
+        self.entry(entry)
+    }
+
+    fn remove(&mut self, command: &Command) -> Result<(), StoreError> {
+        let id_key = key(keys::OUTBOX_ID, &command.id);
+        let Some(entry) = self.read(&id_key)?.filter(|k| !k.is_empty()) else {
+            return Ok(());
+        };
+        let index = by_entitlement(&command.entitlement);
+        if self.read(&index)?.as_deref() == Some(entry.as_slice()) {
+            self.write(index, None);
+        }
+        self.write(entry, None);
+        self.write(id_key, Some(Vec::new()));
+        Ok(())
+    }
+
+    fn append(&mut self, command: &Command, priority: u8) -> Result<(), StoreError> {
+        self.seq += 1;
+        let entry = keys::outbox(command.entitlement.configuration.as_str(), priority, self.seq);
+        self.write(key(keys::OUTBOX_ID, &command.id), Some(entry.clone()));
+        self.write(by_entitlement(&command.entitlement), Some(entry.clone()));
+        self.write(entry, Some(encode(command)?));
+        Ok(())
+    }
+}
 
 impl SledStore {
     /// Opens (creating if needed) the store in `dir`. Fails clearly when
@@ -278,33 +358,6 @@ impl SledStore {
         Ok(())
     }
 
-    /// Takes a settled command off the outbox. Its id stays known (with an
-    /// empty value) so a late re-queue of the same id is ignored.
-    fn stage_delivered(
-        &self,
-        id: &str,
-        staged: &HashMap<Vec<u8>, Option<Vec<u8>>>,
-        writes: &mut Vec<(Vec<u8>, Option<Vec<u8>>)>,
-    ) -> Result<(), StoreError> {
-        let id_key = key(keys::OUTBOX_ID, id);
-        let Some(outbox_key) = self.read_staged(staged, &id_key)?.filter(|k| !k.is_empty()) else {
-            return Ok(());
-        };
-        if let Some(bytes) = self.read_staged(staged, &outbox_key)? {
-            let cmd: Command = decode(&outbox_key, &bytes)?;
-            let by_entitlement = keys::outbox_entitlement(
-                cmd.entitlement.configuration.as_str(),
-                &Lease::key_for(&cmd.entitlement),
-            );
-            if self.read_staged(staged, &by_entitlement)?.as_deref() == Some(outbox_key.as_slice()) {
-                writes.push((by_entitlement, None));
-            }
-        }
-        writes.push((outbox_key, None));
-        writes.push((id_key, Some(Vec::new())));
-        Ok(())
-    }
-
     /// Checks versions and stages `change` into `batch`/`staged`. Nothing is
     /// staged when any check fails.
     fn stage(
@@ -389,42 +442,17 @@ impl SledStore {
         for j in &change.schedule {
             writes.push((keys::job(j), Some(encode(j)?)));
         }
-        // The entitlement's digest names its configuration too.
-        let mut entitlements = std::collections::HashSet::new();
-        for c in &change.commands {
-            if !entitlements.insert(Lease::key_for(&c.entitlement)) {
-                return Err(StoreError::WrittenTwice {
-                    record: "outbox entry of entitlement",
-                    id: c.entitlement.key(),
-                });
-            }
-        }
+        crate::outbox::queue::check(&change.commands)?;
         // Everything checked: now take sequence numbers.
-        let mut outbox_seq = state.outbox_seq;
-        for id in &change.delivered {
-            self.stage_delivered(id, staged, &mut writes)?;
-        }
-        for c in &change.commands {
-            let id_key = key(keys::OUTBOX_ID, &c.id);
-            if self.read_staged(staged, &id_key)?.is_some() {
-                continue;
-            }
-            let configuration = c.entitlement.configuration.as_str();
-            let by_entitlement = keys::outbox_entitlement(configuration, &Lease::key_for(&c.entitlement));
-            if let Some(older) = self.read_staged(staged, &by_entitlement)? {
-                if let Some(cmd) = self.read_staged(staged, &older)? {
-                    let cmd: Command = decode(&older, &cmd)?;
-                    tracing::debug!(superseded = %cmd.id, by = %c.id, "queued command superseded");
-                    writes.push((key(keys::OUTBOX_ID, &cmd.id), Some(Vec::new())));
-                    writes.push((older, None));
-                }
-            }
-            outbox_seq += 1;
-            let k = keys::outbox(configuration, crate::domain::command::priority(c), outbox_seq);
-            writes.push((id_key, Some(k.clone())));
-            writes.push((by_entitlement, Some(k.clone())));
-            writes.push((k, Some(encode(c)?)));
-        }
+        let mut queue = SledQueue {
+            store: self,
+            staged,
+            local: HashMap::new(),
+            writes: &mut writes,
+            seq: state.outbox_seq,
+        };
+        crate::outbox::queue::apply(&mut queue, &change.commands, &change.delivered)?;
+        let outbox_seq = queue.seq;
         for r in &change.results {
             writes.push((key(keys::RESULT, &r.command), Some(encode(r)?)));
         }

@@ -1,12 +1,12 @@
-//! Commands for gateway agents, queued in a per-configuration outbox. The
-//! outbox holds exactly the [`CommandBody`] that is signed when sent.
+//! The commands a lease change calls for, and their ids. The outbox holds
+//! exactly the [`CommandBody`] that is signed when sent.
 
 use chrono::{DateTime, Utc};
 use jitgate_shared::v1::api::CommandOp;
 use jitgate_shared::v1::signing::CommandBody;
 use jitgate_shared::v1::GrantId;
 
-use super::lease::{Lease, LeaseEffect};
+use crate::domain::lease::{Lease, LeaseEffect};
 
 /// A queued command: the wire body itself.
 pub type Command = CommandBody;
@@ -59,12 +59,4 @@ pub fn for_effect(
         end_sign_in_sessions: false,
         provision_on_demand: None,
     })
-}
-
-/// Outbox order within a configuration: revokes go out before grants.
-pub fn priority(command: &Command) -> u8 {
-    match command.op {
-        CommandOp::Revoke => 0,
-        CommandOp::Grant => 1,
-    }
 }

@@ -1,14 +1,13 @@
-//! Delivering commands to agents: what an agent's answer means for the
-//! outbox, how long to wait before trying again, and what drifted between
-//! the broker's leases and the tenant.
+//! What an agent's answer means for a queued command: settled, sent again
+//! after a pause, or (a revoke) kept queued and surfaced as failing; and how
+//! long those pauses are.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use jitgate_shared::v1::api::CommandOp;
 use jitgate_shared::v1::protocol::Outcome;
-use jitgate_shared::v1::{AgentId, ConfigId, Entitlement, GrantId};
+use jitgate_shared::v1::{AgentId, ConfigId, GrantId};
 use serde::{Deserialize, Serialize};
 
 /// What an agent answered for one command, stored before the grant it
@@ -57,6 +56,20 @@ pub fn disposition(op: CommandOp, outcome: &Outcome) -> Disposition {
     }
 }
 
+/// What became of a command after its answer was stored, for the claims of
+/// its outbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answered {
+    /// Off the outbox.
+    Settled,
+    /// Stays queued; send it again after a pause (the cloud's Retry-After
+    /// as a floor).
+    Retry { after: Option<Duration> },
+    /// A revoke that keeps failing: stays queued, surfaced on its grant;
+    /// send it again after a pause counting `attempts` failures.
+    RevokeFailing { attempts: u32 },
+}
+
 /// Whether an outcome means the command did what it asked.
 pub fn succeeded(outcome: &Outcome) -> bool {
     matches!(
@@ -74,52 +87,10 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// go through within this.
 pub const FAILING_REVOKE_BACKOFF_MAX: Duration = Duration::from_secs(15 * 60);
 
-/// The difference between what the broker holds leases on and what an
-/// agent found in the tenant.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Drift {
-    pub unexpected: Vec<Entitlement>,
-    pub missing: Vec<Entitlement>,
-}
-
-/// Compares `granted` (held leases whose grant an agent confirmed and no
-/// newer command is queued for) with `found` in the tenant. `pending` are
-/// entitlements with a command still queued or in flight: they are in
-/// motion, not drift.
-pub fn drift(
-    granted: &BTreeSet<Entitlement>,
-    found: &BTreeSet<Entitlement>,
-    pending: &BTreeSet<Entitlement>,
-) -> Drift {
-    Drift {
-        unexpected: found
-            .iter()
-            .filter(|e| !granted.contains(*e) && !pending.contains(*e))
-            .cloned()
-            .collect(),
-        missing: granted
-            .iter()
-            .filter(|e| !found.contains(*e) && !pending.contains(*e))
-            .cloned()
-            .collect(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jitgate_shared::v1::Target;
     use proptest::prelude::*;
-
-    fn ent(group: &str, who: &str) -> Entitlement {
-        Entitlement {
-            configuration: ConfigId::new("entra").unwrap(),
-            target: Target::EntraGroupMembership {
-                group_id: group.into(),
-            },
-            principal: who.into(),
-        }
-    }
 
     #[test]
     fn grants_failing_for_good_settle_and_revokes_never_do() {
@@ -162,16 +133,6 @@ mod tests {
                 }
             );
         }
-    }
-
-    #[test]
-    fn drift_names_both_directions_and_ignores_commands_in_motion() {
-        let granted: BTreeSet<_> = [ent("a", "alice"), ent("b", "bob")].into();
-        let found: BTreeSet<_> = [ent("a", "alice"), ent("c", "carol"), ent("d", "dave")].into();
-        let pending: BTreeSet<_> = [ent("d", "dave")].into();
-        let d = drift(&granted, &found, &pending);
-        assert_eq!(d.unexpected, vec![ent("c", "carol")]);
-        assert_eq!(d.missing, vec![ent("b", "bob")]);
     }
 
     proptest! {

@@ -15,7 +15,7 @@ use crate::domain::catalog::{
 };
 use crate::domain::grant::Grant;
 use crate::domain::user::{ApiToken, User, TOKEN_ID_LEN};
-use crate::store::Change;
+use crate::store::{Change, GrantFilter, TokenFilter};
 
 impl Broker {
     #[tracing::instrument(skip(self, actor, config), fields(user = %actor.id, configuration = %config.id))]
@@ -375,7 +375,11 @@ impl Broker {
         let now = self.clock.now();
         let mut tokens = self
             .store
-            .tokens(&|t| t.is_valid_at(now) && user.is_none_or(|u| &t.user == u))
+            .tokens(&TokenFilter {
+                user: user.cloned(),
+                valid_at: Some(now),
+                ..TokenFilter::default()
+            })
             .await?;
         tokens.sort_by(|a, b| (&a.user, a.created_at).cmp(&(&b.user, b.created_at)));
         Ok(tokens.iter().map(ApiToken::view).collect())
@@ -398,7 +402,10 @@ impl Broker {
         let id = id.to_ascii_lowercase();
         let token = self
             .store
-            .tokens(&|t| t.id() == id)
+            .tokens(&TokenFilter {
+                id: Some(id.clone()),
+                ..TokenFilter::default()
+            })
             .await?
             .into_iter()
             .next()
@@ -440,7 +447,13 @@ impl Broker {
 
     /// Sets the `revokes_failing` gauge from the store (at start).
     pub async fn count_failing_revokes(&self) -> Result<usize, ServiceError> {
-        let failing = self.grants_where(&|g| g.revoke_failing.is_some()).await?.len();
+        let failing = self
+            .grants_where(&GrantFilter {
+                revoke_failing: true,
+                ..GrantFilter::default()
+            })
+            .await?
+            .len();
         self.metrics
             .revokes_failing
             .set(i64::try_from(failing).unwrap_or(i64::MAX));

@@ -93,7 +93,7 @@ impl Broker {
         graph.configurations.insert(changed.id.clone(), changed.clone());
         chain::check_links(&graph).map_err(|e| ServiceError::Conflict(e.to_string()))?;
         let in_use: BTreeSet<ResourceId> = self
-            .grants_where(&|g| g.state != jitgate_shared::v1::api::GrantState::Ended)
+            .grants_where(&crate::store::GrantFilter::open())
             .await?
             .into_iter()
             .map(|g| g.resource)
@@ -137,8 +137,10 @@ impl Broker {
         configuration: &ConfigId,
     ) -> Result<Vec<crate::domain::grant::Grant>, ServiceError> {
         let since = self.clock.now() - REMOVAL_CHECK_WINDOW;
-        self.grants_where(&|g| {
-            g.awaiting_check(configuration).is_some() && g.ended_at.is_none_or(|t| t >= since)
+        self.grants_where(&crate::store::GrantFilter {
+            awaiting_check_in: Some(configuration.clone()),
+            ended_since: Some(since),
+            ..Default::default()
         })
         .await
     }

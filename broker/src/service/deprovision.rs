@@ -10,13 +10,13 @@
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
-use jitgate_shared::v1::api::{EndReason, GrantState, RequestState};
+use jitgate_shared::v1::api::{EndReason, RequestState};
 
 use super::requests::pending_job;
 use super::{Broker, ServiceError};
 use crate::audit::{Actor, AuditEntry, AuditEvent};
 use crate::domain::user::User;
-use crate::store::Change;
+use crate::store::{Change, GrantFilter, RequestFilter, SessionFilter, TokenFilter};
 
 /// How a user was taken out, for the audit record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,7 +91,10 @@ impl Broker {
     ) -> Result<User, ServiceError> {
         let id = user.id.clone();
         let open_grants = self
-            .grants_where(&|g| g.user == id && g.state != GrantState::Ended)
+            .grants_where(&GrantFilter {
+                user: Some(id.clone()),
+                ..GrantFilter::open()
+            })
             .await?;
         let mut grants_ended = Vec::with_capacity(open_grants.len());
         let mut requests_closed = BTreeSet::new();
@@ -108,8 +111,9 @@ impl Broker {
                 .await?;
         }
         let open_requests = self
-            .requests_where(&|r| {
-                r.requester == id && matches!(r.state, RequestState::Pending | RequestState::Approved)
+            .requests_where(&RequestFilter {
+                requester: Some(id.clone()),
+                states: vec![RequestState::Pending, RequestState::Approved],
             })
             .await?;
         let mut requests_cancelled = Vec::new();
@@ -123,7 +127,11 @@ impl Broker {
         }
         let sessions = self
             .store
-            .sessions(&|s| s.user == id && s.ended_at.is_none())
+            .sessions(&SessionFilter {
+                user: Some(id.clone()),
+                not_ended: true,
+                live_at: None,
+            })
             .await?;
         for mut session in sessions {
             session.ended_at = Some(now);
@@ -138,7 +146,13 @@ impl Broker {
             });
             change.sessions.push(session);
         }
-        let tokens = self.store.tokens(&|t| t.user == id).await?;
+        let tokens = self
+            .store
+            .tokens(&TokenFilter {
+                user: Some(id.clone()),
+                ..TokenFilter::default()
+            })
+            .await?;
         let tokens_revoked = tokens.len();
         change.delete_tokens.extend(tokens.into_iter().map(|t| t.hash));
         tracing::info!(

@@ -20,7 +20,7 @@ use crate::domain::policy::{Action, RequestFacts};
 use crate::domain::request::{check_ticket, NewRequest, Request};
 use crate::domain::user::User;
 use crate::outbox::command;
-use crate::store::{Change, PageQuery};
+use crate::store::{Change, GrantFilter, PageQuery};
 
 #[derive(Debug, Clone, Default)]
 pub struct GrantQuery {
@@ -512,8 +512,10 @@ impl Broker {
             Some(actor.id.clone())
         };
         let page = PageQuery::new(q.after, q.limit);
-        let filter = move |g: &Grant| {
-            q.state.is_none_or(|s| g.state == s) && user.as_ref().is_none_or(|u| &g.user == u)
+        let filter = GrantFilter {
+            user,
+            states: q.state.into_iter().collect(),
+            ..GrantFilter::default()
         };
         let items = self
             .store

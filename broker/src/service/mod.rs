@@ -72,14 +72,14 @@ where
 }
 
 impl Broker {
-    /// Every grant `keep` accepts.
+    /// Every grant `filter` matches.
     pub(crate) async fn grants_where(
         &self,
-        keep: crate::store::Filter<'_, crate::domain::grant::Grant>,
+        filter: &crate::store::GrantFilter,
     ) -> Result<Vec<crate::domain::grant::Grant>, ServiceError> {
         all_pages(
             |g: &crate::domain::grant::Grant| g.id.to_string(),
-            |page| async move { self.store.grants(&page, keep).await },
+            |page| async move { self.store.grants(&page, filter).await },
         )
         .await
     }
@@ -99,14 +99,14 @@ impl Broker {
         Ok(crate::domain::user::person_for_new_account(&users, id, email))
     }
 
-    /// Every request `keep` accepts.
+    /// Every request `filter` matches.
     pub(crate) async fn requests_where(
         &self,
-        keep: crate::store::Filter<'_, crate::domain::request::Request>,
+        filter: &crate::store::RequestFilter,
     ) -> Result<Vec<crate::domain::request::Request>, ServiceError> {
         all_pages(
             |r: &crate::domain::request::Request| r.id.to_string(),
-            |page| async move { self.store.requests(&page, keep).await },
+            |page| async move { self.store.requests(&page, filter).await },
         )
         .await
     }

@@ -36,6 +36,7 @@ use crate::domain::grant::Grant;
 use crate::domain::lease::Lease;
 use crate::domain::request::Request;
 use crate::domain::user::User;
+use crate::store::{GrantFilter, RequestFilter};
 use crate::testing::{body, harness, Harness};
 
 /// (account, email, person an admin links it to, the human behind it).
@@ -494,11 +495,11 @@ async fn save(h: &Harness, id: &str, email: Option<&str>, person: Option<String>
 
 /// Every grant and every request, through the pagers the services use.
 async fn all_grants(h: &Harness) -> Vec<Grant> {
-    h.broker.grants_where(&|_| true).await.unwrap()
+    h.broker.grants_where(&GrantFilter::default()).await.unwrap()
 }
 
 async fn all_requests(h: &Harness) -> Vec<Request> {
-    h.broker.requests_where(&|_| true).await.unwrap()
+    h.broker.requests_where(&RequestFilter::default()).await.unwrap()
 }
 
 async fn run_steps(steps: Vec<Step>) -> Result<(), TestCaseError> {

@@ -13,7 +13,7 @@ use crate::domain::job::{Job, JobKind};
 use crate::domain::policy::{Action, PrincipalFacts, RequestFacts, ResourceFacts};
 use crate::domain::request::{NewRequest, PersonsNow, Request, ReviewOutcome, Reviewer};
 use crate::domain::user::User;
-use crate::store::{Change, PageQuery};
+use crate::store::{Change, PageQuery, RequestFilter};
 
 /// Filters for listing requests.
 #[derive(Debug, Clone, Default)]
@@ -335,8 +335,9 @@ impl Broker {
             Some(actor.id.clone())
         };
         let page = PageQuery::new(q.after, q.limit);
-        let filter = move |r: &Request| {
-            q.state.is_none_or(|s| r.state == s) && requester.as_ref().is_none_or(|u| &r.requester == u)
+        let filter = RequestFilter {
+            requester,
+            states: q.state.into_iter().collect(),
         };
         let items = self
             .store

@@ -26,7 +26,7 @@ use crate::domain::user::User;
 use crate::identity::scim::document::{check_required, normalize};
 use crate::identity::scim::filter::{matches, naming_eq};
 use crate::identity::scim::{patch, ScimConnection, ScimError, ScimKind, ScimResource};
-use crate::store::Change;
+use crate::store::{Change, ScimFilter};
 
 /// Prefix of SCIM connection tokens (recognisable by secret scanners).
 pub const SCIM_TOKEN_PREFIX: &str = "jgscim_";
@@ -132,11 +132,11 @@ impl Broker {
         for c in self.store.scim_connections().await? {
             let users = self
                 .store
-                .scim_resources(&c.name, ScimKind::User, &|_| true)
+                .scim_resources(&c.name, ScimKind::User, &ScimFilter::default())
                 .await?;
             let groups = self
                 .store
-                .scim_resources(&c.name, ScimKind::Group, &|_| true)
+                .scim_resources(&c.name, ScimKind::Group, &ScimFilter::default())
                 .await?;
             out.push(c.view(users.len(), groups.len()));
         }
@@ -204,13 +204,19 @@ impl Broker {
         let matching: Vec<ScimResource> = match filter {
             Some(f) => match naming_eq(kind, f) {
                 Some(name) => self.store.scim_named(&conn.name, kind, name).await?,
-                None => {
-                    self.store
-                        .scim_resources(&conn.name, kind, &|r| matches(kind, f, &r.render(&base)))
-                        .await?
-                }
+                None => self
+                    .store
+                    .scim_resources(&conn.name, kind, &ScimFilter::default())
+                    .await?
+                    .into_iter()
+                    .filter(|r| matches(kind, f, &r.render(&base)))
+                    .collect(),
             },
-            None => self.store.scim_resources(&conn.name, kind, &|_| true).await?,
+            None => {
+                self.store
+                    .scim_resources(&conn.name, kind, &ScimFilter::default())
+                    .await?
+            }
         };
         let start_index = start_index.max(1);
         let total = matching.len();
@@ -352,7 +358,13 @@ impl Broker {
                     // Take the user out of the connection's groups.
                     let groups = self
                         .store
-                        .scim_resources(&conn.name, ScimKind::Group, &|g| g.member_ids().contains(id))
+                        .scim_resources(
+                            &conn.name,
+                            ScimKind::Group,
+                            &ScimFilter {
+                                member: Some(id.to_owned()),
+                            },
+                        )
                         .await?;
                     for mut group in groups {
                         if let Some(Value::Array(members)) = group.doc.get_mut("members") {

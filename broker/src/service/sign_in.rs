@@ -30,7 +30,7 @@ use crate::domain::user::{ApiToken, TokenKind, User};
 use crate::identity::oidc::{is_loopback, issuer_of, OidcError, OidcProvider, OidcSettings};
 use crate::identity::saml::{AttributeNames, SamlError, SamlProvider};
 use crate::identity::sso::{self, ClaimRules, SignInClaims, SignInError};
-use crate::store::Change;
+use crate::store::{Change, SessionFilter, TokenFilter};
 
 /// Prefix of refresh tokens (recognisable by secret scanners).
 pub const REFRESH_PREFIX: &str = "jgr_";
@@ -1078,7 +1078,10 @@ impl Broker {
         let mut change = Change::default();
         let tokens = self
             .store
-            .tokens(&|t| t.session.as_deref() == Some(session.id.as_str()))
+            .tokens(&TokenFilter {
+                session: Some(session.id.clone()),
+                ..TokenFilter::default()
+            })
             .await?;
         change.delete_tokens.extend(tokens.into_iter().map(|t| t.hash));
         change.sessions.push(ended);
@@ -1118,7 +1121,13 @@ impl Broker {
     pub async fn sweep_sign_ins(&self) -> Result<usize, ServiceError> {
         let now = self.clock.now();
         let logins = self.store.expired_logins(now).await?;
-        let tokens = self.store.tokens(&|t| !t.is_valid_at(now)).await?;
+        let tokens = self
+            .store
+            .tokens(&TokenFilter {
+                expired_at: Some(now),
+                ..TokenFilter::default()
+            })
+            .await?;
         let change = Change {
             delete_pending_logins: logins.into_iter().map(|p| p.key).collect(),
             delete_tokens: tokens.into_iter().map(|t| t.hash).collect(),
@@ -1140,9 +1149,17 @@ impl Broker {
     ) -> Result<Vec<SessionView>, ServiceError> {
         require_role(actor, Role::Admin)?;
         let now = self.clock.now();
+        // No account has an id that is not well formed: nothing to list.
+        let Ok(user) = user.map(jitgate_shared::v1::UserId::new).transpose() else {
+            return Ok(Vec::new());
+        };
         Ok(self
             .store
-            .sessions(&|s| user.is_none_or(|u| s.user.as_str() == u) && (all || s.is_live(now)))
+            .sessions(&SessionFilter {
+                user,
+                not_ended: false,
+                live_at: (!all).then_some(now),
+            })
             .await?
             .iter()
             .map(Session::view)

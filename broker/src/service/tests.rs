@@ -133,7 +133,10 @@ async fn check_invariants(h: &Harness) -> Result<(), TestCaseError> {
         after: None,
         limit: 10_000,
     };
-    let grants = store.grants(&all, &|_| true).await.unwrap();
+    let grants = store
+        .grants(&all, &crate::store::GrantFilter::default())
+        .await
+        .unwrap();
     let mut active: BTreeMap<String, BTreeSet<GrantId>> = BTreeMap::new();
     for g in &grants {
         let key = Lease::key_for(&g.entitlement);

@@ -11,7 +11,10 @@
 //! several broker replicas implements the same trait.
 
 pub mod keys;
+pub mod query;
 pub mod sled;
+
+pub use query::{GrantFilter, RequestFilter, ScimFilter, SessionFilter, TokenFilter};
 
 use std::fmt::Debug;
 
@@ -176,8 +179,6 @@ impl PageQuery {
     }
 }
 
-pub type Filter<'a, T> = &'a (dyn Fn(&T) -> bool + Send + Sync);
-
 #[async_trait]
 pub trait Store: Send + Sync + Debug + 'static {
     /// Applies `change` atomically and durably, or not at all.
@@ -194,15 +195,15 @@ pub trait Store: Send + Sync + Debug + 'static {
     async fn user(&self, id: &UserId) -> Result<Option<User>, StoreError>;
     async fn users(&self) -> Result<Vec<User>, StoreError>;
     async fn token(&self, hash: &str) -> Result<Option<ApiToken>, StoreError>;
-    /// Every token `filter` keeps (a user's, to end them all at once; the
+    /// Every token `filter` matches (a user's, to end them all at once; the
     /// expired ones, to sweep them).
-    async fn tokens(&self, filter: Filter<'_, ApiToken>) -> Result<Vec<ApiToken>, StoreError>;
+    async fn tokens(&self, filter: &TokenFilter) -> Result<Vec<ApiToken>, StoreError>;
     async fn pending_login(&self, key: &str) -> Result<Option<PendingLogin>, StoreError>;
     /// Pending logins that expired before `before`.
     async fn expired_logins(&self, before: DateTime<Utc>) -> Result<Vec<PendingLogin>, StoreError>;
     async fn session(&self, id: &str) -> Result<Option<Session>, StoreError>;
-    /// Every session `filter` keeps, oldest first.
-    async fn sessions(&self, filter: Filter<'_, Session>) -> Result<Vec<Session>, StoreError>;
+    /// Every session `filter` matches.
+    async fn sessions(&self, filter: &SessionFilter) -> Result<Vec<Session>, StoreError>;
     async fn scim_connection(&self, name: &str) -> Result<Option<ScimConnection>, StoreError>;
     async fn scim_connections(&self) -> Result<Vec<ScimConnection>, StoreError>;
     async fn scim_resource(
@@ -219,24 +220,20 @@ pub trait Store: Send + Sync + Debug + 'static {
         kind: ScimKind,
         name: &str,
     ) -> Result<Vec<ScimResource>, StoreError>;
-    /// Every resource of a kind a connection provisioned, in id order,
-    /// that `filter` keeps.
+    /// Every resource of a kind a connection provisioned that `filter`
+    /// matches, in id order.
     async fn scim_resources(
         &self,
         connection: &str,
         kind: ScimKind,
-        filter: Filter<'_, ScimResource>,
+        filter: &ScimFilter,
     ) -> Result<Vec<ScimResource>, StoreError>;
     async fn request(&self, id: RequestId) -> Result<Option<Request>, StoreError>;
-    /// Newest first.
-    async fn requests(
-        &self,
-        page: &PageQuery,
-        filter: Filter<'_, Request>,
-    ) -> Result<Vec<Request>, StoreError>;
+    /// Requests `filter` matches, newest first.
+    async fn requests(&self, page: &PageQuery, filter: &RequestFilter) -> Result<Vec<Request>, StoreError>;
     async fn grant(&self, id: GrantId) -> Result<Option<Grant>, StoreError>;
-    /// Newest first.
-    async fn grants(&self, page: &PageQuery, filter: Filter<'_, Grant>) -> Result<Vec<Grant>, StoreError>;
+    /// Grants `filter` matches, newest first.
+    async fn grants(&self, page: &PageQuery, filter: &GrantFilter) -> Result<Vec<Grant>, StoreError>;
     async fn lease(&self, key: &str) -> Result<Option<Lease>, StoreError>;
     /// Leases with holders on a configuration's entitlements.
     async fn held_leases(&self, configuration: &ConfigId) -> Result<Vec<Lease>, StoreError>;

@@ -16,7 +16,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::keys::{self, key};
-use super::{Change, Filter, PageQuery, Store, StoreError};
+use super::{
+    Change, GrantFilter, PageQuery, RequestFilter, ScimFilter, SessionFilter, Store, StoreError, TokenFilter,
+};
 use crate::audit::anchor::AuditAnchor;
 use crate::audit::{AuditHead, AuditRecord};
 use crate::domain::agent::{Agent, JoinToken};
@@ -296,7 +298,7 @@ impl SledStore {
         &self,
         prefix: &str,
         page: &PageQuery,
-        filter: Filter<'_, T>,
+        filter: impl Fn(&T) -> bool,
     ) -> Result<Vec<T>, StoreError> {
         let start = prefix.as_bytes().to_vec();
         let end = match &page.after {
@@ -581,12 +583,12 @@ impl Store for SledStore {
         self.get(&key(keys::TOKEN, hash))
     }
 
-    async fn tokens(&self, filter: Filter<'_, ApiToken>) -> Result<Vec<ApiToken>, StoreError> {
+    async fn tokens(&self, filter: &TokenFilter) -> Result<Vec<ApiToken>, StoreError> {
         let mut out = Vec::new();
         for kv in self.db.scan_prefix(keys::TOKEN) {
             let (k, v) = kv.map_err(backend)?;
             let token: ApiToken = decode(&k, &v)?;
-            if filter(&token) {
+            if filter.matches(&token) {
                 out.push(token);
             }
         }
@@ -609,11 +611,11 @@ impl Store for SledStore {
         self.get_versioned(&key(keys::SESSION, id))
     }
 
-    async fn sessions(&self, filter: Filter<'_, Session>) -> Result<Vec<Session>, StoreError> {
+    async fn sessions(&self, filter: &SessionFilter) -> Result<Vec<Session>, StoreError> {
         Ok(self
             .scan_versioned::<Session>(keys::SESSION)?
             .into_iter()
-            .filter(|s| filter(s))
+            .filter(|s| filter.matches(s))
             .collect())
     }
 
@@ -658,14 +660,14 @@ impl Store for SledStore {
         &self,
         connection: &str,
         kind: ScimKind,
-        filter: Filter<'_, ScimResource>,
+        filter: &ScimFilter,
     ) -> Result<Vec<ScimResource>, StoreError> {
         let prefix = format!("{}{}", keys::SCIM_RESOURCE, keys::scim_scope(connection, kind));
         let mut out = Vec::new();
         for kv in self.db.scan_prefix(&prefix) {
             let (k, v) = kv.map_err(backend)?;
             let r: ScimResource = decode_versioned(&k, &v)?;
-            if filter(&r) {
+            if filter.matches(&r) {
                 out.push(r);
             }
         }
@@ -676,20 +678,16 @@ impl Store for SledStore {
         self.get_versioned(&key(keys::REQUEST, id))
     }
 
-    async fn requests(
-        &self,
-        page: &PageQuery,
-        filter: Filter<'_, Request>,
-    ) -> Result<Vec<Request>, StoreError> {
-        self.page(keys::REQUEST, page, filter)
+    async fn requests(&self, page: &PageQuery, filter: &RequestFilter) -> Result<Vec<Request>, StoreError> {
+        self.page(keys::REQUEST, page, |r| filter.matches(r))
     }
 
     async fn grant(&self, id: GrantId) -> Result<Option<Grant>, StoreError> {
         self.get_versioned(&key(keys::GRANT, id))
     }
 
-    async fn grants(&self, page: &PageQuery, filter: Filter<'_, Grant>) -> Result<Vec<Grant>, StoreError> {
-        self.page(keys::GRANT, page, filter)
+    async fn grants(&self, page: &PageQuery, filter: &GrantFilter) -> Result<Vec<Grant>, StoreError> {
+        self.page(keys::GRANT, page, |g| filter.matches(g))
     }
 
     async fn lease(&self, lease_key: &str) -> Result<Option<Lease>, StoreError> {

@@ -10,6 +10,8 @@
 //! [`sled`](self::sled) is the embedded default; a Postgres backend for
 //! several broker replicas implements the same trait.
 
+#[cfg(test)]
+mod conformance;
 pub mod keys;
 pub mod query;
 pub mod sled;

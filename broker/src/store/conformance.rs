@@ -1,0 +1,721 @@
+//! What every [`Store`] backend must do, whatever it stores in: each method
+//! round-trips what a change wrote, compare-and-set refuses a stale or
+//! second create, a change writing one key twice is refused whole, lists
+//! page newest first and match the typed queries, the outbox keeps the
+//! shared queue rules, and everything survives a restart.
+//!
+//! A backend runs the whole suite with one line:
+//! `conformance!(name, |dir| open the backend in dir);` (see the bottom).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use jitgate_shared::v1::api::{
+    AgentState, CommandOp, ConfigKind, Configuration, CreateRequestBody, GrantState, IdentityMode,
+    RequestKind, RequestState, Role,
+};
+use jitgate_shared::v1::protocol::Outcome;
+use jitgate_shared::v1::{AgentId, ConfigId, Entitlement, GrantId, RequestId, ResourceId, Target, UserId};
+
+use super::{
+    Change, GrantFilter, PageQuery, RequestFilter, ScimFilter, SessionFilter, Store, StoreError, TokenFilter,
+};
+use crate::audit::{Actor, AuditEntry, AuditEvent, ChainVerifier};
+use crate::domain::agent::{Agent, JoinToken};
+use crate::domain::catalog::StoredConfiguration;
+use crate::domain::grant::Grant;
+use crate::domain::job::{Job, JobKind};
+use crate::domain::lease::Lease;
+use crate::domain::policy::Workflow;
+use crate::domain::request::{NewRequest, Request};
+use crate::domain::session::{LoginClient, LoginOutcome, PendingLogin, Session};
+use crate::domain::user::{ApiToken, User};
+use crate::identity::scim::{ScimConnection, ScimKind, ScimResource};
+use crate::outbox::{Command, CommandResult};
+
+/// Opens (or reopens) a backend whose state lives in `dir`.
+pub type Open = fn(&Path) -> Arc<dyn Store>;
+
+fn t(s: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap()
+}
+
+fn uid(s: &str) -> UserId {
+    UserId::new(s).unwrap()
+}
+
+fn aws() -> ConfigId {
+    ConfigId::new("aws").unwrap()
+}
+
+fn config(id: &str) -> StoredConfiguration {
+    StoredConfiguration {
+        version: 0,
+        config: Configuration {
+            id: ConfigId::new(id).unwrap(),
+            kind: ConfigKind::AwsIam,
+            display_name: String::new(),
+            tenant: Default::default(),
+            identity_mode: IdentityMode::Direct,
+            enabled: true,
+        },
+    }
+}
+
+fn user(id: &str) -> User {
+    User {
+        id: uid(id),
+        version: 0,
+        display_name: id.into(),
+        email: None,
+        email_verified: true,
+        roles: [Role::Requester].into(),
+        groups: Default::default(),
+        person: id.into(),
+        disabled: false,
+        created_at: t(0),
+        provisioned_by: None,
+        identities: Default::default(),
+    }
+}
+
+fn entitlement(group: &str, who: &str) -> Entitlement {
+    Entitlement {
+        configuration: aws(),
+        target: Target::AwsIamGroupMembership {
+            group_name: group.into(),
+        },
+        principal: who.into(),
+    }
+}
+
+fn request(requester: &User, at: i64) -> Request {
+    let body = CreateRequestBody {
+        resource: ResourceId::new("admins").unwrap(),
+        duration_seconds: Some(600),
+        justification: Some("conformance".into()),
+        ticket: None,
+        starts_at: None,
+        break_glass: false,
+    };
+    NewRequest {
+        id: RequestId::generate(),
+        kind: RequestKind::Access,
+        requester,
+        body: &body,
+        workflow: &Workflow::builtin(),
+        permitted: true,
+        now: t(at),
+    }
+    .build()
+    .unwrap()
+}
+
+fn grant(request: &Request, at: i64) -> Grant {
+    Grant::for_request(
+        GrantId::generate(),
+        request,
+        entitlement("admins", request.requester.as_str()),
+        t(at),
+    )
+}
+
+fn command(id: &str, group: &str, op: CommandOp) -> Command {
+    Command {
+        id: id.into(),
+        op,
+        grant: GrantId::generate(),
+        entitlement: entitlement(group, "alice"),
+        not_before: t(0),
+        not_after: t(600),
+        issued_at: t(0),
+        cap_session_duration: false,
+        end_sign_in_sessions: false,
+        provision_on_demand: None,
+    }
+}
+
+fn entry() -> AuditEntry {
+    AuditEntry {
+        at: t(0),
+        actor: Actor::System,
+        event: AuditEvent::ConfigurationSaved { configuration: aws() },
+    }
+}
+
+fn token(hash: &str, user: &str, session: Option<&str>, expires: i64) -> ApiToken {
+    ApiToken {
+        hash: hash.into(),
+        user: uid(user),
+        created_at: t(0),
+        expires_at: t(expires),
+        session: session.map(str::to_owned),
+        kind: Default::default(),
+    }
+}
+
+fn session(id: &str, user: &str, expires: i64, ended: Option<i64>) -> Session {
+    Session {
+        id: id.into(),
+        version: 0,
+        user: uid(user),
+        provider: "idp".into(),
+        idp_refresh_token: None,
+        created_at: t(0),
+        expires_at: t(expires),
+        refreshed_at: None,
+        ended_at: ended.map(t),
+    }
+}
+
+fn login(key: &str, expires: i64) -> PendingLogin {
+    PendingLogin {
+        key: key.into(),
+        version: 0,
+        provider: "idp".into(),
+        nonce: "n".into(),
+        pkce_verifier: "v".into(),
+        client: LoginClient::Web {
+            return_to: "/".into(),
+        },
+        created_at: t(0),
+        expires_at: t(expires),
+        outcome: LoginOutcome::Waiting,
+    }
+}
+
+fn scim(id: &str, kind: ScimKind, doc: serde_json::Value) -> ScimResource {
+    ScimResource {
+        id: id.into(),
+        version: 0,
+        connection: "okta".into(),
+        kind,
+        doc: doc.as_object().unwrap().clone(),
+        user: None,
+        created_at: t(0),
+        modified_at: t(0),
+    }
+}
+
+/// Every record kind a change writes comes back from its getter and its
+/// list, at version 1.
+pub async fn every_record_round_trips(open: Open) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let alice = user("alice");
+    let r = request(&alice, 0);
+    let g = grant(&r, 0);
+    let lease = Lease::new(g.entitlement.clone()).hold(g.id, g.ends_at).0;
+    let agent = AgentId::generate();
+    let join = JoinToken {
+        hash: "join".into(),
+        version: 0,
+        configuration: aws(),
+        created_by: uid("admin"),
+        created_at: t(0),
+        expires_at: t(600),
+        used_at: None,
+        used_by: None,
+    };
+    let change = Change {
+        configurations: vec![config("aws")],
+        users: vec![alice.clone()],
+        tokens: vec![token("h1", "alice", None, 600)],
+        requests: vec![r.clone()],
+        grants: vec![g.clone()],
+        leases: vec![lease.clone()],
+        join_tokens: vec![join],
+        agents: vec![Agent {
+            id: agent,
+            version: 0,
+            configuration: aws(),
+            state: AgentState::Pending,
+            enrolled_at: t(0),
+            certificate_not_after: t(3600),
+        }],
+        scim_connections: vec![ScimConnection {
+            name: "okta".into(),
+            version: 0,
+            token_hash: "x".into(),
+            default_roles: Default::default(),
+            created_at: t(0),
+        }],
+        scim_resources: vec![
+            scim("u1", ScimKind::User, serde_json::json!({"userName": "Ann"})),
+            scim(
+                "g1",
+                ScimKind::Group,
+                serde_json::json!({"displayName": "ops", "members": [{"value": "u1"}]}),
+            ),
+        ],
+        pending_logins: vec![login("pl", 60)],
+        sessions: vec![session("s1", "alice", 600, None)],
+        audit: vec![entry()],
+        ..Change::default()
+    };
+    store.commit(change).await.unwrap();
+
+    let c = store.configuration(&aws()).await.unwrap().unwrap();
+    assert_eq!((c.version, c.config.id.clone()), (1, aws()));
+    assert_eq!(store.configurations().await.unwrap(), [c]);
+    let u = store.user(&alice.id).await.unwrap().unwrap();
+    assert_eq!(u.version, 1);
+    assert_eq!(store.users().await.unwrap(), [u]);
+    assert_eq!(store.token("h1").await.unwrap().unwrap().user, alice.id);
+    assert_eq!(store.request(r.id).await.unwrap().unwrap().version, 1);
+    assert_eq!(store.grant(g.id).await.unwrap().unwrap().version, 1);
+    assert_eq!(store.lease(&lease.key).await.unwrap().unwrap().version, 1);
+    assert_eq!(store.held_leases(&aws()).await.unwrap().len(), 1);
+    assert!(store
+        .held_leases(&ConfigId::new("entra").unwrap())
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(store.join_token("join").await.unwrap().unwrap().version, 1);
+    assert_eq!(store.agent(agent).await.unwrap().unwrap().version, 1);
+    assert_eq!(store.agents().await.unwrap().len(), 1);
+    assert_eq!(store.scim_connection("okta").await.unwrap().unwrap().version, 1);
+    assert_eq!(store.scim_connections().await.unwrap().len(), 1);
+    let ann = store.scim_resource("okta", ScimKind::User, "u1").await.unwrap();
+    assert_eq!(ann.unwrap().version, 1);
+    let named = store.scim_named("okta", ScimKind::User, "ANN").await.unwrap();
+    assert_eq!(named.len(), 1, "names match without regard to case");
+    let with_member = ScimFilter {
+        member: Some("u1".into()),
+    };
+    let groups = store.scim_resources("okta", ScimKind::Group, &with_member).await;
+    assert_eq!(groups.unwrap().len(), 1);
+    let none = ScimFilter {
+        member: Some("u2".into()),
+    };
+    assert!(store
+        .scim_resources("okta", ScimKind::Group, &none)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(store.pending_login("pl").await.unwrap().unwrap().version, 1);
+    assert!(store.expired_logins(t(60)).await.unwrap().is_empty());
+    assert_eq!(store.expired_logins(t(61)).await.unwrap().len(), 1);
+    assert_eq!(store.session("s1").await.unwrap().unwrap().version, 1);
+    assert_eq!(store.audit(1, 10).await.unwrap().len(), 1);
+    assert_eq!(store.audit_head().await.unwrap().seq, 1);
+    assert!(store.audit_anchor().await.unwrap().is_none());
+
+    // Deletions.
+    store
+        .commit(Change {
+            delete_tokens: vec!["h1".into()],
+            delete_pending_logins: vec!["pl".into()],
+            delete_scim_resources: vec![store
+                .scim_resource("okta", ScimKind::User, "u1")
+                .await
+                .unwrap()
+                .unwrap()],
+            delete_scim_connections: vec!["okta".into()],
+            ..Change::default()
+        })
+        .await
+        .unwrap();
+    assert!(store.token("h1").await.unwrap().is_none());
+    assert!(store.pending_login("pl").await.unwrap().is_none());
+    assert!(store.scim_connection("okta").await.unwrap().is_none());
+    assert!(store
+        .scim_named("okta", ScimKind::User, "ann")
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// Compare-and-set: a second create and a stale update conflict, and a
+/// conflicting change in a batch fails alone, leaving nothing behind.
+pub async fn versions_conflict(open: Open) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let create = Change {
+        users: vec![user("alice")],
+        ..Change::default()
+    };
+    store.commit(create.clone()).await.unwrap();
+    let err = store.commit(create).await.unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            StoreError::Conflict {
+                record: "user",
+                expected: 0,
+                found: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let read = store.user(&uid("alice")).await.unwrap().unwrap();
+    let update = Change {
+        users: vec![read],
+        audit: vec![entry()],
+        ..Change::default()
+    };
+    let results = store.commit_all(vec![update.clone(), update]).await;
+    assert!(results[0].is_ok());
+    assert!(results[1].as_ref().unwrap_err().is_conflict());
+    assert_eq!(store.user(&uid("alice")).await.unwrap().unwrap().version, 2);
+    assert_eq!(
+        store.audit(1, 10).await.unwrap().len(),
+        1,
+        "the failed change left no audit"
+    );
+}
+
+/// A change writing one record, or one entitlement's outbox entry, twice is
+/// refused whole.
+pub async fn a_key_written_twice_is_refused_whole(open: Open) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let twice = Change {
+        configurations: vec![config("aws"), config("aws")],
+        audit: vec![entry()],
+        ..Change::default()
+    };
+    let err = store.commit(twice).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::WrittenTwice { record: "configuration", id } if id == "aws"),
+        "{err}"
+    );
+    let commands = Change {
+        users: vec![user("alice")],
+        commands: vec![
+            command("g1", "admins", CommandOp::Grant),
+            command("r1", "admins", CommandOp::Revoke),
+        ],
+        ..Change::default()
+    };
+    let err = store.commit(commands).await.unwrap_err();
+    assert!(matches!(err, StoreError::WrittenTwice { .. }), "{err}");
+    assert!(store.configuration(&aws()).await.unwrap().is_none());
+    assert!(store.user(&uid("alice")).await.unwrap().is_none());
+    assert!(store.audit(1, 10).await.unwrap().is_empty());
+    assert!(store.outbox(&aws(), 10).await.unwrap().is_empty());
+}
+
+/// Lists come newest first, page after an id, and return exactly what the
+/// typed queries match.
+pub async fn lists_page_newest_first_and_match_the_queries(open: Open) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let (alice, bob) = (user("alice"), user("bob"));
+    let mut requests = Vec::new();
+    let mut grants = Vec::new();
+    for i in 0..6 {
+        let who = if i % 2 == 0 { &alice } else { &bob };
+        let mut r = request(who, i);
+        if i >= 4 {
+            r.state = RequestState::Approved;
+        }
+        let mut g = grant(&r, i);
+        if i == 5 {
+            g.state = GrantState::Ended;
+            g.ended_at = Some(t(100));
+        }
+        requests.push(r);
+        grants.push(g);
+    }
+    store
+        .commit(Change {
+            requests: requests.clone(),
+            grants: grants.clone(),
+            tokens: vec![
+                token("h1", "alice", Some("s1"), 600),
+                token("h2", "alice", None, 60),
+                token("h3", "bob", None, 600),
+            ],
+            sessions: vec![
+                session("s1", "alice", 600, None),
+                session("s2", "alice", 600, Some(10)),
+                session("s3", "bob", 60, None),
+            ],
+            ..Change::default()
+        })
+        .await
+        .unwrap();
+
+    let newest_first: Vec<GrantId> = grants.iter().rev().map(|g| g.id).collect();
+    let all = GrantFilter::default();
+    let first = store
+        .grants(&PageQuery::new(None::<String>, 4), &all)
+        .await
+        .unwrap();
+    assert_eq!(first.iter().map(|g| g.id).collect::<Vec<_>>(), newest_first[..4]);
+    let rest = store
+        .grants(&PageQuery::new(Some(first[3].id), 4), &all)
+        .await
+        .unwrap();
+    assert_eq!(rest.iter().map(|g| g.id).collect::<Vec<_>>(), newest_first[4..]);
+
+    let grant_queries = [
+        GrantFilter {
+            user: Some(uid("alice")),
+            ..GrantFilter::default()
+        },
+        GrantFilter::open(),
+        GrantFilter {
+            ended_since: Some(t(101)),
+            ..GrantFilter::default()
+        },
+        GrantFilter {
+            revoke_failing: true,
+            ..GrantFilter::default()
+        },
+    ];
+    for q in grant_queries {
+        let got = store
+            .grants(&PageQuery::new(None::<String>, 100), &q)
+            .await
+            .unwrap();
+        let want: Vec<_> = grants
+            .iter()
+            .rev()
+            .filter(|g| q.matches(g))
+            .map(|g| g.id)
+            .collect();
+        assert_eq!(got.iter().map(|g| g.id).collect::<Vec<_>>(), want, "{q:?}");
+    }
+    let request_queries = [
+        RequestFilter {
+            requester: Some(uid("bob")),
+            states: vec![RequestState::Approved],
+        },
+        RequestFilter {
+            requester: None,
+            states: vec![RequestState::Pending, RequestState::Approved],
+        },
+    ];
+    for q in request_queries {
+        let got = store
+            .requests(&PageQuery::new(None::<String>, 100), &q)
+            .await
+            .unwrap();
+        let want: Vec<_> = requests
+            .iter()
+            .rev()
+            .filter(|r| q.matches(r))
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(got.iter().map(|r| r.id).collect::<Vec<_>>(), want, "{q:?}");
+    }
+    let hashes = |ts: Vec<ApiToken>| {
+        let mut h: Vec<String> = ts.into_iter().map(|t| t.hash).collect();
+        h.sort();
+        h
+    };
+    let by_session = TokenFilter {
+        session: Some("s1".into()),
+        ..TokenFilter::default()
+    };
+    assert_eq!(hashes(store.tokens(&by_session).await.unwrap()), ["h1"]);
+    let expired = TokenFilter {
+        expired_at: Some(t(60)),
+        ..TokenFilter::default()
+    };
+    assert_eq!(hashes(store.tokens(&expired).await.unwrap()), ["h2"]);
+    let live_of_alice = TokenFilter {
+        user: Some(uid("alice")),
+        valid_at: Some(t(60)),
+        ..TokenFilter::default()
+    };
+    assert_eq!(hashes(store.tokens(&live_of_alice).await.unwrap()), ["h1"]);
+    let by_id = TokenFilter {
+        id: Some("h3".into()),
+        ..TokenFilter::default()
+    };
+    assert_eq!(hashes(store.tokens(&by_id).await.unwrap()), ["h3"]);
+    let ids = |ss: Vec<Session>| {
+        let mut i: Vec<String> = ss.into_iter().map(|s| s.id).collect();
+        i.sort();
+        i
+    };
+    let live = SessionFilter {
+        live_at: Some(t(60)),
+        ..SessionFilter::default()
+    };
+    assert_eq!(ids(store.sessions(&live).await.unwrap()), ["s1"]);
+    let open_of_alice = SessionFilter {
+        user: Some(uid("alice")),
+        not_ended: true,
+        live_at: None,
+    };
+    assert_eq!(ids(store.sessions(&open_of_alice).await.unwrap()), ["s1"]);
+}
+
+/// The outbox keeps the shared queue rules: revokes first, newest per
+/// entitlement, an id queued once; settled commands leave and their
+/// results stay.
+pub async fn the_outbox_keeps_the_queue_rules(open: Open) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let queue = |commands: Vec<Command>| Change {
+        commands,
+        ..Change::default()
+    };
+    store
+        .commit(queue(vec![
+            command("a-grant", "a", CommandOp::Grant),
+            command("b-grant", "b", CommandOp::Grant),
+        ]))
+        .await
+        .unwrap();
+    store
+        .commit(queue(vec![command("a-revoke", "a", CommandOp::Revoke)]))
+        .await
+        .unwrap();
+    store
+        .commit(queue(vec![command("a-grant", "a", CommandOp::Grant)]))
+        .await
+        .unwrap();
+    let ids = |cs: Vec<Command>| cs.into_iter().map(|c| c.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.outbox(&aws(), 10).await.unwrap()),
+        ["a-revoke", "b-grant"]
+    );
+    assert_eq!(ids(store.outbox(&aws(), 1).await.unwrap()), ["a-revoke"]);
+    assert!(
+        store.queued_command("a-grant").await.unwrap().is_none(),
+        "superseded"
+    );
+    let b = store.queued_command("b-grant").await.unwrap().unwrap();
+    let result = CommandResult {
+        command: b.id.clone(),
+        configuration: aws(),
+        grant: b.grant,
+        op: b.op,
+        agent: AgentId::generate(),
+        outcome: Outcome::Applied,
+        at: t(1),
+    };
+    store
+        .commit(Change {
+            delivered: vec![b.id.clone()],
+            results: vec![result.clone()],
+            ..Change::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(store.outbox(&aws(), 10).await.unwrap()), ["a-revoke"]);
+    assert_eq!(store.command_result("b-grant").await.unwrap(), Some(result));
+    store.commit(queue(vec![b])).await.unwrap();
+    assert_eq!(
+        ids(store.outbox(&aws(), 10).await.unwrap()),
+        ["a-revoke"],
+        "a settled id is not queued again"
+    );
+}
+
+/// Jobs come due in order; jobs, the outbox and the audit chain survive a
+/// restart, and the chain continues after it.
+pub async fn state_survives_a_restart(open: Open) {
+    let dir = tempfile::tempdir().unwrap();
+    let jobs: Vec<Job> = (0..5)
+        .map(|i| Job {
+            due: t(10 * (5 - i)),
+            kind: JobKind::ExpireGrant(GrantId::generate()),
+        })
+        .collect();
+    {
+        let store = open(dir.path());
+        store
+            .commit(Change {
+                schedule: jobs,
+                commands: vec![command("r1", "a", CommandOp::Revoke)],
+                audit: vec![entry(), entry()],
+                ..Change::default()
+            })
+            .await
+            .unwrap();
+    }
+    let store = open(dir.path());
+    assert_eq!(store.job_count().await.unwrap(), 5);
+    assert_eq!(store.next_due().await.unwrap(), Some(t(10)));
+    let due = store.due_jobs(t(30), 100).await.unwrap();
+    assert_eq!(
+        due.iter().map(|j| j.due).collect::<Vec<_>>(),
+        [t(10), t(20), t(30)]
+    );
+    assert_eq!(store.due_jobs(t(30), 2).await.unwrap().len(), 2);
+    assert!(store.due_jobs(t(9), 10).await.unwrap().is_empty());
+    store
+        .commit(Change {
+            unschedule: due,
+            commands: vec![command("r2", "b", CommandOp::Revoke)],
+            audit: vec![entry()],
+            ..Change::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.job_count().await.unwrap(), 2);
+    let ids: Vec<_> = store
+        .outbox(&aws(), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(ids, ["r1", "r2"], "queue order continues after the restart");
+    let mut v = ChainVerifier::default();
+    for r in store.audit(1, 100).await.unwrap() {
+        v.check(&r).unwrap();
+    }
+    assert_eq!(v.verified(), 3);
+}
+
+/// Runs every case of the suite against a backend: `$open` opens (or
+/// reopens) it in a directory.
+macro_rules! conformance {
+    ($backend:ident, $open:expr) => {
+        mod $backend {
+            use crate::store::conformance as suite;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn every_record_round_trips() {
+                suite::every_record_round_trips($open).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn versions_conflict() {
+                suite::versions_conflict($open).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_key_written_twice_is_refused_whole() {
+                suite::a_key_written_twice_is_refused_whole($open).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn lists_page_newest_first_and_match_the_queries() {
+                suite::lists_page_newest_first_and_match_the_queries($open).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn the_outbox_keeps_the_queue_rules() {
+                suite::the_outbox_keeps_the_queue_rules($open).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn state_survives_a_restart() {
+                suite::state_survives_a_restart($open).await
+            }
+        }
+    };
+}
+
+mod backends {
+    /// sled lets go of its file lock when its background flusher stops, a
+    /// moment after the last handle is dropped: wait for that (a new
+    /// process never waits).
+    fn open_sled(dir: &std::path::Path) -> std::sync::Arc<dyn crate::store::Store> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match crate::store::sled::SledStore::open(dir) {
+                Ok(store) => return std::sync::Arc::new(store),
+                Err(e) if std::time::Instant::now() > deadline => panic!("{e}"),
+                Err(_) => std::thread::yield_now(),
+            }
+        }
+    }
+
+    conformance!(sled, super::open_sled);
+}

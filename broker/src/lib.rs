@@ -6,7 +6,7 @@
 //!   answers and backoff.
 //! - [`store`]: durable state behind the [`store::Store`] trait.
 //! - [`service`]: combines domain, store, policies and clock.
-//! - [`scheduler`]: runs due activations and expiries.
+//! - [`scheduler`]: scheduled work: due jobs, periodic sweeps and anchors.
 //! - [`api`]: REST API v1 (axum), thin over services.
 //! - [`hub`]: the agent hub: sessions over mutually authenticated websockets.
 //! - [`audit`]: the hash-chained audit log and its signed anchors.

@@ -20,6 +20,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::BrokerConfig;
 use crate::domain::policy::PolicyErrors;
 use crate::metrics::Metrics;
+use crate::scheduler::{self, periodic};
 use crate::service::{catalog_of, Broker, BrokerKeys, PolicyHolder, ServiceError, Settings};
 use crate::store::sled::SledStore;
 use crate::store::{Store, StoreError};
@@ -175,9 +176,13 @@ impl Server {
             ),
             Err(e) => tracing::warn!(error = %e, "counting failing revokes failed; the gauge starts at 0"),
         }
-        tasks.spawn(crate::scheduler::run(broker.clone(), shutdown_rx.clone()));
-        tasks.spawn(sweep_sign_ins(broker.clone(), limits, shutdown_rx.clone()));
-        tasks.spawn(anchor_audit(
+        tasks.spawn(scheduler::run(broker.clone(), shutdown_rx.clone()));
+        tasks.spawn(periodic::sweep_sign_ins(
+            broker.clone(),
+            limits,
+            shutdown_rx.clone(),
+        ));
+        tasks.spawn(periodic::anchor_audit(
             broker.clone(),
             config.audit_anchor_interval()?,
             shutdown_rx.clone(),
@@ -285,42 +290,6 @@ impl Server {
 enum ServerCert {
     Api,
     Hub,
-}
-
-/// How often expired sign-ins and tokens are swept from the store.
-const SIGN_IN_SWEEP: Duration = Duration::from_secs(600);
-
-/// Signs the audit chain's head every `every` (when it moved).
-async fn anchor_audit(broker: Broker, every: Duration, mut shutdown: watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = shutdown.changed() => return,
-        }
-        if let Err(e) = broker.anchor_audit().await {
-            tracing::warn!(error = %e, "signing the audit chain's head failed; trying again later");
-        }
-    }
-}
-
-/// Deletes expired pending sign-ins and tokens now and then.
-async fn sweep_sign_ins(
-    broker: Broker,
-    limits: Arc<api::limits::ClientLimits>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(SIGN_IN_SWEEP) => {}
-            _ = shutdown.changed() => return,
-        }
-        limits.forget_quiet();
-        match broker.sweep_sign_ins().await {
-            Ok(0) => {}
-            Ok(n) => tracing::debug!(swept = n, "expired sign-ins and tokens deleted"),
-            Err(e) => tracing::warn!(error = %e, "sweeping expired sign-ins failed; trying again later"),
-        }
-    }
 }
 
 /// Re-issues the API's and the hub's server certificates (valid 90 days)

@@ -12,10 +12,10 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Utc};
 use jitgate_shared::v1::api::{EndReason, RequestState};
 
-use super::requests::pending_job;
 use super::{Broker, ServiceError};
 use crate::audit::{Actor, AuditEntry, AuditEvent};
 use crate::domain::user::User;
+use crate::scheduler::jobs;
 use crate::store::{Change, GrantFilter, RequestFilter, SessionFilter, TokenFilter};
 
 /// How a user was taken out, for the audit record.
@@ -103,7 +103,7 @@ impl Broker {
             if let Some(request) = self.store.request(grant.request).await? {
                 if !request.state.is_terminal() {
                     requests_closed.insert(request.id);
-                    change.unschedule.push(pending_job(&request));
+                    change.unschedule.push(jobs::expire_pending(&request));
                     change.requests.push(request.ended(EndReason::Deprovisioned));
                 }
             }
@@ -121,7 +121,7 @@ impl Broker {
             if requests_closed.contains(&request.id) {
                 continue;
             }
-            change.unschedule.push(pending_job(&request));
+            change.unschedule.push(jobs::expire_pending(&request));
             requests_cancelled.push(request.id);
             change.requests.push(request.ended(EndReason::Cancelled));
         }

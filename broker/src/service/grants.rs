@@ -20,6 +20,7 @@ use crate::domain::policy::{Action, RequestFacts};
 use crate::domain::request::{check_ticket, NewRequest, Request};
 use crate::domain::user::User;
 use crate::outbox::command;
+use crate::scheduler::jobs;
 use crate::store::{Change, GrantFilter, PageQuery};
 
 #[derive(Debug, Clone, Default)]
@@ -32,20 +33,6 @@ pub struct GrantQuery {
 
 /// How many due jobs are turned into one durable batch.
 pub const JOB_BATCH: usize = 512;
-
-fn expiry_job(grant: &Grant) -> Job {
-    Job {
-        due: grant.ends_at,
-        kind: JobKind::ExpireGrant(grant.id),
-    }
-}
-
-fn activation_job(grant: &Grant) -> Job {
-    Job {
-        due: grant.starts_at,
-        kind: JobKind::ActivateGrant(grant.id),
-    }
-}
 
 impl Broker {
     /// Turns an approved request into a grant (or, for an extension, extends
@@ -129,7 +116,7 @@ impl Broker {
                 if starts_now {
                     self.open_window(grant, change, now).await?;
                 } else {
-                    change.schedule.push(activation_job(&grant));
+                    change.schedule.push(jobs::activate_grant(&grant));
                     change.grants.push(grant);
                 }
                 Ok(request)
@@ -158,7 +145,7 @@ impl Broker {
         let (lease, effect) = lease.hold(grant.id, grant.ends_at);
         let command = self.queue_command(&lease, effect, &grant, grant.starts_at, change, now);
         change.put_lease(lease);
-        change.schedule.push(expiry_job(&grant));
+        change.schedule.push(jobs::expire_grant(&grant));
         change.audit.push(AuditEntry {
             at: now,
             actor: Actor::System,
@@ -193,7 +180,7 @@ impl Broker {
         let mut command = None;
         match was {
             GrantState::Active => {
-                change.unschedule.push(expiry_job(&grant));
+                change.unschedule.push(jobs::expire_grant(&grant));
                 if let Some(lease) = self.lease_as_staged(change, &grant.entitlement).await? {
                     let (lease, effect) = lease.release(grant.id);
                     lease_still_held = lease.is_held();
@@ -201,7 +188,7 @@ impl Broker {
                     change.put_lease(lease);
                 }
             }
-            GrantState::Scheduled => change.unschedule.push(activation_job(&grant)),
+            GrantState::Scheduled => change.unschedule.push(jobs::activate_grant(&grant)),
             GrantState::Ended => {}
         }
         change.audit.push(AuditEntry {
@@ -344,8 +331,8 @@ impl Broker {
         now: DateTime<Utc>,
     ) -> Result<Grant, ServiceError> {
         let extended = grant.extend(extra_seconds, max_total)?;
-        change.unschedule.push(expiry_job(&grant));
-        change.schedule.push(expiry_job(&extended));
+        change.unschedule.push(jobs::expire_grant(&grant));
+        change.schedule.push(jobs::expire_grant(&extended));
         let lease = self
             .lease_as_staged(change, &grant.entitlement)
             .await?

@@ -9,10 +9,10 @@ use jitgate_shared::v1::{RequestId, UserId};
 use super::{retry_conflicts, Broker, ServiceError};
 use crate::audit::{Actor, AuditEntry, AuditEvent};
 use crate::domain::catalog::StoredResource;
-use crate::domain::job::{Job, JobKind};
 use crate::domain::policy::{Action, PrincipalFacts, RequestFacts, ResourceFacts};
 use crate::domain::request::{NewRequest, PersonsNow, Request, ReviewOutcome, Reviewer};
 use crate::domain::user::User;
+use crate::scheduler::jobs;
 use crate::store::{Change, PageQuery, RequestFilter};
 
 /// Filters for listing requests.
@@ -172,10 +172,7 @@ impl Broker {
             ));
             self.decide_approved(request, &mut change, now).await?
         } else {
-            change.schedule.push(Job {
-                due: request.pending_expires_at,
-                kind: JobKind::ExpirePending(request.id),
-            });
+            change.schedule.push(jobs::expire_pending(&request));
             request
         };
         let view = request.view();
@@ -253,14 +250,14 @@ impl Broker {
         let next = match outcome {
             ReviewOutcome::StillPending { .. } => next,
             ReviewOutcome::Denied => {
-                change.unschedule.push(pending_job(&next));
+                change.unschedule.push(jobs::expire_pending(&next));
                 change
                     .audit
                     .push(audit(now, actor, AuditEvent::RequestDenied { request: id }));
                 next
             }
             ReviewOutcome::Approved => {
-                change.unschedule.push(pending_job(&next));
+                change.unschedule.push(jobs::expire_pending(&next));
                 change
                     .audit
                     .push(audit(now, actor, AuditEvent::RequestApproved { request: id }));
@@ -284,7 +281,7 @@ impl Broker {
             let now = self.clock.now();
             let next = request.cancel(&actor.id, actor.has_role(Role::Admin))?;
             let mut change = Change::default();
-            change.unschedule.push(pending_job(&next));
+            change.unschedule.push(jobs::expire_pending(&next));
             if let Some(grant_id) = next.grant {
                 // Approved but not yet started: the scheduled grant goes too.
                 if let Some(grant) = self.store.grant(grant_id).await? {
@@ -382,13 +379,6 @@ pub(crate) fn supersedes_failing_revoke(change: &Change) -> bool {
         .audit
         .iter()
         .any(|a| matches!(a.event, AuditEvent::RevokeSuperseded { .. }))
-}
-
-pub(crate) fn pending_job(request: &Request) -> Job {
-    Job {
-        due: request.pending_expires_at,
-        kind: JobKind::ExpirePending(request.id),
-    }
 }
 
 fn decision_label(d: Decision) -> String {

@@ -173,3 +173,27 @@ pub fn body(resource: &str, seconds: u64) -> CreateRequestBody {
         break_glass: false,
     }
 }
+
+/// A command for the `aws` configuration: `alice` in the IAM group `group`,
+/// valid for ten minutes from a fixed instant.
+pub fn command(id: &str, group: &str, op: jitgate_shared::v1::api::CommandOp) -> crate::outbox::Command {
+    let t = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+    crate::outbox::Command {
+        id: id.into(),
+        op,
+        grant: jitgate_shared::v1::GrantId::generate(),
+        entitlement: jitgate_shared::v1::Entitlement {
+            configuration: jitgate_shared::v1::ConfigId::new("aws").unwrap(),
+            target: jitgate_shared::v1::Target::AwsIamGroupMembership {
+                group_name: group.into(),
+            },
+            principal: "alice".into(),
+        },
+        not_before: t,
+        not_after: t + chrono::Duration::seconds(600),
+        issued_at: t,
+        cap_session_duration: false,
+        end_sign_in_sessions: false,
+        provision_on_demand: None,
+    }
+}

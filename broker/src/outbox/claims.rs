@@ -42,6 +42,21 @@ struct Claims {
     retry: HashMap<String, (u32, Instant)>,
 }
 
+impl Claims {
+    /// Takes `command` out of flight, if it is the one in flight for its
+    /// entitlement.
+    fn free(&mut self, command: &Command) {
+        let lease = command.entitlement.digest();
+        if self
+            .in_flight
+            .get(&lease)
+            .is_some_and(|(id, _)| *id == command.id)
+        {
+            self.in_flight.remove(&lease);
+        }
+    }
+}
+
 impl Default for OutboxSignal {
     fn default() -> Self {
         Self {
@@ -78,14 +93,7 @@ impl OutboxSignal {
     /// The command is answered (or its session gave up on it).
     pub fn release(&self, command: &Command, settled: bool) {
         let mut claims = lock(&self.claims);
-        let lease = command.entitlement.digest();
-        if claims
-            .in_flight
-            .get(&lease)
-            .is_some_and(|(id, _)| *id == command.id)
-        {
-            claims.in_flight.remove(&lease);
-        }
+        claims.free(command);
         if settled {
             claims.retry.remove(&command.id);
         }
@@ -140,14 +148,7 @@ impl OutboxSignal {
         claims
             .retry
             .insert(command.id.clone(), (attempts + 1, now + pause));
-        let lease = command.entitlement.digest();
-        if claims
-            .in_flight
-            .get(&lease)
-            .is_some_and(|(id, _)| *id == command.id)
-        {
-            claims.in_flight.remove(&lease);
-        }
+        claims.free(command);
         drop(claims);
         pause
     }
@@ -172,30 +173,10 @@ impl OutboxSignal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::DateTime;
     use jitgate_shared::v1::api::CommandOp;
-    use jitgate_shared::v1::{ConfigId, Entitlement, GrantId, Target};
 
     fn command(id: &str, group: &str) -> Command {
-        let t = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
-        Command {
-            id: id.into(),
-            op: CommandOp::Grant,
-            grant: GrantId::generate(),
-            entitlement: Entitlement {
-                configuration: ConfigId::new("entra").unwrap(),
-                target: Target::EntraGroupMembership {
-                    group_id: group.into(),
-                },
-                principal: "alice".into(),
-            },
-            not_before: t,
-            not_after: t,
-            issued_at: t,
-            cap_session_duration: false,
-            end_sign_in_sessions: false,
-            provision_on_demand: None,
-        }
+        crate::testing::command(id, group, CommandOp::Grant)
     }
 
     #[test]

@@ -91,10 +91,8 @@ pub fn apply(
 mod tests {
     use std::collections::{BTreeMap, BTreeSet};
 
-    use chrono::DateTime;
-    use jitgate_shared::v1::{ConfigId, GrantId, Target};
-
     use super::*;
+    use crate::testing::command;
 
     /// The rules over the plainest backend: a map and a counter.
     #[derive(Default)]
@@ -124,28 +122,6 @@ mod tests {
             self.known.insert(command.id.clone());
             self.queue.insert((priority, self.seq), command.clone());
             Ok(())
-        }
-    }
-
-    fn command(id: &str, group: &str, op: CommandOp) -> Command {
-        let t = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
-        Command {
-            id: id.into(),
-            op,
-            grant: GrantId::generate(),
-            entitlement: Entitlement {
-                configuration: ConfigId::new("entra").unwrap(),
-                target: Target::EntraGroupMembership {
-                    group_id: group.into(),
-                },
-                principal: "alice".into(),
-            },
-            not_before: t,
-            not_after: t,
-            issued_at: t,
-            cap_session_duration: false,
-            end_sign_in_sessions: false,
-            provision_on_demand: None,
         }
     }
 

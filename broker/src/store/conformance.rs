@@ -33,6 +33,7 @@ use crate::domain::session::{LoginClient, LoginOutcome, PendingLogin, Session};
 use crate::domain::user::{ApiToken, User};
 use crate::identity::scim::{ScimConnection, ScimKind, ScimResource};
 use crate::outbox::{Command, CommandResult};
+use crate::testing::command;
 
 /// Opens (or reopens) a backend whose state lives in `dir`.
 pub type Open = fn(&Path) -> Arc<dyn Store>;
@@ -119,21 +120,6 @@ fn grant(request: &Request, at: i64) -> Grant {
         entitlement("admins", request.requester.as_str()),
         t(at),
     )
-}
-
-fn command(id: &str, group: &str, op: CommandOp) -> Command {
-    Command {
-        id: id.into(),
-        op,
-        grant: GrantId::generate(),
-        entitlement: entitlement(group, "alice"),
-        not_before: t(0),
-        not_after: t(600),
-        issued_at: t(0),
-        cap_session_duration: false,
-        end_sign_in_sessions: false,
-        provision_on_demand: None,
-    }
 }
 
 fn entry() -> AuditEntry {

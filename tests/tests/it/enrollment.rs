@@ -1,7 +1,5 @@
 //! Enrolling a gateway agent with a one-time join token and a CSR.
 
-use std::time::Duration;
-
 use jitgate_broker::tls::agent::AgentIdentity;
 use jitgate_shared::v1::api::{CreateJoinTokenBody, EnrollBody};
 use jitgate_shared::v1::ConfigId;
@@ -12,7 +10,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 use sha2::{Digest, Sha256};
 
-use crate::support::status;
+use crate::support::{past, status};
 
 /// What `jitgate-agent enroll` will do locally: a key that never leaves,
 /// and a CSR for it.
@@ -146,7 +144,7 @@ async fn bad_tokens_bad_csrs_and_non_admins_are_refused() {
 
     // An expired token is refused and says so.
     let short = admin.create_join_token(&join("aws-test", Some(1))).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    past(short.expires_at).await;
     let (code, msg) = status(
         anonymous
             .enroll(&EnrollBody {

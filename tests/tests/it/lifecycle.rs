@@ -7,7 +7,7 @@ use jitgate_tests::broker::TestBroker;
 use jitgate_tests::fixtures::{policies, CATALOG};
 use reqwest::StatusCode;
 
-use crate::support::{eventually, outbox, request, status};
+use crate::support::{eventually, outbox, past, request, status};
 
 #[tokio::test]
 async fn two_of_m_approvals_with_self_approval_refused() {
@@ -98,7 +98,7 @@ async fn approvals_after_the_pending_ttl_are_refused() {
     let b = TestBroker::start(CATALOG, &policies()).await;
     let alice = b.client("alice");
     let r = request(&alice, "quick-admin", 600).await;
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    past(r.pending_expires_at).await;
     let (code, msg) = status(b.client("bob").approve(r.id, None).await);
     assert_eq!(code, StatusCode::CONFLICT, "{msg}");
     let expired = eventually(Duration::from_secs(5), "pending expiry", || async {

@@ -53,6 +53,15 @@ where
     }
 }
 
+/// Waits until the wall clock is past `instant` (an expiry the broker
+/// stated), so a test asserts what happens after it without guessing how
+/// long that is.
+pub async fn past(instant: chrono::DateTime<chrono::Utc>) {
+    let left = (instant - chrono::Utc::now()).to_std().unwrap_or_default();
+    tokio::time::sleep(left + Duration::from_millis(1)).await;
+    assert!(chrono::Utc::now() > instant);
+}
+
 pub async fn outbox(admin: &ApiClient) -> Vec<CommandBody> {
     admin.outbox("aws-test", 100_000).await.unwrap()
 }

@@ -552,7 +552,7 @@ impl Broker {
         };
         for (result, late) in results.iter().zip(lateness) {
             match result {
-                Ok(()) => {
+                Ok(_) => {
                     run.done += 1;
                     self.metrics.job_lateness.observe(late);
                 }

@@ -13,7 +13,7 @@ use crate::domain::policy::{Action, PrincipalFacts, RequestFacts, ResourceFacts}
 use crate::domain::request::{NewRequest, PersonsNow, Request, ReviewOutcome, Reviewer};
 use crate::domain::user::User;
 use crate::scheduler::jobs;
-use crate::store::{Change, PageQuery, RequestFilter};
+use crate::store::{Change, Committed, PageQuery, RequestFilter};
 
 /// Filters for listing requests.
 #[derive(Debug, Clone, Default)]
@@ -347,11 +347,12 @@ impl Broker {
     }
 
     /// Commits and wakes the scheduler when the change scheduled work.
-    pub(crate) async fn commit(&self, change: Change) -> Result<(), ServiceError> {
+    /// Returns the new versions of the records written.
+    pub(crate) async fn commit(&self, change: Change) -> Result<Committed, ServiceError> {
         let wake = !change.schedule.is_empty();
         let outboxes = outboxes_of(&change);
         let recount = supersedes_failing_revoke(&change);
-        self.store.commit(change).await?;
+        let committed = self.store.commit(change).await?;
         if recount {
             self.count_failing_revokes().await?;
         }
@@ -359,7 +360,7 @@ impl Broker {
             self.scheduler.notify_one();
         }
         self.signal_outboxes(outboxes);
-        Ok(())
+        Ok(committed)
     }
 }
 

@@ -160,7 +160,8 @@ impl Broker {
                 connection: name.to_owned(),
             },
         });
-        self.commit(change).await
+        self.commit(change).await?;
+        Ok(())
     }
 
     /// The connection a bearer token belongs to. One message for every
@@ -324,9 +325,7 @@ impl Broker {
             }
         }
         change.scim_resources.push(resource.clone());
-        self.commit(change).await?;
-        resource.version += 1;
-        Ok(resource)
+        Ok(self.commit(change).await?.stored(resource))
     }
 
     #[tracing::instrument(skip(self, conn), fields(connection = %conn.name, kind = kind.name()))]
@@ -383,7 +382,8 @@ impl Broker {
                 }
             }
             change.delete_scim_resources.push(resource);
-            Ok(self.commit(change).await?)
+            self.commit(change).await?;
+            Ok(())
         })
         .await
     }

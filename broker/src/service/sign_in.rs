@@ -439,7 +439,7 @@ impl Broker {
             .await?
             .filter(|p| p.outcome == LoginOutcome::Waiting && now < p.expires_at)
             .ok_or_else(|| refused("unknown, expired or already used sign-in state"))?;
-        self.close_login(&pending).await?;
+        let pending = self.close_login(&pending).await?;
         let provider = self.provider(&pending.provider)?.clone();
         let outcome = async {
             if let Some((error, description)) = error {
@@ -467,16 +467,20 @@ impl Broker {
         self.complete_login(pending, state, &user, &session, now).await
     }
 
-    /// Marks a pending login used (once: a second use is refused).
-    async fn close_login(&self, pending: &PendingLogin) -> Result<(), ServiceError> {
+    /// Marks a pending login used (once: a second use is refused). Returns
+    /// it as stored.
+    async fn close_login(&self, pending: &PendingLogin) -> Result<PendingLogin, ServiceError> {
         let mut closed = pending.clone();
         closed.outcome = LoginOutcome::Closed;
         let mut change = Change::default();
-        change.pending_logins.push(closed);
-        self.commit(change).await.map_err(|e| match e {
-            ServiceError::Store(s) if s.is_conflict() => refused("sign-in state already used"),
-            other => other,
-        })
+        change.pending_logins.push(closed.clone());
+        self.commit(change)
+            .await
+            .map(|committed| committed.stored(closed))
+            .map_err(|e| match e {
+                ServiceError::Store(s) if s.is_conflict() => refused("sign-in state already used"),
+                other => other,
+            })
     }
 
     /// Audits a refused sign-in that reached a provider.
@@ -526,7 +530,6 @@ impl Broker {
             LoginClient::Cli { redirect_uri, .. } => {
                 let code = random_token("");
                 let mut signed_in = pending;
-                signed_in.version += 1;
                 signed_in.outcome = LoginOutcome::SignedIn {
                     code_hash: hash_token(&code),
                     session: session.id.clone(),
@@ -620,9 +623,10 @@ impl Broker {
                 }),
                 None => None,
             };
-        if let Some(p) = &pending {
-            self.close_login(p).await?;
-        }
+        let pending = match pending {
+            Some(p) => Some(self.close_login(&p).await?),
+            None => None,
+        };
         let outcome = async {
             let verified = saml
                 .verify(saml_response, pending.as_ref().map(|p| p.nonce.as_str()))
@@ -660,7 +664,7 @@ impl Broker {
             version: 0,
             expires_at: not_on_or_after.unwrap_or(now + Duration::hours(1)),
         });
-        self.commit(change).await.map_err(|e| match e {
+        self.commit(change).await.map(|_| ()).map_err(|e| match e {
             ServiceError::Store(s) if s.is_conflict() => {
                 refused(format!("assertion `{id}` was already used (replayed)"))
             }
@@ -909,9 +913,7 @@ impl Broker {
             change.users.push(user.clone());
         }
         change.sessions.push(session.clone());
-        self.commit(change).await?;
-        let mut session = session;
-        session.version += 1;
+        let session = self.commit(change).await?.stored(session);
         tracing::info!(user = %user.id, provider = name, created, "signed in");
         Ok((user, session))
     }
@@ -1093,7 +1095,8 @@ impl Broker {
                 user: session.user.clone(),
             },
         });
-        self.commit(change).await
+        self.commit(change).await?;
+        Ok(())
     }
 
     /// Signs the caller out: the session of `token` ends.

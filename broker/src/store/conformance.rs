@@ -322,7 +322,13 @@ pub async fn versions_conflict(open: Open) {
         users: vec![user("alice")],
         ..Change::default()
     };
-    store.commit(create.clone()).await.unwrap();
+    let committed = store.commit(create.clone()).await.unwrap();
+    assert_eq!(
+        committed.version_of(&user("alice")),
+        Some(1),
+        "commit says what it stored"
+    );
+    assert_eq!(committed.version_of(&user("bob")), None);
     let err = store.commit(create).await.unwrap_err();
     assert!(
         matches!(
@@ -343,8 +349,9 @@ pub async fn versions_conflict(open: Open) {
         ..Change::default()
     };
     let results = store.commit_all(vec![update.clone(), update]).await;
-    assert!(results[0].is_ok());
+    let stored = results[0].as_ref().unwrap().stored(user("alice"));
     assert!(results[1].as_ref().unwrap_err().is_conflict());
+    assert_eq!(stored.version, 2);
     assert_eq!(store.user(&uid("alice")).await.unwrap().unwrap().version, 2);
     assert_eq!(
         store.audit(1, 10).await.unwrap().len(),

@@ -14,9 +14,11 @@
 mod conformance;
 pub mod keys;
 pub mod query;
+pub mod record;
 pub mod sled;
 
 pub use query::{GrantFilter, RequestFilter, ScimFilter, SessionFilter, TokenFilter};
+pub use record::{Committed, Versioned};
 
 use std::fmt::Debug;
 
@@ -183,12 +185,13 @@ impl PageQuery {
 
 #[async_trait]
 pub trait Store: Send + Sync + Debug + 'static {
-    /// Applies `change` atomically and durably, or not at all.
-    async fn commit(&self, change: Change) -> Result<(), StoreError>;
+    /// Applies `change` atomically and durably, or not at all. Returns the
+    /// new version of each record written.
+    async fn commit(&self, change: Change) -> Result<Committed, StoreError>;
 
     /// Applies each change atomically (each may fail on its own), with one
     /// flush for all: the fast path for many expiries at once.
-    async fn commit_all(&self, changes: Vec<Change>) -> Vec<Result<(), StoreError>>;
+    async fn commit_all(&self, changes: Vec<Change>) -> Vec<Result<Committed, StoreError>>;
 
     async fn configuration(&self, id: &ConfigId) -> Result<Option<StoredConfiguration>, StoreError>;
     async fn configurations(&self) -> Result<Vec<StoredConfiguration>, StoreError>;

@@ -17,7 +17,8 @@ use serde::Serialize;
 
 use super::keys::{self, key};
 use super::{
-    Change, GrantFilter, PageQuery, RequestFilter, ScimFilter, SessionFilter, Store, StoreError, TokenFilter,
+    Change, Committed, GrantFilter, PageQuery, RequestFilter, ScimFilter, SessionFilter, Store, StoreError,
+    TokenFilter, Versioned,
 };
 use crate::audit::anchor::AuditAnchor;
 use crate::audit::{AuditHead, AuditRecord};
@@ -88,61 +89,47 @@ fn decode_versioned<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, 
     decode(key, &bytes[VERSION_LEN..])
 }
 
-/// A record written with compare-and-set on its version.
-trait StoredRecord {
-    fn kind(&self) -> &'static str;
-    fn id(&self) -> String;
+/// Where a versioned record lives in the keyspace, and its stored form.
+trait StoredRecord: Versioned {
     fn key(&self) -> Vec<u8>;
-    /// The version the record was read at (0 when new).
-    fn read_version(&self) -> u64;
-    /// The stored form with the next version.
-    fn encode_next(&self) -> Result<Vec<u8>, StoreError>;
+    /// The stored form at `version`.
+    fn encode_at(&self, version: u64) -> Result<Vec<u8>, StoreError>;
 }
 
 macro_rules! stored_record {
-    ($ty:ty, $kind:literal, $prefix:expr, |$r:ident| $id:expr) => {
+    ($ty:ty, |$r:ident| $key:expr) => {
         impl StoredRecord for $ty {
-            fn kind(&self) -> &'static str {
-                $kind
-            }
-            fn id(&self) -> String {
-                let $r = self;
-                $id.to_string()
-            }
             fn key(&self) -> Vec<u8> {
-                key($prefix, self.id())
+                let $r = self;
+                $key
             }
-            fn read_version(&self) -> u64 {
-                self.version
-            }
-            fn encode_next(&self) -> Result<Vec<u8>, StoreError> {
+            fn encode_at(&self, version: u64) -> Result<Vec<u8>, StoreError> {
                 let mut next = self.clone();
-                next.version += 1;
-                encode_versioned(next.version, &next)
+                next.set_version(version);
+                encode_versioned(version, &next)
             }
         }
     };
+    ($ty:ty, $prefix:expr) => {
+        stored_record!($ty, |r| key($prefix, Versioned::id(r)));
+    };
 }
 
-stored_record!(StoredConfiguration, "configuration", keys::CONFIG, |r| r
-    .config
-    .id);
-stored_record!(StoredResource, "resource", keys::RESOURCE, |r| r.resource.id);
-stored_record!(User, "user", keys::USER, |r| r.id);
-stored_record!(Request, "request", keys::REQUEST, |r| r.id);
-stored_record!(Grant, "grant", keys::GRANT, |r| r.id);
-stored_record!(Lease, "lease", keys::LEASE, |r| r.key);
-stored_record!(JoinToken, "join token", keys::JOIN_TOKEN, |r| r.hash);
-stored_record!(Agent, "agent", keys::AGENT, |r| r.id);
-stored_record!(PendingLogin, "sign-in", keys::PENDING_LOGIN, |r| r.key);
-stored_record!(Session, "session", keys::SESSION, |r| r.id);
-stored_record!(UsedAssertion, "SAML assertion", keys::USED_ASSERTION, |r| r.key);
-stored_record!(ScimConnection, "SCIM connection", keys::SCIM_CONNECTION, |r| r
-    .name);
-stored_record!(ScimResource, "SCIM resource", keys::SCIM_RESOURCE, |r| format!(
-    "{}{}",
-    keys::scim_scope(&r.connection, r.kind),
-    r.id
+stored_record!(StoredConfiguration, keys::CONFIG);
+stored_record!(StoredResource, keys::RESOURCE);
+stored_record!(User, keys::USER);
+stored_record!(Request, keys::REQUEST);
+stored_record!(Grant, keys::GRANT);
+stored_record!(Lease, keys::LEASE);
+stored_record!(JoinToken, keys::JOIN_TOKEN);
+stored_record!(Agent, keys::AGENT);
+stored_record!(PendingLogin, keys::PENDING_LOGIN);
+stored_record!(Session, keys::SESSION);
+stored_record!(UsedAssertion, keys::USED_ASSERTION);
+stored_record!(ScimConnection, keys::SCIM_CONNECTION);
+stored_record!(ScimResource, |r| key(
+    keys::SCIM_RESOURCE,
+    format!("{}{}", keys::scim_scope(&r.connection, r.kind), r.id)
 ));
 
 /// The outbox of one change being staged, for the shared
@@ -368,13 +355,14 @@ impl SledStore {
         state: &mut WriterState,
         staged: &mut HashMap<Vec<u8>, Option<Vec<u8>>>,
         batch: &mut sled::Batch,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Committed, StoreError> {
         let mut writes: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
         let mut written = std::collections::HashSet::new();
         // Compare-and-set: each record carries the version it was read at (0
         // for new records); the stored one must still be that, and the
         // written one is the next. A record written twice in one change is
         // refused: the last write would win silently.
+        let mut committed = Committed::default();
         let mut versioned = |record: &dyn StoredRecord| -> Result<(), StoreError> {
             let k = record.key();
             if !written.insert(k.clone()) {
@@ -383,7 +371,7 @@ impl SledStore {
                     id: record.id(),
                 });
             }
-            let read = record.read_version();
+            let read = record.version();
             let found = match staged.get(&k) {
                 Some(Some(v)) => version_of(&k, v)?,
                 Some(None) => 0,
@@ -400,7 +388,8 @@ impl SledStore {
                     found,
                 });
             }
-            writes.push((k, Some(record.encode_next()?)));
+            writes.push((k, Some(record.encode_at(read + 1)?)));
+            committed.wrote(record.kind(), record.id(), read + 1);
             Ok(())
         };
         let records = (change.configurations.iter().map(|r| r as &dyn StoredRecord))
@@ -486,10 +475,10 @@ impl SledStore {
             }
             staged.insert(k, v);
         }
-        Ok(())
+        Ok(committed)
     }
 
-    fn apply(&self, changes: Vec<Change>) -> Vec<Result<(), StoreError>> {
+    fn apply(&self, changes: Vec<Change>) -> Vec<Result<Committed, StoreError>> {
         let mut state = match self.writer.lock() {
             Ok(s) => s,
             Err(poisoned) => poisoned.into_inner(),
@@ -536,12 +525,12 @@ impl SledStore {
 
 #[async_trait]
 impl Store for SledStore {
-    async fn commit(&self, change: Change) -> Result<(), StoreError> {
+    async fn commit(&self, change: Change) -> Result<Committed, StoreError> {
         let mut results = self.commit_all(vec![change]).await;
-        results.pop().unwrap_or(Ok(()))
+        results.pop().unwrap_or_else(|| Ok(Committed::default()))
     }
 
-    async fn commit_all(&self, changes: Vec<Change>) -> Vec<Result<(), StoreError>> {
+    async fn commit_all(&self, changes: Vec<Change>) -> Vec<Result<Committed, StoreError>> {
         let results = self.apply(changes);
         if results.iter().any(Result::is_ok) {
             if let Err(e) = self.flush().await {

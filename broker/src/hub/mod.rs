@@ -6,7 +6,8 @@
 //! the agent record (enrolled, approved, not revoked, for the configuration
 //! its certificate names), and the hello (protocol version and the same
 //! configuration). The agent's identity comes from its certificate only.
-//! What a session does after that is in [`session`].
+//! What a session does after that is in `session.rs`: it sends what the
+//! [outbox](crate::outbox) hands it and stores what comes back.
 
 mod session;
 

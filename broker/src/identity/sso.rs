@@ -1,4 +1,4 @@
-//! Sign-in decisions, independent of the protocol (OIDC now, SAML next):
+//! Sign-in decisions, independent of the protocol (OIDC or SAML):
 //! which provider an email belongs to, what the verified claims say, which
 //! roles follow from them, and how a just-in-time user is created or
 //! brought up to date.

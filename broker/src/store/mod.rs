@@ -7,7 +7,7 @@
 //! outside (an agent, a cloud, an HTTP caller) hears of a state that a crash
 //! could take back.
 //!
-//! [`sled`](self::sled) is the embedded default; a Postgres backend for
+//! [`sled`] is the embedded default; a Postgres backend for
 //! several broker replicas implements the same trait.
 
 #[cfg(test)]

@@ -3,8 +3,8 @@
 //! Resources are kept as JSON documents in the shape of the published
 //! schemas (core User with the enterprise extension, core Group), so what a
 //! directory writes is what it reads back. jitgate's own [`User`] is derived
-//! from a SCIM user ([`record::derive_user`]): display name, email, groups
-//! and `active`.
+//! from a SCIM user ([`ScimResource::profile`]): display name, email,
+//! groups and `active`.
 //!
 //! Wire types, the filter grammar and the published schemas come from the
 //! `scim_v2` crate; evaluation against documents is here.

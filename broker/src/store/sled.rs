@@ -140,22 +140,20 @@ stored_record!(ScimResource, |r| key(
 struct SledQueue<'a> {
     store: &'a SledStore,
     staged: &'a HashMap<Vec<u8>, Option<Vec<u8>>>,
-    /// This change's own outbox writes, read before `staged`.
-    local: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    /// This change's writes so far (a handful), read before `staged`.
     writes: &'a mut Vec<(Vec<u8>, Option<Vec<u8>>)>,
     seq: u64,
 }
 
 impl SledQueue<'_> {
     fn read(&self, k: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.local.get(k) {
-            Some(v) => Ok(v.clone()),
+        match self.writes.iter().rev().find(|(w, _)| w.as_slice() == k) {
+            Some((_, v)) => Ok(v.clone()),
             None => self.store.read_staged(self.staged, k),
         }
     }
 
     fn write(&mut self, k: Vec<u8>, v: Option<Vec<u8>>) {
-        self.local.insert(k.clone(), v.clone());
         self.writes.push((k, v));
     }
 
@@ -438,7 +436,6 @@ impl SledStore {
         let mut queue = SledQueue {
             store: self,
             staged,
-            local: HashMap::new(),
             writes: &mut writes,
             seq: state.outbox_seq,
         };

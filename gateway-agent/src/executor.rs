@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use jitgate_shared::v1::api::CommandOp;
-use jitgate_shared::v1::protocol::Outcome;
+use jitgate_shared::v1::protocol::{FailureKind, Outcome};
 use jitgate_shared::v1::signing::{CommandBody, CommandRejected, CommandVerifier, SignedCommand};
 use jitgate_shared::v1::{ConfigId, Entitlement, Target};
 use tokio::sync::{watch, Mutex, Notify};
@@ -25,9 +25,11 @@ use crate::provider::{Effect, Ending, Provider, ProviderError, Window};
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(2);
 
 /// The longest pause between tries to remove an expired entitlement after
-/// a transient failure (throttling, a timeout, a 5xx).
+/// a failure that may pass by itself (throttling, a timeout, a 5xx, a
+/// credential being renewed).
 pub const SELF_REVOKE_TRANSIENT_MAX: Duration = Duration::from_secs(60);
-/// ... and after a permanent one (a permission taken away, a principal
+/// ... and after one that will not ([`FailureKind::NotFound`],
+/// [`FailureKind::Rejected`]: a permission taken away, a principal
 /// gone): it needs a person, and hammering the tenant helps nobody; it is
 /// still tried until it succeeds.
 pub const SELF_REVOKE_PERMANENT_MAX: Duration = Duration::from_secs(15 * 60);
@@ -35,12 +37,12 @@ pub const SELF_REVOKE_PERMANENT_MAX: Duration = Duration::from_secs(15 * 60);
 /// Pause before the next try at removing an expired entitlement, after
 /// `attempt` failures, the last being `error`.
 pub fn self_revoke_pause(attempt: u32, error: &ProviderError, jitter: f64) -> Duration {
-    let cap = if error.retryable {
+    let cap = if error.retryable() {
         SELF_REVOKE_TRANSIENT_MAX
     } else {
         SELF_REVOKE_PERMANENT_MAX
     };
-    jitgate_shared::backoff::backoff(attempt, error.retry_after, jitter, cap)
+    jitgate_shared::backoff::backoff(attempt, error.retry_after(), jitter, cap)
 }
 
 #[derive(Debug)]
@@ -106,11 +108,7 @@ impl Executor {
             Ok(o) => o,
             Err(e) => {
                 tracing::error!(command = %id, error = %e, "journal failed; not acting");
-                Outcome::Failed {
-                    reason: format!("agent journal: {e}"),
-                    retryable: true,
-                    retry_after_seconds: None,
-                }
+                Outcome::failed(FailureKind::Transport, format!("agent journal: {e}"), None)
             }
         };
         (id, outcome)
@@ -150,7 +148,7 @@ impl Executor {
             CommandOp::Grant => self.grant(body).await?,
             CommandOp::Revoke => self.revoke(body).await?,
         };
-        if !matches!(outcome, Outcome::Failed { retryable: true, .. }) {
+        if !outcome.failure().is_some_and(FailureKind::retryable) {
             self.journal
                 .put_result(&body.id, &outcome, clock::now(), body.not_after)?;
         }
@@ -182,10 +180,10 @@ impl Executor {
             Ok(Effect::Changed) => Outcome::Applied,
             Ok(Effect::Unchanged) => Outcome::AlreadyPresent,
             Err(e) => {
-                if !e.retryable && before.is_none() {
+                if !e.retryable() && before.is_none() {
                     self.journal.remove_holding(&body.entitlement)?;
                 }
-                failed(e)
+                e.outcome()
             }
         };
         Ok(outcome)
@@ -198,7 +196,7 @@ impl Executor {
         let outcome = match self.provider.remove_for(&body.entitlement, &ending).await {
             Ok(Effect::Changed) => Outcome::Revoked,
             Ok(Effect::Unchanged) => Outcome::AlreadyAbsent,
-            Err(e) => return Ok(failed(e)),
+            Err(e) => return Ok(e.outcome()),
         };
         self.journal.remove_holding(&body.entitlement)?;
         self.deadlines.notify_one();
@@ -308,7 +306,7 @@ impl Executor {
                     *n - 1
                 };
                 let pause = self_revoke_pause(attempt, &e, rand::random::<f64>());
-                if e.retryable {
+                if e.retryable() {
                     tracing::warn!(grant = %seen.grant, error = %e, ?pause, "removing an expired entitlement failed; trying again");
                 } else {
                     tracing::error!(grant = %seen.grant, error = %e, ?pause, attempts = attempt + 1, "removing an expired entitlement failed for good; it needs a person, and is tried again with a longer pause");
@@ -343,14 +341,6 @@ impl Executor {
         }
         self.reports.notify_one();
         Ok(())
-    }
-}
-
-fn failed(e: ProviderError) -> Outcome {
-    Outcome::Failed {
-        reason: e.reason,
-        retryable: e.retryable,
-        retry_after_seconds: e.retry_after.map(|d| d.as_secs().max(1)),
     }
 }
 
@@ -396,12 +386,8 @@ mod tests {
 
     #[test]
     fn self_revokes_back_off_longer_after_permanent_failures() {
-        let transient = ProviderError {
-            reason: "throttled".into(),
-            retryable: true,
-            retry_after: None,
-        };
-        let permanent = ProviderError::permanent("AccessDenied");
+        let transient = ProviderError::transport("timed out");
+        let permanent = ProviderError::rejected("AccessDenied");
         for jitter in [0.0, 0.5, 0.99] {
             let t: Vec<_> = (0..30)
                 .map(|a| self_revoke_pause(a, &transient, jitter))
@@ -420,10 +406,7 @@ mod tests {
                 "a permanent failure waits longer than any transient one"
             );
         }
-        let throttled = ProviderError {
-            retry_after: Some(Duration::from_secs(30)),
-            ..transient
-        };
+        let throttled = ProviderError::throttled("slow down", Some(Duration::from_secs(30)));
         assert!(
             self_revoke_pause(0, &throttled, 0.0) >= Duration::from_secs(30),
             "Retry-After is a floor"

@@ -107,8 +107,8 @@ async fn phase(proxy: &HttpFaultProxy, name: &str, throttle_permille: u64, run_f
                         ops.fetch_add(1, Ordering::Relaxed);
                         grant = !grant;
                     }
-                    Err(err) if err.retryable => {
-                        tokio::time::sleep(err.retry_after.unwrap_or(Duration::from_millis(100))).await;
+                    Err(err) if err.retryable() => {
+                        tokio::time::sleep(err.retry_after().unwrap_or(Duration::from_millis(100))).await;
                     }
                     Err(err) => panic!("{err}"),
                 }

@@ -134,7 +134,7 @@ async fn phase(name: &str, budget: u32, graph_limit: Option<u32>, run_for: Durat
                         Ok(Effect::Unchanged) => grant = !grant,
                         Err(err) => {
                             failures.fetch_add(1, Ordering::Relaxed);
-                            tokio::time::sleep(err.retry_after.unwrap_or(Duration::from_millis(100))).await;
+                            tokio::time::sleep(err.retry_after().unwrap_or(Duration::from_millis(100))).await;
                         }
                     }
                 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use jitgate_shared::v1::api::CommandOp;
-use jitgate_shared::v1::protocol::Outcome;
+use jitgate_shared::v1::protocol::{FailureKind, Outcome};
 use jitgate_shared::v1::{AgentId, ConfigId, GrantId};
 use serde::{Deserialize, Serialize};
 
@@ -38,21 +38,43 @@ pub enum Disposition {
     RevokeFailing { reason: String },
 }
 
+/// Decided by the failure's kind ([`FailureKind`]), never its message.
 pub fn disposition(op: CommandOp, outcome: &Outcome) -> Disposition {
-    match outcome {
+    let reason = match outcome {
+        Outcome::Refused { reason } => reason,
         Outcome::Failed {
-            retryable: true,
+            reason,
             retry_after_seconds,
             ..
-        } => Disposition::Retry {
-            after: retry_after_seconds.map(Duration::from_secs),
-        },
-        Outcome::Refused { reason } | Outcome::Failed { reason, .. } if op == CommandOp::Revoke => {
-            Disposition::RevokeFailing {
-                reason: reason.clone(),
+        } => {
+            if outcome.failure().is_some_and(|kind| retried_quietly(op, kind)) {
+                return Disposition::Retry {
+                    after: retry_after_seconds.map(Duration::from_secs),
+                };
             }
+            reason
         }
-        _ => Disposition::Settled,
+        Outcome::Applied | Outcome::AlreadyPresent | Outcome::Revoked | Outcome::AlreadyAbsent => {
+            return Disposition::Settled
+        }
+    };
+    match op {
+        CommandOp::Revoke => Disposition::RevokeFailing {
+            reason: reason.clone(),
+        },
+        CommandOp::Grant => Disposition::Settled,
+    }
+}
+
+/// Whether a failure is sent again without anyone being told: what passes
+/// by itself. A credential the tenant does not take is renewed by itself
+/// too, but a revoke held up by it is surfaced at once (someone may have to
+/// mend the credential), while still being sent again.
+fn retried_quietly(op: CommandOp, kind: FailureKind) -> bool {
+    match kind {
+        FailureKind::Transport | FailureKind::Throttled | FailureKind::Busy => true,
+        FailureKind::Unauthorised => op == CommandOp::Grant,
+        FailureKind::NotFound | FailureKind::Rejected => false,
     }
 }
 
@@ -95,16 +117,8 @@ mod tests {
     #[test]
     fn grants_failing_for_good_settle_and_revokes_never_do() {
         let refused = Outcome::Refused { reason: "x".into() };
-        let denied = Outcome::Failed {
-            reason: "denied".into(),
-            retryable: false,
-            retry_after_seconds: None,
-        };
-        let throttled = Outcome::Failed {
-            reason: "throttled".into(),
-            retryable: true,
-            retry_after_seconds: Some(7),
-        };
+        let denied = Outcome::failed(FailureKind::Rejected, "denied", None);
+        let throttled = Outcome::failed(FailureKind::Throttled, "throttled", Some(Duration::from_secs(7)));
         assert_eq!(
             disposition(CommandOp::Grant, &Outcome::Applied),
             Disposition::Settled
@@ -133,6 +147,29 @@ mod tests {
                 }
             );
         }
+    }
+
+    #[test]
+    fn the_kind_decides_not_the_message() {
+        let retry = Disposition::Retry { after: None };
+        let failing = |reason: &str| Disposition::RevokeFailing {
+            reason: reason.into(),
+        };
+        for (kind, grant, revoke) in [
+            (FailureKind::Transport, retry.clone(), retry.clone()),
+            (FailureKind::Busy, retry.clone(), retry.clone()),
+            (FailureKind::Unauthorised, retry.clone(), failing("Unauthorised")),
+            (FailureKind::NotFound, Disposition::Settled, failing("NotFound")),
+            (FailureKind::Rejected, Disposition::Settled, failing("Rejected")),
+        ] {
+            let outcome = Outcome::failed(kind, format!("{kind:?}"), None);
+            assert_eq!(disposition(CommandOp::Grant, &outcome), grant, "{kind:?}");
+            assert_eq!(disposition(CommandOp::Revoke, &outcome), revoke, "{kind:?}");
+        }
+        // An agent from before kinds: `retryable` alone, as before.
+        let old: Outcome =
+            serde_json::from_str(r#"{"outcome":"failed","reason":"x","retryable":false}"#).unwrap();
+        assert_eq!(disposition(CommandOp::Revoke, &old), failing("x"));
     }
 
     proptest! {

@@ -24,10 +24,11 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use jitgate_shared::v1::api::{CommandOp, Decision, ExtendBody, ForceCloseBody, ReviewBody, Role, UserBody};
-use jitgate_shared::v1::protocol::Outcome;
+use jitgate_shared::v1::protocol::{FailureKind, Outcome};
 use jitgate_shared::v1::{AgentId, Entitlement, GrantId, RequestId, UserId};
 use proptest::prelude::*;
 
@@ -57,8 +58,22 @@ const RESOURCES: [&str; 3] = ["auto", "dev", "prod"];
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fate {
     Done,
-    Throttled,
-    Refused,
+    /// The agent answers every command with a failure of this kind.
+    Failed(FailureKind),
+}
+
+impl Fate {
+    /// The agent could not carry a grant out, for good: the broker gives
+    /// up on it, so its deadline is not the tenant's.
+    fn grant_failed_for_good(self) -> bool {
+        matches!(self, Fate::Failed(kind) if !kind.retryable())
+    }
+
+    /// The revoke must be surfaced on its grant at once (it stays queued
+    /// whatever the kind).
+    fn revoke_surfaced(self) -> bool {
+        matches!(self, Fate::Failed(kind) if !kind.retryable() || kind == FailureKind::Unauthorised)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -111,7 +126,11 @@ fn step() -> impl Strategy<Value = Step> {
         2 => (0usize..10).prop_map(|grant| Step::Revoke { grant }),
         1 => (0usize..10, 1u64..900).prop_map(|(grant, secs)| Step::Extend { grant, secs }),
         3 => (1i64..600).prop_map(|secs| Step::Advance { secs }),
-        4 => prop_oneof![3 => Just(Fate::Done), 1 => Just(Fate::Throttled), 2 => Just(Fate::Refused)].prop_map(|fate| Step::Deliver { fate }),
+        4 => prop_oneof![
+            3 => Just(Fate::Done),
+            1 => prop::sample::select(&[FailureKind::Transport, FailureKind::Throttled, FailureKind::Busy][..]).prop_map(Fate::Failed),
+            2 => prop::sample::select(&[FailureKind::Unauthorised, FailureKind::NotFound, FailureKind::Rejected][..]).prop_map(Fate::Failed),
+        ].prop_map(|fate| Step::Deliver { fate }),
         1 => someone().prop_map(|who| Step::Disable { who }),
         1 => Just(Step::LinkHal),
         1 => Just(Step::ForceClose),
@@ -329,32 +348,26 @@ impl World {
                         None => Outcome::AlreadyAbsent,
                     }
                 }
-                (Fate::Throttled, _) => Outcome::Failed {
-                    reason: "Throttling: rate exceeded".into(),
-                    retryable: true,
-                    retry_after_seconds: Some(2),
-                },
-                (Fate::Refused, _) => Outcome::Failed {
-                    reason: "AccessDeniedException".into(),
-                    retryable: false,
-                    retry_after_seconds: None,
-                },
+                (Fate::Failed(FailureKind::Throttled), _) => Outcome::failed(
+                    FailureKind::Throttled,
+                    "Throttling: rate exceeded",
+                    Some(Duration::from_secs(2)),
+                ),
+                (Fate::Failed(kind), _) => Outcome::failed(kind, format!("{kind:?}"), None),
             };
             self.h
                 .broker
                 .answer_command(self.agent, &command, outcome)
                 .await
                 .unwrap();
-            if fate == Fate::Refused && command.op == CommandOp::Grant {
+            if fate.grant_failed_for_good() && command.op == CommandOp::Grant {
                 self.refused_deadline.insert(key.clone());
             }
-            if fate == Fate::Refused && command.op == CommandOp::Revoke {
+            if command.op == CommandOp::Revoke && fate != Fate::Done {
                 let still = self.h.broker.store().queued_command(&command.id).await.unwrap();
-                prop_assert!(
-                    still.is_some(),
-                    "a refused revoke left the outbox: {}",
-                    command.id
-                );
+                prop_assert!(still.is_some(), "a failed revoke left the outbox: {}", command.id);
+            }
+            if command.op == CommandOp::Revoke && fate.revoke_surfaced() {
                 if let Some(g) = self.h.broker.store().grant(command.grant).await.unwrap() {
                     let failing = g.revoke_failing.as_ref().map(|f| f.command.as_str());
                     prop_assert_eq!(

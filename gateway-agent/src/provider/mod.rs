@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use jitgate_shared::v1::protocol::{FailureKind, Outcome};
 use jitgate_shared::v1::{ConfigId, Entitlement, Target};
 
 /// Refuses an entitlement of another configuration than the one this
@@ -27,7 +28,7 @@ pub fn check_configuration(serves: &ConfigId, e: &Entitlement) -> Result<(), Pro
     if &e.configuration == serves {
         return Ok(());
     }
-    Err(ProviderError::permanent(format!(
+    Err(ProviderError::rejected(format!(
         "entitlement for configuration {}, this agent serves {serves}",
         e.configuration
     )))
@@ -60,32 +61,91 @@ pub enum Effect {
     Unchanged,
 }
 
-/// A failure from the tenant's API.
+/// A failure from the tenant's API or of the request itself, by kind
+/// ([`FailureKind`]): the kind alone decides whether the broker sends the
+/// command again and how long the agent waits before retrying a
+/// self-revoke. The message names what failed for the people reading it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{reason}")]
 pub struct ProviderError {
-    pub reason: String,
-    /// Worth trying again (throttling, a timeout, a 5xx).
-    pub retryable: bool,
-    /// What the tenant asked for (Retry-After), if it did.
-    pub retry_after: Option<Duration>,
+    kind: FailureKind,
+    reason: String,
+    retry_after: Option<Duration>,
 }
 
 impl ProviderError {
-    pub fn permanent(reason: impl Into<String>) -> Self {
+    /// A failure of `kind` (see the named constructors below).
+    pub fn new(kind: FailureKind, reason: impl Into<String>) -> Self {
         Self {
+            kind,
             reason: reason.into(),
-            retryable: false,
             retry_after: None,
         }
     }
 
-    pub fn transient(reason: impl Into<String>, retry_after: Option<Duration>) -> Self {
+    /// No answer: connection failure, timeout, a server error.
+    pub fn transport(reason: impl Into<String>) -> Self {
+        Self::new(FailureKind::Transport, reason)
+    }
+
+    /// The tenant did not take the agent's credential.
+    pub fn unauthorised(reason: impl Into<String>) -> Self {
+        Self::new(FailureKind::Unauthorised, reason)
+    }
+
+    /// Slow down, for at least `retry_after` when the tenant (or its
+    /// budget) said how long.
+    pub fn throttled(reason: impl Into<String>, retry_after: Option<Duration>) -> Self {
         Self {
-            reason: reason.into(),
-            retryable: true,
             retry_after,
+            ..Self::new(FailureKind::Throttled, reason)
         }
+    }
+
+    /// An earlier change to the same thing is still running.
+    pub fn busy(reason: impl Into<String>) -> Self {
+        Self::new(FailureKind::Busy, reason)
+    }
+
+    /// Something the entitlement names is not in the tenant.
+    pub fn not_found(reason: impl Into<String>) -> Self {
+        Self::new(FailureKind::NotFound, reason)
+    }
+
+    /// Refused as it stands; asking again will not help.
+    pub fn rejected(reason: impl Into<String>) -> Self {
+        Self::new(FailureKind::Rejected, reason)
+    }
+
+    /// The same error, its message prefixed with what was being done.
+    pub fn context(self, doing: impl std::fmt::Display) -> Self {
+        Self {
+            reason: format!("{doing}: {}", self.reason),
+            ..self
+        }
+    }
+
+    pub fn kind(&self) -> FailureKind {
+        self.kind
+    }
+
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+
+    /// Whether the same call may succeed later unchanged.
+    pub fn retryable(&self) -> bool {
+        self.kind.retryable()
+    }
+
+    /// The pause the tenant asked for, if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+
+    /// How the broker hears of it.
+    pub fn outcome(&self) -> Outcome {
+        Outcome::failed(self.kind, self.reason.clone(), self.retry_after)
     }
 }
 

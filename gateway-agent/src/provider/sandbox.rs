@@ -38,9 +38,9 @@ impl Sandbox {
         let held = match &settings.state_file {
             Some(path) if path.exists() => {
                 let text = std::fs::read_to_string(path)
-                    .map_err(|e| ProviderError::permanent(format!("sandbox {}: {e}", path.display())))?;
+                    .map_err(|e| ProviderError::rejected(format!("sandbox {}: {e}", path.display())))?;
                 serde_json::from_str(&text)
-                    .map_err(|e| ProviderError::permanent(format!("sandbox {}: {e}", path.display())))?
+                    .map_err(|e| ProviderError::rejected(format!("sandbox {}: {e}", path.display())))?
             }
             _ => BTreeSet::new(),
         };
@@ -62,15 +62,14 @@ impl Sandbox {
         }
         let roll: f64 = rand::random();
         if roll < self.settings.throttle_rate {
-            return Err(ProviderError::transient(
+            return Err(ProviderError::throttled(
                 "sandbox: throttled (simulated)",
                 Some(Duration::from_secs(1)),
             ));
         }
         if roll < self.settings.throttle_rate + self.settings.failure_rate {
-            return Err(ProviderError::transient(
+            return Err(ProviderError::transport(
                 "sandbox: service unavailable (simulated)",
-                None,
             ));
         }
         Ok(())
@@ -95,13 +94,13 @@ impl Sandbox {
             .open(&log)
             .and_then(|mut f| std::io::Write::write_all(&mut f, format!("{line}\n").as_bytes()));
         if let Err(e) = appended {
-            return Err(ProviderError::transient(
-                format!("sandbox log {}: {e}", log.display()),
-                None,
-            ));
+            return Err(ProviderError::transport(format!(
+                "sandbox log {}: {e}",
+                log.display()
+            )));
         }
-        let text = serde_json::to_vec_pretty(held).map_err(|e| ProviderError::permanent(e.to_string()))?;
-        crate::state::write_atomic(path, &text).map_err(|e| ProviderError::transient(e.to_string(), None))
+        let text = serde_json::to_vec_pretty(held).map_err(|e| ProviderError::rejected(e.to_string()))?;
+        crate::state::write_atomic(path, &text).map_err(|e| ProviderError::transport(e.to_string()))
     }
 }
 
@@ -164,6 +163,7 @@ impl Provider for Sandbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use jitgate_shared::v1::protocol::FailureKind;
 
     fn ent(who: &str) -> Entitlement {
         Entitlement {
@@ -196,7 +196,10 @@ mod tests {
     #[tokio::test]
     async fn another_configuration_and_simulated_trouble_are_errors() {
         let s = Sandbox::open(ConfigId::new("aws").unwrap(), SandboxSettings::default()).unwrap();
-        assert!(!s.apply(&ent("alice")).await.unwrap_err().retryable);
+        assert_eq!(
+            s.apply(&ent("alice")).await.unwrap_err().kind(),
+            FailureKind::Rejected
+        );
         let stormy = Sandbox::open(
             ConfigId::new("entra").unwrap(),
             SandboxSettings {
@@ -206,7 +209,7 @@ mod tests {
         )
         .unwrap();
         let e = stormy.apply(&ent("alice")).await.unwrap_err();
-        assert!(e.retryable);
-        assert_eq!(e.retry_after, Some(Duration::from_secs(1)));
+        assert_eq!(e.kind(), FailureKind::Throttled);
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(1)));
     }
 }

@@ -6,6 +6,7 @@
 //! error, never a crash; unknown fields are refused.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -152,13 +153,85 @@ pub enum Outcome {
     Refused {
         reason: String,
     },
-    /// The cloud said no or could not be reached.
+    /// The cloud said no or could not be reached. Build one with
+    /// [`Outcome::failed`]; read its kind with [`Outcome::failure`].
     Failed {
         reason: String,
+        /// Whether trying again can help: `kind.retryable()`. Kept beside
+        /// the kind for answers (and audit records) from before kinds.
         retryable: bool,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         retry_after_seconds: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kind: Option<FailureKind>,
     },
+}
+
+impl Outcome {
+    /// A failure of `kind`; `retry_after` is the pause the tenant asked
+    /// for, rounded up to whole seconds (at least one).
+    pub fn failed(kind: FailureKind, reason: impl Into<String>, retry_after: Option<Duration>) -> Self {
+        Outcome::Failed {
+            reason: reason.into(),
+            retryable: kind.retryable(),
+            retry_after_seconds: retry_after.map(|d| (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)),
+            kind: Some(kind),
+        }
+    }
+
+    /// The kind of a failure, `None` for any other outcome. An answer from
+    /// an agent that predates kinds counts as `Transport` when it said
+    /// retryable and `Rejected` when not, which is how it was treated.
+    pub fn failure(&self) -> Option<FailureKind> {
+        match self {
+            Outcome::Failed { kind: Some(kind), .. } => Some(*kind),
+            Outcome::Failed { retryable: true, .. } => Some(FailureKind::Transport),
+            Outcome::Failed { retryable: false, .. } => Some(FailureKind::Rejected),
+            _ => None,
+        }
+    }
+}
+
+/// Why a provider call failed, as DESIGN's provider contract names it; the
+/// kind alone decides whether trying again can help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The call did not get through: the connection failed or timed out,
+    /// the tenant answered with a server error, or the agent could not
+    /// journal the command before acting.
+    Transport,
+    /// The tenant did not take the agent's credential (an expired or
+    /// revoked token); a credential that renews itself may be taken on the
+    /// next try.
+    Unauthorised,
+    /// The tenant asked the agent to slow down.
+    Throttled,
+    /// The tenant is still carrying out an earlier change to the same
+    /// thing (Identity Center's `ConflictException`, an operation still in
+    /// progress).
+    Busy,
+    /// A user, group, role, permission set or account the entitlement
+    /// names is not in the tenant.
+    NotFound,
+    /// The tenant or the agent refused the request as it stands: bad
+    /// input, a permission the agent lacks, another configuration's
+    /// entitlement. Asking again will not help.
+    Rejected,
+}
+
+impl FailureKind {
+    /// Whether the same call may succeed later without anyone changing
+    /// anything.
+    pub fn retryable(self) -> bool {
+        match self {
+            FailureKind::Transport
+            | FailureKind::Unauthorised
+            | FailureKind::Throttled
+            | FailureKind::Busy => true,
+            FailureKind::NotFound | FailureKind::Rejected => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -258,16 +331,45 @@ mod tests {
         assert_eq!(decode::<AgentMessage>(frame.as_bytes()).unwrap(), hello);
         let result = AgentMessage::Result {
             command: "k-1-grant".into(),
-            outcome: Outcome::Failed {
-                reason: "throttled".into(),
-                retryable: true,
-                retry_after_seconds: Some(3),
-            },
+            outcome: Outcome::failed(
+                FailureKind::Throttled,
+                "throttled",
+                Some(Duration::from_millis(2_500)),
+            ),
         };
         assert_eq!(
             decode::<AgentMessage>(encode(&result).as_bytes()).unwrap(),
             result
         );
+        assert!(
+            encode(&result).contains(r#""retry_after_seconds":3"#),
+            "rounded up"
+        );
+    }
+
+    #[test]
+    fn answers_from_before_kinds_keep_their_meaning_and_their_bytes() {
+        for (frame, kind) in [
+            (
+                r#"{"outcome":"failed","reason":"503","retryable":true}"#,
+                FailureKind::Transport,
+            ),
+            (
+                r#"{"outcome":"failed","reason":"denied","retryable":false}"#,
+                FailureKind::Rejected,
+            ),
+        ] {
+            let outcome: Outcome = serde_json::from_str(frame).unwrap();
+            assert_eq!(outcome.failure(), Some(kind));
+            // Audit records hash the re-encoded outcome: it must not change.
+            assert_eq!(serde_json::to_string(&outcome).unwrap(), frame);
+        }
+        assert_eq!(Outcome::Applied.failure(), None);
+        // The kind decides, whatever `retryable` says.
+        let lying: Outcome =
+            serde_json::from_str(r#"{"outcome":"failed","reason":"x","retryable":true,"kind":"not_found"}"#)
+                .unwrap();
+        assert_eq!(lying.failure(), Some(FailureKind::NotFound));
     }
 
     #[test]

@@ -13,6 +13,7 @@ use jitgate_agent::provider::aws::identity_center::{
 };
 use jitgate_agent::provider::budget::{Budget, BudgetSettings};
 use jitgate_agent::provider::{Effect, Provider, Window};
+use jitgate_shared::v1::protocol::FailureKind;
 use jitgate_shared::v1::{ConfigId, Entitlement, Target};
 use jitgate_tests::agent::TestAgent;
 use jitgate_tests::broker::TestBroker;
@@ -158,9 +159,9 @@ async fn identity_center_errors_name_what_is_wrong() {
         .apply(&assignment("nobody@example.com", ACCOUNT, "Admin"))
         .await
         .unwrap_err();
-    assert!(!unknown_user.retryable);
+    assert_eq!(unknown_user.kind(), FailureKind::NotFound);
     assert!(
-        unknown_user.reason.contains("nobody@example.com"),
+        unknown_user.reason().contains("nobody@example.com"),
         "{unknown_user}"
     );
 
@@ -168,9 +169,9 @@ async fn identity_center_errors_name_what_is_wrong() {
         .apply(&assignment("alice@example.com", "12345", "Admin"))
         .await
         .unwrap_err();
-    assert!(!bad_account.retryable);
+    assert_eq!(bad_account.kind(), FailureKind::Rejected);
     assert!(
-        bad_account.reason.contains("`12345` is not an AWS account id"),
+        bad_account.reason().contains("`12345` is not an AWS account id"),
         "{bad_account}"
     );
 
@@ -178,9 +179,9 @@ async fn identity_center_errors_name_what_is_wrong() {
         .apply(&assignment("alice@example.com", ACCOUNT, "NoSuchSet"))
         .await
         .unwrap_err();
-    assert!(!unknown_ps.retryable);
+    assert_eq!(unknown_ps.kind(), FailureKind::NotFound);
     assert!(
-        unknown_ps.reason.contains("no permission set `NoSuchSet`"),
+        unknown_ps.reason().contains("no permission set `NoSuchSet`"),
         "{unknown_ps}"
     );
 
@@ -210,7 +211,7 @@ async fn identity_center_errors_name_what_is_wrong() {
         })
         .await
         .unwrap_err();
-    assert!(other.reason.contains("configuration other"), "{other}");
+    assert!(other.reason().contains("configuration other"), "{other}");
 }
 
 #[tokio::test]
@@ -264,7 +265,7 @@ async fn identity_center_start_up_checks_fail_early_with_the_reason() {
     .await
     .unwrap_err();
     assert!(
-        wrong.reason.contains("ssoins-0000000000000000 not found"),
+        wrong.reason().contains("ssoins-0000000000000000 not found"),
         "{wrong}"
     );
 
@@ -286,7 +287,7 @@ async fn identity_center_start_up_checks_fail_early_with_the_reason() {
     .await
     .unwrap_err();
     assert!(
-        unreachable.reason.contains("Identity Center is not reachable"),
+        unreachable.reason().contains("Identity Center is not reachable"),
         "{unreachable}"
     );
 }
@@ -371,7 +372,7 @@ async fn iam_group_membership_and_policy_attachment_are_idempotent() {
         .await
         .unwrap_err();
     assert!(
-        !nobody.retryable && nobody.reason.contains("user `nobody` does not exist"),
+        nobody.kind() == FailureKind::NotFound && nobody.reason().contains("user `nobody` does not exist"),
         "{nobody}"
     );
     let no_group = p
@@ -384,7 +385,7 @@ async fn iam_group_membership_and_policy_attachment_are_idempotent() {
         .await
         .unwrap_err();
     assert!(
-        no_group.reason.contains("group `nogroup` does not exist"),
+        no_group.reason().contains("group `nogroup` does not exist"),
         "{no_group}"
     );
 }
@@ -451,8 +452,8 @@ async fn until_done(p: &IdentityCenter, e: &Entitlement, grant: bool) -> Effect 
         };
         match r {
             Ok(effect) => return effect,
-            Err(err) if err.retryable => {
-                tokio::time::sleep(err.retry_after.unwrap_or(Duration::from_millis(20))).await;
+            Err(err) if err.retryable() => {
+                tokio::time::sleep(err.retry_after().unwrap_or(Duration::from_millis(20))).await;
             }
             Err(err) => panic!(
                 "{} failed for good: {err}",

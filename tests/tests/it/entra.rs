@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use jitgate_agent::provider::entra::credential::{self, EntraAuth, EntraCredentialSettings};
 use jitgate_agent::provider::ProviderError;
+use jitgate_shared::v1::protocol::FailureKind;
 use jitgate_tests::agent::TestAgent;
 use jitgate_tests::broker::TestBroker;
 use jitgate_tests::fixtures::POLICY;
@@ -77,10 +78,10 @@ async fn bad_credentials_fail_at_start_up_naming_the_credential_and_tenant() {
         let e = credential::check(c.as_ref(), credential::GRAPH_SCOPE, &s)
             .await
             .unwrap_err();
-        assert!(!e.retryable);
-        assert!(e.reason.contains(code), "{e}");
-        assert!(e.reason.contains(tenant) && e.reason.contains(client), "{e}");
-        assert!(!e.reason.contains(secret), "no secret in the message: {e}");
+        assert_eq!(e.kind(), FailureKind::Unauthorised);
+        assert!(e.reason().contains(code), "{e}");
+        assert!(e.reason().contains(tenant) && e.reason().contains(client), "{e}");
+        assert!(!e.reason().contains(secret), "no secret in the message: {e}");
     }
 }
 
@@ -149,23 +150,23 @@ async fn a_client_certificate_signs_an_assertion_entra_accepts_and_an_unregister
     let other = file("other.pem", format!("{other_cert}{other_key}"));
     let e = sign_in(&f, certificate(&other)).await.unwrap_err();
     assert!(
-        e.reason.contains("AADSTS700027") && e.reason.contains("other.pem"),
+        e.reason().contains("AADSTS700027") && e.reason().contains("other.pem"),
         "{e}"
     );
-    assert!(!e.reason.contains("PRIVATE KEY"), "{e}");
+    assert!(!e.reason().contains("PRIVATE KEY"), "{e}");
 
     // The registered certificate with a key that is not its own: the
     // signature does not verify.
     let mismatched = file("mismatched.pem", format!("{cert}{other_key}"));
     let e = sign_in(&f, certificate(&mismatched)).await.unwrap_err();
-    assert!(e.reason.contains("invalid signature"), "{e}");
+    assert!(e.reason().contains("invalid signature"), "{e}");
 
     // A file without a key fails before any request, naming the file.
     let requests = f.token_requests();
     let no_key = file("no-key.pem", cert.clone());
     let e = sign_in(&f, certificate(&no_key)).await.unwrap_err();
     assert!(
-        e.reason.contains("no-key.pem") && e.reason.contains("private key"),
+        e.reason().contains("no-key.pem") && e.reason().contains("private key"),
         "{e}"
     );
     assert_eq!(f.token_requests(), requests);
@@ -196,7 +197,7 @@ async fn workload_identity_presents_the_projected_token_file() {
         .await
         .unwrap_err();
     assert!(
-        e.reason.contains("AADSTS700213") && e.reason.contains("workload identity"),
+        e.reason().contains("AADSTS700213") && e.reason().contains("workload identity"),
         "{e}"
     );
 }

@@ -9,6 +9,7 @@ use chrono::Utc;
 use jitgate_agent::provider::entra::credential::EntraAuth;
 use jitgate_agent::provider::entra::{Entra, EntraSettings};
 use jitgate_agent::provider::{Effect, Ending, Provider, Window};
+use jitgate_shared::v1::protocol::FailureKind;
 use jitgate_shared::v1::{ConfigId, Entitlement, PimGroupAccess, Target};
 use jitgate_tests::graph_fake::{App, GraphFake};
 
@@ -156,9 +157,9 @@ async fn unknown_users_groups_and_roles_fail_naming_them() {
         .apply_for(&member("nobody@contoso.com", &group), &window(60))
         .await
         .unwrap_err();
-    assert!(!e.retryable);
+    assert_eq!(e.kind(), FailureKind::NotFound);
     assert!(
-        e.reason.contains("nobody@contoso.com") && e.reason.contains(TENANT),
+        e.reason().contains("nobody@contoso.com") && e.reason().contains(TENANT),
         "{e}"
     );
 
@@ -167,9 +168,9 @@ async fn unknown_users_groups_and_roles_fail_naming_them() {
         .apply_for(&member("alice@contoso.com", missing), &window(60))
         .await
         .unwrap_err();
-    assert!(!e.retryable);
+    assert_eq!(e.kind(), FailureKind::NotFound);
     assert!(
-        e.reason.contains(missing) && e.reason.contains("Request_ResourceNotFound"),
+        e.reason().contains(missing) && e.reason().contains("Request_ResourceNotFound"),
         "{e}"
     );
 
@@ -177,8 +178,8 @@ async fn unknown_users_groups_and_roles_fail_naming_them() {
         .apply_for(&role("alice@contoso.com"), &window(60))
         .await
         .unwrap_err();
-    assert!(!e.retryable);
-    assert!(e.reason.contains("RoleDefinitionDoesNotExist"), "{e}");
+    assert!(!e.retryable());
+    assert!(e.reason().contains("RoleDefinitionDoesNotExist"), "{e}");
 
     let other = Entitlement {
         configuration: ConfigId::new("elsewhere").unwrap(),
@@ -188,7 +189,7 @@ async fn unknown_users_groups_and_roles_fail_naming_them() {
         .apply_for(&other, &window(60))
         .await
         .unwrap_err()
-        .reason
+        .reason()
         .contains("elsewhere"));
 
     // Revoking what an unknown user would hold changes nothing.
@@ -313,10 +314,10 @@ async fn throttling_is_honoured_with_retry_after_and_server_errors_are_retried()
     f.set(|s| s.throttle_next = 10);
     let err = p.remove(&e).await.unwrap_err();
     assert!(
-        err.retryable && err.retry_after.unwrap() >= Duration::from_secs(1),
+        err.kind() == FailureKind::Throttled && err.retry_after().unwrap() >= Duration::from_secs(1),
         "{err:?}"
     );
-    assert!(err.reason.contains("TooManyRequests"), "{err}");
+    assert!(err.reason().contains("TooManyRequests"), "{err}");
     f.set(|s| s.throttle_next = 0);
 
     // Two 503s, then success.
@@ -327,7 +328,7 @@ async fn throttling_is_honoured_with_retry_after_and_server_errors_are_retried()
     f.set(|s| s.fail_next = 10);
     let err = p.apply_for(&e, &window(60)).await.unwrap_err();
     assert!(
-        err.retryable && err.reason.contains("serviceNotAvailable"),
+        err.kind() == FailureKind::Transport && err.reason().contains("serviceNotAvailable"),
         "{err}"
     );
     f.set(|s| s.fail_next = 0);
@@ -365,9 +366,9 @@ async fn objects_still_replicating_are_waited_for_within_a_bound() {
         .apply_for(&member("late@contoso.com", &group), &window(60))
         .await
         .unwrap_err();
-    assert!(!e.retryable);
+    assert_eq!(e.kind(), FailureKind::NotFound);
     assert!(
-        e.reason.contains("late@contoso.com") && e.reason.contains("replication"),
+        e.reason().contains("late@contoso.com") && e.reason().contains("replication"),
         "{e}"
     );
 }
@@ -396,7 +397,9 @@ async fn tokens_are_refreshed_by_the_credential_and_a_refused_token_is_a_retryab
     f.revoke_tokens();
     let err = p.remove(&e).await.unwrap_err();
     assert!(
-        err.retryable && err.reason.contains("InvalidAuthenticationToken"),
+        err.kind() == FailureKind::Unauthorised
+            && err.retryable()
+            && err.reason().contains("InvalidAuthenticationToken"),
         "{err}"
     );
 }
@@ -462,10 +465,10 @@ async fn bad_credentials_stop_the_provider_at_start_up_naming_app_and_tenant() {
         secret: "wrong".into(),
     };
     let e = Entra::connect(config(), s).await.unwrap_err();
-    assert!(!e.retryable);
+    assert_eq!(e.kind(), FailureKind::Unauthorised);
     assert!(
-        e.reason.contains("AADSTS7000215") && e.reason.contains(CLIENT) && e.reason.contains(TENANT),
+        e.reason().contains("AADSTS7000215") && e.reason().contains(CLIENT) && e.reason().contains(TENANT),
         "{e}"
     );
-    assert!(!e.reason.contains("wrong"), "{e}");
+    assert!(!e.reason().contains("wrong"), "{e}");
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use jitgate_shared::v1::protocol::{self, AgentMessage, BrokerMessage, ErrorKind, VERSION};
+use jitgate_shared::v1::protocol::{self, AgentMessage, BrokerMessage, ErrorKind, FailureKind, VERSION};
 use jitgate_shared::v1::ConfigId;
 use jitgate_tests::agent::TestAgent;
 use jitgate_tests::broker::TestBroker;
@@ -511,10 +511,12 @@ async fn a_revoke_the_agent_refuses_stays_queued_is_surfaced_and_leaves_only_by_
     b.client("bob").revoke(grant_id, None).await.unwrap();
 
     // The agent cannot remove it (its role lost the permission).
-    let refusal = || Outcome::Failed {
-        reason: "AccessDeniedException: not authorized to DeleteAccountAssignment".into(),
-        retryable: false,
-        retry_after_seconds: None,
+    let refusal = || {
+        Outcome::failed(
+            FailureKind::Rejected,
+            "AccessDeniedException: not authorized to DeleteAccountAssignment",
+            None,
+        )
     };
     let revoke = next_command(&mut ws, CommandOp::Revoke).await;
     let answer = AgentMessage::Result {

@@ -59,7 +59,7 @@ impl Iam {
             client.list_groups().max_items(1).send()
         })
         .await
-        .map_err(|e| ProviderError::permanent(format!("IAM is not reachable: {}", e.error)))?;
+        .map_err(|e| e.error.context("IAM is not reachable"))?;
         Ok(Self {
             configuration,
             client,
@@ -240,7 +240,7 @@ fn arns(policies: &[aws_sdk_iam::types::AttachedPolicy]) -> Vec<String> {
 }
 
 fn missing(what: &str) -> ProviderError {
-    ProviderError::permanent(format!("{what} does not exist in IAM"))
+    ProviderError::not_found(format!("{what} does not exist in IAM"))
 }
 
 #[async_trait]
@@ -278,9 +278,9 @@ impl Provider for Iam {
                     Err(err) => Err(err.error),
                 }
             }
-            (Target::AwsIamGroupMembership { .. }, Who::Role(role)) => Err(ProviderError::permanent(
-                format!("role `{role}` cannot join an IAM group; only users can"),
-            )),
+            (Target::AwsIamGroupMembership { .. }, Who::Role(role)) => Err(ProviderError::rejected(format!(
+                "role `{role}` cannot join an IAM group; only users can"
+            ))),
             (Target::AwsIamPolicyAttachment { policy_arn }, w) => {
                 match self.is_attached(w, policy_arn, p).await? {
                     Some(true) => return Ok(Effect::Unchanged),
@@ -313,7 +313,7 @@ impl Provider for Iam {
                     Err(err) => Err(err.error),
                 }
             }
-            (other, _) => Err(ProviderError::permanent(format!(
+            (other, _) => Err(ProviderError::rejected(format!(
                 "IAM cannot realise {}",
                 other.describe()
             ))),
@@ -365,7 +365,7 @@ impl Provider for Iam {
             }
             (Target::AwsIamGroupMembership { .. }, Who::Role(_)) => return Ok(Effect::Unchanged),
             (other, _) => {
-                return Err(ProviderError::permanent(format!(
+                return Err(ProviderError::rejected(format!(
                     "IAM cannot realise {}",
                     other.describe()
                 )))

@@ -76,9 +76,21 @@ const THROTTLING: &[&str] = &[
     "SlowDown",
 ];
 
-/// How a failed call is reported: throttles pause the tenant's budget,
-/// 5xx, timeouts, connection failures and conflicts (an operation on the
-/// same assignment is still running) are worth retrying; the rest is not.
+/// Error codes AWS uses for "the credential is not (or no longer) good":
+/// credentials the SDK renews may be taken on the next try.
+const UNAUTHORISED: &[&str] = &[
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "InvalidClientTokenId",
+    "UnrecognizedClientException",
+];
+
+/// How a failed call is reported: throttles pause the tenant's budget;
+/// timeouts, connection failures and 5xx are transport failures, a
+/// conflict (an operation on the same assignment is still running) is
+/// busy, a credential AWS does not take is unauthorised, `*NotFound*` and
+/// `NoSuchEntity` codes are not found; the rest (AccessDenied, validation)
+/// is rejected.
 fn classify<E>(budget: &Budget, what: &str, error: SdkError<E, HttpResponse>) -> ProviderError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
@@ -92,24 +104,23 @@ where
         _ => aws_smithy_types::error::display::DisplayErrorContext(&error).to_string(),
     };
     let reason = format!("{what}: {detail}");
-    if code.as_deref().is_some_and(|c| THROTTLING.contains(&c)) || status == Some(429) {
+    let code = code.as_deref().unwrap_or_default();
+    if THROTTLING.contains(&code) || status == Some(429) {
         let pause = budget.throttled(None);
         tracing::warn!(%reason, ?pause, "AWS throttled the agent; pausing calls to this tenant");
-        return ProviderError::transient(reason, Some(pause));
+        return ProviderError::throttled(reason, Some(pause));
     }
-    let retryable = match &error {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
-        _ => {
-            status.is_some_and(|s| s >= 500)
-                || code
-                    .as_deref()
-                    .is_some_and(|c| c == "ConflictException" || c == "InternalServerException")
+    match &error {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            ProviderError::transport(reason)
         }
-    };
-    if retryable {
-        ProviderError::transient(reason, None)
-    } else {
-        ProviderError::permanent(reason)
+        _ if status.is_some_and(|s| s >= 500) || code == "InternalServerException" => {
+            ProviderError::transport(reason)
+        }
+        _ if code == "ConflictException" => ProviderError::busy(reason),
+        _ if UNAUTHORISED.contains(&code) => ProviderError::unauthorised(reason),
+        _ if code.contains("NotFound") || code == "NoSuchEntity" => ProviderError::not_found(reason),
+        _ => ProviderError::rejected(reason),
     }
 }
 
@@ -178,7 +189,7 @@ pub(crate) fn check_account_id(account: &str) -> Result<(), ProviderError> {
     if account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()) {
         Ok(())
     } else {
-        Err(ProviderError::permanent(format!(
+        Err(ProviderError::rejected(format!(
             "`{account}` is not an AWS account id (twelve digits)"
         )))
     }

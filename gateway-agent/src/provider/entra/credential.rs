@@ -94,12 +94,12 @@ pub fn http_client(
     let mut builder = reqwest::Client::builder().timeout(timeout);
     if let Some(pem) = &settings.extra_ca_pem {
         let certs = reqwest::Certificate::from_pem_bundle(pem)
-            .map_err(|e| ProviderError::permanent(format!("Entra extra CA: {e}")))?;
+            .map_err(|e| ProviderError::rejected(format!("Entra extra CA: {e}")))?;
         builder = builder.tls_certs_merge(certs);
     }
     builder
         .build()
-        .map_err(|e| ProviderError::permanent(format!("Entra HTTP client: {e}")))
+        .map_err(|e| ProviderError::rejected(format!("Entra HTTP client: {e}")))
 }
 
 /// Builds the credential; nothing is requested yet.
@@ -130,7 +130,7 @@ pub fn credential(settings: &EntraCredentialSettings) -> Result<Arc<dyn TokenCre
         .map(|c| c as Arc<dyn TokenCredential>),
         EntraAuth::ClientCertificate { client_id, pem_file } => {
             let pem = std::fs::read(pem_file).map_err(|e| {
-                ProviderError::permanent(format!("Entra client certificate {}: {e}", pem_file.display()))
+                ProviderError::rejected(format!("Entra client certificate {}: {e}", pem_file.display()))
             })?;
             let authority = settings
                 .authority_host
@@ -139,7 +139,7 @@ pub fn credential(settings: &EntraCredentialSettings) -> Result<Arc<dyn TokenCre
                 .trim_end_matches('/');
             let audience = format!("{authority}/{tenant}/oauth2/v2.0/token");
             let assertion = CertificateAssertion::from_pem(&pem, client_id, &audience).map_err(|e| {
-                ProviderError::permanent(format!("Entra client certificate {}: {e}", pem_file.display()))
+                ProviderError::rejected(format!("Entra client certificate {}: {e}", pem_file.display()))
             })?;
             ClientAssertionCredential::new(
                 tenant.clone(),
@@ -197,7 +197,7 @@ pub async fn check(
 
 fn failed(settings: &EntraCredentialSettings, e: azure_core::Error) -> ProviderError {
     let first = first_line(&e);
-    ProviderError::permanent(format!(
+    ProviderError::unauthorised(format!(
         "Entra credential ({:?}) for tenant {} failed: {first}",
         settings.auth, settings.tenant_id
     ))

@@ -16,6 +16,7 @@ use serde::Serialize;
 use super::models::{ErrorBody, Page};
 use crate::provider::budget::{Budget, Priority};
 use crate::provider::ProviderError;
+use jitgate_shared::v1::protocol::FailureKind;
 
 /// A failed Graph call: its status and OData code, for callers that take
 /// one answer as normal ("already a member", "not found"), and the error
@@ -35,6 +36,14 @@ impl GraphFailure {
 
     pub fn not_found(&self) -> bool {
         self.status == Some(StatusCode::NOT_FOUND)
+    }
+
+    /// Graph's answer to adding a member a group already has: 400
+    /// `Request_BadRequest` "One or more added object references already
+    /// exist for the following modified properties: 'members'." The code
+    /// is shared with every other bad request, so the message tells.
+    pub fn member_already_present(&self) -> bool {
+        self.status == Some(StatusCode::BAD_REQUEST) && self.message.contains("already exist")
     }
 }
 
@@ -83,9 +92,9 @@ impl Graph {
     ) -> Result<Self, ProviderError> {
         let root = settings.graph_url.trim_end_matches('/');
         let base = Url::parse(&format!("{root}/v1.0/"))
-            .map_err(|e| ProviderError::permanent(format!("Graph URL `{}`: {e}", settings.graph_url)))?;
+            .map_err(|e| ProviderError::rejected(format!("Graph URL `{}`: {e}", settings.graph_url)))?;
         if base.scheme() != "https" {
-            return Err(ProviderError::permanent(format!(
+            return Err(ProviderError::rejected(format!(
                 "Graph URL `{}` must be https",
                 settings.graph_url
             )));
@@ -151,7 +160,7 @@ impl Graph {
                         None,
                         None,
                         format!("{what}: bad @odata.nextLink `{link}`: {e}"),
-                        false,
+                        FailureKind::Rejected,
                     )
                 })?),
                 None => None,
@@ -214,7 +223,12 @@ impl Graph {
                 .await
                 .map_err(|e| {
                     let first = super::credential::first_line(&e);
-                    failure(None, None, format!("{what}: no Graph token: {first}"), true)
+                    failure(
+                        None,
+                        None,
+                        format!("{what}: no Graph token: {first}"),
+                        FailureKind::Unauthorised,
+                    )
                 })?;
             let mut request = self
                 .http
@@ -226,7 +240,14 @@ impl Graph {
             let last = attempt >= self.max_attempts;
             let response = match request.send().await {
                 Ok(r) => r,
-                Err(e) if last => return Err(failure(None, None, format!("{what}: {e}"), true)),
+                Err(e) if last => {
+                    return Err(failure(
+                        None,
+                        None,
+                        format!("{what}: {e}"),
+                        FailureKind::Transport,
+                    ))
+                }
                 Err(e) => {
                     tracing::debug!(%what, error = %e, attempt, "Graph call failed; retrying");
                     tokio::time::sleep(backoff(attempt)).await;
@@ -244,7 +265,7 @@ impl Graph {
                 tracing::warn!(%what, ?retry_after, ?pause, "Graph throttled the agent; pausing calls to this tenant");
                 if last {
                     let mut f = failed(what, response).await;
-                    f.error = ProviderError::transient(f.error.reason, Some(pause));
+                    f.error = ProviderError::throttled(f.error.reason(), Some(pause));
                     return Err(f);
                 }
                 continue;
@@ -263,28 +284,34 @@ fn failure(
     status: Option<StatusCode>,
     code: Option<String>,
     reason: String,
-    retryable: bool,
+    kind: FailureKind,
 ) -> GraphFailure {
     GraphFailure {
         status,
         code,
         message: reason.clone(),
-        error: if retryable {
-            ProviderError::transient(reason, None)
-        } else {
-            ProviderError::permanent(reason)
-        },
+        error: ProviderError::new(kind, reason),
     }
 }
 
-/// A non-success answer: 429, 5xx and 401 (a token Graph no longer takes;
-/// the credential gets a new one as it nears expiry) are worth retrying;
-/// the rest is not.
+/// The kind of a non-success status: 429 throttled, 5xx transport, 401 (a
+/// token Graph no longer takes; the credential gets a new one as it nears
+/// expiry) unauthorised, 404 not found; the rest (400, 403, 409) rejected.
+fn kind_of(status: StatusCode) -> FailureKind {
+    match status {
+        StatusCode::TOO_MANY_REQUESTS => FailureKind::Throttled,
+        StatusCode::UNAUTHORIZED => FailureKind::Unauthorised,
+        StatusCode::NOT_FOUND => FailureKind::NotFound,
+        s if s.is_server_error() => FailureKind::Transport,
+        _ => FailureKind::Rejected,
+    }
+}
+
+/// A non-success answer, with Graph's OData error code and message when it
+/// sent them.
 async fn failed(what: &str, response: reqwest::Response) -> GraphFailure {
     let status = response.status();
-    let retryable = status == StatusCode::TOO_MANY_REQUESTS
-        || status == StatusCode::UNAUTHORIZED
-        || status.is_server_error();
+    let kind = kind_of(status);
     let text = response.text().await.unwrap_or_default();
     match serde_json::from_str::<ErrorBody>(&text) {
         Ok(body) => {
@@ -294,33 +321,32 @@ async fn failed(what: &str, response: reqwest::Response) -> GraphFailure {
                 body.error.code,
                 body.error.message
             );
-            let mut f = failure(Some(status), Some(body.error.code), reason, retryable);
+            let mut f = failure(Some(status), Some(body.error.code), reason, kind);
             f.message = body.error.message;
             f
         }
         Err(_) => {
             let snippet: String = text.chars().take(200).collect();
-            failure(
-                Some(status),
-                None,
-                format!("{what}: {status}: {snippet}"),
-                retryable,
-            )
+            failure(Some(status), None, format!("{what}: {status}: {snippet}"), kind)
         }
     }
 }
 
 async fn decode<T: DeserializeOwned>(what: &str, response: reqwest::Response) -> Result<T, GraphFailure> {
-    let bytes = response
-        .bytes()
-        .await
-        .map_err(|e| failure(None, None, format!("{what}: reading the answer: {e}"), true))?;
+    let bytes = response.bytes().await.map_err(|e| {
+        failure(
+            None,
+            None,
+            format!("{what}: reading the answer: {e}"),
+            FailureKind::Transport,
+        )
+    })?;
     serde_json::from_slice(&bytes).map_err(|e| {
         failure(
             None,
             None,
             format!("{what}: unexpected answer from Graph: {e}"),
-            false,
+            FailureKind::Rejected,
         )
     })
 }

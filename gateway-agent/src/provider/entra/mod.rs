@@ -152,7 +152,7 @@ fn kind(target: &Target) -> Result<Kind, ProviderError> {
             },
         ),
         other => {
-            return Err(ProviderError::permanent(format!(
+            return Err(ProviderError::rejected(format!(
                 "the entra provider does not handle {}",
                 other.describe()
             )))
@@ -305,7 +305,7 @@ impl Entra {
                 return Ok(id);
             }
             if !wait.pause().await {
-                return Err(ProviderError::permanent(format!(
+                return Err(ProviderError::not_found(format!(
                     "no Entra user `{principal}` (by object id, user principal name or mail) in tenant {} \
                      (still missing after {:?}: a wrong name, or replication slower than --entra-replication-wait)",
                     self.tenant, self.replication_wait
@@ -337,10 +337,8 @@ impl Entra {
             .await;
         match result {
             Ok(()) => Ok(Effect::Changed),
-            Err(e) if e.status == Some(StatusCode::BAD_REQUEST) && e.message.contains("already exist") => {
-                Ok(Effect::Unchanged)
-            }
-            Err(e) if e.not_found() => Err(ProviderError::permanent(format!(
+            Err(e) if e.member_already_present() => Ok(Effect::Unchanged),
+            Err(e) if e.not_found() => Err(ProviderError::not_found(format!(
                 "Entra group {group_id} not found in tenant {} (still missing after {:?}): {}",
                 self.tenant, self.replication_wait, e.error
             ))),
@@ -439,7 +437,7 @@ impl Entra {
                 status: None,
                 code: None,
                 message: reason.clone(),
-                error: ProviderError::permanent(reason),
+                error: ProviderError::rejected(reason),
             });
         }
         Ok(result)
@@ -471,7 +469,7 @@ impl Entra {
             Ok(_) => Ok(Effect::Changed),
             // Assigned meanwhile by someone else.
             Err(e) if e.is(StatusCode::BAD_REQUEST, "RoleAssignmentExists") => Ok(Effect::Unchanged),
-            Err(e) if e.not_found() => Err(ProviderError::permanent(format!(
+            Err(e) if e.not_found() => Err(ProviderError::not_found(format!(
                 "{} not found in tenant {}: {}",
                 describe(resource),
                 self.tenant,
@@ -513,10 +511,7 @@ impl Entra {
             .post(Priority::Revoke, &what, url, &serde_json::json!({}))
             .await?;
         if !answer.value {
-            return Err(ProviderError::transient(
-                format!("{what}: Graph answered false"),
-                None,
-            ));
+            return Err(ProviderError::transport(format!("{what}: Graph answered false")));
         }
         tracing::info!(%principal, "sign-in sessions revoked");
         Ok(())

@@ -19,7 +19,7 @@
 pub mod api;
 pub mod audit;
 pub mod cli;
-pub mod clock;
+pub use jitgate_shared::clock;
 pub mod config;
 pub mod domain;
 pub mod hub;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::channel::{self, ChannelSettings};
+use crate::clock::Clock;
 use crate::executor::Executor;
 use crate::journal::Journal;
 use crate::provider::Provider;
@@ -37,12 +38,13 @@ impl Agent {
         provider: Arc<dyn Provider>,
         settings: ChannelSettings,
         grace: Duration,
+        clock: Arc<dyn Clock>,
     ) -> Result<Self, RunError> {
         let identity = state.identity()?;
         let verifier = identity.verifier(&state.identity_path())?;
         state.credentials()?;
         let journal = Journal::open(&state.journal_path())?;
-        let pruned = journal.prune(crate::clock::now())?;
+        let pruned = journal.prune(clock.now())?;
         let holdings = journal.holdings()?;
         tracing::info!(
             agent = %identity.agent,
@@ -57,6 +59,7 @@ impl Agent {
             journal,
             provider,
             grace,
+            clock,
         ));
         let (connected_tx, connected) = watch::channel(false);
         let (shutdown, shutdown_rx) = watch::channel(false);

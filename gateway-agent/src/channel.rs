@@ -16,7 +16,6 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::WebSocketStream;
 
-use crate::clock;
 use crate::executor::Executor;
 use crate::state::{new_key_and_csr, StateDir};
 
@@ -264,7 +263,7 @@ impl Session<'_> {
     }
 
     fn renew_in(&self) -> Duration {
-        clock::until(self.renew_at)
+        self.executor.clock().until(self.renew_at)
     }
 
     async fn ask_renewal(&mut self, ws: &mut Ws) -> Result<(), ChannelError> {

@@ -16,7 +16,7 @@ use jitgate_shared::v1::signing::{CommandBody, CommandRejected, CommandVerifier,
 use jitgate_shared::v1::{ConfigId, Entitlement, Target};
 use tokio::sync::{watch, Mutex, Notify};
 
-use crate::clock;
+use crate::clock::Clock;
 use crate::journal::{entitlement_key, Holding, Journal, JournalError, SelfRevokeReport};
 use crate::provider::{Effect, Ending, Provider, ProviderError, Window};
 
@@ -59,6 +59,8 @@ pub struct Executor {
     grace: Duration,
     /// Failed tries at removing an expired entitlement, by journal key.
     self_revoke_failures: std::sync::Mutex<HashMap<String, u32>>,
+    /// Deadlines, command expiry and journal times are read from it.
+    clock: Arc<dyn Clock>,
 }
 
 impl Executor {
@@ -68,8 +70,10 @@ impl Executor {
         journal: Journal,
         provider: Arc<dyn Provider>,
         grace: Duration,
+        clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
+            clock,
             configuration,
             verifier,
             journal,
@@ -80,6 +84,10 @@ impl Executor {
             reports: Notify::new(),
             grace,
         }
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 
     pub fn journal(&self) -> &Journal {
@@ -98,7 +106,7 @@ impl Executor {
     /// Verifies and carries out one command. Returns the id to answer with
     /// (empty when the body names none) and the outcome.
     pub async fn execute(&self, signed: &SignedCommand) -> (String, Outcome) {
-        let now = clock::now();
+        let now = self.clock.now();
         let body = match self.verifier.verify(signed, &self.configuration, now) {
             Ok(body) => body,
             Err(rejected) => return self.refused(signed, rejected),
@@ -150,7 +158,7 @@ impl Executor {
         };
         if !outcome.failure().is_some_and(FailureKind::retryable) {
             self.journal
-                .put_result(&body.id, &outcome, clock::now(), body.not_after)?;
+                .put_result(&body.id, &outcome, self.clock.now(), body.not_after)?;
         }
         self.journal.flush().await?;
         tracing::info!(command = %body.id, op = ?body.op, ?outcome, principal = %body.entitlement.principal, target = %body.entitlement.target.describe(), "command carried out");
@@ -240,27 +248,8 @@ impl Executor {
             } else {
                 Duration::ZERO
             };
-            let now = clock::now();
-            let mut next: Option<DateTime<Utc>> = None;
-            match self.journal.holdings() {
-                Ok(holdings) => {
-                    for h in holdings {
-                        let due = h.deadline + chrono::Duration::from_std(grace).unwrap_or_default();
-                        if due <= now {
-                            if let Err(retry) = self.expire(&h).await {
-                                next = Some(next.map_or(retry, |n| n.min(retry)));
-                            }
-                        } else {
-                            next = Some(next.map_or(due, |n| n.min(due)));
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "reading the journal failed");
-                    next = Some(now + chrono::Duration::seconds(1));
-                }
-            }
-            let wait = next.map_or(Duration::from_secs(3600), clock::until);
+            let next = self.enforce_due(grace).await;
+            let wait = next.map_or(Duration::from_secs(3600), |at| self.clock.until(at));
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = self.deadlines.notified() => {}
@@ -275,9 +264,36 @@ impl Executor {
         }
     }
 
+    /// Removes every holding whose deadline plus `grace` has passed by the
+    /// clock; returns when the next one falls due (or a failed removal is
+    /// tried again), `None` when nothing is held.
+    pub async fn enforce_due(&self, grace: Duration) -> Option<DateTime<Utc>> {
+        let now = self.clock.now();
+        let mut next: Option<DateTime<Utc>> = None;
+        match self.journal.holdings() {
+            Ok(holdings) => {
+                for h in holdings {
+                    let due = h.deadline + chrono::Duration::from_std(grace).unwrap_or_default();
+                    if due <= now {
+                        if let Err(retry) = self.expire(&h).await {
+                            next = Some(next.map_or(retry, |n| n.min(retry)));
+                        }
+                    } else {
+                        next = Some(next.map_or(due, |n| n.min(due)));
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reading the journal failed");
+                next = Some(now + chrono::Duration::seconds(1));
+            }
+        }
+        next
+    }
+
     /// Removes one expired holding. On a failure returns when to try again.
     async fn expire(&self, seen: &Holding) -> Result<(), DateTime<Utc>> {
-        let retry = || clock::now() + chrono::Duration::seconds(1);
+        let retry = || self.clock.now() + chrono::Duration::seconds(1);
         let lock = self.lock_for(&seen.entitlement);
         let _held = lock.lock().await;
         // A command may have moved the deadline or removed it meanwhile.
@@ -311,14 +327,16 @@ impl Executor {
                 } else {
                     tracing::error!(grant = %seen.grant, error = %e, ?pause, attempts = attempt + 1, "removing an expired entitlement failed for good; it needs a person, and is tried again with a longer pause");
                 }
-                return Err(clock::now() + chrono::Duration::from_std(pause).unwrap_or(chrono::Duration::MAX));
+                return Err(
+                    self.clock.now() + chrono::Duration::from_std(pause).unwrap_or(chrono::Duration::MAX)
+                );
             }
         };
         self.self_revoke_failures
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&entitlement_key(&seen.entitlement));
-        let at = clock::now();
+        let at = self.clock.now();
         tracing::warn!(grant = %seen.grant, deadline = %seen.deadline, principal = %seen.entitlement.principal, target = %seen.entitlement.target.describe(), ?outcome, "deadline passed without the broker's revoke; removed it here");
         let report = SelfRevokeReport {
             command: seen.command.clone(),
@@ -347,12 +365,18 @@ impl Executor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::ManualClock;
     use crate::provider::sandbox::{Sandbox, SandboxSettings};
     use jitgate_shared::v1::signing::CommandSigner;
     use jitgate_shared::v1::GrantId;
 
+    fn start() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000, 0).unwrap()
+    }
+
+    /// A command issued at [`start`], for five minutes.
     fn command(config: &str, id: &str, op: CommandOp) -> CommandBody {
-        let now = clock::now();
+        let now = start();
         CommandBody {
             id: id.into(),
             op,
@@ -371,17 +395,20 @@ mod tests {
         }
     }
 
-    fn executor(dir: &std::path::Path, signer: &CommandSigner) -> (Executor, Arc<Sandbox>) {
+    /// An executor over a sandbox tenant, its clock at [`start`].
+    fn executor(dir: &std::path::Path, signer: &CommandSigner) -> (Executor, Arc<Sandbox>, Arc<ManualClock>) {
         let sandbox =
             Arc::new(Sandbox::open(ConfigId::new("entra").unwrap(), SandboxSettings::default()).unwrap());
+        let clock = Arc::new(ManualClock::new(start()));
         let e = Executor::new(
             ConfigId::new("entra").unwrap(),
             signer.verifier(),
             Journal::open(dir).unwrap(),
             sandbox.clone(),
             DEFAULT_GRACE,
+            clock.clone(),
         );
-        (e, sandbox)
+        (e, sandbox, clock)
     }
 
     #[test]
@@ -417,7 +444,7 @@ mod tests {
     async fn refused_commands_never_touch_the_tenant_and_replays_act_once() {
         let dir = tempfile::tempdir().unwrap();
         let broker = CommandSigner::from_secret(&[7; 32]);
-        let (e, tenant) = executor(dir.path(), &broker);
+        let (e, tenant, _) = executor(dir.path(), &broker);
 
         // Signed by another key, tampered, unsigned, for another configuration.
         let forged = CommandSigner::from_secret(&[8; 32]).sign(&command("entra", "c0", CommandOp::Grant));
@@ -427,7 +454,7 @@ mod tests {
         unsigned.signature.clear();
         let elsewhere = broker.sign(&command("aws", "c3", CommandOp::Grant));
         let mut expired_body = command("entra", "c4", CommandOp::Grant);
-        expired_body.not_after = clock::now() - chrono::Duration::seconds(1);
+        expired_body.not_after = start() - chrono::Duration::seconds(1);
         let expired = broker.sign(&expired_body);
         for bad in [forged, tampered, unsigned, elsewhere, expired] {
             let (_, outcome) = e.execute(&bad).await;
@@ -453,27 +480,54 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_overdue_holding_is_removed_and_reported_when_offline() {
+    async fn a_holding_is_removed_exactly_at_its_deadline_plus_grace_and_reported() {
         let dir = tempfile::tempdir().unwrap();
         let broker = CommandSigner::from_secret(&[7; 32]);
-        let (e, tenant) = executor(dir.path(), &broker);
+        let (e, tenant, clock) = executor(dir.path(), &broker);
+        let body = command("entra", "g1", CommandOp::Grant);
+        assert_eq!(e.execute(&broker.sign(&body)).await.1, Outcome::Applied);
+        let second = chrono::Duration::seconds(1);
+        let grace = Duration::from_secs(2);
+
+        assert_eq!(e.enforce_due(grace).await, Some(body.not_after + second * 2));
+        clock.set(body.not_after);
+        assert_eq!(
+            e.enforce_due(grace).await,
+            Some(body.not_after + second * 2),
+            "connected: the broker's revoke has the grace to come first"
+        );
+        assert_eq!(tenant.held().await.len(), 1);
+        assert!(e.journal().reports().unwrap().is_empty());
+
+        clock.set(body.not_after + second * 2);
+        assert_eq!(e.enforce_due(grace).await, None, "nothing left to watch");
+        assert!(tenant.held().await.is_empty());
+        let reports = e.journal().reports().unwrap();
+        assert_eq!(reports.len(), 1);
+        assert_eq!((reports[0].command.as_str(), reports[0].at), ("g1", clock.now()));
+    }
+
+    #[tokio::test]
+    async fn offline_the_watch_removes_a_holding_once_the_clock_passes_its_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = CommandSigner::from_secret(&[7; 32]);
+        let (e, tenant, clock) = executor(dir.path(), &broker);
         let e = Arc::new(e);
-        let mut body = command("entra", "g1", CommandOp::Grant);
-        body.not_after = clock::now() + chrono::Duration::milliseconds(300);
+        let body = command("entra", "g1", CommandOp::Grant);
         assert_eq!(e.execute(&broker.sign(&body)).await.1, Outcome::Applied);
         let (_tx, connected) = watch::channel(false);
         let watch = tokio::spawn(e.clone().enforce_deadlines(connected));
+        // Offline there is no grace: the deadline itself is enough.
+        clock.set(body.not_after);
+        e.deadlines.notify_one();
         tokio::time::timeout(Duration::from_secs(5), async {
             while !tenant.held().await.is_empty() {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         })
         .await
-        .unwrap();
-        assert!(clock::now() >= body.not_after, "not before the deadline");
-        let reports = e.journal().reports().unwrap();
-        assert_eq!(reports.len(), 1);
-        assert_eq!(reports[0].command, "g1");
+        .expect("removed once the clock passed the deadline");
+        assert_eq!(e.journal().reports().unwrap().len(), 1);
         watch.abort();
     }
 }

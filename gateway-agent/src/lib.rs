@@ -12,7 +12,7 @@
 
 pub mod agent;
 pub mod channel;
-pub mod clock;
+pub use jitgate_shared::clock;
 pub mod enroll;
 pub mod executor;
 pub mod journal;

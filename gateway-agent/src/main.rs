@@ -457,7 +457,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 reconnect_max,
                 ..ChannelSettings::default()
             };
-            let agent = Agent::start(state, provider, settings, self_revoke_grace)?;
+            let clock = Arc::new(jitgate_agent::clock::SystemClock);
+            let agent = Agent::start(state, provider, settings, self_revoke_grace, clock)?;
             wait_for_signal().await;
             tracing::info!("stopping");
             agent.stop().await;

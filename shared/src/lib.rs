@@ -5,9 +5,11 @@
 //! free to change. This crate does no I/O.
 //!
 //! [`error_chain`] is the one way broker, agent and CLI put an error and its
-//! causes into a message; [`backoff`] the one rule for pauses between tries.
+//! causes into a message; [`backoff`] the one rule for pauses between tries;
+//! [`clock`] the one way either side reads the time.
 
 pub mod backoff;
+pub mod clock;
 pub mod v1;
 
 /// An error and its sources, `outer: inner: ...`.

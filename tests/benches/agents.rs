@@ -433,6 +433,7 @@ fn start_agent(state: StateDir, tenant: Option<std::path::PathBuf>) -> Agent {
         Arc::new(sandbox),
         ChannelSettings::default(),
         Duration::from_secs(2),
+        Arc::new(jitgate_agent::clock::SystemClock),
     )
     .unwrap()
 }

@@ -13,6 +13,8 @@ use jitgate_shared::v1::protocol::FailureKind;
 use jitgate_shared::v1::{ConfigId, Entitlement, PimGroupAccess, Target};
 use jitgate_tests::graph_fake::{App, GraphFake};
 
+use crate::support;
+
 pub const TENANT: &str = "11111111-2222-3333-4444-555555555555";
 pub const CLIENT: &str = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee";
 pub const SECRET: &str = "s3cret-value";
@@ -246,10 +248,17 @@ async fn a_directory_role_is_assigned_until_the_window_ends_and_extended_and_rem
     assert!(f.role_assignments().is_empty());
     assert!(p.list(std::slice::from_ref(&e.target)).await.unwrap().is_empty());
 
-    // Entra ends it by itself when the window ends, with no revoke.
-    assert_eq!(p.apply_for(&e, &window(2)).await.unwrap(), Effect::Changed);
-    assert_eq!(f.role_assignments().len(), 1);
-    tokio::time::sleep(Duration::from_millis(3100)).await;
+    // Entra ends it by itself when the window ends, with no revoke: the
+    // assignment ends at the window's end (whole seconds, rounded up).
+    let short = window(2);
+    assert_eq!(p.apply_for(&e, &short).await.unwrap(), Effect::Changed);
+    let assigned = f.role_assignments();
+    let end = assigned[0].end.expect("an assignment with an end");
+    assert!(
+        end >= short.until && end < short.until + chrono::Duration::seconds(1),
+        "{end}"
+    );
+    support::past(end).await;
     assert!(f.role_assignments().is_empty(), "expired in Entra");
     assert!(p.list(std::slice::from_ref(&e.target)).await.unwrap().is_empty());
 }
@@ -386,7 +395,9 @@ async fn tokens_are_refreshed_by_the_credential_and_a_refused_token_is_a_retryab
     for _ in 0..3 {
         p.apply_for(&e, &window(60)).await.unwrap();
         p.remove(&e).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(1100)).await;
+        // The token these calls used is due for renewal a second after it
+        // was issued, before now.
+        support::past(Utc::now() + chrono::Duration::seconds(1)).await;
     }
     assert!(f.token_requests() >= 3, "renewed: {}", f.token_requests());
     assert_eq!(f.stats().unauthorized, 0);

@@ -6,6 +6,7 @@
 //! on. `azure_identity` sends it and caches the token; signing is done by
 //! `jsonwebtoken` on aws-lc-rs, so the agent needs no OpenSSL.
 
+use crate::clock::{Clock, SystemClock};
 use async_trait::async_trait;
 use azure_core::http::ClientMethodOptions;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -81,7 +82,7 @@ impl CertificateAssertion {
     }
 
     fn sign(&self) -> Result<String, String> {
-        let now = crate::clock::now().timestamp();
+        let now = SystemClock.now().timestamp();
         let jti: [u8; 16] = rand::random();
         let claims = Claims {
             aud: &self.audience,

@@ -34,6 +34,7 @@ pub mod credential;
 pub mod graph;
 pub mod models;
 
+use crate::clock::{Clock, SystemClock};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -397,7 +398,7 @@ impl Entra {
         principal_id: &str,
         until: Option<DateTime<Utc>>,
     ) -> Result<ScheduleRequestResult, GraphFailure> {
-        let now = crate::clock::now();
+        let now = SystemClock.now();
         let schedule_info = (action != ScheduleAction::AdminRemove).then(|| RequestSchedule {
             start_date_time: DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now),
             expiration: match until {

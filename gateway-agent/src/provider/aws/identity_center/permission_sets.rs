@@ -3,6 +3,7 @@
 //! for [`CACHE_TTL`]), and lowering a permission set's session duration to
 //! a grant's window.
 
+use crate::clock::{Clock, SystemClock};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -143,7 +144,7 @@ impl PermissionSets {
             .and_then(|s| s.session_duration())
             .and_then(parse_iso_duration)
             .unwrap_or(Duration::from_secs(3600));
-        let left = (until - crate::clock::now()).to_std().unwrap_or_default();
+        let left = (until - SystemClock.now()).to_std().unwrap_or_default();
         let want = session_cap(left);
         if current <= want {
             return Ok(());

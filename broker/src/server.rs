@@ -273,11 +273,13 @@ impl Server {
         Ok(())
     }
 
-    /// Stops accepting, stops the scheduler, waits for both.
+    /// Stops accepting, stops the scheduler and the device sign-in polls,
+    /// waits for them.
     pub async fn stop(&mut self) {
         tracing::info!("shutting down");
         let _ = self.shutdown.send(true);
         while self.tasks.join_next().await.is_some() {}
+        self.broker.sso().device_logins().shutdown().await;
         // The last word: the head as it is now, signed.
         if let Err(e) = self.broker.anchor_audit().await {
             tracing::error!(error = %e, "signing the audit chain's head at shutdown failed");

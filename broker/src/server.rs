@@ -119,8 +119,8 @@ impl Server {
         })?;
         let hub_url = config.hub_url_for(hub_addr);
         let settings = Settings {
-            token_ttl: chrono::Duration::from_std(config.token_ttl()?).unwrap_or(chrono::Duration::days(30)),
-            agent_cert_ttl: chrono::Duration::from_std(config.agent_cert_ttl()?)
+            token_ttl: chrono::Duration::from_std(config.token_ttl).unwrap_or(chrono::Duration::days(30)),
+            agent_cert_ttl: chrono::Duration::from_std(config.agent_cert_ttl)
                 .unwrap_or(chrono::Duration::hours(24)),
             agent_approval: config.agent_approval,
             hub_url: hub_url.clone(),
@@ -132,13 +132,7 @@ impl Server {
             commands: Arc::new(crate::tls::load_or_create_command_key(&config.data_dir)?),
             audit: Arc::new(crate::tls::load_or_create_audit_key(&config.data_dir)?),
         };
-        let sso = crate::service::sign_in::Sso::from_config(
-            &config.sso,
-            config.session_ttl()?,
-            config.access_ttl()?,
-            &settings.public_url,
-        )
-        .await?;
+        let sso = crate::service::sign_in::Sso::from_config(&config.sso, &settings.public_url).await?;
         if !sso.provider_names().is_empty() {
             tracing::info!(providers = ?sso.provider_names(), "sign-in providers configured");
         }
@@ -184,7 +178,7 @@ impl Server {
         ));
         tasks.spawn(periodic::anchor_audit(
             broker.clone(),
-            config.audit_anchor_interval()?,
+            config.audit_anchor_interval,
             shutdown_rx.clone(),
         ));
         let hub_tls = Arc::new(ArcSwap::from(ca.hub_server_config(&config.server_names, now)?));
@@ -200,8 +194,8 @@ impl Server {
             shutdown_rx.clone(),
         ));
         let hub_settings = crate::hub::HubSettings {
-            heartbeat: config.agent_heartbeat()?,
-            reconcile_every: config.reconcile_interval()?,
+            heartbeat: config.agent_heartbeat,
+            reconcile_every: config.reconcile_interval,
             ..crate::hub::HubSettings::default()
         };
         tasks.spawn(crate::hub::serve(
@@ -211,7 +205,7 @@ impl Server {
             hub_settings,
             shutdown_rx.clone(),
         ));
-        let header_read_timeout = config.header_read_timeout()?;
+        let header_read_timeout = config.header_read_timeout;
         tasks.spawn(accept_loop(
             listener,
             tls,

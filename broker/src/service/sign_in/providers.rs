@@ -55,15 +55,10 @@ pub enum SsoConfigError {
 impl Sso {
     /// Providers from the configuration; client secrets from their files or
     /// `JITGATE_OIDC_{NAME}_CLIENT_SECRET`.
-    pub async fn from_config(
-        config: &SsoConfig,
-        session_ttl: std::time::Duration,
-        access_ttl: std::time::Duration,
-        public_url: &str,
-    ) -> Result<Self, SsoConfigError> {
+    pub async fn from_config(config: &SsoConfig, public_url: &str) -> Result<Self, SsoConfigError> {
         let mut sso = Sso {
-            session_ttl: Duration::from_std(session_ttl).unwrap_or(Duration::hours(12)),
-            access_ttl: Duration::from_std(access_ttl).unwrap_or(Duration::minutes(15)),
+            session_ttl: Duration::from_std(config.session_ttl).unwrap_or(Duration::hours(12)),
+            access_ttl: Duration::from_std(config.access_ttl).unwrap_or(Duration::minutes(15)),
             ..Sso::default()
         };
         for p in &config.oidc {

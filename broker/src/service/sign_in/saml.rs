@@ -64,8 +64,6 @@ async fn saml_provider(p: &SamlProviderConfig, public_url: &str) -> Result<SamlP
         }
         _ => return Err(fail("needs `idp_metadata_file` or `idp_metadata_url`".into())),
     };
-    let skew = humantime::parse_duration(&p.clock_skew)
-        .map_err(|e| fail(format!("clock_skew `{}`: {e}", p.clock_skew)))?;
     let default_role = if p.default_role.is_empty() {
         None
     } else {
@@ -86,7 +84,7 @@ async fn saml_provider(p: &SamlProviderConfig, public_url: &str) -> Result<SamlP
         &metadata,
         entity_id,
         format!("{public_url}/auth/saml/{}/acs", p.name),
-        Duration::from_std(skew).unwrap_or(Duration::minutes(2)),
+        Duration::from_std(p.clock_skew).unwrap_or(Duration::minutes(2)),
         ClaimRules {
             provider: p.name.clone(),
             key_claim: "sub".into(),
@@ -203,15 +201,14 @@ mod tests {
                 groups_attribute: "groups".into(),
                 default_role: "requester".into(),
                 email_domains: vec!["example.org".into()],
-                clock_skew: "2m".into(),
+                clock_skew: std::time::Duration::from_secs(120),
             }],
             ..SsoConfig::default()
         }
     }
 
     async fn load(config: &SsoConfig) -> Result<Sso, SsoConfigError> {
-        let hour = std::time::Duration::from_secs(3600);
-        Sso::from_config(config, hour, hour, "https://broker:8443").await
+        Sso::from_config(config, "https://broker:8443").await
     }
 
     #[tokio::test]

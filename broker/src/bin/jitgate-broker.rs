@@ -8,13 +8,12 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use jitgate_broker::audit::{Actor, AuditRecord, ChainVerifier};
-use jitgate_broker::clock::SystemClock;
 use jitgate_broker::config::{BrokerConfig, LogFormat, Overrides};
 use jitgate_broker::domain::policy::{Catalog, SCHEMA};
-use jitgate_broker::quickstart::Seed;
+use jitgate_broker::quickstart::{self, offline_broker, QuickstartSettings};
 use jitgate_broker::server::{open_store, Server};
 use jitgate_broker::service::admin::UserOutcome;
-use jitgate_broker::service::{catalog_of, Broker, PolicyHolder};
+use jitgate_broker::service::{catalog_of, PolicyHolder};
 use jitgate_broker::store::Store;
 use jitgate_shared::v1::api::{Role, UserBody};
 use jitgate_shared::v1::UserId;
@@ -187,14 +186,26 @@ async fn main() -> anyhow::Result<()> {
             policy_dir,
             catalog,
             listen,
-        } => quickstart(data_dir, policy_dir, catalog, listen).await?,
+        } => {
+            init_tracing(LogFormat::Text);
+            let bin_dir = std::env::current_exe()
+                .ok()
+                .and_then(|p| p.parent().map(Path::to_path_buf))
+                .unwrap_or_default();
+            quickstart::run(QuickstartSettings {
+                data_dir,
+                policy_dir,
+                catalog,
+                listen,
+                bin_dir,
+            })
+            .await?
+        }
         Command::User { command } => user(command).await?,
         Command::Catalog {
             command: CatalogCommand::Load { file, data_dir },
         } => {
-            let text =
-                std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-            let seed = Seed::parse(&text, &file.display().to_string()).map_err(anyhow::Error::msg)?;
+            let seed = quickstart::read_seed(&file)?;
             let store: Arc<dyn Store> = Arc::new(open_store(&data_dir)?);
             let tokens = seed.apply(&offline_broker(store)).await?;
             eprintln!(
@@ -211,174 +222,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Audit { command } => audit(command).await?,
     }
     Ok(())
-}
-
-/// A broker over the store for offline commands; it never decides access.
-fn offline_broker(store: Arc<dyn Store>) -> Broker {
-    Broker::without_policies(store, Arc::new(SystemClock))
-}
-
-async fn quickstart(
-    data_dir: PathBuf,
-    policy_dir: PathBuf,
-    catalog: PathBuf,
-    listen: std::net::SocketAddr,
-) -> anyhow::Result<()> {
-    init_tracing(LogFormat::Text);
-    let text = std::fs::read_to_string(&catalog).with_context(|| format!("reading {}", catalog.display()))?;
-    let seed = Seed::parse(&text, &catalog.display().to_string()).map_err(anyhow::Error::msg)?;
-    let store: Arc<dyn Store> = Arc::new(open_store(&data_dir)?);
-    let tokens = seed.apply(&offline_broker(store.clone())).await?;
-    let config = BrokerConfig {
-        listen,
-        data_dir: data_dir.clone(),
-        policy_dir,
-        ..BrokerConfig::default()
-    };
-    let server = Server::start(&config, store).await?;
-    let data_dir = std::fs::canonicalize(&data_dir).unwrap_or(data_dir);
-    let ca = data_dir.join(jitgate_broker::tls::CA_CERT_FILE);
-    let bin = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(Path::to_path_buf))
-        .unwrap_or_default();
-    let mut env = format!(
-        "export PATH=\"{}:$PATH\"\nexport JITGATE_SERVER=https://{}\nexport JITGATE_CA_CERT={}\n",
-        bin.display(),
-        server.addr,
-        ca.display()
-    );
-    for t in &tokens {
-        env.push_str(&format!(
-            "export {}_TOKEN={}\n",
-            t.user.id.as_str().to_uppercase().replace(['-', '.', '@'], "_"),
-            t.token
-        ));
-    }
-    let env_file = data_dir.join("env.sh");
-    jitgate_broker::tls::write_private(&env_file, &env)?;
-    let admin_token = tokens
-        .iter()
-        .find(|t| t.user.roles.contains(&jitgate_shared::v1::api::Role::Admin))
-        .map(|t| t.token.clone())
-        .context("the quickstart catalogue has no admin to enroll agents with")?;
-    let _agents = start_sandbox_agents(&server, &data_dir, &ca, &bin, admin_token).await?;
-    let mut out = std::io::stdout().lock();
-    writeln!(
-        out,
-        "\njitgate quickstart: broker on https://{} (sandboxed example tenants; nothing leaves this machine)",
-        server.addr
-    )?;
-    writeln!(
-        out,
-        "Demo users: {}",
-        tokens
-            .iter()
-            .map(|t| format!(
-                "{} ({})",
-                t.user.id,
-                t.user
-                    .roles
-                    .iter()
-                    .map(|r| r.as_str())
-                    .collect::<Vec<_>>()
-                    .join("+")
-            ))
-            .collect::<Vec<_>>()
-            .join(", ")
-    )?;
-    writeln!(
-        out,
-        "Tokens and settings for the CLI are in {} (owner-readable only). In another terminal:",
-        env_file.display()
-    )?;
-    writeln!(out, "  source {}", env_file.display())?;
-    writeln!(out, "  JITGATE_TOKEN=$ALICE_TOKEN jitgate request aws-dev-admin --duration 2m --justification 'try jitgate'")?;
-    writeln!(out, "  JITGATE_TOKEN=$BOB_TOKEN jitgate list --state pending")?;
-    writeln!(out, "  JITGATE_TOKEN=$BOB_TOKEN jitgate approve <request id>")?;
-    writeln!(
-        out,
-        "  JITGATE_TOKEN=$ALICE_TOKEN jitgate grants        # applied_at: the agent put it in place"
-    )?;
-    writeln!(
-        out,
-        "  JITGATE_TOKEN=$ADMIN_TOKEN jitgate admin agents  # the two sandbox agents, online"
-    )?;
-    writeln!(
-        out,
-        "Sandbox agents log to {}/agents/<configuration>/agent.log; their simulated tenants are in tenant.json there.",
-        data_dir.display()
-    )?;
-    writeln!(out, "Stop with Ctrl-C.\n")?;
-    drop(out);
-    server.run_until_signalled().await?;
-    Ok(())
-}
-
-/// Enrolls one sandbox agent per configuration with a join token over
-/// mTLS on loopback, exactly as an operator would, and runs it. The agents
-/// stop with the quickstart.
-async fn start_sandbox_agents(
-    server: &Server,
-    data_dir: &Path,
-    ca: &Path,
-    bin: &Path,
-    admin_token: String,
-) -> anyhow::Result<Vec<tokio::process::Child>> {
-    let api = jitgate_broker::cli::client::ApiClient::new(
-        &format!("https://{}", server.addr),
-        Some(admin_token),
-        Some(ca),
-    )?;
-    let agent_bin = bin.join("jitgate-agent");
-    let mut children = Vec::new();
-    for configuration in server.broker.store().configurations().await? {
-        let id = configuration.config.id.clone();
-        let dir = data_dir.join("agents").join(id.as_str());
-        // The quickstart's broker is new each time; so are its agents.
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir)?;
-        let issued = api
-            .create_join_token(&jitgate_shared::v1::api::CreateJoinTokenBody {
-                configuration: id.clone(),
-                ttl_seconds: Some(300),
-            })
-            .await?;
-        let state = dir.join("state");
-        let enrolled = tokio::process::Command::new(&agent_bin)
-            .arg("--state-dir")
-            .arg(&state)
-            .args(["enroll", "--broker", &format!("https://{}", server.addr)])
-            .args([
-                "--token",
-                &issued.token,
-                "--ca-fingerprint",
-                &issued.ca_fingerprint,
-            ])
-            .output()
-            .await
-            .with_context(|| format!("running {}", agent_bin.display()))?;
-        if !enrolled.status.success() {
-            bail!(
-                "enrolling the sandbox agent for {id} failed: {}",
-                String::from_utf8_lossy(&enrolled.stderr)
-            );
-        }
-        let log = std::fs::File::create(dir.join("agent.log"))?;
-        let child = tokio::process::Command::new(&agent_bin)
-            .arg("--state-dir")
-            .arg(&state)
-            .args(["run", "--provider", "sandbox", "--sandbox-state"])
-            .arg(dir.join("tenant.json"))
-            .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("starting {}", agent_bin.display()))?;
-        tracing::info!(configuration = %id, "sandbox agent enrolled and started");
-        children.push(child);
-    }
-    Ok(children)
 }
 
 async fn user(command: UserCommand) -> anyhow::Result<()> {
@@ -435,13 +278,7 @@ async fn policy(command: PolicyCommand) -> anyhow::Result<()> {
                     let store = open_store(&d)?;
                     catalog_of(&store).await?
                 }
-                (None, Some(file)) => {
-                    let text = std::fs::read_to_string(&file)
-                        .with_context(|| format!("reading {}", file.display()))?;
-                    Seed::parse(&text, &file.display().to_string())
-                        .map_err(anyhow::Error::msg)?
-                        .catalog()
-                }
+                (None, Some(file)) => quickstart::read_seed(&file)?.catalog(),
                 (None, None) => {
                     eprintln!("note: resource, group and configuration names not checked; pass --data-dir or --catalog");
                     Catalog::default()

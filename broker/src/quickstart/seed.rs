@@ -1,6 +1,6 @@
-//! The quickstart: a catalogue of sandboxed configurations, resources and
-//! demo people loaded into a fresh data directory, with fresh tokens printed
-//! at every start.
+//! The quickstart's catalogue: sandboxed configurations, resources and demo
+//! people, loaded into a data directory with a fresh token for each person
+//! (`jitgate-broker catalog load` loads one too).
 
 use std::collections::BTreeMap;
 

@@ -49,6 +49,7 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/whoami", get(requests::whoami))
         .route("/requests", post(requests::create).get(requests::list))
         .route("/requests/{id}", get(requests::show))
+        .route("/ids/{id}", get(requests::identify))
         .route("/requests/{id}/approve", post(requests::approve))
         .route("/requests/{id}/deny", post(requests::deny))
         .route("/requests/{id}/cancel", post(requests::cancel))

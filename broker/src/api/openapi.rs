@@ -10,7 +10,7 @@ use super::{admin, agents, auth, grants, requests};
 #[openapi(
     info(title = "jitgate broker API", description = "Just-in-time privileged access: requests, approvals, grants, administration."),
     paths(
-        requests::whoami, requests::create, requests::list, requests::show,
+        requests::whoami, requests::create, requests::list, requests::show, requests::identify,
         requests::approve, requests::deny, requests::cancel,
         grants::list, grants::show, grants::revoke, grants::extend,
         admin::list_configurations, admin::put_configuration, admin::list_resources, admin::put_resource,

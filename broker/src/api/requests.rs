@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use jitgate_shared::v1::api::{
-    CreateRequestBody, Decision, Page, RequestState, RequestView, ReviewBody, UserView,
+    CreateRequestBody, Decision, Identified, Page, RequestState, RequestView, ReviewBody, UserView,
 };
 use jitgate_shared::v1::{ErrorBody, RequestId, UserId};
 use serde::Deserialize;
@@ -79,6 +79,20 @@ pub async fn show(
 ) -> Result<Json<RequestView>, ApiError> {
     let id = path_id("id", &id)?;
     Ok(Json(s.broker.get_request(&user, id).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/ids/{id}", tag = "requests",
+    params(("id" = String, Path, description = "A request or grant id")),
+    responses((status = 200, description = "The request or grant the id names", body = Identified),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn identify(
+    State(s): State<AppState>,
+    Caller(user): Caller,
+    PathParam(id): PathParam<String>,
+) -> Result<Json<Identified>, ApiError> {
+    let id: RequestId = path_id("id", &id)?;
+    Ok(Json(s.broker.identify(&user, id.as_uuid()).await?))
 }
 
 async fn review(

@@ -10,9 +10,10 @@ use clap::{Parser, Subcommand};
 use jitgate_broker::cli::client::{ApiClient, ClientError};
 use jitgate_broker::cli::login::{self, LoginError};
 use jitgate_broker::cli::output;
+use jitgate_broker::clock::{Clock, SystemClock};
 use jitgate_shared::v1::api::{
-    CreateJoinTokenBody, CreateRequestBody, ExtendBody, ExtendOutcome, GrantState, RequestState,
-    ScimConnectionBody,
+    AgentView, CreateJoinTokenBody, CreateRequestBody, Decision, ExtendBody, ExtendOutcome, GrantState,
+    Identified, RequestState, Role, ScimConnectionBody,
 };
 use jitgate_shared::v1::{ConfigId, GrantId, RequestId, ResourceId, UserId};
 use serde::de::DeserializeOwned;
@@ -127,7 +128,7 @@ enum Command {
         limit: usize,
     },
     /// Show a request or a grant by id.
-    Show { id: String },
+    Show { id: uuid::Uuid },
     /// End a grant now.
     Revoke {
         id: GrantId,
@@ -312,16 +313,26 @@ async fn main() -> ExitCode {
     }
 }
 
-fn print<T: Serialize>(json: bool, value: &T, human: impl FnOnce(&T) -> String) {
-    if json {
-        println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
-    } else {
-        println!("{}", human(value));
+/// How results are printed: JSON, or the human form.
+#[derive(Debug, Clone, Copy)]
+struct Out {
+    json: bool,
+}
+
+impl Out {
+    fn print<T: Serialize>(self, value: &T, human: impl FnOnce(&T) -> String) {
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+        } else {
+            println!("{}", human(value));
+        }
     }
 }
 
-async fn run(cli: Cli) -> Result<(), LoginError> {
-    let json = cli.json;
+type Outcome = Result<(), LoginError>;
+
+async fn run(cli: Cli) -> Outcome {
+    let out = Out { json: cli.json };
     let server = cli.server.trim_end_matches('/').to_owned();
     if let Command::Login {
         email,
@@ -331,75 +342,17 @@ async fn run(cli: Cli) -> Result<(), LoginError> {
     } = cli.command
     {
         let anonymous = ApiClient::new(&server, None, cli.ca_cert.as_deref())?;
-        let tokens = if device {
-            login::login_device(&anonymous, email, provider).await?
-        } else {
-            login::login(&anonymous, email, provider, !no_browser).await?
-        };
-        login::save(&login::Credentials {
-            server: server.clone(),
-            tokens: tokens.clone(),
-        })?;
-        print(json, &tokens.user, |u| {
-            let roles: Vec<_> = u.roles.iter().map(|r| r.as_str()).collect();
-            format!(
-                "signed in as {} ({}) roles: {}",
-                u.id,
-                u.display_name,
-                roles.join(", ")
-            )
-        });
-        return Ok(());
+        return sign_in(&anonymous, out, server, email, provider, !no_browser, device).await;
     }
     let token = match cli.token.clone() {
         Some(t) => t,
-        None => {
-            login::access_token(
-                &server,
-                cli.ca_cert.as_deref(),
-                jitgate_broker::clock::Clock::now(&jitgate_broker::clock::SystemClock),
-            )
-            .await?
-        }
+        None => login::access_token(&server, cli.ca_cert.as_deref(), SystemClock.now()).await?,
     };
     let api = ApiClient::new(&server, Some(token), cli.ca_cert.as_deref())?;
     match cli.command {
-        Command::Login { .. } => {}
-        Command::Logout => {
-            api.logout().await?;
-            login::forget()?;
-            print(json, &serde_json::json!({"signed_out": true}), |_| {
-                "signed out".into()
-            });
-        }
-        Command::Admin {
-            command: AdminCommand::Sso,
-        } => {
-            let providers = api.sso_providers().await?;
-            print(json, &providers, |p| output::sso_providers(p));
-        }
-        Command::Admin {
-            command: AdminCommand::Sessions { action },
-        } => match action.unwrap_or(SessionAction::List {
-            user: None,
-            all: false,
-        }) {
-            SessionAction::List { user, all } => {
-                let sessions = api.sessions(user.as_deref(), all).await?;
-                print(json, &sessions, |s| output::sessions(s));
-            }
-            SessionAction::Revoke { id } => {
-                let s = api.revoke_session(&id).await?;
-                print(json, &s, |s| output::sessions(std::slice::from_ref(s)));
-            }
-        },
-        Command::Whoami => {
-            let me = api.whoami().await?;
-            print(json, &me, |u| {
-                let roles: Vec<_> = u.roles.iter().map(|r| r.as_str()).collect();
-                format!("{} ({}) roles: {}", u.id, u.display_name, roles.join(", "))
-            });
-        }
+        Command::Login { .. } => Ok(()),
+        Command::Logout => logout(&api, out).await,
+        Command::Whoami => whoami(&api, out).await,
         Command::Request {
             resource,
             duration,
@@ -416,175 +369,269 @@ async fn run(cli: Cli) -> Result<(), LoginError> {
                 starts_at,
                 break_glass,
             };
-            let r = api.create_request(&body).await?;
-            print(json, &r, output::request);
+            request(&api, out, &body).await
         }
-        Command::Approve { id, comment } => print(json, &api.approve(id, comment).await?, output::request),
-        Command::Deny { id, comment } => print(json, &api.deny(id, comment).await?, output::request),
-        Command::Cancel { id } => print(json, &api.cancel(id).await?, output::request),
+        Command::Approve { id, comment } => review(&api, out, id, Decision::Approve, comment).await,
+        Command::Deny { id, comment } => review(&api, out, id, Decision::Deny, comment).await,
+        Command::Cancel { id } => cancel(&api, out, id).await,
         Command::List {
             state,
             requester,
             limit,
-        } => {
-            let mut q = vec![("limit", limit.to_string())];
-            if let Some(s) = state {
-                q.push(("state", name_of(s)));
-            }
-            if let Some(u) = requester {
-                q.push(("requester", u.to_string()));
-            }
-            let page = api.requests(&q).await?;
-            print(json, &page, |p| output::requests(&p.items));
-        }
-        Command::Grants { state, user, limit } => {
-            let mut q = vec![("limit", limit.to_string())];
-            if let Some(s) = state {
-                q.push(("state", name_of(s)));
-            }
-            if let Some(u) = user {
-                q.push(("user", u.to_string()));
-            }
-            let page = api.grants(&q).await?;
-            print(json, &page, |p| output::grants(&p.items));
-        }
-        Command::Show { id } => {
-            let uuid: RequestId = id
-                .parse()
-                .map_err(|e: jitgate_shared::v1::IdError| ClientError::Api {
-                    status: reqwest::StatusCode::BAD_REQUEST,
-                    body: jitgate_shared::v1::ErrorBody {
-                        code: jitgate_shared::v1::ErrorCode::InvalidInput,
-                        message: e.to_string(),
-                        field: Some("id".into()),
-                    },
-                })?;
-            match api.request(uuid).await {
-                Ok(r) => print(json, &r, output::request),
-                Err(e) if e.status() == Some(reqwest::StatusCode::NOT_FOUND) => {
-                    let g = api.grant(GrantId::from_uuid(uuid.as_uuid())).await?;
-                    print(json, &g, |g| output::grants(std::slice::from_ref(g)));
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Command::Revoke { id, reason } => {
-            let g = api.revoke(id, reason).await?;
-            print(json, &g, |g| output::grants(std::slice::from_ref(g)));
-        }
-        Command::Admin {
-            command: AdminCommand::JoinToken { configuration, ttl },
-        } => {
-            let issued = api
-                .create_join_token(&CreateJoinTokenBody {
-                    configuration,
-                    ttl_seconds: ttl,
-                })
-                .await?;
-            print(json, &issued, output::join_token);
-        }
-        Command::Admin {
-            command: AdminCommand::Explain { resource, user },
-        } => {
-            let plan = api.explain(&resource, &user).await?;
-            print(json, &plan, output::explain);
-        }
-        Command::Admin {
-            command: AdminCommand::Users { action },
-        } => match action.unwrap_or(UserAction::List) {
-            UserAction::List => {
-                let users = api.users().await?;
-                print(json, &users, |u| output::users(u));
-            }
-            UserAction::Disable { id } => {
-                let user = api.disable_user(&id).await?;
-                print(json, &user, |u| output::users(std::slice::from_ref(u)));
-            }
-        },
-        Command::Admin {
-            command: AdminCommand::Tokens { action },
-        } => match action.unwrap_or(TokenAction::List { user: None }) {
-            TokenAction::List { user } => {
-                let tokens = api.tokens(user.as_deref()).await?;
-                print(json, &tokens, |t| output::tokens(t));
-            }
-            TokenAction::Revoke { id } => {
-                let token = api.revoke_token(&id).await?;
-                print(json, &token, |t| output::tokens(std::slice::from_ref(t)));
-            }
-        },
-        Command::Admin {
-            command: AdminCommand::ForceClose { command, reason },
-        } => {
-            let grant = api.force_close_revoke(&command, &reason).await?;
-            print(json, &grant, |g| match g {
-                Some(g) => output::grants(std::slice::from_ref(g)),
-                None => format!("revoke {command} closed\n"),
-            });
-        }
-        Command::Admin {
-            command: AdminCommand::Agents { action },
-        } => match action.unwrap_or(AgentAction::List) {
-            AgentAction::List => {
-                let agents = api.agents().await?;
-                print(json, &agents, |a| output::agents(a));
-            }
-            AgentAction::Approve { id } => {
-                let agent = api.approve_agent(id).await?;
-                print(json, &agent, |a| output::agents(std::slice::from_ref(a)));
-            }
-            AgentAction::Revoke { id } => {
-                let agent = api.revoke_agent(id).await?;
-                print(json, &agent, |a| output::agents(std::slice::from_ref(a)));
-            }
-        },
-        Command::Admin {
-            command: AdminCommand::Scim { action },
-        } => match action.unwrap_or(ScimAction::List) {
-            ScimAction::List => {
-                let items = api.scim_connections().await?;
-                print(json, &items, |c| output::scim_connections(c));
-            }
-            ScimAction::Create { name, roles } => {
-                let body = ScimConnectionBody {
-                    name,
-                    default_roles: if roles.is_empty() {
-                        [jitgate_shared::v1::api::Role::Requester].into()
-                    } else {
-                        roles.into_iter().collect()
-                    },
-                };
-                let created = api.create_scim_connection(&body).await?;
-                print(json, &created, output::scim_connection_created);
-            }
-            ScimAction::Delete { name } => {
-                api.delete_scim_connection(&name).await?;
-                print(json, &serde_json::json!({"deleted": name}), |_| {
-                    format!("SCIM connection {name} deleted")
-                });
-            }
-        },
+        } => list_requests(&api, out, state, requester, limit).await,
+        Command::Grants { state, user, limit } => list_grants(&api, out, state, user, limit).await,
+        Command::Show { id } => show(&api, out, id).await,
+        Command::Revoke { id, reason } => revoke(&api, out, id, reason).await,
         Command::Extend {
             id,
             duration,
             justification,
             ticket,
         } => {
-            let outcome = api
-                .extend(
-                    id,
-                    &ExtendBody {
-                        duration_seconds: duration,
-                        justification,
-                        ticket,
-                    },
-                )
-                .await?;
-            print(json, &outcome, |o| match o {
-                ExtendOutcome::Extended { grant } => output::grants(std::slice::from_ref(grant)),
-                ExtendOutcome::PendingApproval { request } => {
-                    format!("extension needs approval:\n{}", output::request(request))
-                }
+            let body = ExtendBody {
+                duration_seconds: duration,
+                justification,
+                ticket,
+            };
+            extend(&api, out, id, &body).await
+        }
+        Command::Admin { command } => admin(&api, out, command).await,
+    }
+}
+
+async fn admin(api: &ApiClient, out: Out, command: AdminCommand) -> Outcome {
+    match command {
+        AdminCommand::JoinToken { configuration, ttl } => join_token(api, out, configuration, ttl).await,
+        AdminCommand::Explain { resource, user } => explain(api, out, &resource, &user).await,
+        AdminCommand::ForceClose { command, reason } => force_close(api, out, &command, &reason).await,
+        AdminCommand::Users { action } => users(api, out, action.unwrap_or(UserAction::List)).await,
+        AdminCommand::Tokens { action } => {
+            tokens(api, out, action.unwrap_or(TokenAction::List { user: None })).await
+        }
+        AdminCommand::Agents { action } => agents(api, out, action.unwrap_or(AgentAction::List)).await,
+        AdminCommand::Sso => sso(api, out).await,
+        AdminCommand::Sessions { action } => {
+            let action = action.unwrap_or(SessionAction::List {
+                user: None,
+                all: false,
+            });
+            sessions(api, out, action).await
+        }
+        AdminCommand::Scim { action } => scim(api, out, action.unwrap_or(ScimAction::List)).await,
+    }
+}
+
+/// `jitgate login`: a browser or device sign-in; the session's tokens are
+/// saved for the next commands.
+async fn sign_in(
+    anonymous: &ApiClient,
+    out: Out,
+    server: String,
+    email: Option<String>,
+    provider: Option<String>,
+    open_browser: bool,
+    device: bool,
+) -> Outcome {
+    let tokens = if device {
+        login::login_device(anonymous, email, provider).await?
+    } else {
+        login::login(anonymous, email, provider, open_browser).await?
+    };
+    login::save(&login::Credentials {
+        server,
+        tokens: tokens.clone(),
+    })?;
+    out.print(&tokens.user, |u| format!("signed in as {}", output::person(u)));
+    Ok(())
+}
+
+async fn logout(api: &ApiClient, out: Out) -> Outcome {
+    api.logout().await?;
+    login::forget()?;
+    out.print(&serde_json::json!({"signed_out": true}), |_| "signed out".into());
+    Ok(())
+}
+
+async fn whoami(api: &ApiClient, out: Out) -> Outcome {
+    out.print(&api.whoami().await?, output::person);
+    Ok(())
+}
+
+async fn request(api: &ApiClient, out: Out, body: &CreateRequestBody) -> Outcome {
+    out.print(&api.create_request(body).await?, output::request);
+    Ok(())
+}
+
+async fn review(
+    api: &ApiClient,
+    out: Out,
+    id: RequestId,
+    decision: Decision,
+    comment: Option<String>,
+) -> Outcome {
+    let reviewed = match decision {
+        Decision::Approve => api.approve(id, comment).await?,
+        Decision::Deny => api.deny(id, comment).await?,
+    };
+    out.print(&reviewed, output::request);
+    Ok(())
+}
+
+async fn cancel(api: &ApiClient, out: Out, id: RequestId) -> Outcome {
+    out.print(&api.cancel(id).await?, output::request);
+    Ok(())
+}
+
+async fn list_requests(
+    api: &ApiClient,
+    out: Out,
+    state: Option<RequestState>,
+    requester: Option<UserId>,
+    limit: usize,
+) -> Outcome {
+    let mut q = vec![("limit", limit.to_string())];
+    if let Some(s) = state {
+        q.push(("state", name_of(s)));
+    }
+    if let Some(u) = requester {
+        q.push(("requester", u.to_string()));
+    }
+    out.print(&api.requests(&q).await?, |p| output::requests(&p.items));
+    Ok(())
+}
+
+async fn list_grants(
+    api: &ApiClient,
+    out: Out,
+    state: Option<GrantState>,
+    user: Option<UserId>,
+    limit: usize,
+) -> Outcome {
+    let mut q = vec![("limit", limit.to_string())];
+    if let Some(s) = state {
+        q.push(("state", name_of(s)));
+    }
+    if let Some(u) = user {
+        q.push(("user", u.to_string()));
+    }
+    out.print(&api.grants(&q).await?, |p| output::grants(&p.items));
+    Ok(())
+}
+
+/// A request or a grant: the broker says which the id names.
+async fn show(api: &ApiClient, out: Out, id: uuid::Uuid) -> Outcome {
+    out.print(&api.identify(id).await?, |found| match found {
+        Identified::Request(r) => output::request(r),
+        Identified::Grant(g) => output::grants(std::slice::from_ref(g)),
+    });
+    Ok(())
+}
+
+async fn revoke(api: &ApiClient, out: Out, id: GrantId, reason: Option<String>) -> Outcome {
+    out.print(&api.revoke(id, reason).await?, |g| {
+        output::grants(std::slice::from_ref(g))
+    });
+    Ok(())
+}
+
+async fn extend(api: &ApiClient, out: Out, id: GrantId, body: &ExtendBody) -> Outcome {
+    out.print(&api.extend(id, body).await?, |o| match o {
+        ExtendOutcome::Extended { grant } => output::grants(std::slice::from_ref(grant)),
+        ExtendOutcome::PendingApproval { request } => {
+            format!("extension needs approval:\n{}", output::request(request))
+        }
+    });
+    Ok(())
+}
+
+async fn join_token(api: &ApiClient, out: Out, configuration: ConfigId, ttl: Option<u64>) -> Outcome {
+    let body = CreateJoinTokenBody {
+        configuration,
+        ttl_seconds: ttl,
+    };
+    out.print(&api.create_join_token(&body).await?, output::join_token);
+    Ok(())
+}
+
+async fn explain(api: &ApiClient, out: Out, resource: &ResourceId, user: &UserId) -> Outcome {
+    out.print(&api.explain(resource, user).await?, output::explain);
+    Ok(())
+}
+
+async fn force_close(api: &ApiClient, out: Out, command: &str, reason: &str) -> Outcome {
+    out.print(&api.force_close_revoke(command, reason).await?, |g| match g {
+        Some(g) => output::grants(std::slice::from_ref(g)),
+        None => format!("revoke {command} closed"),
+    });
+    Ok(())
+}
+
+async fn users(api: &ApiClient, out: Out, action: UserAction) -> Outcome {
+    match action {
+        UserAction::List => out.print(&api.users().await?, |u| output::users(u)),
+        UserAction::Disable { id } => out.print(&api.disable_user(&id).await?, |u| {
+            output::users(std::slice::from_ref(u))
+        }),
+    }
+    Ok(())
+}
+
+async fn tokens(api: &ApiClient, out: Out, action: TokenAction) -> Outcome {
+    match action {
+        TokenAction::List { user } => out.print(&api.tokens(user.as_deref()).await?, |t| output::tokens(t)),
+        TokenAction::Revoke { id } => out.print(&api.revoke_token(&id).await?, |t| {
+            output::tokens(std::slice::from_ref(t))
+        }),
+    }
+    Ok(())
+}
+
+async fn agents(api: &ApiClient, out: Out, action: AgentAction) -> Outcome {
+    let one = |a: &AgentView| output::agents(std::slice::from_ref(a));
+    match action {
+        AgentAction::List => out.print(&api.agents().await?, |a| output::agents(a)),
+        AgentAction::Approve { id } => out.print(&api.approve_agent(id).await?, one),
+        AgentAction::Revoke { id } => out.print(&api.revoke_agent(id).await?, one),
+    }
+    Ok(())
+}
+
+async fn sso(api: &ApiClient, out: Out) -> Outcome {
+    out.print(&api.sso_providers().await?, |p| output::sso_providers(p));
+    Ok(())
+}
+
+async fn sessions(api: &ApiClient, out: Out, action: SessionAction) -> Outcome {
+    match action {
+        SessionAction::List { user, all } => out.print(&api.sessions(user.as_deref(), all).await?, |s| {
+            output::sessions(s)
+        }),
+        SessionAction::Revoke { id } => out.print(&api.revoke_session(&id).await?, |s| {
+            output::sessions(std::slice::from_ref(s))
+        }),
+    }
+    Ok(())
+}
+
+async fn scim(api: &ApiClient, out: Out, action: ScimAction) -> Outcome {
+    match action {
+        ScimAction::List => out.print(&api.scim_connections().await?, |c| output::scim_connections(c)),
+        ScimAction::Create { name, roles } => {
+            let default_roles = if roles.is_empty() {
+                [Role::Requester].into()
+            } else {
+                roles.into_iter().collect()
+            };
+            let body = ScimConnectionBody { name, default_roles };
+            out.print(
+                &api.create_scim_connection(&body).await?,
+                output::scim_connection_created,
+            );
+        }
+        ScimAction::Delete { name } => {
+            api.delete_scim_connection(&name).await?;
+            out.print(&serde_json::json!({"deleted": name}), |_| {
+                format!("SCIM connection {name} deleted")
             });
         }
     }

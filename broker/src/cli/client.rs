@@ -6,10 +6,10 @@ use std::time::Duration;
 use jitgate_shared::error_chain;
 use jitgate_shared::v1::api::{
     AgentView, Configuration, CreateJoinTokenBody, CreateRequestBody, DeviceLoginBody, DevicePoll,
-    DevicePollBody, DeviceStarted, EnrollBody, Enrolled, ExtendBody, ExtendOutcome, GrantView, IssuedToken,
-    JoinTokenIssued, LoginBody, LoginStarted, Page, PolicyStatus, RefreshBody, RequestView, Resource,
-    ReviewBody, RevokeBody, ScimConnectionBody, ScimConnectionCreated, ScimConnectionView, SessionView,
-    SsoProviderView, TokenExchangeBody, TokenSet, UserBody, UserView,
+    DevicePollBody, DeviceStarted, EnrollBody, Enrolled, ExtendBody, ExtendOutcome, GrantView, Identified,
+    IssuedToken, JoinTokenIssued, LoginBody, LoginStarted, Page, PolicyStatus, RefreshBody, RequestView,
+    Resource, ReviewBody, RevokeBody, ScimConnectionBody, ScimConnectionCreated, ScimConnectionView,
+    SessionView, SsoProviderView, TokenExchangeBody, TokenSet, UserBody, UserView,
 };
 use jitgate_shared::v1::{ErrorBody, GrantId, RequestId};
 use reqwest::{Method, StatusCode};
@@ -281,6 +281,11 @@ impl ApiClient {
     pub async fn cancel(&self, id: RequestId) -> Result<RequestView, ClientError> {
         self.post(&format!("/api/v1/requests/{id}/cancel"), &serde_json::json!({}))
             .await
+    }
+
+    /// What an id names: a request or a grant.
+    pub async fn identify(&self, id: uuid::Uuid) -> Result<Identified, ClientError> {
+        self.get(&format!("/api/v1/ids/{id}"), &[]).await
     }
 
     pub async fn grant(&self, id: GrantId) -> Result<GrantView, ClientError> {

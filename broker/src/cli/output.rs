@@ -67,6 +67,12 @@ pub fn requests(items: &[RequestView]) -> String {
     t.to_string()
 }
 
+/// Who someone is: id, display name and roles.
+pub fn person(u: &UserView) -> String {
+    let roles: Vec<&str> = u.roles.iter().map(|r| r.as_str()).collect();
+    format!("{} ({}) roles: {}", u.id, u.display_name, roles.join(", "))
+}
+
 pub fn request(r: &RequestView) -> String {
     let mut out = requests(std::slice::from_ref(r));
     if !r.principal.is_empty() {

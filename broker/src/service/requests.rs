@@ -2,9 +2,9 @@
 
 use chrono::{DateTime, Utc};
 use jitgate_shared::v1::api::{
-    CreateRequestBody, Decision, Page, RequestKind, RequestState, RequestView, ReviewBody, Role,
+    CreateRequestBody, Decision, Identified, Page, RequestKind, RequestState, RequestView, ReviewBody, Role,
 };
-use jitgate_shared::v1::{RequestId, UserId};
+use jitgate_shared::v1::{GrantId, RequestId, UserId};
 
 use super::{retry_conflicts, Broker, ServiceError};
 use crate::audit::{Actor, AuditEntry, AuditEvent};
@@ -319,6 +319,22 @@ impl Broker {
             return Err(ServiceError::not_found("request", id));
         }
         Ok(request.view())
+    }
+
+    /// What `id` names, as `actor` may see it: a request or a grant (ids
+    /// are unique across both). Not found when it names neither, or
+    /// something `actor` may not see.
+    pub async fn identify(&self, actor: &User, id: uuid::Uuid) -> Result<Identified, ServiceError> {
+        match self.get_request(actor, RequestId::from_uuid(id)).await {
+            Ok(request) => return Ok(Identified::Request(request)),
+            Err(ServiceError::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        match self.get_grant(actor, GrantId::from_uuid(id)).await {
+            Ok(grant) => Ok(Identified::Grant(grant)),
+            Err(ServiceError::NotFound { .. }) => Err(ServiceError::not_found("request or grant", id)),
+            Err(e) => Err(e),
+        }
     }
 
     pub async fn list_requests(

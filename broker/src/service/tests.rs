@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use jitgate_shared::v1::api::{CommandOp, EndReason, ExtendBody, GrantState, ReviewBody};
+use jitgate_shared::v1::api::{CommandOp, EndReason, ExtendBody, GrantState, ReviewBody, Role};
 use jitgate_shared::v1::{GrantId, RequestId};
 use proptest::prelude::*;
 
@@ -393,4 +393,52 @@ async fn reconciliation_revokes_again_what_jitgate_granted_and_no_grant_holds() 
         queued[0].entitlement, grant.entitlement,
         "only what jitgate granted, without remove_unexpected"
     );
+}
+
+#[tokio::test]
+async fn an_id_is_identified_as_what_it_names_only_for_those_who_may_see_it() {
+    use jitgate_shared::v1::api::{Identified, UserBody};
+    let h = harness().await;
+    let created = h
+        .broker
+        .create_request(&h.users[0], body("auto", 60))
+        .await
+        .unwrap();
+    let grant = created.grant.unwrap();
+    let request = created.id;
+    let found = h.broker.identify(&h.users[0], request.as_uuid()).await.unwrap();
+    assert!(matches!(found, Identified::Request(r) if r.id == request));
+    let found = h.broker.identify(&h.users[0], grant.as_uuid()).await.unwrap();
+    assert!(matches!(found, Identified::Grant(g) if g.id == grant));
+
+    // A requester who is not the owner learns no more than from an id
+    // that names nothing.
+    h.broker
+        .save_user(
+            crate::audit::Actor::System,
+            UserBody {
+                id: "dan".parse().unwrap(),
+                display_name: String::new(),
+                email: None,
+                roles: [Role::Requester].into(),
+                groups: ["people".to_owned()].into(),
+                person: None,
+            },
+        )
+        .await
+        .unwrap();
+    let dan = h
+        .broker
+        .store
+        .user(&"dan".parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    for id in [request.as_uuid(), grant.as_uuid(), uuid::Uuid::now_v7()] {
+        let err = h.broker.identify(&dan, id).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            ServiceError::not_found("request or grant", id).to_string()
+        );
+    }
 }

@@ -195,6 +195,15 @@ pub enum GrantState {
     Ended,
 }
 
+/// What an id names (`GET /api/v1/ids/{id}`): a request or a grant, as
+/// the caller may see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "kind", content = "item", rename_all = "snake_case")]
+pub enum Identified {
+    Request(RequestView),
+    Grant(GrantView),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct GrantView {
     pub id: GrantId,

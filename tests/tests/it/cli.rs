@@ -50,6 +50,29 @@ async fn request_approve_and_list_from_the_cli() {
     let out = b.cli("alice", &["grants"]);
     assert!(text(&out).contains("DevAdmin"), "{}", text(&out));
 
+    // `show` takes either id; the broker says which it names.
+    let out = b.cli("alice", &["--json", "grants"]);
+    let grants: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let grant = grants["items"][0]["id"].as_str().unwrap().to_owned();
+    let out = b.cli("alice", &["--json", "show", &grant]);
+    assert!(out.status.success(), "{}", text(&out));
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (shown["kind"].as_str(), shown["item"]["id"].as_str()),
+        (Some("grant"), Some(grant.as_str()))
+    );
+    let out = b.cli("alice", &["--json", "show", &id]);
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["kind"], "request", "{shown}");
+    // An id that names nothing (or nothing the caller may see: the
+    // service's tests) is said so; one that is not an id never leaves.
+    let out = b.cli("alice", &["show", "01900000-0000-7000-8000-000000000000"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("request or grant"), "{}", text(&out));
+    let out = b.cli("alice", &["show", "../admin/users"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("invalid value"), "{}", text(&out));
+
     // Admins make join tokens and see agents.
     let out = b.cli("admin", &["admin", "join-token", "aws-test", "--ttl", "10m"]);
     assert!(out.status.success(), "{}", text(&out));

@@ -1,8 +1,6 @@
 //! Grants: opening and closing windows, leases and the commands they call
 //! for, early end, extension, and the scheduled jobs that drive them.
 
-use std::collections::BTreeSet;
-
 use chrono::{DateTime, Utc};
 use jitgate_shared::v1::api::{
     CreateRequestBody, EndReason, ExtendBody, ExtendOutcome, GrantState, GrantView, Page, RequestKind,
@@ -14,7 +12,6 @@ use super::requests::{principal_facts, resource_facts, sees_all};
 use super::{retry_conflicts, Broker, ServiceError};
 use crate::audit::{Actor, AuditEntry, AuditEvent};
 use crate::domain::grant::{Grant, GrantError};
-use crate::domain::job::{Job, JobKind};
 use crate::domain::lease::{Lease, LeaseEffect};
 use crate::domain::policy::{Action, RequestFacts};
 use crate::domain::request::{check_ticket, NewRequest, Request};
@@ -30,9 +27,6 @@ pub struct GrantQuery {
     pub after: Option<GrantId>,
     pub limit: usize,
 }
-
-/// How many due jobs are turned into one durable batch.
-pub const JOB_BATCH: usize = 512;
 
 impl Broker {
     /// Turns an approved request into a grant (or, for an extension, extends
@@ -126,7 +120,7 @@ impl Broker {
 
     /// Activates a grant: takes its lease, queues a grant command when it is
     /// the first holder, schedules the expiry.
-    async fn open_window(
+    pub(crate) async fn open_window(
         &self,
         grant: Grant,
         change: &mut Change,
@@ -513,121 +507,4 @@ impl Broker {
             .collect();
         Ok(super::page_of(items, &page, |g: &GrantView| g.id.to_string()))
     }
-
-    /// Runs up to [`JOB_BATCH`] due jobs as one durable batch. Returns how
-    /// many were done and whether any must be retried at once (a conflict
-    /// with another change, such as two grants of one lease ending together).
-    #[tracing::instrument(skip(self))]
-    pub async fn run_due_jobs(&self) -> Result<DueRun, ServiceError> {
-        let now = self.clock.now();
-        let jobs = self.store.due_jobs(now, JOB_BATCH).await?;
-        if jobs.is_empty() {
-            return Ok(DueRun::default());
-        }
-        let mut changes = Vec::with_capacity(jobs.len());
-        let mut lateness = Vec::with_capacity(jobs.len());
-        let mut failed = 0;
-        for job in &jobs {
-            match self.job_change(job, now).await {
-                Ok(change) => {
-                    lateness.push((now - job.due).to_std().unwrap_or_default().as_secs_f64());
-                    changes.push(change);
-                }
-                Err(e) => {
-                    failed += 1;
-                    tracing::error!(?job, error = %e, "scheduled job failed; it stays due and is retried");
-                }
-            }
-        }
-        let outboxes: BTreeSet<_> = changes.iter().flat_map(super::requests::outboxes_of).collect();
-        let recount = changes.iter().any(super::requests::supersedes_failing_revoke);
-        let results = self.store.commit_all(changes).await;
-        if recount {
-            self.count_failing_revokes().await?;
-        }
-        self.signal_outboxes(outboxes);
-        let mut run = DueRun {
-            failed,
-            ..DueRun::default()
-        };
-        for (result, late) in results.iter().zip(lateness) {
-            match result {
-                Ok(_) => {
-                    run.done += 1;
-                    self.metrics.job_lateness.observe(late);
-                }
-                Err(e) if e.is_conflict() => run.conflicts += 1,
-                Err(e) => {
-                    run.failed += 1;
-                    tracing::error!(error = %e, "committing a scheduled job failed; it stays due");
-                }
-            }
-        }
-        run.more = jobs.len() == JOB_BATCH || run.conflicts > 0;
-        Ok(run)
-    }
-
-    /// The change one due job calls for. A job whose target moved on (ended,
-    /// extended, rescheduled) just removes itself; a job for the target's
-    /// current time is never dropped before that time.
-    async fn job_change(&self, job: &Job, now: DateTime<Utc>) -> Result<Change, ServiceError> {
-        let mut change = Change::default();
-        if job.due > now {
-            return Ok(change);
-        }
-        change.unschedule.push(*job);
-        match job.kind {
-            JobKind::ExpireGrant(id) => {
-                let Some(grant) = self.store.grant(id).await? else {
-                    return Ok(change);
-                };
-                if grant.state != GrantState::Active || grant.ends_at != job.due {
-                    return Ok(change);
-                }
-                let request = self.store.request(grant.request).await?;
-                self.close_window(grant, EndReason::Expired, None, Actor::System, &mut change, now)
-                    .await?;
-                if let Some(r) = request.filter(|r| r.grant == Some(id)) {
-                    change.requests.push(r.ended(EndReason::Expired));
-                }
-            }
-            JobKind::ActivateGrant(id) => {
-                let Some(grant) = self.store.grant(id).await? else {
-                    return Ok(change);
-                };
-                if grant.state != GrantState::Scheduled || grant.starts_at != job.due {
-                    return Ok(change);
-                }
-                let request = self.store.request(grant.request).await?;
-                self.open_window(grant, &mut change, now).await?;
-                if let Some(r) = request {
-                    change.requests.push(r.activated());
-                }
-            }
-            JobKind::ExpirePending(id) => {
-                let Some(request) = self.store.request(id).await? else {
-                    return Ok(change);
-                };
-                if let Some(expired) = request.expire_pending(now) {
-                    change.audit.push(AuditEntry {
-                        at: now,
-                        actor: Actor::System,
-                        event: crate::audit::AuditEvent::RequestPendingExpired { request: id },
-                    });
-                    change.requests.push(expired);
-                }
-            }
-        }
-        Ok(change)
-    }
-}
-
-/// What one run of due jobs did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct DueRun {
-    pub done: usize,
-    pub conflicts: usize,
-    pub failed: usize,
-    /// Run again at once: the batch was full or some conflicted.
-    pub more: bool,
 }

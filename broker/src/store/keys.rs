@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::domain::job::{Job, JobKind};
+use crate::store::RecordKind;
 
 pub const CONFIG: &str = "c/";
 pub const RESOURCE: &str = "r/";
@@ -75,6 +76,26 @@ pub fn outbox_entitlement(configuration: &str, lease_key: &str) -> Vec<u8> {
 }
 
 /// Where a SCIM resource's records live: `{connection}/{kind}/`.
+/// Where records of `kind` live: every versioned record is at its kind's
+/// prefix followed by its id.
+pub fn record_prefix(kind: RecordKind) -> &'static str {
+    match kind {
+        RecordKind::Configuration => CONFIG,
+        RecordKind::Resource => RESOURCE,
+        RecordKind::User => USER,
+        RecordKind::Request => REQUEST,
+        RecordKind::Grant => GRANT,
+        RecordKind::Lease => LEASE,
+        RecordKind::JoinToken => JOIN_TOKEN,
+        RecordKind::Agent => AGENT,
+        RecordKind::PendingLogin => PENDING_LOGIN,
+        RecordKind::Session => SESSION,
+        RecordKind::UsedAssertion => USED_ASSERTION,
+        RecordKind::ScimConnection => SCIM_CONNECTION,
+        RecordKind::ScimResource => SCIM_RESOURCE,
+    }
+}
+
 pub fn scim_scope(connection: &str, kind: crate::identity::scim::ScimKind) -> String {
     format!("{connection}/{}/", kind.name())
 }

@@ -18,7 +18,7 @@ pub mod record;
 pub mod sled;
 
 pub use query::{GrantFilter, RequestFilter, ScimFilter, SessionFilter, TokenFilter};
-pub use record::{Committed, Versioned};
+pub use record::{Committed, Record, RecordKind, Versioned};
 
 use std::fmt::Debug;
 
@@ -105,32 +105,69 @@ impl Change {
         self.commands.push(command);
     }
 
+    /// Every versioned record this change writes, of every kind: the one
+    /// list backends walk to check and bump versions.
+    pub fn records(&self) -> impl Iterator<Item = &dyn Record> {
+        fn each<T: Record>(v: &[T]) -> impl Iterator<Item = &dyn Record> {
+            v.iter().map(|r| r as &dyn Record)
+        }
+        each(&self.configurations)
+            .chain(each(&self.resources))
+            .chain(each(&self.users))
+            .chain(each(&self.requests))
+            .chain(each(&self.grants))
+            .chain(each(&self.leases))
+            .chain(each(&self.join_tokens))
+            .chain(each(&self.agents))
+            .chain(each(&self.scim_connections))
+            .chain(each(&self.scim_resources))
+            .chain(each(&self.pending_logins))
+            .chain(each(&self.sessions))
+            .chain(each(&self.used_assertions))
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.configurations.is_empty()
-            && self.resources.is_empty()
-            && self.users.is_empty()
-            && self.tokens.is_empty()
-            && self.delete_tokens.is_empty()
-            && self.requests.is_empty()
-            && self.grants.is_empty()
-            && self.leases.is_empty()
-            && self.commands.is_empty()
-            && self.delivered.is_empty()
-            && self.results.is_empty()
-            && self.schedule.is_empty()
-            && self.unschedule.is_empty()
-            && self.audit.is_empty()
-            && self.join_tokens.is_empty()
-            && self.agents.is_empty()
-            && self.scim_connections.is_empty()
-            && self.delete_scim_connections.is_empty()
-            && self.scim_resources.is_empty()
-            && self.delete_scim_resources.is_empty()
-            && self.pending_logins.is_empty()
-            && self.delete_pending_logins.is_empty()
-            && self.sessions.is_empty()
-            && self.used_assertions.is_empty()
-            && self.audit_anchor.is_none()
+        let Change {
+            // Versioned records: in `records()`.
+            configurations: _,
+            resources: _,
+            users: _,
+            requests: _,
+            grants: _,
+            leases: _,
+            join_tokens: _,
+            agents: _,
+            scim_connections: _,
+            scim_resources: _,
+            pending_logins: _,
+            sessions: _,
+            used_assertions: _,
+            tokens,
+            delete_tokens,
+            commands,
+            delivered,
+            results,
+            schedule,
+            unschedule,
+            audit,
+            delete_scim_connections,
+            delete_scim_resources,
+            delete_pending_logins,
+            audit_anchor,
+        } = self;
+        self.records().next().is_none()
+            && tokens.is_empty()
+            && delete_tokens.is_empty()
+            && commands.is_empty()
+            && delivered.is_empty()
+            && results.is_empty()
+            && schedule.is_empty()
+            && unschedule.is_empty()
+            && audit.is_empty()
+            && delete_scim_connections.is_empty()
+            && delete_scim_resources.is_empty()
+            && delete_pending_logins.is_empty()
+            && audit_anchor.is_none()
     }
 }
 

@@ -2,6 +2,13 @@
 //! kind and every backend: each names its kind and id and carries the
 //! version it was read at (0 when new); a commit writes the next one and
 //! says so in [`Committed`].
+//!
+//! A new kind of record is: a [`RecordKind`] and a `versioned!` line here,
+//! a field of [`Change`](super::Change) and its line in
+//! [`Change::records`](super::Change::records), and its place in each
+//! backend (the compiler asks for it: backends match on [`RecordKind`]).
+
+use serde::Serialize;
 
 use crate::domain::agent::{Agent, JoinToken};
 use crate::domain::catalog::{StoredConfiguration, StoredResource};
@@ -12,10 +19,54 @@ use crate::domain::session::{PendingLogin, Session, UsedAssertion};
 use crate::domain::user::User;
 use crate::identity::scim::{ScimConnection, ScimResource};
 
+/// The kinds of versioned record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RecordKind {
+    Configuration,
+    Resource,
+    User,
+    Request,
+    Grant,
+    Lease,
+    JoinToken,
+    Agent,
+    PendingLogin,
+    Session,
+    UsedAssertion,
+    ScimConnection,
+    ScimResource,
+}
+
+impl RecordKind {
+    /// What it is, in messages (`"grant"`, `"SCIM resource"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            RecordKind::Configuration => "configuration",
+            RecordKind::Resource => "resource",
+            RecordKind::User => "user",
+            RecordKind::Request => "request",
+            RecordKind::Grant => "grant",
+            RecordKind::Lease => "lease",
+            RecordKind::JoinToken => "join token",
+            RecordKind::Agent => "agent",
+            RecordKind::PendingLogin => "sign-in",
+            RecordKind::Session => "session",
+            RecordKind::UsedAssertion => "SAML assertion",
+            RecordKind::ScimConnection => "SCIM connection",
+            RecordKind::ScimResource => "SCIM resource",
+        }
+    }
+}
+
+impl std::fmt::Display for RecordKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// A record kept with compare-and-set on its version.
 pub trait Versioned {
-    /// What it is, in messages (`"grant"`, `"SCIM resource"`).
-    fn kind(&self) -> &'static str;
+    fn kind(&self) -> RecordKind;
     /// Its id among records of its kind.
     fn id(&self) -> String;
     /// The version it was read at (0 when new).
@@ -24,11 +75,27 @@ pub trait Versioned {
     fn set_version(&mut self, version: u64);
 }
 
+/// A versioned record as a backend writes it: its kind, id and version,
+/// and its stored form.
+pub trait Record: Versioned + Sync {
+    /// Appends the record at `version` to `out`, as JSON (the stored form
+    /// in every backend).
+    fn write_json_at(&self, version: u64, out: &mut Vec<u8>) -> serde_json::Result<()>;
+}
+
+impl<T: Versioned + Serialize + Clone + Sync> Record for T {
+    fn write_json_at(&self, version: u64, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        let mut next = self.clone();
+        next.set_version(version);
+        serde_json::to_writer(out, &next)
+    }
+}
+
 macro_rules! versioned {
-    ($ty:ty, $kind:literal, |$r:ident| $id:expr) => {
+    ($ty:ty, $kind:ident, |$r:ident| $id:expr) => {
         impl Versioned for $ty {
-            fn kind(&self) -> &'static str {
-                $kind
+            fn kind(&self) -> RecordKind {
+                RecordKind::$kind
             }
             fn id(&self) -> String {
                 let $r = self;
@@ -44,19 +111,19 @@ macro_rules! versioned {
     };
 }
 
-versioned!(StoredConfiguration, "configuration", |r| r.config.id);
-versioned!(StoredResource, "resource", |r| r.resource.id);
-versioned!(User, "user", |r| r.id);
-versioned!(Request, "request", |r| r.id);
-versioned!(Grant, "grant", |r| r.id);
-versioned!(Lease, "lease", |r| r.key);
-versioned!(JoinToken, "join token", |r| r.hash);
-versioned!(Agent, "agent", |r| r.id);
-versioned!(PendingLogin, "sign-in", |r| r.key);
-versioned!(Session, "session", |r| r.id);
-versioned!(UsedAssertion, "SAML assertion", |r| r.key);
-versioned!(ScimConnection, "SCIM connection", |r| r.name);
-versioned!(ScimResource, "SCIM resource", |r| format!(
+versioned!(StoredConfiguration, Configuration, |r| r.config.id);
+versioned!(StoredResource, Resource, |r| r.resource.id);
+versioned!(User, User, |r| r.id);
+versioned!(Request, Request, |r| r.id);
+versioned!(Grant, Grant, |r| r.id);
+versioned!(Lease, Lease, |r| r.key);
+versioned!(JoinToken, JoinToken, |r| r.hash);
+versioned!(Agent, Agent, |r| r.id);
+versioned!(PendingLogin, PendingLogin, |r| r.key);
+versioned!(Session, Session, |r| r.id);
+versioned!(UsedAssertion, UsedAssertion, |r| r.key);
+versioned!(ScimConnection, ScimConnection, |r| r.name);
+versioned!(ScimResource, ScimResource, |r| format!(
     "{}/{}/{}",
     r.connection,
     r.kind.name(),
@@ -68,12 +135,12 @@ versioned!(ScimResource, "SCIM resource", |r| format!(
 /// backend's arithmetic.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Committed {
-    versions: Vec<(&'static str, String, u64)>,
+    versions: Vec<(RecordKind, String, u64)>,
 }
 
 impl Committed {
     /// For backends: `kind`/`id` now stored at `version`.
-    pub fn wrote(&mut self, kind: &'static str, id: String, version: u64) {
+    pub fn wrote(&mut self, kind: RecordKind, id: String, version: u64) {
         self.versions.push((kind, id, version));
     }
 

@@ -17,8 +17,8 @@ use serde::Serialize;
 
 use super::keys::{self, key};
 use super::{
-    Change, Committed, GrantFilter, PageQuery, RequestFilter, ScimFilter, SessionFilter, Store, StoreError,
-    TokenFilter, Versioned,
+    Change, Committed, GrantFilter, PageQuery, Record, RequestFilter, ScimFilter, SessionFilter, Store,
+    StoreError, TokenFilter,
 };
 use crate::audit::anchor::AuditAnchor;
 use crate::audit::{AuditHead, AuditRecord};
@@ -28,7 +28,7 @@ use crate::domain::grant::Grant;
 use crate::domain::job::Job;
 use crate::domain::lease::Lease;
 use crate::domain::request::Request;
-use crate::domain::session::{PendingLogin, Session, UsedAssertion};
+use crate::domain::session::{PendingLogin, Session};
 use crate::domain::user::{ApiToken, User};
 use crate::identity::scim::{ScimConnection, ScimKind, ScimResource};
 use crate::outbox::{Command, CommandResult};
@@ -66,13 +66,6 @@ fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError
 // JSON, so a compare-and-set reads the version without parsing the record.
 const VERSION_LEN: usize = 8;
 
-fn encode_versioned<T: Serialize>(version: u64, value: &T) -> Result<Vec<u8>, StoreError> {
-    let mut out = Vec::with_capacity(512);
-    out.extend_from_slice(&version.to_be_bytes());
-    serde_json::to_writer(&mut out, value).map_err(backend)?;
-    Ok(out)
-}
-
 fn version_of(key: &[u8], bytes: &[u8]) -> Result<u64, StoreError> {
     bytes
         .get(..VERSION_LEN)
@@ -89,48 +82,18 @@ fn decode_versioned<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, 
     decode(key, &bytes[VERSION_LEN..])
 }
 
-/// Where a versioned record lives in the keyspace, and its stored form.
-trait StoredRecord: Versioned {
-    fn key(&self) -> Vec<u8>;
-    /// The stored form at `version`.
-    fn encode_at(&self, version: u64) -> Result<Vec<u8>, StoreError>;
+/// Where a versioned record lives in the keyspace.
+fn record_key(record: &dyn Record) -> Vec<u8> {
+    key(keys::record_prefix(record.kind()), record.id())
 }
 
-macro_rules! stored_record {
-    ($ty:ty, |$r:ident| $key:expr) => {
-        impl StoredRecord for $ty {
-            fn key(&self) -> Vec<u8> {
-                let $r = self;
-                $key
-            }
-            fn encode_at(&self, version: u64) -> Result<Vec<u8>, StoreError> {
-                let mut next = self.clone();
-                next.set_version(version);
-                encode_versioned(version, &next)
-            }
-        }
-    };
-    ($ty:ty, $prefix:expr) => {
-        stored_record!($ty, |r| key($prefix, Versioned::id(r)));
-    };
+/// A versioned record's stored form at `version`: the version, then JSON.
+fn encode_record(record: &dyn Record, version: u64) -> Result<Vec<u8>, StoreError> {
+    let mut out = Vec::with_capacity(512);
+    out.extend_from_slice(&version.to_be_bytes());
+    record.write_json_at(version, &mut out).map_err(backend)?;
+    Ok(out)
 }
-
-stored_record!(StoredConfiguration, keys::CONFIG);
-stored_record!(StoredResource, keys::RESOURCE);
-stored_record!(User, keys::USER);
-stored_record!(Request, keys::REQUEST);
-stored_record!(Grant, keys::GRANT);
-stored_record!(Lease, keys::LEASE);
-stored_record!(JoinToken, keys::JOIN_TOKEN);
-stored_record!(Agent, keys::AGENT);
-stored_record!(PendingLogin, keys::PENDING_LOGIN);
-stored_record!(Session, keys::SESSION);
-stored_record!(UsedAssertion, keys::USED_ASSERTION);
-stored_record!(ScimConnection, keys::SCIM_CONNECTION);
-stored_record!(ScimResource, |r| key(
-    keys::SCIM_RESOURCE,
-    format!("{}{}", keys::scim_scope(&r.connection, r.kind), r.id)
-));
 
 /// The outbox of one change being staged, for the shared
 /// [queue rules](crate::outbox::queue). Entries live under
@@ -326,9 +289,9 @@ impl SledStore {
         staged: &HashMap<Vec<u8>, Option<Vec<u8>>>,
         writes: &mut Vec<(Vec<u8>, Option<Vec<u8>>)>,
     ) -> Result<(), StoreError> {
-        let record_key = StoredRecord::key(record);
-        let before = match self.read_staged(staged, &record_key)? {
-            Some(bytes) => decode_versioned::<ScimResource>(&record_key, &bytes)?.index_name(),
+        let stored_at = record_key(record);
+        let before = match self.read_staged(staged, &stored_at)? {
+            Some(bytes) => decode_versioned::<ScimResource>(&stored_at, &bytes)?.index_name(),
             None => None,
         };
         let after = now.and_then(ScimResource::index_name);
@@ -361,11 +324,11 @@ impl SledStore {
         // written one is the next. A record written twice in one change is
         // refused: the last write would win silently.
         let mut committed = Committed::default();
-        let mut versioned = |record: &dyn StoredRecord| -> Result<(), StoreError> {
-            let k = record.key();
+        for record in change.records() {
+            let k = record_key(record);
             if !written.insert(k.clone()) {
                 return Err(StoreError::WrittenTwice {
-                    record: record.kind(),
+                    record: record.kind().name(),
                     id: record.id(),
                 });
             }
@@ -380,31 +343,14 @@ impl SledStore {
             };
             if found != read {
                 return Err(StoreError::Conflict {
-                    record: record.kind(),
+                    record: record.kind().name(),
                     id: record.id(),
                     expected: read,
                     found,
                 });
             }
-            writes.push((k, Some(record.encode_at(read + 1)?)));
+            writes.push((k, Some(encode_record(record, read + 1)?)));
             committed.wrote(record.kind(), record.id(), read + 1);
-            Ok(())
-        };
-        let records = (change.configurations.iter().map(|r| r as &dyn StoredRecord))
-            .chain(change.resources.iter().map(|r| r as &dyn StoredRecord))
-            .chain(change.users.iter().map(|r| r as &dyn StoredRecord))
-            .chain(change.requests.iter().map(|r| r as &dyn StoredRecord))
-            .chain(change.grants.iter().map(|r| r as &dyn StoredRecord))
-            .chain(change.leases.iter().map(|r| r as &dyn StoredRecord))
-            .chain(change.join_tokens.iter().map(|r| r as &dyn StoredRecord))
-            .chain(change.agents.iter().map(|r| r as &dyn StoredRecord))
-            .chain(change.scim_connections.iter().map(|r| r as &dyn StoredRecord))
-            .chain(change.scim_resources.iter().map(|r| r as &dyn StoredRecord))
-            .chain(change.pending_logins.iter().map(|r| r as &dyn StoredRecord))
-            .chain(change.sessions.iter().map(|r| r as &dyn StoredRecord))
-            .chain(change.used_assertions.iter().map(|r| r as &dyn StoredRecord));
-        for record in records {
-            versioned(record)?;
         }
         for k in &change.delete_pending_logins {
             writes.push((key(keys::PENDING_LOGIN, k), None));
@@ -417,7 +363,7 @@ impl SledStore {
         }
         for r in &change.delete_scim_resources {
             self.stage_scim_name(r, None, staged, &mut writes)?;
-            writes.push((StoredRecord::key(r), None));
+            writes.push((record_key(r), None));
         }
         for t in &change.tokens {
             writes.push((key(keys::TOKEN, &t.hash), Some(encode(t)?)));

@@ -12,14 +12,38 @@ pub mod backoff;
 pub mod clock;
 pub mod v1;
 
-/// An error and its sources, `outer: inner: ...`.
+/// An error and its sources, `outer: inner: ...`. A source an error
+/// already shows at the end of its own message is not repeated.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
+        let text = s.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
         source = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_chain;
+
+    #[derive(Debug, thiserror::Error)]
+    enum Outer {
+        #[error("reading the store: {0}")]
+        Shows(#[source] std::io::Error),
+        #[error("reading the store")]
+        Hides(#[source] std::io::Error),
+    }
+
+    #[test]
+    fn every_cause_appears_once() {
+        let io = || std::io::Error::other("disk full");
+        assert_eq!(error_chain(&Outer::Shows(io())), "reading the store: disk full");
+        assert_eq!(error_chain(&Outer::Hides(io())), "reading the store: disk full");
+    }
 }

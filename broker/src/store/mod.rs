@@ -181,21 +181,45 @@ pub enum StoreError {
         expected: u64,
         found: u64,
     },
-    #[error("store at {path}: {error}")]
-    Open { path: String, error: String },
-    #[error("store backend: {0}")]
-    Backend(String),
-    #[error("stored {key} is unreadable: {error}")]
-    Corrupt { key: String, error: String },
+    #[error("store at {path}: {reason}")]
+    Open {
+        path: String,
+        reason: String,
+        #[source]
+        source: BackendError,
+    },
+    #[error("store backend: {source}")]
+    Backend {
+        #[source]
+        source: BackendError,
+    },
+    #[error("stored {key} is unreadable: {source}")]
+    Corrupt {
+        key: String,
+        #[source]
+        source: BackendError,
+    },
     /// A change wrote one record twice: the second write would silently
     /// replace the first. A service bug, never retried.
     #[error("one change writes {record} `{id}` twice")]
     WrittenTwice { record: &'static str, id: String },
 }
 
+/// The error a backend's own library gave, kept (not flattened to text) so
+/// callers can look at it; shared when one failed write fails every change
+/// of its batch.
+pub type BackendError = std::sync::Arc<dyn std::error::Error + Send + Sync>;
+
 impl StoreError {
     pub fn is_conflict(&self) -> bool {
         matches!(self, StoreError::Conflict { .. })
+    }
+
+    /// A failure of the backend itself (I/O, its own bookkeeping).
+    pub fn backend(source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        StoreError::Backend {
+            source: std::sync::Arc::new(source),
+        }
     }
 }
 

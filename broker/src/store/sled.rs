@@ -46,8 +46,8 @@ struct WriterState {
     outbox_seq: u64,
 }
 
-fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
+fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::backend(e)
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
@@ -57,7 +57,7 @@ fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
 fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
         key: String::from_utf8_lossy(key).into_owned(),
-        error: e.to_string(),
+        source: std::sync::Arc::new(e),
     })
 }
 
@@ -73,13 +73,31 @@ fn version_of(key: &[u8], bytes: &[u8]) -> Result<u64, StoreError> {
         .map(u64::from_be_bytes)
         .ok_or_else(|| StoreError::Corrupt {
             key: String::from_utf8_lossy(key).into_owned(),
-            error: "shorter than its version prefix".into(),
+            source: std::sync::Arc::new(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "shorter than its version prefix",
+            )),
         })
 }
 
 fn decode_versioned<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
     version_of(key, bytes)?;
     decode(key, &bytes[VERSION_LEN..])
+}
+
+/// Whether opening failed because another process holds the directory's
+/// lock: sled reports it as an I/O error wrapping the `WouldBlock` of the
+/// lock call.
+fn locked_by_another(e: &sled::Error) -> bool {
+    let sled::Error::Io(io) = e else {
+        return false;
+    };
+    io.kind() == std::io::ErrorKind::WouldBlock
+        || io
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<std::io::Error>())
+            .is_some_and(|inner| inner.kind() == std::io::ErrorKind::WouldBlock)
+        || io.to_string().contains("could not acquire lock")
 }
 
 /// Where a versioned record lives in the keyspace.
@@ -184,12 +202,12 @@ impl SledStore {
             .open()
             .map_err(|e| StoreError::Open {
                 path: dir.display().to_string(),
-                error: match e {
-                    sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
-                        "in use by another process (is a broker running on this data directory?)".to_owned()
-                    }
-                    other => other.to_string(),
+                reason: if locked_by_another(&e) {
+                    "in use by another process (is a broker running on this data directory?)".to_owned()
+                } else {
+                    e.to_string()
                 },
+                source: std::sync::Arc::new(e),
             })?;
         // The chain's head is its last record, written in the same batch as
         // the change it audits.
@@ -437,10 +455,14 @@ impl SledStore {
             // Nothing was written: restore the cached counters.
             state.audit_head = before.0;
             state.outbox_seq = before.1;
-            let msg = e.to_string();
+            let source: super::BackendError = std::sync::Arc::new(e);
             return results
                 .into_iter()
-                .map(|_| Err(StoreError::Backend(msg.clone())))
+                .map(|_| {
+                    Err(StoreError::Backend {
+                        source: source.clone(),
+                    })
+                })
                 .collect();
         }
         results
@@ -477,10 +499,17 @@ impl Store for SledStore {
         let results = self.apply(changes);
         if results.iter().any(Result::is_ok) {
             if let Err(e) = self.flush().await {
-                let msg = e.to_string();
+                let failed = match e {
+                    StoreError::Backend { source } => source,
+                    other => std::sync::Arc::new(other),
+                };
                 return results
                     .into_iter()
-                    .map(|r| r.and(Err(StoreError::Backend(msg.clone()))))
+                    .map(|r| {
+                        r.and(Err(StoreError::Backend {
+                            source: failed.clone(),
+                        }))
+                    })
                     .collect();
             }
         }

@@ -27,6 +27,15 @@ async fn a_second_opener_is_refused() {
     let _store = SledStore::open(dir.path()).unwrap();
     let err = SledStore::open(dir.path()).unwrap_err();
     assert!(matches!(err, StoreError::Open { .. }), "{err}");
+    assert!(err.to_string().contains("in use by another process"), "{err}");
+    let StoreError::Open { source, .. } = &err else {
+        unreachable!()
+    };
+    assert!(
+        source.downcast_ref::<sled::Error>().is_some(),
+        "sled's own error is kept: {source:?}"
+    );
+    assert!(std::error::Error::source(&err).is_some());
 }
 
 /// Many writers committing at once all finish and all land: a regression

@@ -10,11 +10,16 @@
 //! - [`api`]: REST API v1 (axum), thin over services.
 //! - [`hub`]: the agent hub: sessions over mutually authenticated websockets.
 //! - [`audit`]: the hash-chained audit log and its signed anchors.
-//! - [`identity`]: SCIM 2.0 provisioning (the protocol side).
+//! - [`identity`]: OIDC, SAML and SCIM 2.0 (the protocol side), sign-in
+//!   decisions.
 //! - [`tls`]: the broker CA, the server certificate, the broker's own keys
 //!   (owner-only files).
 //! - [`config`]: layered broker configuration.
 //! - [`server`]: wiring it all up for `jitgate-broker serve`.
+//! - [`quickstart`]: `jitgate-broker quickstart`: a catalogue of sandboxed
+//!   tenants, their agents, demo people.
+//! - [`cli`]: the `jitgate` client (REST only).
+//! - [`clock`]: time, from jitgate-shared, so tests can move it.
 
 pub mod api;
 pub mod audit;

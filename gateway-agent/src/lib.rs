@@ -7,7 +7,8 @@
 //! - [`journal`]: what was applied until when; answers; reports (durable).
 //! - [`executor`]: verify, journal, act; enforce deadlines alone.
 //! - [`channel`]: the session with the broker, reconnecting.
-//! - [`provider`]: tenants: the sandbox, and the clouds.
+//! - [`provider`]: tenants: the sandbox, and the clouds; typed failures.
+//! - [`clock`]: time, from jitgate-shared, so tests can move it.
 //! - [`agent`]: wiring it together for `jitgate-agent run`.
 
 pub mod agent;

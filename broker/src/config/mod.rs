@@ -2,7 +2,7 @@
 //! flags. Unknown keys in the file are refused. Every key is documented in
 //! `deploy/broker.example.toml`. Durations are read as durations ("30d",
 //! "5s") wherever they come from, and checked against their bounds once, at
-//! load. `[sso]` is in [`sso`].
+//! load. `[sso]` is in `sso.rs`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -15,11 +15,11 @@
 //!
 //! Here: the steps every provider shares (starting, closing and completing
 //! a login, the CLI's exchange, the just-in-time user and its session).
-//! - [`providers`]: the configured providers and routing to them.
-//! - [`oidc`]: OpenID Connect providers and their redirect.
-//! - [`saml`]: SAML providers, their metadata and assertion consumer.
-//! - [`device`]: device sign-ins, polled by tasks the server shuts down.
-//! - [`sessions`]: tokens, refresh, sign-out, the sweep, admin views.
+//! - `providers`: the configured providers and routing to them.
+//! - `oidc`: OpenID Connect providers and their redirect.
+//! - `saml`: SAML providers, their metadata and assertion consumer.
+//! - `device`: device sign-ins, polled by tasks the server shuts down.
+//! - `sessions`: tokens, refresh, sign-out, the sweep, admin views.
 
 mod device;
 mod oidc;

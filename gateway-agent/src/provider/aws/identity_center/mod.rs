@@ -22,9 +22,9 @@
 //! 1 h to 12 h) and provisions it; it never raises it. The permission set
 //! is shared: the cap applies to everyone assigned it.
 //!
-//! [`directory`] finds principals in the identity store,
-//! [`permission_sets`] finds permission sets and caps their sessions,
-//! [`operation`] follows long-running operations to the end; this module
+//! `directory` finds principals in the identity store,
+//! `permission_sets` finds permission sets and caps their sessions,
+//! `operation` follows long-running operations to the end; this module
 //! is the provider over them.
 
 mod directory;

@@ -48,8 +48,13 @@ enum Command {
         policy_dir: PathBuf,
         #[arg(long, default_value = "deploy/quickstart/catalog.toml")]
         catalog: PathBuf,
+        /// Address of the REST API and console (port 0: any free port; the
+        /// greeting says which).
         #[arg(long, default_value = "127.0.0.1:8443")]
         listen: std::net::SocketAddr,
+        /// Address of the agent hub (port 0: any free port).
+        #[arg(long, default_value = "127.0.0.1:8444")]
+        hub_listen: std::net::SocketAddr,
     },
     /// Local accounts (the broker must not be running on this data directory).
     User {
@@ -186,6 +191,7 @@ async fn main() -> anyhow::Result<()> {
             policy_dir,
             catalog,
             listen,
+            hub_listen,
         } => {
             init_tracing(LogFormat::Text);
             let bin_dir = std::env::current_exe()
@@ -197,6 +203,7 @@ async fn main() -> anyhow::Result<()> {
                 policy_dir,
                 catalog,
                 listen,
+                hub_listen,
                 bin_dir,
             })
             .await?

@@ -305,6 +305,10 @@ impl ApiClient {
         self.post(&format!("/api/v1/grants/{id}/extend"), body).await
     }
 
+    pub async fn configurations(&self) -> Result<Vec<Configuration>, ClientError> {
+        self.get("/api/v1/admin/configurations", &[]).await
+    }
+
     pub async fn put_configuration(&self, c: &Configuration) -> Result<Configuration, ClientError> {
         self.put(&format!("/api/v1/admin/configurations/{}", c.id), c)
             .await

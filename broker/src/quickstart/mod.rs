@@ -29,6 +29,7 @@ pub struct QuickstartSettings {
     /// The catalogue file (`deploy/quickstart/catalog.toml`).
     pub catalog: PathBuf,
     pub listen: SocketAddr,
+    pub hub_listen: SocketAddr,
     /// Where `jitgate` and `jitgate-agent` are (beside this binary).
     pub bin_dir: PathBuf,
 }
@@ -82,6 +83,7 @@ pub async fn run(settings: QuickstartSettings) -> Result<(), QuickstartError> {
     let tokens = seed.apply(&offline_broker(store.clone())).await?;
     let config = BrokerConfig {
         listen: settings.listen,
+        hub_listen: settings.hub_listen,
         data_dir: settings.data_dir.clone(),
         policy_dir: settings.policy_dir.clone(),
         ..BrokerConfig::default()

@@ -18,6 +18,7 @@ mod lifecycle;
 mod oidc;
 mod policies;
 mod promises;
+mod quickstart;
 mod saml;
 mod scim;
 mod support;

@@ -14,6 +14,7 @@ use crate::store::Change;
 
 /// How many due jobs are turned into one durable batch.
 pub const JOB_BATCH: usize = 512;
+
 impl Broker {
     /// Runs up to [`JOB_BATCH`] due jobs as one durable batch. Returns how
     /// many were done and whether any must be retried at once (a conflict

@@ -86,18 +86,15 @@ fn decode_versioned<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, 
 }
 
 /// Whether opening failed because another process holds the directory's
-/// lock: sled reports it as an I/O error wrapping the `WouldBlock` of the
-/// lock call.
+/// lock. sled 0.34 reports it as an I/O error of kind `Other` whose message
+/// carries the lock call's `WouldBlock` as text ("could not acquire lock on
+/// ..."), so the text is all there is to go by; a plain `WouldBlock` is
+/// taken too, should sled pass it through.
 fn locked_by_another(e: &sled::Error) -> bool {
     let sled::Error::Io(io) = e else {
         return false;
     };
-    io.kind() == std::io::ErrorKind::WouldBlock
-        || io
-            .get_ref()
-            .and_then(|inner| inner.downcast_ref::<std::io::Error>())
-            .is_some_and(|inner| inner.kind() == std::io::ErrorKind::WouldBlock)
-        || io.to_string().contains("could not acquire lock")
+    io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("could not acquire lock")
 }
 
 /// Where a versioned record lives in the keyspace.

@@ -20,9 +20,14 @@ use crate::service::{Broker, ServiceError};
 /// finish or expire.
 pub const MAX_DEVICE_LOGINS: usize = 1000;
 
+/// Forgets the device sign-ins that expired by `now`.
+fn forget_expired(devices: &mut HashMap<String, DeviceLogin>, now: DateTime<Utc>) {
+    devices.retain(|_, d| now < d.expires_at);
+}
+
 /// Forgets expired device sign-ins and says whether one more fits.
 fn room_for_device_login(devices: &mut HashMap<String, DeviceLogin>, now: DateTime<Utc>) -> bool {
-    devices.retain(|_, d| now < d.expires_at);
+    forget_expired(devices, now);
     devices.len() < MAX_DEVICE_LOGINS
 }
 
@@ -178,7 +183,7 @@ impl Broker {
         let now = self.clock.now();
         let key = hash_token(handle);
         let mut devices = self.sso.devices.logins()?;
-        devices.retain(|_, d| now < d.expires_at);
+        forget_expired(&mut devices, now);
         let Some(login) = devices.get(&key).cloned() else {
             return Err(refuse("unknown or expired device sign-in; start again".into()));
         };

@@ -156,11 +156,15 @@ impl Executor {
             CommandOp::Grant => self.grant(body).await?,
             CommandOp::Revoke => self.revoke(body).await?,
         };
+        // The answer's record is written, not flushed, before the answer
+        // goes: one flush per command. Losing it in a crash costs nothing
+        // unsafe, since a grant's deadline was flushed before acting, the
+        // broker stores the answer durably, and a replay re-applies
+        // idempotently (and answers `already present`).
         if !outcome.failure().is_some_and(FailureKind::retryable) {
             self.journal
                 .put_result(&body.id, &outcome, self.clock.now(), body.not_after)?;
         }
-        self.journal.flush().await?;
         tracing::info!(command = %body.id, op = ?body.op, ?outcome, principal = %body.entitlement.principal, target = %body.entitlement.target.describe(), "command carried out");
         Ok(outcome)
     }
@@ -207,6 +211,10 @@ impl Executor {
             Err(e) => return Ok(e.outcome()),
         };
         self.journal.remove_holding(&body.entitlement)?;
+        // Flushed before answering: a holding that came back after a crash
+        // would be removed again at its deadline and reported as a
+        // self-revoke the broker never needed.
+        self.journal.flush().await?;
         self.deadlines.notify_one();
         Ok(outcome)
     }

@@ -1,8 +1,12 @@
 //! The agent's durable journal (sled): what it applied and until when, the
 //! final answer to every command it carried out (so a replayed command id
-//! gets the same answer without acting twice), and self-revoke reports the
-//! broker has not acknowledged yet. Every write is flushed before the
-//! broker hears of it.
+//! gets the same answer without acting again), and self-revoke reports the
+//! broker has not acknowledged yet. What keeps access from outliving its
+//! window is flushed before anyone hears of it: a grant's deadline before
+//! the tenant is touched, a revoke's removal before it is answered, a
+//! self-revoke report before it is sent. An answer's record is not flushed
+//! on its own; after a crash that loses it, a replay acts again, which is
+//! idempotent.
 
 use std::path::Path;
 

@@ -80,6 +80,10 @@ enum Command {
         /// Sandbox: delay added to every call, like 50ms.
         #[arg(long, env = "JITGATE_SANDBOX_LATENCY", value_parser = duration, default_value = "0s")]
         sandbox_latency: Duration,
+        /// Sandbox: delay between a change landing in the simulated tenant
+        /// and the call returning, like 2s (a slow or lost cloud response).
+        #[arg(long, env = "JITGATE_SANDBOX_ANSWER_LATENCY", value_parser = duration, default_value = "0s")]
+        sandbox_answer_latency: Duration,
         /// Sandbox: share of calls answered "throttled" (0.0 to 1.0).
         #[arg(long, env = "JITGATE_SANDBOX_THROTTLE_RATE", value_parser = rate, default_value = "0")]
         sandbox_throttle_rate: f64,
@@ -401,6 +405,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             provider,
             sandbox_state,
             sandbox_latency,
+            sandbox_answer_latency,
             sandbox_throttle_rate,
             sandbox_failure_rate,
             aws,
@@ -416,6 +421,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                             sandbox_state.unwrap_or_else(|| state.dir.join("sandbox-tenant.json")),
                         ),
                         latency: sandbox_latency,
+                        answer_latency: sandbox_answer_latency,
                         throttle_rate: sandbox_throttle_rate,
                         failure_rate: sandbox_failure_rate,
                     };

@@ -185,6 +185,21 @@ impl TestAgent {
         }
     }
 
+    /// Every change the simulated tenant went through, in order: `apply`
+    /// or `remove`, and the principal it was for.
+    pub fn tenant_changes(&self) -> Vec<(String, String)> {
+        let log = std::fs::read_to_string(self.tenant_file().with_extension("log")).unwrap_or_default();
+        log.lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .map(|v| {
+                (
+                    v["op"].as_str().unwrap_or_default().to_owned(),
+                    v["principal"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect()
+    }
+
     /// `jitgate-agent status` output (reads the journal; the agent must be stopped).
     pub fn status(&self) -> String {
         let out = std::process::Command::new(bin("jitgate-agent"))

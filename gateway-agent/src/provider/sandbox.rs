@@ -20,6 +20,10 @@ pub struct SandboxSettings {
     pub state_file: Option<PathBuf>,
     /// Added to every call.
     pub latency: Duration,
+    /// Added after a change is made, before the call returns: a tenant that
+    /// applied (or removed) the entitlement but answers late, as a cloud
+    /// whose response is slow or lost does.
+    pub answer_latency: Duration,
     /// Share of calls answered "throttled, retry after 1 s" (0.0 to 1.0).
     pub throttle_rate: f64,
     /// Share of calls failing with a transient error (0.0 to 1.0).
@@ -73,6 +77,12 @@ impl Sandbox {
             ));
         }
         Ok(())
+    }
+
+    async fn answer_late(&self) {
+        if !self.settings.answer_latency.is_zero() {
+            tokio::time::sleep(self.settings.answer_latency).await;
+        }
     }
 
     fn check(&self, entitlement: &Entitlement) -> Result<(), ProviderError> {
@@ -132,6 +142,8 @@ impl Provider for Sandbox {
             held.remove(entitlement);
             return Err(e);
         }
+        drop(held);
+        self.answer_late().await;
         Ok(Effect::Changed)
     }
 
@@ -146,6 +158,8 @@ impl Provider for Sandbox {
             held.insert(entitlement.clone());
             return Err(e);
         }
+        drop(held);
+        self.answer_late().await;
         Ok(Effect::Changed)
     }
 

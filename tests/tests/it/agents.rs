@@ -171,6 +171,70 @@ async fn an_agent_killed_mid_grant_agrees_with_the_broker_after_restart() {
     assert!(status.contains("holdings       0"), "{status}");
 }
 
+/// SIGKILL after the tenant changed but before the agent answered (the
+/// sandbox answers 30 s late), for a grant and then for its revoke, and once
+/// right after an answer went out (before its record is flushed): after
+/// each restart the broker's command is answered from the tenant as it is,
+/// the tenant is never changed twice, and nothing outlives the grant.
+#[tokio::test]
+async fn an_agent_killed_between_acting_and_answering_neither_acts_twice_nor_leaves_access() {
+    let b = TestBroker::start_with(CATALOG, &policies(), FAST).await;
+    let mut agent = TestAgent::enroll(&b, "aws-test", None).await;
+    let late = ["--sandbox-answer-latency", "30s"];
+    agent.start(&late).await;
+    agent.connected().await;
+    let alice = b.client("alice");
+    let id = request(&alice, "auto-admin", 600).await.grant.unwrap();
+
+    eventually(Duration::from_secs(10), "the grant in the tenant", || async {
+        (agent.tenant().len() == 1).then_some(())
+    })
+    .await;
+    agent.kill().await;
+    assert!(
+        grant_of(&b, id).await.applied_at.is_none(),
+        "no answer reached the broker"
+    );
+    agent.start(&late).await;
+    let g = applied(&b, id).await;
+    // Killed as soon as the answer is in: its record may not be on disk.
+    agent.kill().await;
+    agent.start(&late).await;
+    agent.connected().await;
+
+    alice.revoke(id, None).await.unwrap();
+    eventually(Duration::from_secs(10), "the tenant emptied", || async {
+        agent.tenant().is_empty().then_some(())
+    })
+    .await;
+    agent.kill().await;
+    assert!(
+        grant_of(&b, id).await.removed_at.is_none(),
+        "no answer reached the broker"
+    );
+    agent.start(&[]).await;
+    removed(&b, id, Duration::from_secs(10)).await;
+    assert!(
+        outbox(&b.client("admin")).await.is_empty(),
+        "every command settled"
+    );
+    agent.kill().await;
+
+    let principal = g.entitlement.principal.clone();
+    assert_eq!(
+        agent.tenant_changes(),
+        [
+            ("apply".to_owned(), principal.clone()),
+            ("remove".to_owned(), principal)
+        ],
+        "each change made once"
+    );
+    assert!(agent.tenant().is_empty());
+    let status = agent.status();
+    assert!(status.contains("holdings       0"), "{status}");
+    assert!(status.contains("unacknowledged self-revokes  0"), "{status}");
+}
+
 #[tokio::test]
 async fn new_agents_wait_for_approval_when_the_broker_asks_for_it() {
     let flags = [FAST, &["--agent-approval"]].concat();

@@ -9,6 +9,8 @@
 //!    memory; targets: under 2 s and under 300 MB.
 //! 3. lateness from `ends_at` to the revoke being durably in the outbox when
 //!    10,000 grants end at the same instant; target: p99 under 50 ms.
+//! 4. durable request creation by 64 concurrent clients against raw sled
+//!    insert+flush one after another; target: at least 2× (flushes shared).
 //!
 //! Run: `cargo bench -p jitgate-broker --bench foundation` (add `-- --quick`
 //! for a smaller, faster run, `-- --only 3` for one part).
@@ -167,6 +169,66 @@ async fn creation(n: usize) {
         "   ratio to the atomic batch {:.2}×; the batch alone reaches {:.2}× of insert+flush",
         created / batch,
         batch / raw
+    );
+}
+
+/// Durable request creation by [`CLIENTS`] concurrent clients against raw
+/// insert+flush one after another (part 4): concurrent writers must share
+/// flushes to beat it.
+async fn concurrent_creation(n: usize) {
+    const CLIENTS: usize = 64;
+    let per_client = n.div_ceil(CLIENTS);
+    let total = per_client * CLIENTS;
+    let raw_dir = tempfile::tempdir().unwrap();
+    let db = sled::open(raw_dir.path()).unwrap();
+    let value = vec![7u8; 600];
+    let t = Instant::now();
+    for i in 0..total {
+        db.insert(format!("k{i:010}"), value.clone()).unwrap();
+        db.flush().unwrap();
+    }
+    let raw = rate(total, t.elapsed());
+
+    let dir = tempfile::tempdir().unwrap();
+    let sled = Arc::new(SledStore::open(dir.path()).unwrap());
+    let store: Arc<dyn Store> = sled.clone();
+    let broker = broker_over(store.clone()).await;
+    let alice = store.user(&UserId::new("alice").unwrap()).await.unwrap().unwrap();
+    let body = CreateRequestBody {
+        resource: ResourceId::new("bench-admin").unwrap(),
+        duration_seconds: Some(1800),
+        justification: Some("benchmark".into()),
+        ticket: None,
+        starts_at: None,
+        break_glass: false,
+    };
+    let (commits, flushes) = sled.commits_and_flushes();
+    let t = Instant::now();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let (broker, alice, body) = (broker.clone(), alice.clone(), body.clone());
+            tokio::spawn(async move {
+                for _ in 0..per_client {
+                    broker.create_request(&alice, body.clone()).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.await.unwrap();
+    }
+    let created = rate(total, t.elapsed());
+    let shared = {
+        let now = sled.commits_and_flushes();
+        (now.0 - commits) as f64 / (now.1 - flushes).max(1) as f64
+    };
+    println!("4. durable request creation, {CLIENTS} concurrent clients ({total} requests)");
+    println!("   raw sled insert+flush, one after another: {raw:>9.0} /s  (baseline)");
+    println!("   durable request creation, concurrent:     {created:>9.0} /s  (each flushed before returning; {shared:.1} commits per flush)");
+    println!(
+        "   ratio {:.2}× (target ≥ 2×) {}",
+        created / raw,
+        verdict(created / raw >= 2.0)
     );
 }
 
@@ -440,7 +502,7 @@ fn main() {
     } else {
         (2_000, 100_000, 10_000)
     };
-    // `--only N` runs just part N (1, 2 or 3), for profiling.
+    // `--only N` runs just part N (1 to 4), for profiling.
     let only = args
         .iter()
         .position(|a| a == "--only")
@@ -456,6 +518,9 @@ fn main() {
         }
         if runs(3) {
             lateness(ending).await;
+        }
+        if runs(4) {
+            concurrent_creation(creations).await;
         }
     });
 }

@@ -3,7 +3,10 @@
 //!
 //! Writers are serialised by a mutex held while versions are checked and the
 //! batch is applied (microseconds, no I/O); the flush happens after the mutex
-//! is released, so a flush covers every batch applied before it.
+//! is released. Concurrent writers' changes go into one batch with one
+//! flush ([`commit_queue`]).
+
+mod commit_queue;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -37,6 +40,7 @@ use crate::outbox::{Command, CommandResult};
 pub struct SledStore {
     db: sled::Db,
     writer: Mutex<WriterState>,
+    commits: commit_queue::CommitQueue<Change, Result<Committed, StoreError>>,
 }
 
 /// Counters only the writer advances, cached so commits need not read them.
@@ -229,7 +233,15 @@ impl SledStore {
                 audit_head,
                 outbox_seq,
             }),
+            commits: commit_queue::CommitQueue::default(),
         })
+    }
+
+    /// Changes committed and flushes made since opening: with concurrent
+    /// writers, many changes per flush.
+    pub fn commits_and_flushes(&self) -> (u64, u64) {
+        let c = self.commits.counts();
+        (c.items, c.writes)
     }
 
     fn get<T: DeserializeOwned>(&self, k: &[u8]) -> Result<Option<T>, StoreError> {
@@ -323,14 +335,13 @@ impl SledStore {
         Ok(())
     }
 
-    /// Checks versions and stages `change` into `batch`/`staged`. Nothing is
-    /// staged when any check fails.
+    /// Checks versions and stages `change` into `staged`. Nothing is staged
+    /// when any check fails.
     fn stage(
         &self,
         change: Change,
         state: &mut WriterState,
         staged: &mut HashMap<Vec<u8>, Option<Vec<u8>>>,
-        batch: &mut sled::Batch,
     ) -> Result<Committed, StoreError> {
         let mut writes: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
         let mut written = std::collections::HashSet::new();
@@ -423,19 +434,14 @@ impl SledStore {
         }
         state.audit_head = head;
         if outbox_seq != state.outbox_seq {
-            batch.insert(keys::OUTBOX_SEQ, encode(&outbox_seq)?);
+            writes.push((keys::OUTBOX_SEQ.as_bytes().to_vec(), Some(encode(&outbox_seq)?)));
             state.outbox_seq = outbox_seq;
         }
-        for (k, v) in writes {
-            match &v {
-                Some(bytes) => batch.insert(k.clone(), bytes.clone()),
-                None => batch.remove(k.clone()),
-            }
-            staged.insert(k, v);
-        }
+        staged.extend(writes);
         Ok(committed)
     }
 
+    /// Applies `changes` as one batch; returns each one's result.
     fn apply(&self, changes: Vec<Change>) -> Vec<Result<Committed, StoreError>> {
         let mut state = match self.writer.lock() {
             Ok(s) => s,
@@ -443,17 +449,24 @@ impl SledStore {
         };
         let before = (state.audit_head.clone(), state.outbox_seq);
         let mut staged = HashMap::new();
-        let mut batch = sled::Batch::default();
         let results: Vec<_> = changes
             .into_iter()
-            .map(|c| self.stage(c, &mut state, &mut staged, &mut batch))
+            .map(|c| self.stage(c, &mut state, &mut staged))
             .collect();
+        // The batch writes each key's last staged value.
+        let mut batch = sled::Batch::default();
+        for (k, v) in staged {
+            match v {
+                Some(bytes) => batch.insert(k, bytes),
+                None => batch.remove(k),
+            }
+        }
         if let Err(e) = self.db.apply_batch(batch) {
             // Nothing was written: restore the cached counters.
             state.audit_head = before.0;
             state.outbox_seq = before.1;
             let source: super::BackendError = std::sync::Arc::new(e);
-            return results
+            let failed = results
                 .into_iter()
                 .map(|_| {
                     Err(StoreError::Backend {
@@ -461,27 +474,61 @@ impl SledStore {
                     })
                 })
                 .collect();
+            return failed;
         }
         results
     }
 
-    /// Makes every applied batch durable. sled 0.34's `flush_async` can
-    /// leave futures unwoken when several poll it at once (sled issues
-    /// 1241 and 1308), so the blocking flush is used: in place on a
-    /// multi-threaded runtime (no thread hop on the hot path), else on the
-    /// blocking pool.
-    async fn flush(&self) -> Result<(), StoreError> {
-        use tokio::runtime::{Handle, RuntimeFlavor};
-        let in_place = Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread);
-        let flushed = if in_place {
-            tokio::task::block_in_place(|| self.db.flush())
-        } else {
-            let db = self.db.clone();
-            tokio::task::spawn_blocking(move || db.flush())
-                .await
-                .map_err(backend)?
+    /// Applies `changes` as one batch and makes it durable: each change's
+    /// result, and none `Ok` before the flush. Blocks the thread.
+    fn write(&self, changes: Vec<Change>) -> Vec<Result<Committed, StoreError>> {
+        let results = self.apply(changes);
+        if !results.iter().any(Result::is_ok) {
+            return results;
+        }
+        let Err(e) = self.db.flush() else {
+            return results;
         };
-        flushed.map(|_| ()).map_err(backend)
+        let failed: super::BackendError = std::sync::Arc::new(e);
+        results
+            .into_iter()
+            .map(|r| {
+                r.and(Err(StoreError::Backend {
+                    source: failed.clone(),
+                }))
+            })
+            .collect()
+    }
+
+    /// Commits `changes` together with concurrent writers' (see
+    /// [`commit_queue`]).
+    async fn commit_queued(&self, changes: Vec<Change>) -> Vec<Result<Committed, StoreError>> {
+        let n = changes.len();
+        self.commits
+            .commit(changes, |all| blocking(|| self.write(all)))
+            .await
+            .unwrap_or_else(|| {
+                let lost: super::BackendError = std::sync::Arc::new(std::io::Error::other(
+                    "the writer carrying this change failed; whether it was written is unknown",
+                ));
+                (0..n)
+                    .map(|_| Err(StoreError::Backend { source: lost.clone() }))
+                    .collect()
+            })
+    }
+}
+
+/// Runs `f`, which blocks on the disk, in place: sled 0.34's `flush_async`
+/// can leave futures unwoken when several poll it at once (sled issues 1241
+/// and 1308), so commits flush with the blocking call. On a multi-threaded
+/// runtime the worker hands its other tasks on first (no thread hop on the
+/// hot path); a current-thread runtime (tests, the CLI) waits the flush out.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    if Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread) {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
     }
 }
 
@@ -493,24 +540,7 @@ impl Store for SledStore {
     }
 
     async fn commit_all(&self, changes: Vec<Change>) -> Vec<Result<Committed, StoreError>> {
-        let results = self.apply(changes);
-        if results.iter().any(Result::is_ok) {
-            if let Err(e) = self.flush().await {
-                let failed = match e {
-                    StoreError::Backend { source } => source,
-                    other => std::sync::Arc::new(other),
-                };
-                return results
-                    .into_iter()
-                    .map(|r| {
-                        r.and(Err(StoreError::Backend {
-                            source: failed.clone(),
-                        }))
-                    })
-                    .collect();
-            }
-        }
-        results
+        self.commit_queued(changes).await
     }
 
     async fn configuration(&self, id: &ConfigId) -> Result<Option<StoredConfiguration>, StoreError> {

@@ -3,12 +3,13 @@
 //!
 //! 1. durable request creation per second (policy decision, workflow checks,
 //!    atomic batch, audit record, flush) against raw sled insert+flush per
-//!    second on the same disk; target: at least 0.5×.
+//!    second on the same disk; target: at least 0.6×.
 //! 2. restore after a restart with 100,000 active grants, in a fresh child
 //!    process: time until the broker is ready to serve and its resident
 //!    memory; targets: under 2 s and under 300 MB.
 //! 3. lateness from `ends_at` to the revoke being durably in the outbox when
-//!    10,000 grants end at the same instant; target: p99 under 50 ms.
+//!    10,000 grants end at the same instant, against one raw batch of
+//!    10,000 outbox-sized inserts + flush; target: p99 at most 3×.
 //! 4. durable request creation by 64 concurrent clients against raw sled
 //!    insert+flush one after another; target: at least 2× (flushes shared).
 //!
@@ -159,11 +160,11 @@ async fn creation(n: usize) {
     println!("   raw sled atomic batch of 3 keys+flush:  {batch:>9.0} /s  (second baseline: the least an atomic commit writes)");
     println!("   durable request creation:               {created:>9.0} /s  (each flushed before returning)");
     println!(
-        "   ratio to insert+flush {:.2}× (rounds {:.2}..{:.2}) (target ≥ 0.50×) {}",
+        "   ratio to insert+flush {:.2}× (rounds {:.2}..{:.2}) (target ≥ 0.60×) {}",
         created / raw,
         round_ratios[0],
         round_ratios[ROUNDS - 1],
-        verdict(created / raw >= 0.5)
+        verdict(created / raw >= 0.6)
     );
     println!(
         "   ratio to the atomic batch {:.2}×; the batch alone reaches {:.2}× of insert+flush",
@@ -444,6 +445,19 @@ async fn lateness(n: usize) {
     db.apply_batch(raw).unwrap();
     db.flush().unwrap();
     let floor = t.elapsed();
+    // Second floor: the fewest keys one expiry writes (the grant, its
+    // request and lease, the job removed, the revoke queued, the audit
+    // record), each outbox-sized, under prefixes of their own.
+    let t = Instant::now();
+    let mut raw = sled::Batch::default();
+    for i in 0..n {
+        for part in ["g", "q", "l", "j", "o", "a"] {
+            raw.insert(format!("{part}/{i:020}").as_bytes(), vec![7u8; 400]);
+        }
+    }
+    db.apply_batch(raw).unwrap();
+    db.flush().unwrap();
+    let least = t.elapsed();
 
     // The scheduler's loop: sleep until due, run due jobs until drained.
     let wait = (end - Utc::now()).to_std().unwrap_or_default();
@@ -451,8 +465,7 @@ async fn lateness(n: usize) {
     let mut late_ms: Vec<f64> = Vec::with_capacity(n);
     while late_ms.len() < n {
         let run = broker.run_due_jobs().await.unwrap();
-        let at = (Utc::now() - end).num_microseconds().unwrap_or(0) as f64 / 1000.0;
-        late_ms.extend(std::iter::repeat_n(at, run.done));
+        late_ms.extend(run.lateness.iter().map(|s| s * 1000.0));
         if run.done == 0 && !run.more {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
@@ -473,15 +486,20 @@ async fn lateness(n: usize) {
         floor.as_secs_f64() * 1000.0
     );
     println!(
-        "   lateness ends_at → revoke durably queued: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (target p99 < 50 ms {})",
+        "   lateness ends_at → revoke durably queued: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         pct(0.50),
         pct(0.99),
-        pct(1.0),
-        verdict(pct(0.99) < 50.0)
+        pct(1.0)
     );
     println!(
-        "   ratio p99 to the raw floor: {:.1}×",
-        pct(0.99) / (floor.as_secs_f64() * 1000.0)
+        "   second baseline: raw batch of {n} × 6 keys (the fewest an expiry writes) + flush: {:.1} ms",
+        least.as_secs_f64() * 1000.0
+    );
+    println!(
+        "   ratio p99 to the raw floor: {:.1}× (target ≤ 3× {}); to the second baseline: {:.1}×",
+        pct(0.99) / (floor.as_secs_f64() * 1000.0),
+        verdict(pct(0.99) <= 3.0 * floor.as_secs_f64() * 1000.0),
+        pct(0.99) / (least.as_secs_f64() * 1000.0)
     );
 }
 

@@ -118,14 +118,10 @@ impl Journal {
         })
     }
 
-    /// Makes every write so far durable. sled's async flush is unreliable
-    /// under concurrency (sled issues 1241, 1308), so the blocking one runs
-    /// off the async threads.
+    /// Makes every write so far durable, with sled's blocking flush (see
+    /// [`jitgate_shared::blocking`]).
     pub async fn flush(&self) -> Result<(), JournalError> {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || db.flush())
-            .await
-            .map_err(backend)?
+        jitgate_shared::blocking::in_place(|| self.db.flush())
             .map(|_| ())
             .map_err(backend)
     }

@@ -6,9 +6,11 @@
 //!
 //! [`error_chain`] is the one way broker, agent and CLI put an error and its
 //! causes into a message; [`backoff`] the one rule for pauses between tries;
-//! [`clock`] the one way either side reads the time.
+//! [`clock`] the one way either side reads the time; [`blocking`] the one
+//! way either side makes a call that blocks (a disk flush) from async code.
 
 pub mod backoff;
+pub mod blocking;
 pub mod clock;
 pub mod v1;
 

@@ -12,7 +12,9 @@ use crate::service::requests::{outboxes_of, supersedes_failing_revoke};
 use crate::service::{Broker, ServiceError};
 use crate::store::Change;
 
-/// How many due jobs are turned into one durable batch.
+/// How many due jobs are turned into one durable batch. Preparing the next
+/// batch while one is written gains nothing on sled 0.34: applying a batch
+/// holds its global lock, which every read waits for (measured).
 pub const JOB_BATCH: usize = 512;
 
 impl Broker {
@@ -27,12 +29,12 @@ impl Broker {
             return Ok(DueRun::default());
         }
         let mut changes = Vec::with_capacity(jobs.len());
-        let mut lateness = Vec::with_capacity(jobs.len());
+        let mut due = Vec::with_capacity(jobs.len());
         let mut failed = 0;
         for job in &jobs {
             match self.job_change(job, now).await {
                 Ok(change) => {
-                    lateness.push((now - job.due).to_std().unwrap_or_default().as_secs_f64());
+                    due.push(job.due);
                     changes.push(change);
                 }
                 Err(e) => {
@@ -48,14 +50,17 @@ impl Broker {
             self.count_failing_revokes().await?;
         }
         self.signal_outboxes(outboxes);
+        let durable = self.clock.now();
         let mut run = DueRun {
             failed,
             ..DueRun::default()
         };
-        for (result, late) in results.iter().zip(lateness) {
+        for (result, due) in results.iter().zip(due) {
             match result {
                 Ok(_) => {
+                    let late = (durable - due).to_std().unwrap_or_default().as_secs_f64();
                     run.done += 1;
+                    run.lateness.push(late);
                     self.metrics.job_lateness.observe(late);
                 }
                 Err(e) if e.is_conflict() => run.conflicts += 1,
@@ -125,9 +130,12 @@ impl Broker {
 }
 
 /// What one run of due jobs did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct DueRun {
     pub done: usize,
+    /// For each job done, seconds from when it fell due to its change
+    /// being durable (and its revoke, if any, on its way to the agent).
+    pub lateness: Vec<f64>,
     pub conflicts: usize,
     pub failed: usize,
     /// Run again at once: the batch was full or some conflicted.

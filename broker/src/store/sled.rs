@@ -505,7 +505,9 @@ impl SledStore {
     async fn commit_queued(&self, changes: Vec<Change>) -> Vec<Result<Committed, StoreError>> {
         let n = changes.len();
         self.commits
-            .commit(changes, |all| blocking(|| self.write(all)))
+            .commit(changes, |all| {
+                jitgate_shared::blocking::in_place(|| self.write(all))
+            })
             .await
             .unwrap_or_else(|| {
                 let lost: super::BackendError = std::sync::Arc::new(std::io::Error::other(
@@ -515,20 +517,6 @@ impl SledStore {
                     .map(|_| Err(StoreError::Backend { source: lost.clone() }))
                     .collect()
             })
-    }
-}
-
-/// Runs `f`, which blocks on the disk, in place: sled 0.34's `flush_async`
-/// can leave futures unwoken when several poll it at once (sled issues 1241
-/// and 1308), so commits flush with the blocking call. On a multi-threaded
-/// runtime the worker hands its other tasks on first (no thread hop on the
-/// hot path); a current-thread runtime (tests, the CLI) waits the flush out.
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    if Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread) {
-        tokio::task::block_in_place(f)
-    } else {
-        f()
     }
 }
 

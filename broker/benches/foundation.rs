@@ -92,6 +92,28 @@ async fn broker_over(store: Arc<dyn Store>) -> Broker {
     seeding.with_policies("bench".into(), Policies::load(&sources(), &catalog).unwrap())
 }
 
+/// A broker over `store` with the seed loaded, its requester and what she
+/// asks for.
+struct Requester {
+    broker: Broker,
+    alice: jitgate_broker::domain::user::User,
+    body: CreateRequestBody,
+}
+
+async fn requester(store: Arc<SledStore>) -> Requester {
+    let broker = broker_over(store.clone()).await;
+    let alice = store.user(&UserId::new("alice").unwrap()).await.unwrap().unwrap();
+    let body = CreateRequestBody {
+        resource: ResourceId::new("bench-admin").unwrap(),
+        duration_seconds: Some(1800),
+        justification: Some("benchmark".into()),
+        ticket: None,
+        starts_at: None,
+        break_glass: false,
+    };
+    Requester { broker, alice, body }
+}
+
 fn rate(n: usize, took: Duration) -> f64 {
     n as f64 / took.as_secs_f64()
 }
@@ -107,17 +129,8 @@ async fn creation(n: usize) {
     let value = vec![7u8; 600];
 
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
-    let broker = broker_over(store.clone()).await;
-    let alice = store.user(&UserId::new("alice").unwrap()).await.unwrap().unwrap();
-    let body = CreateRequestBody {
-        resource: ResourceId::new("bench-admin").unwrap(),
-        duration_seconds: Some(1800),
-        justification: Some("benchmark".into()),
-        ticket: None,
-        starts_at: None,
-        break_glass: false,
-    };
+    let sled = Arc::new(SledStore::open(dir.path()).unwrap());
+    let Requester { broker, alice, body } = requester(sled).await;
     let (mut raw_time, mut batch_time, mut created_time) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
     let mut round_ratios = Vec::new();
     for round in 0..ROUNDS {
@@ -192,17 +205,7 @@ async fn concurrent_creation(n: usize) {
 
     let dir = tempfile::tempdir().unwrap();
     let sled = Arc::new(SledStore::open(dir.path()).unwrap());
-    let store: Arc<dyn Store> = sled.clone();
-    let broker = broker_over(store.clone()).await;
-    let alice = store.user(&UserId::new("alice").unwrap()).await.unwrap().unwrap();
-    let body = CreateRequestBody {
-        resource: ResourceId::new("bench-admin").unwrap(),
-        duration_seconds: Some(1800),
-        justification: Some("benchmark".into()),
-        ticket: None,
-        starts_at: None,
-        break_glass: false,
-    };
+    let Requester { broker, alice, body } = requester(sled.clone()).await;
     let (commits, flushes) = sled.commits_and_flushes();
     let t = Instant::now();
     let clients: Vec<_> = (0..CLIENTS)

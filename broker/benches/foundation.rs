@@ -4,9 +4,11 @@
 //! 1. durable request creation per second (policy decision, workflow checks,
 //!    atomic batch, audit record, flush) against raw sled insert+flush per
 //!    second on the same disk; target: at least 0.6×.
-//! 2. restore after a restart with 100,000 active grants, in a fresh child
-//!    process: time until the broker is ready to serve and its resident
-//!    memory; targets: under 2 s and under 300 MB.
+//! 2. restore after a restart with 100,000 active grants (`--grants N` for
+//!    more; issue 20 asks for 1,000,000), in a fresh child process: time
+//!    until the broker is ready to serve against reopening the store and
+//!    reading every key, and its resident memory; targets: at most 0.3× of
+//!    the full read and under 300 MB.
 //! 3. lateness from `ends_at` to the revoke being durably in the outbox when
 //!    10,000 grants end at the same instant, against one raw batch of
 //!    10,000 outbox-sized inserts + flush; target: p99 at most 3×.
@@ -416,14 +418,14 @@ async fn restore(n: usize) {
         field("keys")
     );
     println!(
-        "   broker restore to ready: {ms} ms, {:.0} MB resident, {jobs} pending expiries (target < 2000 ms {}, < 300 MB {})",
+        "   broker restore to ready: {ms} ms, {:.0} MB resident, {jobs} pending expiries (target < 300 MB {})",
         rss as f64 / 1024.0,
-        verdict(ms < 2000),
         verdict(rss < 300 * 1024)
     );
+    let ratio = ms as f64 / scan.max(1) as f64;
     println!(
-        "   ratio to the full scan: {:.2}×",
-        ms as f64 / scan.max(1) as f64
+        "   ratio to the full scan: {ratio:.2}× (target ≤ 0.3× {})",
+        verdict(ratio <= 0.3)
     );
 }
 
@@ -528,7 +530,10 @@ fn main() {
         args.iter()
             .position(|a| a == flag)
             .and_then(|i| args.get(i + 1))
-            .map(|v| v.parse::<usize>().unwrap_or_else(|_| panic!("{flag} takes a number, not {v}")))
+            .map(|v| {
+                v.parse::<usize>()
+                    .unwrap_or_else(|_| panic!("{flag} takes a number, not {v}"))
+            })
     };
     // `--only N` runs just part N (1 to 4), for profiling; `--grants N`
     // restores N active grants in part 2 (issue 20 asks for 1,000,000).

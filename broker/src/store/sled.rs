@@ -36,6 +36,10 @@ use crate::domain::user::{ApiToken, User};
 use crate::identity::scim::{ScimConnection, ScimKind, ScimResource};
 use crate::outbox::{Command, CommandResult};
 
+/// sled's page cache. Its default (1 GiB) fills while a large store is
+/// recovered at start, and the broker keeps that memory.
+const CACHE_BYTES: u64 = 128 * 1024 * 1024;
+
 #[derive(Debug)]
 pub struct SledStore {
     db: sled::Db,
@@ -200,6 +204,7 @@ impl SledStore {
         let db = sled::Config::new()
             .path(dir)
             .mode(sled::Mode::HighThroughput)
+            .cache_capacity(CACHE_BYTES)
             .open()
             .map_err(|e| StoreError::Open {
                 path: dir.display().to_string(),

@@ -88,6 +88,12 @@ enum Step {
         request: usize,
         approve: bool,
     },
+    /// Several accounts review one request at the same moment, on tasks of
+    /// their own: their changes meet in one group commit.
+    ReviewAtOnce {
+        by: Vec<usize>,
+        request: usize,
+    },
     Cancel {
         request: usize,
     },
@@ -122,6 +128,7 @@ fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         4 => (someone(), 0..RESOURCES.len(), 1u64..900).prop_map(|(who, resource, secs)| Step::Ask { who, resource, secs }),
         4 => (0..PEOPLE, 0usize..10, prop::bool::weighted(0.85)).prop_map(|(by, request, approve)| Step::Review { by, request, approve }),
+        2 => (proptest::collection::vec(someone(), 2..5), 0usize..10).prop_map(|(by, request)| Step::ReviewAtOnce { by, request }),
         1 => (0usize..10).prop_map(|request| Step::Cancel { request }),
         2 => (0usize..10).prop_map(|grant| Step::Revoke { grant }),
         1 => (0usize..10, 1u64..900).prop_map(|(grant, secs)| Step::Extend { grant, secs }),
@@ -255,6 +262,27 @@ impl World {
                 };
                 if let Ok(r) = broker.review_request(&u, *id, d, ReviewBody::default()).await {
                     self.grants.extend(r.grant);
+                }
+            }
+            Step::ReviewAtOnce { by, request } => {
+                let Some(id) = self.requests.get(request).copied() else {
+                    return Ok(());
+                };
+                let mut reviews = tokio::task::JoinSet::new();
+                for who in by {
+                    if let Some(u) = self.account(who).await {
+                        let broker = broker.clone();
+                        reviews.spawn(async move {
+                            broker
+                                .review_request(&u, id, Decision::Approve, ReviewBody::default())
+                                .await
+                        });
+                    }
+                }
+                while let Some(done) = reviews.join_next().await {
+                    if let Ok(Ok(r)) = done {
+                        self.grants.extend(r.grant);
+                    }
                 }
             }
             Step::Cancel { request } => {
@@ -542,7 +570,12 @@ proptest! {
 
     #[test]
     fn the_two_promises_hold_whatever_happens(steps in proptest::collection::vec(step(), 1..60)) {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        // Two workers, so that reviews made at once are written at once.
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(run_steps(steps))?;
     }
 }

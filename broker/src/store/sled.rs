@@ -471,7 +471,7 @@ impl SledStore {
             state.audit_head = before.0;
             state.outbox_seq = before.1;
             let source: super::BackendError = std::sync::Arc::new(e);
-            let failed = results
+            return results
                 .into_iter()
                 .map(|_| {
                     Err(StoreError::Backend {
@@ -479,7 +479,6 @@ impl SledStore {
                     })
                 })
                 .collect();
-            return failed;
         }
         results
     }
@@ -504,10 +503,18 @@ impl SledStore {
             })
             .collect()
     }
+}
+
+#[async_trait]
+impl Store for SledStore {
+    async fn commit(&self, change: Change) -> Result<Committed, StoreError> {
+        let mut results = self.commit_all(vec![change]).await;
+        results.pop().unwrap_or_else(|| Ok(Committed::default()))
+    }
 
     /// Commits `changes` together with concurrent writers' (see
     /// [`commit_queue`]).
-    async fn commit_queued(&self, changes: Vec<Change>) -> Vec<Result<Committed, StoreError>> {
+    async fn commit_all(&self, changes: Vec<Change>) -> Vec<Result<Committed, StoreError>> {
         let n = changes.len();
         self.commits
             .commit(changes, |all| {
@@ -522,18 +529,6 @@ impl SledStore {
                     .map(|_| Err(StoreError::Backend { source: lost.clone() }))
                     .collect()
             })
-    }
-}
-
-#[async_trait]
-impl Store for SledStore {
-    async fn commit(&self, change: Change) -> Result<Committed, StoreError> {
-        let mut results = self.commit_all(vec![change]).await;
-        results.pop().unwrap_or_else(|| Ok(Committed::default()))
-    }
-
-    async fn commit_all(&self, changes: Vec<Change>) -> Vec<Result<Committed, StoreError>> {
-        self.commit_queued(changes).await
     }
 
     async fn configuration(&self, id: &ConfigId) -> Result<Option<StoredConfiguration>, StoreError> {

@@ -99,7 +99,7 @@ impl Executor {
     }
 
     fn lock_for(&self, entitlement: &Entitlement) -> Arc<Mutex<()>> {
-        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        let mut locks = jitgate_shared::sync::lock(&self.locks);
         locks.entry(entitlement_key(entitlement)).or_default().clone()
     }
 
@@ -321,10 +321,7 @@ impl Executor {
             Ok(Effect::Unchanged) => Outcome::AlreadyAbsent,
             Err(e) => {
                 let attempt = {
-                    let mut failures = self
-                        .self_revoke_failures
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner());
+                    let mut failures = jitgate_shared::sync::lock(&self.self_revoke_failures);
                     let n = failures.entry(entitlement_key(&seen.entitlement)).or_insert(0);
                     *n = n.saturating_add(1);
                     *n - 1
@@ -340,10 +337,7 @@ impl Executor {
                 );
             }
         };
-        self.self_revoke_failures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&entitlement_key(&seen.entitlement));
+        jitgate_shared::sync::lock(&self.self_revoke_failures).remove(&entitlement_key(&seen.entitlement));
         let at = self.clock.now();
         tracing::warn!(grant = %seen.grant, deadline = %seen.deadline, principal = %seen.entitlement.principal, target = %seen.entitlement.target.describe(), ?outcome, "deadline passed without the broker's revoke; removed it here");
         let report = SelfRevokeReport {

@@ -7,11 +7,14 @@
 //! [`error_chain`] is the one way broker, agent and CLI put an error and its
 //! causes into a message; [`backoff`] the one rule for pauses between tries;
 //! [`clock`] the one way either side reads the time; [`blocking`] the one
-//! way either side makes a call that blocks (a disk flush) from async code.
+//! way either side makes a call that blocks (a disk flush) from async code;
+//! [`sync::lock`] the one way either side takes a lock another thread may
+//! have panicked holding.
 
 pub mod backoff;
 pub mod blocking;
 pub mod clock;
+pub mod sync;
 pub mod v1;
 
 /// An error and its sources, `outer: inner: ...`. A source an error

@@ -72,7 +72,7 @@ impl ClientLimits {
 
     /// Whether `client` may present a bearer token now.
     pub fn may_present_token(&self, client: IpAddr) -> Result<(), Throttled> {
-        let mut blocked = self.blocked.lock().unwrap_or_else(|p| p.into_inner());
+        let mut blocked = jitgate_shared::sync::lock(&self.blocked);
         match blocked.get(&client) {
             Some(until) if *until > Instant::now() => Err(Throttled(*until - Instant::now())),
             Some(_) => {
@@ -88,10 +88,7 @@ impl ClientLimits {
         if let Err(not_until) = self.failed_tokens.check_key(&client) {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             tracing::warn!(%client, ?wait, "too many refused tokens from one client; refusing its tokens for a while");
-            self.blocked
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(client, Instant::now() + wait);
+            jitgate_shared::sync::lock(&self.blocked).insert(client, Instant::now() + wait);
         }
     }
 
@@ -100,10 +97,7 @@ impl ClientLimits {
         self.sign_ins.retain_recent();
         self.failed_tokens.retain_recent();
         let now = Instant::now();
-        self.blocked
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, until| *until > now);
+        jitgate_shared::sync::lock(&self.blocked).retain(|_, until| *until > now);
     }
 }
 

@@ -8,17 +8,14 @@
 //! count).
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use jitgate_shared::sync::lock;
 use tokio::sync::watch;
 
 use super::answer::{self, Answered};
 use super::command::Command;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 /// A held-back command that has been free to go for this long was settled
 /// or superseded without its claim hearing of it: its entry is forgotten.

@@ -6,19 +6,16 @@
 //! reconnects, and queued commands are re-sent from the store's outbox.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
+use jitgate_shared::sync::lock;
 use jitgate_shared::v1::api::DriftReport;
 use jitgate_shared::v1::{AgentId, ConfigId};
 use tokio::sync::Notify;
 
 use crate::domain::agent::Presence;
 use crate::outbox::claims::OutboxSignal;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 /// Live sessions and outbox signals.
 #[derive(Debug, Default)]

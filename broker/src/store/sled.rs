@@ -448,10 +448,7 @@ impl SledStore {
 
     /// Applies `changes` as one batch; returns each one's result.
     fn apply(&self, changes: Vec<Change>) -> Vec<Result<Committed, StoreError>> {
-        let mut state = match self.writer.lock() {
-            Ok(s) => s,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut state = jitgate_shared::sync::lock(&self.writer);
         let before = (state.audit_head.clone(), state.outbox_seq);
         let mut staged = HashMap::new();
         let results: Vec<_> = changes
@@ -750,12 +747,7 @@ impl Store for SledStore {
     }
 
     async fn audit_head(&self) -> Result<AuditHead, StoreError> {
-        Ok(self
-            .writer
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .audit_head
-            .clone())
+        Ok(jitgate_shared::sync::lock(&self.writer).audit_head.clone())
     }
 
     async fn audit_anchor(&self) -> Result<Option<AuditAnchor>, StoreError> {

@@ -58,7 +58,7 @@ impl DeviceLogins {
     }
 
     fn polls(&self) -> MutexGuard<'_, JoinSet<()>> {
-        let mut polls = self.polls.lock().unwrap_or_else(|p| p.into_inner());
+        let mut polls = jitgate_shared::sync::lock(&self.polls);
         while polls.try_join_next().is_some() {}
         polls
     }

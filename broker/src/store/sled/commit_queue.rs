@@ -16,6 +16,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use jitgate_shared::sync::lock;
 use tokio::sync::{oneshot, Notify};
 
 /// One writer's items and where its results go.
@@ -62,10 +63,6 @@ impl<T, R> Default for CommitQueue<T, R> {
             writes: AtomicU64::new(0),
         }
     }
-}
-
-fn lock<X>(m: &Mutex<X>) -> std::sync::MutexGuard<'_, X> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Takes a writer's items back out of the queue if it gives up before

@@ -79,17 +79,52 @@ pub fn t0() -> DateTime<Utc> {
     DateTime::from_timestamp(1_800_000_000, 0).unwrap()
 }
 
+/// Which store a harness runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sled,
+    Postgres,
+}
+
+/// Where a harness's store keeps its state (a directory, a database),
+/// kept for as long as the harness lives.
+type Backing = Box<dyn std::any::Any + Send + Sync>;
+
+impl Backend {
+    async fn open(self) -> (Arc<dyn Store>, Backing) {
+        match self {
+            Backend::Sled => {
+                let dir = tempfile::tempdir().unwrap();
+                let store = Arc::new(SledStore::open(dir.path()).unwrap());
+                (store, Box::new(dir))
+            }
+            Backend::Postgres => {
+                let db = crate::store::postgres::scratch::ScratchDatabase::create()
+                    .await
+                    .unwrap();
+                let store = crate::store::postgres::PgStore::open(&db.settings(), true)
+                    .await
+                    .unwrap();
+                (Arc::new(store), Box::new(db))
+            }
+        }
+    }
+}
+
 pub struct Harness {
-    /// Keeps the store's directory for as long as the harness lives.
-    _dir: tempfile::TempDir,
+    _backing: Backing,
     pub broker: Broker,
     pub clock: Arc<ManualClock>,
     pub users: Vec<User>,
 }
 
+/// A harness on the embedded store.
 pub async fn harness() -> Harness {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
+    harness_on(Backend::Sled).await
+}
+
+pub async fn harness_on(backend: Backend) -> Harness {
+    let (store, backing) = backend.open().await;
     let clock = Arc::new(ManualClock::new(t0()));
     let seed = Seed::parse(CATALOG, "test").unwrap();
     let seeding = Broker::without_policies(store.clone(), clock.clone());
@@ -116,7 +151,7 @@ pub async fn harness() -> Harness {
         users.push(store.user(&UserId::new(name).unwrap()).await.unwrap().unwrap());
     }
     Harness {
-        _dir: dir,
+        _backing: backing,
         broker,
         clock,
         users,

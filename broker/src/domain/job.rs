@@ -15,6 +15,25 @@ pub enum JobKind {
     ExpirePending(RequestId),
 }
 
+impl JobKind {
+    /// The kind of work, as stores key it (`"expire"`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            JobKind::ActivateGrant(_) => "activate",
+            JobKind::ExpireGrant(_) => "expire",
+            JobKind::ExpirePending(_) => "pending",
+        }
+    }
+
+    /// The grant or request it is about.
+    pub fn subject(&self) -> String {
+        match self {
+            JobKind::ActivateGrant(g) | JobKind::ExpireGrant(g) => g.to_string(),
+            JobKind::ExpirePending(r) => r.to_string(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Job {
     pub due: DateTime<Utc>,

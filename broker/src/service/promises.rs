@@ -38,7 +38,7 @@ use crate::domain::lease::Lease;
 use crate::domain::request::Request;
 use crate::domain::user::User;
 use crate::store::{GrantFilter, RequestFilter};
-use crate::testing::{body, harness, Harness};
+use crate::testing::{body, harness_on, Backend, Harness};
 
 /// (account, email, person an admin links it to, the human behind it).
 const ACCOUNTS: &[(&str, Option<&str>, Option<&str>, &str)] = &[
@@ -165,8 +165,8 @@ struct World {
 }
 
 impl World {
-    async fn new() -> World {
-        let h = harness().await;
+    async fn new(backend: Backend) -> World {
+        let h = harness_on(backend).await;
         for (id, email, person, _) in ACCOUNTS.iter().skip(3) {
             save(&h, id, *email, person.map(str::to_owned)).await;
         }
@@ -543,8 +543,8 @@ async fn all_requests(h: &Harness) -> Vec<Request> {
     h.broker.requests_where(&RequestFilter::default()).await.unwrap()
 }
 
-async fn run_steps(steps: Vec<Step>) -> Result<(), TestCaseError> {
-    let mut w = World::new().await;
+async fn run_steps(backend: Backend, steps: Vec<Step>) -> Result<(), TestCaseError> {
+    let mut w = World::new(backend).await;
     for step in steps {
         w.run(step).await?;
         w.check().await?;
@@ -576,6 +576,23 @@ proptest! {
             .enable_all()
             .build()
             .unwrap();
-        rt.block_on(run_steps(steps))?;
+        rt.block_on(run_steps(Backend::Sled, steps))?;
+    }
+}
+
+proptest! {
+    // Fewer cases: each is a database of its own. The rules are the same
+    // code; what this adds is the store's transactions, versions and
+    // outbox on PostgreSQL under the same steps.
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_two_promises_hold_on_postgres(steps in proptest::collection::vec(step(), 1..60)) {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(run_steps(Backend::Postgres, steps))?;
     }
 }

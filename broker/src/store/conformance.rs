@@ -7,7 +7,6 @@
 //! A backend runs the whole suite with one line:
 //! `conformance!(name, |dir| open the backend in dir);` (see the bottom).
 
-use std::path::Path;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -35,18 +34,22 @@ use crate::identity::scim::{ScimConnection, ScimKind, ScimResource};
 use crate::outbox::{Command, CommandResult};
 use crate::testing::command;
 
-/// Opens (or reopens) a backend whose state lives in `dir`.
-pub type Open = fn(&Path) -> Arc<dyn Store>;
+/// A backend under test, with state of its own: `open` opens it, and
+/// opens it again on the same state after the last handle is dropped.
+#[async_trait::async_trait]
+pub trait Fixture: Send + Sync {
+    async fn open(&self) -> Arc<dyn Store>;
+}
 
 fn t(s: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap()
 }
 
-fn uid(s: &str) -> UserId {
+pub(crate) fn uid(s: &str) -> UserId {
     UserId::new(s).unwrap()
 }
 
-fn aws() -> ConfigId {
+pub(crate) fn aws() -> ConfigId {
     ConfigId::new("aws").unwrap()
 }
 
@@ -64,7 +67,7 @@ fn config(id: &str) -> StoredConfiguration {
     }
 }
 
-fn user(id: &str) -> User {
+pub(crate) fn user(id: &str) -> User {
     User {
         id: uid(id),
         version: 0,
@@ -122,7 +125,7 @@ fn grant(request: &Request, at: i64) -> Grant {
     )
 }
 
-fn entry() -> AuditEntry {
+pub(crate) fn entry() -> AuditEntry {
     AuditEntry {
         at: t(0),
         actor: Actor::System,
@@ -186,9 +189,8 @@ fn scim(id: &str, kind: ScimKind, doc: serde_json::Value) -> ScimResource {
 
 /// Every record kind a change writes comes back from its getter and its
 /// list, at version 1.
-pub async fn every_record_round_trips(open: Open) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+pub async fn every_record_round_trips(fixture: &dyn Fixture) {
+    let store = fixture.open().await;
     let alice = user("alice");
     let r = request(&alice, 0);
     let g = grant(&r, 0);
@@ -315,9 +317,8 @@ pub async fn every_record_round_trips(open: Open) {
 
 /// Compare-and-set: a second create and a stale update conflict, and a
 /// conflicting change in a batch fails alone, leaving nothing behind.
-pub async fn versions_conflict(open: Open) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+pub async fn versions_conflict(fixture: &dyn Fixture) {
+    let store = fixture.open().await;
     let create = Change {
         users: vec![user("alice")],
         ..Change::default()
@@ -362,9 +363,8 @@ pub async fn versions_conflict(open: Open) {
 
 /// A change writing one record, or one entitlement's outbox entry, twice is
 /// refused whole.
-pub async fn a_key_written_twice_is_refused_whole(open: Open) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+pub async fn a_key_written_twice_is_refused_whole(fixture: &dyn Fixture) {
+    let store = fixture.open().await;
     let twice = Change {
         configurations: vec![config("aws"), config("aws")],
         audit: vec![entry()],
@@ -393,9 +393,8 @@ pub async fn a_key_written_twice_is_refused_whole(open: Open) {
 
 /// Lists come newest first, page after an id, and return exactly what the
 /// typed queries match.
-pub async fn lists_page_newest_first_and_match_the_queries(open: Open) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+pub async fn lists_page_newest_first_and_match_the_queries(fixture: &dyn Fixture) {
+    let store = fixture.open().await;
     let (alice, bob) = (user("alice"), user("bob"));
     let mut requests = Vec::new();
     let mut grants = Vec::new();
@@ -543,9 +542,8 @@ pub async fn lists_page_newest_first_and_match_the_queries(open: Open) {
 /// The outbox keeps the shared queue rules: revokes first, newest per
 /// entitlement, an id queued once; settled commands leave and their
 /// results stay.
-pub async fn the_outbox_keeps_the_queue_rules(open: Open) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+pub async fn the_outbox_keeps_the_queue_rules(fixture: &dyn Fixture) {
+    let store = fixture.open().await;
     let queue = |commands: Vec<Command>| Change {
         commands,
         ..Change::default()
@@ -605,8 +603,7 @@ pub async fn the_outbox_keeps_the_queue_rules(open: Open) {
 
 /// Jobs come due in order; jobs, the outbox and the audit chain survive a
 /// restart, and the chain continues after it.
-pub async fn state_survives_a_restart(open: Open) {
-    let dir = tempfile::tempdir().unwrap();
+pub async fn state_survives_a_restart(fixture: &dyn Fixture) {
     let jobs: Vec<Job> = (0..5)
         .map(|i| Job {
             due: t(10 * (5 - i)),
@@ -614,7 +611,7 @@ pub async fn state_survives_a_restart(open: Open) {
         })
         .collect();
     {
-        let store = open(dir.path());
+        let store = fixture.open().await;
         store
             .commit(Change {
                 schedule: jobs,
@@ -625,7 +622,7 @@ pub async fn state_survives_a_restart(open: Open) {
             .await
             .unwrap();
     }
-    let store = open(dir.path());
+    let store = fixture.open().await;
     assert_eq!(store.job_count().await.unwrap(), 5);
     assert_eq!(store.next_due().await.unwrap(), Some(t(10)));
     let due = store.due_jobs(t(30), 100).await.unwrap();
@@ -660,55 +657,74 @@ pub async fn state_survives_a_restart(open: Open) {
     assert_eq!(v.verified(), 3);
 }
 
-/// Runs every case of the suite against a backend: `$open` opens (or
-/// reopens) it in a directory.
+/// Runs every case of the suite against a backend: `$fixture` is an
+/// async function making a fresh [`Fixture`].
 macro_rules! conformance {
-    ($backend:ident, $open:expr) => {
+    ($backend:ident, $fixture:path) => {
         mod $backend {
             use crate::store::conformance as suite;
 
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn every_record_round_trips() {
-                suite::every_record_round_trips($open).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn versions_conflict() {
-                suite::versions_conflict($open).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn a_key_written_twice_is_refused_whole() {
-                suite::a_key_written_twice_is_refused_whole($open).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn lists_page_newest_first_and_match_the_queries() {
-                suite::lists_page_newest_first_and_match_the_queries($open).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn the_outbox_keeps_the_queue_rules() {
-                suite::the_outbox_keeps_the_queue_rules($open).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn state_survives_a_restart() {
-                suite::state_survives_a_restart($open).await
-            }
+            conformance!(@cases $fixture; every_record_round_trips, versions_conflict,
+                a_key_written_twice_is_refused_whole, lists_page_newest_first_and_match_the_queries,
+                the_outbox_keeps_the_queue_rules, state_survives_a_restart);
         }
+    };
+    (@cases $fixture:path; $($case:ident),+) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let fixture = $fixture().await;
+                suite::$case(&fixture).await
+            }
+        )+
     };
 }
 
 mod backends {
-    /// sled lets go of its file lock when its background flusher stops, a
-    /// moment after the last handle is dropped: wait for that (a new
-    /// process never waits).
-    fn open_sled(dir: &std::path::Path) -> std::sync::Arc<dyn crate::store::Store> {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            match crate::store::sled::SledStore::open(dir) {
-                Ok(store) => return std::sync::Arc::new(store),
-                Err(e) if std::time::Instant::now() > deadline => panic!("{e}"),
-                Err(_) => std::thread::yield_now(),
+    use std::sync::Arc;
+
+    use super::Fixture;
+    use crate::store::postgres::scratch::ScratchDatabase;
+    use crate::store::postgres::PgStore;
+    use crate::store::sled::SledStore;
+    use crate::store::Store;
+
+    struct Sled(tempfile::TempDir);
+
+    async fn sled_fixture() -> Sled {
+        Sled(tempfile::tempdir().unwrap())
+    }
+
+    #[async_trait::async_trait]
+    impl Fixture for Sled {
+        /// sled lets go of its file lock when its background flusher stops,
+        /// a moment after the last handle is dropped: wait for that (a new
+        /// process never waits).
+        async fn open(&self) -> Arc<dyn Store> {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            loop {
+                match SledStore::open(self.0.path()) {
+                    Ok(store) => return Arc::new(store),
+                    Err(e) if std::time::Instant::now() > deadline => panic!("{e}"),
+                    Err(_) => tokio::task::yield_now().await,
+                }
             }
         }
     }
 
-    conformance!(sled, super::open_sled);
+    struct Postgres(ScratchDatabase);
+
+    async fn postgres_fixture() -> Postgres {
+        Postgres(ScratchDatabase::create().await.unwrap())
+    }
+
+    #[async_trait::async_trait]
+    impl Fixture for Postgres {
+        async fn open(&self) -> Arc<dyn Store> {
+            Arc::new(PgStore::open(&self.0.settings(), true).await.unwrap())
+        }
+    }
+
+    conformance!(sled, super::sled_fixture);
+    conformance!(postgres, super::postgres_fixture);
 }

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::job::{Job, JobKind};
+use crate::domain::job::Job;
 use crate::store::RecordKind;
 
 pub const CONFIG: &str = "c/";
@@ -50,11 +50,7 @@ fn due_ms(due: DateTime<Utc>) -> u64 {
 
 /// Jobs sort by due time, so "what is due" is a range scan.
 pub fn job(job: &Job) -> Vec<u8> {
-    let (kind, id) = match job.kind {
-        JobKind::ActivateGrant(g) => ("activate", g.to_string()),
-        JobKind::ExpireGrant(g) => ("expire", g.to_string()),
-        JobKind::ExpirePending(r) => ("pending", r.to_string()),
-    };
+    let (kind, id) = (job.kind.name(), job.kind.subject());
     format!("{JOB}{:020}/{kind}/{id}", due_ms(job.due)).into_bytes()
 }
 

@@ -7,12 +7,13 @@
 //! outside (an agent, a cloud, an HTTP caller) hears of a state that a crash
 //! could take back.
 //!
-//! [`sled`] is the embedded default; a Postgres backend for
-//! several broker replicas implements the same trait.
+//! [`sled`] is the embedded default; [`postgres`] keeps the same state in
+//! a database several brokers share.
 
 #[cfg(test)]
 mod conformance;
 pub mod keys;
+pub mod postgres;
 pub mod query;
 pub mod record;
 pub mod sled;
@@ -171,7 +172,7 @@ impl Change {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// Someone else changed the record first; re-read and decide again.
     #[error("{record} `{id}` changed meanwhile (expected version {expected}, found {found})")]
@@ -203,6 +204,15 @@ pub enum StoreError {
     /// replace the first. A service bug, never retried.
     #[error("one change writes {record} `{id}` twice")]
     WrittenTwice { record: &'static str, id: String },
+    /// A concurrent change (of another broker, on a shared database) wrote
+    /// what this one writes first, in a way the versions do not name (the
+    /// same entitlement queued, a deadlock broken); re-read and decide
+    /// again, as after [`StoreError::Conflict`].
+    #[error("a concurrent change got there first: {0}")]
+    Raced(String),
+    /// The database's schema is not the one this broker knows.
+    #[error("{0}")]
+    Schema(String),
 }
 
 /// The error a backend's own library gave, kept (not flattened to text) so
@@ -212,7 +222,7 @@ pub type BackendError = std::sync::Arc<dyn std::error::Error + Send + Sync>;
 
 impl StoreError {
     pub fn is_conflict(&self) -> bool {
-        matches!(self, StoreError::Conflict { .. })
+        matches!(self, StoreError::Conflict { .. } | StoreError::Raced(_))
     }
 
     /// A failure of the backend itself (I/O, its own bookkeeping).

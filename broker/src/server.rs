@@ -17,11 +17,12 @@ use tokio::task::JoinSet;
 use crate::api::{self, AppState};
 use crate::audit::Actor;
 use crate::clock::{Clock, SystemClock};
-use crate::config::BrokerConfig;
+use crate::config::{BrokerConfig, StoreKind};
 use crate::domain::policy::PolicyErrors;
 use crate::metrics::Metrics;
 use crate::scheduler::{self, periodic};
 use crate::service::{catalog_of, Broker, BrokerKeys, PolicyHolder, ServiceError, Settings};
+use crate::store::postgres::{describe, PgStore};
 use crate::store::sled::SledStore;
 use crate::store::{Store, StoreError};
 use crate::tls::{BrokerCa, TlsError};
@@ -51,8 +52,24 @@ pub enum ServeError {
     Sso(#[from] crate::service::sign_in::SsoConfigError),
 }
 
-/// Opens the store in `<data_dir>/store`, creating the directory (owner only).
-pub fn open_store(data_dir: &Path) -> Result<SledStore, ServeError> {
+/// Opens the store `config` names: the embedded one in its data directory,
+/// or the PostgreSQL database (its schema checked, and migrated when
+/// `database.migrate_at_start`).
+pub async fn open_store(config: &BrokerConfig) -> Result<Arc<dyn Store>, ServeError> {
+    match config.store {
+        StoreKind::Sled => Ok(Arc::new(open_sled(&config.data_dir)?)),
+        StoreKind::Postgres => {
+            let settings = config.database.settings()?;
+            let store = PgStore::open(&settings, config.database.migrate_at_start).await?;
+            tracing::info!(database = %describe(&settings.url), "store: PostgreSQL");
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+/// Opens the embedded store in `<data_dir>/store`, creating the directory
+/// (owner only).
+pub fn open_sled(data_dir: &Path) -> Result<SledStore, ServeError> {
     let store_dir = data_dir.join("store");
     create_private_dir(data_dir)?;
     Ok(SledStore::open(&store_dir)?)

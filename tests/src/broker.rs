@@ -6,14 +6,29 @@ use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use jitgate_broker::cli::client::ApiClient;
+use jitgate_broker::store::postgres::scratch::ScratchDatabase;
 use tempfile::TempDir;
 use tokio::process::{Child, Command};
 
 use crate::bin;
 
+/// Which store test brokers run on: `JITGATE_TEST_STORE=postgres` puts
+/// each on a database of its own (from `scripts/with-test-database`); the
+/// embedded store otherwise.
+pub fn on_postgres() -> bool {
+    match std::env::var("JITGATE_TEST_STORE").as_deref() {
+        Ok("postgres") => true,
+        Ok("sled") | Ok("") | Err(_) => false,
+        Ok(other) => panic!("JITGATE_TEST_STORE=`{other}`: sled or postgres"),
+    }
+}
+
 #[derive(Debug)]
 pub struct TestBroker {
     dir: TempDir,
+    /// With `JITGATE_TEST_STORE=postgres`: the broker's database, dropped
+    /// with it.
+    database: Option<ScratchDatabase>,
     child: Option<Child>,
     pub url: String,
     tokens: HashMap<String, String>,
@@ -49,14 +64,36 @@ impl TestBroker {
         extra: &[&str],
         log_filter: &str,
     ) -> Self {
+        Self::start_full(catalog, policies, extra, log_filter, on_postgres()).await
+    }
+
+    /// As [`start`](Self::start), on a PostgreSQL database of its own
+    /// whatever `JITGATE_TEST_STORE` says.
+    pub async fn start_on_postgres(catalog: &str, policies: &[(&str, &str)]) -> Self {
+        Self::start_full(catalog, policies, &[], TEST_LOG, true).await
+    }
+
+    async fn start_full(
+        catalog: &str,
+        policies: &[(&str, &str)],
+        extra: &[&str],
+        log_filter: &str,
+        postgres: bool,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("policies")).unwrap();
         for (name, text) in policies {
             std::fs::write(dir.path().join("policies").join(name), text).unwrap();
         }
         std::fs::write(dir.path().join("catalog.toml"), catalog).unwrap();
+        let database = if postgres {
+            Some(ScratchDatabase::create().await.unwrap())
+        } else {
+            None
+        };
         let mut me = Self {
             dir,
+            database,
             child: None,
             url: String::new(),
             tokens: HashMap::new(),
@@ -112,6 +149,7 @@ impl TestBroker {
             .args(["--server-name", "127.0.0.1", "--hub-listen"])
             .arg(format!("127.0.0.1:{}", self.hub_port))
             .args(&self.extra)
+            .envs(self.store_env())
             .env("RUST_LOG", &self.log_filter)
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
@@ -225,12 +263,31 @@ impl TestBroker {
         self.spawn().await;
     }
 
-    /// Runs `jitgate-broker ARGS --data-dir DATA` (for offline commands).
+    /// The environment naming the broker's store, when it is not the
+    /// embedded one in its data directory.
+    fn store_env(&self) -> Vec<(&'static str, String)> {
+        match &self.database {
+            Some(db) => vec![
+                ("JITGATE_STORE", "postgres".to_owned()),
+                ("JITGATE_DATABASE_URL", db.url().to_owned()),
+            ],
+            None => Vec::new(),
+        }
+    }
+
+    /// The broker's database, on PostgreSQL.
+    pub fn database(&self) -> Option<&ScratchDatabase> {
+        self.database.as_ref()
+    }
+
+    /// Runs `jitgate-broker ARGS --data-dir DATA` on the broker's store
+    /// (for offline commands).
     pub fn offline(&self, args: &[&str]) -> Output {
         std::process::Command::new(bin("jitgate-broker"))
             .args(args)
             .arg("--data-dir")
             .arg(self.data_dir())
+            .envs(self.store_env())
             .env("NO_COLOR", "1")
             .output()
             .unwrap()

@@ -11,6 +11,7 @@ pub mod moto;
 pub mod oidc;
 pub mod proxy;
 pub mod saml;
+pub mod tamper;
 
 use std::path::PathBuf;
 

@@ -8,12 +8,13 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use jitgate_broker::audit::{Actor, AuditRecord, ChainVerifier};
-use jitgate_broker::config::{BrokerConfig, LogFormat, Overrides};
+use jitgate_broker::config::{BrokerConfig, LogFormat, Overrides, StoreKind, StoreOverrides};
 use jitgate_broker::domain::policy::{Catalog, SCHEMA};
 use jitgate_broker::quickstart::{self, offline_broker, QuickstartSettings};
 use jitgate_broker::server::{open_store, Server};
 use jitgate_broker::service::admin::UserOutcome;
 use jitgate_broker::service::{catalog_of, PolicyHolder};
+use jitgate_broker::store::postgres::{describe, schema};
 use jitgate_broker::store::Store;
 use jitgate_shared::v1::api::{Role, UserBody};
 use jitgate_shared::v1::UserId;
@@ -56,6 +57,14 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8444")]
         hub_listen: std::net::SocketAddr,
     },
+    /// Apply the PostgreSQL store's schema migrations (store = "postgres").
+    Migrate {
+        /// Only say where the schema is; exit 1 when it is not current.
+        #[arg(long)]
+        check: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Local accounts (the broker must not be running on this data directory).
     User {
         #[command(subcommand)]
@@ -80,6 +89,32 @@ enum Command {
     },
 }
 
+/// The store an administrative command opens: as `serve` would, from the
+/// configuration file, the environment and these flags.
+#[derive(Debug, clap::Args)]
+struct StoreArgs {
+    /// Configuration file (see deploy/broker.example.toml); its store
+    /// settings are used.
+    #[arg(long, env = "JITGATE_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    overrides: StoreOverrides,
+}
+
+impl StoreArgs {
+    fn config(&self) -> anyhow::Result<BrokerConfig> {
+        let overrides = Overrides {
+            store: self.overrides.clone(),
+            ..Overrides::default()
+        };
+        Ok(BrokerConfig::load(self.config.as_deref(), &overrides)?)
+    }
+
+    async fn open(&self) -> anyhow::Result<Arc<dyn Store>> {
+        Ok(open_store(&self.config()?).await?)
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum UserCommand {
     /// Create a local account and print its first API token.
@@ -98,14 +133,14 @@ enum UserCommand {
         /// Person id linking accounts of one person (no approving each other).
         #[arg(long)]
         person: Option<String>,
-        #[arg(long, env = "JITGATE_DATA_DIR", default_value = "/var/lib/jitgate")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Print a new API token for an existing user.
     Token {
         id: UserId,
-        #[arg(long, env = "JITGATE_DATA_DIR", default_value = "/var/lib/jitgate")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
     },
 }
 
@@ -114,8 +149,8 @@ enum CatalogCommand {
     /// Create or update everything in FILE.
     Load {
         file: PathBuf,
-        #[arg(long, env = "JITGATE_DATA_DIR", default_value = "/var/lib/jitgate")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
     },
 }
 
@@ -124,10 +159,15 @@ enum PolicyCommand {
     /// Validate a policy directory as the broker would at load.
     Check {
         dir: PathBuf,
-        /// Check resource, group and configuration names against this data
-        /// directory's catalogue (the broker must not be running on it).
+        /// Check resource, group and configuration names against the
+        /// catalogue in this data directory's embedded store (the broker
+        /// must not be running on it).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Check names against the catalogue in the store this
+        /// configuration file names (embedded or PostgreSQL).
+        #[arg(long, conflicts_with_all = ["data_dir", "catalog"])]
+        config: Option<PathBuf>,
         /// Check names against a catalogue file instead (like the quickstart's).
         #[arg(long, conflicts_with = "data_dir")]
         catalog: Option<PathBuf>,
@@ -140,16 +180,16 @@ enum PolicyCommand {
 enum AuditCommand {
     /// Check the hash chain; names the first broken record.
     Verify {
-        #[arg(long, env = "JITGATE_DATA_DIR", default_value = "/var/lib/jitgate")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
         /// Verify an export (JSON lines from `audit export`) instead of the store.
         #[arg(long)]
         input: Option<PathBuf>,
     },
     /// Write every record as JSON lines.
     Export {
-        #[arg(long, env = "JITGATE_DATA_DIR", default_value = "/var/lib/jitgate")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
         /// File to write; standard output when absent.
         #[arg(long)]
         output: Option<PathBuf>,
@@ -182,7 +222,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve { config, overrides } => {
             let config = BrokerConfig::load(config.as_deref(), &overrides)?;
             init_tracing(config.log_format);
-            let store: Arc<dyn Store> = Arc::new(open_store(&config.data_dir)?);
+            let store = open_store(&config).await?;
             let server = Server::start(&config, store).await?;
             server.run_until_signalled().await?;
         }
@@ -210,10 +250,10 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::User { command } => user(command).await?,
         Command::Catalog {
-            command: CatalogCommand::Load { file, data_dir },
+            command: CatalogCommand::Load { file, store },
         } => {
             let seed = quickstart::read_seed(&file)?;
-            let store: Arc<dyn Store> = Arc::new(open_store(&data_dir)?);
+            let store = store.open().await?;
             let tokens = seed.apply(&offline_broker(store)).await?;
             eprintln!(
                 "loaded {} configurations, {} resources, {} users",
@@ -225,6 +265,7 @@ async fn main() -> anyhow::Result<()> {
                 println!("{}\t{}", t.user.id, t.token);
             }
         }
+        Command::Migrate { check, store } => migrate(check, &store).await?,
         Command::Policy { command } => policy(command).await?,
         Command::Audit { command } => audit(command).await?,
     }
@@ -240,9 +281,9 @@ async fn user(command: UserCommand) -> anyhow::Result<()> {
             display_name,
             groups,
             person,
-            data_dir,
+            store,
         } => {
-            let store: Arc<dyn Store> = Arc::new(open_store(&data_dir)?);
+            let store = store.open().await?;
             let broker = offline_broker(store);
             let body = UserBody {
                 id: id.clone(),
@@ -262,8 +303,8 @@ async fn user(command: UserCommand) -> anyhow::Result<()> {
                 }
             }
         }
-        UserCommand::Token { id, data_dir } => {
-            let store: Arc<dyn Store> = Arc::new(open_store(&data_dir)?);
+        UserCommand::Token { id, store } => {
+            let store = store.open().await?;
             let issued = offline_broker(store).issue_token_as(Actor::System, &id).await?;
             eprintln!("token for {id} expires {}", issued.expires_at);
             println!("{}", issued.token);
@@ -278,15 +319,17 @@ async fn policy(command: PolicyCommand) -> anyhow::Result<()> {
         PolicyCommand::Check {
             dir,
             data_dir,
+            config,
             catalog,
         } => {
-            let catalog = match (data_dir, catalog) {
-                (Some(d), _) => {
-                    let store = open_store(&d)?;
-                    catalog_of(&store).await?
+            let catalog = match (data_dir, config, catalog) {
+                (Some(d), _, _) => catalog_of(&jitgate_broker::server::open_sled(&d)?).await?,
+                (None, Some(file), _) => {
+                    let config = BrokerConfig::load(Some(&file), &Overrides::default())?;
+                    catalog_of(open_store(&config).await?.as_ref()).await?
                 }
-                (None, Some(file)) => quickstart::read_seed(&file)?.catalog(),
-                (None, None) => {
+                (None, None, Some(file)) => quickstart::read_seed(&file)?.catalog(),
+                (None, None, None) => {
                     eprintln!("note: resource, group and configuration names not checked; pass --data-dir or --catalog");
                     Catalog::default()
                 }
@@ -315,16 +358,17 @@ async fn audit(command: AuditCommand) -> anyhow::Result<()> {
     {
         return verify_export(file);
     }
-    let data_dir = match &command {
-        AuditCommand::Verify { data_dir, .. } | AuditCommand::Export { data_dir, .. } => data_dir.clone(),
+    let config = match &command {
+        AuditCommand::Verify { store, .. } | AuditCommand::Export { store, .. } => store.config()?,
     };
-    let store = open_store(&data_dir)?;
+    let data_dir = config.data_dir.clone();
+    let store = open_store(&config).await?;
     match command {
         AuditCommand::Verify { .. } => {
             let anchor = store.audit_anchor().await?;
             let mut verifier = ChainVerifier::default();
             let mut anchored = None;
-            each_audit_record(&store, |record| {
+            each_audit_record(store.as_ref(), |record| {
                 check_or_exit(&mut verifier, record);
                 if anchor.as_ref().is_some_and(|a| a.seq == record.seq) {
                     anchored = Some(record.clone());
@@ -363,7 +407,7 @@ async fn audit(command: AuditCommand) -> anyhow::Result<()> {
                 None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
             };
             let mut n = 0u64;
-            each_audit_record(&store, |record| {
+            each_audit_record(store.as_ref(), |record| {
                 serde_json::to_writer(&mut out, record)?;
                 out.write_all(b"\n")?;
                 n += 1;
@@ -374,6 +418,30 @@ async fn audit(command: AuditCommand) -> anyhow::Result<()> {
             eprintln!("exported {n} audit records");
         }
     }
+    Ok(())
+}
+
+async fn migrate(check: bool, args: &StoreArgs) -> anyhow::Result<()> {
+    let config = args.config()?;
+    if config.store != StoreKind::Postgres {
+        bail!("migrations are for store = \"postgres\"; the embedded store needs none");
+    }
+    let settings = config.database.settings()?;
+    let database = describe(&settings.url);
+    // Opening checks the schema; a newer one is refused there.
+    let store = match jitgate_broker::store::postgres::PgStore::open(&settings, !check).await {
+        Ok(store) => store,
+        Err(e @ jitgate_broker::store::StoreError::Schema(_)) if check => {
+            eprintln!("{database}: {e}");
+            std::process::exit(1);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let version = schema::version(store.pool()).await?;
+    println!(
+        "{database}: schema at version {version} (this broker's: {})",
+        schema::latest()
+    );
     Ok(())
 }
 

@@ -10,8 +10,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod database;
 mod sso;
 
+pub use database::{DatabaseConfig, StoreKind, StoreOverrides};
 pub use sso::{OidcProviderConfig, SamlProviderConfig, SsoConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -26,8 +28,11 @@ pub enum LogFormat {
 pub struct BrokerConfig {
     /// Address the REST API listens on.
     pub listen: SocketAddr,
-    /// Where the store and the broker CA live.
+    /// Where the embedded store, the broker CA and the signing keys live.
     pub data_dir: PathBuf,
+    /// Where state is kept: `sled` (embedded, in `data_dir`) or `postgres`
+    /// (`[database]`, shared by several brokers).
+    pub store: StoreKind,
     /// Directory of `*.cedar` policies and `workflows.toml`.
     pub policy_dir: PathBuf,
     /// DNS names and IP addresses in the API's TLS certificate.
@@ -80,6 +85,8 @@ pub struct BrokerConfig {
     pub public_url: String,
     /// Sign-in through identity providers.
     pub sso: SsoConfig,
+    /// The PostgreSQL database, with `store = "postgres"`.
+    pub database: DatabaseConfig,
 }
 
 impl Default for BrokerConfig {
@@ -106,6 +113,8 @@ impl Default for BrokerConfig {
             reconcile_interval: Duration::from_secs(10 * 60),
             public_url: String::new(),
             sso: SsoConfig::default(),
+            store: StoreKind::default(),
+            database: DatabaseConfig::default(),
         }
     }
 }
@@ -126,9 +135,8 @@ pub struct Overrides {
     /// Address the REST API listens on [default: 127.0.0.1:8443].
     #[arg(long, env = "JITGATE_LISTEN")]
     pub listen: Option<SocketAddr>,
-    /// Data directory (store, CA) [default: /var/lib/jitgate].
-    #[arg(long, env = "JITGATE_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub store: StoreOverrides,
     /// Policy directory [default: /etc/jitgate/policies].
     #[arg(long, env = "JITGATE_POLICY_DIR")]
     pub policy_dir: Option<PathBuf>,
@@ -202,8 +210,17 @@ impl BrokerConfig {
         if let Some(v) = o.listen {
             config.listen = v;
         }
-        if let Some(v) = o.data_dir {
+        if let Some(v) = o.store.data_dir {
             config.data_dir = v;
+        }
+        if let Some(v) = o.store.store {
+            config.store = v;
+        }
+        if let Some(v) = o.store.database_url {
+            config.database.url = v;
+        }
+        if let Some(v) = o.store.database_password_file {
+            config.database.password_file = Some(v);
         }
         if let Some(v) = o.policy_dir {
             config.policy_dir = v;
@@ -289,6 +306,7 @@ impl BrokerConfig {
         )?;
         within("agent_cert_ttl", self.agent_cert_ttl, s(60), s(90 * 86_400))?;
         self.sso.check()?;
+        self.database.check(self.store)?;
         self.client_limits()?;
         if !self.hub_url.is_empty() && !self.hub_url.starts_with("wss://") {
             return Err(ConfigError::Invalid {
@@ -419,6 +437,47 @@ mod tests {
         }
         assert_eq!(parsed.token_ttl, Duration::from_secs(30 * 86400));
         assert_eq!(parsed.sso.session_ttl, Duration::from_secs(12 * 3600));
+    }
+
+    #[test]
+    fn the_database_is_checked_at_load_and_its_password_never_shown() {
+        let bad = |toml: &str| {
+            BrokerConfig::parse(toml, "t")
+                .unwrap()
+                .check()
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(bad("store = \"postgres\"\n").starts_with("database.url: "));
+        assert!(
+            bad("store = \"postgres\"\n[database]\nurl = \"postgres://h/db?sslmode=sometimes\"\n")
+                .starts_with("database.url: ")
+        );
+        assert!(bad("[database]\npool_size = 0\n").starts_with("database.pool_size: 0 must be"));
+        let err = BrokerConfig::parse("store = \"mysql\"\n", "t")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("mysql"), "{err}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("pw");
+        std::fs::write(&secret, "s3cret-from-file\n").unwrap();
+        let o = Overrides {
+            store: StoreOverrides {
+                store: Some(StoreKind::Postgres),
+                database_url: Some("postgres://jitgate:s3cret-in-url@db.internal:5433/jg".into()),
+                database_password_file: Some(secret),
+                ..StoreOverrides::default()
+            },
+            ..Overrides::default()
+        };
+        let c = BrokerConfig::load(None, &o).unwrap();
+        let settings = c.database.settings().unwrap();
+        assert_eq!(settings.password.as_deref(), Some("s3cret-from-file"));
+        for shown in [format!("{c:?}"), format!("{settings:?}")] {
+            assert!(!shown.contains("s3cret"), "{shown}");
+            assert!(shown.contains("jitgate@db.internal:5433/jg"), "{shown}");
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub use seed::Seed;
 
 use crate::clock::SystemClock;
 use crate::config::BrokerConfig;
-use crate::server::{open_store, ServeError, Server};
+use crate::server::{open_sled, ServeError, Server};
 use crate::service::{Broker, ServiceError};
 use crate::store::Store;
 
@@ -79,7 +79,7 @@ pub fn read_seed(path: &Path) -> Result<Seed, QuickstartError> {
 /// how to use them, and runs until SIGINT or SIGTERM.
 pub async fn run(settings: QuickstartSettings) -> Result<(), QuickstartError> {
     let seed = read_seed(&settings.catalog)?;
-    let store: Arc<dyn Store> = Arc::new(open_store(&settings.data_dir)?);
+    let store: Arc<dyn Store> = Arc::new(open_sled(&settings.data_dir)?);
     let tokens = seed.apply(&offline_broker(store.clone())).await?;
     let config = BrokerConfig {
         listen: settings.listen,

@@ -119,6 +119,11 @@ fn wire_name<T: Serialize>(value: &T) -> String {
     }
 }
 
+/// Whether `url` is a database URL the driver reads; what is wrong if not.
+pub fn check_url(url: &str) -> Result<(), String> {
+    connect::parse(url).map(drop).map_err(|e| e.to_string())
+}
+
 #[derive(Debug)]
 pub struct PgStore {
     pool: Pool,

@@ -174,18 +174,10 @@ async fn audit_verify_names_the_first_tampered_record_of_an_export() {
     assert!(err.contains("record 3: expected sequence number 2"), "{err}");
 }
 
-/// The audit records of a stopped broker's store, for tampering.
-fn audit_tree(b: &TestBroker) -> sled::Db {
-    sled::open(b.data_dir().join("store")).unwrap()
-}
-
-fn audit_key(seq: u64) -> Vec<u8> {
-    jitgate_broker::store::keys::audit(seq)
-}
-
 #[tokio::test]
 async fn audit_verify_finds_a_cut_off_or_rewritten_tail_by_the_signed_head() {
-    use jitgate_broker::audit::{Actor, AuditEntry, AuditEvent, AuditHead, AuditRecord};
+    use jitgate_broker::audit::{Actor, AuditEntry, AuditEvent, AuditHead};
+    use jitgate_tests::tamper::AuditStore;
     let mut b = TestBroker::start(&catalog(), &[("p.cedar", POLICY), ("workflows.toml", WORKFLOWS)]).await;
     for i in 0..3 {
         b.client("u1")
@@ -213,11 +205,9 @@ async fn audit_verify_finds_a_cut_off_or_rewritten_tail_by_the_signed_head() {
     );
 
     // A consistent chain, one record short: only the signed head shows it.
-    let db = audit_tree(&b);
-    let (last_key, last) = db.scan_prefix("a/").next_back().unwrap().unwrap();
-    let last: AuditRecord = serde_json::from_slice(&last).unwrap();
-    db.remove(&last_key).unwrap();
-    db.flush().unwrap();
+    let db = AuditStore::of(&b).await;
+    let last = db.last().await;
+    db.remove(last.seq).await;
     drop(db);
     let (ok, said) = verify(&b);
     assert!(!ok, "a cut-off tail went unnoticed: {said}");
@@ -227,9 +217,8 @@ async fn audit_verify_finds_a_cut_off_or_rewritten_tail_by_the_signed_head() {
     );
 
     // The last record replaced by another that chains correctly.
-    let db = audit_tree(&b);
-    let (_, prev) = db.scan_prefix("a/").next_back().unwrap().unwrap();
-    let prev: AuditRecord = serde_json::from_slice(&prev).unwrap();
+    let db = AuditStore::of(&b).await;
+    let prev = db.last().await;
     let head = AuditHead {
         seq: prev.seq,
         hash: prev.hash.clone(),
@@ -242,9 +231,7 @@ async fn audit_verify_finds_a_cut_off_or_rewritten_tail_by_the_signed_head() {
             user: "u1".parse().unwrap(),
         },
     });
-    db.insert(audit_key(forged.seq), serde_json::to_vec(&forged).unwrap())
-        .unwrap();
-    db.flush().unwrap();
+    db.put(&forged).await;
     drop(db);
     let (ok, said) = verify(&b);
     assert!(!ok, "a rewritten tail went unnoticed: {said}");

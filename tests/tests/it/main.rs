@@ -9,6 +9,7 @@ mod aws;
 mod chains;
 mod cli;
 mod crash;
+mod database;
 mod enrollment;
 mod entra;
 mod entra_graph;

@@ -66,7 +66,7 @@ pub fn describe(url: &str) -> String {
 /// libpq's `verify-ca` and `verify-full` are what `require` does here (the
 /// certificate and the host name are always verified); the driver knows
 /// only `disable`, `prefer` and `require`.
-fn parse(url: &str) -> Result<tokio_postgres::Config, tokio_postgres::Error> {
+pub(super) fn parse(url: &str) -> Result<tokio_postgres::Config, tokio_postgres::Error> {
     let url = url
         .replace("sslmode=verify-full", "sslmode=require")
         .replace("sslmode=verify-ca", "sslmode=require");

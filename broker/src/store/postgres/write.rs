@@ -277,7 +277,8 @@ impl QueueBackend for PgQueue {
     fn append(&mut self, command: &Command, priority: u8) -> Result<(), StoreError> {
         self.known.insert(command.id.clone());
         self.hold(command.clone());
-        self.writes.push(QueueWrite::Append(Box::new(command.clone()), priority));
+        self.writes
+            .push(QueueWrite::Append(Box::new(command.clone()), priority));
         Ok(())
     }
 }

@@ -24,7 +24,7 @@ impl Broker {
     #[tracing::instrument(skip(self))]
     pub async fn run_due_jobs(&self) -> Result<DueRun, ServiceError> {
         let now = self.clock.now();
-        let jobs = self.store.due_jobs(now, JOB_BATCH).await?;
+        let jobs = self.store.claim_due_jobs(now, JOB_BATCH).await?;
         if jobs.is_empty() {
             return Ok(DueRun::default());
         }

@@ -318,6 +318,13 @@ pub trait Store: Send + Sync + Debug + 'static {
     async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
     /// Jobs due at or before `now`, earliest first.
     async fn due_jobs(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Job>, StoreError>;
+    /// Due jobs for this broker to run now: on a store several brokers
+    /// share, those no other broker has claimed, claimed for this one for
+    /// a few seconds (so each runs once, and a dead broker's claims run
+    /// out); on a store of one broker, every due job.
+    async fn claim_due_jobs(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Job>, StoreError> {
+        self.due_jobs(now, limit).await
+    }
     async fn job_count(&self) -> Result<usize, StoreError>;
 
     /// A configuration's queued commands, revokes first, then in queue order.

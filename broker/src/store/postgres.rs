@@ -124,9 +124,15 @@ pub fn check_url(url: &str) -> Result<(), String> {
     connect::parse(url).map(drop).map_err(|e| e.to_string())
 }
 
+/// How long a broker's claim on the due jobs it runs keeps other brokers
+/// off them: the longest a dead broker's jobs wait for another.
+pub const JOB_CLAIM: std::time::Duration = std::time::Duration::from_secs(3);
+
 #[derive(Debug)]
 pub struct PgStore {
     pool: Pool,
+    /// This store's name in claims and notifications (one per process).
+    me: String,
 }
 
 impl PgStore {
@@ -150,7 +156,10 @@ impl PgStore {
                 tracing::info!(from = at, to = latest, ?applied, "database schema migrated");
             }
         }
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            me: uuid::Uuid::new_v4().to_string(),
+        })
     }
 
     /// The pool, for tools that work on the database itself (migrations).
@@ -419,6 +428,28 @@ impl Store for PgStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let jobs: Vec<Job> = self.docs("jobs", sql, &[&now, &limit]).await?;
         Ok(jobs.into_iter().filter(|j| j.due <= now).collect())
+    }
+
+    async fn claim_due_jobs(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Job>, StoreError> {
+        // The database's clock times claims, so brokers' clocks need not
+        // agree. A claim of this store's own is taken again (a job whose
+        // change failed is retried at once here).
+        let sql = "WITH due AS ( \
+                       SELECT due, kind, subject FROM jobs \
+                       WHERE due <= $1 AND (claimed_until IS NULL OR claimed_until < now() OR claimed_by = $3) \
+                       ORDER BY due, kind, subject LIMIT $2 \
+                       FOR UPDATE SKIP LOCKED) \
+                   UPDATE jobs SET claimed_by = $3, claimed_until = now() + make_interval(secs => $4) \
+                   FROM due \
+                   WHERE jobs.due = due.due AND jobs.kind = due.kind AND jobs.subject = due.subject \
+                   RETURNING jobs.doc";
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut jobs: Vec<Job> = self
+            .docs("jobs", sql, &[&now, &limit, &self.me, &JOB_CLAIM.as_secs_f64()])
+            .await?;
+        jobs.retain(|j| j.due <= now);
+        jobs.sort();
+        Ok(jobs)
     }
 
     async fn job_count(&self) -> Result<usize, StoreError> {

@@ -116,9 +116,11 @@ async fn a_broker_runs_only_on_the_schema_it_knows() {
         }
         b.offline(&args)
     };
+    let latest = jitgate_broker::store::postgres::schema::latest();
     let current = migrate(true);
     assert!(current.status.success(), "{current:?}");
-    assert!(String::from_utf8_lossy(&current.stdout).contains("schema at version 1"));
+    let said = String::from_utf8_lossy(&current.stdout);
+    assert!(said.contains(&format!("schema at version {latest}")), "{said}");
 
     // A newer broker migrated the database: this one refuses it, whether
     // asked to migrate or to serve.
@@ -142,7 +144,9 @@ async fn a_broker_runs_only_on_the_schema_it_knows() {
         assert!(!out.status.success());
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
-            err.contains("schema is at version 99, newer than this broker knows (1)"),
+            err.contains(&format!(
+                "schema is at version 99, newer than this broker knows ({latest})"
+            )),
             "{err}"
         );
     }
@@ -160,7 +164,9 @@ async fn a_broker_runs_only_on_the_schema_it_knows() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("schema is at version 0, this broker needs 1: run `jitgate-broker migrate`"),
+        err.contains(&format!(
+            "schema is at version 0, this broker needs {latest}: run `jitgate-broker migrate`"
+        )),
         "{err}"
     );
     assert!(!migrate(true).status.success());

@@ -110,3 +110,53 @@ async fn brokers_queueing_one_entitlement_at_once_leave_one_command() {
         assert_eq!(queued.len(), 1, "round {round}: {queued:?}");
     }
 }
+
+/// Two brokers claiming due jobs at once never both get one; a claim
+/// that runs out lets the other take the job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn due_jobs_are_claimed_by_one_broker_until_its_claim_runs_out() {
+    use crate::domain::job::{Job, JobKind};
+    let db = ScratchDatabase::create().await.unwrap();
+    let (a, b) = two_brokers(&db).await;
+    let now = chrono::Utc::now();
+    let jobs: Vec<Job> = (0..40)
+        .map(|i| Job {
+            due: now - chrono::Duration::seconds(i),
+            kind: JobKind::ExpireGrant(jitgate_shared::v1::GrantId::generate()),
+        })
+        .collect();
+    a.commit(Change {
+        schedule: jobs.clone(),
+        ..Change::default()
+    })
+    .await
+    .unwrap();
+    let (ca, cb) = tokio::join!(a.claim_due_jobs(now, 25), b.claim_due_jobs(now, 25));
+    let (ca, cb) = (ca.unwrap(), cb.unwrap());
+    assert_eq!(ca.len() + cb.len(), 40, "every due job claimed once");
+    assert!(ca.iter().all(|j| !cb.contains(j)), "no job claimed by both");
+    assert!(ca.windows(2).all(|w| w[0] <= w[1]), "earliest first");
+    // Its own claims come back to the claimant (a failed change is retried
+    // at once); the other broker gets nothing while they last.
+    assert_eq!(a.claim_due_jobs(now, 100).await.unwrap().len(), ca.len());
+    assert!(b
+        .claim_due_jobs(now, 100)
+        .await
+        .unwrap()
+        .iter()
+        .all(|j| cb.contains(j)));
+    // A claim that ran out is anyone's.
+    let client = db_client(&db).await;
+    client
+        .execute("UPDATE jobs SET claimed_until = now() - interval '1 second'", &[])
+        .await
+        .unwrap();
+    assert_eq!(b.claim_due_jobs(now, 100).await.unwrap().len(), 40);
+}
+
+async fn db_client(db: &ScratchDatabase) -> tokio_postgres::Client {
+    let config: tokio_postgres::Config = db.url().parse().unwrap();
+    let (client, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client
+}

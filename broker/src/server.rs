@@ -190,6 +190,18 @@ impl Server {
             Err(e) => tracing::warn!(error = %e, "counting failing revokes failed; the gauge starts at 0"),
         }
         tasks.spawn(scheduler::run(broker.clone(), shutdown_rx.clone()));
+        if let Some(wakes) = broker.store().outbox_wakes() {
+            // Other brokers share the store: their queued commands wake the
+            // sessions held here.
+            let live = broker.live().clone();
+            let mut stop = shutdown_rx.clone();
+            tasks.spawn(async move {
+                tokio::select! {
+                    _ = live.follow(wakes) => {}
+                    _ = stop.changed() => {}
+                }
+            });
+        }
         tasks.spawn(periodic::sweep_sign_ins(
             broker.clone(),
             limits,

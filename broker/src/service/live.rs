@@ -113,6 +113,24 @@ impl Live {
             .changed
             .send_modify(|n| *n = n.wrapping_add(1));
     }
+
+    /// Wakes every session: any outbox may have new commands.
+    pub fn all_outboxes_changed(&self) {
+        for signal in lock(&self.outboxes).values() {
+            signal.changed.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+
+    /// Wakes this broker's sessions for the outboxes other brokers
+    /// changed, until `wakes` ends.
+    pub async fn follow(&self, mut wakes: tokio::sync::mpsc::Receiver<crate::store::OutboxWake>) {
+        while let Some(wake) = wakes.recv().await {
+            match wake {
+                crate::store::OutboxWake::Configuration(c) => self.outbox_changed(&c),
+                crate::store::OutboxWake::All => self.all_outboxes_changed(),
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -343,4 +343,21 @@ pub trait Store: Send + Sync + Debug + 'static {
     async fn audit_head(&self) -> Result<AuditHead, StoreError>;
     /// The newest signed anchor of the audit chain.
     async fn audit_anchor(&self) -> Result<Option<AuditAnchor>, StoreError>;
+
+    /// Outboxes other brokers sharing this store queue commands to, as
+    /// their changes commit, so the broker holding a configuration's agent
+    /// session sends them. `None` when no other broker can write (the
+    /// embedded store). Call once.
+    fn outbox_wakes(&self) -> Option<tokio::sync::mpsc::Receiver<OutboxWake>> {
+        None
+    }
+}
+
+/// An outbox another broker changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutboxWake {
+    /// Commands were queued for this configuration.
+    Configuration(ConfigId),
+    /// Any outbox may have changed (announcements were missed).
+    All,
 }

@@ -7,6 +7,7 @@
 
 mod connect;
 mod json;
+mod notify;
 pub mod schema;
 pub mod scratch;
 mod write;
@@ -131,6 +132,9 @@ pub const JOB_CLAIM: std::time::Duration = std::time::Duration::from_secs(3);
 #[derive(Debug)]
 pub struct PgStore {
     pool: Pool,
+    /// To listen for other brokers' outbox changes on a connection of its
+    /// own.
+    settings: PgSettings,
     /// This store's name in claims and notifications (one per process).
     me: String,
 }
@@ -158,6 +162,7 @@ impl PgStore {
         }
         Ok(Self {
             pool,
+            settings: settings.clone(),
             me: uuid::Uuid::new_v4().to_string(),
         })
     }
@@ -252,12 +257,16 @@ impl PgStore {
 #[async_trait]
 impl Store for PgStore {
     async fn commit(&self, change: Change) -> Result<Committed, StoreError> {
-        let mut results = write::commit_all(&self.pool, vec![change]).await;
+        let mut results = write::commit_all(&self.pool, &self.me, vec![change]).await;
         results.pop().unwrap_or_else(|| Ok(Committed::default()))
     }
 
     async fn commit_all(&self, changes: Vec<Change>) -> Vec<Result<Committed, StoreError>> {
-        write::commit_all(&self.pool, changes).await
+        write::commit_all(&self.pool, &self.me, changes).await
+    }
+
+    fn outbox_wakes(&self) -> Option<tokio::sync::mpsc::Receiver<super::OutboxWake>> {
+        Some(notify::spawn_listener(self.settings.clone(), self.me.clone()))
     }
 
     async fn configuration(&self, id: &ConfigId) -> Result<Option<StoredConfiguration>, StoreError> {

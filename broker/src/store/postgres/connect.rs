@@ -81,9 +81,11 @@ fn invalid(url: &str, reason: impl Into<String>) -> StoreError {
     }
 }
 
-/// A pool over `settings`. Connects lazily: the first use says whether the
-/// database is reachable.
-pub fn pool(settings: &PgSettings) -> Result<Pool, StoreError> {
+/// The driver's settings and, with `sslmode=require`, the TLS to connect
+/// with.
+fn driver_config(
+    settings: &PgSettings,
+) -> Result<(tokio_postgres::Config, Option<rustls::ClientConfig>), StoreError> {
     let mut config =
         parse(&settings.url).map_err(|e| invalid(&settings.url, format!("database URL: {e}")))?;
     if let Some(password) = &settings.password {
@@ -91,22 +93,64 @@ pub fn pool(settings: &PgSettings) -> Result<Pool, StoreError> {
     }
     config.connect_timeout(settings.connect_timeout);
     config.application_name("jitgate-broker");
+    if config.get_ssl_mode() == SslMode::Require {
+        return Ok((config, Some(tls_config(settings)?)));
+    }
+    // `prefer` (the driver's default) without a verified certificate would
+    // be encryption anyone could intercept: plain it is, and the
+    // documentation says to use `sslmode=require` across a network.
+    config.ssl_mode(SslMode::Disable);
+    Ok((config, None))
+}
+
+/// What a connection of its own (not the pool's) says besides answers:
+/// notifications, notices, and its end.
+pub type Messages = std::pin::Pin<
+    Box<dyn futures_util::Stream<Item = Result<tokio_postgres::AsyncMessage, tokio_postgres::Error>> + Send>,
+>;
+
+/// One connection outside the pool (for `LISTEN`): the client, and its
+/// messages, which must be polled for the connection to make progress.
+pub async fn connect_one(settings: &PgSettings) -> Result<(tokio_postgres::Client, Messages), StoreError> {
+    let (config, tls) = driver_config(settings)?;
+    Ok(match tls {
+        Some(tls) => {
+            let (client, mut connection) = config
+                .connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls))
+                .await
+                .map_err(super::pg_error)?;
+            let messages: Messages = Box::pin(futures_util::stream::poll_fn(move |cx| {
+                connection.poll_message(cx)
+            }));
+            (client, messages)
+        }
+        None => {
+            let (client, mut connection) = config
+                .connect(tokio_postgres::NoTls)
+                .await
+                .map_err(super::pg_error)?;
+            let messages: Messages = Box::pin(futures_util::stream::poll_fn(move |cx| {
+                connection.poll_message(cx)
+            }));
+            (client, messages)
+        }
+    })
+}
+
+/// A pool over `settings`. Connects lazily: the first use says whether the
+/// database is reachable.
+pub fn pool(settings: &PgSettings) -> Result<Pool, StoreError> {
+    let (config, tls) = driver_config(settings)?;
     let manager_config = ManagerConfig {
         recycling_method: RecyclingMethod::Fast,
     };
-    let manager = if config.get_ssl_mode() == SslMode::Require {
-        let tls = tls_config(settings)?;
-        Manager::from_config(
+    let manager = match tls {
+        Some(tls) => Manager::from_config(
             config,
             tokio_postgres_rustls::MakeRustlsConnect::new(tls),
             manager_config,
-        )
-    } else {
-        // `prefer` (the driver's default) without a verified certificate
-        // would be encryption anyone could intercept: plain it is, and the
-        // documentation says to use `sslmode=require` across a network.
-        config.ssl_mode(SslMode::Disable);
-        Manager::from_config(config, tokio_postgres::NoTls, manager_config)
+        ),
+        None => Manager::from_config(config, tokio_postgres::NoTls, manager_config),
     };
     Pool::builder(manager)
         .max_size(settings.pool_size.max(1))

@@ -161,3 +161,52 @@ async fn db_client(db: &ScratchDatabase) -> tokio_postgres::Client {
     tokio::spawn(connection);
     client
 }
+
+async fn next(rx: &mut tokio::sync::mpsc::Receiver<crate::store::OutboxWake>) -> crate::store::OutboxWake {
+    tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
+        .await
+        .expect("no wake within 10 s")
+        .unwrap()
+}
+
+/// A command one broker queues wakes the others when it commits; a store
+/// is not told of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_commands_wake_the_other_brokers() {
+    use crate::store::OutboxWake;
+    let db = ScratchDatabase::create().await.unwrap();
+    let (a, b) = two_brokers(&db).await;
+    let mut at_a = a.outbox_wakes().unwrap();
+    let mut at_b = b.outbox_wakes().unwrap();
+    // Listening started: whatever came before is unknown.
+    assert_eq!(next(&mut at_a).await, OutboxWake::All);
+    assert_eq!(next(&mut at_b).await, OutboxWake::All);
+    a.commit(Change {
+        commands: vec![command("g1", "admins", CommandOp::Grant)],
+        ..Change::default()
+    })
+    .await
+    .unwrap();
+    // A failed change announces nothing.
+    let mut stale = user("alice");
+    stale.version = 5;
+    let failed = a
+        .commit(Change {
+            users: vec![stale],
+            commands: vec![command("g2", "other", CommandOp::Grant)],
+            ..Change::default()
+        })
+        .await;
+    assert!(failed.is_err());
+    b.commit(Change {
+        commands: vec![command("g3", "third", CommandOp::Grant)],
+        ..Change::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(next(&mut at_b).await, OutboxWake::Configuration(aws()));
+    // b's own commit is not announced to b; a hears of it, and only of it.
+    assert_eq!(next(&mut at_a).await, OutboxWake::Configuration(aws()));
+    assert!(at_a.try_recv().is_err());
+    assert!(at_b.try_recv().is_err());
+}

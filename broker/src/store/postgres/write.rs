@@ -24,7 +24,11 @@ fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
 }
 
 /// Commits `changes` in one transaction; each one's result.
-pub(super) async fn commit_all(pool: &Pool, changes: Vec<Change>) -> Vec<Result<Committed, StoreError>> {
+pub(super) async fn commit_all(
+    pool: &Pool,
+    me: &str,
+    changes: Vec<Change>,
+) -> Vec<Result<Committed, StoreError>> {
     let n = changes.len();
     let all = |e: StoreError| (0..n).map(|_| Err(e.clone())).collect();
     let mut client = match pool.get().await {
@@ -38,13 +42,13 @@ pub(super) async fn commit_all(pool: &Pool, changes: Vec<Change>) -> Vec<Result<
     let mut results = Vec::with_capacity(n);
     for change in changes {
         if n == 1 {
-            results.push(apply(&tx, change).await);
+            results.push(apply(&tx, me, change).await);
             continue;
         }
         if let Err(e) = tx.batch_execute("SAVEPOINT change").await {
             return all(pg_error(e));
         }
-        let outcome = apply(&tx, change).await;
+        let outcome = apply(&tx, me, change).await;
         let end = if outcome.is_ok() {
             "RELEASE SAVEPOINT change"
         } else {
@@ -70,7 +74,7 @@ pub(super) async fn commit_all(pool: &Pool, changes: Vec<Change>) -> Vec<Result<
 
 /// Writes one change inside the transaction, or fails leaving the
 /// transaction for the caller to roll back.
-async fn apply(tx: &Transaction<'_>, change: Change) -> Result<Committed, StoreError> {
+async fn apply(tx: &Transaction<'_>, me: &str, change: Change) -> Result<Committed, StoreError> {
     // Refused whole before anything is written: a record written twice,
     // two commands for one entitlement.
     let mut seen = HashSet::new();
@@ -130,7 +134,7 @@ async fn apply(tx: &Transaction<'_>, change: Change) -> Result<Committed, StoreE
         )
         .await?;
     }
-    queue_commands(tx, &change.commands, &change.delivered).await?;
+    queue_commands(tx, me, &change.commands, &change.delivered).await?;
     for r in &change.results {
         let sql = "INSERT INTO command_results (command_id, doc) VALUES ($1, $2) \
                    ON CONFLICT (command_id) DO UPDATE SET doc = EXCLUDED.doc";
@@ -285,6 +289,7 @@ impl QueueBackend for PgQueue {
 
 async fn queue_commands(
     tx: &Transaction<'_>,
+    me: &str,
     commands: &[Command],
     settled: &[String],
 ) -> Result<(), StoreError> {
@@ -305,12 +310,14 @@ async fn queue_commands(
         q.hold(decode("outbox", row.get::<_, JsonIn>(0).0)?);
     }
     queue::apply(&mut q, commands, settled)?;
+    let mut announce = std::collections::BTreeSet::new();
     for write in q.writes {
         match write {
             QueueWrite::Remove(id) => {
                 execute(tx, "DELETE FROM outbox WHERE command_id = $1", &[&id]).await?;
             }
             QueueWrite::Append(command, priority) => {
+                announce.insert(command.entitlement.configuration.as_str().to_owned());
                 execute(tx, "INSERT INTO command_ids (id) VALUES ($1)", &[&command.id]).await?;
                 let sql = "INSERT INTO outbox (configuration, priority, entitlement, command_id, doc) \
                            VALUES ($1, $2, $3, $4, $5)";
@@ -328,6 +335,12 @@ async fn queue_commands(
                 .await?;
             }
         }
+    }
+    // Delivered to the listening brokers when (and if) this commits.
+    for configuration in announce {
+        let payload = super::notify::payload(&configuration, me);
+        let sql = "SELECT pg_notify($1, $2)";
+        query(tx, sql, &[&super::notify::CHANNEL, &payload]).await?;
     }
     Ok(())
 }

@@ -61,7 +61,11 @@ pub async fn open_store(config: &BrokerConfig) -> Result<Arc<dyn Store>, ServeEr
         StoreKind::Postgres => {
             let settings = config.database.settings()?;
             let store = PgStore::open(&settings, config.database.migrate_at_start).await?;
-            tracing::info!(database = %describe(&settings.url), "store: PostgreSQL");
+            tracing::info!(
+                database = %describe(&settings.url),
+                instance = store.instance(),
+                "store: PostgreSQL"
+            );
             Ok(Arc::new(store))
         }
     }

@@ -75,10 +75,19 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut attempt: u32 = 0;
+    // Which of the hub URLs to connect to; a failure moves to the next.
+    let mut hub = 0usize;
+    // Failures in a row: every hub is tried once before pausing.
+    let mut failures = 0usize;
     loop {
         let started = Instant::now();
+        let urls = match state.identity() {
+            Ok(identity) => identity.hub_urls().into_iter().map(str::to_owned).collect(),
+            Err(_) => Vec::new(),
+        };
+        let url = urls.get(hub % urls.len().max(1)).cloned().unwrap_or_default();
         let result = tokio::select! {
-            r = session(&state, &executor, &settings, &connected) => r,
+            r = session(&state, &executor, &settings, &connected, &url) => r,
             _ = shutdown.changed() => {
                 connected.send_replace(false);
                 return;
@@ -86,11 +95,22 @@ pub async fn run(
         };
         connected.send_replace(false);
         match result {
-            Ok(()) => tracing::info!("session ended; reconnecting"),
-            Err(e) => tracing::warn!(error = %e, "no session with the broker; retrying"),
+            Ok(()) => {
+                tracing::info!(hub = %url, "session ended; reconnecting");
+                failures = 0;
+            }
+            Err(e) => {
+                tracing::warn!(hub = %url, error = %e, "no session with the broker; retrying");
+                failures += 1;
+                hub = hub.wrapping_add(1);
+            }
         }
         if started.elapsed() > Duration::from_secs(30) {
             attempt = 0;
+        }
+        if urls.len() > 1 && !failures.is_multiple_of(urls.len()) {
+            // Another broker is yet to be tried in this round: at once.
+            continue;
         }
         let pause = backoff(attempt, settings.reconnect_max, rand::random());
         attempt = attempt.saturating_add(1);
@@ -109,11 +129,10 @@ fn backoff(attempt: u32, max: Duration, jitter: f64) -> Duration {
     exp / 2 + (exp / 2).mul_f64(jitter.clamp(0.0, 1.0))
 }
 
-async fn connect(state: &StateDir, settings: &ChannelSettings) -> Result<Ws, ChannelError> {
-    let identity = state.identity()?;
+async fn connect(state: &StateDir, settings: &ChannelSettings, url: &str) -> Result<Ws, ChannelError> {
     let (tls, _) = state.hub_tls()?;
-    let (host, port) = host_port(&identity.hub_url)?;
-    let url = identity.hub_url.clone();
+    let (host, port) = host_port(url)?;
+    let url = url.to_owned();
     let err = |error: String| ChannelError::Connect {
         url: url.clone(),
         error,
@@ -163,9 +182,10 @@ async fn session(
     executor: &Arc<Executor>,
     settings: &ChannelSettings,
     connected: &watch::Sender<bool>,
+    url: &str,
 ) -> Result<(), ChannelError> {
     let identity = state.identity()?;
-    let mut ws = connect(state, settings).await?;
+    let mut ws = connect(state, settings, url).await?;
     send(
         &mut ws,
         &AgentMessage::Hello {
@@ -197,7 +217,7 @@ async fn session(
         }
     };
     connected.send_replace(true);
-    tracing::info!(hub = %identity.hub_url, agent = %identity.agent, configuration = %identity.configuration, "connected to the broker");
+    tracing::info!(hub = %url, agent = %identity.agent, configuration = %identity.configuration, "connected to the broker");
     let mut live = Session {
         state,
         executor,

@@ -63,7 +63,8 @@ enum Command {
         /// sent to a broker whose CA does not match.
         #[arg(long, env = "JITGATE_CA_FINGERPRINT")]
         ca_fingerprint: String,
-        /// Override the hub URL the broker announces.
+        /// Override the hub URL the broker announces; several brokers'
+        /// hubs comma-separated (the agent fails over between them).
         #[arg(long, env = "JITGATE_HUB_URL")]
         hub_url: Option<String>,
     },

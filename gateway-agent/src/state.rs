@@ -47,7 +47,8 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
 pub struct Identity {
     pub agent: AgentId,
     pub configuration: ConfigId,
-    /// `wss://host:port` of the broker's agent hub.
+    /// `wss://host:port` of the broker's agent hub; with several brokers,
+    /// each one's, comma-separated (the agent fails over between them).
     pub hub_url: String,
     /// The broker's Ed25519 command key, base64; commands must verify against it.
     pub command_public_key: String,
@@ -55,6 +56,15 @@ pub struct Identity {
 }
 
 impl Identity {
+    /// The hub URLs to connect to, in the order they are tried.
+    pub fn hub_urls(&self) -> Vec<&str> {
+        self.hub_url
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .collect()
+    }
+
     pub fn verifier(&self, path: &Path) -> Result<CommandVerifier, StateError> {
         let invalid = |error: String| StateError::Invalid {
             path: path.to_owned(),
@@ -283,6 +293,22 @@ pub fn new_key_and_csr() -> Result<(String, String), rcgen::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn several_hub_urls_are_tried_in_the_order_given() {
+        let identity = |hub_url: &str| Identity {
+            agent: AgentId::generate(),
+            configuration: ConfigId::new("aws").unwrap(),
+            hub_url: hub_url.into(),
+            command_public_key: String::new(),
+            command_key_id: String::new(),
+        };
+        assert_eq!(identity("wss://a:1").hub_urls(), ["wss://a:1"]);
+        assert_eq!(
+            identity("wss://a:1, wss://b:2,,wss://c:3 ").hub_urls(),
+            ["wss://a:1", "wss://b:2", "wss://c:3"]
+        );
+    }
 
     #[cfg(unix)]
     #[test]

@@ -15,6 +15,14 @@ use tokio::process::{Child, Command};
 use crate::bin;
 use crate::broker::TestBroker;
 
+/// One change of the sandbox tenant.
+#[derive(Debug, Clone)]
+pub struct TenantChange {
+    pub op: String,
+    pub entitlement: String,
+    pub at: chrono::DateTime<chrono::Utc>,
+}
+
 #[derive(Debug)]
 pub struct TestAgent {
     dir: TempDir,
@@ -196,6 +204,21 @@ impl TestAgent {
                     v["op"].as_str().unwrap_or_default().to_owned(),
                     v["principal"].as_str().unwrap_or_default().to_owned(),
                 )
+            })
+            .collect()
+    }
+
+    /// Every change the simulated tenant went through, in order: what
+    /// (`apply` or `remove`), to which entitlement (principal and target,
+    /// as JSON) and when.
+    pub fn tenant_log(&self) -> Vec<TenantChange> {
+        let log = std::fs::read_to_string(self.tenant_file().with_extension("log")).unwrap_or_default();
+        log.lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .map(|v| TenantChange {
+                op: v["op"].as_str().unwrap_or_default().to_owned(),
+                entitlement: format!("{} {}", v["principal"], v["target"]),
+                at: serde_json::from_value(v["at"].clone()).unwrap(),
             })
             .collect()
     }

@@ -26,9 +26,15 @@ pub fn on_postgres() -> bool {
 #[derive(Debug)]
 pub struct TestBroker {
     dir: TempDir,
-    /// With `JITGATE_TEST_STORE=postgres`: the broker's database, dropped
-    /// with it.
-    database: Option<ScratchDatabase>,
+    /// With `JITGATE_TEST_STORE=postgres`: the broker's database, kept
+    /// to be dropped with it.
+    _database: Option<ScratchDatabase>,
+    /// The database's URL (a peer's is its first broker's).
+    database_url: Option<String>,
+    /// Data and policy directories: this broker's own, or a peer's first
+    /// broker's (the CA and keys every broker shares).
+    data_dir: PathBuf,
+    policy_dir: PathBuf,
     child: Option<Child>,
     pub url: String,
     tokens: HashMap<String, String>,
@@ -69,8 +75,8 @@ impl TestBroker {
 
     /// As [`start`](Self::start), on a PostgreSQL database of its own
     /// whatever `JITGATE_TEST_STORE` says.
-    pub async fn start_on_postgres(catalog: &str, policies: &[(&str, &str)]) -> Self {
-        Self::start_full(catalog, policies, &[], TEST_LOG, true).await
+    pub async fn start_on_postgres(catalog: &str, policies: &[(&str, &str)], extra: &[&str]) -> Self {
+        Self::start_full(catalog, policies, extra, TEST_LOG, true).await
     }
 
     async fn start_full(
@@ -91,9 +97,13 @@ impl TestBroker {
         } else {
             None
         };
+        let database_url = database.as_ref().map(|d| d.url().to_owned());
         let mut me = Self {
+            data_dir: dir.path().join("data"),
+            policy_dir: dir.path().join("policies"),
             dir,
-            database,
+            _database: database,
+            database_url,
             child: None,
             url: String::new(),
             tokens: HashMap::new(),
@@ -122,11 +132,35 @@ impl TestBroker {
     }
 
     pub fn data_dir(&self) -> PathBuf {
-        self.path("data")
+        self.data_dir.clone()
+    }
+
+    /// Another broker on `first`'s database, data directory (CA, keys)
+    /// and policies, with its own ports and logs: several brokers serving
+    /// one deployment. `first` must be on PostgreSQL.
+    pub async fn start_peer(first: &TestBroker, extra: &[&str]) -> Self {
+        assert!(first.database_url.is_some(), "peers share a PostgreSQL store");
+        let mut me = Self {
+            dir: tempfile::tempdir().unwrap(),
+            _database: None,
+            database_url: first.database_url.clone(),
+            data_dir: first.data_dir.clone(),
+            policy_dir: first.policy_dir.clone(),
+            child: None,
+            url: String::new(),
+            tokens: first.tokens.clone(),
+            starts: 0,
+            hub_url: String::new(),
+            hub_port: 0,
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+            log_filter: first.log_filter.clone(),
+        };
+        me.spawn().await;
+        me
     }
 
     pub fn ca(&self) -> PathBuf {
-        self.path("data/ca.pem")
+        self.data_dir.join("ca.pem")
     }
 
     fn log_path(&self) -> PathBuf {
@@ -145,7 +179,7 @@ impl TestBroker {
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(self.data_dir())
             .arg("--policy-dir")
-            .arg(self.path("policies"))
+            .arg(&self.policy_dir)
             .args(["--server-name", "127.0.0.1", "--hub-listen"])
             .arg(format!("127.0.0.1:{}", self.hub_port))
             .args(&self.extra)
@@ -266,18 +300,18 @@ impl TestBroker {
     /// The environment naming the broker's store, when it is not the
     /// embedded one in its data directory.
     fn store_env(&self) -> Vec<(&'static str, String)> {
-        match &self.database {
-            Some(db) => vec![
+        match &self.database_url {
+            Some(url) => vec![
                 ("JITGATE_STORE", "postgres".to_owned()),
-                ("JITGATE_DATABASE_URL", db.url().to_owned()),
+                ("JITGATE_DATABASE_URL", url.clone()),
             ],
             None => Vec::new(),
         }
     }
 
-    /// The broker's database, on PostgreSQL.
-    pub fn database(&self) -> Option<&ScratchDatabase> {
-        self.database.as_ref()
+    /// The broker's database URL, on PostgreSQL.
+    pub fn database_url(&self) -> Option<&str> {
+        self.database_url.as_deref()
     }
 
     /// Runs `jitgate-broker ARGS --data-dir DATA` on the broker's store
@@ -305,7 +339,7 @@ impl TestBroker {
     }
 
     pub fn write_policy(&self, name: &str, text: &str) {
-        std::fs::write(self.path("policies").join(name), text).unwrap();
+        std::fs::write(self.policy_dir.join(name), text).unwrap();
     }
 
     pub fn dir(&self) -> &Path {

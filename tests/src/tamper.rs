@@ -15,11 +15,10 @@ pub enum AuditStore {
 
 impl AuditStore {
     pub async fn of(b: &TestBroker) -> Self {
-        match b.database() {
+        match b.database_url() {
             None => AuditStore::Sled(sled::open(b.data_dir().join("store")).unwrap()),
-            Some(db) => {
-                let (client, connection) = db
-                    .url()
+            Some(url) => {
+                let (client, connection) = url
                     .parse::<tokio_postgres::Config>()
                     .unwrap()
                     .connect(tokio_postgres::NoTls)

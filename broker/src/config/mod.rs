@@ -63,7 +63,8 @@ pub struct BrokerConfig {
     /// Address the agent hub (mutually authenticated websockets) listens on.
     pub hub_listen: SocketAddr,
     /// The hub's address as agents reach it, told to them at enrollment.
-    /// Empty: `wss://{first server name}:{hub port}`.
+    /// With several brokers, each one's, comma-separated: agents fail over
+    /// between them. Empty: `wss://{first server name}:{hub port}`.
     pub hub_url: String,
     /// Heartbeat interval on agent sessions; two missed and the agent is offline.
     #[serde(with = "humantime_serde")]
@@ -308,10 +309,15 @@ impl BrokerConfig {
         self.sso.check()?;
         self.database.check(self.store)?;
         self.client_limits()?;
-        if !self.hub_url.is_empty() && !self.hub_url.starts_with("wss://") {
+        if let Some(bad) = self
+            .hub_url
+            .split(',')
+            .map(str::trim)
+            .find(|u| !self.hub_url.is_empty() && !u.starts_with("wss://"))
+        {
             return Err(ConfigError::Invalid {
                 key: "hub_url",
-                message: format!("`{}` must start with wss://", self.hub_url),
+                message: format!("`{bad}` must start with wss://"),
             });
         }
         let url = &self.public_url;
@@ -454,6 +460,14 @@ mod tests {
                 .starts_with("database.url: ")
         );
         assert!(bad("[database]\npool_size = 0\n").starts_with("database.pool_size: 0 must be"));
+        assert_eq!(
+            bad("hub_url = \"wss://a:8444,https://b:8444\"\n"),
+            "hub_url: `https://b:8444` must start with wss://"
+        );
+        BrokerConfig::parse("hub_url = \"wss://a:8444, wss://b:8444\"\n", "t")
+            .unwrap()
+            .check()
+            .unwrap();
         let err = BrokerConfig::parse("store = \"mysql\"\n", "t")
             .unwrap_err()
             .to_string();

@@ -167,6 +167,12 @@ impl PgStore {
         })
     }
 
+    /// This store's name in job claims and outbox notifications, unique to
+    /// the process.
+    pub fn instance(&self) -> &str {
+        &self.me
+    }
+
     /// The pool, for tools that work on the database itself (migrations).
     pub fn pool(&self) -> &Pool {
         &self.pool

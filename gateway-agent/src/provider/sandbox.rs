@@ -96,7 +96,11 @@ impl Sandbox {
         let Some(path) = &self.settings.state_file else {
             return Ok(());
         };
-        let line = serde_json::json!({"op": op, "principal": e.principal, "target": e.target}).to_string();
+        // When the simulated tenant changed, as a real one would keep it.
+        #[allow(clippy::disallowed_methods)]
+        let at = chrono::Utc::now();
+        let line =
+            serde_json::json!({"op": op, "principal": e.principal, "target": e.target, "at": at}).to_string();
         let log = path.with_extension("log");
         let appended = std::fs::OpenOptions::new()
             .create(true)

@@ -21,7 +21,7 @@ async fn admin_client() -> tokio_postgres::Client {
 }
 
 fn database_name(b: &TestBroker) -> String {
-    let url = b.database().unwrap().url();
+    let url = b.database_url().unwrap();
     url.split_whitespace()
         .find_map(|kv| kv.strip_prefix("dbname="))
         .unwrap()
@@ -53,7 +53,7 @@ async fn until_readiness(b: &TestBroker, http: &reqwest::Client, want: StatusCod
 
 #[tokio::test]
 async fn readiness_says_whether_the_database_is_reachable() {
-    let b = TestBroker::start_on_postgres(CATALOG, &policies()).await;
+    let b = TestBroker::start_on_postgres(CATALOG, &policies(), &[]).await;
     let ca = reqwest::Certificate::from_pem(&std::fs::read(b.ca()).unwrap()).unwrap();
     let http = reqwest::Client::builder().tls_certs_only([ca]).build().unwrap();
     assert_eq!(readiness(&b, &http).await.0, StatusCode::OK);
@@ -98,14 +98,14 @@ fn serve_once(b: &TestBroker, config: &std::path::Path) -> std::process::Output 
         .arg("--policy-dir")
         .arg(b.path("policies"))
         .env("JITGATE_STORE", "postgres")
-        .env("JITGATE_DATABASE_URL", b.database().unwrap().url())
+        .env("JITGATE_DATABASE_URL", b.database_url().unwrap())
         .output()
         .unwrap()
 }
 
 #[tokio::test]
 async fn a_broker_runs_only_on_the_schema_it_knows() {
-    let mut b = TestBroker::start_on_postgres(CATALOG, &policies()).await;
+    let mut b = TestBroker::start_on_postgres(CATALOG, &policies(), &[]).await;
     b.stop().await;
     let config = b.path("no-migrate.toml");
     std::fs::write(&config, "[database]\nmigrate_at_start = false\n").unwrap();
@@ -126,7 +126,7 @@ async fn a_broker_runs_only_on_the_schema_it_knows() {
     // asked to migrate or to serve.
     let admin = admin_client().await;
     let name = database_name(&b);
-    let url = b.database().unwrap().url().to_owned();
+    let url = b.database_url().unwrap().to_owned();
     let (db, connection) = url
         .parse::<tokio_postgres::Config>()
         .unwrap()

@@ -13,6 +13,7 @@ mod database;
 mod enrollment;
 mod entra;
 mod entra_graph;
+mod failover;
 mod fault;
 mod hub;
 mod lifecycle;

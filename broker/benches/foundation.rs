@@ -26,96 +26,18 @@
     clippy::disallowed_methods
 )]
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
-use jitgate_broker::audit::{Actor, AuditEntry, AuditEvent};
-use jitgate_broker::clock::{Clock, SystemClock};
-use jitgate_broker::domain::grant::Grant;
-use jitgate_broker::domain::job::{Job, JobKind};
-use jitgate_broker::domain::lease::Lease;
-use jitgate_broker::domain::policy::{Policies, PolicySource};
-use jitgate_broker::domain::request::NewRequest;
-use jitgate_broker::metrics::Metrics;
-use jitgate_broker::outbox::command;
-use jitgate_broker::quickstart::Seed;
-use jitgate_broker::service::{catalog_of, Broker, PolicyHolder, Settings};
+use chrono::Utc;
 use jitgate_broker::store::sled::SledStore;
-use jitgate_broker::store::{Change, Store};
-use jitgate_shared::v1::api::{CreateRequestBody, RequestKind};
-use jitgate_shared::v1::{Entitlement, GrantId, RequestId, ResourceId, UserId};
+use jitgate_broker::store::Store;
 
-const CATALOG: &str = r#"
-[[configurations]]
-id = "aws-bench"
-kind = "aws_identity_center"
-identity_mode = { mode = "direct" }
-
-[[resources]]
-id = "bench-admin"
-configuration = "aws-bench"
-group = "bench"
-target = { kind = "aws_account_assignment", account_id = "111122223333", permission_set = "Admin" }
-
-[[users]]
-id = "alice"
-email = "alice@example.com"
-roles = ["requester"]
-groups = ["developers"]
-"#;
-
-const POLICY: &str = r#"
-permit (principal in Jitgate::Group::"developers", action == Jitgate::Action::"request", resource);
-permit (principal in Jitgate::Group::"sre", action == Jitgate::Action::"approve", resource);
-"#;
-
-const WORKFLOWS: &str =
-    "[defaults]\napprovals_required = 1\nmax_duration = \"8h\"\njustification_required = true\n";
-
-fn sources() -> Vec<PolicySource> {
-    vec![
-        PolicySource {
-            path: "bench.cedar".into(),
-            text: POLICY.into(),
-        },
-        PolicySource {
-            path: "workflows.toml".into(),
-            text: WORKFLOWS.into(),
-        },
-    ]
-}
-
-async fn broker_over(store: Arc<dyn Store>) -> Broker {
-    let seed = Seed::parse(CATALOG, "bench").unwrap();
-    let seeding = Broker::without_policies(store, Arc::new(SystemClock));
-    seed.apply(&seeding).await.unwrap();
-    let catalog = seeding.catalog().await.unwrap();
-    seeding.with_policies("bench".into(), Policies::load(&sources(), &catalog).unwrap())
-}
-
-/// A broker over `store` with the seed loaded, its requester and what she
-/// asks for.
-struct Requester {
-    broker: Broker,
-    alice: jitgate_broker::domain::user::User,
-    body: CreateRequestBody,
-}
-
-async fn requester(store: Arc<SledStore>) -> Requester {
-    let broker = broker_over(store.clone()).await;
-    let alice = store.user(&UserId::new("alice").unwrap()).await.unwrap().unwrap();
-    let body = CreateRequestBody {
-        resource: ResourceId::new("bench-admin").unwrap(),
-        duration_seconds: Some(1800),
-        justification: Some("benchmark".into()),
-        ticket: None,
-        starts_at: None,
-        break_glass: false,
-    };
-    Requester { broker, alice, body }
-}
+use support::{active_grants, broker_over, ready, requester, verdict, Requester};
 
 fn rate(n: usize, took: Duration) -> f64 {
     n as f64 / took.as_secs_f64()
@@ -239,97 +161,6 @@ async fn concurrent_creation(n: usize) {
     );
 }
 
-fn verdict(ok: bool) -> &'static str {
-    if ok {
-        "MET"
-    } else {
-        "NOT MET"
-    }
-}
-
-/// Writes `n` active grants ending at `ends_at(i)`, built by the same domain
-/// code the services use, in batches of 1,000 changes per flush.
-async fn active_grants(store: &dyn Store, n: usize, ends_at: impl Fn(usize) -> DateTime<Utc>) {
-    let seed = Seed::parse(CATALOG, "bench").unwrap();
-    let resource = &seed.resources[0];
-    let now = Utc::now();
-    let workflow = jitgate_broker::domain::policy::Workflow {
-        auto_approve: true,
-        approvals_required: 0,
-        max_duration: Duration::from_secs(86_400 * 30),
-        ..jitgate_broker::domain::policy::Workflow::builtin()
-    };
-    let mut batch = Vec::with_capacity(1000);
-    for i in 0..n {
-        let user = UserId::new(format!("u{i}")).unwrap();
-        let account = jitgate_broker::domain::user::User {
-            id: user.clone(),
-            version: 0,
-            display_name: user.to_string(),
-            email: None,
-            email_verified: false,
-            roles: Default::default(),
-            groups: Default::default(),
-            person: user.to_string(),
-            disabled: false,
-            created_at: now,
-            provisioned_by: None,
-            identities: Default::default(),
-        };
-        let end = ends_at(i);
-        let body = CreateRequestBody {
-            resource: resource.id.clone(),
-            duration_seconds: Some(u64::try_from((end - now).num_seconds().max(1)).unwrap()),
-            justification: None,
-            ticket: None,
-            starts_at: None,
-            break_glass: false,
-        };
-        let request = NewRequest {
-            id: RequestId::generate(),
-            kind: RequestKind::Access,
-            requester: &account,
-            body: &body,
-            workflow: &workflow,
-            permitted: true,
-            now,
-        }
-        .build()
-        .unwrap();
-        let entitlement = Entitlement {
-            configuration: resource.configuration.clone(),
-            target: resource.target.clone(),
-            principal: user.to_string(),
-        };
-        let mut grant =
-            Grant::for_request(GrantId::generate(), &request, entitlement.clone(), now).activate();
-        grant.ends_at = end;
-        let (lease, effect) = Lease::new(entitlement).hold(grant.id, grant.ends_at);
-        let command = command::for_effect(&lease, effect, grant.id, now, now).unwrap();
-        batch.push(Change {
-            requests: vec![request.with_grant(grant.id, true)],
-            schedule: vec![Job {
-                due: grant.ends_at,
-                kind: JobKind::ExpireGrant(grant.id),
-            }],
-            grants: vec![grant],
-            leases: vec![lease],
-            commands: vec![command],
-            audit: vec![AuditEntry {
-                at: now,
-                actor: Actor::System,
-                event: AuditEvent::RequestApproved { request: request.id },
-            }],
-            ..Change::default()
-        });
-        if batch.len() == 1000 || i + 1 == n {
-            for r in store.commit_all(std::mem::take(&mut batch)).await {
-                r.unwrap();
-            }
-        }
-    }
-}
-
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -345,21 +176,9 @@ fn rss_kib() -> u64 {
 async fn restore_child(dir: &Path) {
     let t = Instant::now();
     let store: Arc<dyn Store> = Arc::new(SledStore::open(dir).unwrap());
-    let catalog = catalog_of(store.as_ref()).await.unwrap();
-    let policies = Policies::load(&sources(), &catalog).unwrap();
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let holder = Arc::new(PolicyHolder::new("bench".into(), policies, clock.now()));
-    let broker = Broker::new(
-        store.clone(),
-        holder,
-        clock,
-        Arc::new(Metrics::new()),
-        Settings::default(),
-    );
-    let next = store.next_due().await.unwrap();
-    let ready = t.elapsed();
     // Ready to serve: the first due job is known and nothing else is loaded.
-    assert!(next.is_some());
+    let broker = ready(store.clone()).await;
+    let ready = t.elapsed();
     let jobs = store.job_count().await.unwrap();
     drop(broker);
     println!(

@@ -97,7 +97,7 @@ impl TestBroker {
         } else {
             None
         };
-        let database_url = database.as_ref().map(|d| d.url().to_owned());
+        let database_url = database.as_ref().map(ScratchDatabase::url);
         let mut me = Self {
             data_dir: dir.path().join("data"),
             policy_dir: dir.path().join("policies"),

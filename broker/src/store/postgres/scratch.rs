@@ -18,7 +18,11 @@ const LOCAL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 pub struct ScratchDatabase {
     admin: tokio_postgres::Config,
     name: String,
-    url: String,
+    /// The server: a host name, an address or a socket directory.
+    host: String,
+    port: u16,
+    user: Option<String>,
+    password: Option<String>,
 }
 
 /// `value` as a libpq key=value string quotes it.
@@ -45,41 +49,54 @@ impl ScratchDatabase {
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .await
             .map_err(pg_error)?;
-        let mut url = vec![format!("dbname={name}")];
-        for (host, port) in admin
-            .get_hosts()
-            .iter()
-            .zip(admin.get_ports().iter().chain(std::iter::repeat(&5432)))
-            .take(1)
-        {
-            let host = match host {
-                tokio_postgres::config::Host::Tcp(h) => h.clone(),
-                tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
-            };
-            url.push(format!("host={} port={port}", quoted(&host)));
-        }
-        if let Some(user) = admin.get_user() {
-            url.push(format!("user={}", quoted(user)));
-        }
-        if let Some(password) = admin.get_password() {
-            url.push(format!("password={}", quoted(&String::from_utf8_lossy(password))));
-        }
+        let host = match admin.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+            Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+            None => "localhost".to_owned(),
+        };
+        let port = admin.get_ports().first().copied().unwrap_or(5432);
         Ok(Self {
+            user: admin.get_user().map(str::to_owned),
+            password: admin
+                .get_password()
+                .map(|p| String::from_utf8_lossy(p).into_owned()),
             admin,
             name,
-            url: url.join(" "),
+            host,
+            port,
         })
     }
 
     /// The database's connection string (libpq key=value form).
-    pub fn url(&self) -> &str {
-        &self.url
+    pub fn url(&self) -> String {
+        self.url_at(&self.host, self.port)
+    }
+
+    /// The connection string for reaching the database at another address
+    /// (through a proxy).
+    pub fn url_at(&self, host: &str, port: u16) -> String {
+        let mut url = vec![
+            format!("dbname={}", self.name),
+            format!("host={} port={port}", quoted(host)),
+        ];
+        if let Some(user) = &self.user {
+            url.push(format!("user={}", quoted(user)));
+        }
+        if let Some(password) = &self.password {
+            url.push(format!("password={}", quoted(password)));
+        }
+        url.join(" ")
+    }
+
+    /// Where the server listens: a host (or socket directory) and port.
+    pub fn server(&self) -> (&str, u16) {
+        (&self.host, self.port)
     }
 
     /// Settings for a store on this database.
     pub fn settings(&self) -> PgSettings {
         PgSettings {
-            url: self.url.clone(),
+            url: self.url(),
             password: None,
             pool_size: 8,
             ca_file: None,

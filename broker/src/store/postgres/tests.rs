@@ -210,3 +210,105 @@ async fn queued_commands_wake_the_other_brokers() {
     assert!(at_a.try_recv().is_err());
     assert!(at_b.try_recv().is_err());
 }
+
+/// A PostgreSQL server reached over TLS: answers the client's SSLRequest
+/// with `S`, completes the handshake with `tls`, and relays to the real
+/// server (`upstream`: a host or socket directory, and port) in plain text.
+async fn tls_front(tls: Arc<rustls::ServerConfig>, upstream: (String, u16)) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    /// Length 8, then the SSLRequest code 80877103.
+    const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let (tls, (host, port)) = (tls.clone(), upstream.clone());
+            tokio::spawn(async move {
+                let mut request = [0u8; 8];
+                if client.read_exact(&mut request).await.is_err() || request != SSL_REQUEST {
+                    return;
+                }
+                if client.write_all(b"S").await.is_err() {
+                    return;
+                }
+                let Ok(mut secured) = tokio_rustls::TlsAcceptor::from(tls).accept(client).await else {
+                    return;
+                };
+                if host.starts_with('/') {
+                    let path = format!("{host}/.s.PGSQL.{port}");
+                    if let Ok(mut up) = tokio::net::UnixStream::connect(path).await {
+                        let _ = tokio::io::copy_bidirectional(&mut secured, &mut up).await;
+                    }
+                } else if let Ok(mut up) = tokio::net::TcpStream::connect((host.as_str(), port)).await {
+                    let _ = tokio::io::copy_bidirectional(&mut secured, &mut up).await;
+                }
+            });
+        }
+    });
+    port
+}
+
+/// With `sslmode=require` the server's certificate must chain to the CA
+/// file (or the system's roots) and name the host: a server with another
+/// CA's certificate, or with one for another name, is refused before
+/// anything is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_to_the_database_verifies_the_servers_certificate_and_name() {
+    crate::tls::install_crypto_provider();
+    // Certificates are checked against the wall clock.
+    #[allow(clippy::disallowed_methods)]
+    let now = chrono::Utc::now();
+    let db = ScratchDatabase::create().await.unwrap();
+    let (host, port) = db.server();
+    let ours = crate::tls::BrokerCa::generate(now).unwrap();
+    let theirs = crate::tls::BrokerCa::generate(now).unwrap();
+    let mut server = (*ours.api_server_config(&["127.0.0.1".into()], now).unwrap()).clone();
+    server.alpn_protocols.clear();
+    let front = tls_front(Arc::new(server), (host.to_owned(), port)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = |name: &str, pem: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, pem).unwrap();
+        Some(path)
+    };
+    let settings = |host: &str, ca_file: Option<std::path::PathBuf>| super::PgSettings {
+        url: format!("{} sslmode=require", db.url_at(host, front)),
+        ca_file,
+        ..db.settings()
+    };
+
+    let store = PgStore::open(&settings("127.0.0.1", ca_file("ours.pem", ours.cert_pem())), true)
+        .await
+        .unwrap();
+    store
+        .commit(Change {
+            users: vec![user("alice")],
+            ..Change::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.user(&uid("alice")).await.unwrap().unwrap().version, 1);
+
+    let refused = [
+        (
+            "another CA",
+            settings("127.0.0.1", ca_file("theirs.pem", theirs.cert_pem())),
+        ),
+        ("the system's roots", settings("127.0.0.1", None)),
+        (
+            "another name",
+            settings("localhost", ca_file("ours.pem", ours.cert_pem())),
+        ),
+    ];
+    for (what, settings) in refused {
+        let err = PgStore::open(&settings, true).await.unwrap_err();
+        let said = format!("{err}: {:?}", std::error::Error::source(&err));
+        assert!(said.contains("cannot reach the database"), "{what}: {said}");
+        assert!(said.contains("InvalidCertificate"), "{what}: {said}");
+    }
+    let empty = ca_file("empty.pem", "");
+    let err = PgStore::open(&settings("127.0.0.1", empty), true)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("holds no certificate"), "{err}");
+}

@@ -65,6 +65,11 @@ enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// The store itself.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
     /// Local accounts (the broker must not be running on this data directory).
     User {
         #[command(subcommand)]
@@ -112,6 +117,62 @@ impl StoreArgs {
 
     async fn open(&self) -> anyhow::Result<Arc<dyn Store>> {
         Ok(open_store(&self.config()?).await?)
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum StoreCommand {
+    /// Copy everything one store holds into another, empty one (embedded
+    /// to PostgreSQL to grow, or back), then check the copy: the same
+    /// entries, and an audit chain that verifies. No broker may be running
+    /// on either.
+    Copy {
+        /// `sled:DATA_DIR` (the embedded store in a data directory) or
+        /// `postgres:URL`.
+        #[arg(long, value_parser = parse_location)]
+        from: Location,
+        /// As --from; migrated first when PostgreSQL.
+        #[arg(long, value_parser = parse_location)]
+        to: Location,
+    },
+}
+
+/// A store, named on the command line.
+#[derive(Debug, Clone)]
+enum Location {
+    Sled(PathBuf),
+    Postgres(String),
+}
+
+fn parse_location(s: &str) -> Result<Location, String> {
+    match s.split_once(':') {
+        Some(("sled", dir)) if !dir.is_empty() => Ok(Location::Sled(dir.into())),
+        Some(("postgres", url)) if !url.is_empty() => {
+            jitgate_broker::store::postgres::check_url(url).map(|()| Location::Postgres(url.to_owned()))
+        }
+        _ => Err(format!("`{s}`: sled:DATA_DIR or postgres:URL")),
+    }
+}
+
+impl Location {
+    async fn open(&self) -> anyhow::Result<Arc<dyn Store>> {
+        Ok(match self {
+            Location::Sled(dir) => Arc::new(jitgate_broker::server::open_sled(dir)?),
+            Location::Postgres(url) => {
+                let settings = jitgate_broker::store::postgres::PgSettings {
+                    url: url.clone(),
+                    ..jitgate_broker::config::DatabaseConfig::default().settings()?
+                };
+                Arc::new(jitgate_broker::store::postgres::PgStore::open(&settings, true).await?)
+            }
+        })
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Location::Sled(dir) => format!("sled:{}", dir.display()),
+            Location::Postgres(url) => format!("postgres:{}", describe(url)),
+        }
     }
 }
 
@@ -266,6 +327,9 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Migrate { check, store } => migrate(check, &store).await?,
+        Command::Store {
+            command: StoreCommand::Copy { from, to },
+        } => copy(&from, &to).await?,
         Command::Policy { command } => policy(command).await?,
         Command::Audit { command } => audit(command).await?,
     }
@@ -418,6 +482,32 @@ async fn audit(command: AuditCommand) -> anyhow::Result<()> {
             eprintln!("exported {n} audit records");
         }
     }
+    Ok(())
+}
+
+async fn copy(from: &Location, to: &Location) -> anyhow::Result<()> {
+    let (source, destination) = (from.open().await?, to.open().await?);
+    let estimate = source.entry_count().await?;
+    let bar = indicatif::ProgressBar::new(estimate);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:40}] {pos}/{len} entries, {per_sec}, {eta} left",
+        )?
+        .progress_chars("=> "),
+    );
+    bar.set_message(format!("copying {} to {}", from.describe(), to.describe()));
+    let copied = jitgate_broker::store::dump::copy(source.as_ref(), destination.as_ref(), |n| {
+        bar.set_position(n.min(estimate));
+    })
+    .await?;
+    bar.finish_and_clear();
+    println!(
+        "copied {} entries ({} audit records) from {} to {}; the copy holds the same entries and its audit chain verifies",
+        copied.entries,
+        copied.audit_records,
+        from.describe(),
+        to.describe()
+    );
     Ok(())
 }
 

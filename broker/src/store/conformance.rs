@@ -41,7 +41,7 @@ pub trait Fixture: Send + Sync {
     async fn open(&self) -> Arc<dyn Store>;
 }
 
-fn t(s: i64) -> DateTime<Utc> {
+pub(crate) fn t(s: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap()
 }
 
@@ -53,7 +53,7 @@ pub(crate) fn aws() -> ConfigId {
     ConfigId::new("aws").unwrap()
 }
 
-fn config(id: &str) -> StoredConfiguration {
+pub(crate) fn config(id: &str) -> StoredConfiguration {
     StoredConfiguration {
         version: 0,
         config: Configuration {
@@ -84,7 +84,7 @@ pub(crate) fn user(id: &str) -> User {
     }
 }
 
-fn entitlement(group: &str, who: &str) -> Entitlement {
+pub(crate) fn entitlement(group: &str, who: &str) -> Entitlement {
     Entitlement {
         configuration: aws(),
         target: Target::AwsIamGroupMembership {
@@ -94,7 +94,7 @@ fn entitlement(group: &str, who: &str) -> Entitlement {
     }
 }
 
-fn request(requester: &User, at: i64) -> Request {
+pub(crate) fn request(requester: &User, at: i64) -> Request {
     let body = CreateRequestBody {
         resource: ResourceId::new("admins").unwrap(),
         duration_seconds: Some(600),
@@ -116,7 +116,7 @@ fn request(requester: &User, at: i64) -> Request {
     .unwrap()
 }
 
-fn grant(request: &Request, at: i64) -> Grant {
+pub(crate) fn grant(request: &Request, at: i64) -> Grant {
     Grant::for_request(
         GrantId::generate(),
         request,
@@ -133,7 +133,7 @@ pub(crate) fn entry() -> AuditEntry {
     }
 }
 
-fn token(hash: &str, user: &str, session: Option<&str>, expires: i64) -> ApiToken {
+pub(crate) fn token(hash: &str, user: &str, session: Option<&str>, expires: i64) -> ApiToken {
     ApiToken {
         hash: hash.into(),
         user: uid(user),
@@ -144,7 +144,7 @@ fn token(hash: &str, user: &str, session: Option<&str>, expires: i64) -> ApiToke
     }
 }
 
-fn session(id: &str, user: &str, expires: i64, ended: Option<i64>) -> Session {
+pub(crate) fn session(id: &str, user: &str, expires: i64, ended: Option<i64>) -> Session {
     Session {
         id: id.into(),
         version: 0,
@@ -158,7 +158,7 @@ fn session(id: &str, user: &str, expires: i64, ended: Option<i64>) -> Session {
     }
 }
 
-fn login(key: &str, expires: i64) -> PendingLogin {
+pub(crate) fn login(key: &str, expires: i64) -> PendingLogin {
     PendingLogin {
         key: key.into(),
         version: 0,
@@ -174,7 +174,7 @@ fn login(key: &str, expires: i64) -> PendingLogin {
     }
 }
 
-fn scim(id: &str, kind: ScimKind, doc: serde_json::Value) -> ScimResource {
+pub(crate) fn scim(id: &str, kind: ScimKind, doc: serde_json::Value) -> ScimResource {
     ScimResource {
         id: id.into(),
         version: 0,

@@ -12,6 +12,7 @@
 
 #[cfg(test)]
 mod conformance;
+pub mod dump;
 pub mod keys;
 pub mod postgres;
 pub mod query;
@@ -343,6 +344,15 @@ pub trait Store: Send + Sync + Debug + 'static {
     async fn audit_head(&self) -> Result<AuditHead, StoreError>;
     /// The newest signed anchor of the audit chain.
     async fn audit_anchor(&self) -> Result<Option<AuditAnchor>, StoreError>;
+
+    /// Hands every entry this store holds to `sink`, a page at a time, to
+    /// move the store to another backend (see [`dump`]).
+    async fn dump(&self, sink: &mut dyn dump::DumpSink) -> Result<(), StoreError>;
+    /// Writes entries another store dumped. For an empty store only.
+    async fn load(&self, entries: Vec<dump::Entry>) -> Result<(), StoreError>;
+    /// How many entries a dump would give (the embedded store counts its
+    /// index keys too, so it may say more; 0 is exact).
+    async fn entry_count(&self) -> Result<u64, StoreError>;
 
     /// Outboxes other brokers sharing this store queue commands to, as
     /// their changes commit, so the broker holding a configuration's agent

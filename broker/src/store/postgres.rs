@@ -6,6 +6,7 @@
 //! `matches` applied last, so every backend returns the same.
 
 mod connect;
+mod dump;
 mod json;
 mod notify;
 pub mod schema;
@@ -269,6 +270,18 @@ impl Store for PgStore {
 
     async fn commit_all(&self, changes: Vec<Change>) -> Vec<Result<Committed, StoreError>> {
         write::commit_all(&self.pool, &self.me, changes).await
+    }
+
+    async fn dump(&self, sink: &mut dyn super::dump::DumpSink) -> Result<(), StoreError> {
+        self.dump_into(sink).await
+    }
+
+    async fn load(&self, entries: Vec<super::dump::Entry>) -> Result<(), StoreError> {
+        self.load_entries(entries).await
+    }
+
+    async fn entry_count(&self) -> Result<u64, StoreError> {
+        self.count_entries().await
     }
 
     fn outbox_wakes(&self) -> Option<tokio::sync::mpsc::Receiver<super::OutboxWake>> {

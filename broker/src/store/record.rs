@@ -38,6 +38,23 @@ pub enum RecordKind {
 }
 
 impl RecordKind {
+    /// Every kind.
+    pub const ALL: [RecordKind; 13] = [
+        RecordKind::Configuration,
+        RecordKind::Resource,
+        RecordKind::User,
+        RecordKind::Request,
+        RecordKind::Grant,
+        RecordKind::Lease,
+        RecordKind::JoinToken,
+        RecordKind::Agent,
+        RecordKind::PendingLogin,
+        RecordKind::Session,
+        RecordKind::UsedAssertion,
+        RecordKind::ScimConnection,
+        RecordKind::ScimResource,
+    ];
+
     /// What it is, in messages (`"grant"`, `"SCIM resource"`).
     pub fn name(self) -> &'static str {
         match self {

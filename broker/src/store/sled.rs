@@ -7,6 +7,7 @@
 //! flush ([`commit_queue`]).
 
 mod commit_queue;
+mod dump;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -752,6 +753,18 @@ impl Store for SledStore {
 
     async fn audit_anchor(&self) -> Result<Option<AuditAnchor>, StoreError> {
         self.get(keys::AUDIT_ANCHOR.as_bytes())
+    }
+
+    async fn dump(&self, sink: &mut dyn super::dump::DumpSink) -> Result<(), StoreError> {
+        self.dump_into(sink).await
+    }
+
+    async fn load(&self, entries: Vec<super::dump::Entry>) -> Result<(), StoreError> {
+        jitgate_shared::blocking::in_place(|| self.load_entries(entries))
+    }
+
+    async fn entry_count(&self) -> Result<u64, StoreError> {
+        Ok(self.db.len() as u64)
     }
 
     async fn audit(&self, from: u64, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {

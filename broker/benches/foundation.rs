@@ -37,7 +37,7 @@ use chrono::Utc;
 use jitgate_broker::store::sled::SledStore;
 use jitgate_broker::store::Store;
 
-use support::{active_grants, broker_over, ready, requester, verdict, Requester};
+use support::{active_grants, broker_over, expire_all, ready, requester, verdict, Requester};
 
 fn rate(n: usize, took: Duration) -> f64 {
     n as f64 / took.as_secs_f64()
@@ -284,17 +284,7 @@ async fn lateness(n: usize) {
     db.flush().unwrap();
     let least = t.elapsed();
 
-    // The scheduler's loop: sleep until due, run due jobs until drained.
-    let wait = (end - Utc::now()).to_std().unwrap_or_default();
-    tokio::time::sleep(wait).await;
-    let mut late_ms: Vec<f64> = Vec::with_capacity(n);
-    while late_ms.len() < n {
-        let run = broker.run_due_jobs().await.unwrap();
-        late_ms.extend(run.lateness.iter().map(|s| s * 1000.0));
-        if run.done == 0 && !run.more {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    }
+    let pct = expire_all(&broker, n, end).await;
     let revokes = store
         .outbox(&jitgate_shared::v1::ConfigId::new("aws-bench").unwrap(), n * 3)
         .await
@@ -303,8 +293,6 @@ async fn lateness(n: usize) {
         .filter(|c| c.op == jitgate_shared::v1::api::CommandOp::Revoke)
         .count();
     assert_eq!(revokes, n, "every grant's revoke is in the outbox");
-    late_ms.sort_by(f64::total_cmp);
-    let pct = |p: f64| late_ms[((late_ms.len() as f64 * p).ceil() as usize).saturating_sub(1)];
     println!("3. revoke lateness, {n} grants ending at the same instant");
     println!(
         "   baseline: raw batch of {n} outbox-sized inserts + flush: {:.1} ms",

@@ -29,21 +29,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use jitgate_broker::store::postgres::scratch::ScratchDatabase;
+use jitgate_broker::store::postgres::scratch::{connect_to, ScratchDatabase};
 use jitgate_broker::store::postgres::PgStore;
 
-use support::{active_grants, broker_over, ready, requester, verdict, Requester};
+use support::{active_grants, broker_over, expire_all, ready, requester, verdict, Requester};
 
 async fn client(db: &ScratchDatabase) -> tokio_postgres::Client {
-    let (client, connection) = db
-        .url()
-        .parse::<tokio_postgres::Config>()
-        .unwrap()
-        .connect(tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    client
+    connect_to(&db.url()).await.unwrap()
 }
 
 async fn store_on(db: &ScratchDatabase) -> Arc<PgStore> {
@@ -136,18 +128,7 @@ async fn lateness(n: usize) {
     .unwrap();
     let floor = t.elapsed();
 
-    let wait = (end - Utc::now()).to_std().unwrap_or_default();
-    tokio::time::sleep(wait).await;
-    let mut late_ms: Vec<f64> = Vec::with_capacity(n);
-    while late_ms.len() < n {
-        let run = broker.run_due_jobs().await.unwrap();
-        late_ms.extend(run.lateness.iter().map(|s| s * 1000.0));
-        if run.done == 0 && !run.more {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    }
-    late_ms.sort_by(f64::total_cmp);
-    let pct = |p: f64| late_ms[((late_ms.len() as f64 * p).ceil() as usize).saturating_sub(1)];
+    let pct = expire_all(&broker, n, end).await;
     let floor_ms = floor.as_secs_f64() * 1000.0;
     println!(
         "2. revoke lateness on PostgreSQL, {n} grants ending at the same instant (written in {setup:.1?})"

@@ -18,13 +18,9 @@ impl AuditStore {
         match b.database_url() {
             None => AuditStore::Sled(sled::open(b.data_dir().join("store")).unwrap()),
             Some(url) => {
-                let (client, connection) = url
-                    .parse::<tokio_postgres::Config>()
-                    .unwrap()
-                    .connect(tokio_postgres::NoTls)
+                let client = jitgate_broker::store::postgres::scratch::connect_to(url)
                     .await
                     .unwrap();
-                tokio::spawn(connection);
                 AuditStore::Postgres(client)
             }
         }

@@ -200,3 +200,21 @@ pub async fn ready(store: Arc<dyn Store>) -> Broker {
     assert!(store.next_due().await.unwrap().is_some());
     broker
 }
+
+/// The scheduler's loop over `n` grants ending at `end`: sleeps until
+/// then, runs due jobs until every expiry ran. Returns the lateness
+/// (`ends_at` → revoke durably queued) at a quantile, in milliseconds.
+pub async fn expire_all(broker: &Broker, n: usize, end: DateTime<Utc>) -> impl Fn(f64) -> f64 {
+    let wait = (end - Utc::now()).to_std().unwrap_or_default();
+    tokio::time::sleep(wait).await;
+    let mut late_ms: Vec<f64> = Vec::with_capacity(n);
+    while late_ms.len() < n {
+        let run = broker.run_due_jobs().await.unwrap();
+        late_ms.extend(run.lateness.iter().map(|s| s * 1000.0));
+        if run.done == 0 && !run.more {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    late_ms.sort_by(f64::total_cmp);
+    move |p: f64| late_ms[((late_ms.len() as f64 * p).ceil() as usize).saturating_sub(1)]
+}

@@ -96,6 +96,10 @@ fn pg_error(e: impl PgFailure) -> StoreError {
     e.into_store_error()
 }
 
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(StoreError::backend)
+}
+
 fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
         key: format!("a row of {what}"),

@@ -3,60 +3,20 @@
 //! idempotency key, and the audit chain verifies.
 
 use std::collections::HashSet;
-use std::fmt::Write;
 use std::time::Duration;
 
 use futures::StreamExt;
 use jitgate_broker::cli::client::ApiClient;
-use jitgate_shared::v1::api::{CommandOp, EndReason, GrantState, GrantView, RequestState};
+use jitgate_shared::v1::api::{CommandOp, EndReason, GrantState, RequestState};
 use jitgate_tests::broker::TestBroker;
 
-use crate::support::{ask, eventually, past};
+use crate::support::{all_grants, ask, eventually, past, BULK_POLICY as POLICY, BULK_WORKFLOWS as WORKFLOWS};
 
 const USERS: usize = 50;
 const RESOURCES: usize = 20;
 
 fn catalog() -> String {
-    let mut c = String::from(
-        "[[configurations]]\nid = \"aws-test\"\nkind = \"aws_identity_center\"\nidentity_mode = { mode = \"direct\" }\n",
-    );
-    for r in 0..RESOURCES {
-        write!(
-            c,
-            "[[resources]]\nid = \"r{r}\"\nconfiguration = \"aws-test\"\ngroup = \"auto\"\ntarget = {{ kind = \"aws_account_assignment\", account_id = \"1111222233{r:02}\", permission_set = \"Admin\" }}\n"
-        )
-        .unwrap();
-    }
-    for u in 0..USERS {
-        write!(
-            c,
-            "[[users]]\nid = \"u{u}\"\nroles = [\"requester\"]\ngroups = [\"developers\"]\n"
-        )
-        .unwrap();
-    }
-    c.push_str("[[users]]\nid = \"admin\"\nroles = [\"admin\", \"auditor\"]\n");
-    c
-}
-
-const POLICY: &str =
-    "permit (principal in Jitgate::Group::\"developers\", action == Jitgate::Action::\"request\", resource);\n";
-const WORKFLOWS: &str = "[group.auto]\nauto_approve = true\napprovals_required = 0\n";
-
-async fn all_grants(admin: &ApiClient) -> Vec<GrantView> {
-    let mut out = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let mut q = vec![("limit", "500".to_owned())];
-        if let Some(a) = &after {
-            q.push(("after", a.clone()));
-        }
-        let page = admin.grants(&q).await.unwrap();
-        out.extend(page.items);
-        match page.next {
-            Some(n) => after = Some(n),
-            None => return out,
-        }
-    }
+    crate::support::bulk_catalog(USERS, RESOURCES)
 }
 
 #[tokio::test]

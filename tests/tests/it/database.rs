@@ -4,21 +4,11 @@
 
 use std::time::Duration;
 
+use jitgate_broker::store::postgres::scratch::{connect_to, connect_to_server};
 use jitgate_tests::bin;
 use jitgate_tests::broker::TestBroker;
 use jitgate_tests::fixtures::{policies, CATALOG};
 use reqwest::StatusCode;
-
-/// A connection to the server the test databases are on, as their owner.
-async fn admin_client() -> tokio_postgres::Client {
-    let admin: tokio_postgres::Config = std::env::var(jitgate_broker::store::postgres::scratch::URL_ENV)
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-        .parse()
-        .unwrap();
-    let (client, connection) = admin.connect(tokio_postgres::NoTls).await.unwrap();
-    tokio::spawn(connection);
-    client
-}
 
 fn database_name(b: &TestBroker) -> String {
     let url = b.database_url().unwrap();
@@ -59,7 +49,7 @@ async fn readiness_says_whether_the_database_is_reachable() {
     assert_eq!(readiness(&b, &http).await.0, StatusCode::OK);
 
     // The database refuses connections, and the broker's are cut.
-    let admin = admin_client().await;
+    let admin = connect_to_server().await.unwrap();
     let name = database_name(&b);
     admin
         .batch_execute(&format!(
@@ -124,16 +114,10 @@ async fn a_broker_runs_only_on_the_schema_it_knows() {
 
     // A newer broker migrated the database: this one refuses it, whether
     // asked to migrate or to serve.
-    let admin = admin_client().await;
+    let admin = connect_to_server().await.unwrap();
     let name = database_name(&b);
     let url = b.database_url().unwrap().to_owned();
-    let (db, connection) = url
-        .parse::<tokio_postgres::Config>()
-        .unwrap()
-        .connect(tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let db = connect_to(&url).await.unwrap();
     db.batch_execute(
         "INSERT INTO refinery_schema_history (version, name, applied_on, checksum) \
          VALUES (99, 'from_the_future', now()::text, '0')",

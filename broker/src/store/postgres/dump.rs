@@ -5,16 +5,12 @@
 use futures_util::StreamExt;
 
 use super::json::JsonIn;
-use super::{decode, i64_of, pg_error, table, u64_of, PgStore};
+use super::{decode, encode, i64_of, pg_error, table, u64_of, PgStore};
 use crate::identity::scim::ScimResource;
 use crate::store::dump::{DumpSink, Entry, RecordKindName, PAGE};
 use crate::store::{RecordKind, StoreError};
 
 type Row = tokio_postgres::Row;
-
-fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(value).map_err(StoreError::backend)
-}
 
 fn doc<T: serde::de::DeserializeOwned>(what: &str, row: &Row, column: usize) -> Result<T, StoreError> {
     decode(what, row.get::<_, JsonIn>(column).0)

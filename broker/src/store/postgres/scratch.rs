@@ -105,6 +105,18 @@ impl ScratchDatabase {
     }
 }
 
+/// A plain connection (no TLS) to the server scratch databases are made
+/// on, as their owner.
+pub async fn connect_to_server() -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    connect_to(&std::env::var(URL_ENV).unwrap_or_else(|_| LOCAL.to_owned())).await
+}
+
+/// A plain connection (no TLS) to the database `url` names, as tests and
+/// benchmarks reach into it: to read, tamper or measure floors.
+pub async fn connect_to(url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    connect(&url.parse()?).await
+}
+
 async fn connect(config: &tokio_postgres::Config) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
     let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
     tokio::spawn(async move {

@@ -156,10 +156,7 @@ async fn due_jobs_are_claimed_by_one_broker_until_its_claim_runs_out() {
 }
 
 async fn db_client(db: &ScratchDatabase) -> tokio_postgres::Client {
-    let config: tokio_postgres::Config = db.url().parse().unwrap();
-    let (client, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
-    tokio::spawn(connection);
-    client
+    super::scratch::connect_to(&db.url()).await.unwrap()
 }
 
 async fn next(rx: &mut tokio::sync::mpsc::Receiver<crate::store::OutboxWake>) -> crate::store::OutboxWake {

@@ -13,15 +13,11 @@ use std::collections::{HashMap, HashSet};
 use deadpool_postgres::{Pool, Transaction};
 
 use super::json::{JsonIn, JsonOut};
-use super::{decode, i64_of, pg_error, table, u64_of};
+use super::{decode, encode, i64_of, pg_error, table, u64_of};
 use crate::audit::AuditHead;
 use crate::outbox::queue::{self, QueueBackend};
 use crate::outbox::Command;
 use crate::store::{Change, Committed, Record, StoreError, Versioned};
-
-fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(value).map_err(StoreError::backend)
-}
 
 /// Commits `changes` in one transaction; each one's result.
 pub(super) async fn commit_all(
@@ -88,65 +84,102 @@ async fn apply(tx: &Transaction<'_>, me: &str, change: Change) -> Result<Committ
     }
     queue::check(&change.commands)?;
 
-    let mut committed = Committed::default();
-    for record in change.records() {
-        let version = write_record(tx, record).await?;
-        committed.wrote(record.kind(), record.id(), version);
-    }
-    for r in &change.scim_resources {
-        let sql = "UPDATE scim_resources SET name = $2 WHERE id = $1";
-        execute(tx, sql, &[&Versioned::id(r), &r.index_name()]).await?;
-    }
-    for r in &change.delete_scim_resources {
-        execute(
-            tx,
-            "DELETE FROM scim_resources WHERE id = $1",
-            &[&Versioned::id(r)],
-        )
-        .await?;
-    }
+    // First, together: every record and every write that depends on no
+    // other of this change.
+    let records: Vec<&dyn Record> = change.records().collect();
+    let mut first: Vec<Step<'_>> = Vec::new();
     for key in &change.delete_pending_logins {
-        execute(tx, "DELETE FROM pending_logins WHERE id = $1", &[key]).await?;
+        first.push(Box::pin(async move {
+            execute(tx, "DELETE FROM pending_logins WHERE id = $1", &[key]).await
+        }));
     }
     for name in &change.delete_scim_connections {
-        execute(tx, "DELETE FROM scim_connections WHERE id = $1", &[name]).await?;
+        first.push(Box::pin(async move {
+            execute(tx, "DELETE FROM scim_connections WHERE id = $1", &[name]).await
+        }));
     }
     for t in &change.tokens {
         let sql = "INSERT INTO tokens (hash, doc) VALUES ($1, $2) \
                    ON CONFLICT (hash) DO UPDATE SET doc = EXCLUDED.doc";
-        execute(tx, sql, &[&t.hash, &JsonOut(&encode(t)?)]).await?;
-    }
-    for hash in &change.delete_tokens {
-        execute(tx, "DELETE FROM tokens WHERE hash = $1", &[hash]).await?;
+        let doc = encode(t)?;
+        first.push(Box::pin(async move {
+            execute(tx, sql, &[&t.hash, &JsonOut(&doc)]).await
+        }));
     }
     for j in &change.unschedule {
         let sql = "DELETE FROM jobs WHERE due = $1 AND kind = $2 AND subject = $3";
-        execute(tx, sql, &[&j.due, &j.kind.name(), &j.kind.subject()]).await?;
+        first.push(Box::pin(async move {
+            execute(tx, sql, &[&j.due, &j.kind.name(), &j.kind.subject()]).await
+        }));
     }
-    for j in &change.schedule {
-        let sql = "INSERT INTO jobs (due, kind, subject, doc) VALUES ($1, $2, $3, $4) \
-                   ON CONFLICT (due, kind, subject) DO UPDATE SET doc = EXCLUDED.doc";
-        let doc = encode(j)?;
-        execute(
-            tx,
-            sql,
-            &[&j.due, &j.kind.name(), &j.kind.subject(), &JsonOut(&doc)],
-        )
-        .await?;
-    }
-    queue_commands(tx, me, &change.commands, &change.delivered).await?;
     for r in &change.results {
         let sql = "INSERT INTO command_results (command_id, doc) VALUES ($1, $2) \
                    ON CONFLICT (command_id) DO UPDATE SET doc = EXCLUDED.doc";
-        execute(tx, sql, &[&r.command, &JsonOut(&encode(r)?)]).await?;
+        let doc = encode(r)?;
+        first.push(Box::pin(async move {
+            execute(tx, sql, &[&r.command, &JsonOut(&doc)]).await
+        }));
     }
     if let Some(anchor) = &change.audit_anchor {
         // An older anchor than the stored one is ignored.
         let sql = "INSERT INTO audit_anchor (seq, doc) VALUES ($1, $2) \
                    ON CONFLICT (one) DO UPDATE SET seq = EXCLUDED.seq, doc = EXCLUDED.doc \
                    WHERE audit_anchor.seq < EXCLUDED.seq";
-        execute(tx, sql, &[&i64_of(anchor.seq)?, &JsonOut(&encode(anchor)?)]).await?;
+        let (seq, doc) = (i64_of(anchor.seq)?, encode(anchor)?);
+        first.push(Box::pin(async move {
+            execute(tx, sql, &[&seq, &JsonOut(&doc)]).await
+        }));
     }
+    let written = records.iter().map(|r| write_record(tx, *r));
+    let (versions, others) = tokio::join!(together(written), together(first));
+    let versions = versions?;
+    others?;
+    let mut committed = Committed::default();
+    for (record, version) in records.iter().zip(versions) {
+        committed.wrote(record.kind(), record.id(), version);
+    }
+
+    // Then what follows those writes: names of the SCIM resources written,
+    // deletions after writes (as the embedded store orders them), jobs
+    // after the jobs they replace, and the outbox.
+    let mut then: Vec<Step<'_>> = Vec::new();
+    for r in &change.scim_resources {
+        let sql = "UPDATE scim_resources SET name = $2 WHERE id = $1";
+        then.push(Box::pin(async move {
+            execute(tx, sql, &[&Versioned::id(r), &r.index_name()]).await
+        }));
+    }
+    for r in &change.delete_scim_resources {
+        let sql = "DELETE FROM scim_resources WHERE id = $1";
+        then.push(Box::pin(
+            async move { execute(tx, sql, &[&Versioned::id(r)]).await },
+        ));
+    }
+    for hash in &change.delete_tokens {
+        then.push(Box::pin(async move {
+            execute(tx, "DELETE FROM tokens WHERE hash = $1", &[hash]).await
+        }));
+    }
+    for j in &change.schedule {
+        let sql = "INSERT INTO jobs (due, kind, subject, doc) VALUES ($1, $2, $3, $4) \
+                   ON CONFLICT (due, kind, subject) DO UPDATE SET doc = EXCLUDED.doc";
+        let doc = encode(j)?;
+        then.push(Box::pin(async move {
+            execute(
+                tx,
+                sql,
+                &[&j.due, &j.kind.name(), &j.kind.subject(), &JsonOut(&doc)],
+            )
+            .await
+        }));
+    }
+    let (then, queued) = tokio::join!(
+        together(then),
+        queue_commands(tx, me, &change.commands, &change.delivered)
+    );
+    then?;
+    queued?;
+
     if !change.audit.is_empty() {
         // Last: the head's row lock is held from here to the commit.
         let row = query_one(tx, "SELECT seq, hash FROM audit_head FOR UPDATE", &[]).await?;
@@ -154,16 +187,67 @@ async fn apply(tx: &Transaction<'_>, me: &str, change: Change) -> Result<Committ
             seq: u64_of(row.get(0)),
             hash: row.get(1),
         };
+        let mut appended = Vec::with_capacity(change.audit.len());
         for entry in change.audit {
             let (record, next) = head.append(entry);
-            let sql = "INSERT INTO audit (seq, doc) VALUES ($1, $2)";
-            execute(tx, sql, &[&i64_of(record.seq)?, &JsonOut(&encode(&record)?)]).await?;
+            appended.push((i64_of(record.seq)?, encode(&record)?));
             head = next;
         }
+        let (seq, hash) = (i64_of(head.seq)?, head.hash);
+        let mut last: Vec<Step<'_>> = Vec::new();
+        for (seq, doc) in &appended {
+            let sql = "INSERT INTO audit (seq, doc) VALUES ($1, $2)";
+            last.push(Box::pin(
+                async move { execute(tx, sql, &[seq, &JsonOut(doc)]).await },
+            ));
+        }
         let sql = "UPDATE audit_head SET seq = $1, hash = $2";
-        execute(tx, sql, &[&i64_of(head.seq)?, &head.hash]).await?;
+        let (seq, hash) = (&seq, &hash);
+        last.push(Box::pin(async move { execute(tx, sql, &[seq, hash]).await }));
+        together(last).await?;
     }
     Ok(committed)
+}
+
+/// A statement of a change, not yet sent.
+type Step<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, StoreError>> + Send + 'a>>;
+
+/// Runs statements that do not depend on one another together: the
+/// connection pipelines them (the server runs them one after another, in
+/// the order they arrive), so a change costs a few round trips, not one
+/// per statement. Their results, in order; the first failure that caused
+/// the others (a failed statement aborts the rest of the transaction).
+async fn together<T>(
+    steps: impl IntoIterator<Item = impl std::future::Future<Output = Result<T, StoreError>>>,
+) -> Result<Vec<T>, StoreError> {
+    let results = futures_util::future::join_all(steps).await;
+    let mut cause: Option<StoreError> = None;
+    let mut out = Vec::with_capacity(results.len());
+    for r in results {
+        match r {
+            Ok(v) => out.push(v),
+            Err(e) => {
+                if cause.as_ref().is_none_or(|c| aborted(c) && !aborted(&e)) {
+                    cause = Some(e);
+                }
+            }
+        }
+    }
+    match cause {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
+
+/// Whether `e` only says an earlier statement failed.
+fn aborted(e: &StoreError) -> bool {
+    let StoreError::Backend { source } = e else {
+        return false;
+    };
+    source
+        .downcast_ref::<tokio_postgres::Error>()
+        .and_then(tokio_postgres::Error::code)
+        == Some(&tokio_postgres::error::SqlState::IN_FAILED_SQL_TRANSACTION)
 }
 
 type Params<'a> = [&'a (dyn tokio_postgres::types::ToSql + Sync)];
@@ -298,44 +382,80 @@ async fn queue_commands(
     }
     let mut q = PgQueue::default();
     let ids: Vec<&str> = commands.iter().map(|c| c.id.as_str()).collect();
-    if !ids.is_empty() {
-        for row in query(tx, "SELECT id FROM command_ids WHERE id = ANY($1)", &[&ids]).await? {
-            q.known.insert(row.get(0));
-        }
-    }
-    let touched: Vec<&str> = settled.iter().map(String::as_str).chain(ids).collect();
+    let touched: Vec<&str> = settled
+        .iter()
+        .map(String::as_str)
+        .chain(ids.iter().copied())
+        .collect();
+    let configurations: Vec<&str> = commands
+        .iter()
+        .map(|c| c.entitlement.configuration.as_str())
+        .collect();
     let digests: Vec<String> = commands.iter().map(|c| c.entitlement.digest()).collect();
-    let sql = "SELECT doc FROM outbox WHERE command_id = ANY($1) OR entitlement = ANY($2)";
-    for row in query(tx, sql, &[&touched, &digests]).await? {
+    // Each read by its own index (an `OR` of the two would scan the
+    // outbox whole, once per change).
+    let by_entitlement = "SELECT doc FROM outbox \
+                          WHERE (configuration, entitlement) IN (SELECT * FROM unnest($1::text[], $2::text[]))";
+    let (known, by_id, by_entitlement) = tokio::join!(
+        async { query(tx, "SELECT id FROM command_ids WHERE id = ANY($1)", &[&ids]).await },
+        async {
+            query(
+                tx,
+                "SELECT doc FROM outbox WHERE command_id = ANY($1)",
+                &[&touched],
+            )
+            .await
+        },
+        async { query(tx, by_entitlement, &[&configurations, &digests]).await }
+    );
+    for row in known? {
+        q.known.insert(row.get(0));
+    }
+    for row in by_id?.iter().chain(by_entitlement?.iter()) {
         q.hold(decode("outbox", row.get::<_, JsonIn>(0).0)?);
     }
     queue::apply(&mut q, commands, settled)?;
+    // Removals first: an appended command may take the place (its
+    // entitlement's) of one removed.
+    let mut removed: Vec<Step<'_>> = Vec::new();
+    let mut appended = Vec::new();
     let mut announce = std::collections::BTreeSet::new();
     for write in q.writes {
         match write {
-            QueueWrite::Remove(id) => {
-                execute(tx, "DELETE FROM outbox WHERE command_id = $1", &[&id]).await?;
-            }
+            QueueWrite::Remove(id) => removed.push(Box::pin(async move {
+                execute(tx, "DELETE FROM outbox WHERE command_id = $1", &[&id]).await
+            })),
             QueueWrite::Append(command, priority) => {
                 announce.insert(command.entitlement.configuration.as_str().to_owned());
-                execute(tx, "INSERT INTO command_ids (id) VALUES ($1)", &[&command.id]).await?;
-                let sql = "INSERT INTO outbox (configuration, priority, entitlement, command_id, doc) \
-                           VALUES ($1, $2, $3, $4, $5)";
-                execute(
-                    tx,
-                    sql,
-                    &[
-                        &command.entitlement.configuration.as_str(),
-                        &i16::from(priority),
-                        &command.entitlement.digest(),
-                        &command.id,
-                        &JsonOut(&encode(&*command)?),
-                    ],
-                )
-                .await?;
+                let doc = encode(&*command)?;
+                appended.push((command, i16::from(priority), doc));
             }
         }
     }
+    together(removed).await?;
+    let mut added: Vec<Step<'_>> = Vec::new();
+    for (command, priority, doc) in &appended {
+        added.push(Box::pin(async move {
+            execute(tx, "INSERT INTO command_ids (id) VALUES ($1)", &[&command.id]).await
+        }));
+        let sql = "INSERT INTO outbox (configuration, priority, entitlement, command_id, doc) \
+                   VALUES ($1, $2, $3, $4, $5)";
+        added.push(Box::pin(async move {
+            execute(
+                tx,
+                sql,
+                &[
+                    &command.entitlement.configuration.as_str(),
+                    priority,
+                    &command.entitlement.digest(),
+                    &command.id,
+                    &JsonOut(doc),
+                ],
+            )
+            .await
+        }));
+    }
+    together(added).await?;
     // Delivered to the listening brokers when (and if) this commits.
     for configuration in announce {
         let payload = super::notify::payload(&configuration, me);
@@ -343,4 +463,40 @@ async fn queue_commands(
         query(tx, sql, &[&super::notify::CHANNEL, &payload]).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::postgres::scratch::ScratchDatabase;
+    use crate::store::postgres::PgStore;
+
+    /// Of statements sent together, the failure reported is the one that
+    /// caused the others ("current transaction is aborted"), whatever
+    /// order they are listed in.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn statements_sent_together_report_the_failure_that_caused_the_rest() {
+        let db = ScratchDatabase::create().await.unwrap();
+        let store = PgStore::open(&db.settings(), true).await.unwrap();
+        let mut client = store.pool().get().await.unwrap();
+        let tx = client.transaction().await.unwrap();
+        execute(&tx, "INSERT INTO command_ids (id) VALUES ('taken')", &[])
+            .await
+            .unwrap();
+        // The failing statement is prepared already, so it is executed
+        // first though listed last: the others, prepared on the way, find
+        // the transaction aborted.
+        let steps: Vec<Step<'_>> = vec![
+            Box::pin(execute(&tx, "INSERT INTO command_ids (id) VALUES ('free')", &[])),
+            Box::pin(execute(
+                &tx,
+                "INSERT INTO command_ids (id) VALUES ('also free')",
+                &[],
+            )),
+            Box::pin(execute(&tx, "INSERT INTO command_ids (id) VALUES ('taken')", &[])),
+        ];
+        let err = together(steps).await.unwrap_err();
+        assert!(matches!(err, StoreError::Raced(_)), "{err}");
+        assert!(err.is_conflict());
+    }
 }

@@ -387,15 +387,11 @@ async fn queue_commands(
         .map(String::as_str)
         .chain(ids.iter().copied())
         .collect();
-    let configurations: Vec<&str> = commands
-        .iter()
-        .map(|c| c.entitlement.configuration.as_str())
-        .collect();
+    // The digest names the configuration too.
     let digests: Vec<String> = commands.iter().map(|c| c.entitlement.digest()).collect();
-    // Each read by its own index (an `OR` of the two would scan the
-    // outbox whole, once per change).
-    let by_entitlement = "SELECT doc FROM outbox \
-                          WHERE (configuration, entitlement) IN (SELECT * FROM unnest($1::text[], $2::text[]))";
+    // Each read by its own index: an `OR` of the two, or a join the
+    // planner may turn into a scan once statistics say the outbox holds
+    // one configuration, would read the whole outbox once per change.
     let (known, by_id, by_entitlement) = tokio::join!(
         async { query(tx, "SELECT id FROM command_ids WHERE id = ANY($1)", &[&ids]).await },
         async {
@@ -406,7 +402,14 @@ async fn queue_commands(
             )
             .await
         },
-        async { query(tx, by_entitlement, &[&configurations, &digests]).await }
+        async {
+            query(
+                tx,
+                "SELECT doc FROM outbox WHERE entitlement = ANY($1)",
+                &[&digests],
+            )
+            .await
+        }
     );
     for row in known? {
         q.known.insert(row.get(0));

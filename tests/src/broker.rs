@@ -23,6 +23,14 @@ pub fn on_postgres() -> bool {
     }
 }
 
+/// Where a test broker's state is: the database (on PostgreSQL), the data
+/// directory (CA, keys, the embedded store) and the policies.
+struct Store {
+    database_url: Option<String>,
+    data_dir: PathBuf,
+    policy_dir: PathBuf,
+}
+
 #[derive(Debug)]
 pub struct TestBroker {
     dir: TempDir,
@@ -97,22 +105,12 @@ impl TestBroker {
         } else {
             None
         };
-        let database_url = database.as_ref().map(ScratchDatabase::url);
-        let mut me = Self {
+        let store = Store {
+            database_url: database.as_ref().map(ScratchDatabase::url),
             data_dir: dir.path().join("data"),
             policy_dir: dir.path().join("policies"),
-            dir,
-            _database: database,
-            database_url,
-            child: None,
-            url: String::new(),
-            tokens: HashMap::new(),
-            starts: 0,
-            hub_url: String::new(),
-            hub_port: 0,
-            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
-            log_filter: log_filter.to_owned(),
         };
+        let mut me = Self::unstarted(dir, database, store, extra, log_filter);
         let out = me.offline(&["catalog", "load", me.path("catalog.toml").to_str().unwrap()]);
         assert!(
             out.status.success(),
@@ -140,23 +138,41 @@ impl TestBroker {
     /// one deployment. `first` must be on PostgreSQL.
     pub async fn start_peer(first: &TestBroker, extra: &[&str]) -> Self {
         assert!(first.database_url.is_some(), "peers share a PostgreSQL store");
-        let mut me = Self {
-            dir: tempfile::tempdir().unwrap(),
-            _database: None,
+        let store = Store {
             database_url: first.database_url.clone(),
             data_dir: first.data_dir.clone(),
             policy_dir: first.policy_dir.clone(),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let mut me = Self::unstarted(dir, None, store, extra, &first.log_filter);
+        me.tokens = first.tokens.clone();
+        me.spawn().await;
+        me
+    }
+
+    /// A broker in `dir` (its logs) on `store`, not started yet.
+    fn unstarted(
+        dir: TempDir,
+        database: Option<ScratchDatabase>,
+        store: Store,
+        extra: &[&str],
+        log_filter: &str,
+    ) -> Self {
+        Self {
+            dir,
+            _database: database,
+            database_url: store.database_url,
+            data_dir: store.data_dir,
+            policy_dir: store.policy_dir,
             child: None,
             url: String::new(),
-            tokens: first.tokens.clone(),
+            tokens: HashMap::new(),
             starts: 0,
             hub_url: String::new(),
             hub_port: 0,
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
-            log_filter: first.log_filter.clone(),
-        };
-        me.spawn().await;
-        me
+            log_filter: log_filter.to_owned(),
+        }
     }
 
     pub fn ca(&self) -> PathBuf {

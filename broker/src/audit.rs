@@ -128,6 +128,12 @@ pub enum AuditEvent {
         created: bool,
         roles: Vec<String>,
     },
+    /// A one-time sign-in link was made for a local account (the link
+    /// itself is never recorded).
+    SignInLinkIssued {
+        user: UserId,
+        expires_at: DateTime<Utc>,
+    },
     /// A sign-in that reached a provider was refused.
     SignInRefused {
         provider: String,

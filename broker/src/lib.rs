@@ -26,6 +26,7 @@ pub mod audit;
 pub mod cli;
 pub use jitgate_shared::clock;
 pub mod config;
+pub mod console;
 pub mod domain;
 pub mod hub;
 pub mod identity;

@@ -6,7 +6,8 @@ use axum::http::StatusCode;
 use axum::Json;
 use jitgate_shared::v1::api::{
     Configuration, ExplainView, ForceCloseBody, GrantView, IssuedToken, PolicyStatus, Resource,
-    ScimConnectionBody, ScimConnectionCreated, ScimConnectionView, TokenView, UserBody, UserView,
+    ScimConnectionBody, ScimConnectionCreated, ScimConnectionView, SignInLinkIssued, TokenView, UserBody,
+    UserView,
 };
 use jitgate_shared::v1::signing::CommandBody;
 use jitgate_shared::v1::{ConfigId, ErrorBody, ResourceId, UserId};
@@ -119,6 +120,25 @@ pub async fn issue_token(
 ) -> Result<(StatusCode, Json<IssuedToken>), ApiError> {
     let id: UserId = path_id("id", &id)?;
     Ok((StatusCode::CREATED, Json(s.broker.issue_token(&user, &id).await?)))
+}
+
+/// A one-time sign-in link to the console for a local account (one with
+/// no identity provider), valid 15 minutes.
+#[utoipa::path(post, path = "/api/v1/admin/users/{id}/sign-in-link", tag = "admin",
+    params(("id" = String, Path, description = "User id")),
+    responses((status = 201, body = SignInLinkIssued), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "The account is disabled or signs in through a provider", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn issue_sign_in_link(
+    State(s): State<AppState>,
+    Caller(user): Caller,
+    PathParam(id): PathParam<String>,
+) -> Result<(StatusCode, Json<SignInLinkIssued>), ApiError> {
+    let id: UserId = path_id("id", &id)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(s.broker.issue_sign_in_link(&user, &id).await?),
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v1/admin/policies", tag = "admin",

@@ -27,7 +27,7 @@ use crate::service::sign_in::Finished;
 
 pub const SESSION_COOKIE: &str = "jitgate_session";
 pub const REFRESH_COOKIE: &str = "jitgate_refresh";
-const REFRESH_PATH: &str = "/api/v1/auth/refresh";
+pub const REFRESH_PATH: &str = "/api/v1/auth/refresh";
 
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginBody,
     responses((status = 200, body = LoginStarted), (status = 400, body = ErrorBody), (status = 503, body = ErrorBody)))]
@@ -276,6 +276,40 @@ fn landing(s: &AppState, finished: Result<Finished, crate::service::ServiceError
     }
 }
 
+/// `GET /api/v1/auth/refresh/browser?return_to=/console/...`: a console
+/// page found no live session cookie. Renews the session with the refresh
+/// cookie (sent only under the refresh path) and goes back; without one,
+/// or when it is refused, on to the sign-in page. Not part of the JSON API.
+pub async fn refresh_browser(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<crate::console::viewer::ReturnTo>,
+) -> Response {
+    let back = q
+        .return_to
+        .as_deref()
+        .and_then(crate::identity::sso::local_return_path)
+        .filter(|p| p.starts_with("/console/"))
+        .unwrap_or_else(|| "/console/".to_owned());
+    if let Some(token) = cookie(&headers, REFRESH_COOKIE) {
+        match s.broker.refresh_session(&token).await {
+            Ok(tokens) => {
+                let mut response = redirect(&back);
+                set_session_cookies(&s, &mut response, &tokens);
+                return response;
+            }
+            Err(e) => tracing::info!(error = %e, "browser session not renewed"),
+        }
+    }
+    let sign_in = format!(
+        "/console/sign-in?return_to={}",
+        crate::console::viewer::url_escape(&back)
+    );
+    let mut response = redirect(&sign_in);
+    crate::console::viewer::clear_session_cookies(&mut response);
+    response
+}
+
 /// `GET /auth/signed-in`: where a browser lands by default.
 pub async fn signed_in(Caller(user): Caller) -> Response {
     page(
@@ -311,7 +345,7 @@ fn page(status: StatusCode, text: &str) -> Response {
     response
 }
 
-fn set_session_cookies(s: &AppState, response: &mut Response, tokens: &TokenSet) {
+pub fn set_session_cookies(s: &AppState, response: &mut Response, tokens: &TokenSet) {
     let now = s.broker.clock().now();
     let secure = if s.broker.settings().public_url.starts_with("https://") {
         "; Secure"

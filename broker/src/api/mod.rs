@@ -64,6 +64,9 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/admin/users", get(admin::list_users))
         .route("/admin/users/{id}", put(admin::put_user))
         .route("/admin/users/{id}/tokens", post(admin::issue_token))
+        .route("/admin/users/{id}/sign-in-link", post(admin::issue_sign_in_link))
+        .route("/catalogue", get(requests::catalogue))
+        .route("/inbox", get(requests::inbox))
         .route("/admin/users/{id}/disable", post(admin::disable_user))
         .route("/admin/tokens", get(admin::list_tokens))
         .route("/admin/tokens/{id}", axum::routing::delete(admin::revoke_token))
@@ -95,6 +98,7 @@ pub fn router(state: AppState, max_body: usize) -> Router {
                 .route("/auth/device", post(auth::device))
                 .route("/auth/device/token", post(auth::device_token))
                 .route("/auth/refresh", post(auth::refresh))
+                .route("/auth/refresh/browser", get(auth::refresh_browser))
                 .route("/auth/logout", post(auth::logout))
                 .route_layer(axum::middleware::from_fn_with_state(
                     state.clone(),
@@ -119,6 +123,7 @@ pub fn router(state: AppState, max_body: usize) -> Router {
                     limits::sign_in_quota,
                 )),
         )
+        .merge(crate::console::router(state.clone()))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

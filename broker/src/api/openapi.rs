@@ -11,10 +11,10 @@ use super::{admin, agents, auth, grants, requests};
     info(title = "jitgate broker API", description = "Just-in-time privileged access: requests, approvals, grants, administration."),
     paths(
         requests::whoami, requests::create, requests::list, requests::show, requests::identify,
-        requests::approve, requests::deny, requests::cancel,
+        requests::approve, requests::deny, requests::cancel, requests::catalogue, requests::inbox,
         grants::list, grants::show, grants::revoke, grants::extend,
         admin::list_configurations, admin::put_configuration, admin::list_resources, admin::put_resource,
-        admin::list_users, admin::put_user, admin::issue_token, admin::disable_user, admin::list_tokens, admin::revoke_token, admin::policy_status, admin::reload_policies,
+        admin::list_users, admin::put_user, admin::issue_token, admin::issue_sign_in_link, admin::disable_user, admin::list_tokens, admin::revoke_token, admin::policy_status, admin::reload_policies,
         admin::outbox, admin::force_close_revoke, admin::explain,
         admin::create_scim_connection, admin::list_scim_connections, admin::delete_scim_connection,
         auth::login, auth::token, auth::device, auth::device_token, auth::refresh, auth::logout, auth::sessions, auth::revoke_session, auth::sso_providers,

@@ -4,7 +4,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use jitgate_shared::v1::api::{
-    CreateRequestBody, Decision, Identified, Page, RequestState, RequestView, ReviewBody, UserView,
+    CatalogueEntry, CreateRequestBody, Decision, Identified, InboxEntry, Page, RequestState, RequestView,
+    ReviewBody, UserView,
 };
 use jitgate_shared::v1::{ErrorBody, RequestId, UserId};
 use serde::Deserialize;
@@ -34,6 +35,29 @@ pub struct ListRequests {
     security(("bearer" = [])))]
 pub async fn whoami(Caller(user): Caller) -> Json<UserView> {
     Json(user.view())
+}
+
+/// The resources the caller may request, with the workflow each goes
+/// through and who could approve it.
+#[utoipa::path(get, path = "/api/v1/catalogue", tag = "requests",
+    responses((status = 200, body = Vec<CatalogueEntry>), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn catalogue(
+    State(s): State<AppState>,
+    Caller(user): Caller,
+) -> Result<Json<Vec<CatalogueEntry>>, ApiError> {
+    Ok(Json(s.broker.catalogue(&user).await?))
+}
+
+/// Pending requests the caller may review, oldest first (never their own).
+#[utoipa::path(get, path = "/api/v1/inbox", tag = "requests",
+    responses((status = 200, body = Vec<InboxEntry>), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn inbox(
+    State(s): State<AppState>,
+    Caller(user): Caller,
+) -> Result<Json<Vec<InboxEntry>>, ApiError> {
+    Ok(Json(s.broker.inbox(&user).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/requests", tag = "requests", request_body = CreateRequestBody,

@@ -203,6 +203,13 @@ enum UserCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Print a one-time link that signs a local account (one with no
+    /// identity provider) in to the web console: valid 15 minutes, once.
+    Link {
+        id: UserId,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -372,6 +379,17 @@ async fn user(command: UserCommand) -> anyhow::Result<()> {
             let issued = offline_broker(store).issue_token_as(Actor::System, &id).await?;
             eprintln!("token for {id} expires {}", issued.expires_at);
             println!("{}", issued.token);
+        }
+        UserCommand::Link { id, store } => {
+            let config = store.config()?;
+            let broker = offline_broker(open_store(&config).await?)
+                .with_public_url(config.public_url_for(config.listen));
+            let issued = broker.issue_sign_in_link_as(Actor::System, &id).await?;
+            eprintln!(
+                "sign-in link for {id}: open it in a browser before {} (it works once)",
+                issued.expires_at
+            );
+            println!("{}", issued.url);
         }
     }
     Ok(())

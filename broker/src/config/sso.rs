@@ -226,6 +226,11 @@ impl SsoConfig {
                     "`{name}` is not a provider name: lowercase letters, digits and `-`"
                 ));
             }
+            if name == crate::domain::session::LINK_PROVIDER {
+                return Err(format!(
+                    "`{name}` is reserved for one-time sign-in links; name the provider otherwise"
+                ));
+            }
             if !seen.insert(name) {
                 return Err(format!("provider `{name}` is configured twice"));
             }

@@ -263,7 +263,7 @@ fn one_person(a: &[PersonKeys], b: &[PersonKeys]) -> bool {
     a.iter().any(|x| b.iter().any(|y| x.same_person(y)))
 }
 
-fn pattern_text(re: &regex::Regex) -> String {
+pub fn pattern_text(re: &regex::Regex) -> String {
     // Stored as ^(?:p)$; show the pattern as the admin wrote it.
     let s = re.as_str();
     s.strip_prefix("^(?:")
@@ -340,6 +340,42 @@ impl Request {
         comment: Option<String>,
         now: DateTime<Utc>,
     ) -> Result<(Request, ReviewOutcome), RequestError> {
+        self.check_reviewer(reviewer, now_keys, now)?;
+        let mut next = self.next();
+        next.reviews.push(Review {
+            reviewer: reviewer.id.clone(),
+            reviewer_keys: reviewer.keys.clone(),
+            decision,
+            comment,
+            at: now,
+        });
+        let approvals = next.counted_approvals(now_keys);
+        let outcome = match decision {
+            Decision::Deny => {
+                next.state = RequestState::Denied;
+                ReviewOutcome::Denied
+            }
+            Decision::Approve if approvals >= next.approvals_required => {
+                next.state = RequestState::Approved;
+                ReviewOutcome::Approved
+            }
+            Decision::Approve => ReviewOutcome::StillPending {
+                approvals,
+                required: next.approvals_required,
+            },
+        };
+        Ok((next, outcome))
+    }
+
+    /// Whether `reviewer` may review this request now, by the rules of
+    /// [`Request::review`] (which every channel's review goes through; an
+    /// inbox lists what passes, or what its person already reviewed).
+    pub fn check_reviewer(
+        &self,
+        reviewer: &Reviewer<'_>,
+        now_keys: &PersonsNow,
+        now: DateTime<Utc>,
+    ) -> Result<(), RequestError> {
         if self.state != RequestState::Pending {
             return Err(RequestError::NotPending { state: self.state });
         }
@@ -375,30 +411,7 @@ impl Request {
                 account: r.reviewer.clone(),
             });
         }
-        let mut next = self.next();
-        next.reviews.push(Review {
-            reviewer: reviewer.id.clone(),
-            reviewer_keys: reviewer.keys.clone(),
-            decision,
-            comment,
-            at: now,
-        });
-        let approvals = next.counted_approvals(now_keys);
-        let outcome = match decision {
-            Decision::Deny => {
-                next.state = RequestState::Denied;
-                ReviewOutcome::Denied
-            }
-            Decision::Approve if approvals >= next.approvals_required => {
-                next.state = RequestState::Approved;
-                ReviewOutcome::Approved
-            }
-            Decision::Approve => ReviewOutcome::StillPending {
-                approvals,
-                required: next.approvals_required,
-            },
-        };
-        Ok((next, outcome))
+        Ok(())
     }
 
     /// Cancels a pending request, or an approved one whose window has not

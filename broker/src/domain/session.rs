@@ -5,6 +5,10 @@ use jitgate_shared::v1::api::SessionView;
 use jitgate_shared::v1::UserId;
 use serde::{Deserialize, Serialize};
 
+/// The provider name of sessions opened with a one-time sign-in link
+/// (reserved: no identity provider may take it).
+pub const LINK_PROVIDER: &str = "link";
+
 /// A sign-in started and not yet finished: what the callback must match.
 /// Kept under the SHA-256 of its `state`; written with compare-and-set, so
 /// a state is used once.
@@ -35,6 +39,10 @@ pub enum LoginClient {
     },
     /// A browser: the session arrives as cookies.
     Web { return_to: String },
+    /// A one-time sign-in link made for a local account (no identity
+    /// provider): whoever opens it within its time signs in as `user`,
+    /// once. Only the link's SHA-256 is stored (as the login's key).
+    Link { user: UserId },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +70,11 @@ pub struct Session {
     pub expires_at: DateTime<Utc>,
     pub refreshed_at: Option<DateTime<Utc>>,
     pub ended_at: Option<DateTime<Utc>>,
+    /// The console's cross-site request forgery token for this session (a
+    /// secret: every console form carries it). Empty for sessions made
+    /// before the console, whose forms are refused until signed in again.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub csrf_secret: String,
 }
 
 impl Session {

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use jitgate_shared::v1::api::{IssuedToken, Role};
+use jitgate_shared::v1::api::{IssuedToken, Role, SignInLinkIssued};
 
 pub use seed::Seed;
 
@@ -110,9 +110,18 @@ pub async fn run(settings: QuickstartSettings) -> Result<(), QuickstartError> {
         admin_token,
     )
     .await?;
+    let mut links = Vec::new();
+    for t in &tokens {
+        links.push(
+            server
+                .broker
+                .issue_sign_in_link_as(crate::audit::Actor::System, &t.user.id)
+                .await?,
+        );
+    }
     std::io::stdout()
         .lock()
-        .write_all(greeting(server.addr, &tokens, &env_file, &data_dir).as_bytes())
+        .write_all(greeting(server.addr, &tokens, &links, &env_file, &data_dir).as_bytes())
         .map_err(|source| QuickstartError::Io {
             what: "writing to stdout".into(),
             source,
@@ -156,7 +165,13 @@ fn token_variable(user: &str) -> String {
 }
 
 /// What the quickstart prints once everything runs.
-pub fn greeting(addr: SocketAddr, tokens: &[IssuedToken], env_file: &Path, data_dir: &Path) -> String {
+pub fn greeting(
+    addr: SocketAddr,
+    tokens: &[IssuedToken],
+    links: &[SignInLinkIssued],
+    env_file: &Path,
+    data_dir: &Path,
+) -> String {
     let people: Vec<String> = tokens
         .iter()
         .map(|t| {
@@ -165,8 +180,15 @@ pub fn greeting(addr: SocketAddr, tokens: &[IssuedToken], env_file: &Path, data_
         })
         .collect();
     let env = env_file.display();
+    let sign_in: String = links
+        .iter()
+        .map(|l| format!("  {:<8} {}\n", l.user.id.as_str(), l.url))
+        .collect();
     format!(
         "\njitgate quickstart: broker on https://{addr} (sandboxed example tenants; nothing leaves this machine)\n\
+         Web console: {console}/console/ (the broker's own CA: {data_dir}/ca.pem; accept it in the browser)\n\
+         One-time sign-in links, 15 minutes each (more: jitgate-broker user link USER --data-dir {data_dir}):\n\
+         {sign_in}\
          Demo users: {people}\n\
          Tokens and settings for the CLI are in {env} (owner-readable only). In another terminal:\n\
          \x20 source {env}\n\
@@ -179,6 +201,11 @@ pub fn greeting(addr: SocketAddr, tokens: &[IssuedToken], env_file: &Path, data_
          Stop with Ctrl-C.\n\n",
         data_dir.display(),
         people = people.join(", "),
+        data_dir = data_dir.display(),
+        console = links
+            .first()
+            .and_then(|l| l.url.split("/console/").next())
+            .map_or_else(|| format!("https://{addr}"), str::to_owned),
     )
 }
 

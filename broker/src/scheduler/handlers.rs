@@ -8,6 +8,7 @@ use jitgate_shared::v1::api::{EndReason, GrantState};
 
 use crate::audit::{Actor, AuditEntry, AuditEvent};
 use crate::domain::job::{Job, JobKind};
+use crate::service::feed::Changed;
 use crate::service::requests::{outboxes_of, supersedes_failing_revoke};
 use crate::service::{Broker, ServiceError};
 use crate::store::Change;
@@ -45,7 +46,11 @@ impl Broker {
         }
         let outboxes: BTreeSet<_> = changes.iter().flat_map(outboxes_of).collect();
         let recount = changes.iter().any(supersedes_failing_revoke);
+        let changed = changes.iter().filter_map(Changed::of).reduce(Changed::merge);
         let results = self.store.commit_all(changes).await;
+        if let Some(changed) = changed.filter(|_| results.iter().any(Result::is_ok)) {
+            self.live.feed.publish(changed);
+        }
         if recount {
             self.count_failing_revokes().await?;
         }

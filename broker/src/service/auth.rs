@@ -7,6 +7,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use super::{Broker, ServiceError};
+use crate::domain::session::Session;
 use crate::domain::user::{ApiToken, TokenKind, User};
 
 /// Prefix that makes jitgate tokens recognisable (and findable by secret
@@ -60,5 +61,26 @@ impl Broker {
             return Err(refuse());
         }
         Ok(user)
+    }
+
+    /// The user and live sign-in session of a browser's session token (the
+    /// console's forms are bound to the session). Refused like
+    /// [`Broker::authenticate`], and for tokens of no session (API tokens).
+    #[tracing::instrument(skip_all)]
+    pub async fn authenticate_browser(&self, token: &str) -> Result<(User, Session), ServiceError> {
+        let refuse = || ServiceError::Unauthenticated("invalid or expired token".into());
+        if !token.starts_with(TOKEN_PREFIX) {
+            return Err(refuse());
+        }
+        let now = self.clock.now();
+        let stored = self.store.token(&hash_token(token)).await?.ok_or_else(refuse)?;
+        if !stored.is_valid_at(now) || stored.kind != TokenKind::Access {
+            return Err(refuse());
+        }
+        let session = stored.session.as_deref().ok_or_else(refuse)?;
+        let (session, user) = tokio::try_join!(self.store.session(session), self.store.user(&stored.user))?;
+        let session = session.filter(|s| s.is_live(now)).ok_or_else(refuse)?;
+        let user = user.filter(|u| !u.disabled).ok_or_else(refuse)?;
+        Ok((user, session))
     }
 }

@@ -24,6 +24,8 @@ pub struct Live {
     drift: Mutex<HashMap<AgentId, DriftReport>>,
     outboxes: Mutex<HashMap<ConfigId, Arc<OutboxSignal>>>,
     next_session: std::sync::atomic::AtomicU64,
+    /// Committed changes, for live pages.
+    pub feed: super::feed::Feed,
 }
 
 /// One live session.

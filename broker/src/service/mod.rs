@@ -20,10 +20,12 @@
 pub mod admin;
 pub mod agents;
 pub mod auth;
+pub mod catalogue;
 pub mod chain;
 pub mod delivery;
 pub mod deprovision;
 mod error;
+pub mod feed;
 pub mod grants;
 pub mod live;
 pub mod policies;
@@ -194,6 +196,13 @@ impl Broker {
             live: Arc::new(live::Live::default()),
             sso: Arc::new(sign_in::Sso::default()),
         }
+    }
+
+    /// This broker, reached by people at `url` (the links it makes point
+    /// there): for offline commands, which have no listener of their own.
+    pub fn with_public_url(mut self, url: String) -> Self {
+        self.settings.public_url = url;
+        self
     }
 
     /// This broker, signing agent certificates and commands with `keys`.

@@ -368,7 +368,11 @@ impl Broker {
         let wake = !change.schedule.is_empty();
         let outboxes = outboxes_of(&change);
         let recount = supersedes_failing_revoke(&change);
+        let changed = super::feed::Changed::of(&change);
         let committed = self.store.commit(change).await?;
+        if let Some(changed) = changed {
+            self.live.feed.publish(changed);
+        }
         if recount {
             self.count_failing_revokes().await?;
         }

@@ -155,6 +155,7 @@ pub(crate) fn session(id: &str, user: &str, expires: i64, ended: Option<i64>) ->
         expires_at: t(expires),
         refreshed_at: None,
         ended_at: ended.map(t),
+        csrf_secret: String::new(),
     }
 }
 

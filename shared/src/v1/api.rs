@@ -176,6 +176,59 @@ pub struct RequestView {
     pub grant: Option<GrantId>,
 }
 
+/// A resource the caller may request (`GET /api/v1/catalogue`): the
+/// policies' decision for this caller, and the workflow it would go
+/// through.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CatalogueEntry {
+    pub resource: Resource,
+    /// The configuration's display name (its id when it has none).
+    pub configuration_name: String,
+    pub workflow: WorkflowView,
+    /// Accounts that could approve a request of this caller's for it (the
+    /// caller and their other accounts never count).
+    pub approvers: Vec<UserId>,
+}
+
+/// The workflow settings in force for one resource, as a requester sees
+/// them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WorkflowView {
+    /// Distinct people who must approve (0: granted at once).
+    pub approvals_required: u32,
+    pub default_duration_seconds: u64,
+    pub max_duration_seconds: u64,
+    pub justification_required: bool,
+    /// A ticket must match this regular expression (anchored), when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket_pattern: Option<String>,
+    /// How long a request may wait for its approvals.
+    pub pending_ttl_seconds: u64,
+    /// This caller may skip approval here (the workflow allows break-glass
+    /// and a policy permits it to them).
+    pub break_glass: bool,
+    pub extension_allowed: bool,
+}
+
+/// A pending request the caller may review (`GET /api/v1/inbox`), oldest
+/// first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct InboxEntry {
+    pub request: RequestView,
+    pub requester_name: String,
+    /// The policies that let the caller approve it.
+    pub approving_policies: Vec<String>,
+    /// The caller (or another account of theirs) already reviewed it.
+    pub reviewed: bool,
+    /// Configurations from the resource's to where it will be applied, when
+    /// that is a federated chain.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chain: Vec<ConfigId>,
+    /// The requester's latest earlier requests for the same resource,
+    /// newest first.
+    pub history: Vec<RequestView>,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReviewBody {
@@ -595,6 +648,17 @@ pub struct TokenView {
 pub struct IssuedToken {
     pub user: UserView,
     pub token: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A one-time sign-in link for a local account
+/// (`POST /api/v1/admin/users/{id}/sign-in-link`): opened in a browser
+/// before `expires_at`, once, it signs that account in to the console.
+/// Shown once; only its hash is stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SignInLinkIssued {
+    pub user: UserView,
+    pub url: String,
     pub expires_at: DateTime<Utc>,
 }
 

@@ -214,16 +214,31 @@ impl Policies {
         what: &ResourceFacts<'_>,
         facts: RequestFacts,
     ) -> bool {
+        !self.permitting(action, who, what, facts).is_empty()
+    }
+
+    /// The ids of the policies that permit `action` (their `@id`, else
+    /// `file#n`); empty when it is denied.
+    pub fn permitting(
+        &self,
+        action: Action,
+        who: &PrincipalFacts<'_>,
+        what: &ResourceFacts<'_>,
+        facts: RequestFacts,
+    ) -> Vec<String> {
         match self.cedar_request(action, who, what, facts) {
             Ok((request, entities)) => {
-                Authorizer::new()
-                    .is_authorized(&request, &self.cedar, &entities)
-                    .decision()
-                    == Decision::Allow
+                let response = Authorizer::new().is_authorized(&request, &self.cedar, &entities);
+                if response.decision() != Decision::Allow {
+                    return Vec::new();
+                }
+                let mut ids: Vec<String> = response.diagnostics().reason().map(|id| id.to_string()).collect();
+                ids.sort();
+                ids
             }
             Err(e) => {
                 tracing::warn!(error = %e, action = action.as_str(), "cedar request could not be built; denying");
-                false
+                Vec::new()
             }
         }
     }

@@ -19,9 +19,11 @@
 //! - `oidc`: OpenID Connect providers and their redirect.
 //! - `saml`: SAML providers, their metadata and assertion consumer.
 //! - `device`: device sign-ins, polled by tasks the server shuts down.
+//! - `link`: one-time sign-in links for local accounts (no provider).
 //! - `sessions`: tokens, refresh, sign-out, the sweep, admin views.
 
 mod device;
+mod link;
 mod oidc;
 mod providers;
 mod saml;
@@ -33,6 +35,7 @@ use jitgate_shared::v1::api::TokenSet;
 use sha2::{Digest, Sha256};
 
 pub use device::{DeviceLogins, MAX_DEVICE_LOGINS};
+pub use link::{LINK_PATH, LINK_TTL};
 pub use providers::{Sso, SsoConfigError};
 pub use sessions::REFRESH_PREFIX;
 
@@ -214,6 +217,7 @@ impl Broker {
                     return_to,
                 })
             }
+            LoginClient::Link { .. } => Err(refused("a sign-in link is not a provider's sign-in")),
             LoginClient::Cli { redirect_uri, .. } => {
                 let code = random_token("");
                 let mut signed_in = pending;
@@ -319,29 +323,9 @@ impl Broker {
                 (sso::new_user(id, person, &claims, roles, name, now), true)
             }
         };
-        let session = Session {
-            id: uuid::Uuid::now_v7().to_string(),
-            version: 0,
-            user: user.id.clone(),
-            provider: name.to_owned(),
-            idp_refresh_token,
-            created_at: now,
-            expires_at: now + self.sso.session_ttl,
-            refreshed_at: None,
-            ended_at: None,
-        };
+        let session = new_session(&user, name, idp_refresh_token, now, self.sso.session_ttl);
         let mut change = Change::default();
-        change.audit.push(AuditEntry {
-            at: now,
-            actor: Actor::User(user.id.clone()),
-            event: AuditEvent::SignedIn {
-                user: user.id.clone(),
-                provider: name.to_owned(),
-                session: session.id.clone(),
-                created,
-                roles: user.roles.iter().map(|r| r.as_str().to_owned()).collect(),
-            },
-        });
+        change.audit.push(signed_in(&user, &session, created, now));
         let previous = known.cloned();
         if previous.as_ref() != Some(&user) {
             change.users.push(user.clone());
@@ -350,6 +334,43 @@ impl Broker {
         let session = self.commit(change).await?.stored(session);
         tracing::info!(user = %user.id, provider = name, created, "signed in");
         Ok((user, session))
+    }
+}
+
+/// A new session of `user` through `provider`, with its console secret.
+fn new_session(
+    user: &User,
+    provider: &str,
+    idp_refresh_token: Option<String>,
+    now: DateTime<Utc>,
+    ttl: Duration,
+) -> Session {
+    Session {
+        id: uuid::Uuid::now_v7().to_string(),
+        version: 0,
+        user: user.id.clone(),
+        provider: provider.to_owned(),
+        idp_refresh_token,
+        created_at: now,
+        expires_at: now + ttl,
+        refreshed_at: None,
+        ended_at: None,
+        csrf_secret: random_token(""),
+    }
+}
+
+/// The audit record of a session opened.
+fn signed_in(user: &User, session: &Session, created: bool, now: DateTime<Utc>) -> AuditEntry {
+    AuditEntry {
+        at: now,
+        actor: Actor::User(user.id.clone()),
+        event: AuditEvent::SignedIn {
+            user: user.id.clone(),
+            provider: session.provider.clone(),
+            session: session.id.clone(),
+            created,
+            roles: user.roles.iter().map(|r| r.as_str().to_owned()).collect(),
+        },
     }
 }
 

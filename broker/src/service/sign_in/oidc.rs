@@ -4,7 +4,7 @@
 use super::providers::SsoConfigError;
 use super::{refused, Finished};
 use crate::config::OidcProviderConfig;
-use crate::domain::session::LoginOutcome;
+use crate::domain::session::{LoginClient, LoginOutcome};
 use crate::identity::oidc::{issuer_of, OidcError, OidcSettings};
 use crate::identity::sso::ClaimRules;
 use crate::service::auth::hash_token;
@@ -93,7 +93,11 @@ impl Broker {
             .store
             .pending_login(&hash_token(state))
             .await?
-            .filter(|p| p.outcome == LoginOutcome::Waiting && now < p.expires_at)
+            .filter(|p| {
+                p.outcome == LoginOutcome::Waiting
+                    && now < p.expires_at
+                    && !matches!(p.client, LoginClient::Link { .. })
+            })
             .ok_or_else(|| refused("unknown, expired or already used sign-in state"))?;
         let pending = self.close_login(&pending).await?;
         let provider = self.provider(&pending.provider)?.clone();

@@ -99,10 +99,12 @@ impl Broker {
         }
         let mut change = Change::default();
         let mut next = session.clone();
-        let user = if self.sso.saml.contains_key(&session.provider) {
-            // SAML has no back channel to ask the IdP again: the session's
-            // tokens are renewed until the session ends (`session_ttl`);
-            // deprovisioning or an admin ends it sooner.
+        let no_back_channel = session.provider == crate::domain::session::LINK_PROVIDER
+            || self.sso.saml.contains_key(&session.provider);
+        let user = if no_back_channel {
+            // SAML and sign-in links have no provider to ask again: the
+            // session's tokens are renewed until the session ends
+            // (`session_ttl`); deprovisioning or an admin ends it sooner.
             user
         } else {
             self.renew_at_provider(user, &mut next, &mut change, now).await?

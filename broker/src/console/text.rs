@@ -1,0 +1,310 @@
+//! Every string the console shows, in English and Japanese side by side:
+//! a string missing in either language does not compile. The language is
+//! the person's choice (a cookie set from the page footer), else the
+//! browser's `Accept-Language`, else English.
+
+use jitgate_shared::v1::api::{EndReason, RequestState};
+
+/// A language the console speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Lang {
+    #[default]
+    En,
+    Ja,
+}
+
+impl Lang {
+    pub const ALL: [Lang; 2] = [Lang::En, Lang::Ja];
+
+    /// The BCP 47 tag (`<html lang>`, the cookie).
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::En => "en",
+            Lang::Ja => "ja",
+        }
+    }
+
+    /// The language's own name, for the chooser.
+    pub fn name(self) -> &'static str {
+        match self {
+            Lang::En => "English",
+            Lang::Ja => "日本語",
+        }
+    }
+
+    pub fn texts(self) -> &'static Texts {
+        match self {
+            Lang::En => &EN,
+            Lang::Ja => &JA,
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<Lang> {
+        let primary = code.trim().split(['-', '_']).next()?.to_ascii_lowercase();
+        Lang::ALL.into_iter().find(|l| l.code() == primary)
+    }
+
+    /// The chosen language, else the first of `Accept-Language` (by
+    /// quality) that the console speaks, else English.
+    pub fn negotiate(chosen: Option<&str>, accept_language: Option<&str>) -> Lang {
+        if let Some(lang) = chosen.and_then(Lang::from_code) {
+            return lang;
+        }
+        let mut offers: Vec<(f32, Lang)> = accept_language
+            .unwrap_or("")
+            .split(',')
+            .filter_map(|part| {
+                let mut pieces = part.split(';');
+                let lang = Lang::from_code(pieces.next()?)?;
+                let q = pieces
+                    .find_map(|p| p.trim().strip_prefix("q="))
+                    .map_or(Some(1.0), |q| q.trim().parse::<f32>().ok())?;
+                (q > 0.0).then_some((q, lang))
+            })
+            .collect();
+        // Stable: of equal quality, the first listed wins.
+        offers.sort_by(|a, b| b.0.total_cmp(&a.0));
+        offers.first().map_or(Lang::En, |(_, l)| *l)
+    }
+
+    /// A length of time, in whole minutes: "1 h 30 min", "1時間30分".
+    pub fn duration(self, seconds: u64) -> String {
+        let minutes = seconds.div_ceil(60);
+        let (d, h, m) = (minutes / 1440, minutes % 1440 / 60, minutes % 60);
+        let parts: [(u64, &str, &str); 3] = [(d, " d", "日"), (h, " h", "時間"), (m, " min", "分")];
+        let shown: Vec<String> = parts
+            .iter()
+            .filter(|(n, _, _)| *n > 0)
+            .map(|(n, en, ja)| match self {
+                Lang::En => format!("{n}{en}"),
+                Lang::Ja => format!("{n}{ja}"),
+            })
+            .collect();
+        if shown.is_empty() {
+            return match self {
+                Lang::En => "0 min".into(),
+                Lang::Ja => "0分".into(),
+            };
+        }
+        match self {
+            Lang::En => shown.join(" "),
+            Lang::Ja => shown.concat(),
+        }
+    }
+}
+
+macro_rules! texts {
+    ($($name:ident: $en:literal / $ja:literal,)*) => {
+        /// The console's strings in one language.
+        #[derive(Debug)]
+        pub struct Texts {
+            $(pub $name: &'static str,)*
+        }
+
+        pub static EN: Texts = Texts { $($name: $en,)* };
+        pub static JA: Texts = Texts { $($name: $ja,)* };
+
+        #[cfg(test)]
+        pub(crate) fn all(t: &Texts) -> Vec<(&'static str, &'static str)> {
+            vec![$((stringify!($name), t.$name),)*]
+        }
+    };
+}
+
+texts! {
+    skip_to_content: "Skip to content" / "本文へ移動",
+    nav_label: "Main" / "メイン",
+    nav_home: "My access" / "マイアクセス",
+    nav_catalogue: "Request access" / "アクセスを申請",
+    nav_inbox: "Approvals" / "承認",
+    nav_agents: "Agents" / "エージェント",
+    nav_users: "Users" / "ユーザー",
+    nav_audit: "Audit log" / "監査ログ",
+    signed_in_as: "Signed in as" / "サインイン中:",
+    sign_out: "Sign out" / "サインアウト",
+    language: "Language" / "言語",
+    choose: "Change" / "変更",
+    live_updated: "Page updated" / "ページを更新しました",
+
+    sign_in_title: "Sign in to jitgate" / "jitgate にサインイン",
+    sign_in_with: "Sign in with" / "次の方法でサインイン:",
+    sign_in_no_providers: "No identity provider is configured here." / "ここではIDプロバイダーが設定されていません。",
+    sign_in_link_hint: "Local accounts sign in with a one-time link an admin makes (jitgate-broker user link USER)." / "ローカルアカウントは、管理者が発行するワンタイムリンク(jitgate-broker user link USER)でサインインします。",
+    link_title: "Sign in with a link" / "リンクでサインイン",
+    link_continue_as: "This link signs you in as" / "このリンクで次のユーザーとしてサインインします:",
+    link_once: "It works once." / "リンクは一度だけ使えます。",
+    link_button: "Sign in" / "サインイン",
+    link_invalid: "This sign-in link is unknown, expired or already used. Ask an admin for a new one." / "このサインインリンクは無効、期限切れ、または使用済みです。管理者に新しいリンクを依頼してください。",
+
+    home_title: "My access" / "マイアクセス",
+    active_grants: "Access I hold" / "保有中のアクセス",
+    no_active_grants: "You hold no access right now." / "現在保有しているアクセスはありません。",
+    pending_requests: "Waiting for approval" / "承認待ちの申請",
+    no_pending_requests: "None of your requests is waiting." / "承認待ちの申請はありません。",
+    recent_requests: "Recent requests" / "最近の申請",
+    no_recent_requests: "No earlier request." / "以前の申請はありません。",
+    col_resource: "Resource" / "リソース",
+    col_time_left: "Time left" / "残り時間",
+    col_state: "State" / "状態",
+    col_requested: "Requested" / "申請日時",
+    col_duration: "Duration" / "期間",
+    col_approvals: "Approvals" / "承認数",
+    col_actions: "Actions" / "操作",
+    col_decision: "My decision" / "自分の判断",
+    end_now: "End now" / "今すぐ終了",
+    end_confirm: "End this access now?" / "このアクセスを今すぐ終了しますか?",
+    extend: "Extend" / "延長",
+    extend_by: "Extend by" / "延長する時間",
+    cancel_request: "Cancel request" / "申請を取り消す",
+    cancel_confirm: "Cancel this request?" / "この申請を取り消しますか?",
+    details: "Details" / "詳細",
+    grant_applying: "being applied" / "適用中",
+    grant_applied: "applied" / "適用済み",
+    grant_effective: "in effect" / "有効",
+    grant_scheduled: "scheduled" / "開始待ち",
+    revoke_failing: "revoke failing, retried" / "取り消し失敗(再試行中)",
+    starts: "Starts" / "開始",
+
+    state_pending: "pending" / "承認待ち",
+    state_approved: "approved" / "承認済み",
+    state_active: "active" / "有効",
+    state_ended: "ended" / "終了",
+    state_denied: "denied" / "却下",
+    state_pending_expired: "expired unapproved" / "承認期限切れ",
+    state_cancelled: "cancelled" / "取り消し済み",
+    end_expired: "window closed" / "期間満了",
+    end_revoked: "ended early" / "早期終了",
+    end_cancelled: "cancelled" / "取り消し",
+    end_deprovisioned: "account deprovisioned" / "アカウント停止",
+
+    catalogue_title: "Request access" / "アクセスを申請",
+    search_label: "Search resources" / "リソースを検索",
+    search_button: "Search" / "検索",
+    catalogue_empty: "No resource you may request matches." / "申請できるリソースは見つかりません。",
+    approvals_needed: "Approvals needed" / "必要な承認数",
+    granted_at_once: "none, granted at once" / "不要(即時付与)",
+    approvers: "Who can approve" / "承認できる人",
+    nobody: "nobody yet" / "まだいません",
+    default_duration: "Default duration" / "既定の期間",
+    max_duration: "Longest" / "最長",
+    ticket_needed: "Ticket" / "チケット",
+    not_needed: "not needed" / "不要",
+    break_glass_allowed: "Break-glass allowed for you" / "緊急アクセス可",
+    request_button: "Request" / "申請する",
+
+    new_request_title: "Request access" / "アクセスを申請",
+    duration: "Duration" / "期間",
+    justification: "Justification" / "理由",
+    required: "required" / "必須",
+    optional: "optional" / "任意",
+    ticket: "Ticket" / "チケット",
+    ticket_must_match: "Must match the pattern" / "次のパターンに一致する必要があります:",
+    ticket_mismatch: "This ticket does not match the pattern." / "チケットがパターンに一致しません。",
+    starts_at: "Start at (UTC)" / "開始日時(UTC)",
+    starts_at_hint: "Leave empty to start as soon as approved." / "空欄なら承認後すぐに開始します。",
+    break_glass: "Break glass: start without approval" / "緊急アクセス:承認なしで開始",
+    break_glass_warning: "Break-glass access starts at once without approval. It is audited, flagged for review afterwards, and security is told." / "緊急アクセスは承認なしで直ちに開始されます。監査され、事後レビューの対象となり、セキュリティ担当に通知されます。",
+    submit_request: "Submit request" / "申請を送信",
+    not_accepted: "The request was not accepted" / "申請は受け付けられませんでした",
+
+    request_title: "Request" / "申請",
+    requester: "Requester" / "申請者",
+    principal: "Granted to" / "付与先",
+    window: "Window" / "期間",
+    timeline: "Timeline" / "経過",
+    ev_created: "Requested" / "申請",
+    ev_approved_by: "Approved by" / "承認:",
+    ev_denied_by: "Denied by" / "却下:",
+    ev_granted: "Access granted" / "アクセスを付与",
+    ev_applied: "Applied in the tenant" / "テナントに適用",
+    ev_effective: "Confirmed in effect where it is used" / "利用先で有効を確認",
+    ev_ends: "Ends" / "終了予定",
+    ev_ended: "Ended" / "終了",
+    ev_removed: "Removed from the tenant" / "テナントから削除",
+    ev_removal_confirmed: "Removal confirmed where it was used" / "利用先で削除を確認",
+    ev_delivery_error: "Delivery error" / "配信エラー",
+    ev_closed: "Closed" / "終了",
+    chain: "Federated chain" / "フェデレーション経路",
+    comment: "Comment" / "コメント",
+    break_glass_flag: "break-glass" / "緊急アクセス",
+
+    inbox_title: "Approvals" / "承認",
+    inbox_empty: "Nothing waits for your review." / "レビュー待ちの申請はありません。",
+    approve: "Approve" / "承認する",
+    deny: "Deny" / "却下する",
+    deny_confirm: "Deny this request?" / "この申請を却下しますか?",
+    you_reviewed: "You have reviewed this request." / "この申請はレビュー済みです。",
+    allowed_by: "You may approve under" / "承認の根拠となるポリシー",
+    history: "Their earlier requests for it" / "このリソースへの過去の申請",
+    none: "none" / "なし",
+    my_decisions: "My recent decisions" / "最近の判断",
+    no_decisions: "You have not reviewed any request yet." / "まだ判断した申請はありません。",
+    expires_pending: "Approve before" / "承認期限",
+
+    error_title: "That did not work" / "操作できませんでした",
+    back: "Back" / "戻る",
+    csrf_refused: "This form is out of date or was not sent from this console. Reload the page and try again." / "このフォームは古いか、このコンソールから送信されたものではありません。ページを再読み込みしてやり直してください。",
+    not_found: "Nothing here, or nothing you may see." / "見つからないか、閲覧する権限がありません。",
+}
+
+impl Texts {
+    pub fn request_state(&self, state: &RequestState) -> &'static str {
+        match state {
+            RequestState::Pending => self.state_pending,
+            RequestState::Approved => self.state_approved,
+            RequestState::Active => self.state_active,
+            RequestState::Ended => self.state_ended,
+            RequestState::Denied => self.state_denied,
+            RequestState::PendingExpired => self.state_pending_expired,
+            RequestState::Cancelled => self.state_cancelled,
+        }
+    }
+
+    pub fn end_reason(&self, reason: &EndReason) -> &'static str {
+        match reason {
+            EndReason::Expired => self.end_expired,
+            EndReason::Revoked => self.end_revoked,
+            EndReason::Cancelled => self.end_cancelled,
+            EndReason::Deprovisioned => self.end_deprovisioned,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_string_is_translated() {
+        let (en, ja) = (all(&EN), all(&JA));
+        assert_eq!(en.len(), ja.len());
+        for ((name, e), (_, j)) in en.iter().zip(&ja) {
+            assert!(!e.trim().is_empty() && !j.trim().is_empty(), "{name} is empty");
+            // A Japanese string that is the English one was not translated
+            // (names and commands inside a sentence are fine).
+            assert_ne!(e, j, "{name} is not translated");
+            assert!(!j.is_ascii(), "{name}: the Japanese text is all ASCII: {j}");
+        }
+    }
+
+    #[test]
+    fn the_language_is_the_choice_then_the_browser_then_english() {
+        assert_eq!(Lang::negotiate(Some("ja"), Some("en")), Lang::Ja);
+        assert_eq!(Lang::negotiate(None, Some("ja-JP,ja;q=0.9,en;q=0.8")), Lang::Ja);
+        assert_eq!(Lang::negotiate(None, Some("fr-FR, en;q=0.5, ja;q=0.7")), Lang::Ja);
+        assert_eq!(Lang::negotiate(None, Some("de, fr")), Lang::En);
+        assert_eq!(Lang::negotiate(None, Some("ja;q=0")), Lang::En);
+        assert_eq!(Lang::negotiate(Some("xx"), None), Lang::En);
+        assert_eq!(Lang::negotiate(None, Some(";;,q=,ja;q=abc")), Lang::En);
+    }
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(Lang::En.duration(90 * 60), "1 h 30 min");
+        assert_eq!(Lang::Ja.duration(90 * 60), "1時間30分");
+        assert_eq!(Lang::En.duration(3600), "1 h");
+        assert_eq!(Lang::En.duration(26 * 3600), "1 d 2 h");
+        assert_eq!(Lang::En.duration(0), "0 min");
+        assert_eq!(Lang::En.duration(59), "1 min");
+    }
+}

@@ -4,6 +4,7 @@
 
 pub mod agent;
 pub mod broker;
+pub mod browser;
 pub mod fixtures;
 pub mod graph_fake;
 pub mod http_faults;

@@ -252,6 +252,18 @@ impl ApiClient {
         .await
     }
 
+    /// A one-time console sign-in link for a local account (admins).
+    pub async fn sign_in_link(
+        &self,
+        user: &jitgate_shared::v1::UserId,
+    ) -> Result<jitgate_shared::v1::api::SignInLinkIssued, ClientError> {
+        self.post(
+            &format!("/api/v1/admin/users/{user}/sign-in-link"),
+            &serde_json::json!({}),
+        )
+        .await
+    }
+
     pub async fn whoami(&self) -> Result<UserView, ClientError> {
         self.get("/api/v1/whoami", &[]).await
     }

@@ -104,8 +104,9 @@ macro_rules! texts {
         pub static EN: Texts = Texts { $($name: $en,)* };
         pub static JA: Texts = Texts { $($name: $ja,)* };
 
-        #[cfg(test)]
-        pub(crate) fn all(t: &Texts) -> Vec<(&'static str, &'static str)> {
+        /// Every string of `t`, by name (for checks that a page speaks
+        /// one language).
+        pub fn entries(t: &Texts) -> Vec<(&'static str, &'static str)> {
             vec![$((stringify!($name), t.$name),)*]
         }
     };
@@ -276,7 +277,7 @@ mod tests {
 
     #[test]
     fn every_string_is_translated() {
-        let (en, ja) = (all(&EN), all(&JA));
+        let (en, ja) = (entries(&EN), entries(&JA));
         assert_eq!(en.len(), ja.len());
         for ((name, e), (_, j)) in en.iter().zip(&ja) {
             assert!(!e.trim().is_empty() && !j.trim().is_empty(), "{name} is empty");

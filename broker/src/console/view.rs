@@ -34,6 +34,7 @@ pub struct GrantRow {
     pub request: String,
     pub resource: String,
     pub scheduled: bool,
+    pub ended: bool,
     pub starts_at: String,
     pub ends_at_iso: String,
     pub time_left: String,
@@ -45,7 +46,9 @@ pub struct GrantRow {
 }
 
 pub fn grant_row(t: &Texts, g: &GrantView, now: DateTime<Utc>) -> GrantRow {
-    let progress = if g.state == GrantState::Scheduled {
+    let progress = if g.state == GrantState::Ended {
+        t.state_ended
+    } else if g.state == GrantState::Scheduled {
         t.grant_scheduled
     } else if g.effective_at.is_some() {
         t.grant_effective
@@ -59,6 +62,7 @@ pub fn grant_row(t: &Texts, g: &GrantView, now: DateTime<Utc>) -> GrantRow {
         request: g.request.to_string(),
         resource: g.resource.to_string(),
         scheduled: g.state == GrantState::Scheduled,
+        ended: g.state == GrantState::Ended,
         starts_at: at_text(g.starts_at),
         ends_at_iso: at_iso(g.ends_at),
         time_left: countdown(g.ends_at, now),

@@ -62,6 +62,14 @@
     return a && main.contains(a) && (a.tagName === 'TEXTAREA' || (a.tagName === 'INPUT' && a.type !== 'submit')) && a.value !== '';
   }
 
+  // What a page shows, but for the seconds a countdown has ticked.
+  function shown(el) {
+    var copy = el.cloneNode(true);
+    var clocks = copy.querySelectorAll('[data-ends-at]');
+    for (var i = 0; i < clocks.length; i++) { clocks[i].textContent = ''; }
+    return copy.innerHTML;
+  }
+
   function refresh() {
     if (fetching) { stale = true; return; }
     if (busy()) { stale = true; return; }
@@ -71,13 +79,15 @@
       .then(function (r) { return r.ok && !r.redirected ? r.text() : null; })
       .then(function (html) {
         fetching = false;
-        if (html === null) { return; }
-        var fresh = new DOMParser().parseFromString(html, 'text/html').getElementById('main');
-        if (!fresh) { return; }
-        main.innerHTML = fresh.innerHTML;
-        tick();
-        var status = document.getElementById('live-status');
-        if (status) { status.textContent = status.getAttribute('data-updated'); }
+        var fresh = html === null ? null : new DOMParser().parseFromString(html, 'text/html').getElementById('main');
+        // Unchanged (but for the countdowns): leave the page as it is.
+        if (fresh && shown(fresh) !== shown(main)) {
+          main.innerHTML = fresh.innerHTML;
+          tick();
+          var status = document.getElementById('live-status');
+          if (status) { status.textContent = status.getAttribute('data-updated'); }
+        }
+        // Something changed while this was on its way: once more.
         if (stale) { refresh(); }
       })
       .catch(function () { fetching = false; });
@@ -90,7 +100,12 @@
     source.addEventListener('changed', function (e) {
       if (topics.indexOf(e.data) >= 0) { refresh(); }
     });
-    source.addEventListener('open', function () { document.documentElement.setAttribute('data-live', 'on'); });
+    // Whatever changed between serving the page and listening (or while
+    // the connection was down) is fetched once the stream is open.
+    source.addEventListener('open', function () {
+      document.documentElement.setAttribute('data-live', 'on');
+      refresh();
+    });
   }
 
   tick();

@@ -1,0 +1,400 @@
+//! The web console in real browsers (Chromium through ChromeDriver): two
+//! people side by side, with and without JavaScript, in Japanese; forms
+//! without their token and self-approval refused; axe-core on every page;
+//! screenshots of every page under `target/console-screenshots/`.
+
+use std::time::Duration;
+
+use jitgate_broker::console::text::{entries, EN, JA};
+use jitgate_shared::v1::UserId;
+use jitgate_tests::agent::TestAgent;
+use jitgate_tests::broker::TestBroker;
+use jitgate_tests::browser::{Browser, Driver, Settings};
+use jitgate_tests::fixtures::{policies, CATALOG};
+
+use crate::agents::FAST;
+use crate::support::eventually;
+
+async fn link(b: &TestBroker, user: &str) -> String {
+    b.client("admin")
+        .sign_in_link(&UserId::new(user).unwrap())
+        .await
+        .unwrap()
+        .url
+}
+
+async fn signed_in(driver: &Driver, b: &TestBroker, user: &str, settings: Settings) -> Browser {
+    let mut browser = driver.browser(settings).await;
+    browser.sign_in(&link(b, user).await).await;
+    browser
+}
+
+/// A broker with the standard catalogue and a sandbox agent for it.
+async fn broker_with_agent() -> (TestBroker, TestAgent) {
+    let b = TestBroker::start_with(CATALOG, &policies(), FAST).await;
+    let mut agent = TestAgent::enroll(&b, "aws-test", None).await;
+    agent.start(&[]).await;
+    agent.connected().await;
+    (b, agent)
+}
+
+/// Fills and sends the request form for `resource`; returns the request's id
+/// from the page it lands on.
+async fn request_in(browser: &Browser, resource: &str, justification: &str) -> String {
+    browser
+        .open(&format!("/console/requests/new?resource={resource}"))
+        .await;
+    browser
+        .wait_for("#justification")
+        .await
+        .send_keys(justification)
+        .await
+        .unwrap();
+    browser.click("#submit-request").await;
+    browser
+        .wait_for("#request")
+        .await
+        .attr("data-request")
+        .await
+        .unwrap()
+        .expect("the request's id")
+}
+
+/// axe-core finds nothing serious on the page; then screenshots.
+async fn check_page(browser: &Browser, name: &str) {
+    let violations = browser.accessibility_violations().await;
+    assert!(violations.is_empty(), "{name}: {violations:#?}");
+    browser.screenshots(name).await;
+}
+
+#[tokio::test]
+async fn alice_requests_bob_approves_live_and_alice_ends_it_early() {
+    let (b, agent) = broker_with_agent().await;
+    let driver = Driver::start().await;
+
+    let mut bob = driver.browser(Settings::default()).await;
+    let bob_link = link(&b, "bob").await;
+    bob.client.goto(&bob_link).await.unwrap();
+    check_page(&bob, "sign-in-link").await;
+    bob.sign_in(&bob_link).await;
+    bob.open("/console/inbox").await;
+    bob.wait_for("#inbox-empty").await;
+    check_page(&bob, "inbox-empty").await;
+
+    let alice = signed_in(&driver, &b, "alice", Settings::default()).await;
+    check_page(&alice, "home-empty").await;
+    alice.open("/console/catalogue").await;
+    alice.wait_for("[data-resource=dev-admin]").await;
+    check_page(&alice, "catalogue").await;
+    alice.open("/console/requests/new?resource=dev-admin").await;
+    alice.wait_for("#request-form").await;
+    check_page(&alice, "request-form").await;
+    let id = request_in(&alice, "dev-admin", "rotate the dev database password").await;
+    alice.wait_for_text("#request-state", "pending").await;
+
+    // Bob's inbox, open all along, shows it without a reload.
+    let card = format!("#inbox [data-request='{id}']");
+    bob.wait_for(&card).await;
+    let shown = bob.text(&card).await;
+    assert!(shown.contains("rotate the dev database password"), "{shown}");
+    assert!(
+        shown.contains("sre-approve"),
+        "the policy that lets bob approve: {shown}"
+    );
+    assert!(shown.contains("0 / 1"), "N-of-M progress: {shown}");
+    check_page(&bob, "inbox").await;
+    bob.click(&format!("{card} button[value=approve]")).await;
+    bob.wait_for("#inbox-empty").await;
+
+    // Alice's page, open all along, shows the grant applied and counting down.
+    alice.wait_for_text("#grant-progress", "in effect").await;
+    let left = alice.text(".countdown").await;
+    assert!(left.contains(':'), "a countdown: {left}");
+    check_page(&alice, "request-active").await;
+    alice.open("/console/").await;
+    alice.wait_for("#grants [data-grant]").await;
+    check_page(&alice, "home-active").await;
+    assert_eq!(agent.tenant().len(), 1, "the sandbox tenant holds it");
+
+    alice.open(&format!("/console/requests/{id}")).await;
+    alice.click_and_confirm("#end-grant").await;
+    alice.wait_for_text("#request-state", "ended early").await;
+    eventually(
+        Duration::from_secs(10),
+        "the tenant no longer holds it",
+        || async { agent.tenant().is_empty().then_some(()) },
+    )
+    .await;
+    alice.wait_for_text("#timeline", "Removed from the tenant").await;
+    check_page(&alice, "request-ended").await;
+    bob.open("/console/inbox").await;
+    bob.wait_for("#decisions").await;
+    check_page(&bob, "inbox-decisions").await;
+
+    // Signing out ends the session at the broker: the old cookie is refused.
+    let cookie = alice.cookie("jitgate_session").await;
+    alice.click("button.link").await;
+    alice.wait_for("a.brand").await;
+    let status = page_status(&b, &alice.base, "/console/", &cookie).await;
+    assert_eq!(
+        status, 303,
+        "a signed-out session's cookie is sent to renew or sign in"
+    );
+    let whoami = raw(&b)
+        .get(format!("{}/api/v1/whoami", alice.base))
+        .header("cookie", format!("jitgate_session={cookie}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(whoami.status(), 401);
+    check_page(&alice, "signed-out").await;
+    alice.close().await;
+    bob.close().await;
+}
+
+/// A client for the broker's own certificate, following no redirects.
+fn raw(b: &TestBroker) -> reqwest::Client {
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(b.ca()).unwrap()).unwrap();
+    reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+async fn page_status(b: &TestBroker, base: &str, path: &str, cookie: &str) -> u16 {
+    raw(b)
+        .get(format!("{base}{path}"))
+        .header("cookie", format!("jitgate_session={cookie}"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn post_form(b: &TestBroker, base: &str, path: &str, cookie: &str, form: &[(&str, &str)]) -> u16 {
+    raw(b)
+        .post(format!("{base}{path}"))
+        .header("cookie", format!("jitgate_session={cookie}"))
+        .form(form)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn forms_without_their_token_and_self_approval_are_refused() {
+    let b = TestBroker::start(CATALOG, &policies()).await;
+    let driver = Driver::start().await;
+    let alice = signed_in(&driver, &b, "alice", Settings::default()).await;
+    let base = alice.base.clone();
+    let alice_cookie = alice.cookie("jitgate_session").await;
+    let alice_csrf = alice.csrf().await;
+    let requests_before = b.client("admin").requests(&[]).await.unwrap().items.len();
+
+    // No token, another session's token, a made-up one: refused, nothing made.
+    let bob = signed_in(&driver, &b, "bob", Settings::default()).await;
+    let bob_csrf = bob.csrf().await;
+    for (what, token) in [
+        ("none", None),
+        ("bob's", Some(bob_csrf.as_str())),
+        ("made up", Some("x")),
+    ] {
+        let mut form = vec![("resource", "dev-admin"), ("justification", "forged")];
+        if let Some(t) = token {
+            form.push(("csrf", t));
+        }
+        let status = post_form(&b, &base, "/console/requests", &alice_cookie, &form).await;
+        assert_eq!(status, 403, "a form with {what} token");
+    }
+    assert_eq!(
+        b.client("admin").requests(&[]).await.unwrap().items.len(),
+        requests_before,
+        "no forged form made a request"
+    );
+    // With its token, the same form works.
+    let status = post_form(
+        &b,
+        &base,
+        "/console/requests",
+        &alice_cookie,
+        &[
+            ("csrf", &alice_csrf),
+            ("resource", "dev-admin"),
+            ("justification", "real"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 303);
+    let id = b.client("admin").requests(&[]).await.unwrap().items[0].id;
+
+    // Erin is Alice's person (linked accounts): the request is not in her
+    // inbox, and forcing the review is refused.
+    let erin = signed_in(&driver, &b, "erin", Settings::default()).await;
+    erin.open("/console/inbox").await;
+    erin.wait_for("#inbox-empty").await;
+    let erin_cookie = erin.cookie("jitgate_session").await;
+    let erin_csrf = erin.csrf().await;
+    let review = format!("/console/requests/{id}/review");
+    let status = post_form(
+        &b,
+        &base,
+        &review,
+        &erin_cookie,
+        &[("csrf", &erin_csrf), ("decision", "approve")],
+    )
+    .await;
+    assert_eq!(status, 403, "self-approval through a linked account");
+    // Nor may Alice review her own, even with a well-formed form.
+    alice.open(&format!("/console/requests/{id}")).await;
+    assert!(
+        alice
+            .client
+            .find(fantoccini::Locator::Css("button[value=approve]"))
+            .await
+            .is_err(),
+        "no approve button on one's own request"
+    );
+    let status = post_form(
+        &b,
+        &base,
+        &review,
+        &alice_cookie,
+        &[("csrf", &alice_csrf), ("decision", "approve")],
+    )
+    .await;
+    assert_eq!(status, 403, "self-approval");
+    let r = b.client("admin").request(id).await.unwrap();
+    assert!(r.reviews.is_empty(), "no review counted: {:?}", r.reviews);
+
+    // Bob's token does not work with Bob's decision posted by Alice's cookie.
+    let status = post_form(
+        &b,
+        &base,
+        &review,
+        &alice_cookie,
+        &[("csrf", &bob_csrf), ("decision", "approve")],
+    )
+    .await;
+    assert_eq!(status, 403);
+    // Pages without a session go to renew it, then to sign in.
+    let status = page_status(&b, &base, "/console/inbox", "jg_forged").await;
+    assert_eq!(status, 303);
+    for browser in [alice, bob, erin] {
+        browser.close().await;
+    }
+}
+
+#[tokio::test]
+async fn the_whole_flow_works_without_javascript() {
+    let (b, agent) = broker_with_agent().await;
+    let driver = Driver::start().await;
+    let no_js = Settings {
+        javascript: false,
+        ..Settings::default()
+    };
+    let alice = signed_in(&driver, &b, "alice", no_js).await;
+    let bob = signed_in(&driver, &b, "bob", no_js).await;
+    let id = request_in(&alice, "dev-admin", "no script here").await;
+    bob.open("/console/inbox").await;
+    bob.click(&format!("#inbox [data-request='{id}'] button[value=approve]"))
+        .await;
+    bob.wait_for("#inbox-empty").await;
+    eventually(Duration::from_secs(10), "the grant applied", || async {
+        (agent.tenant().len() == 1).then_some(())
+    })
+    .await;
+    alice.open(&format!("/console/requests/{id}")).await;
+    alice.wait_for_text("#grant-progress", "in effect").await;
+    alice.click_and_confirm("#end-grant").await;
+    alice.wait_for_text("#request-state", "ended early").await;
+    eventually(
+        Duration::from_secs(10),
+        "the tenant no longer holds it",
+        || async { agent.tenant().is_empty().then_some(()) },
+    )
+    .await;
+    alice.close().await;
+    bob.close().await;
+}
+
+#[tokio::test]
+async fn a_japanese_session_shows_japanese_on_every_page() {
+    let b = TestBroker::start(CATALOG, &policies()).await;
+    let driver = Driver::start().await;
+    let ja = Settings {
+        lang: "ja",
+        ..Settings::default()
+    };
+    let mut bob = driver.browser(ja).await;
+    let bob_link = link(&b, "bob").await;
+    bob.client.goto(&bob_link).await.unwrap();
+    assert_japanese(&bob, "sign-in-link").await;
+    bob.sign_in(&bob_link).await;
+    assert_japanese(&bob, "home").await;
+    bob.open("/console/catalogue").await;
+    assert_japanese(&bob, "catalogue").await;
+    bob.open("/console/requests/new?resource=prod-admin").await;
+    assert_japanese(&bob, "request-form").await;
+    let id = request_in(&bob, "prod-admin", "本番の確認").await;
+    assert_japanese(&bob, "request").await;
+    bob.open("/console/").await;
+    assert_japanese(&bob, "home-pending").await;
+    bob.open("/console/inbox").await;
+    assert_japanese(&bob, "inbox").await;
+
+    // Carol, in Japanese too, sees Bob's request and approves it.
+    let carol = signed_in(&driver, &b, "carol", ja).await;
+    carol.open("/console/inbox").await;
+    carol
+        .click(&format!("#inbox [data-request='{id}'] button[value=approve]"))
+        .await;
+    carol.wait_for("#decisions").await;
+    assert_japanese(&carol, "inbox-decided").await;
+    carol.open("/console/no-such-page").await;
+    assert_japanese(&carol, "not-found").await;
+    // The choice in the footer beats the browser's language.
+    carol
+        .open("/console/language?lang=en&return_to=/console/inbox")
+        .await;
+    carol.wait_for_text("h1", EN.inbox_title).await;
+    bob.close().await;
+    carol.close().await;
+}
+
+/// The page is in Japanese: `<html lang="ja">`, its heading from the
+/// Japanese strings, and no English string of the console on it.
+async fn assert_japanese(browser: &Browser, name: &str) {
+    browser.wait_for("main").await;
+    let lang = browser
+        .wait_for("html")
+        .await
+        .attr("lang")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    assert_eq!(lang, "ja", "{name}");
+    let text = browser
+        .client
+        .find(fantoccini::Locator::Css("body"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let japanese: Vec<&str> = entries(&JA).into_iter().map(|(_, s)| s).collect();
+    let h1 = browser.text("h1").await;
+    assert!(
+        japanese.iter().any(|j| h1.contains(j)),
+        "{name}: heading `{h1}` is not from the Japanese strings"
+    );
+    for (key, english) in entries(&EN) {
+        if english.len() >= 5 && text.contains(english) {
+            panic!("{name}: English `{english}` ({key}) on a Japanese page:\n{text}");
+        }
+    }
+    check_page(browser, &format!("ja-{name}")).await;
+}

@@ -366,6 +366,8 @@ pub(crate) fn require_role(actor: &User, role: jitgate_shared::v1::api::Role) ->
 }
 
 #[cfg(test)]
+mod console_tests;
+#[cfg(test)]
 mod promises;
 #[cfg(test)]
 mod tests;

@@ -11,7 +11,9 @@
 //!    the requester, whatever accounts they used (I2).
 //!
 //! and the audit chain verifies after every step (I3); the
-//! `revokes_failing` gauge says how many grants are failing (I4).
+//! `revokes_failing` gauge says how many grants are failing (I4); the
+//! approvers' inbox never offers a person their own request and knows
+//! whom their person already reviewed (I5).
 //!
 //! People: nine accounts of six people: `dan` and `dan-sso` share a
 //! verified email (linked automatically), `eve-2` is linked to `eve` by an
@@ -490,6 +492,35 @@ impl World {
                 approvals,
                 r.approvals_required
             );
+        }
+        // I5: the approver's inbox (the console's and the API's) offers no
+        // one a request of their own person, and marks as reviewed what
+        // their person already reviewed through any account.
+        for (account, _, _, _) in ACCOUNTS {
+            let Some(user) = store.user(&UserId::new(*account).unwrap()).await.unwrap() else {
+                continue;
+            };
+            if user.disabled {
+                continue;
+            }
+            let me = self.human(&user.id);
+            for entry in self.h.broker.inbox(&user).await.unwrap() {
+                let r = &entry.request;
+                prop_assert!(
+                    self.human(&r.requester) != me,
+                    "I5: {} offered their own person's request {}",
+                    account,
+                    r.id
+                );
+                let voted = r.reviews.iter().any(|v| self.human(&v.reviewer) == me);
+                prop_assert_eq!(
+                    entry.reviewed,
+                    voted,
+                    "I5: {}'s inbox misstates whether their person reviewed {}",
+                    account,
+                    r.id
+                );
+            }
         }
         // I3: the audit chain verifies.
         let mut verifier = ChainVerifier::default();

@@ -17,9 +17,10 @@
 //! - [`events`]: live updates over Server-Sent Events.
 //!
 //! The page families: [`requester`] (my access, catalogue, request form
-//! and page), [`approver`] (inbox, decisions), [`view`] (pure shaping of
-//! records into what pages show).
+//! and page), [`approver`] (inbox, decisions), [`admin`] (agents and join
+//! tokens), [`view`] (pure shaping of records into what pages show).
 
+pub mod admin;
 pub mod approver;
 pub mod assets;
 pub mod csrf;
@@ -57,6 +58,9 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/console/grants/{id}/extend", post(requester::extend_grant))
         .route("/console/inbox", get(approver::inbox))
         .route("/console/requests/{id}/review", post(approver::review))
+        .route("/console/admin/agents", get(admin::agents))
+        .route("/console/admin/agents/{id}", post(admin::act_on_agent))
+        .route("/console/admin/join-tokens", post(admin::create_join_token))
         .route("/console/events", get(events::stream))
         .route("/console/static/{file}", get(assets::serve))
         .route("/console/{*rest}", get(page::not_found))

@@ -18,6 +18,7 @@ pub enum Here {
     Home,
     Catalogue,
     Inbox,
+    Admin,
     Other,
 }
 
@@ -27,6 +28,7 @@ impl Here {
             Here::Home => "home",
             Here::Catalogue => "catalogue",
             Here::Inbox => "inbox",
+            Here::Admin => "admin",
             Here::Other => "",
         }
     }

@@ -398,3 +398,58 @@ async fn assert_japanese(browser: &Browser, name: &str) {
     }
     check_page(browser, &format!("ja-{name}")).await;
 }
+
+#[tokio::test]
+async fn the_admin_enrolls_an_agent_with_the_command_the_console_shows() {
+    let b = TestBroker::start(CATALOG, &policies()).await;
+    let driver = Driver::start().await;
+    let admin = signed_in(&driver, &b, "admin", Settings::default()).await;
+    admin.open("/console/admin/agents").await;
+    admin.wait_for("#join-token-form").await;
+    check_page(&admin, "admin-agents-empty").await;
+    admin.click("#make-join-token").await;
+    let command = admin.text("#enroll-command").await;
+    check_page(&admin, "admin-join-token").await;
+
+    // Run exactly what the page says, with this build's agent and a state
+    // directory of the test's own.
+    let words: Vec<&str> = command.split_whitespace().collect();
+    assert_eq!(words.first(), Some(&"jitgate-agent"), "{command}");
+    let state = tempfile::tempdir().unwrap();
+    let mut args: Vec<String> = words[1..].iter().map(|w| (*w).to_owned()).collect();
+    let at = args.iter().position(|a| a == "--state-dir").expect("--state-dir") + 1;
+    args[at] = state.path().join("state").display().to_string();
+    let out = std::process::Command::new(jitgate_tests::bin("jitgate-agent"))
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{command}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    admin.open("/console/admin/agents").await;
+    let row = admin.wait_for("#agents [data-configuration=aws-test]").await;
+    let agent = row.attr("data-agent").await.unwrap().unwrap();
+    if admin
+        .client
+        .find(fantoccini::Locator::Css("#agents button[value=approve]"))
+        .await
+        .is_ok()
+    {
+        admin.click("#agents button[value=approve]").await;
+    }
+    admin
+        .wait_for_text(&format!("#agents [data-agent='{agent}']"), "active")
+        .await;
+    let listed = b.client("admin").agents().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id.to_string(), agent);
+    check_page(&admin, "admin-agents").await;
+    // Alice is not an admin: the page is refused.
+    let alice = signed_in(&driver, &b, "alice", Settings::default()).await;
+    alice.open("/console/admin/agents").await;
+    alice.wait_for(".notice.bad").await;
+    admin.close().await;
+    alice.close().await;
+}

@@ -1,0 +1,194 @@
+//! The admin's pages. So far: agents (online, last seen, drift,
+//! certificate expiry; approve and revoke) and join tokens, shown with the
+//! exact command that enrolls an agent.
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use jitgate_shared::v1::api::{AgentState, AgentView, CreateJoinTokenBody, JoinTokenIssued, Role};
+use jitgate_shared::v1::{AgentId, ConfigId};
+use serde::Deserialize;
+
+use super::csrf::Submitted;
+use super::page::{self, see_other, Chrome, Here};
+use super::text::{Lang, Texts};
+use super::view::at_text;
+use super::viewer::Viewer;
+use crate::api::AppState;
+use crate::service::ServiceError;
+
+/// An agent as the agents page shows it.
+#[derive(Debug)]
+pub struct AgentRow {
+    pub id: String,
+    pub configuration: String,
+    pub state: &'static str,
+    pub pending: bool,
+    pub active: bool,
+    pub online: bool,
+    pub last_seen: String,
+    pub version: String,
+    pub certificate_expires: String,
+    pub drift: String,
+}
+
+fn agent_row(lang: Lang, a: &AgentView) -> AgentRow {
+    let t = lang.texts();
+    let drift = match &a.drift {
+        None => t.drift_unknown.to_owned(),
+        Some(d) if d.unexpected.is_empty() && d.missing.is_empty() => {
+            format!("{} ({})", t.drift_none, at_text(d.checked_at))
+        }
+        Some(d) => format!(
+            "{} {}, {} {} ({})",
+            d.unexpected.len(),
+            t.drift_unexpected,
+            d.missing.len(),
+            t.drift_missing,
+            at_text(d.checked_at)
+        ),
+    };
+    AgentRow {
+        id: a.id.to_string(),
+        configuration: a.configuration.to_string(),
+        state: match a.state {
+            AgentState::Pending => t.agent_pending,
+            AgentState::Active => t.agent_active,
+            AgentState::Revoked => t.agent_revoked,
+        },
+        pending: a.state == AgentState::Pending,
+        active: a.state == AgentState::Active,
+        online: a.online,
+        last_seen: a.last_seen_at.map(at_text).unwrap_or_default(),
+        version: a.agent_version.clone().unwrap_or_default(),
+        certificate_expires: at_text(a.certificate_not_after),
+        drift,
+    }
+}
+
+/// The command that enrolls an agent with a join token, as an operator
+/// runs it on the agent's host.
+pub fn enroll_command(public_url: &str, issued: &JoinTokenIssued) -> String {
+    format!(
+        "jitgate-agent --state-dir /var/lib/jitgate-agent enroll --broker {} --token {} --ca-fingerprint {}",
+        public_url.trim_end_matches('/'),
+        issued.token,
+        issued.ca_fingerprint
+    )
+}
+
+#[derive(Debug, Template)]
+#[template(path = "console/admin_agents.html")]
+pub struct AgentsPage {
+    pub chrome: Chrome,
+    pub t: &'static Texts,
+    pub agents: Vec<AgentRow>,
+    pub configurations: Vec<String>,
+    pub may_act: bool,
+    /// A join token just made: its configuration, expiry and command.
+    pub enroll: Option<(String, String, String)>,
+}
+
+async fn agents_page(
+    s: &AppState,
+    viewer: &Viewer,
+    enroll: Option<(String, String, String)>,
+) -> Result<AgentsPage, ServiceError> {
+    let (agents, configurations) = tokio::try_join!(
+        s.broker.list_agents(&viewer.user),
+        s.broker.list_configurations(&viewer.user)
+    )?;
+    let t = viewer.lang.texts();
+    let mut agents: Vec<&AgentView> = agents.iter().collect();
+    agents.sort_by(|a, b| (&a.configuration, a.enrolled_at).cmp(&(&b.configuration, b.enrolled_at)));
+    Ok(AgentsPage {
+        chrome: Chrome::of(viewer, Here::Admin, t.nav_agents, "/console/admin/agents").live("agents"),
+        t,
+        agents: agents.iter().map(|a| agent_row(viewer.lang, a)).collect(),
+        configurations: configurations.iter().map(|c| c.id.to_string()).collect(),
+        may_act: viewer.user.has_role(Role::Admin),
+        enroll,
+    })
+}
+
+/// `GET /console/admin/agents` (admins and auditors; auditors only read).
+pub async fn agents(State(s): State<AppState>, viewer: Viewer) -> Response {
+    match agents_page(&s, &viewer, None).await {
+        Ok(p) => page::render(StatusCode::OK, &p),
+        Err(e) => page::service_error(&viewer, e, "/console/"),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct JoinTokenFields {
+    pub configuration: String,
+}
+
+/// `POST /console/admin/join-tokens`: a join token, shown once with the
+/// enroll command (the page is the answer: nothing to reload).
+pub async fn create_join_token(State(s): State<AppState>, form: Submitted<JoinTokenFields>) -> Response {
+    let Submitted { viewer, form } = form;
+    let made = async {
+        let configuration = ConfigId::new(form.configuration.clone())
+            .map_err(|e| ServiceError::invalid("configuration", e.to_string()))?;
+        let issued = s
+            .broker
+            .create_join_token(
+                &viewer.user,
+                CreateJoinTokenBody {
+                    configuration,
+                    ttl_seconds: None,
+                },
+            )
+            .await?;
+        let command = enroll_command(&s.broker.settings().public_url, &issued);
+        agents_page(
+            &s,
+            &viewer,
+            Some((
+                issued.configuration.to_string(),
+                at_text(issued.expires_at),
+                command,
+            )),
+        )
+        .await
+    }
+    .await;
+    match made {
+        Ok(p) => page::render(StatusCode::OK, &p),
+        Err(e) => page::service_error(&viewer, e, "/console/admin/agents"),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentAction {
+    Approve,
+    Revoke,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AgentFields {
+    pub action: AgentAction,
+}
+
+/// `POST /console/admin/agents/{id}`: approve or revoke an agent.
+pub async fn act_on_agent(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    form: Submitted<AgentFields>,
+) -> Response {
+    let Submitted { viewer, form } = form;
+    let done = match id.parse::<AgentId>() {
+        Ok(agent) => match form.action {
+            AgentAction::Approve => s.broker.approve_agent(&viewer.user, agent).await,
+            AgentAction::Revoke => s.broker.revoke_agent(&viewer.user, agent).await,
+        },
+        Err(_) => Err(ServiceError::not_found("agent", &id)),
+    };
+    match done {
+        Ok(_) => see_other("/console/admin/agents"),
+        Err(e) => page::service_error(&viewer, e, "/console/admin/agents"),
+    }
+}

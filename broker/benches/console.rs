@@ -6,7 +6,14 @@
 //!
 //! `cargo bench -p jitgate-broker --bench console` (`-- --quick`: 2,000
 //! requests, 200 grants).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, clippy::panic)]
+// A benchmark reads the wall clock.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
 
 mod support;
 

@@ -33,7 +33,7 @@ use jitgate_shared::v1::api::{CreateRequestBody, EndReason, RequestKind, Role, U
 use jitgate_shared::v1::{RequestId, UserId};
 use tower::ServiceExt;
 
-use support::{active_grants, broker_over, verdict, CATALOG};
+use support::{account, active_grants, broker_over, verdict, CATALOG};
 
 /// Renders of each page measured.
 const RENDERS: usize = 200;
@@ -56,21 +56,8 @@ async fn requests(store: &dyn Store, n: usize, pending: usize, people: usize) ->
         } else {
             format!("u{}", i % people)
         };
-        let account = store.user(&UserId::new(&id).unwrap()).await.unwrap();
-        let account = account.unwrap_or_else(|| jitgate_broker::domain::user::User {
-            id: UserId::new(&id).unwrap(),
-            version: 0,
-            display_name: id.clone(),
-            email: None,
-            email_verified: false,
-            roles: [Role::Requester].into(),
-            groups: Default::default(),
-            person: id.clone(),
-            disabled: false,
-            created_at: now,
-            provisioned_by: None,
-            identities: Default::default(),
-        });
+        let stored = store.user(&UserId::new(&id).unwrap()).await.unwrap();
+        let account = stored.unwrap_or_else(|| account(&id, now));
         let body = CreateRequestBody {
             resource: resource.id.clone(),
             duration_seconds: Some(1800),

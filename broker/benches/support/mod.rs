@@ -100,6 +100,24 @@ pub fn verdict(ok: bool) -> &'static str {
     }
 }
 
+/// A requester's account (not stored), its own person.
+pub fn account(id: &str, now: DateTime<Utc>) -> jitgate_broker::domain::user::User {
+    jitgate_broker::domain::user::User {
+        id: UserId::new(id).unwrap(),
+        version: 0,
+        display_name: id.to_owned(),
+        email: None,
+        email_verified: false,
+        roles: [jitgate_shared::v1::api::Role::Requester].into(),
+        groups: Default::default(),
+        person: id.to_owned(),
+        disabled: false,
+        created_at: now,
+        provisioned_by: None,
+        identities: Default::default(),
+    }
+}
+
 /// Writes `n` active grants ending at `ends_at(i)`, built by the same domain
 /// code the services use, in batches of 1,000 changes per flush.
 pub async fn active_grants(store: &dyn Store, n: usize, ends_at: impl Fn(usize) -> DateTime<Utc>) {
@@ -114,21 +132,8 @@ pub async fn active_grants(store: &dyn Store, n: usize, ends_at: impl Fn(usize) 
     };
     let mut batch = Vec::with_capacity(1000);
     for i in 0..n {
-        let user = UserId::new(format!("u{i}")).unwrap();
-        let account = jitgate_broker::domain::user::User {
-            id: user.clone(),
-            version: 0,
-            display_name: user.to_string(),
-            email: None,
-            email_verified: false,
-            roles: Default::default(),
-            groups: Default::default(),
-            person: user.to_string(),
-            disabled: false,
-            created_at: now,
-            provisioned_by: None,
-            identities: Default::default(),
-        };
+        let account = account(&format!("u{i}"), now);
+        let user = account.id.clone();
         let end = ends_at(i);
         let body = CreateRequestBody {
             resource: resource.id.clone(),

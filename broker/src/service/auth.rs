@@ -42,25 +42,36 @@ pub fn new_token(user: &User, now: DateTime<Utc>, ttl: chrono::Duration) -> (Str
     (token, stored)
 }
 
+/// The same answer for every refused token, so callers learn nothing about
+/// which tokens exist.
+fn refused() -> ServiceError {
+    ServiceError::Unauthenticated("invalid or expired token".into())
+}
+
 impl Broker {
     /// The user a bearer token belongs to. The same message for every
     /// failure, so callers learn nothing about which tokens exist.
     #[tracing::instrument(skip_all)]
     pub async fn authenticate(&self, token: &str) -> Result<User, ServiceError> {
-        let refuse = || ServiceError::Unauthenticated("invalid or expired token".into());
-        if !token.starts_with(TOKEN_PREFIX) {
-            return Err(refuse());
-        }
-        let now = self.clock.now();
-        let stored = self.store.token(&hash_token(token)).await?.ok_or_else(refuse)?;
-        if !stored.is_valid_at(now) || stored.kind != TokenKind::Access {
-            return Err(refuse());
-        }
-        let user = self.store.user(&stored.user).await?.ok_or_else(refuse)?;
+        let stored = self.live_access_token(token).await?;
+        let user = self.store.user(&stored.user).await?.ok_or_else(refused)?;
         if user.disabled {
-            return Err(refuse());
+            return Err(refused());
         }
         Ok(user)
+    }
+
+    /// The stored access token `token` names, while it is valid.
+    async fn live_access_token(&self, token: &str) -> Result<ApiToken, ServiceError> {
+        if !token.starts_with(TOKEN_PREFIX) {
+            return Err(refused());
+        }
+        let now = self.clock.now();
+        let stored = self.store.token(&hash_token(token)).await?.ok_or_else(refused)?;
+        if !stored.is_valid_at(now) || stored.kind != TokenKind::Access {
+            return Err(refused());
+        }
+        Ok(stored)
     }
 
     /// The user and live sign-in session of a browser's session token (the
@@ -68,19 +79,12 @@ impl Broker {
     /// [`Broker::authenticate`], and for tokens of no session (API tokens).
     #[tracing::instrument(skip_all)]
     pub async fn authenticate_browser(&self, token: &str) -> Result<(User, Session), ServiceError> {
-        let refuse = || ServiceError::Unauthenticated("invalid or expired token".into());
-        if !token.starts_with(TOKEN_PREFIX) {
-            return Err(refuse());
-        }
-        let now = self.clock.now();
-        let stored = self.store.token(&hash_token(token)).await?.ok_or_else(refuse)?;
-        if !stored.is_valid_at(now) || stored.kind != TokenKind::Access {
-            return Err(refuse());
-        }
-        let session = stored.session.as_deref().ok_or_else(refuse)?;
+        let stored = self.live_access_token(token).await?;
+        let session = stored.session.as_deref().ok_or_else(refused)?;
         let (session, user) = tokio::try_join!(self.store.session(session), self.store.user(&stored.user))?;
-        let session = session.filter(|s| s.is_live(now)).ok_or_else(refuse)?;
-        let user = user.filter(|u| !u.disabled).ok_or_else(refuse)?;
+        let now = self.clock.now();
+        let session = session.filter(|s| s.is_live(now)).ok_or_else(refused)?;
+        let user = user.filter(|u| !u.disabled).ok_or_else(refused)?;
         Ok((user, session))
     }
 }

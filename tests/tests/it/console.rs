@@ -117,7 +117,7 @@ async fn alice_requests_bob_approves_live_and_alice_ends_it_early() {
     assert_eq!(agent.tenant().len(), 1, "the sandbox tenant holds it");
 
     alice.open(&format!("/console/requests/{id}")).await;
-    alice.click_and_confirm("#end-grant").await;
+    alice.click_and_confirm("button.end-grant").await;
     alice.wait_for_text("#request-state", "ended early").await;
     eventually(
         Duration::from_secs(10),
@@ -309,7 +309,7 @@ async fn the_whole_flow_works_without_javascript() {
     .await;
     alice.open(&format!("/console/requests/{id}")).await;
     alice.wait_for_text("#grant-progress", "in effect").await;
-    alice.click_and_confirm("#end-grant").await;
+    alice.click_and_confirm("button.end-grant").await;
     alice.wait_for_text("#request-state", "ended early").await;
     eventually(
         Duration::from_secs(10),

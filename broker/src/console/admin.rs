@@ -1,6 +1,7 @@
 //! The admin's pages. So far: agents (online, last seen, drift,
 //! certificate expiry; approve and revoke) and join tokens, shown with the
-//! exact command that enrolls an agent.
+//! exact command that enrolls an agent; users (roles, linked accounts,
+//! providers; disable), live sessions and API tokens (end, revoke).
 
 use askama::Template;
 use axum::extract::{Path, State};
@@ -190,5 +191,148 @@ pub async fn act_on_agent(
     match done {
         Ok(_) => see_other("/console/admin/agents"),
         Err(e) => page::service_error(&viewer, e, "/console/admin/agents"),
+    }
+}
+
+/// A user as the users page shows it.
+#[derive(Debug)]
+pub struct UserRow {
+    pub id: String,
+    pub name: String,
+    pub email: String,
+    pub roles: String,
+    pub groups: String,
+    /// Other accounts of the same person.
+    pub linked: String,
+    pub identities: String,
+    pub disabled: bool,
+}
+
+/// A live session or an API token, as the users page shows it.
+#[derive(Debug)]
+pub struct CredentialRow {
+    pub id: String,
+    pub user: String,
+    pub what: String,
+    pub created: String,
+    pub expires: String,
+}
+
+#[derive(Debug, Template)]
+#[template(path = "console/admin_users.html")]
+pub struct UsersPage {
+    pub chrome: Chrome,
+    pub t: &'static Texts,
+    pub users: Vec<UserRow>,
+    pub sessions: Vec<CredentialRow>,
+    pub tokens: Vec<CredentialRow>,
+    pub may_act: bool,
+}
+
+fn user_rows(users: &[jitgate_shared::v1::api::UserView]) -> Vec<UserRow> {
+    users
+        .iter()
+        .map(|u| UserRow {
+            id: u.id.to_string(),
+            name: u.display_name.clone(),
+            email: u.email.clone().unwrap_or_default(),
+            roles: u.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", "),
+            groups: u.groups.iter().cloned().collect::<Vec<_>>().join(", "),
+            linked: users
+                .iter()
+                .filter(|o| o.id != u.id && !u.person.is_empty() && o.person == u.person)
+                .map(|o| o.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            identities: u
+                .identities
+                .keys()
+                .cloned()
+                .chain(u.provisioned_by.iter().map(|c| format!("SCIM {c}")))
+                .collect::<Vec<_>>()
+                .join(", "),
+            disabled: u.disabled,
+        })
+        .collect()
+}
+
+async fn users_page(s: &AppState, viewer: &Viewer) -> Result<UsersPage, ServiceError> {
+    let b = &s.broker;
+    let users = b.list_users(&viewer.user).await?;
+    let may_act = viewer.user.has_role(Role::Admin);
+    let (sessions, tokens) = if may_act {
+        tokio::try_join!(
+            b.list_sessions(&viewer.user, None, false),
+            b.list_tokens(&viewer.user, None)
+        )?
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    let t = viewer.lang.texts();
+    Ok(UsersPage {
+        chrome: Chrome::of(viewer, Here::Admin, t.users_title, "/console/admin/users"),
+        t,
+        users: user_rows(&users),
+        sessions: sessions
+            .iter()
+            .map(|x| CredentialRow {
+                id: x.id.clone(),
+                user: x.user.to_string(),
+                what: x.provider.clone(),
+                created: at_text(x.created_at),
+                expires: at_text(x.expires_at),
+            })
+            .collect(),
+        // Tokens of sessions go with their session; these are API tokens.
+        tokens: tokens
+            .iter()
+            .filter(|x| x.session.is_none())
+            .map(|x| CredentialRow {
+                id: x.id.clone(),
+                user: x.user.to_string(),
+                what: x.kind.clone(),
+                created: at_text(x.created_at),
+                expires: at_text(x.expires_at),
+            })
+            .collect(),
+        may_act,
+    })
+}
+
+/// `GET /console/admin/users` (admins and auditors; auditors only read
+/// the accounts).
+pub async fn users(State(s): State<AppState>, viewer: Viewer) -> Response {
+    match users_page(&s, &viewer).await {
+        Ok(p) => page::render(StatusCode::OK, &p),
+        Err(e) => page::service_error(&viewer, e, "/console/"),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct UserActionFields {
+    pub action: String,
+    pub id: String,
+}
+
+/// `POST /console/admin/users`: disable an account, end a session, revoke
+/// an API token (admins; each audited by its service).
+pub async fn act_on_user(State(s): State<AppState>, form: Submitted<UserActionFields>) -> Response {
+    let Submitted { viewer, form } = form;
+    let b = &s.broker;
+    let done = match form.action.as_str() {
+        "disable" => match form.id.parse::<jitgate_shared::v1::UserId>() {
+            Ok(id) => b.disable_user(&viewer.user, &id).await.map(|_| ()),
+            Err(_) => Err(ServiceError::not_found("user", &form.id)),
+        },
+        "end_session" => b.revoke_session(&viewer.user, &form.id).await.map(|_| ()),
+        "revoke_token" => b.revoke_token(&viewer.user, &form.id).await.map(|_| ()),
+        other => Err(ServiceError::invalid(
+            "action",
+            format!("`{other}` is not disable, end_session or revoke_token"),
+        )),
+    };
+    match done {
+        Ok(()) => see_other("/console/admin/users"),
+        Err(e) => page::service_error(&viewer, e, "/console/admin/users"),
     }
 }

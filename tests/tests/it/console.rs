@@ -356,6 +356,12 @@ async fn a_japanese_session_shows_japanese_on_every_page() {
     assert_japanese(&carol, "inbox-decided").await;
     carol.open("/console/no-such-page").await;
     assert_japanese(&carol, "not-found").await;
+    let admin = signed_in(&driver, &b, "admin", ja).await;
+    admin.open("/console/admin/agents").await;
+    assert_japanese(&admin, "admin-agents").await;
+    admin.open("/console/admin/users").await;
+    assert_japanese(&admin, "admin-users").await;
+    admin.close().await;
     // The choice in the footer beats the browser's language.
     carol
         .open("/console/language?lang=en&return_to=/console/inbox")
@@ -452,4 +458,49 @@ async fn the_admin_enrolls_an_agent_with_the_command_the_console_shows() {
     alice.wait_for(".notice.bad").await;
     admin.close().await;
     alice.close().await;
+}
+
+#[tokio::test]
+async fn the_admin_ends_a_session_revokes_a_token_and_disables_an_account() {
+    let b = TestBroker::start(CATALOG, &policies()).await;
+    let driver = Driver::start().await;
+    let bob = signed_in(&driver, &b, "bob", Settings::default()).await;
+    let admin = signed_in(&driver, &b, "admin", Settings::default()).await;
+    admin.open("/console/admin/users").await;
+    let erin = admin.text("#users [data-user=erin]").await;
+    assert!(erin.contains("alice"), "erin is alice's person: {erin}");
+    check_page(&admin, "admin-users").await;
+
+    // Bob's browser session ends at once.
+    admin.click("#sessions [data-user=bob] button").await;
+    admin.wait_for("#users").await;
+    bob.open("/console/").await;
+    bob.wait_for("a.button[href^='/auth/login'], p.muted").await;
+    assert!(
+        bob.client
+            .current_url()
+            .await
+            .unwrap()
+            .path()
+            .starts_with("/console/sign-in"),
+        "bob is sent to sign in again"
+    );
+
+    // Alice's API token stops working.
+    assert!(b.client("alice").whoami().await.is_ok());
+    admin.click("#tokens [data-user=alice] button").await;
+    admin.wait_for("#users").await;
+    assert!(b.client("alice").whoami().await.is_err(), "revoked token refused");
+
+    // Carol is disabled.
+    admin.click_and_confirm("#users [data-user=carol] button").await;
+    admin.wait_for_text("#users [data-user=carol]", "disabled").await;
+    assert!(
+        b.client("carol").whoami().await.is_err(),
+        "disabled account refused"
+    );
+    let users = b.client("admin").users().await.unwrap();
+    assert!(users.iter().any(|u| u.id.as_str() == "carol" && u.disabled));
+    admin.close().await;
+    bob.close().await;
 }

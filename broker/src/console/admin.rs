@@ -79,12 +79,35 @@ pub fn enroll_command(public_url: &str, issued: &JoinTokenIssued) -> String {
     )
 }
 
+/// One configuration's outbox.
+#[derive(Debug)]
+pub struct OutboxRow {
+    pub configuration: String,
+    pub queued: usize,
+    pub revokes: usize,
+    pub oldest: String,
+}
+
+/// A revoke that keeps failing.
+#[derive(Debug)]
+pub struct FailingRow {
+    pub command: String,
+    pub request: String,
+    pub resource: String,
+    pub user: String,
+    pub since: String,
+    pub attempts: u32,
+    pub reason: String,
+}
+
 #[derive(Debug, Template)]
 #[template(path = "console/admin_agents.html")]
 pub struct AgentsPage {
     pub chrome: Chrome,
     pub t: &'static Texts,
     pub agents: Vec<AgentRow>,
+    pub outboxes: Vec<OutboxRow>,
+    pub failing: Vec<FailingRow>,
     pub configurations: Vec<String>,
     pub may_act: bool,
     /// A join token just made: its configuration, expiry and command.
@@ -100,6 +123,10 @@ async fn agents_page(
         s.broker.list_agents(&viewer.user),
         s.broker.list_configurations(&viewer.user)
     )?;
+    let (outboxes, failing) = tokio::try_join!(
+        outboxes(s, viewer, &configurations),
+        s.broker.failing_revokes(&viewer.user)
+    )?;
     let t = viewer.lang.texts();
     let mut agents: Vec<&AgentView> = agents.iter().collect();
     agents.sort_by(|a, b| (&a.configuration, a.enrolled_at).cmp(&(&b.configuration, b.enrolled_at)));
@@ -107,10 +134,77 @@ async fn agents_page(
         chrome: Chrome::of(viewer, Here::Admin, t.nav_agents, "/console/admin/agents").live("agents"),
         t,
         agents: agents.iter().map(|a| agent_row(viewer.lang, a)).collect(),
+        outboxes,
+        failing: failing
+            .iter()
+            .filter_map(|g| {
+                let f = g.revoke_failing.as_ref()?;
+                Some(FailingRow {
+                    command: f.command.clone(),
+                    request: g.request.to_string(),
+                    resource: g.resource.to_string(),
+                    user: g.user.to_string(),
+                    since: at_text(f.since),
+                    attempts: f.attempts,
+                    reason: f.reason.clone(),
+                })
+            })
+            .collect(),
         configurations: configurations.iter().map(|c| c.id.to_string()).collect(),
         may_act: viewer.user.has_role(Role::Admin),
         enroll,
     })
+}
+
+/// Each configuration's queued commands (configurations are few: one read
+/// each).
+async fn outboxes(
+    s: &AppState,
+    viewer: &Viewer,
+    configurations: &[jitgate_shared::v1::api::Configuration],
+) -> Result<Vec<OutboxRow>, ServiceError> {
+    let mut rows = Vec::new();
+    for c in configurations {
+        let queued = s
+            .broker
+            .outbox(&viewer.user, &c.id, crate::store::MAX_PAGE * 20)
+            .await?;
+        rows.push(OutboxRow {
+            configuration: c.id.to_string(),
+            queued: queued.len(),
+            revokes: queued
+                .iter()
+                .filter(|q| q.op == jitgate_shared::v1::api::CommandOp::Revoke)
+                .count(),
+            oldest: queued
+                .iter()
+                .map(|q| q.issued_at)
+                .min()
+                .map(at_text)
+                .unwrap_or_default(),
+        });
+    }
+    Ok(rows)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ForceCloseFields {
+    pub reason: String,
+}
+
+/// `POST /console/admin/revokes/{command}/force-close`: an admin removed
+/// the entitlement by hand; the reason goes to the audit log.
+pub async fn force_close(
+    State(s): State<AppState>,
+    Path(command): Path<String>,
+    form: Submitted<ForceCloseFields>,
+) -> Response {
+    let Submitted { viewer, form } = form;
+    let body = jitgate_shared::v1::api::ForceCloseBody { reason: form.reason };
+    match s.broker.force_close_revoke(&viewer.user, &command, body).await {
+        Ok(_) => see_other("/console/admin/agents"),
+        Err(e) => page::service_error(&viewer, e, "/console/admin/agents"),
+    }
 }
 
 /// `GET /console/admin/agents` (admins and auditors; auditors only read).

@@ -61,6 +61,10 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/console/admin/agents", get(admin::agents))
         .route("/console/admin/agents/{id}", post(admin::act_on_agent))
         .route("/console/admin/join-tokens", post(admin::create_join_token))
+        .route(
+            "/console/admin/revokes/{command}/force-close",
+            post(admin::force_close),
+        )
         .route("/console/admin/users", get(admin::users).post(admin::act_on_user))
         .route("/console/events", get(events::stream))
         .route("/console/static/{file}", get(assets::serve))

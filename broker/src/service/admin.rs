@@ -301,6 +301,21 @@ impl Broker {
 }
 
 impl Broker {
+    /// Grants whose revoke keeps failing (admins and auditors).
+    pub async fn failing_revokes(&self, actor: &User) -> Result<Vec<GrantView>, ServiceError> {
+        require_privileged(actor)?;
+        let filter = crate::store::GrantFilter {
+            revoke_failing: true,
+            ..crate::store::GrantFilter::default()
+        };
+        Ok(self
+            .grants_where(&filter)
+            .await?
+            .iter()
+            .map(crate::domain::grant::Grant::view)
+            .collect())
+    }
+
     /// Closes a queued revoke: an admin says the entitlement was removed by
     /// hand (the tenant is gone, the agent cannot be mended). Audited with
     /// the reason; the grant counts as removed. The only way a revoke

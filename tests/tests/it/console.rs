@@ -504,3 +504,75 @@ async fn the_admin_ends_a_session_revokes_a_token_and_disables_an_account() {
     admin.close().await;
     bob.close().await;
 }
+
+#[tokio::test]
+async fn a_failing_revoke_is_shown_on_the_agents_page_and_closed_there() {
+    use futures_util::SinkExt;
+    use jitgate_shared::v1::api::CommandOp;
+    use jitgate_shared::v1::protocol::{self, AgentMessage, FailureKind, Outcome};
+    use tokio_tungstenite::tungstenite::Message;
+
+    use crate::hub::{agent_tls, dial, hello, next_command};
+
+    let b = TestBroker::start_with(CATALOG, &policies(), FAST).await;
+    let agent = TestAgent::enroll(&b, "aws-test", None).await;
+    let mut ws = dial(&b, agent_tls(&b, &agent)).await.unwrap();
+    hello(&mut ws, "aws-test").await;
+    let grant = crate::support::request(&b.client("bob"), "auto-admin", 600)
+        .await
+        .grant
+        .unwrap();
+    let granted = next_command(&mut ws, CommandOp::Grant).await;
+    let applied = AgentMessage::Result {
+        command: granted.id,
+        outcome: Outcome::Applied,
+    };
+    ws.send(Message::text(protocol::encode(&applied))).await.unwrap();
+    b.client("bob").revoke(grant, None).await.unwrap();
+    let revoke = next_command(&mut ws, CommandOp::Revoke).await;
+    let refused = AgentMessage::Result {
+        command: revoke.id.clone(),
+        outcome: Outcome::failed(
+            FailureKind::Rejected,
+            "AccessDeniedException: DeleteAccountAssignment",
+            None,
+        ),
+    };
+    ws.send(Message::text(protocol::encode(&refused))).await.unwrap();
+
+    let driver = Driver::start().await;
+    let admin = signed_in(&driver, &b, "admin", Settings::default()).await;
+    let card = format!("#failing [data-command='{}']", revoke.id);
+    eventually(
+        Duration::from_secs(10),
+        "the failing revoke on the page",
+        || async {
+            admin.open("/console/admin/agents").await;
+            let shown = admin.client.find(fantoccini::Locator::Css(&card)).await.is_ok();
+            shown.then_some(())
+        },
+    )
+    .await;
+    let shown = admin.text(&card).await;
+    assert!(shown.contains("AccessDeniedException"), "{shown}");
+    let queued = admin.text("#outboxes [data-configuration=aws-test]").await;
+    assert!(queued.contains('1'), "the revoke is queued: {queued}");
+    check_page(&admin, "admin-failing-revoke").await;
+    admin
+        .wait_for(&format!("{card} input[name=reason]"))
+        .await
+        .send_keys("removed in the AWS console")
+        .await
+        .unwrap();
+    admin.click_and_confirm(&format!("{card} button")).await;
+    admin
+        .wait_for_text("#delivery-h + table + h3 + p", "No revoke is failing")
+        .await;
+    let closed = b.client("admin").grant(grant).await.unwrap();
+    assert!(
+        closed.revoke_failing.is_none() && closed.removed_at.is_some(),
+        "{closed:?}"
+    );
+    drop(ws);
+    admin.close().await;
+}

@@ -18,7 +18,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::agents::FAST;
 use crate::support::eventually;
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<TcpStream>>;
+pub(crate) type Ws = tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<TcpStream>>;
 
 fn roots(b: &TestBroker) -> rustls::RootCertStore {
     let mut roots = rustls::RootCertStore::empty();
@@ -37,13 +37,13 @@ fn with_cert(
         .unwrap()
 }
 
-fn agent_tls(b: &TestBroker, agent: &TestAgent) -> rustls::ClientConfig {
+pub(crate) fn agent_tls(b: &TestBroker, agent: &TestAgent) -> rustls::ClientConfig {
     let pem = std::fs::read(agent.state_dir().join("credentials.pem")).unwrap();
     let chain = CertificateDer::pem_slice_iter(&pem).map(Result::unwrap).collect();
     with_cert(b, chain, PrivateKeyDer::from_pem_slice(&pem).unwrap())
 }
 
-async fn dial(b: &TestBroker, tls: rustls::ClientConfig) -> Result<Ws, String> {
+pub(crate) async fn dial(b: &TestBroker, tls: rustls::ClientConfig) -> Result<Ws, String> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let addr = b.hub_url.trim_start_matches("wss://").to_owned();
     let tcp = TcpStream::connect(&addr).await.map_err(|e| e.to_string())?;
@@ -64,7 +64,7 @@ async fn dial(b: &TestBroker, tls: rustls::ClientConfig) -> Result<Ws, String> {
     Ok(ws)
 }
 
-async fn hello(ws: &mut Ws, configuration: &str) -> BrokerMessage {
+pub(crate) async fn hello(ws: &mut Ws, configuration: &str) -> BrokerMessage {
     let hello = AgentMessage::Hello {
         version: VERSION,
         configuration: ConfigId::new(configuration).unwrap(),
@@ -465,7 +465,7 @@ async fn a_self_revoke_report_that_does_not_match_its_grant_is_refused() {
 }
 
 /// Reads commands until one with `op`, answering the others as applied.
-async fn next_command(
+pub(crate) async fn next_command(
     ws: &mut Ws,
     op: jitgate_shared::v1::api::CommandOp,
 ) -> jitgate_shared::v1::signing::CommandBody {

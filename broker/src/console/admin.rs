@@ -430,3 +430,166 @@ pub async fn act_on_user(State(s): State<AppState>, form: Submitted<UserActionFi
         Err(e) => page::service_error(&viewer, e, "/console/admin/users"),
     }
 }
+
+/// A configuration and its resources, as the configurations page shows them.
+#[derive(Debug)]
+pub struct ConfigurationRow {
+    pub id: String,
+    pub name: String,
+    pub kind: String,
+    pub identities: String,
+    pub enabled: bool,
+    /// (id, name, group, what it grants)
+    pub resources: Vec<(String, String, String, String)>,
+}
+
+/// One step of an explained plan.
+#[derive(Debug)]
+pub struct PlanRow {
+    pub configuration: String,
+    pub target: String,
+    pub principal: String,
+    pub agents: String,
+}
+
+/// How a resource would be elevated for a user.
+#[derive(Debug)]
+pub struct Explained {
+    pub resource: String,
+    pub user: String,
+    pub chain: String,
+    pub apply: PlanRow,
+    pub confirm: Vec<PlanRow>,
+}
+
+#[derive(Debug, Template)]
+#[template(path = "console/admin_configurations.html")]
+pub struct ConfigurationsPage {
+    pub chrome: Chrome,
+    pub t: &'static Texts,
+    pub configurations: Vec<ConfigurationRow>,
+    pub users: Vec<String>,
+    pub asked_resource: String,
+    pub asked_user: String,
+    pub explained: Option<Explained>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ExplainQuery {
+    #[serde(default)]
+    pub resource: String,
+    #[serde(default)]
+    pub user: String,
+}
+
+fn plan_row(step: &jitgate_shared::v1::api::PlanStep, t: &Texts) -> PlanRow {
+    PlanRow {
+        configuration: step.entitlement.configuration.to_string(),
+        target: step.entitlement.target.describe(),
+        principal: step.entitlement.principal.clone(),
+        agents: if step.agents.is_empty() {
+            t.no_agent_yet.to_owned()
+        } else {
+            step.agents
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+    }
+}
+
+/// `GET /console/admin/configurations?resource=&user=`: configurations and
+/// their resources; with a resource and a user, how it would be elevated
+/// for them (the chain explain view; nothing is done).
+pub async fn configurations(
+    State(s): State<AppState>,
+    viewer: Viewer,
+    axum::extract::Query(q): axum::extract::Query<ExplainQuery>,
+) -> Response {
+    let b = &s.broker;
+    let read = async {
+        tokio::try_join!(
+            b.list_configurations(&viewer.user),
+            b.list_resources(&viewer.user),
+            b.list_users(&viewer.user)
+        )
+    };
+    let (configurations, resources, users) = match read.await {
+        Ok(v) => v,
+        Err(e) => return page::service_error(&viewer, e, "/console/"),
+    };
+    let t = viewer.lang.texts();
+    let (explained, error) = if q.resource.is_empty() || q.user.is_empty() {
+        (None, None)
+    } else {
+        let asked = async {
+            let resource = jitgate_shared::v1::ResourceId::new(q.resource.clone())
+                .map_err(|e| ServiceError::invalid("resource", e.to_string()))?;
+            let user = jitgate_shared::v1::UserId::new(q.user.clone())
+                .map_err(|e| ServiceError::invalid("user", e.to_string()))?;
+            b.explain(&viewer.user, &resource, &user).await
+        };
+        match asked.await {
+            Ok(x) => (
+                Some(Explained {
+                    resource: x.resource.to_string(),
+                    user: x.user.to_string(),
+                    chain: x.chain.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(" → "),
+                    apply: plan_row(&x.apply, t),
+                    confirm: x.confirm.iter().map(|c| plan_row(c, t)).collect(),
+                }),
+                None,
+            ),
+            Err(e) => (None, Some(e.to_string())),
+        }
+    };
+    let rows = configurations
+        .iter()
+        .map(|c| ConfigurationRow {
+            id: c.id.to_string(),
+            name: c.display_name.clone(),
+            kind: c.kind.as_str().to_owned(),
+            identities: match serde_json::to_value(&c.identity_mode) {
+                Ok(serde_json::Value::Object(m)) => m
+                    .iter()
+                    .map(|(k, v)| format!("{k}: {}", v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                _ => String::new(),
+            },
+            enabled: c.enabled,
+            resources: resources
+                .iter()
+                .filter(|r| r.configuration == c.id)
+                .map(|r| {
+                    (
+                        r.id.to_string(),
+                        r.display_name.clone(),
+                        r.group.clone().unwrap_or_default(),
+                        r.target.describe(),
+                    )
+                })
+                .collect(),
+        })
+        .collect();
+    page::render(
+        StatusCode::OK,
+        &ConfigurationsPage {
+            chrome: Chrome::of(
+                &viewer,
+                Here::Admin,
+                t.configurations_title,
+                "/console/admin/configurations",
+            ),
+            t,
+            configurations: rows,
+            users: users.iter().map(|u| u.id.to_string()).collect(),
+            asked_resource: q.resource,
+            asked_user: q.user,
+            explained,
+            error,
+        },
+    )
+}

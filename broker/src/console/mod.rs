@@ -66,6 +66,7 @@ pub fn router(state: AppState) -> Router<AppState> {
             post(admin::force_close),
         )
         .route("/console/admin/users", get(admin::users).post(admin::act_on_user))
+        .route("/console/admin/configurations", get(admin::configurations))
         .route("/console/events", get(events::stream))
         .route("/console/static/{file}", get(assets::serve))
         .route("/console/{*rest}", get(page::not_found))

@@ -90,7 +90,7 @@ auto_approve = true
 approvals_required = 0
 "#;
 
-async fn broker() -> TestBroker {
+pub(crate) async fn broker() -> TestBroker {
     TestBroker::start_with(
         &catalog(),
         &[("access.cedar", POLICY), ("workflows.toml", WORKFLOWS)],

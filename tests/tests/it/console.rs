@@ -361,6 +361,8 @@ async fn a_japanese_session_shows_japanese_on_every_page() {
     assert_japanese(&admin, "admin-agents").await;
     admin.open("/console/admin/users").await;
     assert_japanese(&admin, "admin-users").await;
+    admin.open("/console/admin/configurations").await;
+    assert_japanese(&admin, "admin-configurations").await;
     admin.close().await;
     // The choice in the footer beats the browser's language.
     carol
@@ -574,5 +576,28 @@ async fn a_failing_revoke_is_shown_on_the_agents_page_and_closed_there() {
         "{closed:?}"
     );
     drop(ws);
+    admin.close().await;
+}
+
+#[tokio::test]
+async fn the_admin_sees_how_a_federated_resource_would_be_elevated() {
+    let b = crate::chains::broker().await;
+    let driver = Driver::start().await;
+    let admin = signed_in(&driver, &b, "admin", Settings::default()).await;
+    admin.open("/console/admin/configurations").await;
+    admin
+        .wait_for("[data-configuration=aws-fed] [data-resource=fed-admin]")
+        .await;
+    let explain = "/console/admin/configurations?resource=fed-admin&user=alice";
+    // With no agent where it is applied, the page says so, naming the path.
+    admin.open(explain).await;
+    let refused = admin.text("#explain-h ~ p.notice.bad").await;
+    assert!(refused.contains("no enrolled agent for `entra`"), "{refused}");
+    let _entra = TestAgent::enroll(&b, "entra", None).await;
+    admin.open(explain).await;
+    let explained = admin.text("#explained").await;
+    assert!(explained.contains("aws-fed → entra"), "the chain: {explained}");
+    assert!(explained.contains("alice@example.com"), "{explained}");
+    check_page(&admin, "admin-configurations-explain").await;
     admin.close().await;
 }

@@ -204,6 +204,16 @@ impl Browser {
         }
     }
 
+    /// Waits until no element matches (the page after an action shows its
+    /// outcome: a row gone).
+    pub async fn wait_gone(&self, css: &str) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while self.client.find(Locator::Css(css)).await.is_ok() {
+            assert!(tokio::time::Instant::now() < deadline, "`{css}` never went away");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub async fn main_text(&self) -> String {
         match self.client.find(Locator::Css("main")).await {
             Ok(m) => m.text().await.unwrap_or_default(),

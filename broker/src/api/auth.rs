@@ -285,12 +285,7 @@ pub async fn refresh_browser(
     headers: HeaderMap,
     Query(q): Query<crate::console::viewer::ReturnTo>,
 ) -> Response {
-    let back = q
-        .return_to
-        .as_deref()
-        .and_then(crate::identity::sso::local_return_path)
-        .filter(|p| p.starts_with("/console/"))
-        .unwrap_or_else(|| "/console/".to_owned());
+    let back = crate::console::viewer::console_path(q.return_to.as_deref());
     if let Some(token) = cookie(&headers, REFRESH_COOKIE) {
         match s.broker.refresh_session(&token).await {
             Ok(tokens) => {

@@ -131,7 +131,7 @@ pub struct ReturnTo {
 }
 
 /// A console path to come back to, or the console's home.
-fn console_path(asked: Option<&str>) -> String {
+pub fn console_path(asked: Option<&str>) -> String {
     asked
         .and_then(local_return_path)
         .filter(|p| p.starts_with("/console/"))

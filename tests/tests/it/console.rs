@@ -134,7 +134,7 @@ async fn alice_requests_bob_approves_live_and_alice_ends_it_early() {
     // Signing out ends the session at the broker: the old cookie is refused.
     let cookie = alice.cookie("jitgate_session").await;
     alice.click("button.link").await;
-    alice.wait_for("a.brand").await;
+    alice.wait_for_text("h1", "Sign in to jitgate").await;
     let status = page_status(&b, &alice.base, "/console/", &cookie).await;
     assert_eq!(
         status, 303,
@@ -475,7 +475,7 @@ async fn the_admin_ends_a_session_revokes_a_token_and_disables_an_account() {
 
     // Bob's browser session ends at once.
     admin.click("#sessions [data-user=bob] button").await;
-    admin.wait_for("#users").await;
+    admin.wait_gone("#sessions [data-user=bob]").await;
     bob.open("/console/").await;
     bob.wait_for("a.button[href^='/auth/login'], p.muted").await;
     assert!(
@@ -491,7 +491,7 @@ async fn the_admin_ends_a_session_revokes_a_token_and_disables_an_account() {
     // Alice's API token stops working.
     assert!(b.client("alice").whoami().await.is_ok());
     admin.click("#tokens [data-user=alice] button").await;
-    admin.wait_for("#users").await;
+    admin.wait_gone("#tokens [data-user=alice]").await;
     assert!(b.client("alice").whoami().await.is_err(), "revoked token refused");
 
     // Carol is disabled.

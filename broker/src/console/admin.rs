@@ -536,7 +536,7 @@ pub async fn configurations(
                 Some(Explained {
                     resource: x.resource.to_string(),
                     user: x.user.to_string(),
-                    chain: x.chain.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(" → "),
+                    chain: super::view::chain_text(&x.chain),
                     apply: plan_row(&x.apply, t),
                     confirm: x.confirm.iter().map(|c| plan_row(c, t)).collect(),
                 }),

@@ -49,7 +49,7 @@ fn item(lang: Lang, e: &InboxEntry) -> InboxItem {
         expires: view::at_text(r.pending_expires_at),
         policies: e.approving_policies.join(", "),
         reviewed: e.reviewed,
-        chain: e.chain.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(" → "),
+        chain: view::chain_text(&e.chain),
         history: e.history.iter().map(|h| view::request_row(lang, h)).collect(),
     }
 }

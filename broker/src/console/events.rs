@@ -60,8 +60,7 @@ pub async fn stream(State(s): State<AppState>, viewer: Viewer) -> Response {
         audience: Audience {
             user: viewer.user.id.clone(),
             sees_all: sees_all(&viewer.user),
-            admin: viewer.user.has_role(jitgate_shared::v1::api::Role::Admin)
-                || viewer.user.has_role(jitgate_shared::v1::api::Role::Auditor),
+            admin: crate::service::admin::is_privileged(&viewer.user),
         },
         ends: tokio::time::Instant::now() + left,
         queued: Vec::new(),

@@ -90,7 +90,7 @@ impl Chrome {
                 user: viewer.user.id.to_string(),
                 csrf: viewer.csrf().to_owned(),
                 approver: viewer.user.has_role(Role::Approver),
-                admin: viewer.user.has_role(Role::Admin) || viewer.user.has_role(Role::Auditor),
+                admin: crate::service::admin::is_privileged(&viewer.user),
             }),
             csrf: viewer.csrf().to_owned(),
             ..Self::anonymous(viewer.lang, title, path)

@@ -397,6 +397,8 @@ async fn request_view(s: &AppState, viewer: &Viewer, id: &str) -> Result<Request
     let t = viewer.lang.texts();
     let mine = request.requester == viewer.user.id;
     let open = grant.as_ref().is_some_and(|g| g.state != GrantState::Ended);
+    // The requester or an admin may cancel the request or end its grant.
+    let may_act = mine || viewer.user.has_role(jitgate_shared::v1::api::Role::Admin);
     Ok(RequestPage {
         chrome: Chrome::of(
             viewer,
@@ -415,13 +417,13 @@ async fn request_view(s: &AppState, viewer: &Viewer, id: &str) -> Result<Request
         moments: view::timeline(t, &request, grant.as_ref(), now),
         chain: grant
             .as_ref()
-            .map(|g| g.chain.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(" → "))
+            .map(|g| view::chain_text(&g.chain))
             .unwrap_or_default(),
         grant: grant.as_ref().map(|g| view::grant_row(t, g, now)),
-        can_cancel: (mine || viewer.user.has_role(jitgate_shared::v1::api::Role::Admin))
+        can_cancel: may_act
             && matches!(request.state, RequestState::Pending | RequestState::Approved)
             && !open,
-        can_end: open && (mine || viewer.user.has_role(jitgate_shared::v1::api::Role::Admin)),
+        can_end: open && may_act,
         can_review: request.state == RequestState::Pending && !mine,
         extend_choices: view::duration_choices(viewer.lang, 30 * 60, 2 * 3600, None),
     })

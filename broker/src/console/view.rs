@@ -16,6 +16,11 @@ pub fn at_iso(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
+/// A federated chain as people read it: `aws-fed → entra` (empty for none).
+pub fn chain_text(chain: &[jitgate_shared::v1::ConfigId]) -> String {
+    chain.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(" → ")
+}
+
 /// Time left until `end`, as a countdown's first frame ("12:05", "1:02:03").
 pub fn countdown(end: DateTime<Utc>, now: DateTime<Utc>) -> String {
     let left = (end - now).num_seconds().max(0);

@@ -491,9 +491,14 @@ fn require_any(actor: &User) -> Result<(), ServiceError> {
     Ok(())
 }
 
+/// Whether `user` is an admin or an auditor (who see the whole broker).
+pub(crate) fn is_privileged(user: &User) -> bool {
+    user.has_role(Role::Admin) || user.has_role(Role::Auditor)
+}
+
 /// Admins and auditors.
 pub(crate) fn require_privileged(actor: &User) -> Result<(), ServiceError> {
-    if actor.has_role(Role::Auditor) {
+    if is_privileged(actor) {
         Ok(())
     } else {
         require_role(actor, Role::Admin)

@@ -4,10 +4,10 @@
 
 use std::collections::BTreeSet;
 
-use jitgate_shared::v1::api::{AgentState, Configuration, ExplainView, PlanStep, Resource, Role};
+use jitgate_shared::v1::api::{AgentState, Configuration, ExplainView, PlanStep, Resource};
 use jitgate_shared::v1::{ConfigId, Entitlement, ResourceId, UserId};
 
-use super::{require_role, Broker, ServiceError};
+use super::{Broker, ServiceError};
 use crate::domain::chain::{self, ConfigGraph, Plan};
 use crate::domain::user::User;
 
@@ -53,9 +53,7 @@ impl Broker {
         resource: &ResourceId,
         user: &UserId,
     ) -> Result<ExplainView, ServiceError> {
-        if !actor.has_role(Role::Admin) && !actor.has_role(Role::Auditor) {
-            require_role(actor, Role::Admin)?;
-        }
+        super::admin::require_privileged(actor)?;
         let stored = self
             .store
             .resource(resource)

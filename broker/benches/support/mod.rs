@@ -115,6 +115,7 @@ pub fn account(id: &str, now: DateTime<Utc>) -> jitgate_broker::domain::user::Us
         created_at: now,
         provisioned_by: None,
         identities: Default::default(),
+        language: None,
     }
 }
 

@@ -36,6 +36,10 @@ pub struct User {
     /// provider name -> value of its key claim.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub identities: BTreeMap<String, String>,
+    /// The console's language this person chose (a BCP 47 tag the console
+    /// speaks); absent: the browser's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
 }
 
 fn verified_by_default() -> bool {

@@ -330,6 +330,7 @@ pub fn new_user(
         created_at: now,
         provisioned_by: None,
         identities: [(provider.to_owned(), claims.key.clone())].into(),
+        language: None,
         id,
         version: 0,
     }

@@ -166,6 +166,7 @@ impl Broker {
                 .as_ref()
                 .map(|u| u.identities.clone())
                 .unwrap_or_default(),
+            language: existing.as_ref().and_then(|u| u.language.clone()),
         };
         let mut change = Change::default();
         change.audit.push(AuditEntry {
@@ -240,6 +241,40 @@ impl Broker {
     }
 
     /// Accounts, with their roles and links: for admins and auditors only.
+    /// Keeps the language `caller` chose for the console (a BCP 47 tag;
+    /// `None`: the browser's). A display preference of one's own, so not
+    /// audited.
+    pub async fn set_language(&self, caller: &User, language: Option<&str>) -> Result<(), ServiceError> {
+        if let Some(tag) = language {
+            let well_formed = !tag.is_empty()
+                && tag.len() <= 35
+                && tag
+                    .split('-')
+                    .all(|p| !p.is_empty() && p.len() <= 8 && p.bytes().all(|b| b.is_ascii_alphanumeric()));
+            if !well_formed {
+                return Err(ServiceError::invalid(
+                    "language",
+                    format!("`{tag}` is not a language tag, like en or ja"),
+                ));
+            }
+        }
+        retry_conflicts(|| async {
+            let mut user = self
+                .store
+                .user(&caller.id)
+                .await?
+                .ok_or_else(|| ServiceError::not_found("user", &caller.id))?;
+            if user.language.as_deref() == language {
+                return Ok(());
+            }
+            user.language = language.map(str::to_owned);
+            let mut change = Change::default();
+            change.users.push(user);
+            self.commit(change).await.map(|_| ())
+        })
+        .await
+    }
+
     pub async fn list_users(&self, actor: &User) -> Result<Vec<UserView>, ServiceError> {
         require_privileged(actor)?;
         Ok(self.store.users().await?.iter().map(User::view).collect())

@@ -420,6 +420,7 @@ impl Broker {
                 created_at: now,
                 provisioned_by: Some(conn.name.clone()),
                 identities: Default::default(),
+                language: None,
             };
             change.audit.push(AuditEntry {
                 at: now,

@@ -81,6 +81,7 @@ pub(crate) fn user(id: &str) -> User {
         created_at: t(0),
         provisioned_by: None,
         identities: Default::default(),
+        language: None,
     }
 }
 

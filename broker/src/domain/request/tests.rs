@@ -48,6 +48,7 @@ fn account(id: &str, email: Option<&str>, person: &str) -> User {
         created_at: t(0),
         provisioned_by: None,
         identities: Default::default(),
+        language: None,
     }
 }
 

@@ -2,6 +2,8 @@
 //! before it, so any edit or deletion breaks the chain at a findable record.
 
 pub mod anchor;
+pub mod query;
+pub mod verify;
 
 use chrono::{DateTime, Utc};
 use jitgate_shared::v1::api::{CommandOp, Decision, EndReason};
@@ -21,8 +23,11 @@ pub enum Actor {
     Directory(String),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What happened. The serialized `type` is the record's kind
+/// ([`AuditEvent::kind`]; every kind in [`AuditEvent::KINDS`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr, strum::VariantNames)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum AuditEvent {
     RequestCreated {
         request: RequestId,

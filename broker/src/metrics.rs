@@ -31,6 +31,9 @@ pub struct Metrics {
     /// Grants whose revoke was refused or failed for good and is being
     /// tried again (alert on any above zero).
     pub revokes_failing: Gauge,
+    /// 1 when the broker's last check of its audit chain found it broken
+    /// (alert on 1).
+    pub audit_chain_broken: Gauge,
     /// Seconds from sending a command to the agent's answer arriving.
     pub command_round_trip: Histogram,
 }
@@ -120,6 +123,12 @@ impl Metrics {
             "Revokes refused or failed for good, still queued and retried until they succeed or an admin force-closes them",
             revokes_failing.clone(),
         );
+        let audit_chain_broken = Gauge::default();
+        registry.register(
+            "audit_chain_broken",
+            "1 when the broker's last check of its audit log found a record edited, removed or cut off after its signed head",
+            audit_chain_broken.clone(),
+        );
         let command_round_trip =
             Histogram::new([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]);
         registry.register(
@@ -143,6 +152,7 @@ impl Metrics {
             agents_online,
             downstream_answers,
             revokes_failing,
+            audit_chain_broken,
             command_round_trip,
         }
     }

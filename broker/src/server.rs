@@ -216,6 +216,11 @@ impl Server {
             config.audit_anchor_interval,
             shutdown_rx.clone(),
         ));
+        tasks.spawn(periodic::verify_audit(
+            broker.clone(),
+            config.audit_verify_interval,
+            shutdown_rx.clone(),
+        ));
         let hub_tls = Arc::new(ArcSwap::from(ca.hub_server_config(&config.server_names, now)?));
         let mut renewed = vec![(hub_tls.clone(), ServerCert::Hub)];
         if let Some(tls) = &tls {

@@ -18,7 +18,7 @@ use crate::service::Broker;
 use crate::store::sled::SledStore;
 use crate::store::Store;
 
-const CATALOG: &str = r#"
+pub(crate) const CATALOG: &str = r#"
 [[configurations]]
 id = "aws"
 kind = "aws_identity_center"

@@ -5,9 +5,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use jitgate_shared::v1::api::{
-    Configuration, ExplainView, ForceCloseBody, GrantView, IssuedToken, PolicyStatus, Resource,
-    ScimConnectionBody, ScimConnectionCreated, ScimConnectionView, SignInLinkIssued, TokenView, UserBody,
-    UserView,
+    AuditChainView, AuditLogPage, Configuration, ExplainView, ForceCloseBody, GrantView, IssuedToken,
+    PolicyStatus, Resource, ScimConnectionBody, ScimConnectionCreated, ScimConnectionView, SignInLinkIssued,
+    TokenView, UserBody, UserView,
 };
 use jitgate_shared::v1::signing::CommandBody;
 use jitgate_shared::v1::{ConfigId, ErrorBody, ResourceId, UserId};
@@ -307,4 +307,109 @@ pub async fn delete_scim_connection(
 ) -> Result<StatusCode, ApiError> {
     s.broker.delete_scim_connection(&user, &name).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The audit log's filter and page, every field optional.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditParams {
+    /// Acted or acted on by this person (any of their linked accounts), or
+    /// about their requests and grants.
+    pub person: String,
+    /// About this resource, its requests and their grants.
+    pub resource: String,
+    /// A record kind, like `grant_ended`.
+    pub kind: String,
+    /// At or after (RFC 3339).
+    pub since: String,
+    /// Before (RFC 3339).
+    pub until: String,
+    /// Only records before this sequence number (a page's `next_before`).
+    pub before: Option<u64>,
+    /// Records wanted, 1 to 1000 (default 100).
+    pub limit: Option<usize>,
+}
+
+impl AuditParams {
+    fn filter(&self) -> Result<crate::audit::query::AuditFilter, ApiError> {
+        crate::audit::query::FilterText {
+            person: &self.person,
+            resource: &self.resource,
+            kind: &self.kind,
+            since: &self.since,
+            until: &self.until,
+        }
+        .parse()
+        .map_err(|e| ApiError::invalid("filter", e))
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/admin/audit", tag = "admin",
+    params(AuditParams),
+    responses((status = 200, description = "Matching records, newest first", body = AuditLogPage),
+        (status = 400, description = "A filter field is malformed; the message names it", body = ErrorBody),
+        (status = 403, description = "Not an admin or auditor", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn audit_log(
+    State(s): State<AppState>,
+    Caller(user): Caller,
+    Params(q): Params<AuditParams>,
+) -> Result<Json<AuditLogPage>, ApiError> {
+    let query = crate::service::audit::AuditQuery {
+        filter: q.filter()?,
+        before: q.before,
+        limit: q.limit.unwrap_or(0),
+    };
+    let page = s.broker.audit_log(&user, &query).await?;
+    Ok(Json(AuditLogPage {
+        records: page
+            .records
+            .iter()
+            .map(serde_json::to_value)
+            .collect::<Result<_, _>>()
+            .map_err(|e| {
+                crate::service::ServiceError::Unavailable(format!("writing an audit record: {e}"))
+            })?,
+        next_before: page.next_before,
+        searched_to: page.searched_to,
+        head: page.head,
+    }))
+}
+
+#[utoipa::path(get, path = "/api/v1/admin/audit/export", tag = "admin",
+    params(AuditParams),
+    responses((status = 200, description = "Matching records, oldest first, as JSON lines; unfiltered, the whole chain (`jitgate-broker audit verify --input` checks it)", content_type = "application/jsonl", body = String),
+        (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn audit_export(
+    State(s): State<AppState>,
+    Caller(user): Caller,
+    Params(q): Params<AuditParams>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let stream = s.broker.audit_export(&user, q.filter()?).await?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/jsonl")],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+#[utoipa::path(get, path = "/api/v1/admin/audit/chain", tag = "admin",
+    responses((status = 200, description = "The broker's latest check of its audit chain", body = AuditChainView),
+        (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn audit_chain(
+    State(s): State<AppState>,
+    Caller(user): Caller,
+) -> Result<Json<AuditChainView>, ApiError> {
+    let status = s.broker.audit_chain_status(&user)?;
+    let (checked_at, report) = status.last.unzip();
+    Ok(Json(AuditChainView {
+        checked_at,
+        records_verified: report.as_ref().map_or(0, |r| r.records),
+        signed_head: report.as_ref().and_then(|r| r.anchor.as_ref().map(|a| a.seq)),
+        broken: report.and_then(|r| r.broken.map(|b| b.to_string())),
+        running: status.running,
+    }))
 }

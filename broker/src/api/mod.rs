@@ -78,6 +78,9 @@ pub fn router(state: AppState, max_body: usize) -> Router {
             post(admin::force_close_revoke),
         )
         .route("/admin/explain", get(admin::explain))
+        .route("/admin/audit", get(admin::audit_log))
+        .route("/admin/audit/export", get(admin::audit_export))
+        .route("/admin/audit/chain", get(admin::audit_chain))
         .route(
             "/admin/scim/connections",
             post(admin::create_scim_connection).get(admin::list_scim_connections),

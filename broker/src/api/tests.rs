@@ -105,6 +105,8 @@ fn target() -> impl Strategy<Value = Target> {
         Just(Target::Get("/api/v1/grants?{}")),
         Just(Target::Get("/api/v1/requests/{}")),
         Just(Target::Get("/api/v1/admin/outbox/{}?{}")),
+        Just(Target::Get("/api/v1/admin/audit?kind={}&{}")),
+        Just(Target::Get("/api/v1/admin/audit/export?since={}&{}")),
     ]
 }
 
@@ -167,5 +169,107 @@ proptest! {
             }
             Ok(())
         })?;
+    }
+}
+
+/// `GET path` with `token`: the status and the body.
+async fn get(app: &axum::Router, path: &str, token: &str) -> (StatusCode, Vec<u8>) {
+    let req = Request::get(path)
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    (
+        status,
+        axum::body::to_bytes(resp.into_body(), 1 << 24)
+            .await
+            .unwrap()
+            .to_vec(),
+    )
+}
+
+#[tokio::test]
+async fn auditors_read_the_log_a_page_at_a_time_and_others_are_refused() {
+    use jitgate_shared::v1::api::{AuditChainView, AuditLogPage, Role, UserBody};
+    let h = harness().await;
+    h.broker
+        .create_request(&h.users[0], body("auto", 60))
+        .await
+        .unwrap();
+    h.broker
+        .create_request(&h.users[1], body("auto", 60))
+        .await
+        .unwrap();
+    h.broker
+        .save_user(
+            Actor::System,
+            UserBody {
+                id: "audrey".parse().unwrap(),
+                display_name: String::new(),
+                email: None,
+                roles: [Role::Auditor].into(),
+                groups: Default::default(),
+                person: None,
+            },
+        )
+        .await
+        .unwrap();
+    let auditor = h
+        .broker
+        .issue_token_as(Actor::System, &"audrey".parse().unwrap())
+        .await
+        .unwrap()
+        .token;
+    let ann = h
+        .broker
+        .issue_token_as(Actor::System, &h.users[0].id)
+        .await
+        .unwrap()
+        .token;
+    let app = router(
+        AppState {
+            broker: h.broker.clone(),
+            ready: Arc::new(AtomicBool::new(true)),
+            limits: Arc::new(crate::api::limits::ClientLimits::new(Default::default())),
+        },
+        DEFAULT_MAX_BODY,
+    );
+    let (status, bytes) = get(&app, "/api/v1/admin/audit?kind=request_created&limit=1", &auditor).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&bytes));
+    let first: AuditLogPage = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(first.records.len(), 1);
+    assert_eq!(first.records[0]["event"]["type"], "request_created");
+    let next = first.next_before.expect("one more");
+    let (_, bytes) = get(
+        &app,
+        &format!("/api/v1/admin/audit?kind=request_created&before={next}"),
+        &auditor,
+    )
+    .await;
+    let second: AuditLogPage = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(second.records.len(), 1);
+    assert!(second.records[0]["seq"].as_u64() < first.records[0]["seq"].as_u64());
+
+    let (status, bytes) = get(&app, "/api/v1/admin/audit/export", &auditor).await;
+    assert_eq!(status, StatusCode::OK);
+    let lines = String::from_utf8(bytes).unwrap();
+    assert_eq!(lines.lines().count() as u64, first.head);
+
+    let (status, bytes) = get(&app, "/api/v1/admin/audit/chain", &auditor).await;
+    assert_eq!(status, StatusCode::OK);
+    let chain: AuditChainView = serde_json::from_slice(&bytes).unwrap();
+    assert!(chain.broken.is_none());
+
+    let (status, bytes) = get(&app, "/api/v1/admin/audit?kind=grant_over", &auditor).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let e: ErrorBody = serde_json::from_slice(&bytes).unwrap();
+    assert!(e.message.contains("`grant_over`"), "{}", e.message);
+    for path in [
+        "/api/v1/admin/audit",
+        "/api/v1/admin/audit/export",
+        "/api/v1/admin/audit/chain",
+    ] {
+        assert_eq!(get(&app, path, &ann).await.0, StatusCode::FORBIDDEN, "{path}");
     }
 }

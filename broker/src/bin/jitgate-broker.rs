@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
+use jitgate_broker::audit::verify::verify_stored;
 use jitgate_broker::audit::{Actor, AuditRecord, ChainVerifier};
 use jitgate_broker::config::{BrokerConfig, LogFormat, Overrides, StoreKind, StoreOverrides};
 use jitgate_broker::domain::policy::{Catalog, SCHEMA};
@@ -447,39 +448,29 @@ async fn audit(command: AuditCommand) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
     match command {
         AuditCommand::Verify { .. } => {
-            let anchor = store.audit_anchor().await?;
-            let mut verifier = ChainVerifier::default();
-            let mut anchored = None;
-            each_audit_record(store.as_ref(), |record| {
-                check_or_exit(&mut verifier, record);
-                if anchor.as_ref().is_some_and(|a| a.seq == record.seq) {
-                    anchored = Some(record.clone());
-                }
-                Ok(())
-            })
-            .await?;
-            let Some(anchor) = anchor else {
-                println!(
-                    "audit chain intact: {} records (not signed yet: the broker signs its head every audit_anchor_interval and at shutdown)",
-                    verifier.verified()
-                );
-                return Ok(());
+            let key = match store.audit_anchor().await? {
+                Some(_) => Some(
+                    jitgate_broker::tls::load_audit_key(&data_dir)
+                        .with_context(|| "reading the audit key, to check the signed anchor")?
+                        .verifier(),
+                ),
+                None => None,
             };
-            let key = jitgate_broker::tls::load_audit_key(&data_dir)
-                .with_context(|| "reading the audit key, to check the signed anchor")?;
-            if let Err(e) = key
-                .verifier()
-                .check(&anchor, anchored.as_ref(), verifier.verified())
-            {
-                eprintln!("audit chain BROKEN: {e}");
+            let report = verify_stored(store.as_ref(), key.as_ref(), |_| {}).await?;
+            if let Some(e) = &report.broken {
+                eprintln!("audit chain BROKEN after {} intact records: {e}", report.records);
                 std::process::exit(1);
             }
-            println!(
-                "audit chain intact: {} records; signed head at record {} ({}) verified",
-                verifier.verified(),
-                anchor.seq,
-                anchor.at
-            );
+            match &report.anchor {
+                Some(anchor) => println!(
+                    "audit chain intact: {} records; signed head at record {} ({}) verified",
+                    report.records, anchor.seq, anchor.at
+                ),
+                None => println!(
+                    "audit chain intact: {} records (not signed yet: the broker signs its head every audit_anchor_interval and at shutdown)",
+                    report.records
+                ),
+            }
         }
         AuditCommand::Export { output, .. } => {
             let mut out: Box<dyn Write> = match &output {

@@ -54,6 +54,11 @@ pub struct BrokerConfig {
     /// lose unnoticed.
     #[serde(with = "humantime_serde")]
     pub audit_anchor_interval: Duration,
+    /// How often the broker checks its whole audit log (every record's
+    /// hash, and the chain against its signed head), like "1h"; also at
+    /// start and when an admin asks on the console's audit page.
+    #[serde(with = "humantime_serde")]
+    pub audit_verify_interval: Duration,
     /// Sign-in requests (`/auth/*`) one client may make a minute.
     pub sign_ins_per_minute: u32,
     /// Refused bearer tokens one client may present a minute; past that its
@@ -102,6 +107,7 @@ impl Default for BrokerConfig {
             max_body_bytes: crate::api::DEFAULT_MAX_BODY,
             header_read_timeout: Duration::from_secs(10),
             audit_anchor_interval: Duration::from_secs(60),
+            audit_verify_interval: Duration::from_secs(3600),
             sign_ins_per_minute: 60,
             failed_tokens_per_minute: 30,
             log_format: LogFormat::Text,
@@ -180,6 +186,9 @@ pub struct Overrides {
     /// How often the audit chain's head is signed, like 1m [default: 1m].
     #[arg(long, env = "JITGATE_AUDIT_ANCHOR_INTERVAL", value_parser = humantime::parse_duration)]
     pub audit_anchor_interval: Option<Duration>,
+    /// How often the broker checks its whole audit log, like 1h [default: 1h].
+    #[arg(long, env = "JITGATE_AUDIT_VERIFY_INTERVAL", value_parser = humantime::parse_duration)]
+    pub audit_verify_interval: Option<Duration>,
     /// Sign-in requests one client may make a minute [default: 60].
     #[arg(long, env = "JITGATE_SIGN_INS_PER_MINUTE")]
     pub sign_ins_per_minute: Option<u32>,
@@ -262,6 +271,9 @@ impl BrokerConfig {
         if let Some(v) = o.audit_anchor_interval {
             config.audit_anchor_interval = v;
         }
+        if let Some(v) = o.audit_verify_interval {
+            config.audit_verify_interval = v;
+        }
         if let Some(v) = o.sign_ins_per_minute {
             config.sign_ins_per_minute = v;
         }
@@ -304,6 +316,12 @@ impl BrokerConfig {
             self.audit_anchor_interval,
             ms(100),
             s(24 * 3600),
+        )?;
+        within(
+            "audit_verify_interval",
+            self.audit_verify_interval,
+            s(1),
+            s(7 * 86_400),
         )?;
         within("agent_cert_ttl", self.agent_cert_ttl, s(60), s(90 * 86_400))?;
         self.sso.check()?;

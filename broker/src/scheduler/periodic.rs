@@ -37,6 +37,17 @@ pub async fn anchor_audit(broker: Broker, interval: Duration, shutdown: watch::R
     .await
 }
 
+/// Checks the whole audit chain at start and every `interval`.
+pub async fn verify_audit(broker: Broker, interval: Duration, shutdown: watch::Receiver<bool>) {
+    let round = || async {
+        if let Err(e) = broker.verify_audit_chain().await {
+            tracing::warn!(error = %e, "checking the audit chain failed; trying again later");
+        }
+    };
+    round().await;
+    every(interval, shutdown, round).await
+}
+
 /// Deletes expired pending sign-ins and tokens, and forgets quiet clients'
 /// quotas, every [`SIGN_IN_SWEEP`].
 pub async fn sweep_sign_ins(broker: Broker, limits: Arc<ClientLimits>, shutdown: watch::Receiver<bool>) {

@@ -129,6 +129,7 @@ impl Broker {
         let pending_filter = RequestFilter {
             requester: None,
             states: vec![RequestState::Pending],
+            resource: None,
         };
         let all = PageQuery::new(None::<String>, MAX_PAGE);
         let (pending, recent, users, resources, configurations, graph) = tokio::try_join!(

@@ -114,6 +114,7 @@ impl Broker {
             .requests_where(&RequestFilter {
                 requester: Some(id.clone()),
                 states: vec![RequestState::Pending, RequestState::Approved],
+                resource: None,
             })
             .await?;
         let mut requests_cancelled = Vec::new();

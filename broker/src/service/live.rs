@@ -26,6 +26,8 @@ pub struct Live {
     next_session: std::sync::atomic::AtomicU64,
     /// Committed changes, for live pages.
     pub feed: super::feed::Feed,
+    /// The broker's latest check of its audit chain.
+    pub audit_chain: Mutex<crate::audit::verify::ChainStatus>,
 }
 
 /// One live session.

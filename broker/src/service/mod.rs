@@ -6,6 +6,7 @@
 //! - [`admin`]: configurations, resources, users, tokens, policies, the
 //!   outbox, force-closing a failing revoke, anchoring the audit chain.
 //! - [`agents`]: join tokens and agent enrollment.
+//! - [`audit`]: reading, downloading and checking the audit log online.
 //! - [`auth`]: bearer tokens.
 //! - [`delivery`]: agents' answers, self-revoke reports, reconciliation.
 //! - [`scim`]: SCIM provisioning connections and resources.
@@ -19,6 +20,7 @@
 
 pub mod admin;
 pub mod agents;
+pub mod audit;
 pub mod auth;
 pub mod catalogue;
 pub mod chain;
@@ -365,6 +367,8 @@ pub(crate) fn require_role(actor: &User, role: jitgate_shared::v1::api::Role) ->
     }
 }
 
+#[cfg(test)]
+mod audit_tests;
 #[cfg(test)]
 mod console_tests;
 #[cfg(test)]

@@ -351,6 +351,7 @@ impl Broker {
         let filter = RequestFilter {
             requester,
             states: q.state.into_iter().collect(),
+            resource: None,
         };
         let items = self
             .store

@@ -460,6 +460,15 @@ pub async fn lists_page_newest_first_and_match_the_queries(fixture: &dyn Fixture
             revoke_failing: true,
             ..GrantFilter::default()
         },
+        GrantFilter {
+            resource: Some(ResourceId::new("admins").unwrap()),
+            ..GrantFilter::default()
+        },
+        GrantFilter {
+            user: Some(uid("alice")),
+            resource: Some(ResourceId::new("other").unwrap()),
+            ..GrantFilter::default()
+        },
     ];
     for q in grant_queries {
         let got = store
@@ -478,10 +487,20 @@ pub async fn lists_page_newest_first_and_match_the_queries(fixture: &dyn Fixture
         RequestFilter {
             requester: Some(uid("bob")),
             states: vec![RequestState::Approved],
+            resource: None,
         },
         RequestFilter {
             requester: None,
             states: vec![RequestState::Pending, RequestState::Approved],
+            resource: None,
+        },
+        RequestFilter {
+            resource: Some(ResourceId::new("admins").unwrap()),
+            ..RequestFilter::default()
+        },
+        RequestFilter {
+            resource: Some(ResourceId::new("other").unwrap()),
+            ..RequestFilter::default()
         },
     ];
     for q in request_queries {

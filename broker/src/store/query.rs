@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, Utc};
 use jitgate_shared::v1::api::{GrantState, RequestState};
-use jitgate_shared::v1::{ConfigId, UserId};
+use jitgate_shared::v1::{ConfigId, ResourceId, UserId};
 
 use crate::domain::grant::Grant;
 use crate::domain::request::Request;
@@ -28,6 +28,9 @@ pub struct GrantFilter {
     pub awaiting_check_in: Option<ConfigId>,
     /// Not ended, or ended at or after this instant.
     pub ended_since: Option<DateTime<Utc>>,
+    /// Of this resource (no index in SQL backends: for rare reads such as
+    /// the audit log's resource filter).
+    pub resource: Option<ResourceId>,
 }
 
 impl GrantFilter {
@@ -50,6 +53,7 @@ impl GrantFilter {
             && self
                 .ended_since
                 .is_none_or(|since| g.ended_at.is_none_or(|t| t >= since))
+            && self.resource.as_ref().is_none_or(|r| &g.resource == r)
     }
 }
 
@@ -60,12 +64,16 @@ pub struct RequestFilter {
     pub requester: Option<UserId>,
     /// In one of these states (empty: any).
     pub states: Vec<RequestState>,
+    /// For this resource (no index in SQL backends, as
+    /// [`GrantFilter::resource`]).
+    pub resource: Option<ResourceId>,
 }
 
 impl RequestFilter {
     pub fn matches(&self, r: &Request) -> bool {
         self.requester.as_ref().is_none_or(|u| &r.requester == u)
             && (self.states.is_empty() || self.states.contains(&r.state))
+            && self.resource.as_ref().is_none_or(|x| &r.resource == x)
     }
 }
 

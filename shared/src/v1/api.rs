@@ -662,6 +662,39 @@ pub struct SignInLinkIssued {
     pub expires_at: DateTime<Utc>,
 }
 
+/// A page of the audit log, newest first (`GET /api/v1/admin/audit`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AuditLogPage {
+    /// Records as logged (`seq`, `at`, `actor`, `event` with its `type`,
+    /// `prev_hash`, `hash`), as `jitgate-broker audit export` writes them.
+    #[schema(value_type = Vec<Object>)]
+    pub records: Vec<serde_json::Value>,
+    /// Older matching records may remain: ask again with `before` set to
+    /// this.
+    pub next_before: Option<u64>,
+    /// The oldest record this read looked at (a rare filter stops after
+    /// 10,000 records and says how far it got).
+    pub searched_to: u64,
+    /// The log's newest record when read.
+    pub head: u64,
+}
+
+/// The broker's latest check of its audit chain
+/// (`GET /api/v1/admin/audit/chain`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AuditChainView {
+    /// When the last check finished (absent: none yet since start).
+    pub checked_at: Option<DateTime<Utc>>,
+    /// Records that verified as a chain, from the first.
+    pub records_verified: u64,
+    /// The signed head the chain was checked against.
+    pub signed_head: Option<u64>,
+    /// The first thing wrong, naming the record; absent: intact.
+    pub broken: Option<String>,
+    /// A check under way: records verified so far, of about how many.
+    pub running: Option<(u64, u64)>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PolicyStatus {
     pub directory: String,

@@ -1,6 +1,6 @@
-//! Console page renders, server side: every page a requester and an
-//! approver open, with 10,000 requests and 1,000 active grants in the
-//! store, through the broker's own router (no TLS, no network), beside a
+//! Console page renders, server side: every page a requester, an
+//! approver and an auditor open, with 10,000 requests, 1,000 active grants
+//! and some 30,000 audit records in the store, through the broker's own router (no TLS, no network), beside a
 //! bare `GET /healthz` through the same router in the same run. Issue 17's
 //! target: p95 under 30 ms for every page, pages under 100 KB.
 //!
@@ -25,7 +25,7 @@ use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use chrono::Utc;
 use jitgate_broker::api::{limits::ClientLimits, router, AppState, DEFAULT_MAX_BODY};
-use jitgate_broker::audit::Actor;
+use jitgate_broker::audit::{Actor, AuditEntry, AuditEvent};
 use jitgate_broker::domain::request::NewRequest;
 use jitgate_broker::quickstart::Seed;
 use jitgate_broker::store::{Change, Store};
@@ -83,8 +83,29 @@ async fn requests(store: &dyn Store, n: usize, pending: usize, people: usize) ->
             request.ended(EndReason::Expired)
         };
         ids.push(request.id);
+        // What the log holds for such a request: made, approved, ended.
+        let audit = [
+            AuditEvent::RequestCreated {
+                request: request.id,
+                resource: resource.id.clone(),
+                duration_seconds: 1800,
+                justification: body.justification.clone(),
+                ticket: None,
+                break_glass: false,
+            },
+            AuditEvent::RequestApproved { request: request.id },
+            AuditEvent::RequestCancelled { request: request.id },
+        ]
+        .into_iter()
+        .map(|event| AuditEntry {
+            at: now,
+            actor: Actor::User(account.id.clone()),
+            event,
+        })
+        .collect();
         batch.push(Change {
             requests: vec![request],
+            audit,
             ..Change::default()
         });
         if batch.len() == 1000 || i + 1 == n {
@@ -177,6 +198,7 @@ fn main() {
         let store: Arc<dyn Store> = Arc::new(jitgate_broker::server::open_sled(dir.path()).unwrap());
         let broker = broker_over(store.clone()).await;
         person(&broker, "bob", &[Role::Requester, Role::Approver], "sre").await;
+        person(&broker, "auditor", &[Role::Auditor], "audit").await;
         let start = Instant::now();
         active_grants(store.as_ref(), n_grants, |i| Utc::now() + chrono::Duration::minutes(30 + i as i64 % 60)).await;
         let ids = requests(store.as_ref(), n_requests - n_grants, 50, n_grants).await;
@@ -195,6 +217,9 @@ fn main() {
         );
         let alice = cookie(&broker, "alice").await;
         let bob = cookie(&broker, "bob").await;
+        let auditor = cookie(&broker, "auditor").await;
+        let head = store.audit_head().await.unwrap().seq;
+        println!("audit log: {head} records");
         let floor = measure(&app, "/healthz", "").await;
         println!(
             "floor: GET /healthz p50 {:.3} ms, p95 {:.3} ms",
@@ -208,6 +233,13 @@ fn main() {
             ("request form (alice)", "/console/requests/new?resource=bench-admin", &alice),
             ("a request (alice)", request_page.as_str(), &alice),
             ("inbox (bob)", "/console/inbox", &bob),
+            ("agents (auditor)", "/console/admin/agents", &auditor),
+            ("users (auditor)", "/console/admin/users", &auditor),
+            ("configurations (aud.)", "/console/admin/configurations", &auditor),
+            ("audit log (auditor)", "/console/audit", &auditor),
+            ("audit: alice", "/console/audit?person=alice", &auditor),
+            // A kind the log holds once: the search reads its whole budget.
+            ("audit: rare kind", "/console/audit?kind=policies_loaded", &auditor),
         ];
         let mut all_met = true;
         for (name, path, cookie) in pages {

@@ -248,6 +248,32 @@ impl Browser {
         }
     }
 
+    /// How many elements match now.
+    pub async fn count(&self, css: &str) -> usize {
+        self.client
+            .find_all(Locator::Css(css))
+            .await
+            .map_or(0, |found| found.len())
+    }
+
+    /// Types into a field.
+    pub async fn type_into(&self, css: &str, text: &str) {
+        self.wait_for(css)
+            .await
+            .send_keys(text)
+            .await
+            .unwrap_or_else(|e| panic!("typing into `{css}`: {e}"));
+    }
+
+    /// Chooses the option of a `<select>` by its value.
+    pub async fn select(&self, css: &str, value: &str) {
+        self.wait_for(css)
+            .await
+            .select_by_value(value)
+            .await
+            .unwrap_or_else(|e| panic!("choosing `{value}` in `{css}`: {e}"));
+    }
+
     /// The value of a cookie the broker set (HttpOnly ones too).
     pub async fn cookie(&self, name: &str) -> String {
         self.client

@@ -18,11 +18,13 @@
 //!
 //! The page families: [`requester`] (my access, catalogue, request form
 //! and page), [`approver`] (inbox, decisions), [`admin`] (agents and join
-//! tokens), [`view`] (pure shaping of records into what pages show).
+//! tokens, configurations, users), [`auditor`] (the audit log), [`view`]
+//! (pure shaping of records into what pages show).
 
 pub mod admin;
 pub mod approver;
 pub mod assets;
+pub mod auditor;
 pub mod csrf;
 pub mod events;
 pub mod page;
@@ -48,7 +50,10 @@ pub fn router(state: AppState) -> Router<AppState> {
             get(viewer::link_page).post(viewer::use_link),
         )
         .route("/console/sign-out", post(viewer::sign_out))
-        .route("/console/language", get(viewer::choose_language))
+        .route(
+            "/console/language",
+            get(viewer::choose_language).post(viewer::save_language),
+        )
         .route("/console/catalogue", get(requester::catalogue))
         .route("/console/requests/new", get(requester::new_request))
         .route("/console/requests", post(requester::create_request))
@@ -67,6 +72,9 @@ pub fn router(state: AppState) -> Router<AppState> {
         )
         .route("/console/admin/users", get(admin::users).post(admin::act_on_user))
         .route("/console/admin/configurations", get(admin::configurations))
+        .route("/console/audit", get(auditor::audit))
+        .route("/console/audit/export", get(auditor::export))
+        .route("/console/audit/check", post(auditor::check_now))
         .route("/console/events", get(events::stream))
         .route("/console/static/{file}", get(assets::serve))
         .route("/console/{*rest}", get(page::not_found))

@@ -1,7 +1,8 @@
 //! Every string the console shows, in English and Japanese side by side:
 //! a string missing in either language does not compile. The language is
-//! the person's choice (a cookie set from the page footer), else the
-//! browser's `Accept-Language`, else English.
+//! the person's choice (kept with their account when signed in, else in a
+//! cookie, both set from the page footer), else the browser's
+//! `Accept-Language`, else English.
 
 use jitgate_shared::v1::api::{EndReason, RequestState};
 
@@ -313,10 +314,144 @@ texts! {
     col_kind: "Kind" / "種類",
     revoke_token: "Revoke" / "失効させる",
 
+    audit_hint: "Every record, newest first. Times are UTC." / "すべての記録を新しい順に表示します。時刻はUTCです。",
+    audit_person: "Person" / "人物",
+    audit_person_hint: "any of their accounts; what they did and what was done to them" / "リンクされた全アカウント。本人の操作と本人への操作",
+    audit_kind: "Record kind" / "記録の種類",
+    audit_any_kind: "Any kind" / "すべての種類",
+    audit_since: "From (UTC)" / "開始(UTC)",
+    audit_until: "Before (UTC)" / "終了(UTC)",
+    audit_filter: "Filter" / "絞り込む",
+    audit_clear: "Clear" / "解除",
+    audit_download: "Download these records (JSON lines)" / "この記録をダウンロード(JSON Lines)",
+    audit_download_hint: "Unfiltered, the download is the whole chain: check it with jitgate-broker audit verify --input FILE." / "絞り込みなしのダウンロードはチェーン全体です。jitgate-broker audit verify --input FILE で検証できます。",
+    audit_none: "No record matches." / "該当する記録はありません。",
+    audit_older: "Older records" / "さらに古い記録",
+    audit_newest: "Newest records" / "最新の記録",
+    audit_searched: "Searched back to record" / "検索した最古の記録:",
+    col_seq: "No." / "番号",
+    col_when: "When" / "日時",
+    col_actor: "Who" / "実行者",
+    col_about: "About" / "対象",
+    audit_system: "jitgate (system)" / "jitgate(システム)",
+    audit_directory: "Directory" / "ディレクトリ",
+    audit_details: "Details" / "詳細",
+    about_request: "Request" / "申請",
+    about_grant: "Grant" / "付与",
+    about_agent: "Agent" / "エージェント",
+    chain_title: "Chain check" / "チェーン検証",
+    chain_intact: "Intact" / "改ざんなし",
+    chain_broken: "BROKEN" / "破損",
+    chain_records_verified: "records verified" / "件の記録を検証",
+    chain_checked_at: "checked" / "検証日時:",
+    chain_signed_head: "signed head matches at record" / "署名済みの先頭と一致。記録番号:",
+    chain_not_signed: "no signed head yet" / "署名済みの先頭はまだありません",
+    chain_running: "Checking" / "検証中",
+    chain_of: "of" / "件 / 全",
+    chain_not_checked: "Not checked yet since the broker started." / "ブローカー起動後、まだ検証していません。",
+    chain_verify_now: "Check now" / "今すぐ検証",
+
     error_title: "That did not work" / "操作できませんでした",
     back: "Back" / "戻る",
     csrf_refused: "This form is out of date or was not sent from this console. Reload the page and try again." / "このフォームは古いか、このコンソールから送信されたものではありません。ページを再読み込みしてやり直してください。",
     not_found: "Nothing here, or nothing you may see." / "見つからないか、閲覧する権限がありません。",
+}
+
+/// Each audit record kind's name for people: (kind, English, Japanese).
+/// A test checks every kind of [`AuditEvent::KINDS`] is here.
+///
+/// [`AuditEvent::KINDS`]: crate::audit::AuditEvent::KINDS
+const AUDIT_KINDS: &[(&str, &str, &str)] = &[
+    ("request_created", "Request made", "申請作成"),
+    ("request_reviewed", "Request reviewed", "申請の審査"),
+    ("request_approved", "Request approved", "申請承認"),
+    ("request_denied", "Request denied", "申請却下"),
+    ("request_cancelled", "Request cancelled", "申請取り消し"),
+    (
+        "request_pending_expired",
+        "Request expired unreviewed",
+        "未審査のまま申請期限切れ",
+    ),
+    ("break_glass_used", "Break-glass used", "緊急アクセス使用"),
+    ("grant_scheduled", "Grant scheduled", "付与予定"),
+    ("grant_activated", "Grant started", "付与開始"),
+    ("grant_extended", "Grant extended", "付与延長"),
+    ("grant_ended", "Grant ended", "付与終了"),
+    ("configuration_saved", "Configuration saved", "構成保存"),
+    ("resource_saved", "Resource saved", "リソース保存"),
+    ("user_saved", "User saved", "ユーザー保存"),
+    (
+        "user_provisioned",
+        "User provisioned (SCIM)",
+        "ユーザー作成(SCIM)",
+    ),
+    (
+        "user_deprovisioned",
+        "User deprovisioned",
+        "ユーザーのアクセス停止",
+    ),
+    ("user_reactivated", "User reactivated", "ユーザー再有効化"),
+    (
+        "scim_connection_created",
+        "SCIM connection created",
+        "SCIM接続作成",
+    ),
+    ("signed_in", "Signed in", "サインイン"),
+    ("sign_in_link_issued", "Sign-in link made", "サインインリンク発行"),
+    ("sign_in_refused", "Sign-in refused", "サインイン拒否"),
+    ("session_ended", "Session ended", "セッション終了"),
+    (
+        "scim_connection_deleted",
+        "SCIM connection deleted",
+        "SCIM接続削除",
+    ),
+    ("token_issued", "API token issued", "APIトークン発行"),
+    ("token_revoked", "API token revoked", "APIトークン失効"),
+    ("join_token_created", "Join token made", "参加トークン発行"),
+    ("agent_enrolled", "Agent enrolled", "エージェント登録"),
+    ("agent_revoked", "Agent revoked", "エージェント失効"),
+    ("agent_approved", "Agent approved", "エージェント承認"),
+    (
+        "agent_certificate_renewed",
+        "Agent certificate renewed",
+        "エージェント証明書更新",
+    ),
+    ("command_settled", "Command answered", "コマンド応答"),
+    ("revoke_failed", "Revoke failed", "取り消し失敗"),
+    ("revoke_superseded", "Revoke superseded", "取り消しの置き換え"),
+    (
+        "revoke_force_closed",
+        "Revoke closed by hand",
+        "取り消しの手動完了",
+    ),
+    ("grant_effective", "In effect where used", "利用先で付与有効"),
+    (
+        "grant_removal_confirmed",
+        "Removal confirmed where used",
+        "利用先で削除確認",
+    ),
+    (
+        "agent_self_revoked",
+        "Agent removed it on its own",
+        "エージェントによる自動取り消し",
+    ),
+    ("drift_found", "Drift found", "差分検出"),
+    ("policies_loaded", "Policies loaded", "ポリシー読み込み"),
+    ("policies_rejected", "Policies rejected", "ポリシー拒否"),
+];
+
+impl Lang {
+    /// An audit record kind as people read it (the kind itself if it has
+    /// no name, which a test rules out).
+    pub fn audit_kind(self, kind: &'static str) -> &'static str {
+        AUDIT_KINDS
+            .iter()
+            .find(|(k, _, _)| *k == kind)
+            .map_or(kind, |(_, en, ja)| match self {
+                Lang::En => en,
+                Lang::Ja => ja,
+            })
+    }
 }
 
 impl Texts {
@@ -356,6 +491,25 @@ mod tests {
             // (names and commands inside a sentence are fine).
             assert_ne!(e, j, "{name} is not translated");
             assert!(!j.is_ascii(), "{name}: the Japanese text is all ASCII: {j}");
+        }
+    }
+
+    #[test]
+    fn every_audit_record_kind_has_a_name_in_each_language() {
+        let kinds = crate::audit::AuditEvent::KINDS;
+        for kind in kinds {
+            for lang in Lang::ALL {
+                assert_ne!(
+                    lang.audit_kind(kind),
+                    *kind,
+                    "{kind} has no name in {}",
+                    lang.code()
+                );
+            }
+            assert!(!Lang::Ja.audit_kind(kind).is_ascii(), "{kind} is not translated");
+        }
+        for (kind, _, _) in AUDIT_KINDS {
+            assert!(kinds.contains(kind), "{kind} is not a record kind");
         }
     }
 

@@ -109,7 +109,11 @@ impl FromRequestParts<AppState> for Viewer {
             }
         }
         match state.broker.authenticate_browser(&token).await {
-            Ok((user, session)) => Ok(Viewer { user, session, lang }),
+            Ok((user, session)) => {
+                // The person's own choice outranks the browser's.
+                let lang = user.language.as_deref().and_then(Lang::from_code).unwrap_or(lang);
+                Ok(Viewer { user, session, lang })
+            }
             Err(ServiceError::Unauthenticated(_)) => {
                 if let Some(client) = client {
                     state.limits.token_failed(client);
@@ -268,9 +272,28 @@ pub struct LanguageChoice {
     pub return_to: Option<String>,
 }
 
-/// `GET /console/language?lang=ja`: remembers the choice in a cookie (a
-/// preference only: nothing else changes, so a plain link may set it).
+/// `GET /console/language?lang=ja`: remembers the choice in this browser's
+/// cookie (a preference only: nothing else changes, so a plain link may
+/// set it). Pages before signing in offer this.
 pub async fn choose_language(Query(q): Query<LanguageChoice>) -> Response {
+    remember_language(&q)
+}
+
+/// `POST /console/language`: the signed-in person's choice, kept with
+/// their account (every browser they sign in from speaks it) and in the
+/// cookie.
+pub async fn save_language(State(s): State<AppState>, form: Submitted<LanguageChoice>) -> Response {
+    let Submitted { viewer, form } = form;
+    let Some(lang) = Lang::from_code(&form.lang) else {
+        return remember_language(&form);
+    };
+    match s.broker.set_language(&viewer.user, Some(lang.code())).await {
+        Ok(()) => remember_language(&form),
+        Err(e) => page::service_error(&viewer, e, &console_path(form.return_to.as_deref())),
+    }
+}
+
+fn remember_language(q: &LanguageChoice) -> Response {
     let back = console_path(q.return_to.as_deref());
     let mut response = see_other(&back);
     if let Some(lang) = Lang::from_code(&q.lang) {

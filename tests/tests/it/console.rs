@@ -363,6 +363,9 @@ async fn a_japanese_session_shows_japanese_on_every_page() {
     assert_japanese(&admin, "admin-users").await;
     admin.open("/console/admin/configurations").await;
     assert_japanese(&admin, "admin-configurations").await;
+    admin.open("/console/audit?person=bob").await;
+    admin.wait_for("#records").await;
+    assert_japanese(&admin, "audit").await;
     admin.close().await;
     // The choice in the footer beats the browser's language.
     carol
@@ -600,4 +603,127 @@ async fn the_admin_sees_how_a_federated_resource_would_be_elevated() {
     assert!(explained.contains("alice@example.com"), "{explained}");
     check_page(&admin, "admin-configurations-explain").await;
     admin.close().await;
+}
+
+#[tokio::test]
+async fn the_auditor_filters_downloads_and_sees_the_chain_checked() {
+    use crate::support::ask;
+    use jitgate_tests::tamper::AuditStore;
+    let mut b = TestBroker::start(CATALOG, &policies()).await;
+    let r = b
+        .client("alice")
+        .create_request(&ask("dev-admin", 600))
+        .await
+        .unwrap();
+    b.client("bob").approve(r.id, Some("ok".into())).await.unwrap();
+    b.client("bob")
+        .create_request(&ask("dev-admin", 600))
+        .await
+        .unwrap();
+
+    let driver = Driver::start().await;
+    let mut admin = signed_in(&driver, &b, "admin", Settings::default()).await;
+    admin.open("/console/audit").await;
+    admin.wait_for("#records [data-kind=request_created]").await;
+    // The check at start, or the one asked for here, says intact.
+    admin.click("#check-now").await;
+    eventually(Duration::from_secs(30), "the chain check", || async {
+        admin.open("/console/audit").await;
+        admin.text("#chain-status").await.contains("Intact").then_some(())
+    })
+    .await;
+    check_page(&admin, "audit").await;
+
+    // Alice: her request, Bob's review of it, her grant; not Bob's request.
+    admin.type_into("#person", "alice").await;
+    admin.click("#filter").await;
+    admin.wait_for("#records [data-kind=request_reviewed]").await;
+    assert_eq!(admin.count("#records [data-kind=request_created]").await, 1);
+    assert!(admin.count("#records [data-kind=grant_scheduled]").await >= 1);
+    check_page(&admin, "audit-filtered").await;
+    admin.open("/console/audit?kind=signed_in").await;
+    let rows = admin.count("#records tbody tr").await;
+    assert!(rows >= 1 && rows == admin.count("#records [data-kind=signed_in]").await);
+    admin.open("/console/audit?since=yesterday").await;
+    let refused = admin.text("#filter-error").await;
+    assert!(refused.contains("since `yesterday`"), "{refused}");
+
+    // The download, unfiltered, is the whole chain: it verifies offline.
+    let cookie = admin.cookie("jitgate_session").await;
+    let export = raw(&b)
+        .get(format!("{}/console/audit/export", admin.base))
+        .header("cookie", format!("jitgate_session={cookie}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(export.status(), 200);
+    let disposition = export.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        disposition.starts_with("attachment; filename=\"jitgate-audit-"),
+        "{disposition}"
+    );
+    let file = b.path("download.jsonl");
+    std::fs::write(&file, export.bytes().await.unwrap()).unwrap();
+    let out = b.offline(&["audit", "verify", "--input", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Only admins and auditors.
+    let alice = signed_in(&driver, &b, "alice", Settings::default()).await;
+    let alice_cookie = alice.cookie("jitgate_session").await;
+    for path in ["/console/audit", "/console/audit/export"] {
+        assert_eq!(
+            page_status(&b, &alice.base, path, &alice_cookie).await,
+            403,
+            "{path}"
+        );
+    }
+    alice.close().await;
+
+    // Someone edits a record behind the broker's back: after a restart the
+    // page says where the chain broke.
+    b.stop().await;
+    let db = AuditStore::of(&b).await;
+    let mut edited = db.last().await;
+    edited.actor = jitgate_broker::audit::Actor::System;
+    db.put(&edited).await;
+    drop(db);
+    b.restart().await;
+    // The broker listens on a new port; the session cookie (host-wide)
+    // still signs the admin in.
+    admin.base = b.url.clone();
+    let said = eventually(Duration::from_secs(30), "the broken chain shown", || async {
+        admin.open("/console/audit").await;
+        let text = admin.text("#chain-status").await;
+        text.contains("BROKEN").then_some(text)
+    })
+    .await;
+    assert!(
+        said.contains(&format!("record {}: content does not match its hash", edited.seq)),
+        "{said}"
+    );
+    check_page(&admin, "audit-broken").await;
+    admin.close().await;
+}
+
+#[tokio::test]
+async fn the_language_a_person_chooses_follows_them_to_another_browser() {
+    let b = TestBroker::start(CATALOG, &policies()).await;
+    let driver = Driver::start().await;
+    let ja = Settings {
+        lang: "ja",
+        ..Settings::default()
+    };
+    let first = signed_in(&driver, &b, "carol", ja).await;
+    first.wait_for_text("h1", JA.home_title).await;
+    first.select("#lang", "en").await;
+    first.click("footer form.lang button").await;
+    first.wait_for_text("h1", EN.home_title).await;
+    first.close().await;
+    // A fresh Japanese browser, no cookie: her choice, not the browser's.
+    let second = signed_in(&driver, &b, "carol", ja).await;
+    second.wait_for_text("h1", EN.home_title).await;
+    second.close().await;
 }

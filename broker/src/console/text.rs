@@ -229,6 +229,7 @@ texts! {
     chain: "Federated chain" / "フェデレーション経路",
     comment: "Comment" / "コメント",
     break_glass_flag: "break-glass" / "緊急アクセス",
+    extension_flag: "extension of a running grant" / "実行中の付与の延長",
 
     inbox_title: "Approvals" / "承認",
     inbox_empty: "Nothing waits for your review." / "レビュー待ちの申請はありません。",

@@ -89,6 +89,8 @@ pub struct RequestRow {
     pub approvals: String,
     pub pending: bool,
     pub break_glass: bool,
+    /// Asks to extend a running grant, not for new access.
+    pub extension: bool,
 }
 
 pub fn request_row(lang: Lang, r: &RequestView) -> RequestRow {
@@ -111,6 +113,7 @@ pub fn request_row(lang: Lang, r: &RequestView) -> RequestRow {
         approvals: format!("{approvals} / {}", r.approvals_required),
         pending: r.state == RequestState::Pending,
         break_glass: r.break_glass,
+        extension: matches!(r.kind, jitgate_shared::v1::api::RequestKind::Extension { .. }),
     }
 }
 
@@ -288,6 +291,16 @@ mod tests {
         r.end_reason = Some(EndReason::Revoked);
         assert_eq!(request_row(Lang::En, &r).state, "ended early");
         assert_eq!(request_row(Lang::Ja, &r).approvals, "1 / 2");
+    }
+
+    #[test]
+    fn an_extension_is_marked_as_one() {
+        let mut r = request(RequestState::Pending);
+        assert!(!request_row(Lang::En, &r).extension);
+        r.kind = jitgate_shared::v1::api::RequestKind::Extension {
+            grant: jitgate_shared::v1::GrantId::generate(),
+        };
+        assert!(request_row(Lang::En, &r).extension);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures_util::Stream;
 use jitgate_shared::sync::lock;
+use jitgate_shared::v1::api::RequestKind;
 use jitgate_shared::v1::{ResourceId, UserId};
 
 use super::admin::require_privileged;
@@ -18,8 +19,9 @@ use super::{Broker, ServiceError};
 use crate::audit::query::{AuditFilter, Owned, Related};
 use crate::audit::verify::{verify_stored, ChainStatus, CHUNK};
 use crate::audit::AuditRecord;
+use crate::domain::request::Request;
 use crate::domain::user::User;
-use crate::store::{GrantFilter, RequestFilter};
+use crate::store::RequestFilter;
 
 /// Records a page shows unless asked otherwise.
 pub const AUDIT_PAGE: usize = 100;
@@ -229,40 +231,29 @@ impl Broker {
             accounts,
             ..Owned::default()
         };
-        for account in &owned.accounts {
-            let requests = RequestFilter {
-                requester: Some(account.clone()),
-                ..RequestFilter::default()
-            };
-            let grants = GrantFilter {
-                user: Some(account.clone()),
-                ..GrantFilter::default()
-            };
-            let (requests, grants) =
-                tokio::try_join!(self.requests_where(&requests), self.grants_where(&grants))?;
-            owned.requests.extend(requests.iter().map(|r| r.id));
-            owned.grants.extend(grants.iter().map(|g| g.id));
+        for account in owned.accounts.clone() {
+            let requests = self
+                .requests_where(&RequestFilter {
+                    requester: Some(account),
+                    ..RequestFilter::default()
+                })
+                .await?;
+            add_requests(&mut owned, &requests);
         }
         Ok(owned)
     }
 
     /// A resource's requests and their grants.
     async fn owned_by_resource(&self, id: &ResourceId) -> Result<Owned, ServiceError> {
-        let requests = RequestFilter {
-            resource: Some(id.clone()),
-            ..RequestFilter::default()
-        };
-        let grants = GrantFilter {
-            resource: Some(id.clone()),
-            ..GrantFilter::default()
-        };
-        let (requests, grants) =
-            tokio::try_join!(self.requests_where(&requests), self.grants_where(&grants))?;
-        Ok(Owned {
-            accounts: HashSet::new(),
-            requests: requests.iter().map(|r| r.id).collect(),
-            grants: grants.iter().map(|g| g.id).collect(),
-        })
+        let requests = self
+            .requests_where(&RequestFilter {
+                resource: Some(id.clone()),
+                ..RequestFilter::default()
+            })
+            .await?;
+        let mut owned = Owned::default();
+        add_requests(&mut owned, &requests);
+        Ok(owned)
     }
 
     /// The sequence number of the last record at or below `upper` written
@@ -285,6 +276,18 @@ impl Broker {
             }
         }
         Ok(lo)
+    }
+}
+
+/// Requests and the grants they made or extend (every grant comes from a
+/// request, so no read of grants is needed).
+fn add_requests(owned: &mut Owned, requests: &[Request]) {
+    for r in requests {
+        owned.requests.insert(r.id);
+        owned.grants.extend(r.grant);
+        if let RequestKind::Extension { grant } = r.kind {
+            owned.grants.insert(grant);
+        }
     }
 }
 

@@ -133,7 +133,8 @@ impl Broker {
         };
         let all = PageQuery::new(None::<String>, MAX_PAGE);
         let (pending, recent, users, resources, configurations, graph) = tokio::try_join!(
-            async { Ok::<_, ServiceError>(self.store.requests(&all, &pending_filter).await?) },
+            // Every pending request, however many: the oldest come first.
+            self.requests_where(&pending_filter),
             async { Ok(self.store.requests(&all, &RequestFilter::default()).await?) },
             async { Ok(self.store.users().await?) },
             async { Ok(self.store.resources().await?) },

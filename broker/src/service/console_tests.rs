@@ -116,6 +116,21 @@ async fn the_inbox_never_holds_ones_own_request_and_marks_what_one_reviewed() {
 }
 
 #[tokio::test]
+async fn the_inbox_holds_every_pending_request_oldest_first_past_a_page() {
+    let h = harness().await;
+    let (ann, ben) = (&h.users[0], &h.users[1]);
+    let n = crate::store::MAX_PAGE + 5;
+    let mut first = None;
+    for _ in 0..n {
+        let r = h.broker.create_request(ann, body("prod", 60)).await.unwrap();
+        first.get_or_insert(r.id);
+    }
+    let inbox = h.broker.inbox(ben).await.unwrap();
+    assert_eq!(inbox.len(), n);
+    assert_eq!(inbox.first().map(|e| e.request.id), first, "the oldest first");
+}
+
+#[tokio::test]
 async fn the_catalogue_lists_what_policies_let_one_request_with_its_workflow() {
     let h = harness().await;
     let entries = h.broker.catalogue(&h.users[0]).await.unwrap();

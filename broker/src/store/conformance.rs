@@ -460,15 +460,6 @@ pub async fn lists_page_newest_first_and_match_the_queries(fixture: &dyn Fixture
             revoke_failing: true,
             ..GrantFilter::default()
         },
-        GrantFilter {
-            resource: Some(ResourceId::new("admins").unwrap()),
-            ..GrantFilter::default()
-        },
-        GrantFilter {
-            user: Some(uid("alice")),
-            resource: Some(ResourceId::new("other").unwrap()),
-            ..GrantFilter::default()
-        },
     ];
     for q in grant_queries {
         let got = store

@@ -28,9 +28,6 @@ pub struct GrantFilter {
     pub awaiting_check_in: Option<ConfigId>,
     /// Not ended, or ended at or after this instant.
     pub ended_since: Option<DateTime<Utc>>,
-    /// Of this resource (no index in SQL backends: for rare reads such as
-    /// the audit log's resource filter).
-    pub resource: Option<ResourceId>,
 }
 
 impl GrantFilter {
@@ -53,7 +50,6 @@ impl GrantFilter {
             && self
                 .ended_since
                 .is_none_or(|since| g.ended_at.is_none_or(|t| t >= since))
-            && self.resource.as_ref().is_none_or(|r| &g.resource == r)
     }
 }
 
@@ -64,8 +60,8 @@ pub struct RequestFilter {
     pub requester: Option<UserId>,
     /// In one of these states (empty: any).
     pub states: Vec<RequestState>,
-    /// For this resource (no index in SQL backends, as
-    /// [`GrantFilter::resource`]).
+    /// For this resource (no index in SQL backends: for rare reads such
+    /// as the audit log's resource filter).
     pub resource: Option<ResourceId>,
 }
 

@@ -67,10 +67,29 @@ pub struct RequestFilter {
 
 impl RequestFilter {
     pub fn matches(&self, r: &Request) -> bool {
-        self.requester.as_ref().is_none_or(|u| &r.requester == u)
-            && (self.states.is_empty() || self.states.contains(&r.state))
-            && self.resource.as_ref().is_none_or(|x| &r.resource == x)
+        self.matches_fields(&r.requester, &r.state, &r.resource)
     }
+
+    /// [`matches`](Self::matches) on a stored request's head alone: a scan
+    /// decodes whole only what it keeps.
+    pub fn matches_head(&self, h: &RequestHead) -> bool {
+        self.matches_fields(&h.requester, &h.state, &h.resource)
+    }
+
+    fn matches_fields(&self, requester: &UserId, state: &RequestState, resource: &ResourceId) -> bool {
+        self.requester.as_ref().is_none_or(|u| requester == u)
+            && (self.states.is_empty() || self.states.contains(state))
+            && self.resource.as_ref().is_none_or(|x| resource == x)
+    }
+}
+
+/// The fields of a stored request that a [`RequestFilter`] looks at, read
+/// without the rest of the record.
+#[derive(Debug, serde::Deserialize)]
+pub struct RequestHead {
+    pub requester: UserId,
+    pub state: RequestState,
+    pub resource: ResourceId,
 }
 
 /// Which API tokens a read returns.

@@ -194,14 +194,16 @@ impl Server {
             Err(e) => tracing::warn!(error = %e, "counting failing revokes failed; the gauge starts at 0"),
         }
         tasks.spawn(scheduler::run(broker.clone(), shutdown_rx.clone()));
-        if let Some(wakes) = broker.store().outbox_wakes() {
+        if let Some(heard) = broker.store().announcements() {
             // Other brokers share the store: their queued commands wake the
-            // sessions held here.
+            // sessions held here, their changes refresh pages open here.
             let live = broker.live().clone();
             let mut stop = shutdown_rx.clone();
             tasks.spawn(async move {
                 tokio::select! {
-                    _ = live.follow(wakes) => {}
+                    _ = async {
+                        tokio::join!(live.follow(heard.outboxes), live.feed.follow(heard.changes))
+                    } => {}
                     _ = stop.changed() => {}
                 }
             });

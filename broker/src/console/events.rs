@@ -32,7 +32,7 @@ pub struct Audience {
 impl Audience {
     /// The topics of `changed` this person may hear of.
     pub fn topics(&self, changed: &Changed) -> Vec<Topic> {
-        let theirs = self.sees_all || changed.people.contains(&self.user);
+        let theirs = self.sees_all || changed.everyone || changed.people.contains(&self.user);
         changed
             .topics
             .iter()
@@ -101,6 +101,7 @@ mod tests {
         Changed {
             topics: topics.iter().copied().collect(),
             people: people.iter().map(|p| UserId::new(*p).unwrap()).collect(),
+            everyone: false,
         }
     }
 
@@ -121,5 +122,11 @@ mod tests {
         assert_eq!(bob.topics(&carols), [Topic::Requests, Topic::Grants]);
         let hers = changed(&["alice"], &[Topic::Grants, Topic::Agents]);
         assert_eq!(alice.topics(&hers), [Topic::Grants]);
+        // Whose is unknown (another broker's announcements were missed):
+        // everyone refreshes what they may see.
+        assert_eq!(
+            alice.topics(&Changed::anything()),
+            [Topic::Requests, Topic::Grants]
+        );
     }
 }

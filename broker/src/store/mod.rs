@@ -10,6 +10,7 @@
 //! [`sled`] is the embedded default; [`postgres`] keeps the same state in
 //! a database several brokers share.
 
+pub mod changed;
 #[cfg(test)]
 mod conformance;
 pub mod dump;
@@ -354,13 +355,22 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// index keys too, so it may say more; 0 is exact).
     async fn entry_count(&self) -> Result<u64, StoreError>;
 
-    /// Outboxes other brokers sharing this store queue commands to, as
-    /// their changes commit, so the broker holding a configuration's agent
-    /// session sends them. `None` when no other broker can write (the
-    /// embedded store). Call once.
-    fn outbox_wakes(&self) -> Option<tokio::sync::mpsc::Receiver<OutboxWake>> {
+    /// What other brokers sharing this store announce as their changes
+    /// commit. `None` when no other broker can write (the embedded store).
+    /// Call once.
+    fn announcements(&self) -> Option<Announcements> {
         None
     }
+}
+
+/// What other brokers sharing the store announce.
+#[derive(Debug)]
+pub struct Announcements {
+    /// Outboxes they queued commands to, so the broker holding a
+    /// configuration's agent session sends them.
+    pub outboxes: tokio::sync::mpsc::Receiver<OutboxWake>,
+    /// What their commits touched, so pages open here refresh.
+    pub changes: tokio::sync::mpsc::Receiver<changed::Changed>,
 }
 
 /// An outbox another broker changed.

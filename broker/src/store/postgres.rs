@@ -288,7 +288,7 @@ impl Store for PgStore {
         self.count_entries().await
     }
 
-    fn outbox_wakes(&self) -> Option<tokio::sync::mpsc::Receiver<super::OutboxWake>> {
+    fn announcements(&self) -> Option<super::Announcements> {
         Some(notify::spawn_listener(self.settings.clone(), self.me.clone()))
     }
 

@@ -672,7 +672,8 @@ impl Store for SledStore {
         // Only the head of each request is read to decide; a head that
         // does not decode is decoded whole, which names what is wrong.
         let head_matches = |body: &[u8]| {
-            serde_json::from_slice::<super::query::RequestHead>(body).map_or(true, |h| filter.matches_head(&h))
+            serde_json::from_slice::<super::query::RequestHead>(body)
+                .map_or(true, |h| filter.matches_head(&h))
         };
         self.page_where(keys::REQUEST, page, head_matches, |r| filter.matches(r))
     }

@@ -727,3 +727,25 @@ async fn the_language_a_person_chooses_follows_them_to_another_browser() {
     second.wait_for_text("h1", EN.home_title).await;
     second.close().await;
 }
+
+#[tokio::test]
+async fn an_inbox_open_on_one_broker_hears_of_a_request_made_through_another() {
+    use crate::support::ask;
+    let first = TestBroker::start_on_postgres(CATALOG, &policies(), &[]).await;
+    let second = TestBroker::start_peer(&first, &[]).await;
+    let driver = Driver::start().await;
+    let bob = signed_in(&driver, &second, "bob", Settings::default()).await;
+    bob.open("/console/inbox").await;
+    bob.wait_for("#inbox-empty").await;
+    // Through the other broker's API; the page open on this one is told
+    // by the database, without a reload.
+    let r = first
+        .client("alice")
+        .create_request(&ask("dev-admin", 600))
+        .await
+        .unwrap();
+    bob.wait_for(&format!("#inbox [data-request='{}']", r.id)).await;
+    first.client("carol").approve(r.id, None).await.unwrap();
+    bob.wait_gone(&format!("#inbox [data-request='{}']", r.id)).await;
+    bob.close().await;
+}

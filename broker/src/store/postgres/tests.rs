@@ -159,10 +159,10 @@ async fn db_client(db: &ScratchDatabase) -> tokio_postgres::Client {
     super::scratch::connect_to(&db.url()).await.unwrap()
 }
 
-async fn next(rx: &mut tokio::sync::mpsc::Receiver<crate::store::OutboxWake>) -> crate::store::OutboxWake {
+async fn next<T>(rx: &mut tokio::sync::mpsc::Receiver<T>) -> T {
     tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
         .await
-        .expect("no wake within 10 s")
+        .expect("nothing heard within 10 s")
         .unwrap()
 }
 
@@ -173,8 +173,8 @@ async fn queued_commands_wake_the_other_brokers() {
     use crate::store::OutboxWake;
     let db = ScratchDatabase::create().await.unwrap();
     let (a, b) = two_brokers(&db).await;
-    let mut at_a = a.outbox_wakes().unwrap();
-    let mut at_b = b.outbox_wakes().unwrap();
+    let mut at_a = a.announcements().unwrap().outboxes;
+    let mut at_b = b.announcements().unwrap().outboxes;
     // Listening started: whatever came before is unknown.
     assert_eq!(next(&mut at_a).await, OutboxWake::All);
     assert_eq!(next(&mut at_b).await, OutboxWake::All);
@@ -205,6 +205,44 @@ async fn queued_commands_wake_the_other_brokers() {
     // b's own commit is not announced to b; a hears of it, and only of it.
     assert_eq!(next(&mut at_a).await, OutboxWake::Configuration(aws()));
     assert!(at_a.try_recv().is_err());
+    assert!(at_b.try_recv().is_err());
+}
+
+/// A committed change tells the other brokers what it touched and whose,
+/// for their live pages; a store is not told of its own, and listening
+/// starts with "anything may have changed".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_changes_reach_the_other_brokers_pages() {
+    use crate::store::changed::{Changed, Topic};
+    let db = ScratchDatabase::create().await.unwrap();
+    let (a, b) = two_brokers(&db).await;
+    let mut at_a = a.announcements().unwrap().changes;
+    let mut at_b = b.announcements().unwrap().changes;
+    assert_eq!(next(&mut at_a).await, Changed::anything());
+    assert_eq!(next(&mut at_b).await, Changed::anything());
+    let alice = user("alice");
+    let request = crate::store::conformance::request(&alice, 0);
+    let grant = crate::store::conformance::grant(&request, 0);
+    a.commit(Change {
+        users: vec![alice.clone()],
+        requests: vec![request],
+        grants: vec![grant],
+        ..Change::default()
+    })
+    .await
+    .unwrap();
+    // A change no page shows is not announced.
+    a.commit(Change {
+        audit: vec![entry()],
+        ..Change::default()
+    })
+    .await
+    .unwrap();
+    let heard = next(&mut at_b).await;
+    assert_eq!(heard.topics, [Topic::Requests, Topic::Grants].into());
+    assert_eq!(heard.people, [alice.id].into());
+    assert!(!heard.everyone);
+    assert!(at_a.try_recv().is_err(), "a store is not told of its own");
     assert!(at_b.try_recv().is_err());
 }
 

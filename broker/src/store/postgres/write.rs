@@ -17,6 +17,7 @@ use super::{decode, encode, i64_of, pg_error, table, u64_of};
 use crate::audit::AuditHead;
 use crate::outbox::queue::{self, QueueBackend};
 use crate::outbox::Command;
+use crate::store::changed::Changed;
 use crate::store::{Change, Committed, Record, StoreError, Versioned};
 
 /// Commits `changes` in one transaction; each one's result.
@@ -71,6 +72,9 @@ pub(super) async fn commit_all(
 /// Writes one change inside the transaction, or fails leaving the
 /// transaction for the caller to roll back.
 async fn apply(tx: &Transaction<'_>, me: &str, change: Change) -> Result<Committed, StoreError> {
+    // Told to the other brokers when (and if) this commits, for their
+    // live pages.
+    let announce = Changed::of(&change).map(|c| super::notify::change_payload(&c, me));
     // Refused whole before anything is written: a record written twice,
     // two commands for one entitlement.
     let mut seen = HashSet::new();
@@ -158,6 +162,16 @@ async fn apply(tx: &Transaction<'_>, me: &str, change: Change) -> Result<Committ
     for hash in &change.delete_tokens {
         then.push(Box::pin(async move {
             execute(tx, "DELETE FROM tokens WHERE hash = $1", &[hash]).await
+        }));
+    }
+    if let Some(payload) = &announce {
+        then.push(Box::pin(async move {
+            execute(
+                tx,
+                "SELECT pg_notify($1, $2)",
+                &[&super::notify::CHANGES, payload],
+            )
+            .await
         }));
     }
     for j in &change.schedule {
@@ -463,7 +477,7 @@ async fn queue_commands(
     for configuration in announce {
         let payload = super::notify::payload(&configuration, me);
         let sql = "SELECT pg_notify($1, $2)";
-        query(tx, sql, &[&super::notify::CHANNEL, &payload]).await?;
+        query(tx, sql, &[&super::notify::OUTBOX, &payload]).await?;
     }
     Ok(())
 }

@@ -309,8 +309,9 @@ pub async fn delete_scim_connection(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The audit log's filter and page, every field optional.
-#[derive(Debug, Default, Deserialize, IntoParams)]
+/// The audit log's filter and page, every field optional: the API's query
+/// and the console's filter form.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, IntoParams)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuditParams {
     /// Acted or acted on by this person (any of their linked accounts), or
@@ -325,13 +326,17 @@ pub struct AuditParams {
     /// Before (RFC 3339).
     pub until: String,
     /// Only records before this sequence number (a page's `next_before`).
+    #[serde(skip_serializing)]
     pub before: Option<u64>,
     /// Records wanted, 1 to 1000 (default 100).
+    #[serde(skip_serializing)]
     pub limit: Option<usize>,
 }
 
 impl AuditParams {
-    fn filter(&self) -> Result<crate::audit::query::AuditFilter, ApiError> {
+    /// The filter asked for, or what is wrong with it (naming the field
+    /// and the value).
+    pub fn filter(&self) -> Result<crate::audit::query::AuditFilter, String> {
         crate::audit::query::FilterText {
             person: &self.person,
             resource: &self.resource,
@@ -340,7 +345,12 @@ impl AuditParams {
             until: &self.until,
         }
         .parse()
-        .map_err(|e| ApiError::invalid("filter", e))
+    }
+
+    /// The filter as a query string, without the page (`before`,
+    /// `limit`): for links to other pages of the same records.
+    pub fn query_string(&self) -> String {
+        serde_urlencoded::to_string(self).unwrap_or_default()
     }
 }
 
@@ -356,7 +366,7 @@ pub async fn audit_log(
     Params(q): Params<AuditParams>,
 ) -> Result<Json<AuditLogPage>, ApiError> {
     let query = crate::service::audit::AuditQuery {
-        filter: q.filter()?,
+        filter: q.filter().map_err(|e| ApiError::invalid("filter", e))?,
         before: q.before,
         limit: q.limit.unwrap_or(0),
     };
@@ -387,7 +397,8 @@ pub async fn audit_export(
     Params(q): Params<AuditParams>,
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
-    let stream = s.broker.audit_export(&user, q.filter()?).await?;
+    let filter = q.filter().map_err(|e| ApiError::invalid("filter", e))?;
+    let stream = s.broker.audit_export(&user, filter).await?;
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/jsonl")],
         axum::body::Body::from_stream(stream),

@@ -12,7 +12,7 @@ use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use jitgate_shared::v1::UserId;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::csrf::Submitted;
 use super::page::{self, see_other, Chrome, Here};
@@ -20,7 +20,6 @@ use super::text::{Lang, Texts};
 use super::view::at_text;
 use super::viewer::{url_escape, Viewer};
 use crate::api::AppState;
-use crate::audit::query::{AuditFilter, FilterText};
 use crate::audit::verify::ChainStatus;
 use crate::audit::{Actor, AuditEvent, AuditRecord};
 use crate::service::audit::AuditQuery;
@@ -28,40 +27,8 @@ use crate::service::audit::AuditQuery;
 /// Records the page shows at a time.
 pub const PAGE: usize = 50;
 
-/// The filter form, as sent (every field may be empty).
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(default)]
-pub struct AuditForm {
-    pub person: String,
-    pub resource: String,
-    pub kind: String,
-    /// `datetime-local` (`2026-11-29T09:30`, UTC) or RFC 3339.
-    pub since: String,
-    pub until: String,
-    #[serde(skip_serializing)]
-    pub before: Option<u64>,
-}
-
-impl AuditForm {
-    /// The filter the form asks for, or what is wrong with it (naming the
-    /// field and the value).
-    pub fn filter(&self) -> Result<AuditFilter, String> {
-        FilterText {
-            person: &self.person,
-            resource: &self.resource,
-            kind: &self.kind,
-            since: &self.since,
-            until: &self.until,
-        }
-        .parse()
-    }
-
-    /// The form's fields as a query string (without `before`), for the
-    /// paging and download links.
-    pub fn query_string(&self) -> String {
-        serde_urlencoded::to_string(self).unwrap_or_default()
-    }
-}
+/// The filter form, as sent (every field may be empty): the API's query.
+pub type AuditForm = crate::api::admin::AuditParams;
 
 /// One record as the page shows it.
 #[derive(Debug)]

@@ -34,7 +34,6 @@ pub struct HomePage {
     pub grants: Vec<GrantRow>,
     pub pending: Vec<RequestRow>,
     pub recent: Vec<RequestRow>,
-    pub extend_choices: Vec<(u64, String, bool)>,
 }
 
 /// `GET /console/`: my access.
@@ -66,13 +65,17 @@ async fn home_page(s: &AppState, viewer: &Viewer) -> Result<HomePage, ServiceErr
             }
         ),
     )?;
+    let room = b.extension_room(&active.items).await?;
     let now = b.clock().now();
     let t = viewer.lang.texts();
     let mut grants: Vec<GrantRow> = active
         .items
         .iter()
         .chain(&scheduled.items)
-        .map(|g| view::grant_row(t, g, now))
+        .map(|g| GrantRow {
+            extend_choices: view::extend_choices(viewer.lang, room.get(&g.id).copied()),
+            ..view::grant_row(t, g, now)
+        })
         .collect();
     grants.sort_by(|a, b| a.ends_at_iso.cmp(&b.ends_at_iso));
     let pending = requests
@@ -94,7 +97,6 @@ async fn home_page(s: &AppState, viewer: &Viewer) -> Result<HomePage, ServiceErr
         grants,
         pending,
         recent,
-        extend_choices: view::duration_choices(viewer.lang, 30 * 60, 2 * 3600, None),
     })
 }
 
@@ -374,7 +376,6 @@ pub struct RequestPage {
     pub can_cancel: bool,
     pub can_end: bool,
     pub can_review: bool,
-    pub extend_choices: Vec<(u64, String, bool)>,
 }
 
 /// `GET /console/requests/{id}`: a request's timeline, and its grant.
@@ -393,6 +394,7 @@ async fn request_view(s: &AppState, viewer: &Viewer, id: &str) -> Result<Request
         Some(g) => Some(b.get_grant(&viewer.user, g).await?),
         None => None,
     };
+    let room = b.extension_room(grant.as_slice()).await?;
     let now = b.clock().now();
     let t = viewer.lang.texts();
     let mine = request.requester == viewer.user.id;
@@ -419,13 +421,19 @@ async fn request_view(s: &AppState, viewer: &Viewer, id: &str) -> Result<Request
             .as_ref()
             .map(|g| view::chain_text(&g.chain))
             .unwrap_or_default(),
-        grant: grant.as_ref().map(|g| view::grant_row(t, g, now)),
+        grant: grant.as_ref().map(|g| GrantRow {
+            // Only its holder extends a grant.
+            extend_choices: match mine {
+                true => view::extend_choices(viewer.lang, room.get(&g.id).copied()),
+                false => Vec::new(),
+            },
+            ..view::grant_row(t, g, now)
+        }),
         can_cancel: may_act
             && matches!(request.state, RequestState::Pending | RequestState::Approved)
             && !open,
         can_end: open && may_act,
         can_review: request.state == RequestState::Pending && !mine,
-        extend_choices: view::duration_choices(viewer.lang, 30 * 60, 2 * 3600, None),
     })
 }
 

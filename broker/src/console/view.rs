@@ -48,6 +48,9 @@ pub struct GrantRow {
     pub break_glass: bool,
     pub delivery_error: Option<String>,
     pub revoke_failing: bool,
+    /// How much longer it may be made, as choices (empty: it may not be
+    /// extended, or not by its viewer); see [`extend_choices`].
+    pub extend_choices: Vec<(u64, String, bool)>,
 }
 
 pub fn grant_row(t: &Texts, g: &GrantView, now: DateTime<Utc>) -> GrantRow {
@@ -75,7 +78,16 @@ pub fn grant_row(t: &Texts, g: &GrantView, now: DateTime<Utc>) -> GrantRow {
         break_glass: g.break_glass,
         delivery_error: g.delivery_error.clone(),
         revoke_failing: g.revoke_failing.is_some(),
+        extend_choices: Vec::new(),
     }
+}
+
+/// What to offer for extending a grant that may still grow by `room`
+/// seconds (none: not extendable): lengths up to the room, 30 minutes
+/// chosen when it fits.
+pub fn extend_choices(lang: Lang, room: Option<u64>) -> Vec<(u64, String, bool)> {
+    room.map(|r| duration_choices(lang, 30 * 60, r, None))
+        .unwrap_or_default()
 }
 
 /// A request in a list.

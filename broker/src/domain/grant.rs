@@ -89,6 +89,17 @@ pub enum GrantError {
     NoLongerEligible { user: UserId },
 }
 
+/// How many seconds a window from `starts_at` to `ends_at` may still grow
+/// when the whole window may last at most `max_total`.
+pub fn extension_room(
+    starts_at: DateTime<Utc>,
+    ends_at: DateTime<Utc>,
+    max_total: std::time::Duration,
+) -> u64 {
+    let current = u64::try_from((ends_at - starts_at).num_seconds()).unwrap_or(0);
+    max_total.as_secs().saturating_sub(current)
+}
+
 impl Grant {
     /// The grant for an approved request: the window opens at the requested
     /// start or now, whichever is later.
@@ -184,7 +195,7 @@ impl Grant {
         let current = u64::try_from((self.ends_at - self.starts_at).num_seconds()).unwrap_or(0);
         let total = current.saturating_add(extra_seconds);
         let max = max_total.as_secs();
-        if total > max {
+        if extra_seconds > extension_room(self.starts_at, self.ends_at, max_total) {
             return Err(GrantError::ExtensionTooLong { total, max });
         }
         let total = chrono::Duration::try_seconds(i64::try_from(total).unwrap_or(i64::MAX))

@@ -149,3 +149,44 @@ async fn the_catalogue_lists_what_policies_let_one_request_with_its_workflow() {
         .remove(&jitgate_shared::v1::api::Role::Requester);
     assert!(h.broker.catalogue(&approver_only).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn the_extension_offered_is_what_the_workflow_still_allows() {
+    let h = harness().await;
+    let ann = &h.users[0];
+    // `auto`: extension allowed up to 1 h in all (the defaults).
+    let made = h.broker.create_request(ann, body("auto", 600)).await.unwrap();
+    let grant = h.broker.get_grant(ann, made.grant.unwrap()).await.unwrap();
+    let room = h
+        .broker
+        .extension_room(std::slice::from_ref(&grant))
+        .await
+        .unwrap();
+    assert_eq!(room.get(&grant.id), Some(&3000));
+    let choices =
+        crate::console::view::extend_choices(crate::console::text::Lang::En, room.get(&grant.id).copied());
+    assert!(choices.iter().all(|(s, _, _)| *s <= 3000) && choices.iter().any(|(s, _, _)| *s == 3000));
+    h.broker
+        .extend_grant(
+            ann,
+            grant.id,
+            jitgate_shared::v1::api::ExtendBody {
+                duration_seconds: 3000,
+                justification: None,
+                ticket: None,
+            },
+        )
+        .await
+        .unwrap();
+    let grant = h.broker.get_grant(ann, grant.id).await.unwrap();
+    let room = h
+        .broker
+        .extension_room(std::slice::from_ref(&grant))
+        .await
+        .unwrap();
+    assert_eq!(room.get(&grant.id), Some(&0));
+    assert!(
+        crate::console::view::extend_choices(crate::console::text::Lang::En, Some(0)).is_empty(),
+        "nothing left to offer: no extend form"
+    );
+}

@@ -402,6 +402,43 @@ impl Broker {
         .await
     }
 
+    /// How many seconds each of `grants` may be extended by now, under
+    /// its workflow as it stands (absent: the workflow allows none). Reads
+    /// resources and configurations once, whatever the number of grants.
+    pub async fn extension_room(
+        &self,
+        grants: &[jitgate_shared::v1::api::GrantView],
+    ) -> Result<std::collections::BTreeMap<GrantId, u64>, ServiceError> {
+        if grants.is_empty() {
+            return Ok(Default::default());
+        }
+        let (resources, configurations) =
+            tokio::try_join!(self.store.resources(), self.store.configurations())?;
+        let policies = self.policies.current();
+        let mut room = std::collections::BTreeMap::new();
+        for g in grants.iter().filter(|g| g.state == GrantState::Active) {
+            let Some(resource) = resources.iter().find(|r| r.resource.id == g.resource) else {
+                continue;
+            };
+            let Some(config) = configurations
+                .iter()
+                .find(|c| c.config.id == resource.resource.configuration && c.config.enabled)
+            else {
+                continue;
+            };
+            let workflow = policies.workflow(&resource_facts(resource, config.config.kind.as_str()));
+            if workflow.extension_allowed {
+                let left = crate::domain::grant::extension_room(
+                    g.starts_at,
+                    g.ends_at,
+                    workflow.extension_max_total,
+                );
+                room.insert(g.id, left);
+            }
+        }
+        Ok(room)
+    }
+
     /// Extends an active grant where the workflow allows: at once, or through
     /// an extension request when the workflow asks for re-approval.
     #[tracing::instrument(skip(self, actor, body), fields(user = %actor.id, grant = %id))]

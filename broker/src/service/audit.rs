@@ -126,9 +126,12 @@ impl Broker {
             None => 1,
         };
         tracing::info!(from, head, filtered = !filter.is_empty(), "audit log exported");
+        // Read by every chunk; shared, not copied.
+        let wanted = std::sync::Arc::new((filter, related));
         Ok(futures_util::stream::try_unfold(from, move |from| {
-            let (store, filter, related) = (store.clone(), filter.clone(), related.clone());
+            let (store, wanted) = (store.clone(), wanted.clone());
             async move {
+                let (filter, related) = &*wanted;
                 if from > head {
                     return Ok(None);
                 }
@@ -137,7 +140,7 @@ impl Broker {
                     return Ok(None);
                 };
                 let mut lines = Vec::new();
-                for record in chunk.iter().filter(|r| filter.matches(r, &related)) {
+                for record in chunk.iter().filter(|r| filter.matches(r, related)) {
                     serde_json::to_writer(&mut lines, record)
                         .map_err(|e| ServiceError::Unavailable(format!("writing an audit record: {e}")))?;
                     lines.push(b'\n');

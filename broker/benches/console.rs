@@ -26,14 +26,13 @@ use axum::http::{header, Request, StatusCode};
 use chrono::Utc;
 use jitgate_broker::api::{limits::ClientLimits, router, AppState, DEFAULT_MAX_BODY};
 use jitgate_broker::audit::{Actor, AuditEntry, AuditEvent};
-use jitgate_broker::domain::request::NewRequest;
 use jitgate_broker::quickstart::Seed;
 use jitgate_broker::store::{Change, Store};
-use jitgate_shared::v1::api::{CreateRequestBody, EndReason, RequestKind, Role, UserBody};
+use jitgate_shared::v1::api::{EndReason, Role, UserBody};
 use jitgate_shared::v1::{RequestId, UserId};
 use tower::ServiceExt;
 
-use support::{account, active_grants, broker_over, verdict, CATALOG};
+use support::{access_request, account, active_grants, broker_over, verdict, CATALOG};
 
 /// Renders of each page measured.
 const RENDERS: usize = 200;
@@ -58,25 +57,15 @@ async fn requests(store: &dyn Store, n: usize, pending: usize, people: usize) ->
         };
         let stored = store.user(&UserId::new(&id).unwrap()).await.unwrap();
         let account = stored.unwrap_or_else(|| account(&id, now));
-        let body = CreateRequestBody {
-            resource: resource.id.clone(),
-            duration_seconds: Some(1800),
-            justification: Some(format!("request {i}")),
-            ticket: None,
-            starts_at: None,
-            break_glass: false,
-        };
-        let request = NewRequest {
-            id: RequestId::generate(),
-            kind: RequestKind::Access,
-            requester: &account,
-            body: &body,
-            workflow: &workflow,
-            permitted: true,
+        let justification = format!("request {i}");
+        let request = access_request(
+            &account,
+            &resource.id,
+            1800,
+            Some(justification.clone()),
+            &workflow,
             now,
-        }
-        .build()
-        .unwrap();
+        );
         let request = if i < pending {
             request
         } else {
@@ -89,7 +78,7 @@ async fn requests(store: &dyn Store, n: usize, pending: usize, people: usize) ->
                 request: request.id,
                 resource: resource.id.clone(),
                 duration_seconds: 1800,
-                justification: body.justification.clone(),
+                justification: Some(justification),
                 ticket: None,
                 break_glass: false,
             },

@@ -119,6 +119,37 @@ pub fn account(id: &str, now: DateTime<Utc>) -> jitgate_broker::domain::user::Us
     }
 }
 
+/// An access request of `account` for `resource`, built by the domain code
+/// the services use.
+pub fn access_request(
+    account: &jitgate_broker::domain::user::User,
+    resource: &ResourceId,
+    seconds: u64,
+    justification: Option<String>,
+    workflow: &jitgate_broker::domain::policy::Workflow,
+    now: DateTime<Utc>,
+) -> jitgate_broker::domain::request::Request {
+    let body = CreateRequestBody {
+        resource: resource.clone(),
+        duration_seconds: Some(seconds),
+        justification,
+        ticket: None,
+        starts_at: None,
+        break_glass: false,
+    };
+    NewRequest {
+        id: RequestId::generate(),
+        kind: RequestKind::Access,
+        requester: account,
+        body: &body,
+        workflow,
+        permitted: true,
+        now,
+    }
+    .build()
+    .unwrap()
+}
+
 /// Writes `n` active grants ending at `ends_at(i)`, built by the same domain
 /// code the services use, in batches of 1,000 changes per flush.
 pub async fn active_grants(store: &dyn Store, n: usize, ends_at: impl Fn(usize) -> DateTime<Utc>) {
@@ -136,25 +167,8 @@ pub async fn active_grants(store: &dyn Store, n: usize, ends_at: impl Fn(usize) 
         let account = account(&format!("u{i}"), now);
         let user = account.id.clone();
         let end = ends_at(i);
-        let body = CreateRequestBody {
-            resource: resource.id.clone(),
-            duration_seconds: Some(u64::try_from((end - now).num_seconds().max(1)).unwrap()),
-            justification: None,
-            ticket: None,
-            starts_at: None,
-            break_glass: false,
-        };
-        let request = NewRequest {
-            id: RequestId::generate(),
-            kind: RequestKind::Access,
-            requester: &account,
-            body: &body,
-            workflow: &workflow,
-            permitted: true,
-            now,
-        }
-        .build()
-        .unwrap();
+        let seconds = u64::try_from((end - now).num_seconds().max(1)).unwrap();
+        let request = access_request(&account, &resource.id, seconds, None, &workflow, now);
         let entitlement = Entitlement {
             configuration: resource.configuration.clone(),
             target: resource.target.clone(),

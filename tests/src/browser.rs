@@ -49,6 +49,16 @@ impl Default for Settings {
     }
 }
 
+impl Settings {
+    /// A browser that asks for Japanese.
+    pub fn japanese() -> Self {
+        Self {
+            lang: "ja",
+            ..Self::default()
+        }
+    }
+}
+
 impl Driver {
     pub async fn start() -> Self {
         for path in [CHROMIUM, CHROMEDRIVER] {

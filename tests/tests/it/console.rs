@@ -325,10 +325,7 @@ async fn the_whole_flow_works_without_javascript() {
 async fn a_japanese_session_shows_japanese_on_every_page() {
     let b = TestBroker::start(CATALOG, &policies()).await;
     let driver = Driver::start().await;
-    let ja = Settings {
-        lang: "ja",
-        ..Settings::default()
-    };
+    let ja = Settings::japanese();
     let mut bob = driver.browser(ja).await;
     let bob_link = link(&b, "bob").await;
     bob.client.goto(&bob_link).await.unwrap();
@@ -712,10 +709,7 @@ async fn the_auditor_filters_downloads_and_sees_the_chain_checked() {
 async fn the_language_a_person_chooses_follows_them_to_another_browser() {
     let b = TestBroker::start(CATALOG, &policies()).await;
     let driver = Driver::start().await;
-    let ja = Settings {
-        lang: "ja",
-        ..Settings::default()
-    };
+    let ja = Settings::japanese();
     let first = signed_in(&driver, &b, "carol", ja).await;
     first.wait_for_text("h1", JA.home_title).await;
     first.select("#lang", "en").await;

@@ -31,6 +31,7 @@ pub mod domain;
 pub mod hub;
 pub mod identity;
 pub mod metrics;
+pub mod notify;
 pub mod outbox;
 pub mod quickstart;
 pub mod scheduler;

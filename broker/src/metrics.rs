@@ -36,6 +36,14 @@ pub struct Metrics {
     pub audit_chain_broken: Gauge,
     /// Seconds from sending a command to the agent's answer arriving.
     pub command_round_trip: Histogram,
+    /// Notifications delivered, by channel.
+    pub notifications_delivered: Family<Labels, Counter>,
+    /// Failed tries to deliver a notification, by channel (each is
+    /// tried again with backoff).
+    pub notifications_failed: Family<Labels, Counter>,
+    /// Notifications given up (refused by the receiver, or failing for a
+    /// day), by channel.
+    pub notifications_given_up: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -136,6 +144,24 @@ impl Metrics {
             "Time from sending a command to the agent's answer arriving",
             command_round_trip.clone(),
         );
+        let notifications_delivered = Family::<Labels, Counter>::default();
+        registry.register(
+            "notifications_delivered",
+            "Notifications delivered, by channel",
+            notifications_delivered.clone(),
+        );
+        let notifications_failed = Family::<Labels, Counter>::default();
+        registry.register(
+            "notifications_failed",
+            "Failed tries to deliver a notification, by channel; each is tried again with backoff",
+            notifications_failed.clone(),
+        );
+        let notifications_given_up = Family::<Labels, Counter>::default();
+        registry.register(
+            "notifications_given_up",
+            "Notifications given up (refused by the receiver, or failing for a day), by channel",
+            notifications_given_up.clone(),
+        );
         Self {
             registry,
             requests_created,
@@ -154,6 +180,9 @@ impl Metrics {
             revokes_failing,
             audit_chain_broken,
             command_round_trip,
+            notifications_delivered,
+            notifications_failed,
+            notifications_given_up,
         }
     }
 

@@ -50,6 +50,8 @@ pub enum ServeError {
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
     Sso(#[from] crate::service::sign_in::SsoConfigError),
+    #[error(transparent)]
+    Notify(#[from] crate::notify::channels::ChannelError),
 }
 
 /// Opens the store `config` names: the embedded one in its data directory,
@@ -157,6 +159,14 @@ impl Server {
         if !sso.provider_names().is_empty() {
             tracing::info!(providers = ?sso.provider_names(), "sign-in providers configured");
         }
+        let channels = crate::notify::channels::Channels::new(&config.notify, &settings.public_url)?;
+        if channels.any() {
+            tracing::info!(
+                email = channels.has_email(),
+                webhooks = config.notify.webhook.len(),
+                "notification channels configured"
+            );
+        }
         let broker = Broker::new(store, holder, clock, Arc::new(Metrics::new()), settings)
             .with_keys(keys)
             .with_sso(sso);
@@ -221,6 +231,12 @@ impl Server {
         tasks.spawn(periodic::verify_audit(
             broker.clone(),
             config.audit_verify_interval,
+            shutdown_rx.clone(),
+        ));
+        tasks.spawn(crate::service::notify::run(
+            broker.clone(),
+            channels,
+            config.notify.ending_soon,
             shutdown_rx.clone(),
         ));
         let hub_tls = Arc::new(ArcSwap::from(ca.hub_server_config(&config.server_names, now)?));

@@ -11,9 +11,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 mod database;
+mod notify;
 mod sso;
 
 pub use database::{DatabaseConfig, StoreKind, StoreOverrides};
+pub use notify::{EmailConfig, NotifyConfig, SmtpTls, WebhookConfig};
 pub use sso::{OidcProviderConfig, SamlProviderConfig, SsoConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -93,6 +95,8 @@ pub struct BrokerConfig {
     pub sso: SsoConfig,
     /// The PostgreSQL database, with `store = "postgres"`.
     pub database: DatabaseConfig,
+    /// Channels notifications go out through.
+    pub notify: NotifyConfig,
 }
 
 impl Default for BrokerConfig {
@@ -122,6 +126,7 @@ impl Default for BrokerConfig {
             sso: SsoConfig::default(),
             store: StoreKind::default(),
             database: DatabaseConfig::default(),
+            notify: NotifyConfig::default(),
         }
     }
 }
@@ -326,6 +331,7 @@ impl BrokerConfig {
         within("agent_cert_ttl", self.agent_cert_ttl, s(60), s(90 * 86_400))?;
         self.sso.check()?;
         self.database.check(self.store)?;
+        self.notify.check()?;
         self.client_limits()?;
         if let Some(bad) = self
             .hub_url

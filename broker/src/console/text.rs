@@ -231,6 +231,10 @@ texts! {
     break_glass_flag: "break-glass" / "緊急アクセス",
     extension_flag: "extension of a running grant" / "実行中の付与の延長",
 
+    mail_open: "Open the request in jitgate" / "jitgate で申請を開く",
+    mail_detail: "Detail" / "詳細",
+    mail_footer: "You get this mail because a jitgate workflow sends these events to you. Requests are approved on their page in jitgate, never by a link in a mail." / "jitgate のワークフローがこのイベントをあなたに送る設定のため、このメールが届きました。申請の承認は jitgate の申請ページで行います。メール内のリンクで承認されることはありません。",
+
     inbox_title: "Approvals" / "承認",
     inbox_empty: "Nothing waits for your review." / "レビュー待ちの申請はありません。",
     approve: "Approve" / "承認する",
@@ -441,7 +445,54 @@ const AUDIT_KINDS: &[(&str, &str, &str)] = &[
     ("policies_rejected", "Policies rejected", "ポリシー拒否"),
 ];
 
+/// Every notification event kind's name as people read it: kind, English,
+/// Japanese.
+const EVENT_KINDS: &[(&str, &str, &str)] = &[
+    ("request_created", "New access request", "新しいアクセス申請"),
+    ("request_reviewed", "Request reviewed", "申請がレビューされました"),
+    ("request_approved", "Request approved", "申請が承認されました"),
+    ("request_denied", "Request denied", "申請が却下されました"),
+    (
+        "request_expired",
+        "Request expired undecided",
+        "申請が期限切れになりました",
+    ),
+    ("request_cancelled", "Request cancelled", "申請が取り消されました"),
+    (
+        "break_glass_used",
+        "BREAK-GLASS access taken",
+        "緊急アクセスが使用されました",
+    ),
+    ("grant_active", "Access started", "アクセス開始"),
+    ("grant_applied", "Access applied", "アクセスが適用されました"),
+    (
+        "grant_in_effect",
+        "Access in effect where used",
+        "利用先でアクセスが有効になりました",
+    ),
+    ("grant_extended", "Access extended", "アクセスが延長されました"),
+    (
+        "grant_ending_soon",
+        "Access ends soon",
+        "アクセスがまもなく終了します",
+    ),
+    ("grant_ended", "Access ended", "アクセス終了"),
+    ("revoke_failing", "REVOKE FAILING", "取り消しに失敗しています"),
+];
+
 impl Lang {
+    /// A notification event kind as people read it.
+    pub fn event_kind(self, kind: crate::notify::event::EventKind) -> &'static str {
+        let name = kind.name();
+        EVENT_KINDS
+            .iter()
+            .find(|(k, _, _)| *k == name)
+            .map_or(name, |(_, en, ja)| match self {
+                Lang::En => en,
+                Lang::Ja => ja,
+            })
+    }
+
     /// An audit record kind as people read it (the kind itself if it has
     /// no name, which a test rules out).
     pub fn audit_kind(self, kind: &'static str) -> &'static str {
@@ -493,6 +544,16 @@ mod tests {
             assert_ne!(e, j, "{name} is not translated");
             assert!(!j.is_ascii(), "{name}: the Japanese text is all ASCII: {j}");
         }
+    }
+
+    #[test]
+    fn every_event_kind_has_a_name_in_each_language() {
+        use strum::VariantArray;
+        for kind in crate::notify::event::EventKind::VARIANTS {
+            assert!(EVENT_KINDS.iter().any(|(k, _, _)| *k == kind.name()), "{kind}");
+            assert_ne!(Lang::Ja.event_kind(*kind), Lang::En.event_kind(*kind));
+        }
+        assert_eq!(EVENT_KINDS.len(), crate::notify::event::EventKind::VARIANTS.len());
     }
 
     #[test]

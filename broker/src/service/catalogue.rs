@@ -158,29 +158,9 @@ impl Broker {
                 continue;
             };
             let what = resource_facts(resource, kind);
-            let approving_policies = policies.permitting(
-                Action::Approve,
-                &principal_facts(actor),
-                &what,
-                RequestFacts {
-                    duration_seconds: request.duration_seconds,
-                    break_glass: request.break_glass,
-                    has_ticket: request.ticket.is_some(),
-                },
-            );
-            let reviewer = Reviewer {
-                id: &actor.id,
-                keys: actor.person_keys(),
-                // Approvers only reach here (see the top).
-                may_approve: !approving_policies.is_empty(),
-            };
-            let now_keys: PersonsNow = request
-                .accounts_involved()
-                .into_iter()
-                .filter_map(|a| users.get(a))
-                .map(|u| (u.id.clone(), u.person_keys()))
-                .collect();
-            let reviewed = match request.check_reviewer(&reviewer, &now_keys, now) {
+            let now_keys = persons_now(request, &users);
+            let (approving_policies, check) = may_review(&policies, actor, &what, request, &now_keys, now);
+            let reviewed = match check {
                 Ok(()) => false,
                 Err(RequestError::AlreadyReviewed { .. } | RequestError::AlreadyReviewedAs { .. }) => true,
                 Err(_) => continue,
@@ -202,6 +182,48 @@ impl Broker {
         }
         Ok(entries)
     }
+}
+
+/// Who each account involved in `request` is now (for one person, one
+/// voice).
+pub(crate) fn persons_now(request: &Request, users: &BTreeMap<&UserId, &User>) -> PersonsNow {
+    request
+        .accounts_involved()
+        .into_iter()
+        .filter_map(|a| users.get(a))
+        .map(|u| (u.id.clone(), u.person_keys()))
+        .collect()
+}
+
+/// Whether `actor` may review `request` now: the policies that let them
+/// approve it, and the request's own check (not the requester's person,
+/// not reviewed yet by their person, still pending). The one rule the
+/// inbox and the notification of approvers share.
+pub(crate) fn may_review(
+    policies: &crate::domain::policy::Policies,
+    actor: &User,
+    what: &crate::domain::policy::ResourceFacts<'_>,
+    request: &Request,
+    now_keys: &PersonsNow,
+    now: chrono::DateTime<chrono::Utc>,
+) -> (Vec<String>, Result<(), RequestError>) {
+    let approving_policies = policies.permitting(
+        Action::Approve,
+        &principal_facts(actor),
+        what,
+        RequestFacts {
+            duration_seconds: request.duration_seconds,
+            break_glass: request.break_glass,
+            has_ticket: request.ticket.is_some(),
+        },
+    );
+    let reviewer = Reviewer {
+        id: &actor.id,
+        keys: actor.person_keys(),
+        may_approve: actor.has_role(Role::Approver) && !actor.disabled && !approving_policies.is_empty(),
+    };
+    let check = request.check_reviewer(&reviewer, now_keys, now);
+    (approving_policies, check)
 }
 
 /// The requester's latest earlier requests for the same resource.

@@ -30,6 +30,7 @@ mod error;
 pub mod feed;
 pub mod grants;
 pub mod live;
+pub mod notify;
 pub mod policies;
 pub mod requests;
 pub mod scim;

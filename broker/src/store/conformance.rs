@@ -669,6 +669,135 @@ pub async fn state_survives_a_restart(fixture: &dyn Fixture) {
     assert_eq!(v.verified(), 3);
 }
 
+fn notification(event: &str, to: &str, due: i64) -> crate::notify::queue::Notification {
+    use crate::notify::event::{Event, EventKind, PersonFacts, RequestFacts};
+    let event = Event {
+        id: event.to_owned(),
+        kind: EventKind::RequestCreated,
+        at: t(0),
+        request: RequestFacts {
+            id: RequestId::generate(),
+            requester: PersonFacts {
+                id: uid("alice"),
+                name: "Alice".into(),
+                email: None,
+            },
+            resource: ResourceId::new("r").unwrap(),
+            resource_name: "R".into(),
+            duration_seconds: 60,
+            justification: None,
+            ticket: None,
+            break_glass: false,
+            state: RequestState::Pending,
+            approvals: 0,
+            approvals_required: 1,
+            chain: vec![],
+        },
+        grant: None,
+        review: None,
+        detail: None,
+    };
+    let address = crate::notify::route::Address::Webhook { endpoint: to.into() };
+    crate::notify::queue::Notification::new(event, address, t(due))
+}
+
+/// Notifications come due in order of their due time, move when claimed
+/// and leave the due list when settled or deleted (and survive a
+/// restart); a second create of one id and a stale cursor conflict.
+pub async fn the_notification_queue_keeps_its_order(fixture: &dyn Fixture) {
+    use crate::notify::queue::Cursor;
+    let ids = |ns: Vec<crate::notify::queue::Notification>| ns.into_iter().map(|n| n.id).collect::<Vec<_>>();
+    {
+        let store = fixture.open().await;
+        let queued = vec![
+            notification("e1", "siem", 30),
+            notification("e2", "siem", 10),
+            notification("e2", "ops", 20),
+        ];
+        let cursor = Cursor {
+            name: Cursor::NOTIFY.into(),
+            version: 0,
+            seq: 7,
+        };
+        store
+            .commit(Change {
+                notifications: queued,
+                cursors: vec![cursor],
+                ..Change::default()
+            })
+            .await
+            .unwrap();
+    }
+    let store = fixture.open().await;
+    assert_eq!(
+        ids(store.due_notifications(t(25), 10).await.unwrap()),
+        ["e2/webhook:siem", "e2/webhook:ops"]
+    );
+    assert_eq!(store.due_notifications(t(100), 1).await.unwrap().len(), 1);
+    let err = store
+        .commit(Change {
+            notifications: vec![notification("e1", "siem", 0)],
+            ..Change::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(err.is_conflict(), "{err}");
+
+    // Claimed: due again later; settled: no longer due, still kept.
+    let first = store.notification("e2/webhook:siem").await.unwrap().unwrap();
+    let claimed = first.claim(t(15));
+    let c = store
+        .commit(Change {
+            notifications: vec![claimed.clone()],
+            ..Change::default()
+        })
+        .await
+        .unwrap();
+    let claimed = c.stored(claimed);
+    assert_eq!(
+        ids(store.due_notifications(t(25), 10).await.unwrap()),
+        ["e2/webhook:ops"]
+    );
+    let stale = store
+        .commit(Change {
+            notifications: vec![first.claim(t(16))],
+            ..Change::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(stale.is_conflict(), "a second claim of the same try conflicts");
+    store
+        .commit(Change {
+            notifications: vec![claimed.delivered(t(16))],
+            delete_notifications: vec!["e2/webhook:ops".into()],
+            ..Change::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(store.due_notifications(t(1000), 10).await.unwrap()),
+        ["e1/webhook:siem"]
+    );
+    assert_eq!(
+        ids(store.notifications().await.unwrap()),
+        ["e1/webhook:siem", "e2/webhook:siem"]
+    );
+    assert!(store.notification("e2/webhook:ops").await.unwrap().is_none());
+
+    let cursor = store.cursor(Cursor::NOTIFY).await.unwrap().unwrap();
+    assert_eq!((cursor.seq, cursor.version), (7, 1));
+    let advance = |seq| Change {
+        cursors: vec![Cursor {
+            seq,
+            ..cursor.clone()
+        }],
+        ..Change::default()
+    };
+    store.commit(advance(9)).await.unwrap();
+    assert!(store.commit(advance(8)).await.unwrap_err().is_conflict());
+    assert_eq!(store.cursor(Cursor::NOTIFY).await.unwrap().unwrap().seq, 9);
+}
+
 /// Runs every case of the suite against a backend: `$fixture` is an
 /// async function making a fresh [`Fixture`].
 macro_rules! conformance {
@@ -678,7 +807,8 @@ macro_rules! conformance {
 
             conformance!(@cases $fixture; every_record_round_trips, versions_conflict,
                 a_key_written_twice_is_refused_whole, lists_page_newest_first_and_match_the_queries,
-                the_outbox_keeps_the_queue_rules, state_survives_a_restart);
+                the_outbox_keeps_the_queue_rules, state_survives_a_restart,
+                the_notification_queue_keeps_its_order);
         }
     };
     (@cases $fixture:path; $($case:ident),+) => {

@@ -40,6 +40,13 @@ pub const SCIM_RESOURCE: &str = "sr/";
 /// regard to case), by connection and kind: name/id -> empty.
 pub const SCIM_NAME: &str = "sn/";
 
+/// Notifications, by id.
+pub const NOTIFICATION: &str = "n/";
+/// Notifications by when they fall due: `{due ms}/{id}` -> empty.
+pub const NOTIFICATION_DUE: &str = "nd/";
+/// Cursors (the notification router's over the audit log), by name.
+pub const CURSOR: &str = "cu/";
+
 pub fn key(prefix: &str, id: impl std::fmt::Display) -> Vec<u8> {
     format!("{prefix}{id}").into_bytes()
 }
@@ -52,6 +59,24 @@ fn due_ms(due: DateTime<Utc>) -> u64 {
 pub fn job(job: &Job) -> Vec<u8> {
     let (kind, id) = (job.kind.name(), job.kind.subject());
     format!("{JOB}{:020}/{kind}/{id}", due_ms(job.due)).into_bytes()
+}
+
+/// A notification's entry in the index by due time.
+pub fn notification_due(due: DateTime<Utc>, id: &str) -> Vec<u8> {
+    format!("{NOTIFICATION_DUE}{:020}/{id}", due_ms(due)).into_bytes()
+}
+
+/// The first key after every notification due at or before `now`.
+pub fn notifications_due_until(now: DateTime<Utc>) -> Vec<u8> {
+    format!("{NOTIFICATION_DUE}{:020}0", due_ms(now)).into_bytes()
+}
+
+/// The notification id an index entry names.
+pub fn notification_of_due(k: &[u8]) -> Option<&str> {
+    std::str::from_utf8(k)
+        .ok()?
+        .strip_prefix(NOTIFICATION_DUE)?
+        .get(21..)
 }
 
 /// The first key after every job due at or before `now`.
@@ -89,6 +114,8 @@ pub fn record_prefix(kind: RecordKind) -> &'static str {
         RecordKind::UsedAssertion => USED_ASSERTION,
         RecordKind::ScimConnection => SCIM_CONNECTION,
         RecordKind::ScimResource => SCIM_RESOURCE,
+        RecordKind::Notification => NOTIFICATION,
+        RecordKind::Cursor => CURSOR,
     }
 }
 

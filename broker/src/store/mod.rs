@@ -40,6 +40,7 @@ use crate::domain::request::Request;
 use crate::domain::session::{PendingLogin, Session, UsedAssertion};
 use crate::domain::user::{ApiToken, User};
 use crate::identity::scim::{ScimConnection, ScimKind, ScimResource};
+use crate::notify::queue::{Cursor, Notification};
 use crate::outbox::{Command, CommandResult};
 
 /// One atomic, durable unit of change.
@@ -81,6 +82,11 @@ pub struct Change {
     /// A newer signed anchor of the audit chain (an older one than stored
     /// is ignored).
     pub audit_anchor: Option<AuditAnchor>,
+    /// Notifications queued, claimed or settled.
+    pub notifications: Vec<Notification>,
+    /// Ids of settled notifications to delete (old ones, swept).
+    pub delete_notifications: Vec<String>,
+    pub cursors: Vec<Cursor>,
 }
 
 impl Change {
@@ -127,6 +133,8 @@ impl Change {
             .chain(each(&self.pending_logins))
             .chain(each(&self.sessions))
             .chain(each(&self.used_assertions))
+            .chain(each(&self.notifications))
+            .chain(each(&self.cursors))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -145,6 +153,8 @@ impl Change {
             pending_logins: _,
             sessions: _,
             used_assertions: _,
+            notifications: _,
+            cursors: _,
             tokens,
             delete_tokens,
             commands,
@@ -157,6 +167,7 @@ impl Change {
             delete_scim_resources,
             delete_pending_logins,
             audit_anchor,
+            delete_notifications,
         } = self;
         self.records().next().is_none()
             && tokens.is_empty()
@@ -171,6 +182,7 @@ impl Change {
             && delete_scim_resources.is_empty()
             && delete_pending_logins.is_empty()
             && audit_anchor.is_none()
+            && delete_notifications.is_empty()
     }
 }
 
@@ -345,6 +357,19 @@ pub trait Store: Send + Sync + Debug + 'static {
     async fn audit_head(&self) -> Result<AuditHead, StoreError>;
     /// The newest signed anchor of the audit chain.
     async fn audit_anchor(&self) -> Result<Option<AuditAnchor>, StoreError>;
+
+    /// The cursor `name`, if ever written.
+    async fn cursor(&self, name: &str) -> Result<Option<Cursor>, StoreError>;
+    async fn notification(&self, id: &str) -> Result<Option<Notification>, StoreError>;
+    /// Notifications due at or before `now`, earliest first.
+    async fn due_notifications(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Notification>, StoreError>;
+    /// Every notification kept (due or settled), in id order: for the
+    /// delivery status and the sweep of settled ones.
+    async fn notifications(&self) -> Result<Vec<Notification>, StoreError>;
 
     /// Hands every entry this store holds to `sink`, a page at a time, to
     /// move the store to another backend (see [`dump`]).

@@ -40,6 +40,7 @@ use crate::domain::request::Request;
 use crate::domain::session::{PendingLogin, Session};
 use crate::domain::user::{ApiToken, User};
 use crate::identity::scim::{ScimConnection, ScimKind, ScimResource};
+use crate::notify::queue::{Cursor, Notification};
 use crate::outbox::{Command, CommandResult};
 
 /// The table of each kind of versioned record.
@@ -58,6 +59,8 @@ fn table(kind: RecordKind) -> &'static str {
         RecordKind::UsedAssertion => "used_assertions",
         RecordKind::ScimConnection => "scim_connections",
         RecordKind::ScimResource => "scim_resources",
+        RecordKind::Notification => "notifications",
+        RecordKind::Cursor => "cursors",
     }
 }
 
@@ -460,6 +463,34 @@ impl Store for PgStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let jobs: Vec<Job> = self.docs("jobs", sql, &[&now, &limit]).await?;
         Ok(jobs.into_iter().filter(|j| j.due <= now).collect())
+    }
+
+    async fn cursor(&self, name: &str) -> Result<Option<Cursor>, StoreError> {
+        self.by_id(RecordKind::Cursor, name).await
+    }
+
+    async fn notification(&self, id: &str) -> Result<Option<Notification>, StoreError> {
+        self.by_id(RecordKind::Notification, id).await
+    }
+
+    async fn due_notifications(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Notification>, StoreError> {
+        // The column keeps microseconds; the notification's own instant
+        // decides.
+        let sql = "SELECT doc FROM notifications WHERE due <= $1 ORDER BY due, id LIMIT $2";
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let due: Vec<Notification> = self.docs("notifications", sql, &[&now, &limit]).await?;
+        Ok(due
+            .into_iter()
+            .filter(|n| n.due.is_some_and(|d| d <= now))
+            .collect())
+    }
+
+    async fn notifications(&self) -> Result<Vec<Notification>, StoreError> {
+        self.every(RecordKind::Notification).await
     }
 
     async fn claim_due_jobs(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Job>, StoreError> {

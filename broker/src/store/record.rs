@@ -18,6 +18,7 @@ use crate::domain::request::Request;
 use crate::domain::session::{PendingLogin, Session, UsedAssertion};
 use crate::domain::user::User;
 use crate::identity::scim::{ScimConnection, ScimResource};
+use crate::notify::queue::{Cursor, Notification};
 
 /// The kinds of versioned record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -35,11 +36,13 @@ pub enum RecordKind {
     UsedAssertion,
     ScimConnection,
     ScimResource,
+    Notification,
+    Cursor,
 }
 
 impl RecordKind {
     /// Every kind.
-    pub const ALL: [RecordKind; 13] = [
+    pub const ALL: [RecordKind; 15] = [
         RecordKind::Configuration,
         RecordKind::Resource,
         RecordKind::User,
@@ -53,6 +56,8 @@ impl RecordKind {
         RecordKind::UsedAssertion,
         RecordKind::ScimConnection,
         RecordKind::ScimResource,
+        RecordKind::Notification,
+        RecordKind::Cursor,
     ];
 
     /// What it is, in messages (`"grant"`, `"SCIM resource"`).
@@ -71,6 +76,8 @@ impl RecordKind {
             RecordKind::UsedAssertion => "SAML assertion",
             RecordKind::ScimConnection => "SCIM connection",
             RecordKind::ScimResource => "SCIM resource",
+            RecordKind::Notification => "notification",
+            RecordKind::Cursor => "cursor",
         }
     }
 }
@@ -146,6 +153,8 @@ versioned!(ScimResource, ScimResource, |r| format!(
     r.kind.name(),
     r.id
 ));
+versioned!(Notification, Notification, |r| r.id);
+versioned!(Cursor, Cursor, |r| r.name);
 
 /// What a commit wrote: the new version of each versioned record, so a
 /// service goes on from what was stored instead of repeating the

@@ -35,6 +35,7 @@ use crate::domain::request::Request;
 use crate::domain::session::{PendingLogin, Session};
 use crate::domain::user::{ApiToken, User};
 use crate::identity::scim::{ScimConnection, ScimKind, ScimResource};
+use crate::notify::queue::{Cursor, Notification};
 use crate::outbox::{Command, CommandResult};
 
 /// sled's page cache. Its default (1 GiB) fills while a large store is
@@ -357,6 +358,34 @@ impl SledStore {
         Ok(())
     }
 
+    /// Keeps the notification due index in step with a notification
+    /// written (`now`) or deleted (`None`): the entry of its stored due
+    /// time goes, the new one comes.
+    fn stage_notification_due(
+        &self,
+        id: &str,
+        now: Option<&Notification>,
+        staged: &HashMap<Vec<u8>, Option<Vec<u8>>>,
+        writes: &mut Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    ) -> Result<(), StoreError> {
+        let stored_at = key(keys::NOTIFICATION, id);
+        let before = match self.read_staged(staged, &stored_at)? {
+            Some(bytes) => decode_versioned::<Notification>(&stored_at, &bytes)?.due,
+            None => None,
+        };
+        let after = now.and_then(|n| n.due);
+        if before == after {
+            return Ok(());
+        }
+        if let Some(due) = before {
+            writes.push((keys::notification_due(due, id), None));
+        }
+        if let Some(due) = after {
+            writes.push((keys::notification_due(due, id), Some(Vec::new())));
+        }
+        Ok(())
+    }
+
     /// Checks versions and stages `change` into `staged`. Nothing is staged
     /// when any check fails.
     fn stage(
@@ -412,6 +441,13 @@ impl SledStore {
         for r in &change.delete_scim_resources {
             self.stage_scim_name(r, None, staged, &mut writes)?;
             writes.push((record_key(r), None));
+        }
+        for n in &change.notifications {
+            self.stage_notification_due(&n.id, Some(n), staged, &mut writes)?;
+        }
+        for id in &change.delete_notifications {
+            self.stage_notification_due(id, None, staged, &mut writes)?;
+            writes.push((key(keys::NOTIFICATION, id), None));
         }
         for t in &change.tokens {
             writes.push((key(keys::TOKEN, &t.hash), Some(encode(t)?)));
@@ -726,6 +762,41 @@ impl Store for SledStore {
             }
         }
         Ok(due)
+    }
+
+    async fn cursor(&self, name: &str) -> Result<Option<Cursor>, StoreError> {
+        self.get_versioned(&key(keys::CURSOR, name))
+    }
+
+    async fn notification(&self, id: &str) -> Result<Option<Notification>, StoreError> {
+        self.get_versioned(&key(keys::NOTIFICATION, id))
+    }
+
+    async fn due_notifications(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Notification>, StoreError> {
+        let mut due = Vec::new();
+        let range = keys::NOTIFICATION_DUE.as_bytes().to_vec()..keys::notifications_due_until(now);
+        for kv in self.db.range(range).take(limit) {
+            let (k, _) = kv.map_err(backend)?;
+            let id = keys::notification_of_due(&k).ok_or_else(|| StoreError::Corrupt {
+                key: String::from_utf8_lossy(&k).into_owned(),
+                source: std::sync::Arc::new(std::io::Error::other("not a notification's due entry")),
+            })?;
+            // An entry whose notification moved on meanwhile is skipped.
+            if let Some(n) = self.get_versioned::<Notification>(&key(keys::NOTIFICATION, id))? {
+                if n.due.is_some_and(|d| d <= now) {
+                    due.push(n);
+                }
+            }
+        }
+        Ok(due)
+    }
+
+    async fn notifications(&self) -> Result<Vec<Notification>, StoreError> {
+        self.scan_versioned(keys::NOTIFICATION)
     }
 
     async fn job_count(&self) -> Result<usize, StoreError> {

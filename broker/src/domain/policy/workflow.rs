@@ -10,6 +10,8 @@ use std::time::Duration;
 use regex::Regex;
 use serde::Deserialize;
 
+use crate::notify::route::{NotifyLayer, Routes};
+
 /// One layer of settings as written in the file; absent fields fall through.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -38,6 +40,9 @@ pub struct WorkflowLayer {
     /// refresh tokens and session cookies; access tokens already issued
     /// live until they expire).
     pub end_sign_in_sessions: Option<bool>,
+    /// Who is told of which events: destination → event names (see
+    /// [`crate::notify::route`]). Merged per destination across layers.
+    pub notify: Option<NotifyLayer>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -79,6 +84,8 @@ pub struct Workflow {
     pub extension_max_total: Duration,
     pub cap_session_duration: bool,
     pub end_sign_in_sessions: bool,
+    /// Who is told of which events.
+    pub notify: Routes,
 }
 
 const MINUTE: u64 = 60;
@@ -112,6 +119,14 @@ impl WorkflowLayer {
             extension: ext,
             cap_session_duration: self.cap_session_duration.or(below.cap_session_duration),
             end_sign_in_sessions: self.end_sign_in_sessions.or(below.end_sign_in_sessions),
+            notify: match (&self.notify, &below.notify) {
+                (Some(a), Some(b)) => {
+                    let mut merged = b.clone();
+                    merged.extend(a.iter().map(|(k, v)| (k.clone(), v.clone())));
+                    Some(merged)
+                }
+                (a, b) => a.clone().or_else(|| b.clone()),
+            },
         }
     }
 
@@ -163,6 +178,10 @@ impl WorkflowLayer {
             None => None,
         };
         let ext = self.extension.clone().unwrap_or_default();
+        let notify = match &self.notify {
+            Some(layer) => Routes::parse(layer)?.over(&Routes::builtin()),
+            None => Routes::builtin(),
+        };
         Ok(Workflow {
             approvals_required,
             max_duration,
@@ -177,6 +196,7 @@ impl WorkflowLayer {
             extension_max_total: ext.max_total.unwrap_or(max_duration),
             cap_session_duration: self.cap_session_duration.unwrap_or(false),
             end_sign_in_sessions: self.end_sign_in_sessions.unwrap_or(false),
+            notify,
         })
     }
 }
@@ -330,6 +350,7 @@ impl Workflow {
             extension_max_total: Duration::from_secs(HOUR),
             cap_session_duration: false,
             end_sign_in_sessions: false,
+            notify: Routes::builtin(),
         }
     }
 }

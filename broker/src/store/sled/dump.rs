@@ -62,7 +62,11 @@ fn entry(k: &[u8], v: &[u8]) -> Result<Option<Entry>, StoreError> {
         Entry::Audit(decode(k, v)?)
     } else if text == keys::AUDIT_ANCHOR {
         Entry::Anchor(decode(k, v)?)
-    } else if prefixed(keys::OUTBOX_ENTITLEMENT) || prefixed(keys::SCIM_NAME) || text == keys::OUTBOX_SEQ {
+    } else if prefixed(keys::OUTBOX_ENTITLEMENT)
+        || prefixed(keys::SCIM_NAME)
+        || prefixed(keys::NOTIFICATION_DUE)
+        || text == keys::OUTBOX_SEQ
+    {
         return Ok(None);
     } else {
         return Err(corrupt(k, "a key of no known kind"));
@@ -116,6 +120,12 @@ impl SledStore {
                     let k = key(keys::record_prefix(kind.0), &id);
                     let mut v = version.to_be_bytes().to_vec();
                     v.extend_from_slice(json.as_bytes());
+                    if kind.0 == RecordKind::Notification {
+                        let n: crate::notify::queue::Notification = decode_versioned(&k, &v)?;
+                        if let Some(due) = n.due {
+                            batch.insert(keys::notification_due(due, &n.id), Vec::new());
+                        }
+                    }
                     if kind.0 == RecordKind::ScimResource {
                         let r: ScimResource = decode_versioned(&k, &v)?;
                         if let Some(name) = r.index_name() {

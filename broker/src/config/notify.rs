@@ -1,0 +1,226 @@
+//! `[notify]`: the channels notifications go out through (`[notify.email]`,
+//! `[[notify.webhook]]`) and when grants' ending-soon warnings leave.
+//! Which events go where is in `workflows.toml` (see
+//! [`crate::notify::route`]).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{within, ConfigError};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    /// How long before a grant's window ends its `grant_ending_soon`
+    /// event is raised, like "10m".
+    #[serde(with = "humantime_serde")]
+    pub ending_soon: Duration,
+    /// Mail over SMTP; without it, person destinations (`requester`,
+    /// `approvers`) and `email:` destinations get nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<EmailConfig>,
+    /// Outbound webhooks, `[[notify.webhook]]`, named by `webhook:NAME`
+    /// destinations.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub webhook: Vec<WebhookConfig>,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        Self {
+            ending_soon: Duration::from_secs(10 * 60),
+            email: None,
+            webhook: Vec::new(),
+        }
+    }
+}
+
+/// How the SMTP connection is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SmtpTls {
+    /// Plain connection upgraded with STARTTLS, which must succeed (port
+    /// 587).
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Implicit,
+    /// No TLS: only for a relay on the same host.
+    None,
+}
+
+/// `[notify.email]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailConfig {
+    /// The SMTP server's host name (checked against its certificate).
+    pub smtp_host: String,
+    /// Default: 587 with STARTTLS, 465 with implicit TLS, 25 without.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp_port: Option<u16>,
+    #[serde(default = "default_tls")]
+    pub tls: SmtpTls,
+    /// PEM certificates to trust for the server besides the system's
+    /// (a company CA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// The account to authenticate as; none: no authentication.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub username: String,
+    /// A file holding the password (or env `JITGATE_SMTP_PASSWORD`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    /// The sender, like "jitgate <jitgate@example.com>".
+    pub from: String,
+    /// How long one message may take to send.
+    #[serde(default = "default_send_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+fn default_tls() -> SmtpTls {
+    SmtpTls::Starttls
+}
+
+fn default_send_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl EmailConfig {
+    pub fn port(&self) -> u16 {
+        self.smtp_port.unwrap_or(match self.tls {
+            SmtpTls::Starttls => 587,
+            SmtpTls::Implicit => 465,
+            SmtpTls::None => 25,
+        })
+    }
+}
+
+/// One outbound webhook endpoint (`[[notify.webhook]]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Named by `webhook:NAME` in `workflows.toml`.
+    pub name: String,
+    /// An `https://` URL (`http://` only to a loopback address).
+    pub url: String,
+    /// Files each holding a signing secret (`whsec_` and base64, as the
+    /// Standard Webhooks tools make them); every one signs each message,
+    /// so a receiver moving to a new secret accepts either. Or env
+    /// `JITGATE_WEBHOOK_{NAME}_SECRET` (NAME upper-cased, `-` as `_`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_files: Vec<PathBuf>,
+    /// PEM certificates to trust for the endpoint besides the system's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// How long one delivery may take.
+    #[serde(default = "default_webhook_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+fn default_webhook_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+impl NotifyConfig {
+    pub(super) fn check(&self) -> Result<(), ConfigError> {
+        within(
+            "notify.ending_soon",
+            self.ending_soon,
+            Duration::from_secs(10),
+            Duration::from_secs(24 * 3600),
+        )?;
+        if let Some(email) = &self.email {
+            let invalid = |message: String| ConfigError::Invalid {
+                key: "notify.email",
+                message,
+            };
+            if email.smtp_host.trim().is_empty() {
+                return Err(invalid("smtp_host is empty".into()));
+            }
+            email
+                .from
+                .parse::<lettre::message::Mailbox>()
+                .map_err(|e| invalid(format!("from `{}` is not a mailbox: {e}", email.from)))?;
+            within(
+                "notify.email.timeout",
+                email.timeout,
+                Duration::from_secs(1),
+                Duration::from_secs(300),
+            )?;
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for w in &self.webhook {
+            let invalid = |message: String| ConfigError::Invalid {
+                key: "notify.webhook",
+                message: format!("`{}`: {message}", w.name),
+            };
+            let well_formed = !w.name.is_empty()
+                && w.name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if !well_formed {
+                return Err(invalid(
+                    "a webhook name is lowercase letters, digits and `-`".into(),
+                ));
+            }
+            if !seen.insert(w.name.as_str()) {
+                return Err(invalid("named twice".into()));
+            }
+            let url = reqwest::Url::parse(&w.url).map_err(|e| invalid(format!("url `{}`: {e}", w.url)))?;
+            let loopback = crate::identity::oidc::is_loopback(&url);
+            if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
+                return Err(invalid(format!(
+                    "url `{}` must be https:// (http:// only to a loopback address)",
+                    w.url
+                )));
+            }
+            within(
+                "notify.webhook.timeout",
+                w.timeout,
+                Duration::from_secs(1),
+                Duration::from_secs(60),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<NotifyConfig, String> {
+        let c: NotifyConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        c.check().map_err(|e| e.to_string())?;
+        Ok(c)
+    }
+
+    #[test]
+    fn defaults_and_ports() {
+        let c = parse("[email]\nsmtp_host = \"mail\"\nfrom = \"jitgate <j@example.com>\"\n").unwrap();
+        let email = c.email.unwrap();
+        assert_eq!((email.tls, email.port()), (SmtpTls::Starttls, 587));
+        assert_eq!(c.ending_soon, Duration::from_secs(600));
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        for (text, needle) in [
+            ("[email]\nsmtp_host = \"m\"\nfrom = \"not a mailbox\"\n", "from `not a mailbox`"),
+            ("[email]\nsmtp_host = \"\"\nfrom = \"j@example.com\"\n", "smtp_host"),
+            ("[email]\nsmtp_host = \"m\"\nfrom = \"j@example.com\"\ntls = \"ssl\"\n", "ssl"),
+            ("[[webhook]]\nname = \"siem\"\nurl = \"http://siem.example/x\"\n", "must be https://"),
+            ("[[webhook]]\nname = \"Siem\"\nurl = \"https://siem.example/x\"\n", "lowercase"),
+            (
+                "[[webhook]]\nname = \"a\"\nurl = \"https://a\"\n[[webhook]]\nname = \"a\"\nurl = \"https://b\"\n",
+                "named twice",
+            ),
+            ("ending_soon = \"1s\"\n", "notify.ending_soon"),
+        ] {
+            let err = parse(text).unwrap_err();
+            assert!(err.contains(needle), "{text}: {err}");
+        }
+        assert!(parse("[[webhook]]\nname = \"t\"\nurl = \"http://127.0.0.1:9/x\"\n").is_ok());
+    }
+}

@@ -1,0 +1,282 @@
+//! The notification queue's rules: one [`Notification`] per event and
+//! address, kept in the store until delivered or given up, tried again
+//! with backoff. Pure: the delivery service brings the clock and the
+//! randomness.
+//!
+//! A broker takes a notification by moving its `due` past the time a
+//! delivery may take ([`Notification::claim`], a compare-and-set), so of
+//! several brokers one delivers it; should that broker die, the
+//! notification falls due again and another delivers it. A receiver may
+//! then see it twice: it deduplicates on the event id (webhooks'
+//! `webhook-id`, mail's `Message-ID`).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::event::Event;
+use super::route::Address;
+
+/// How long a delivery may take before the notification falls due again
+/// (for another broker to take).
+pub const CLAIM: Duration = Duration::from_secs(60);
+/// The longest pause between tries.
+pub const MOST_PAUSE: Duration = Duration::from_secs(15 * 60);
+/// How long a notification is tried before it is given up.
+pub const GIVE_UP_AFTER: Duration = Duration::from_secs(24 * 3600);
+/// How long settled notifications are kept, for the delivery status.
+pub const KEEP_SETTLED: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// One event for one address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notification {
+    /// `{event id}/{address key}`: an event is queued once per address.
+    pub id: String,
+    pub version: u64,
+    pub event: Event,
+    pub address: Address,
+    pub queued_at: DateTime<Utc>,
+    /// When to try next; `None` once settled.
+    pub due: Option<DateTime<Utc>>,
+    /// Tries started.
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settled: Option<Settled>,
+}
+
+/// How a notification's delivery ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Settled {
+    Delivered {
+        at: DateTime<Utc>,
+    },
+    /// Refused for good by the receiver, or failing for
+    /// [`GIVE_UP_AFTER`]; `last_error` says why.
+    GaveUp {
+        at: DateTime<Utc>,
+    },
+}
+
+/// Why one delivery failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct DeliveryError {
+    pub message: String,
+    /// Trying again can help (network, 5xx, 429); otherwise the receiver
+    /// refused the message itself.
+    pub retryable: bool,
+    /// The receiver asked for this pause (`Retry-After`).
+    pub retry_after: Option<Duration>,
+}
+
+impl DeliveryError {
+    pub fn retryable(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            retryable: true,
+            retry_after: None,
+        }
+    }
+
+    pub fn refused(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            retryable: false,
+            retry_after: None,
+        }
+    }
+}
+
+fn later(now: DateTime<Utc>, pause: Duration) -> DateTime<Utc> {
+    now + chrono::Duration::from_std(pause).unwrap_or(chrono::Duration::MAX)
+}
+
+impl Notification {
+    pub fn new(event: Event, address: Address, now: DateTime<Utc>) -> Self {
+        Notification {
+            id: format!("{}/{}", event.id, address.key()),
+            version: 0,
+            event,
+            address,
+            queued_at: now,
+            due: Some(now),
+            attempts: 0,
+            last_error: None,
+            settled: None,
+        }
+    }
+
+    /// Taken for one try: due again after [`CLAIM`] unless settled first.
+    pub fn claim(&self, now: DateTime<Utc>) -> Notification {
+        Notification {
+            due: Some(later(now, CLAIM)),
+            attempts: self.attempts + 1,
+            ..self.clone()
+        }
+    }
+
+    pub fn delivered(&self, now: DateTime<Utc>) -> Notification {
+        Notification {
+            due: None,
+            last_error: None,
+            settled: Some(Settled::Delivered { at: now }),
+            ..self.clone()
+        }
+    }
+
+    /// After a failed try: due again after a backoff pause (`jitter` in
+    /// `[0, 1)`), or given up when the receiver refused it or it has been
+    /// failing for [`GIVE_UP_AFTER`].
+    pub fn failed(&self, error: &DeliveryError, now: DateTime<Utc>, jitter: f64) -> Notification {
+        let failing_for = (now - self.queued_at).to_std().unwrap_or_default();
+        let (due, settled) = if !error.retryable || failing_for >= GIVE_UP_AFTER {
+            (None, Some(Settled::GaveUp { at: now }))
+        } else {
+            let pause = jitgate_shared::backoff::backoff(
+                self.attempts.saturating_add(4),
+                error.retry_after,
+                jitter,
+                MOST_PAUSE,
+            );
+            (Some(later(now, pause)), None)
+        };
+        Notification {
+            due,
+            settled,
+            last_error: Some(error.message.clone()),
+            ..self.clone()
+        }
+    }
+
+    /// Settled before `before`: old enough to delete.
+    pub fn settled_before(&self, before: DateTime<Utc>) -> bool {
+        match self.settled {
+            Some(Settled::Delivered { at } | Settled::GaveUp { at }) => at < before,
+            None => false,
+        }
+    }
+}
+
+/// The cursor the router keeps over the audit log: every record up to
+/// `seq` has had its notifications queued. Written with compare-and-set,
+/// so of several brokers one routes each record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    pub name: String,
+    pub version: u64,
+    pub seq: u64,
+}
+
+impl Cursor {
+    /// The notification router's cursor.
+    pub const NOTIFY: &'static str = "notify";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notify::event::{EventKind, PersonFacts, RequestFacts};
+    use jitgate_shared::v1::api::RequestState;
+    use jitgate_shared::v1::{RequestId, ResourceId, UserId};
+
+    fn at(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap()
+    }
+
+    pub(crate) fn event() -> Event {
+        Event {
+            id: Event::audit_id(7),
+            kind: EventKind::RequestCreated,
+            at: at(0),
+            request: RequestFacts {
+                id: RequestId::generate(),
+                requester: PersonFacts {
+                    id: UserId::new("alice").unwrap(),
+                    name: "Alice".into(),
+                    email: None,
+                },
+                resource: ResourceId::new("aws-prod-admin").unwrap(),
+                resource_name: "AWS prod admin".into(),
+                duration_seconds: 3600,
+                justification: None,
+                ticket: None,
+                break_glass: false,
+                state: RequestState::Pending,
+                approvals: 0,
+                approvals_required: 1,
+                chain: vec![],
+            },
+            grant: None,
+            review: None,
+            detail: None,
+        }
+    }
+
+    fn queued() -> Notification {
+        let address = Address::Webhook {
+            endpoint: "siem".into(),
+        };
+        Notification::new(event(), address, at(0))
+    }
+
+    #[test]
+    fn one_notification_per_event_and_address() {
+        assert_eq!(queued().id, "audit-7/webhook:siem");
+        assert_eq!(queued().due, Some(at(0)));
+    }
+
+    #[test]
+    fn a_claim_falls_due_again_if_nothing_settles_it() {
+        let claimed = queued().claim(at(5));
+        assert_eq!(claimed.attempts, 1);
+        assert_eq!(claimed.due, Some(at(5 + CLAIM.as_secs() as i64)));
+    }
+
+    #[test]
+    fn failures_back_off_up_to_the_cap_and_honour_retry_after() {
+        let mut n = queued();
+        let mut last_pause = Duration::ZERO;
+        for i in 0..20 {
+            n = n
+                .claim(at(i))
+                .failed(&DeliveryError::retryable("503"), at(i), 0.5);
+            let pause = (n.due.unwrap() - at(i)).to_std().unwrap();
+            assert!(pause >= last_pause && pause <= MOST_PAUSE, "{pause:?}");
+            last_pause = pause;
+        }
+        assert!(last_pause > MOST_PAUSE / 2);
+        let asked = DeliveryError {
+            retry_after: Some(Duration::from_secs(600)),
+            ..DeliveryError::retryable("429")
+        };
+        let n = queued().claim(at(0)).failed(&asked, at(0), 0.0);
+        assert_eq!(n.due, Some(at(600)));
+        assert_eq!(n.last_error.as_deref(), Some("429"));
+    }
+
+    #[test]
+    fn refusals_and_day_old_failures_give_up() {
+        let n = queued()
+            .claim(at(1))
+            .failed(&DeliveryError::refused("404"), at(1), 0.0);
+        assert_eq!((n.due, n.settled), (None, Some(Settled::GaveUp { at: at(1) })));
+        let late = at(GIVE_UP_AFTER.as_secs() as i64);
+        let n = queued()
+            .claim(late)
+            .failed(&DeliveryError::retryable("503"), late, 0.0);
+        assert!(matches!(n.settled, Some(Settled::GaveUp { .. })));
+        assert!(n.settled_before(late + chrono::Duration::seconds(1)));
+        assert!(!queued().settled_before(late));
+    }
+
+    #[test]
+    fn delivered_is_settled_and_no_longer_due() {
+        let n = queued().claim(at(1)).delivered(at(2));
+        assert_eq!(n.due, None);
+        assert_eq!(n.settled, Some(Settled::Delivered { at: at(2) }));
+    }
+}

@@ -1,0 +1,550 @@
+//! Notifications: routing the audit log's events to addresses, warning of
+//! windows about to end, and delivering what is due. The loop that runs
+//! them is [`run`]; the rules are in [`crate::notify`].
+//!
+//! The router follows the audit log with a cursor kept in the store: it
+//! reads the records after it, builds each event's facts, and writes the
+//! notifications with the advanced cursor in one change, so a crash
+//! loses none and queues none twice; of several brokers, the one whose
+//! compare-and-set wins routes each record. Nothing here is on the path
+//! of a grant or a revoke.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use jitgate_shared::v1::api::{EndReason, GrantState};
+use jitgate_shared::v1::protocol::Outcome;
+use jitgate_shared::v1::UserId;
+use rand::Rng;
+use tokio::sync::watch;
+
+use super::catalogue::{may_review, persons_now};
+use super::requests::resource_facts;
+use super::{Broker, ServiceError};
+use crate::audit::{Actor, AuditEvent, AuditRecord};
+use crate::domain::catalog::StoredResource;
+use crate::domain::grant::Grant;
+use crate::domain::request::Request;
+use crate::domain::user::User;
+use crate::notify::channels::Channels;
+use crate::notify::event::{
+    self, Event, EventKind, GrantFacts, PersonFacts, RequestFacts, ReviewFacts, Subject,
+};
+use crate::notify::queue::{Cursor, Notification, Settled, KEEP_SETTLED};
+use crate::notify::route::{Address, Destination};
+use crate::store::{Change, GrantFilter};
+
+/// Audit records routed per pass.
+const ROUTE_BATCH: usize = 200;
+/// Notifications taken per delivery pass.
+const DELIVER_BATCH: usize = 64;
+/// Deliveries under way at once.
+const DELIVER_AT_ONCE: usize = 16;
+/// How often, at most, the loop looks for work when nothing wakes it.
+const IDLE: Duration = Duration::from_secs(1);
+/// How often grants are checked for windows about to end.
+const ENDING_SOON_EVERY: Duration = Duration::from_secs(15);
+/// How often settled notifications past [`KEEP_SETTLED`] are deleted.
+const SWEEP_EVERY: Duration = Duration::from_secs(3600);
+
+/// What the router reads once per pass to build events and addresses.
+struct Directory {
+    users: BTreeMap<UserId, User>,
+    resources: BTreeMap<String, StoredResource>,
+    kinds: BTreeMap<String, String>,
+}
+
+impl Directory {
+    fn person(&self, id: &UserId) -> PersonFacts {
+        let user = self.users.get(id);
+        PersonFacts {
+            id: id.clone(),
+            name: user.map_or_else(|| id.to_string(), |u| u.display_name.clone()),
+            email: user.and_then(|u| u.email.clone()),
+        }
+    }
+}
+
+impl Broker {
+    async fn directory(&self) -> Result<Directory, ServiceError> {
+        let (users, resources, configurations) = tokio::try_join!(
+            self.store.users(),
+            self.store.resources(),
+            self.store.configurations()
+        )?;
+        Ok(Directory {
+            users: users.into_iter().map(|u| (u.id.clone(), u)).collect(),
+            resources: resources
+                .into_iter()
+                .map(|r| (r.resource.id.to_string(), r))
+                .collect(),
+            kinds: configurations
+                .into_iter()
+                .map(|c| (c.config.id.to_string(), c.config.kind.as_str().to_owned()))
+                .collect(),
+        })
+    }
+
+    /// The router's cursor; made at the audit log's head the first time
+    /// (what happened before notifications were set up is not told).
+    async fn notify_cursor(&self) -> Result<Cursor, ServiceError> {
+        if let Some(c) = self.store.cursor(Cursor::NOTIFY).await? {
+            return Ok(c);
+        }
+        let head = self.store.audit_head().await?;
+        let cursor = Cursor {
+            name: Cursor::NOTIFY.into(),
+            version: 0,
+            seq: head.seq,
+        };
+        let change = Change {
+            cursors: vec![cursor.clone()],
+            ..Change::default()
+        };
+        match self.store.commit(change).await {
+            Ok(committed) => Ok(committed.stored(cursor)),
+            // Another broker made it first.
+            Err(e) if e.is_conflict() => self
+                .store
+                .cursor(Cursor::NOTIFY)
+                .await?
+                .ok_or_else(|| ServiceError::Store(e)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Queues the notifications of the audit records after the cursor (up
+    /// to [`ROUTE_BATCH`]). Returns how many records it routed (0 when
+    /// none were new, or another broker routed them first).
+    pub async fn route_notifications(&self, channels: &Channels) -> Result<usize, ServiceError> {
+        let cursor = self.notify_cursor().await?;
+        let records = self.store.audit(cursor.seq + 1, ROUTE_BATCH).await?;
+        let Some(last) = records.last().map(|r| r.seq) else {
+            return Ok(0);
+        };
+        let raised: Vec<(&AuditRecord, EventKind, Subject)> = records
+            .iter()
+            .filter_map(|r| event::raised_by(&r.event).map(|(k, s)| (r, k, s)))
+            .collect();
+        let mut notifications = Vec::new();
+        if !raised.is_empty() && channels.any() {
+            let directory = self.directory().await?;
+            for (record, kind, subject) in raised {
+                let Some((request, grant)) = self.subject(subject).await? else {
+                    continue;
+                };
+                let event = event_of(record, kind, &request, grant.as_ref(), &directory);
+                for address in self.addresses(&event, &request, channels, &directory).await {
+                    notifications.push(Notification::new(event.clone(), address, self.clock.now()));
+                }
+            }
+        }
+        let queued = notifications.len();
+        let change = Change {
+            notifications: self.not_yet_queued(notifications).await?,
+            cursors: vec![Cursor { seq: last, ..cursor }],
+            ..Change::default()
+        };
+        match self.store.commit(change).await {
+            Ok(_) => {
+                tracing::debug!(records = records.len(), queued, "notifications routed");
+                Ok(records.len())
+            }
+            Err(e) if e.is_conflict() => Ok(0),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Notifications whose ids are not stored yet (a warning another broker
+    /// queued first is not queued again).
+    async fn not_yet_queued(
+        &self,
+        notifications: Vec<Notification>,
+    ) -> Result<Vec<Notification>, ServiceError> {
+        let mut fresh = Vec::with_capacity(notifications.len());
+        let mut seen = BTreeSet::new();
+        for n in notifications {
+            if seen.insert(n.id.clone()) && self.store.notification(&n.id).await?.is_none() {
+                fresh.push(n);
+            }
+        }
+        Ok(fresh)
+    }
+
+    /// The request (and grant) an event is about; `None` when gone.
+    async fn subject(&self, subject: Subject) -> Result<Option<(Request, Option<Grant>)>, ServiceError> {
+        Ok(match subject {
+            Subject::Request(id) => self.store.request(id).await?.map(|r| (r, None)),
+            Subject::Grant(id) => match self.store.grant(id).await? {
+                Some(g) => self.store.request(g.request).await?.map(|r| (r, Some(g))),
+                None => None,
+            },
+        })
+    }
+
+    /// Where `event` goes: its resource's routes, made concrete. Addresses
+    /// of channels this broker does not have are left out.
+    async fn addresses(
+        &self,
+        event: &Event,
+        request: &Request,
+        channels: &Channels,
+        directory: &Directory,
+    ) -> BTreeSet<Address> {
+        let mut out = BTreeSet::new();
+        let Some(resource) = directory.resources.get(request.resource.as_str()) else {
+            return out;
+        };
+        let kind = directory
+            .kinds
+            .get(resource.resource.configuration.as_str())
+            .map_or("", String::as_str);
+        let what = resource_facts(resource, kind);
+        let policies = self.policies.current();
+        let workflow = policies.workflow(&what);
+        let mail_to = |u: &User| -> Option<Address> {
+            let to = u.email.clone().filter(|_| channels.has_email() && !u.disabled)?;
+            Some(Address::Email {
+                to,
+                name: u.display_name.clone(),
+                language: u.language.clone(),
+            })
+        };
+        for destination in workflow.notify.for_event(event.kind) {
+            match destination {
+                Destination::Requester => {
+                    out.extend(directory.users.get(&request.requester).and_then(mail_to));
+                }
+                Destination::Approvers => {
+                    let users: BTreeMap<&UserId, &User> = directory.users.iter().collect();
+                    let now_keys = persons_now(request, &users);
+                    let now = self.clock.now();
+                    for u in directory.users.values() {
+                        let (_, check) = may_review(&policies, u, &what, request, &now_keys, now);
+                        if check.is_ok() {
+                            out.extend(mail_to(u));
+                        }
+                    }
+                }
+                Destination::Email(to) if channels.has_email() => {
+                    out.insert(Address::Email {
+                        to: to.clone(),
+                        name: String::new(),
+                        language: None,
+                    });
+                }
+                Destination::Webhook(name) if channels.has_webhook(name) => {
+                    out.insert(Address::Webhook {
+                        endpoint: name.clone(),
+                    });
+                }
+                Destination::Email(_) | Destination::Webhook(_) => {
+                    tracing::warn!(
+                        destination = %destination,
+                        resource = %request.resource,
+                        "workflows.toml routes events to a channel this broker has not configured; skipped"
+                    );
+                }
+            }
+        }
+        out
+    }
+
+    /// Queues the `grant_ending_soon` warning of every active grant whose
+    /// window ends within `lead`. Returns how many were queued.
+    pub async fn warn_ending_soon(&self, channels: &Channels, lead: Duration) -> Result<usize, ServiceError> {
+        if !channels.any() {
+            return Ok(0);
+        }
+        let now = self.clock.now();
+        let horizon = now + chrono::Duration::from_std(lead).unwrap_or_default();
+        let active = self
+            .grants_where(&GrantFilter {
+                states: vec![GrantState::Active],
+                ..GrantFilter::default()
+            })
+            .await?;
+        let ending: Vec<Grant> = active
+            .into_iter()
+            .filter(|g| g.ends_at > now && g.ends_at <= horizon)
+            .collect();
+        if ending.is_empty() {
+            return Ok(0);
+        }
+        let directory = self.directory().await?;
+        let mut notifications = Vec::new();
+        for grant in ending {
+            let Some(request) = self.store.request(grant.request).await? else {
+                continue;
+            };
+            let event = Event {
+                id: Event::ending_soon_id(grant.id, grant.ends_at),
+                kind: EventKind::GrantEndingSoon,
+                at: now,
+                request: request_facts(&request, Some(&grant), &directory),
+                grant: Some(grant_facts(&grant)),
+                review: None,
+                detail: None,
+            };
+            for address in self.addresses(&event, &request, channels, &directory).await {
+                notifications.push(Notification::new(event.clone(), address, now));
+            }
+        }
+        let fresh = self.not_yet_queued(notifications).await?;
+        let queued = fresh.len();
+        if queued == 0 {
+            return Ok(0);
+        }
+        // Each on its own: one another broker queued first conflicts alone.
+        let changes = fresh
+            .into_iter()
+            .map(|n| Change {
+                notifications: vec![n],
+                ..Change::default()
+            })
+            .collect();
+        let done = self.store.commit_all(changes).await;
+        Ok(done.iter().filter(|r| r.is_ok()).count().min(queued))
+    }
+
+    /// Delivers the notifications due now (up to [`DELIVER_BATCH`], a few
+    /// at once). Returns how many it tried.
+    pub async fn deliver_notifications(&self, channels: &Channels) -> Result<usize, ServiceError> {
+        let now = self.clock.now();
+        let due = self.store.due_notifications(now, DELIVER_BATCH).await?;
+        if due.is_empty() {
+            return Ok(0);
+        }
+        // Claim each (another broker may have taken some: those conflict).
+        let claims: Vec<Notification> = due.iter().map(|n| n.claim(now)).collect();
+        let changes = claims
+            .iter()
+            .map(|n| Change {
+                notifications: vec![n.clone()],
+                ..Change::default()
+            })
+            .collect();
+        let results = self.store.commit_all(changes).await;
+        let claimed: Vec<Notification> = claims
+            .into_iter()
+            .zip(results)
+            .filter_map(|(n, r)| r.ok().map(|c| c.stored(n)))
+            .collect();
+        let tried = claimed.len();
+        let settled: Vec<Notification> = futures_util::stream::iter(claimed)
+            .map(|n| async move {
+                let outcome = channels.deliver(&n, self.clock.now()).await;
+                self.settle(n, outcome)
+            })
+            .buffer_unordered(DELIVER_AT_ONCE)
+            .collect()
+            .await;
+        let changes = settled
+            .into_iter()
+            .map(|n| Change {
+                notifications: vec![n],
+                ..Change::default()
+            })
+            .collect();
+        for r in self.store.commit_all(changes).await {
+            if let Err(e) = r {
+                // Its claim ran out and another broker took it: it may be
+                // delivered twice (receivers deduplicate on the event id).
+                tracing::warn!(error = %e, "recording a notification's delivery failed");
+            }
+        }
+        Ok(tried)
+    }
+
+    /// The notification after one try, counted.
+    fn settle(
+        &self,
+        n: Notification,
+        outcome: Result<(), crate::notify::queue::DeliveryError>,
+    ) -> Notification {
+        let now = self.clock.now();
+        let channel = vec![("channel", n.address.channel().to_owned())];
+        match outcome {
+            Ok(()) => {
+                self.metrics.notifications_delivered.get_or_create(&channel).inc();
+                n.delivered(now)
+            }
+            Err(e) => {
+                self.metrics.notifications_failed.get_or_create(&channel).inc();
+                let next = n.failed(&e, now, rand::thread_rng().gen());
+                if matches!(next.settled, Some(Settled::GaveUp { .. })) {
+                    self.metrics.notifications_given_up.get_or_create(&channel).inc();
+                    tracing::error!(
+                        notification = %n.id,
+                        attempts = n.attempts,
+                        error = %e,
+                        "notification given up"
+                    );
+                } else {
+                    tracing::warn!(
+                        notification = %n.id,
+                        attempts = n.attempts,
+                        error = %e,
+                        "notification not delivered; trying again later"
+                    );
+                }
+                next
+            }
+        }
+    }
+
+    /// Deletes notifications settled more than [`KEEP_SETTLED`] ago.
+    pub async fn sweep_notifications(&self) -> Result<usize, ServiceError> {
+        let before = self.clock.now() - chrono::Duration::from_std(KEEP_SETTLED).unwrap_or_default();
+        let old: Vec<String> = self
+            .store
+            .notifications()
+            .await?
+            .into_iter()
+            .filter(|n| n.settled_before(before))
+            .map(|n| n.id)
+            .collect();
+        let count = old.len();
+        for chunk in old.chunks(500) {
+            self.store
+                .commit(Change {
+                    delete_notifications: chunk.to_vec(),
+                    ..Change::default()
+                })
+                .await?;
+        }
+        Ok(count)
+    }
+}
+
+fn grant_facts(g: &Grant) -> GrantFacts {
+    GrantFacts {
+        id: g.id,
+        starts_at: g.starts_at,
+        ends_at: g.ends_at,
+    }
+}
+
+fn request_facts(request: &Request, grant: Option<&Grant>, directory: &Directory) -> RequestFacts {
+    RequestFacts {
+        id: request.id,
+        requester: directory.person(&request.requester),
+        resource: request.resource.clone(),
+        resource_name: directory.resources.get(request.resource.as_str()).map_or_else(
+            || request.resource.to_string(),
+            |r| r.resource.display_name.clone(),
+        ),
+        duration_seconds: request.duration_seconds,
+        justification: request.justification.clone(),
+        ticket: request.ticket.clone(),
+        break_glass: request.break_glass,
+        state: request.state,
+        approvals: request.approvals(),
+        approvals_required: request.approvals_required,
+        chain: grant.map_or_else(Vec::new, |g| g.chain.iter().map(ToString::to_string).collect()),
+    }
+}
+
+/// The event `record` raised, with the facts as they stand now.
+fn event_of(
+    record: &AuditRecord,
+    kind: EventKind,
+    request: &Request,
+    grant: Option<&Grant>,
+    directory: &Directory,
+) -> Event {
+    let review = match (&record.event, &record.actor) {
+        (
+            AuditEvent::RequestReviewed {
+                decision, comment, ..
+            },
+            Actor::User(by),
+        ) => Some(ReviewFacts {
+            reviewer: directory.person(by),
+            decision: *decision,
+            comment: comment.clone(),
+        }),
+        (AuditEvent::RequestApproved { .. } | AuditEvent::RequestDenied { .. }, _) => {
+            request.reviews.last().map(|v| ReviewFacts {
+                reviewer: directory.person(&v.reviewer),
+                decision: v.decision,
+                comment: v.comment.clone(),
+            })
+        }
+        _ => None,
+    };
+    let detail = match &record.event {
+        AuditEvent::GrantEnded { reason, .. } => Some(end_reason(reason).to_owned()),
+        AuditEvent::RevokeFailed { outcome, .. } => Some(match outcome {
+            Outcome::Refused { reason } | Outcome::Failed { reason, .. } => reason.clone(),
+            other => format!("{other:?}"),
+        }),
+        _ => None,
+    };
+    Event {
+        id: Event::audit_id(record.seq),
+        kind,
+        at: record.at,
+        request: request_facts(request, grant, directory),
+        grant: grant.map(grant_facts),
+        review,
+        detail,
+    }
+}
+
+fn end_reason(reason: &EndReason) -> &'static str {
+    match reason {
+        EndReason::Expired => "expired",
+        EndReason::Revoked => "revoked",
+        EndReason::Cancelled => "cancelled",
+        EndReason::Deprovisioned => "deprovisioned",
+    }
+}
+
+/// Routes, warns and delivers until `shutdown` changes: woken by every
+/// change this broker publishes, and at least every second.
+pub async fn run(
+    broker: Broker,
+    channels: Channels,
+    ending_soon: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    if !channels.any() {
+        return;
+    }
+    let mut changes = broker.live.feed.subscribe();
+    let mut last_warning = tokio::time::Instant::now() - ENDING_SOON_EVERY;
+    let mut last_sweep = tokio::time::Instant::now();
+    loop {
+        let mut busy = false;
+        match broker.route_notifications(&channels).await {
+            Ok(n) => busy |= n == ROUTE_BATCH,
+            Err(e) => tracing::warn!(error = %e, "routing notifications failed; trying again"),
+        }
+        if last_warning.elapsed() >= ENDING_SOON_EVERY {
+            last_warning = tokio::time::Instant::now();
+            if let Err(e) = broker.warn_ending_soon(&channels, ending_soon).await {
+                tracing::warn!(error = %e, "queueing ending-soon warnings failed; trying again");
+            }
+        }
+        match broker.deliver_notifications(&channels).await {
+            Ok(n) => busy |= n == DELIVER_BATCH,
+            Err(e) => tracing::warn!(error = %e, "delivering notifications failed; trying again"),
+        }
+        if last_sweep.elapsed() >= SWEEP_EVERY {
+            last_sweep = tokio::time::Instant::now();
+            if let Err(e) = broker.sweep_notifications().await {
+                tracing::warn!(error = %e, "deleting old notifications failed; trying again");
+            }
+        }
+        if busy {
+            continue;
+        }
+        tokio::select! {
+            _ = changes.recv() => {}
+            _ = tokio::time::sleep(IDLE) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}

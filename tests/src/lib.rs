@@ -9,10 +9,12 @@ pub mod fixtures;
 pub mod graph_fake;
 pub mod http_faults;
 pub mod moto;
+pub mod notify;
 pub mod oidc;
 pub mod proxy;
 pub mod saml;
 pub mod tamper;
+pub mod test_ca;
 
 use std::path::PathBuf;
 

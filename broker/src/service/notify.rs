@@ -431,10 +431,12 @@ fn request_facts(request: &Request, grant: Option<&Grant>, directory: &Directory
         id: request.id,
         requester: directory.person(&request.requester),
         resource: request.resource.clone(),
-        resource_name: directory.resources.get(request.resource.as_str()).map_or_else(
-            || request.resource.to_string(),
-            |r| r.resource.display_name.clone(),
-        ),
+        resource_name: directory
+            .resources
+            .get(request.resource.as_str())
+            .map(|r| r.resource.display_name.clone())
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| request.resource.to_string()),
         duration_seconds: request.duration_seconds,
         justification: request.justification.clone(),
         ticket: request.ticket.clone(),

@@ -291,28 +291,8 @@ impl std::fmt::Debug for GraphFake {
 
 impl GraphFake {
     pub async fn start(apps: Vec<App>) -> Self {
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let mut ca = rcgen::CertificateParams::default();
-        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca.distinguished_name
-            .push(rcgen::DnType::CommonName, "jitgate test CA (Graph fake)");
-        let ca_cert = ca.self_signed(&ca_key).unwrap();
-        let issuer = rcgen::Issuer::from_ca_cert_der(ca_cert.der(), ca_key).unwrap();
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::default();
-        params.subject_alt_names = vec![
-            rcgen::SanType::IpAddress([127, 0, 0, 1].into()),
-            rcgen::SanType::DnsName("localhost".try_into().unwrap()),
-        ];
-        let cert = params.signed_by(&key, &issuer).unwrap();
-        let tls = rustls::ServerConfig::builder()
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![cert.der().clone()],
-                rustls_pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
-            )
-            .unwrap();
+        let ca = crate::test_ca::TestCa::new("Graph fake");
+        let tls = ca.server_config();
 
         let shared = Arc::new(Shared {
             apps,
@@ -389,7 +369,7 @@ impl GraphFake {
         });
         Self {
             url,
-            ca_pem: ca_cert.pem(),
+            ca_pem: ca.ca_pem.clone(),
             shared,
             task,
         }

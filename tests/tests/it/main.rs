@@ -18,6 +18,7 @@ mod failover;
 mod fault;
 mod hub;
 mod lifecycle;
+mod notify;
 mod oidc;
 mod policies;
 mod promises;

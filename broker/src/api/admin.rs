@@ -6,8 +6,8 @@ use axum::http::StatusCode;
 use axum::Json;
 use jitgate_shared::v1::api::{
     AuditChainView, AuditLogPage, Configuration, ExplainView, ForceCloseBody, GrantView, IssuedToken,
-    PolicyStatus, Resource, ScimConnectionBody, ScimConnectionCreated, ScimConnectionView, SignInLinkIssued,
-    TokenView, UserBody, UserView,
+    NotificationEndpointView, PolicyStatus, Resource, ScimConnectionBody, ScimConnectionCreated,
+    ScimConnectionView, SignInLinkIssued, TokenView, UserBody, UserView,
 };
 use jitgate_shared::v1::signing::CommandBody;
 use jitgate_shared::v1::{ConfigId, ErrorBody, ResourceId, UserId};
@@ -404,6 +404,17 @@ pub async fn audit_export(
         axum::body::Body::from_stream(stream),
     )
         .into_response())
+}
+
+#[utoipa::path(get, path = "/api/v1/admin/notifications", tag = "admin",
+    responses((status = 200, description = "Notification delivery per address (email, webhook)", body = [NotificationEndpointView]),
+        (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn notifications(
+    State(s): State<AppState>,
+    Caller(user): Caller,
+) -> Result<Json<Vec<NotificationEndpointView>>, ApiError> {
+    Ok(Json(s.broker.notification_status(&user).await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/admin/audit/chain", tag = "admin",

@@ -81,6 +81,7 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/admin/audit", get(admin::audit_log))
         .route("/admin/audit/export", get(admin::audit_export))
         .route("/admin/audit/chain", get(admin::audit_chain))
+        .route("/admin/notifications", get(admin::notifications))
         .route(
             "/admin/scim/connections",
             post(admin::create_scim_connection).get(admin::list_scim_connections),

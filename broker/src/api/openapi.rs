@@ -15,7 +15,7 @@ use super::{admin, agents, auth, grants, requests};
         grants::list, grants::show, grants::revoke, grants::extend,
         admin::list_configurations, admin::put_configuration, admin::list_resources, admin::put_resource,
         admin::list_users, admin::put_user, admin::issue_token, admin::issue_sign_in_link, admin::disable_user, admin::list_tokens, admin::revoke_token, admin::policy_status, admin::reload_policies,
-        admin::outbox, admin::force_close_revoke, admin::explain, admin::audit_log, admin::audit_export, admin::audit_chain,
+        admin::outbox, admin::force_close_revoke, admin::explain, admin::audit_log, admin::audit_export, admin::audit_chain, admin::notifications,
         admin::create_scim_connection, admin::list_scim_connections, admin::delete_scim_connection,
         auth::login, auth::token, auth::device, auth::device_token, auth::refresh, auth::logout, auth::sessions, auth::revoke_session, auth::sso_providers,
         agents::create_join_token, agents::enroll, agents::list, agents::revoke, agents::approve,

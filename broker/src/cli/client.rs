@@ -417,6 +417,13 @@ impl ApiClient {
         .await
     }
 
+    /// Notification delivery per address.
+    pub async fn notification_status(
+        &self,
+    ) -> Result<Vec<jitgate_shared::v1::api::NotificationEndpointView>, ClientError> {
+        self.get("/api/v1/admin/notifications", &[]).await
+    }
+
     pub async fn outbox(
         &self,
         configuration: &str,

@@ -100,6 +100,19 @@ pub struct FailingRow {
     pub reason: String,
 }
 
+/// One address notifications go to, as the agents page shows it.
+#[derive(Debug)]
+pub struct NotificationRow {
+    pub address: String,
+    pub queued: u64,
+    pub failing: u64,
+    pub delivered: u64,
+    pub given_up: u64,
+    pub last_delivered: String,
+    pub oldest_queued: String,
+    pub last_error: String,
+}
+
 #[derive(Debug, Template)]
 #[template(path = "console/admin_agents.html")]
 pub struct AgentsPage {
@@ -108,6 +121,8 @@ pub struct AgentsPage {
     pub agents: Vec<AgentRow>,
     pub outboxes: Vec<OutboxRow>,
     pub failing: Vec<FailingRow>,
+    /// Notification delivery per address.
+    pub notifications: Vec<NotificationRow>,
     pub configurations: Vec<String>,
     pub may_act: bool,
     /// A join token just made: its configuration, expiry and command.
@@ -123,9 +138,10 @@ async fn agents_page(
         s.broker.list_agents(&viewer.user),
         s.broker.list_configurations(&viewer.user)
     )?;
-    let (outboxes, failing) = tokio::try_join!(
+    let (outboxes, failing, notifications) = tokio::try_join!(
         outboxes(s, viewer, &configurations),
-        s.broker.failing_revokes(&viewer.user)
+        s.broker.failing_revokes(&viewer.user),
+        s.broker.notification_status(&viewer.user)
     )?;
     let t = viewer.lang.texts();
     let mut agents: Vec<&AgentView> = agents.iter().collect();
@@ -148,6 +164,19 @@ async fn agents_page(
                     attempts: f.attempts,
                     reason: f.reason.clone(),
                 })
+            })
+            .collect(),
+        notifications: notifications
+            .into_iter()
+            .map(|n| NotificationRow {
+                address: n.address,
+                queued: n.queued,
+                failing: n.failing,
+                delivered: n.delivered,
+                given_up: n.given_up,
+                last_delivered: n.last_delivered_at.map(at_text).unwrap_or_default(),
+                oldest_queued: n.oldest_queued_at.map(at_text).unwrap_or_default(),
+                last_error: n.last_error.unwrap_or_default(),
             })
             .collect(),
         configurations: configurations.iter().map(|c| c.id.to_string()).collect(),

@@ -161,6 +161,50 @@ impl Notification {
     }
 }
 
+/// Delivery per address, over `notifications`, by address key.
+pub fn status(notifications: &[Notification]) -> Vec<jitgate_shared::v1::api::NotificationEndpointView> {
+    use jitgate_shared::v1::api::NotificationEndpointView as View;
+    let mut by_address: std::collections::BTreeMap<String, View> = std::collections::BTreeMap::new();
+    // The latest failure seen, by when it was queued.
+    let mut error_at: std::collections::BTreeMap<String, DateTime<Utc>> = std::collections::BTreeMap::new();
+    for n in notifications {
+        let key = n.address.key();
+        let v = by_address.entry(key.clone()).or_insert_with(|| View {
+            address: key.clone(),
+            channel: n.address.channel().to_owned(),
+            queued: 0,
+            failing: 0,
+            delivered: 0,
+            given_up: 0,
+            last_delivered_at: None,
+            last_error: None,
+            oldest_queued_at: None,
+        });
+        match n.settled {
+            Some(Settled::Delivered { at }) => {
+                v.delivered += 1;
+                v.last_delivered_at = v.last_delivered_at.max(Some(at));
+            }
+            Some(Settled::GaveUp { .. }) => v.given_up += 1,
+            None => {
+                v.queued += 1;
+                if n.last_error.is_some() {
+                    v.failing += 1;
+                }
+                v.oldest_queued_at = Some(v.oldest_queued_at.map_or(n.queued_at, |t| t.min(n.queued_at)));
+            }
+        }
+        let failed = !matches!(n.settled, Some(Settled::Delivered { .. }));
+        if let (true, Some(error)) = (failed, &n.last_error) {
+            if error_at.get(&key).is_none_or(|t| *t <= n.queued_at) {
+                error_at.insert(key, n.queued_at);
+                v.last_error = Some(error.clone());
+            }
+        }
+    }
+    by_address.into_values().collect()
+}
+
 /// The cursor the router keeps over the audit log: every record up to
 /// `seq` has had its notifications queued. Written with compare-and-set,
 /// so of several brokers one routes each record.
@@ -271,6 +315,36 @@ mod tests {
         assert!(matches!(n.settled, Some(Settled::GaveUp { .. })));
         assert!(n.settled_before(late + chrono::Duration::seconds(1)));
         assert!(!queued().settled_before(late));
+    }
+
+    #[test]
+    fn status_counts_per_address() {
+        let other = Address::Email {
+            to: "Sec@example.com".into(),
+            name: String::new(),
+            language: None,
+        };
+        let failing = queued()
+            .claim(at(1))
+            .failed(&DeliveryError::retryable("503"), at(1), 0.0);
+        let delivered = Notification::new(event(), other.clone(), at(2))
+            .claim(at(2))
+            .delivered(at(3));
+        let gave_up = Notification::new(event(), other, at(4)).claim(at(4)).failed(
+            &DeliveryError::refused("550 no such user"),
+            at(4),
+            0.0,
+        );
+        let views = status(&[failing, delivered, gave_up]);
+        assert_eq!(views.len(), 2);
+        let (mail, hook) = (&views[0], &views[1]);
+        assert_eq!(mail.address, "email:sec@example.com");
+        assert_eq!((mail.delivered, mail.given_up, mail.queued), (1, 1, 0));
+        assert_eq!(mail.last_delivered_at, Some(at(3)));
+        assert_eq!(mail.last_error.as_deref(), Some("550 no such user"));
+        assert_eq!((hook.queued, hook.failing), (1, 1));
+        assert_eq!(hook.oldest_queued_at, Some(at(0)));
+        assert_eq!(hook.last_error.as_deref(), Some("503"));
     }
 
     #[test]

@@ -43,7 +43,8 @@ const DELIVER_BATCH: usize = 64;
 const DELIVER_AT_ONCE: usize = 16;
 /// How often, at most, the loop looks for work when nothing wakes it.
 const IDLE: Duration = Duration::from_secs(1);
-/// How often grants are checked for windows about to end.
+/// How often, at most, grants are checked for windows about to end (and
+/// four times within the warning's lead, so none passes unwarned).
 const ENDING_SOON_EVERY: Duration = Duration::from_secs(15);
 /// How often settled notifications past [`KEEP_SETTLED`] are deleted.
 const SWEEP_EVERY: Duration = Duration::from_secs(3600);
@@ -394,6 +395,15 @@ impl Broker {
         }
     }
 
+    /// How delivery to each address is getting on (admins and auditors).
+    pub async fn notification_status(
+        &self,
+        actor: &User,
+    ) -> Result<Vec<jitgate_shared::v1::api::NotificationEndpointView>, ServiceError> {
+        super::admin::require_privileged(actor)?;
+        Ok(crate::notify::queue::status(&self.store.notifications().await?))
+    }
+
     /// Deletes notifications settled more than [`KEEP_SETTLED`] ago.
     pub async fn sweep_notifications(&self) -> Result<usize, ServiceError> {
         let before = self.clock.now() - chrono::Duration::from_std(KEEP_SETTLED).unwrap_or_default();
@@ -516,7 +526,8 @@ pub async fn run(
         return;
     }
     let mut changes = broker.live.feed.subscribe();
-    let mut last_warning = tokio::time::Instant::now() - ENDING_SOON_EVERY;
+    let warn_every = ENDING_SOON_EVERY.min(ending_soon / 4);
+    let mut last_warning = tokio::time::Instant::now() - warn_every;
     let mut last_sweep = tokio::time::Instant::now();
     loop {
         let mut busy = false;
@@ -524,7 +535,7 @@ pub async fn run(
             Ok(n) => busy |= n == ROUTE_BATCH,
             Err(e) => tracing::warn!(error = %e, "routing notifications failed; trying again"),
         }
-        if last_warning.elapsed() >= ENDING_SOON_EVERY {
+        if last_warning.elapsed() >= warn_every {
             last_warning = tokio::time::Instant::now();
             if let Err(e) = broker.warn_ending_soon(&channels, ending_soon).await {
                 tracing::warn!(error = %e, "queueing ending-soon warnings failed; trying again");

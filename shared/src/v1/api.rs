@@ -695,6 +695,30 @@ pub struct AuditChainView {
     pub running: Option<(u64, u64)>,
 }
 
+/// How notifications to one address are getting on
+/// (`GET /api/v1/admin/notifications`), over those kept (settled ones for
+/// seven days).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct NotificationEndpointView {
+    /// `email:ADDRESS` or `webhook:NAME`.
+    pub address: String,
+    /// `email` or `webhook`.
+    pub channel: String,
+    /// Not settled yet (to be tried, or being tried again).
+    pub queued: u64,
+    /// Of those queued, how many failed at least once.
+    pub failing: u64,
+    pub delivered: u64,
+    /// Refused by the receiver, or failing for a day.
+    pub given_up: u64,
+    pub last_delivered_at: Option<DateTime<Utc>>,
+    /// The latest failure's message, of a notification still queued or
+    /// given up.
+    pub last_error: Option<String>,
+    /// When the oldest notification still queued was queued.
+    pub oldest_queued_at: Option<DateTime<Utc>>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PolicyStatus {
     pub directory: String,

@@ -199,6 +199,10 @@ async fn webhooks_are_signed_cloud_events_and_an_outage_delays_no_grant() {
             .filter(|n| *n >= 1.0)
     })
     .await;
+    let status = b.client("admin").notification_status().await.unwrap();
+    let siem = status.iter().find(|s| s.address == "webhook:siem").unwrap();
+    assert!(siem.failing >= 1 && siem.delivered >= 1, "{siem:?}");
+    assert!(siem.last_error.as_deref().unwrap().contains("503"), "{siem:?}");
     let before = hook.received().len();
     hook.set_down(false);
     let kinds = eventually(Duration::from_secs(60), "the events held back", || async {
@@ -230,6 +234,47 @@ async fn webhooks_are_signed_cloud_events_and_an_outage_delays_no_grant() {
         distinct.len(),
         "no event twice without a crash: {ids:?}"
     );
+    let status = eventually(Duration::from_secs(30), "nothing left queued", || async {
+        let status = b.client("admin").notification_status().await.unwrap();
+        status
+            .into_iter()
+            .find(|s| s.address == "webhook:siem" && s.queued == 0)
+    })
+    .await;
+    assert_eq!(status.delivered as usize, ids.len());
+    // Only admins and auditors see delivery.
+    assert!(b.client("alice").notification_status().await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_about_to_end_is_announced_then_its_end() {
+    let hook = TestWebhook::start().await;
+    let config = format!(
+        "[notify]\nending_soon = \"10s\"\n{}",
+        hook.config("siem", &[&hook.secret])
+    );
+    let routes = "[defaults.notify]\n\"webhook:siem\" = [\"grant_ending_soon\", \"grant_ended\"]\n";
+    let (b, _dir) = broker(routes, &config).await;
+    let asked = request(&b.client("alice"), "auto-admin", 14).await;
+    let grant = asked.grant.unwrap().to_string();
+    let types = eventually(Duration::from_secs(60), "the warning, then the end", || async {
+        let types: Vec<String> = hook
+            .received()
+            .iter()
+            .filter(|r| r["event"]["data"]["grant"]["id"] == grant.as_str())
+            .map(|r| r["event"]["type"].as_str().unwrap().to_owned())
+            .collect();
+        (types.len() >= 2).then_some(types)
+    })
+    .await;
+    assert_eq!(types, ["jitgate.grant_ending_soon", "jitgate.grant_ended"]);
+    let warning = &hook.received()[0]["event"];
+    assert!(
+        warning["id"].as_str().unwrap().starts_with("ending-soon-"),
+        "{warning}"
+    );
+    assert_eq!(warning["data"]["detail"], Value::Null);
+    assert_eq!(hook.received()[1]["event"]["data"]["detail"], "expired");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -259,6 +259,27 @@ pub enum AuditEvent {
     PoliciesRejected {
         error: String,
     },
+    /// Something done in a chat (a Slack button, the deny modal) was
+    /// refused: a bad or old signature, a replay, a chat user jitgate
+    /// cannot map to a person by verified email, or what the review or
+    /// extension service refused (a self-approval, a second vote of one
+    /// person). `user` is the jitgate account when the chat user mapped.
+    ChatActionRefused {
+        channel: String,
+        /// The chat's own user id, when the request could be read.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        chat_user: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<UserId>,
+        /// `approve`, `deny`, `extend`, or `unread` (the request itself
+        /// was refused).
+        action: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request: Option<RequestId>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        grant: Option<GrantId>,
+        reason: String,
+    },
 }
 
 /// An event before the store places it in the chain.

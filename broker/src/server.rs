@@ -169,7 +169,8 @@ impl Server {
         }
         let broker = Broker::new(store, holder, clock, Arc::new(Metrics::new()), settings)
             .with_keys(keys)
-            .with_sso(sso);
+            .with_sso(sso)
+            .with_channels(channels);
         // The next due job, not a count: counting reads every job, and
         // restart time must not grow with the number of active grants.
         let next_due = broker.store().next_due().await?;
@@ -235,7 +236,6 @@ impl Server {
         ));
         tasks.spawn(crate::service::notify::run(
             broker.clone(),
-            channels,
             config.notify.ending_soon,
             shutdown_rx.clone(),
         ));

@@ -13,6 +13,7 @@ pub mod notify;
 pub mod oidc;
 pub mod proxy;
 pub mod saml;
+pub mod slack_fake;
 pub mod tamper;
 pub mod test_ca;
 

@@ -51,6 +51,33 @@ impl TestCa {
             .unwrap()
     }
 
+    /// Serves `router` over HTTPS with the certificate on a free loopback
+    /// port: its `https://127.0.0.1:PORT` URL, and the task serving it.
+    pub async fn serve(&self, router: axum::Router) -> (String, tokio::task::JoinHandle<()>) {
+        use hyper_util::rt::{TokioExecutor, TokioIo};
+        use hyper_util::service::TowerToHyperService;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("https://{}", listener.local_addr().unwrap());
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(self.server_config()));
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (acceptor, router) = (acceptor.clone(), router.clone());
+                tokio::spawn(async move {
+                    let Ok(stream) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(router))
+                        .await;
+                });
+            }
+        });
+        (url, task)
+    }
+
     /// Writes `ca.pem`, `cert.pem` and `key.pem` into `dir`.
     pub fn write(&self, dir: &std::path::Path) {
         std::fs::write(dir.join("ca.pem"), &self.ca_pem).unwrap();

@@ -6,6 +6,7 @@
 //! - [`requests`], [`grants`], [`admin`], [`agents`]: the resource handlers.
 //! - [`scim`]: the SCIM 2.0 server under `/scim/v2` (its own errors).
 //! - [`auth`]: sign-in (browser and CLI), refresh, sessions.
+//! - [`integrations`]: what chat platforms call (Slack interactions).
 //! - [`limits`]: per-client quotas on sign-ins and refused tokens.
 //! - [`ops`]: health, readiness, metrics.
 //! - [`openapi`]: the OpenAPI 3.1 document, generated from the handlers.
@@ -16,6 +17,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod grants;
+pub mod integrations;
 pub mod limits;
 pub mod openapi;
 pub mod ops;
@@ -128,6 +130,10 @@ pub fn router(state: AppState, max_body: usize) -> Router {
                 )),
         )
         .merge(crate::console::router(state.clone()))
+        .route(
+            "/integrations/slack/interactions",
+            post(integrations::slack_interactions),
+        )
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

@@ -106,6 +106,13 @@ impl AuditEvent {
                 s.configuration = Some(configuration);
             }
             E::AgentCertificateRenewed { agent, .. } => s.agent = Some(*agent),
+            E::ChatActionRefused {
+                user, request, grant, ..
+            } => {
+                s.user = user.as_ref();
+                s.requests.extend(*request);
+                s.grants.extend(*grant);
+            }
             E::ScimConnectionCreated { .. }
             | E::ScimConnectionDeleted { .. }
             | E::SignInRefused { .. }

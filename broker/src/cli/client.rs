@@ -417,6 +417,15 @@ impl ApiClient {
         .await
     }
 
+    /// The audit log, newest first, filtered as the API's query says
+    /// (`kind`, `person`, `resource`, `since`, `until`, `before`, `limit`).
+    pub async fn audit_log(
+        &self,
+        query: &[(&str, String)],
+    ) -> Result<jitgate_shared::v1::api::AuditLogPage, ClientError> {
+        self.get("/api/v1/admin/audit", query).await
+    }
+
     /// Notification delivery per address.
     pub async fn notification_status(
         &self,

@@ -25,6 +25,45 @@ pub struct NotifyConfig {
     /// destinations.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub webhook: Vec<WebhookConfig>,
+    /// A Slack app: messages with Approve / Deny buttons, direct messages
+    /// to people; `slack:CHANNEL` destinations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slack: Option<SlackConfig>,
+}
+
+/// `[notify.slack]`: a Slack app's bot token and signing secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackConfig {
+    /// The Web API's base URL.
+    #[serde(default = "default_slack_api")]
+    pub api_url: String,
+    /// A file holding the bot token, `xoxb-...` (or env
+    /// `JITGATE_SLACK_BOT_TOKEN`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bot_token_file: Option<PathBuf>,
+    /// A file holding the app's signing secret, which signs interactions
+    /// (or env `JITGATE_SLACK_SIGNING_SECRET`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_secret_file: Option<PathBuf>,
+    /// People (`requester`, `approvers`) are also told by direct message,
+    /// found by their email address.
+    #[serde(default = "default_true")]
+    pub direct_messages: bool,
+    /// PEM certificates to trust for the API besides the system's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// How long one API call may take.
+    #[serde(default = "default_webhook_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+fn default_slack_api() -> String {
+    "https://slack.com/api".into()
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl Default for NotifyConfig {
@@ -33,6 +72,7 @@ impl Default for NotifyConfig {
             ending_soon: Duration::from_secs(10 * 60),
             email: None,
             webhook: Vec::new(),
+            slack: None,
         }
     }
 }
@@ -147,6 +187,27 @@ impl NotifyConfig {
                 email.timeout,
                 Duration::from_secs(1),
                 Duration::from_secs(300),
+            )?;
+        }
+        if let Some(slack) = &self.slack {
+            let url = reqwest::Url::parse(&slack.api_url).map_err(|e| ConfigError::Invalid {
+                key: "notify.slack.api_url",
+                message: format!("`{}`: {e}", slack.api_url),
+            })?;
+            if url.scheme() != "https" && !crate::identity::oidc::is_loopback(&url) {
+                return Err(ConfigError::Invalid {
+                    key: "notify.slack.api_url",
+                    message: format!(
+                        "`{}` must be https:// (http:// only to a loopback address)",
+                        slack.api_url
+                    ),
+                });
+            }
+            within(
+                "notify.slack.timeout",
+                slack.timeout,
+                Duration::from_secs(1),
+                Duration::from_secs(60),
             )?;
         }
         let mut seen = std::collections::BTreeSet::new();

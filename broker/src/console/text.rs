@@ -232,6 +232,8 @@ texts! {
     extension_flag: "extension of a running grant" / "実行中の付与の延長",
 
     mail_open: "Open the request in jitgate" / "jitgate で申請を開く",
+    slack_deny_title: "Deny the request" / "申請を却下",
+    slack_cancel: "Cancel" / "キャンセル",
     mail_detail: "Detail" / "詳細",
     mail_footer: "You get this mail because a jitgate workflow sends these events to you. Requests are approved on their page in jitgate, never by a link in a mail." / "jitgate のワークフローがこのイベントをあなたに送る設定のため、このメールが届きました。申請の承認は jitgate の申請ページで行います。メール内のリンクで承認されることはありません。",
 
@@ -452,6 +454,11 @@ const AUDIT_KINDS: &[(&str, &str, &str)] = &[
     ("drift_found", "Drift found", "差分検出"),
     ("policies_loaded", "Policies loaded", "ポリシー読み込み"),
     ("policies_rejected", "Policies rejected", "ポリシー拒否"),
+    (
+        "chat_action_refused",
+        "Chat action refused",
+        "チャットからの操作を拒否",
+    ),
 ];
 
 /// Every notification event kind's name as people read it: kind, English,

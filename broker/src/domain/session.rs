@@ -95,8 +95,8 @@ impl Session {
     }
 }
 
-/// A SAML assertion id seen once; kept until the assertion expires so a
-/// replay is refused.
+/// A one-time proof seen once (a SAML assertion id, a Slack request's
+/// signature); kept until it would expire anyway, so a replay is refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsedAssertion {
     /// `{provider}/{sha256 of the id}`.

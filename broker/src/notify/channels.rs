@@ -7,8 +7,10 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 
 use super::email::{Mail, Mailer};
-use super::queue::{DeliveryError, Notification};
+use super::queue::{DeliveryError, Notification, Receipt};
 use super::route::Address;
+use super::slack::api::{Posted, SlackApi};
+use super::slack::{blocks, verify};
 use super::webhook::Endpoint;
 use crate::config::NotifyConfig;
 use crate::console::text::Lang;
@@ -19,6 +21,7 @@ use crate::console::text::Lang;
 pub struct Channels {
     email: Option<Mailer>,
     webhooks: BTreeMap<String, Endpoint>,
+    slack: Option<std::sync::Arc<Slack>>,
     /// The console's base URL, for links, and the CloudEvents `source`.
     public_url: String,
 }
@@ -38,6 +41,54 @@ fn secret(file: Option<&std::path::Path>, env: &str) -> Result<Option<String>, S
             .map(|s| Some(s.trim_end().to_owned()))
             .map_err(|e| format!("{}: {e}", path.display())),
         None => Ok(std::env::var(env).ok().filter(|s| !s.is_empty())),
+    }
+}
+
+/// A Slack app: its API, its signing secret, and the members found by
+/// email so far.
+pub struct Slack {
+    pub api: SlackApi,
+    signing_secret: Vec<u8>,
+    /// People are also told by direct message.
+    pub direct_messages: bool,
+    /// Email (lower case) → member id, as `users.lookupByEmail` said.
+    members: std::sync::Mutex<std::collections::HashMap<String, String>>,
+}
+
+impl std::fmt::Debug for Slack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the secret.
+        f.debug_struct("Slack")
+            .field("api", &self.api)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Slack {
+    /// Checks that a request came from Slack (see [`verify`]).
+    pub fn verify(
+        &self,
+        timestamp: Option<&str>,
+        signature: Option<&str>,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<(), verify::Refusal> {
+        verify::verify(&self.signing_secret, timestamp, signature, body, now)
+    }
+
+    /// The member id of the person with `email`.
+    async fn member(&self, email: &str) -> Result<String, DeliveryError> {
+        let key = email.to_lowercase();
+        if let Some(id) = jitgate_shared::sync::lock(&self.members).get(&key) {
+            return Ok(id.clone());
+        }
+        let user = self
+            .api
+            .user_by_email(email)
+            .await?
+            .ok_or_else(|| DeliveryError::refused(format!("no Slack member has the address {email}")))?;
+        jitgate_shared::sync::lock(&self.members).insert(key, user.id.clone());
+        Ok(user.id)
     }
 }
 
@@ -87,9 +138,38 @@ impl Channels {
             }
             webhooks.insert(w.name.clone(), Endpoint::new(w, &secrets).map_err(fail)?);
         }
+        let slack = match &config.slack {
+            Some(s) => {
+                let fail = |message: String| ChannelError {
+                    channel: "slack".into(),
+                    message,
+                };
+                let token = secret(s.bot_token_file.as_deref(), "JITGATE_SLACK_BOT_TOKEN")
+                    .map_err(fail)?
+                    .ok_or_else(|| {
+                        fail("no bot token: set bot_token_file or JITGATE_SLACK_BOT_TOKEN".into())
+                    })?;
+                let signing_secret = secret(s.signing_secret_file.as_deref(), "JITGATE_SLACK_SIGNING_SECRET")
+                    .map_err(fail)?
+                    .ok_or_else(|| {
+                        fail(
+                            "no signing secret: set signing_secret_file or JITGATE_SLACK_SIGNING_SECRET"
+                                .into(),
+                        )
+                    })?;
+                Some(std::sync::Arc::new(Slack {
+                    api: SlackApi::new(s, token).map_err(fail)?,
+                    signing_secret: signing_secret.into_bytes(),
+                    direct_messages: s.direct_messages,
+                    members: Default::default(),
+                }))
+            }
+            None => None,
+        };
         Ok(Channels {
             email,
             webhooks,
+            slack,
             public_url: public_url.trim_end_matches('/').to_owned(),
         })
     }
@@ -102,13 +182,69 @@ impl Channels {
         self.webhooks.contains_key(name)
     }
 
-    /// Whether anything is set up at all (else the router need not run).
-    pub fn any(&self) -> bool {
-        self.email.is_some() || !self.webhooks.is_empty()
+    pub fn slack(&self) -> Option<&std::sync::Arc<Slack>> {
+        self.slack.as_ref()
     }
 
-    /// Delivers one notification, once.
-    pub async fn deliver(&self, n: &Notification, now: DateTime<Utc>) -> Result<(), DeliveryError> {
+    /// The console's base URL.
+    pub fn public_url(&self) -> &str {
+        &self.public_url
+    }
+
+    /// Whether anything is set up at all (else the router need not run).
+    pub fn any(&self) -> bool {
+        self.email.is_some() || !self.webhooks.is_empty() || self.slack.is_some()
+    }
+
+    /// Delivers one notification, once; where it landed, for messages
+    /// changed later.
+    pub async fn deliver(
+        &self,
+        n: &Notification,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Receipt>, DeliveryError> {
+        let slack = || {
+            self.slack
+                .as_ref()
+                .ok_or_else(|| DeliveryError::retryable("[notify.slack] is not configured on this broker"))
+        };
+        let lang_of =
+            |language: &Option<String>| language.as_deref().and_then(Lang::from_code).unwrap_or(Lang::En);
+        let receipt = |p: Posted| {
+            Some(Receipt {
+                channel: p.channel,
+                ts: p.ts,
+            })
+        };
+        match &n.address {
+            Address::SlackChannel { channel } => {
+                let message = blocks::message(&n.event, Lang::En, &self.public_url);
+                Ok(receipt(slack()?.api.post_message(channel, &message).await?))
+            }
+            Address::SlackPerson { email, language } => {
+                let slack = slack()?;
+                let member = slack.member(email).await?;
+                let message = blocks::message(&n.event, lang_of(language), &self.public_url);
+                Ok(receipt(slack.api.post_message(&member, &message).await?))
+            }
+            Address::SlackCopy {
+                channel,
+                ts,
+                language,
+            } => {
+                let message = blocks::message(&n.event, lang_of(language), &self.public_url);
+                let posted = Posted {
+                    channel: channel.clone(),
+                    ts: ts.clone(),
+                };
+                slack()?.api.update(&posted, &message).await?;
+                Ok(None)
+            }
+            _ => self.deliver_once(n, now).await.map(|()| None),
+        }
+    }
+
+    async fn deliver_once(&self, n: &Notification, now: DateTime<Utc>) -> Result<(), DeliveryError> {
         match &n.address {
             Address::Email { to, name, language } => {
                 let mailer = self.email.as_ref().ok_or_else(|| {
@@ -124,6 +260,9 @@ impl Channels {
                 })?;
                 hook.send(&n.event, &self.public_url, now).await
             }
+            Address::SlackChannel { .. } | Address::SlackPerson { .. } | Address::SlackCopy { .. } => Err(
+                DeliveryError::refused("a Slack address reached the mail and webhook delivery"),
+            ),
         }
     }
 }

@@ -250,6 +250,7 @@ mod tests {
                 comment: Some("ok".into()),
             }),
             detail: None,
+            chat: Default::default(),
         }
     }
 

@@ -171,6 +171,18 @@ pub struct Event {
     /// failure).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// What chat messages of it may offer, by the resource's workflow.
+    #[serde(default)]
+    pub chat: ChatActions,
+}
+
+/// What a chat message may offer: approving and denying in the chat
+/// (`approve_in_chat`), extending the window (the workflow allows
+/// extensions).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatActions {
+    pub approve: bool,
+    pub extend: bool,
 }
 
 impl Event {

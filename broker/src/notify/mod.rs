@@ -22,4 +22,5 @@ pub mod email;
 pub mod event;
 pub mod queue;
 pub mod route;
+pub mod slack;
 pub mod webhook;

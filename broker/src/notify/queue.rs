@@ -45,6 +45,17 @@ pub struct Notification {
     pub last_error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settled: Option<Settled>,
+    /// Where the message landed, for channels whose messages are changed
+    /// later (Slack: replaced when the request is decided).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<Receipt>,
+}
+
+/// Where a delivered message is, to change it later.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    pub channel: String,
+    pub ts: String,
 }
 
 /// How a notification's delivery ended.
@@ -107,6 +118,7 @@ impl Notification {
             attempts: 0,
             last_error: None,
             settled: None,
+            receipt: None,
         }
     }
 
@@ -119,11 +131,12 @@ impl Notification {
         }
     }
 
-    pub fn delivered(&self, now: DateTime<Utc>) -> Notification {
+    pub fn delivered(&self, now: DateTime<Utc>, receipt: Option<Receipt>) -> Notification {
         Notification {
             due: None,
             last_error: None,
             settled: Some(Settled::Delivered { at: now }),
+            receipt,
             ..self.clone()
         }
     }
@@ -257,6 +270,7 @@ mod tests {
             grant: None,
             review: None,
             detail: None,
+            chat: Default::default(),
         }
     }
 
@@ -329,7 +343,7 @@ mod tests {
             .failed(&DeliveryError::retryable("503"), at(1), 0.0);
         let delivered = Notification::new(event(), other.clone(), at(2))
             .claim(at(2))
-            .delivered(at(3));
+            .delivered(at(3), None);
         let gave_up = Notification::new(event(), other, at(4)).claim(at(4)).failed(
             &DeliveryError::refused("550 no such user"),
             at(4),
@@ -349,7 +363,7 @@ mod tests {
 
     #[test]
     fn delivered_is_settled_and_no_longer_due() {
-        let n = queued().claim(at(1)).delivered(at(2));
+        let n = queued().claim(at(1)).delivered(at(2), None);
         assert_eq!(n.due, None);
         assert_eq!(n.settled, Some(Settled::Delivered { at: at(2) }));
     }

@@ -36,6 +36,8 @@ pub enum Destination {
     /// A webhook endpoint the broker configuration names
     /// (`[[notify.webhook]]`).
     Webhook(String),
+    /// A Slack channel, by id (`C0123ABCD`) or name (`#prod-approvals`).
+    Slack(String),
 }
 
 impl Destination {
@@ -44,7 +46,7 @@ impl Destination {
     pub fn parse(text: &str) -> Result<Self, String> {
         let bad = || {
             format!(
-                "unknown destination `{text}`: use `requester`, `approvers`, `email:ADDRESS` or `webhook:NAME`"
+                "unknown destination `{text}`: use `requester`, `approvers`, `email:ADDRESS`, `webhook:NAME` or `slack:CHANNEL`"
             )
         };
         match text {
@@ -63,6 +65,7 @@ impl Destination {
                 Ok(Destination::Email(rest.to_owned()))
             }
             "webhook" => Ok(Destination::Webhook(rest.to_owned())),
+            "slack" => Ok(Destination::Slack(rest.to_owned())),
             _ => Err(bad()),
         }
     }
@@ -75,6 +78,7 @@ impl std::fmt::Display for Destination {
             Destination::Approvers => f.write_str("approvers"),
             Destination::Email(a) => write!(f, "email:{a}"),
             Destination::Webhook(n) => write!(f, "webhook:{n}"),
+            Destination::Slack(c) => write!(f, "slack:{c}"),
         }
     }
 }
@@ -162,7 +166,7 @@ impl Routes {
 
 /// One place a notification is delivered to: a destination made concrete.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(tag = "channel", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Address {
     Email {
         to: String,
@@ -177,6 +181,24 @@ pub enum Address {
     Webhook {
         endpoint: String,
     },
+    /// A message to a Slack channel.
+    SlackChannel {
+        channel: String,
+    },
+    /// A direct message to the Slack member with this email address.
+    SlackPerson {
+        email: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        language: Option<String>,
+    },
+    /// A Slack message posted earlier, replaced to show the request as
+    /// it now stands.
+    SlackCopy {
+        channel: String,
+        ts: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        language: Option<String>,
+    },
 }
 
 impl Address {
@@ -186,6 +208,9 @@ impl Address {
         match self {
             Address::Email { to, .. } => format!("email:{}", to.to_lowercase()),
             Address::Webhook { endpoint } => format!("webhook:{endpoint}"),
+            Address::SlackChannel { channel } => format!("slack:{channel}"),
+            Address::SlackPerson { email, .. } => format!("slack-dm:{}", email.to_lowercase()),
+            Address::SlackCopy { channel, ts, .. } => format!("slack-copy:{channel}/{ts}"),
         }
     }
 
@@ -194,6 +219,7 @@ impl Address {
         match self {
             Address::Email { .. } => "email",
             Address::Webhook { .. } => "webhook",
+            Address::SlackChannel { .. } | Address::SlackPerson { .. } | Address::SlackCopy { .. } => "slack",
         }
     }
 }
@@ -211,11 +237,19 @@ mod tests {
 
     #[test]
     fn destinations_parse_and_print_back() {
-        for text in ["requester", "approvers", "email:sec@example.com", "webhook:siem"] {
+        for text in [
+            "requester",
+            "approvers",
+            "email:sec@example.com",
+            "webhook:siem",
+            "slack:#prod",
+            "slack:C012AB",
+        ] {
             assert_eq!(Destination::parse(text).unwrap().to_string(), text);
         }
         for bad in [
             "slack",
+            "slack:",
             "email:",
             "email:not an address",
             "sms:123",

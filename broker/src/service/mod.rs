@@ -24,6 +24,7 @@ pub mod audit;
 pub mod auth;
 pub mod catalogue;
 pub mod chain;
+pub mod chat;
 pub mod delivery;
 pub mod deprovision;
 mod error;
@@ -136,6 +137,8 @@ pub struct Broker {
     pub(crate) live: Arc<live::Live>,
     /// Identity providers and session lifetimes.
     pub(crate) sso: Arc<sign_in::Sso>,
+    /// Notification channels (mail, webhooks, Slack).
+    pub(crate) channels: Arc<crate::notify::channels::Channels>,
 }
 
 /// The broker's signing keys: its CA and its command-signing key.
@@ -198,6 +201,7 @@ impl Broker {
             keys: None,
             live: Arc::new(live::Live::default()),
             sso: Arc::new(sign_in::Sso::default()),
+            channels: Arc::new(crate::notify::channels::Channels::default()),
         }
     }
 
@@ -211,6 +215,11 @@ impl Broker {
     /// This broker, signing agent certificates and commands with `keys`.
     pub fn with_keys(mut self, keys: BrokerKeys) -> Self {
         self.keys = Some(keys);
+        self
+    }
+
+    pub fn with_channels(mut self, channels: crate::notify::channels::Channels) -> Self {
+        self.channels = Arc::new(channels);
         self
     }
 

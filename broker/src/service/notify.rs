@@ -25,11 +25,12 @@ use super::{Broker, ServiceError};
 use crate::audit::{Actor, AuditEvent, AuditRecord};
 use crate::domain::catalog::StoredResource;
 use crate::domain::grant::Grant;
+use crate::domain::policy::Workflow;
 use crate::domain::request::Request;
 use crate::domain::user::User;
 use crate::notify::channels::Channels;
 use crate::notify::event::{
-    self, Event, EventKind, GrantFacts, PersonFacts, RequestFacts, ReviewFacts, Subject,
+    self, ChatActions, Event, EventKind, GrantFacts, PersonFacts, RequestFacts, ReviewFacts, Subject,
 };
 use crate::notify::queue::{Cursor, Notification, Settled, KEEP_SETTLED};
 use crate::notify::route::{Address, Destination};
@@ -135,9 +136,22 @@ impl Broker {
                 let Some((request, grant)) = self.subject(subject).await? else {
                     continue;
                 };
-                let event = event_of(record, kind, &request, grant.as_ref(), &directory);
-                for address in self.addresses(&event, &request, channels, &directory).await {
-                    notifications.push(Notification::new(event.clone(), address, self.clock.now()));
+                let Some(workflow) = self.workflow_of(&request, &directory) else {
+                    continue;
+                };
+                let mut event = event_of(record, kind, &request, grant.as_ref(), &directory);
+                event.chat = ChatActions {
+                    approve: workflow.approve_in_chat,
+                    extend: workflow.extension_allowed,
+                };
+                let now = self.clock.now();
+                for address in self.addresses(&event, &request, &workflow, channels, &directory) {
+                    notifications.push(Notification::new(event.clone(), address, now));
+                }
+                if decides(kind) && channels.slack().is_some() {
+                    for address in self.copies(&request).await? {
+                        notifications.push(Notification::new(event.clone(), address, now));
+                    }
                 }
             }
         }
@@ -184,49 +198,79 @@ impl Broker {
         })
     }
 
-    /// Where `event` goes: its resource's routes, made concrete. Addresses
-    /// of channels this broker does not have are left out.
-    async fn addresses(
-        &self,
-        event: &Event,
-        request: &Request,
-        channels: &Channels,
-        directory: &Directory,
-    ) -> BTreeSet<Address> {
-        let mut out = BTreeSet::new();
-        let Some(resource) = directory.resources.get(request.resource.as_str()) else {
-            return out;
-        };
+    /// The workflow of a request's resource; `None` when the resource is
+    /// gone.
+    fn workflow_of(&self, request: &Request, directory: &Directory) -> Option<Workflow> {
+        let resource = directory.resources.get(request.resource.as_str())?;
         let kind = directory
             .kinds
             .get(resource.resource.configuration.as_str())
             .map_or("", String::as_str);
-        let what = resource_facts(resource, kind);
-        let policies = self.policies.current();
-        let workflow = policies.workflow(&what);
-        let mail_to = |u: &User| -> Option<Address> {
-            let to = u.email.clone().filter(|_| channels.has_email() && !u.disabled)?;
-            Some(Address::Email {
-                to,
-                name: u.display_name.clone(),
-                language: u.language.clone(),
-            })
+        Some(self.policies.current().workflow(&resource_facts(resource, kind)))
+    }
+
+    /// Where `event` goes: its resource's routes, made concrete. Addresses
+    /// of channels this broker does not have are left out.
+    fn addresses(
+        &self,
+        event: &Event,
+        request: &Request,
+        workflow: &Workflow,
+        channels: &Channels,
+        directory: &Directory,
+    ) -> BTreeSet<Address> {
+        let mut out = BTreeSet::new();
+        let direct_messages = channels.slack().is_some_and(|s| s.direct_messages);
+        // A person is told by mail and, with Slack, by direct message.
+        let tell = |u: &User, out: &mut BTreeSet<Address>| {
+            let Some(email) = u.email.clone().filter(|_| !u.disabled) else {
+                return;
+            };
+            if direct_messages {
+                out.insert(Address::SlackPerson {
+                    email: email.clone(),
+                    language: u.language.clone(),
+                });
+            }
+            if channels.has_email() {
+                out.insert(Address::Email {
+                    to: email,
+                    name: u.display_name.clone(),
+                    language: u.language.clone(),
+                });
+            }
         };
         for destination in workflow.notify.for_event(event.kind) {
             match destination {
                 Destination::Requester => {
-                    out.extend(directory.users.get(&request.requester).and_then(mail_to));
+                    if let Some(u) = directory.users.get(&request.requester) {
+                        tell(u, &mut out);
+                    }
                 }
                 Destination::Approvers => {
+                    let Some(resource) = directory.resources.get(request.resource.as_str()) else {
+                        continue;
+                    };
+                    let kind = directory
+                        .kinds
+                        .get(resource.resource.configuration.as_str())
+                        .map_or("", String::as_str);
+                    let what = resource_facts(resource, kind);
+                    let policies = self.policies.current();
                     let users: BTreeMap<&UserId, &User> = directory.users.iter().collect();
                     let now_keys = persons_now(request, &users);
                     let now = self.clock.now();
                     for u in directory.users.values() {
                         let (_, check) = may_review(&policies, u, &what, request, &now_keys, now);
                         if check.is_ok() {
-                            out.extend(mail_to(u));
+                            tell(u, &mut out);
                         }
                     }
+                }
+                Destination::Slack(channel) if channels.slack().is_some() => {
+                    out.insert(Address::SlackChannel {
+                        channel: channel.clone(),
+                    });
                 }
                 Destination::Email(to) if channels.has_email() => {
                     out.insert(Address::Email {
@@ -240,7 +284,7 @@ impl Broker {
                         endpoint: name.clone(),
                     });
                 }
-                Destination::Email(_) | Destination::Webhook(_) => {
+                Destination::Email(_) | Destination::Webhook(_) | Destination::Slack(_) => {
                     tracing::warn!(
                         destination = %destination,
                         resource = %request.resource,
@@ -250,6 +294,36 @@ impl Broker {
             }
         }
         out
+    }
+
+    /// Every Slack message posted about `request` that asked for a review:
+    /// each is replaced by the message of the event that decided it.
+    async fn copies(&self, request: &Request) -> Result<Vec<Address>, ServiceError> {
+        Ok(self
+            .store
+            .notifications_about(request.id)
+            .await?
+            .into_iter()
+            .filter(|n| {
+                matches!(
+                    n.event.kind,
+                    EventKind::RequestCreated | EventKind::RequestReviewed
+                )
+            })
+            .filter_map(|n| {
+                let language = match &n.address {
+                    Address::SlackChannel { .. } => None,
+                    Address::SlackPerson { language, .. } => language.clone(),
+                    _ => return None,
+                };
+                let receipt = n.receipt?;
+                Some(Address::SlackCopy {
+                    channel: receipt.channel,
+                    ts: receipt.ts,
+                    language,
+                })
+            })
+            .collect())
     }
 
     /// Queues the `grant_ending_soon` warning of every active grant whose
@@ -279,6 +353,9 @@ impl Broker {
             let Some(request) = self.store.request(grant.request).await? else {
                 continue;
             };
+            let Some(workflow) = self.workflow_of(&request, &directory) else {
+                continue;
+            };
             let event = Event {
                 id: Event::ending_soon_id(grant.id, grant.ends_at),
                 kind: EventKind::GrantEndingSoon,
@@ -287,8 +364,12 @@ impl Broker {
                 grant: Some(grant_facts(&grant)),
                 review: None,
                 detail: None,
+                chat: ChatActions {
+                    approve: false,
+                    extend: workflow.extension_allowed,
+                },
             };
-            for address in self.addresses(&event, &request, channels, &directory).await {
+            for address in self.addresses(&event, &request, &workflow, channels, &directory) {
                 notifications.push(Notification::new(event.clone(), address, now));
             }
         }
@@ -362,14 +443,14 @@ impl Broker {
     fn settle(
         &self,
         n: Notification,
-        outcome: Result<(), crate::notify::queue::DeliveryError>,
+        outcome: Result<Option<crate::notify::queue::Receipt>, crate::notify::queue::DeliveryError>,
     ) -> Notification {
         let now = self.clock.now();
         let channel = vec![("channel", n.address.channel().to_owned())];
         match outcome {
-            Ok(()) => {
+            Ok(receipt) => {
                 self.metrics.notifications_delivered.get_or_create(&channel).inc();
-                n.delivered(now)
+                n.delivered(now, receipt)
             }
             Err(e) => {
                 self.metrics.notifications_failed.get_or_create(&channel).inc();
@@ -502,7 +583,20 @@ fn event_of(
         grant: grant.map(grant_facts),
         review,
         detail,
+        chat: ChatActions::default(),
     }
+}
+
+/// Whether `kind` settles a request's review: its chat messages change.
+fn decides(kind: EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::RequestReviewed
+            | EventKind::RequestApproved
+            | EventKind::RequestDenied
+            | EventKind::RequestCancelled
+            | EventKind::RequestExpired
+    )
 }
 
 fn end_reason(reason: &EndReason) -> &'static str {
@@ -516,12 +610,8 @@ fn end_reason(reason: &EndReason) -> &'static str {
 
 /// Routes, warns and delivers until `shutdown` changes: woken by every
 /// change this broker publishes, and at least every second.
-pub async fn run(
-    broker: Broker,
-    channels: Channels,
-    ending_soon: Duration,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub async fn run(broker: Broker, ending_soon: Duration, mut shutdown: watch::Receiver<bool>) {
+    let channels = broker.channels.clone();
     if !channels.any() {
         return;
     }

@@ -696,6 +696,7 @@ fn notification(event: &str, to: &str, due: i64) -> crate::notify::queue::Notifi
         grant: None,
         review: None,
         detail: None,
+        chat: Default::default(),
     };
     let address = crate::notify::route::Address::Webhook { endpoint: to.into() };
     crate::notify::queue::Notification::new(event, address, t(due))
@@ -768,7 +769,7 @@ pub async fn the_notification_queue_keeps_its_order(fixture: &dyn Fixture) {
     assert!(stale.is_conflict(), "a second claim of the same try conflicts");
     store
         .commit(Change {
-            notifications: vec![claimed.delivered(t(16))],
+            notifications: vec![claimed.delivered(t(16), None)],
             delete_notifications: vec!["e2/webhook:ops".into()],
             ..Change::default()
         })

@@ -44,6 +44,8 @@ pub const SCIM_NAME: &str = "sn/";
 pub const NOTIFICATION: &str = "n/";
 /// Notifications by when they fall due: `{due ms}/{id}` -> empty.
 pub const NOTIFICATION_DUE: &str = "nd/";
+/// Notifications by the request they are about: `{request}/{id}` -> empty.
+pub const NOTIFICATION_REQUEST: &str = "nr/";
 /// Cursors (the notification router's over the audit log), by name.
 pub const CURSOR: &str = "cu/";
 
@@ -64,6 +66,11 @@ pub fn job(job: &Job) -> Vec<u8> {
 /// A notification's entry in the index by due time.
 pub fn notification_due(due: DateTime<Utc>, id: &str) -> Vec<u8> {
     format!("{NOTIFICATION_DUE}{:020}/{id}", due_ms(due)).into_bytes()
+}
+
+/// A notification's entry in the index by request.
+pub fn notification_request(request: &str, id: &str) -> Vec<u8> {
+    format!("{NOTIFICATION_REQUEST}{request}/{id}").into_bytes()
 }
 
 /// The first key after every notification due at or before `now`.

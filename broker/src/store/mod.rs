@@ -367,6 +367,9 @@ pub trait Store: Send + Sync + Debug + 'static {
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<Notification>, StoreError>;
+    /// Every notification kept about a request, in id order (its messages
+    /// to change when it is decided).
+    async fn notifications_about(&self, request: RequestId) -> Result<Vec<Notification>, StoreError>;
     /// Every notification kept (due or settled), in id order: for the
     /// delivery status and the sweep of settled ones.
     async fn notifications(&self) -> Result<Vec<Notification>, StoreError>;

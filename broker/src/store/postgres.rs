@@ -489,6 +489,11 @@ impl Store for PgStore {
             .collect())
     }
 
+    async fn notifications_about(&self, request: RequestId) -> Result<Vec<Notification>, StoreError> {
+        let sql = "SELECT doc FROM notifications WHERE request = $1 ORDER BY id";
+        self.docs("notifications", sql, &[&request.to_string()]).await
+    }
+
     async fn notifications(&self) -> Result<Vec<Notification>, StoreError> {
         self.every(RecordKind::Notification).await
     }

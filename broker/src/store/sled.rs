@@ -358,10 +358,11 @@ impl SledStore {
         Ok(())
     }
 
-    /// Keeps the notification due index in step with a notification
-    /// written (`now`) or deleted (`None`): the entry of its stored due
-    /// time goes, the new one comes.
-    fn stage_notification_due(
+    /// Keeps the notification indexes in step with a notification written
+    /// (`now`) or deleted (`None`): the entry of its stored due time goes,
+    /// the new one comes; its request's entry comes with it and goes with
+    /// it.
+    fn stage_notification_indexes(
         &self,
         id: &str,
         now: Option<&Notification>,
@@ -369,10 +370,22 @@ impl SledStore {
         writes: &mut Vec<(Vec<u8>, Option<Vec<u8>>)>,
     ) -> Result<(), StoreError> {
         let stored_at = key(keys::NOTIFICATION, id);
-        let before = match self.read_staged(staged, &stored_at)? {
-            Some(bytes) => decode_versioned::<Notification>(&stored_at, &bytes)?.due,
+        let stored = match self.read_staged(staged, &stored_at)? {
+            Some(bytes) => Some(decode_versioned::<Notification>(&stored_at, &bytes)?),
             None => None,
         };
+        match (now, &stored) {
+            (Some(n), None) => {
+                let k = keys::notification_request(&n.event.request.id.to_string(), id);
+                writes.push((k, Some(Vec::new())));
+            }
+            (None, Some(n)) => {
+                let k = keys::notification_request(&n.event.request.id.to_string(), id);
+                writes.push((k, None));
+            }
+            _ => {}
+        }
+        let before = stored.and_then(|n| n.due);
         let after = now.and_then(|n| n.due);
         if before == after {
             return Ok(());
@@ -443,10 +456,10 @@ impl SledStore {
             writes.push((record_key(r), None));
         }
         for n in &change.notifications {
-            self.stage_notification_due(&n.id, Some(n), staged, &mut writes)?;
+            self.stage_notification_indexes(&n.id, Some(n), staged, &mut writes)?;
         }
         for id in &change.delete_notifications {
-            self.stage_notification_due(id, None, staged, &mut writes)?;
+            self.stage_notification_indexes(id, None, staged, &mut writes)?;
             writes.push((key(keys::NOTIFICATION, id), None));
         }
         for t in &change.tokens {
@@ -793,6 +806,21 @@ impl Store for SledStore {
             }
         }
         Ok(due)
+    }
+
+    async fn notifications_about(&self, request: RequestId) -> Result<Vec<Notification>, StoreError> {
+        let prefix = format!("{}{request}/", keys::NOTIFICATION_REQUEST);
+        let mut found = Vec::new();
+        for kv in self.db.scan_prefix(prefix.as_bytes()) {
+            let (k, _) = kv.map_err(backend)?;
+            let Some(id) = k.get(prefix.len()..).and_then(|id| std::str::from_utf8(id).ok()) else {
+                continue;
+            };
+            if let Some(n) = self.get_versioned(&key(keys::NOTIFICATION, id))? {
+                found.push(n);
+            }
+        }
+        Ok(found)
     }
 
     async fn notifications(&self) -> Result<Vec<Notification>, StoreError> {

@@ -23,15 +23,12 @@ mod graph;
 mod token;
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::routing::{get, post};
 use chrono::Utc;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::service::TowerToHyperService;
 
 use directory::{Assignment, Directory, GraphError, Group, User};
 
@@ -292,7 +289,6 @@ impl std::fmt::Debug for GraphFake {
 impl GraphFake {
     pub async fn start(apps: Vec<App>) -> Self {
         let ca = crate::test_ca::TestCa::new("Graph fake");
-        let tls = ca.server_config();
 
         let shared = Arc::new(Shared {
             apps,
@@ -346,27 +342,8 @@ impl GraphFake {
             .route("/msi/token", get(token::managed_identity))
             .nest("/v1.0", graph)
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr: SocketAddr = listener.local_addr().unwrap();
-        let url = format!("https://{addr}");
+        let (url, task) = ca.serve(router).await;
         *shared.base_url.lock().unwrap() = url.clone();
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((tcp, _)) = listener.accept().await else {
-                    continue;
-                };
-                let (acceptor, router) = (acceptor.clone(), router.clone());
-                tokio::spawn(async move {
-                    let Ok(stream) = acceptor.accept(tcp).await else {
-                        return;
-                    };
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(router))
-                        .await;
-                });
-            }
-        });
         Self {
             url,
             ca_pem: ca.ca_pem.clone(),

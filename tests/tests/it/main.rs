@@ -25,4 +25,5 @@ mod promises;
 mod quickstart;
 mod saml;
 mod scim;
+mod slack;
 mod support;

@@ -43,6 +43,9 @@ pub struct WorkflowLayer {
     /// Who is told of which events: destination → event names (see
     /// [`crate::notify::route`]). Merged per destination across layers.
     pub notify: Option<NotifyLayer>,
+    /// Chat messages offer Approve / Deny buttons; otherwise only a link
+    /// to the console. Default: true, false where break-glass is allowed.
+    pub approve_in_chat: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -86,6 +89,8 @@ pub struct Workflow {
     pub end_sign_in_sessions: bool,
     /// Who is told of which events.
     pub notify: Routes,
+    /// Chat messages may approve and deny.
+    pub approve_in_chat: bool,
 }
 
 const MINUTE: u64 = 60;
@@ -119,6 +124,7 @@ impl WorkflowLayer {
             extension: ext,
             cap_session_duration: self.cap_session_duration.or(below.cap_session_duration),
             end_sign_in_sessions: self.end_sign_in_sessions.or(below.end_sign_in_sessions),
+            approve_in_chat: self.approve_in_chat.or(below.approve_in_chat),
             notify: match (&self.notify, &below.notify) {
                 (Some(a), Some(b)) => {
                     let mut merged = b.clone();
@@ -182,6 +188,7 @@ impl WorkflowLayer {
             Some(layer) => Routes::parse(layer)?.over(&Routes::builtin()),
             None => Routes::builtin(),
         };
+        let break_glass_allowed = self.break_glass_allowed.unwrap_or(false);
         Ok(Workflow {
             approvals_required,
             max_duration,
@@ -190,13 +197,14 @@ impl WorkflowLayer {
             ticket_pattern,
             pending_ttl: self.pending_ttl.unwrap_or(Duration::from_secs(24 * HOUR)),
             auto_approve,
-            break_glass_allowed: self.break_glass_allowed.unwrap_or(false),
+            break_glass_allowed,
             extension_allowed: ext.allowed.unwrap_or(false),
             extension_requires_approval: ext.requires_approval.unwrap_or(true),
             extension_max_total: ext.max_total.unwrap_or(max_duration),
             cap_session_duration: self.cap_session_duration.unwrap_or(false),
             end_sign_in_sessions: self.end_sign_in_sessions.unwrap_or(false),
             notify,
+            approve_in_chat: self.approve_in_chat.unwrap_or(!break_glass_allowed),
         })
     }
 }
@@ -351,6 +359,7 @@ impl Workflow {
             cap_session_duration: false,
             end_sign_in_sessions: false,
             notify: Routes::builtin(),
+            approve_in_chat: true,
         }
     }
 }

@@ -65,6 +65,7 @@ fn entry(k: &[u8], v: &[u8]) -> Result<Option<Entry>, StoreError> {
     } else if prefixed(keys::OUTBOX_ENTITLEMENT)
         || prefixed(keys::SCIM_NAME)
         || prefixed(keys::NOTIFICATION_DUE)
+        || prefixed(keys::NOTIFICATION_REQUEST)
         || text == keys::OUTBOX_SEQ
     {
         return Ok(None);
@@ -125,6 +126,10 @@ impl SledStore {
                         if let Some(due) = n.due {
                             batch.insert(keys::notification_due(due, &n.id), Vec::new());
                         }
+                        batch.insert(
+                            keys::notification_request(&n.event.request.id.to_string(), &n.id),
+                            Vec::new(),
+                        );
                     }
                     if kind.0 == RecordKind::ScimResource {
                         let r: ScimResource = decode_versioned(&k, &v)?;

@@ -5,9 +5,12 @@ CREATE TABLE notifications (
     id text COLLATE "C" PRIMARY KEY,
     version bigint NOT NULL,
     doc json NOT NULL,
-    due timestamptz GENERATED ALWAYS AS (jitgate_instant(doc->>'due')) STORED
+    due timestamptz GENERATED ALWAYS AS (jitgate_instant(doc->>'due')) STORED,
+    request text COLLATE "C" GENERATED ALWAYS AS (doc->'event'->'request'->>'id') STORED
 );
 CREATE INDEX notifications_due ON notifications (due) WHERE due IS NOT NULL;
+-- A request's messages, to change them when it is decided.
+CREATE INDEX notifications_by_request ON notifications (request);
 
 -- Named positions kept with compare-and-set (the notification router's
 -- place in the audit log).

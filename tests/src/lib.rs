@@ -15,6 +15,7 @@ pub mod proxy;
 pub mod saml;
 pub mod slack_fake;
 pub mod tamper;
+pub mod teams_fake;
 pub mod test_ca;
 
 use std::path::PathBuf;

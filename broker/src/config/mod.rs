@@ -15,7 +15,7 @@ mod notify;
 mod sso;
 
 pub use database::{DatabaseConfig, StoreKind, StoreOverrides};
-pub use notify::{EmailConfig, NotifyConfig, SlackConfig, SmtpTls, WebhookConfig};
+pub use notify::{EmailConfig, NotifyConfig, SlackConfig, SmtpTls, TeamsConfig, WebhookConfig};
 pub use sso::{OidcProviderConfig, SamlProviderConfig, SsoConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]

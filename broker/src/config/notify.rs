@@ -29,6 +29,26 @@ pub struct NotifyConfig {
     /// to people; `slack:CHANNEL` destinations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slack: Option<SlackConfig>,
+    /// Microsoft Teams Workflows webhooks, `[[notify.teams]]`, named by
+    /// `teams:NAME` destinations.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub teams: Vec<TeamsConfig>,
+}
+
+/// One Teams Workflows webhook (`[[notify.teams]]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeamsConfig {
+    /// Named by `teams:NAME` in `workflows.toml`.
+    pub name: String,
+    /// A file holding the workflow's HTTP POST URL, which carries its
+    /// signature (or env `JITGATE_TEAMS_{NAME}_URL`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_file: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    #[serde(default = "default_webhook_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
 }
 
 /// `[notify.slack]`: a Slack app's bot token and signing secret.
@@ -73,6 +93,7 @@ impl Default for NotifyConfig {
             email: None,
             webhook: Vec::new(),
             slack: None,
+            teams: Vec::new(),
         }
     }
 }
@@ -206,6 +227,28 @@ impl NotifyConfig {
             within(
                 "notify.slack.timeout",
                 slack.timeout,
+                Duration::from_secs(1),
+                Duration::from_secs(60),
+            )?;
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for t in &self.teams {
+            let well_formed = !t.name.is_empty()
+                && t.name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if !well_formed || !seen.insert(t.name.as_str()) {
+                return Err(ConfigError::Invalid {
+                    key: "notify.teams",
+                    message: format!(
+                        "`{}`: names are lowercase letters, digits and `-`, each once",
+                        t.name
+                    ),
+                });
+            }
+            within(
+                "notify.teams.timeout",
+                t.timeout,
                 Duration::from_secs(1),
                 Duration::from_secs(60),
             )?;

@@ -22,6 +22,7 @@ pub struct Channels {
     email: Option<Mailer>,
     webhooks: BTreeMap<String, Endpoint>,
     slack: Option<std::sync::Arc<Slack>>,
+    teams: BTreeMap<String, super::teams::Workflow>,
     /// The console's base URL, for links, and the CloudEvents `source`.
     public_url: String,
 }
@@ -166,10 +167,26 @@ impl Channels {
             }
             None => None,
         };
+        let mut teams = BTreeMap::new();
+        for t in &config.teams {
+            let fail = |message: String| ChannelError {
+                channel: format!("teams `{}`", t.name),
+                message,
+            };
+            let env = format!("JITGATE_TEAMS_{}_URL", t.name.to_uppercase().replace('-', "_"));
+            let url = secret(t.url_file.as_deref(), &env)
+                .map_err(fail)?
+                .ok_or_else(|| fail(format!("no workflow URL: set url_file or {env}")))?;
+            teams.insert(
+                t.name.clone(),
+                super::teams::Workflow::new(t, &url).map_err(fail)?,
+            );
+        }
         Ok(Channels {
             email,
             webhooks,
             slack,
+            teams,
             public_url: public_url.trim_end_matches('/').to_owned(),
         })
     }
@@ -180,6 +197,10 @@ impl Channels {
 
     pub fn has_webhook(&self, name: &str) -> bool {
         self.webhooks.contains_key(name)
+    }
+
+    pub fn has_teams(&self, name: &str) -> bool {
+        self.teams.contains_key(name)
     }
 
     pub fn slack(&self) -> Option<&std::sync::Arc<Slack>> {
@@ -193,7 +214,7 @@ impl Channels {
 
     /// Whether anything is set up at all (else the router need not run).
     pub fn any(&self) -> bool {
-        self.email.is_some() || !self.webhooks.is_empty() || self.slack.is_some()
+        self.email.is_some() || !self.webhooks.is_empty() || self.slack.is_some() || !self.teams.is_empty()
     }
 
     /// Delivers one notification, once; where it landed, for messages
@@ -259,6 +280,14 @@ impl Channels {
                     DeliveryError::retryable(format!("webhook `{endpoint}` is not configured on this broker"))
                 })?;
                 hook.send(&n.event, &self.public_url, now).await
+            }
+            Address::Teams { workflow } => {
+                let teams = self.teams.get(workflow).ok_or_else(|| {
+                    DeliveryError::retryable(format!(
+                        "Teams workflow `{workflow}` is not configured on this broker"
+                    ))
+                })?;
+                teams.send(&n.event, &self.public_url).await
             }
             Address::SlackChannel { .. } | Address::SlackPerson { .. } | Address::SlackCopy { .. } => Err(
                 DeliveryError::refused("a Slack address reached the mail and webhook delivery"),

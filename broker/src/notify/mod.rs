@@ -8,6 +8,8 @@
 //! - [`queue`]: the notification record, claims, backoff, give-up.
 //! - [`webhook`]: Standard Webhooks signatures over CloudEvents bodies.
 //! - [`email`]: mail messages (plain text and HTML) and SMTP.
+//! - [`slack`]: Block Kit messages, interactions, the Web API.
+//! - [`teams`]: Adaptive Cards to Teams Workflows webhooks.
 //! - [`channels`]: the channels the broker configuration sets up, and
 //!   the one `deliver` the delivery service calls.
 //!
@@ -23,4 +25,5 @@ pub mod event;
 pub mod queue;
 pub mod route;
 pub mod slack;
+pub mod teams;
 pub mod webhook;

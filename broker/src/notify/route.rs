@@ -38,6 +38,9 @@ pub enum Destination {
     Webhook(String),
     /// A Slack channel, by id (`C0123ABCD`) or name (`#prod-approvals`).
     Slack(String),
+    /// A Teams Workflows webhook the broker configuration names
+    /// (`[[notify.teams]]`).
+    Teams(String),
 }
 
 impl Destination {
@@ -46,7 +49,7 @@ impl Destination {
     pub fn parse(text: &str) -> Result<Self, String> {
         let bad = || {
             format!(
-                "unknown destination `{text}`: use `requester`, `approvers`, `email:ADDRESS`, `webhook:NAME` or `slack:CHANNEL`"
+                "unknown destination `{text}`: use `requester`, `approvers`, `email:ADDRESS`, `webhook:NAME`, `slack:CHANNEL` or `teams:NAME`"
             )
         };
         match text {
@@ -66,6 +69,7 @@ impl Destination {
             }
             "webhook" => Ok(Destination::Webhook(rest.to_owned())),
             "slack" => Ok(Destination::Slack(rest.to_owned())),
+            "teams" => Ok(Destination::Teams(rest.to_owned())),
             _ => Err(bad()),
         }
     }
@@ -79,6 +83,7 @@ impl std::fmt::Display for Destination {
             Destination::Email(a) => write!(f, "email:{a}"),
             Destination::Webhook(n) => write!(f, "webhook:{n}"),
             Destination::Slack(c) => write!(f, "slack:{c}"),
+            Destination::Teams(n) => write!(f, "teams:{n}"),
         }
     }
 }
@@ -181,6 +186,10 @@ pub enum Address {
     Webhook {
         endpoint: String,
     },
+    /// A card to a Teams Workflows webhook.
+    Teams {
+        workflow: String,
+    },
     /// A message to a Slack channel.
     SlackChannel {
         channel: String,
@@ -208,6 +217,7 @@ impl Address {
         match self {
             Address::Email { to, .. } => format!("email:{}", to.to_lowercase()),
             Address::Webhook { endpoint } => format!("webhook:{endpoint}"),
+            Address::Teams { workflow } => format!("teams:{workflow}"),
             Address::SlackChannel { channel } => format!("slack:{channel}"),
             Address::SlackPerson { email, .. } => format!("slack-dm:{}", email.to_lowercase()),
             Address::SlackCopy { channel, ts, .. } => format!("slack-copy:{channel}/{ts}"),
@@ -219,6 +229,7 @@ impl Address {
         match self {
             Address::Email { .. } => "email",
             Address::Webhook { .. } => "webhook",
+            Address::Teams { .. } => "teams",
             Address::SlackChannel { .. } | Address::SlackPerson { .. } | Address::SlackCopy { .. } => "slack",
         }
     }
@@ -244,6 +255,7 @@ mod tests {
             "webhook:siem",
             "slack:#prod",
             "slack:C012AB",
+            "teams:ops",
         ] {
             assert_eq!(Destination::parse(text).unwrap().to_string(), text);
         }

@@ -284,7 +284,15 @@ impl Broker {
                         endpoint: name.clone(),
                     });
                 }
-                Destination::Email(_) | Destination::Webhook(_) | Destination::Slack(_) => {
+                Destination::Teams(name) if channels.has_teams(name) => {
+                    out.insert(Address::Teams {
+                        workflow: name.clone(),
+                    });
+                }
+                Destination::Email(_)
+                | Destination::Webhook(_)
+                | Destination::Slack(_)
+                | Destination::Teams(_) => {
                     tracing::warn!(
                         destination = %destination,
                         resource = %request.resource,

@@ -321,3 +321,38 @@ async fn queued_notifications_survive_sigkill_and_each_is_delivered() {
         .collect();
     assert_eq!(ids.len(), REQUESTS);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn teams_cards_keep_to_the_schema_teams_renders_and_open_the_console() {
+    let teams = jitgate_tests::teams_fake::TeamsFake::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let routes = "[defaults.notify]\n\"teams:ops\" = [\"request_created\", \"request_approved\"]\n";
+    let (b, _config) = broker(routes, &teams.config("ops", dir.path())).await;
+    let asked = request(&b.client("alice"), "dev-admin", 600).await;
+    b.client("carol")
+        .approve(asked.id, Some("*fine* [x](y)".into()))
+        .await
+        .unwrap();
+    let cards = eventually(Duration::from_secs(30), "two cards", || async {
+        let got = teams.received();
+        (got.len() >= 2).then_some(got)
+    })
+    .await;
+    let problems = jitgate_tests::teams_fake::card_problems(&cards, "1.4");
+    assert!(problems.iter().all(Vec::is_empty), "{problems:?}");
+    // A card from a newer schema would be caught.
+    let mut newer = cards[0].clone();
+    newer["attachments"][0]["content"]["body"][0]["type"] = "Table".into();
+    assert!(!jitgate_tests::teams_fake::card_problems(&[newer], "1.4")[0].is_empty());
+    let link = format!("{}/console/requests/{}", b.url, asked.id);
+    for card in &cards {
+        let content = &card["attachments"][0]["content"];
+        assert_eq!(content["actions"][0]["type"], "Action.OpenUrl");
+        assert_eq!(content["actions"][0]["url"], link.as_str());
+    }
+    let approved = cards[1]["attachments"][0]["content"].to_string();
+    assert!(
+        approved.contains("\\\\*fine\\\\*"),
+        "what people typed stays text: {approved}"
+    );
+}

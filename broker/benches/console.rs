@@ -81,6 +81,7 @@ async fn requests(store: &dyn Store, n: usize, pending: usize, people: usize) ->
                 justification: Some(justification),
                 ticket: None,
                 break_glass: false,
+                on_call: false,
             },
             AuditEvent::RequestApproved { request: request.id },
             AuditEvent::RequestCancelled { request: request.id },

@@ -36,6 +36,10 @@ pub enum AuditEvent {
         justification: Option<String>,
         ticket: Option<String>,
         break_glass: bool,
+        /// The requester was on call on the workflow's schedule (absent:
+        /// not, or no schedule).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        on_call: bool,
     },
     RequestReviewed {
         request: RequestId,

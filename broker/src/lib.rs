@@ -32,6 +32,7 @@ pub mod hub;
 pub mod identity;
 pub mod metrics;
 pub mod notify;
+pub mod on_call;
 pub mod outbox;
 pub mod quickstart;
 pub mod scheduler;

@@ -52,6 +52,8 @@ pub enum ServeError {
     Sso(#[from] crate::service::sign_in::SsoConfigError),
     #[error(transparent)]
     Notify(#[from] crate::notify::channels::ChannelError),
+    #[error("on_call {0}")]
+    OnCall(#[from] crate::on_call::OnCallError),
 }
 
 /// Opens the store `config` names: the embedded one in its data directory,
@@ -170,7 +172,8 @@ impl Server {
         let broker = Broker::new(store, holder, clock, Arc::new(Metrics::new()), settings)
             .with_keys(keys)
             .with_sso(sso)
-            .with_channels(channels);
+            .with_channels(channels)
+            .with_on_call(crate::on_call::OnCall::new(&config.on_call)?);
         // The next due job, not a count: counting reads every job, and
         // restart time must not grow with the number of active grants.
         let next_due = broker.store().next_due().await?;

@@ -11,6 +11,7 @@ pub mod http_faults;
 pub mod moto;
 pub mod notify;
 pub mod oidc;
+pub mod on_call_fake;
 pub mod proxy;
 pub mod saml;
 pub mod slack_fake;

@@ -144,6 +144,7 @@ pub fn access_request(
         body: &body,
         workflow,
         permitted: true,
+        on_call: false,
         now,
     }
     .build()

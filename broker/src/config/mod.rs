@@ -12,10 +12,12 @@ use serde::{Deserialize, Serialize};
 
 mod database;
 mod notify;
+mod on_call;
 mod sso;
 
 pub use database::{DatabaseConfig, StoreKind, StoreOverrides};
 pub use notify::{EmailConfig, NotifyConfig, SlackConfig, SmtpTls, TeamsConfig, WebhookConfig};
+pub use on_call::{OnCallConfig, OnCallProvider};
 pub use sso::{OidcProviderConfig, SamlProviderConfig, SsoConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -97,6 +99,8 @@ pub struct BrokerConfig {
     pub database: DatabaseConfig,
     /// Channels notifications go out through.
     pub notify: NotifyConfig,
+    /// On-call providers whose schedules workflows name.
+    pub on_call: Vec<OnCallConfig>,
 }
 
 impl Default for BrokerConfig {
@@ -127,6 +131,7 @@ impl Default for BrokerConfig {
             store: StoreKind::default(),
             database: DatabaseConfig::default(),
             notify: NotifyConfig::default(),
+            on_call: Vec::new(),
         }
     }
 }
@@ -332,6 +337,7 @@ impl BrokerConfig {
         self.sso.check()?;
         self.database.check(self.store)?;
         self.notify.check()?;
+        OnCallConfig::check_all(&self.on_call)?;
         self.client_limits()?;
         if let Some(bad) = self
             .hub_url

@@ -348,6 +348,7 @@ mod tests {
                 justification: Some("<b>fix</b>".into()),
                 ticket: None,
                 break_glass: false,
+                on_call: false,
             },
         });
         let names = HashMap::from([("bob".to_owned(), "Bob B".to_owned())]);

@@ -70,6 +70,9 @@ pub struct Request {
     pub approvals_required: u32,
     pub reviews: Vec<Review>,
     pub break_glass: bool,
+    /// The requester was on call on the workflow's schedule when asking.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub on_call: bool,
     pub grant: Option<GrantId>,
 }
 
@@ -147,6 +150,8 @@ pub struct NewRequest<'a> {
     pub workflow: &'a Workflow,
     /// Cedar permits `request` (or, for break-glass, `break_glass`).
     pub permitted: bool,
+    /// The requester is on call on the workflow's schedule.
+    pub on_call: bool,
     pub now: DateTime<Utc>,
 }
 
@@ -200,7 +205,8 @@ impl NewRequest<'_> {
         if b.break_glass && !w.break_glass_allowed {
             return Err(RequestError::BreakGlassNotAllowed);
         }
-        let skip_approval = b.break_glass || w.auto_approve;
+        let on_call_approves = self.on_call && w.auto_approve_on_call;
+        let skip_approval = b.break_glass || w.auto_approve || on_call_approves;
         let ttl = chrono::Duration::from_std(w.pending_ttl).unwrap_or(chrono::Duration::days(1));
         Ok(Request {
             id: self.id,
@@ -226,6 +232,7 @@ impl NewRequest<'_> {
             approvals_required: if skip_approval { 0 } else { w.approvals_required },
             reviews: Vec::new(),
             break_glass: b.break_glass,
+            on_call: self.on_call,
             grant: None,
         })
     }

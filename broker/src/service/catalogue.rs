@@ -71,6 +71,7 @@ impl Broker {
                 duration_seconds: workflow.default_duration.as_secs(),
                 break_glass: false,
                 has_ticket,
+                on_call: false,
             };
             let may_request = policies.permits(Action::Request, &who, &what, facts(false))
                 || policies.permits(Action::Request, &who, &what, facts(true));
@@ -215,6 +216,7 @@ pub(crate) fn may_review(
             duration_seconds: request.duration_seconds,
             break_glass: request.break_glass,
             has_ticket: request.ticket.is_some(),
+            on_call: false,
         },
     );
     let reviewer = Reviewer {

@@ -255,6 +255,7 @@ impl Broker {
             duration_seconds,
             break_glass: false,
             has_ticket,
+            on_call: false,
         };
         let permitted = self.policies.current().permits(
             Action::Request,
@@ -484,6 +485,7 @@ impl Broker {
                 body: &ask,
                 workflow: &workflow,
                 permitted: true,
+                on_call: false,
                 now,
             }
             .build()?;

@@ -137,8 +137,10 @@ pub struct Broker {
     pub(crate) live: Arc<live::Live>,
     /// Identity providers and session lifetimes.
     pub(crate) sso: Arc<sign_in::Sso>,
-    /// Notification channels (mail, webhooks, Slack).
+    /// Notification channels (mail, webhooks, Slack, Teams).
     pub(crate) channels: Arc<crate::notify::channels::Channels>,
+    /// On-call schedules workflows name.
+    pub(crate) on_call: Arc<crate::on_call::OnCall>,
 }
 
 /// The broker's signing keys: its CA and its command-signing key.
@@ -202,6 +204,7 @@ impl Broker {
             live: Arc::new(live::Live::default()),
             sso: Arc::new(sign_in::Sso::default()),
             channels: Arc::new(crate::notify::channels::Channels::default()),
+            on_call: Arc::new(crate::on_call::OnCall::default()),
         }
     }
 
@@ -220,6 +223,11 @@ impl Broker {
 
     pub fn with_channels(mut self, channels: crate::notify::channels::Channels) -> Self {
         self.channels = Arc::new(channels);
+        self
+    }
+
+    pub fn with_on_call(mut self, on_call: crate::on_call::OnCall) -> Self {
+        self.on_call = Arc::new(on_call);
         self
     }
 

@@ -102,6 +102,12 @@ impl Broker {
         self.plan_for(&resource.resource, actor).await?;
         let policies = self.policies.current();
         let workflow = policies.workflow(&resource_facts(&resource, kind));
+        // Who is on call on the workflow's schedule: a failed lookup is
+        // "no", so it never approves.
+        let on_call = match &workflow.on_call {
+            Some(schedule) => self.on_call.is_on_call(schedule, actor).await,
+            None => false,
+        };
         let now = self.clock.now();
         let draft = NewRequest {
             id: RequestId::generate(),
@@ -110,12 +116,14 @@ impl Broker {
             body: &body,
             workflow: &workflow,
             permitted: false,
+            on_call,
             now,
         };
         let facts = RequestFacts {
             duration_seconds: draft.duration_seconds(),
             break_glass: body.break_glass,
             has_ticket: body.ticket.as_deref().is_some_and(|t| !t.trim().is_empty()),
+            on_call,
         };
         let action = if body.break_glass {
             Action::BreakGlass
@@ -151,6 +159,7 @@ impl Broker {
                 justification: request.justification.clone(),
                 ticket: request.ticket.clone(),
                 break_glass: request.break_glass,
+                on_call: request.on_call,
             },
         ));
         let request = if request.state == RequestState::Approved {
@@ -216,6 +225,7 @@ impl Broker {
             duration_seconds: request.duration_seconds,
             break_glass: request.break_glass,
             has_ticket: request.ticket.is_some(),
+            on_call: false,
         };
         let may_approve = actor.has_role(Role::Approver)
             && self.policies.current().permits(

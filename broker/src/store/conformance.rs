@@ -111,6 +111,7 @@ pub(crate) fn request(requester: &User, at: i64) -> Request {
         body: &body,
         workflow: &Workflow::builtin(),
         permitted: true,
+        on_call: false,
         now: t(at),
     }
     .build()

@@ -20,6 +20,7 @@ mod hub;
 mod lifecycle;
 mod notify;
 mod oidc;
+mod on_call;
 mod policies;
 mod promises;
 mod quickstart;

@@ -125,6 +125,9 @@ pub struct RequestFacts {
     pub duration_seconds: u64,
     pub break_glass: bool,
     pub has_ticket: bool,
+    /// The person asking is on call on the workflow's schedule (false
+    /// elsewhere, and whenever the lookup failed).
+    pub on_call: bool,
 }
 
 /// A loaded, validated policy directory.
@@ -299,6 +302,10 @@ impl Policies {
             (
                 "has_ticket".to_owned(),
                 RestrictedExpression::new_bool(facts.has_ticket),
+            ),
+            (
+                "on_call".to_owned(),
+                RestrictedExpression::new_bool(facts.on_call),
             ),
         ])
         .map_err(|e| e.to_string())?;

@@ -76,6 +76,7 @@ fn permits_follow_roles_groups_and_resource_groups() {
         duration_seconds: 600,
         break_glass: false,
         has_ticket: false,
+        on_call: false,
     };
     assert!(p.permits(Action::Request, &alice, &dev, f));
     assert!(!p.permits(Action::Request, &alice, &prod, f));

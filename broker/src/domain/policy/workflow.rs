@@ -11,6 +11,7 @@ use regex::Regex;
 use serde::Deserialize;
 
 use crate::notify::route::{NotifyLayer, Routes};
+use crate::on_call::ScheduleRef;
 
 /// One layer of settings as written in the file; absent fields fall through.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -46,6 +47,12 @@ pub struct WorkflowLayer {
     /// Chat messages offer Approve / Deny buttons; otherwise only a link
     /// to the console. Default: true, false where break-glass is allowed.
     pub approve_in_chat: Option<bool>,
+    /// An on-call schedule, `NAME:SCHEDULE` (an `[[on_call]]` provider
+    /// of the broker configuration and the schedule's id): Cedar sees
+    /// `context.on_call`.
+    pub on_call: Option<String>,
+    /// Whoever is on call on `on_call` is approved without review.
+    pub auto_approve_on_call: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -91,6 +98,8 @@ pub struct Workflow {
     pub notify: Routes,
     /// Chat messages may approve and deny.
     pub approve_in_chat: bool,
+    pub on_call: Option<ScheduleRef>,
+    pub auto_approve_on_call: bool,
 }
 
 const MINUTE: u64 = 60;
@@ -125,6 +134,8 @@ impl WorkflowLayer {
             cap_session_duration: self.cap_session_duration.or(below.cap_session_duration),
             end_sign_in_sessions: self.end_sign_in_sessions.or(below.end_sign_in_sessions),
             approve_in_chat: self.approve_in_chat.or(below.approve_in_chat),
+            on_call: self.on_call.clone().or_else(|| below.on_call.clone()),
+            auto_approve_on_call: self.auto_approve_on_call.or(below.auto_approve_on_call),
             notify: match (&self.notify, &below.notify) {
                 (Some(a), Some(b)) => {
                     let mut merged = b.clone();
@@ -189,6 +200,13 @@ impl WorkflowLayer {
             None => Routes::builtin(),
         };
         let break_glass_allowed = self.break_glass_allowed.unwrap_or(false);
+        let on_call = self.on_call.as_deref().map(ScheduleRef::parse).transpose()?;
+        let auto_approve_on_call = self.auto_approve_on_call.unwrap_or(false);
+        if auto_approve_on_call && on_call.is_none() {
+            return Err(
+                "auto_approve_on_call needs an on_call schedule (on_call = \"NAME:SCHEDULE\")".into(),
+            );
+        }
         Ok(Workflow {
             approvals_required,
             max_duration,
@@ -205,6 +223,8 @@ impl WorkflowLayer {
             end_sign_in_sessions: self.end_sign_in_sessions.unwrap_or(false),
             notify,
             approve_in_chat: self.approve_in_chat.unwrap_or(!break_glass_allowed),
+            on_call,
+            auto_approve_on_call,
         })
     }
 }
@@ -360,6 +380,8 @@ impl Workflow {
             end_sign_in_sessions: false,
             notify: Routes::builtin(),
             approve_in_chat: true,
+            on_call: None,
+            auto_approve_on_call: false,
         }
     }
 }
@@ -459,6 +481,41 @@ mod tests {
             let err = Workflows::parse(text, &known()).unwrap_err();
             let text_of = format!("{err:?}");
             assert!(text_of.contains(needle), "{text}: {text_of}");
+        }
+    }
+
+    #[test]
+    fn chat_approval_is_off_where_break_glass_is_allowed_unless_said() {
+        let w = Workflows::parse(
+            "[group.prod]\nbreak_glass_allowed = true\n[group.dev]\nbreak_glass_allowed = true\napprove_in_chat = true\n",
+            &known(),
+        )
+        .unwrap();
+        assert!(!w.for_resource("aws-prod-admin", Some("prod")).approve_in_chat);
+        assert!(w.for_resource("aws-dev-admin", Some("dev")).approve_in_chat);
+        assert!(w.for_resource("entra-helpdesk", None).approve_in_chat);
+    }
+
+    #[test]
+    fn on_call_schedules_are_named_with_their_provider() {
+        let w = Workflows::parse(
+            "[group.prod]\non_call = \"pd:PABC\"\nauto_approve_on_call = true\n",
+            &known(),
+        )
+        .unwrap();
+        let prod = w.for_resource("aws-prod-admin", Some("prod"));
+        assert_eq!(prod.on_call.unwrap().schedule, "PABC");
+        assert!(prod.auto_approve_on_call);
+        for (text, needle) in [
+            ("[defaults]\non_call = \"PABC\"\n", "NAME:SCHEDULE"),
+            (
+                "[defaults]\nauto_approve_on_call = true\n",
+                "needs an on_call schedule",
+            ),
+            ("[defaults.notify]\n\"sms:1\" = [\"*\"]\n", "unknown destination"),
+        ] {
+            let err = format!("{:?}", Workflows::parse(text, &known()).unwrap_err());
+            assert!(err.contains(needle), "{text}: {err}");
         }
     }
 

@@ -63,6 +63,7 @@ fn pending(n: u32) -> Request {
         body: &b,
         workflow: &w,
         permitted: true,
+        on_call: false,
         now: t(0),
     }
     .build()
@@ -252,6 +253,7 @@ fn creation_checks_workflow_settings() {
             body: b,
             workflow: w,
             permitted,
+            on_call: false,
             now: t(0),
         }
         .build()

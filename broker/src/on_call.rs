@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::Deserialize;
 
@@ -222,15 +222,6 @@ impl OnCall {
                 false
             }
         }
-    }
-
-    /// How long answers are kept, at most (for tests that wait it out).
-    pub fn longest_cache(&self) -> Duration {
-        self.accounts
-            .values()
-            .map(|a| a.config.cache)
-            .max()
-            .unwrap_or_default()
     }
 }
 

@@ -51,6 +51,25 @@ pub fn normalise_email(email: &str) -> String {
     email.trim().to_lowercase()
 }
 
+/// The account a chat member speaks for, given the address their chat
+/// vouches for: an enabled account whose verified email is `email`,
+/// preferring one that `fits` (an approver, for a review). Accounts with
+/// one verified email are one person, so which of them answers does not
+/// change whose vote it is.
+pub fn account_for_email<'a>(
+    users: &'a [User],
+    email: &str,
+    fits: impl Fn(&User) -> bool,
+) -> Option<&'a User> {
+    let email = normalise_email(email);
+    let mut found: Vec<&User> = users
+        .iter()
+        .filter(|u| !u.disabled && u.verified_email().as_deref() == Some(email.as_str()))
+        .collect();
+    found.sort_by_key(|u| (!fits(u), u.id.clone()));
+    found.into_iter().next()
+}
+
 /// The person a new account `id` with the (vouched-for) `email` belongs to:
 /// that of an account among `users` with the same verified email, else a
 /// person of its own named by its id.
@@ -202,5 +221,47 @@ mod tests {
             !keys("", None).same_person(&keys("", None)),
             "an unknown person matches nobody"
         );
+    }
+
+    #[test]
+    fn a_chat_member_speaks_for_an_enabled_account_with_that_verified_email() {
+        let account = |id: &str, email: &str, verified: bool, disabled: bool, approver: bool| User {
+            email: Some(email.into()),
+            email_verified: verified,
+            disabled,
+            roles: if approver {
+                [Role::Approver].into()
+            } else {
+                [Role::Requester].into()
+            },
+            ..crate::store::conformance::user(id)
+        };
+        let users = [
+            account("ann", "ann@x.org", true, false, false),
+            account("ann-ops", "Ann@X.org", true, false, true),
+            account("bob", "bob@x.org", false, false, true),
+            account("cat", "cat@x.org", true, true, true),
+        ];
+        let approver = |u: &User| u.has_role(Role::Approver);
+        let id = |u: Option<&User>| u.map(|u| u.id.to_string());
+        assert_eq!(
+            id(account_for_email(&users, " ANN@x.org", approver)).as_deref(),
+            Some("ann-ops")
+        );
+        assert_eq!(
+            id(account_for_email(&users, "ann@x.org", |_| false)).as_deref(),
+            Some("ann")
+        );
+        assert_eq!(
+            id(account_for_email(&users, "bob@x.org", approver)),
+            None,
+            "unverified"
+        );
+        assert_eq!(
+            id(account_for_email(&users, "cat@x.org", approver)),
+            None,
+            "disabled"
+        );
+        assert_eq!(id(account_for_email(&users, "dan@x.org", approver)), None);
     }
 }

@@ -15,7 +15,7 @@ use jitgate_shared::v1::{GrantId, RequestId};
 use super::{Broker, ServiceError};
 use crate::audit::{Actor, AuditEntry, AuditEvent};
 use crate::domain::session::UsedAssertion;
-use crate::domain::user::{normalise_email, User};
+use crate::domain::user::{account_for_email, normalise_email, User};
 use crate::notify::channels::Slack;
 use crate::notify::slack::blocks::deny_modal;
 use crate::notify::slack::interaction::{self, Intent, Interaction};
@@ -152,18 +152,8 @@ impl Broker {
             .map(normalise_email)
             .ok_or("Slack has no confirmed email address for this member")?;
         let users = self.store.users().await.map_err(|e| e.to_string())?;
-        let mut accounts: Vec<User> = users
-            .into_iter()
-            .filter(|u| {
-                u.email_verified
-                    && !u.disabled
-                    && u.email.as_deref().map(normalise_email) == Some(email.clone())
-            })
-            .collect();
-        accounts.sort_by_key(|u| !fits(u));
-        accounts
-            .into_iter()
-            .next()
+        account_for_email(&users, &email, fits)
+            .cloned()
             .ok_or_else(|| format!("no jitgate account has the verified email {email}"))
     }
 

@@ -20,7 +20,8 @@
 //! verified email (linked automatically), `eve-2` is linked to `eve` by an
 //! admin, `hal-2` is linked to `hal` only when a step says so. Steps: ask
 //! (auto-approved, one approval, two approvals; `dev` and `prod` are one
-//! entitlement, so grants overlap on one lease), review, cancel, early
+//! entitlement, so grants overlap on one lease), review (through an
+//! account, or from chat by the address the chat vouches for), cancel, early
 //! revoke, extend, time passing, deliveries the agent carries out, throttles
 //! or refuses, disabling an account, linking, force-closing a failing
 //! revoke, and broker restarts.
@@ -56,6 +57,15 @@ const ACCOUNTS: &[(&str, Option<&str>, Option<&str>, &str)] = &[
     ("hal-2", Some("hal.ops@example.org"), None, "hal"),
 ];
 const PEOPLE: usize = ACCOUNTS.len();
+/// Addresses a chat vouches for: the accounts' (in another case), and
+/// one no account has.
+const CHAT_EMAILS: [&str; 5] = [
+    "DAN@example.org",
+    "eve@example.org",
+    "hal@example.org",
+    "hal.ops@example.org",
+    "mallory@example.org",
+];
 const RESOURCES: [&str; 3] = ["auto", "dev", "prod"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +98,14 @@ enum Step {
     },
     Review {
         by: usize,
+        request: usize,
+        approve: bool,
+    },
+    /// A review from chat: the member is known by the address their chat
+    /// vouches for (one of the accounts', or nobody's), mapped to an
+    /// account as the chat service maps it.
+    ReviewInChat {
+        email: usize,
         request: usize,
         approve: bool,
     },
@@ -131,6 +149,7 @@ fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         4 => (someone(), 0..RESOURCES.len(), 1u64..900).prop_map(|(who, resource, secs)| Step::Ask { who, resource, secs }),
         4 => (0..PEOPLE, 0usize..10, prop::bool::weighted(0.85)).prop_map(|(by, request, approve)| Step::Review { by, request, approve }),
+        2 => (0..CHAT_EMAILS.len(), 0usize..10, prop::bool::weighted(0.85)).prop_map(|(email, request, approve)| Step::ReviewInChat { email, request, approve }),
         2 => (proptest::collection::vec(someone(), 2..5), 0usize..10).prop_map(|(by, request)| Step::ReviewAtOnce { by, request }),
         1 => (0usize..10).prop_map(|request| Step::Cancel { request }),
         2 => (0usize..10).prop_map(|grant| Step::Revoke { grant }),
@@ -264,6 +283,30 @@ impl World {
                     Decision::Deny
                 };
                 if let Ok(r) = broker.review_request(&u, *id, d, ReviewBody::default()).await {
+                    self.grants.extend(r.grant);
+                }
+            }
+            Step::ReviewInChat {
+                email,
+                request,
+                approve,
+            } => {
+                let Some(id) = self.requests.get(request).copied() else {
+                    return Ok(());
+                };
+                let users = broker.store().users().await.unwrap();
+                let Some(u) = crate::domain::user::account_for_email(&users, CHAT_EMAILS[email], |u| {
+                    u.has_role(Role::Approver)
+                })
+                .cloned() else {
+                    return Ok(());
+                };
+                let d = if approve {
+                    Decision::Approve
+                } else {
+                    Decision::Deny
+                };
+                if let Ok(r) = broker.review_request(&u, id, d, ReviewBody::default()).await {
                     self.grants.extend(r.grant);
                 }
             }

@@ -12,7 +12,7 @@
 
 pub mod changed;
 #[cfg(test)]
-mod conformance;
+pub(crate) mod conformance;
 pub mod dump;
 pub mod keys;
 pub mod postgres;

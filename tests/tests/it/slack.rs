@@ -362,37 +362,68 @@ async fn extend_from_the_ending_soon_message() {
     .await;
 }
 
+/// How long Slack stays down in the outage test: 30 s here and in CI;
+/// `JITGATE_TEST_SLACK_OUTAGE=300` for the five-minute form.
+fn outage() -> Duration {
+    let secs = std::env::var("JITGATE_TEST_SLACK_OUTAGE")
+        .ok()
+        .map(|s| s.parse().expect("JITGATE_TEST_SLACK_OUTAGE is seconds"))
+        .unwrap_or(30);
+    Duration::from_secs(secs)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slack_down_or_rate_limiting_loses_nothing_and_delays_no_grant() {
     let s = setup(PROD_CHANNEL, "").await;
+    let outage = outage();
     s.slack.set_down(true);
+    let down_until = tokio::time::Instant::now() + outage;
     let alice = s.b.client("alice");
-    let asked = request(&alice, "dev-admin", 600).await;
-    // The decision and the grant go on while Slack is away.
-    let approved = s.b.client("carol").approve(asked.id, None).await.unwrap();
-    assert_eq!(approved.state, RequestState::Active);
-    assert_eq!(
-        alice.grant(approved.grant.unwrap()).await.unwrap().state,
-        GrantState::Active
-    );
-    eventually(Duration::from_secs(30), "failed tries", || async {
+    // Requests keep coming and being decided while Slack is away; each
+    // grant starts at once.
+    let mut asked = Vec::new();
+    while tokio::time::Instant::now() < down_until {
+        let r = request(&alice, "dev-admin", 600).await;
+        let approved = s.b.client("carol").approve(r.id, None).await.unwrap();
+        assert_eq!(approved.state, RequestState::Active);
+        assert_eq!(
+            alice.grant(approved.grant.unwrap()).await.unwrap().state,
+            GrantState::Active
+        );
+        asked.push(r.id.to_string());
+        // One request every few seconds through the outage.
+        let next = tokio::time::Instant::now() + (outage / 6).max(Duration::from_secs(1));
+        tokio::time::sleep_until(next.min(down_until)).await;
+    }
+    assert!(s.slack.messages().is_empty());
+    assert!(
         s.b.metric("jitgate_notifications_failed_total")
             .await
-            .filter(|n| *n >= 1.0)
-    })
-    .await;
-    assert!(s.slack.messages().is_empty());
-    // Back, but rate limited for a while: everything still arrives.
+            .unwrap_or(0.0)
+            >= 1.0
+    );
+    // Back, but rate limited for a while: everything still arrives (the
+    // longest pause between tries is 15 minutes).
     s.slack.rate_limit(3);
     s.slack.set_down(false);
-    eventually(Duration::from_secs(90), "the held-back messages", || async {
-        let m = s.slack.messages();
-        let told = m
-            .iter()
-            .any(|m| m.channel == "DU0ALICE" && m.latest().to_string().contains("Request approved"));
-        let asked_bob = m.iter().any(|m| m.channel == "DU0BOB");
-        (told && asked_bob).then_some(())
-    })
+    eventually(
+        outage * 2 + Duration::from_secs(16 * 60),
+        "the held-back messages",
+        || async {
+            let m = s.slack.messages();
+            let every_outcome = asked.iter().all(|id| {
+                m.iter().any(|m| {
+                    let text = m.latest().to_string();
+                    m.channel == "DU0ALICE" && text.contains("Request approved") && text.contains(id.as_str())
+                })
+            });
+            let asked_bob = asked.iter().all(|id| {
+                m.iter()
+                    .any(|m| m.channel == "DU0BOB" && m.versions[0].to_string().contains(id.as_str()))
+            });
+            (every_outcome && asked_bob).then_some(())
+        },
+    )
     .await;
     let status = s.b.client("admin").notification_status().await.unwrap();
     assert!(status.iter().all(|e| e.given_up == 0), "{status:?}");

@@ -709,13 +709,14 @@ fn notification(event: &str, to: &str, due: i64) -> crate::notify::queue::Notifi
 pub async fn the_notification_queue_keeps_its_order(fixture: &dyn Fixture) {
     use crate::notify::queue::Cursor;
     let ids = |ns: Vec<crate::notify::queue::Notification>| ns.into_iter().map(|n| n.id).collect::<Vec<_>>();
+    let mut ops = notification("e2", "ops", 20);
+    let about = RequestId::generate();
+    ops.event.request.id = about;
+    let mut siem = notification("e1", "siem", 30);
+    siem.event.request.id = about;
     {
         let store = fixture.open().await;
-        let queued = vec![
-            notification("e1", "siem", 30),
-            notification("e2", "siem", 10),
-            notification("e2", "ops", 20),
-        ];
+        let queued = vec![siem, notification("e2", "siem", 10), ops];
         let cursor = Cursor {
             name: Cursor::NOTIFY.into(),
             version: 0,
@@ -785,6 +786,11 @@ pub async fn the_notification_queue_keeps_its_order(fixture: &dyn Fixture) {
         ["e1/webhook:siem", "e2/webhook:siem"]
     );
     assert!(store.notification("e2/webhook:ops").await.unwrap().is_none());
+    assert_eq!(
+        ids(store.notifications_about(about).await.unwrap()),
+        ["e1/webhook:siem"],
+        "a request's notifications, the deleted one gone"
+    );
 
     let cursor = store.cursor(Cursor::NOTIFY).await.unwrap().unwrap();
     assert_eq!((cursor.seq, cursor.version), (7, 1));
@@ -800,6 +806,50 @@ pub async fn the_notification_queue_keeps_its_order(fixture: &dyn Fixture) {
     assert_eq!(store.cursor(Cursor::NOTIFY).await.unwrap().unwrap().seq, 9);
 }
 
+/// One-time proofs past their expiry are listed, and go when deleted.
+pub async fn expired_assertions_are_swept(fixture: &dyn Fixture) {
+    use crate::domain::session::UsedAssertion;
+    let store = fixture.open().await;
+    let used = |key: &str, expires: i64| UsedAssertion {
+        key: key.into(),
+        version: 0,
+        expires_at: t(expires),
+    };
+    store
+        .commit(Change {
+            used_assertions: vec![used("saml/a", 10), used("slack/b", 20), used("slack/c", 30)],
+            ..Change::default()
+        })
+        .await
+        .unwrap();
+    let mut expired: Vec<String> = store
+        .expired_assertions(t(25))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.key)
+        .collect();
+    expired.sort();
+    assert_eq!(expired, ["saml/a", "slack/b"]);
+    store
+        .commit(Change {
+            delete_used_assertions: expired,
+            ..Change::default()
+        })
+        .await
+        .unwrap();
+    assert!(store.expired_assertions(t(25)).await.unwrap().is_empty());
+    assert_eq!(store.expired_assertions(t(31)).await.unwrap().len(), 1);
+    // Still used: a second write of a kept one conflicts.
+    let again = store
+        .commit(Change {
+            used_assertions: vec![used("slack/c", 30)],
+            ..Change::default()
+        })
+        .await;
+    assert!(again.unwrap_err().is_conflict());
+}
+
 /// Runs every case of the suite against a backend: `$fixture` is an
 /// async function making a fresh [`Fixture`].
 macro_rules! conformance {
@@ -810,7 +860,7 @@ macro_rules! conformance {
             conformance!(@cases $fixture; every_record_round_trips, versions_conflict,
                 a_key_written_twice_is_refused_whole, lists_page_newest_first_and_match_the_queries,
                 the_outbox_keeps_the_queue_rules, state_survives_a_restart,
-                the_notification_queue_keeps_its_order);
+                the_notification_queue_keeps_its_order, expired_assertions_are_swept);
         }
     };
     (@cases $fixture:path; $($case:ident),+) => {

@@ -79,6 +79,8 @@ pub struct Change {
     pub sessions: Vec<Session>,
     /// Written once (version 0): a second write of the same id conflicts.
     pub used_assertions: Vec<UsedAssertion>,
+    /// Keys of used assertions past their expiry to delete (swept).
+    pub delete_used_assertions: Vec<String>,
     /// A newer signed anchor of the audit chain (an older one than stored
     /// is ignored).
     pub audit_anchor: Option<AuditAnchor>,
@@ -168,6 +170,7 @@ impl Change {
             delete_pending_logins,
             audit_anchor,
             delete_notifications,
+            delete_used_assertions,
         } = self;
         self.records().next().is_none()
             && tokens.is_empty()
@@ -183,6 +186,7 @@ impl Change {
             && delete_pending_logins.is_empty()
             && audit_anchor.is_none()
             && delete_notifications.is_empty()
+            && delete_used_assertions.is_empty()
     }
 }
 
@@ -291,6 +295,9 @@ pub trait Store: Send + Sync + Debug + 'static {
     async fn pending_login(&self, key: &str) -> Result<Option<PendingLogin>, StoreError>;
     /// Pending logins that expired before `before`.
     async fn expired_logins(&self, before: DateTime<Utc>) -> Result<Vec<PendingLogin>, StoreError>;
+    /// One-time proofs (SAML assertions, Slack signatures) that expired
+    /// before `before`.
+    async fn expired_assertions(&self, before: DateTime<Utc>) -> Result<Vec<UsedAssertion>, StoreError>;
     async fn session(&self, id: &str) -> Result<Option<Session>, StoreError>;
     /// Every session `filter` matches.
     async fn sessions(&self, filter: &SessionFilter) -> Result<Vec<Session>, StoreError>;

@@ -37,7 +37,7 @@ use crate::domain::grant::Grant;
 use crate::domain::job::Job;
 use crate::domain::lease::Lease;
 use crate::domain::request::Request;
-use crate::domain::session::{PendingLogin, Session};
+use crate::domain::session::{PendingLogin, Session, UsedAssertion};
 use crate::domain::user::{ApiToken, User};
 use crate::identity::scim::{ScimConnection, ScimKind, ScimResource};
 use crate::notify::queue::{Cursor, Notification};
@@ -341,6 +341,13 @@ impl Store for PgStore {
         let sql = "SELECT doc FROM pending_logins WHERE expires_at <= $1 ORDER BY id";
         let logins: Vec<PendingLogin> = self.docs("pending_logins", sql, &[&before]).await?;
         Ok(logins.into_iter().filter(|p| p.expires_at < before).collect())
+    }
+
+    async fn expired_assertions(&self, before: DateTime<Utc>) -> Result<Vec<UsedAssertion>, StoreError> {
+        // Swept every few minutes; no index.
+        let sql = "SELECT doc FROM used_assertions WHERE jitgate_instant(doc->>'expires_at') < $1";
+        let found: Vec<UsedAssertion> = self.docs("used_assertions", sql, &[&before]).await?;
+        Ok(found.into_iter().filter(|a| a.expires_at < before).collect())
     }
 
     async fn session(&self, id: &str) -> Result<Option<Session>, StoreError> {

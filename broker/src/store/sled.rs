@@ -32,7 +32,7 @@ use crate::domain::grant::Grant;
 use crate::domain::job::Job;
 use crate::domain::lease::Lease;
 use crate::domain::request::Request;
-use crate::domain::session::{PendingLogin, Session};
+use crate::domain::session::{PendingLogin, Session, UsedAssertion};
 use crate::domain::user::{ApiToken, User};
 use crate::identity::scim::{ScimConnection, ScimKind, ScimResource};
 use crate::notify::queue::{Cursor, Notification};
@@ -445,6 +445,9 @@ impl SledStore {
         for k in &change.delete_pending_logins {
             writes.push((key(keys::PENDING_LOGIN, k), None));
         }
+        for k in &change.delete_used_assertions {
+            writes.push((key(keys::USED_ASSERTION, k), None));
+        }
         for name in &change.delete_scim_connections {
             writes.push((key(keys::SCIM_CONNECTION, name), None));
         }
@@ -644,6 +647,11 @@ impl Store for SledStore {
             .into_iter()
             .filter(|p| p.expires_at < before)
             .collect())
+    }
+
+    async fn expired_assertions(&self, before: DateTime<Utc>) -> Result<Vec<UsedAssertion>, StoreError> {
+        let all: Vec<UsedAssertion> = self.scan_versioned(keys::USED_ASSERTION)?;
+        Ok(all.into_iter().filter(|a| a.expires_at < before).collect())
     }
 
     async fn session(&self, id: &str) -> Result<Option<Session>, StoreError> {

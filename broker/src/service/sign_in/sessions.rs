@@ -234,12 +234,16 @@ impl Broker {
                 ..TokenFilter::default()
             })
             .await?;
+        let assertions = self.store.expired_assertions(now).await?;
         let change = Change {
             delete_pending_logins: logins.into_iter().map(|p| p.key).collect(),
             delete_tokens: tokens.into_iter().map(|t| t.hash).collect(),
+            delete_used_assertions: assertions.into_iter().map(|a| a.key).collect(),
             ..Change::default()
         };
-        let n = change.delete_pending_logins.len() + change.delete_tokens.len();
+        let n = change.delete_pending_logins.len()
+            + change.delete_tokens.len()
+            + change.delete_used_assertions.len();
         if n > 0 {
             self.commit(change).await?;
         }

@@ -97,6 +97,11 @@ async fn apply(tx: &Transaction<'_>, me: &str, change: Change) -> Result<Committ
             execute(tx, "DELETE FROM pending_logins WHERE id = $1", &[key]).await
         }));
     }
+    for key in &change.delete_used_assertions {
+        first.push(Box::pin(async move {
+            execute(tx, "DELETE FROM used_assertions WHERE id = $1", &[key]).await
+        }));
+    }
     for id in &change.delete_notifications {
         first.push(Box::pin(async move {
             execute(tx, "DELETE FROM notifications WHERE id = $1", &[id]).await

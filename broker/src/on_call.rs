@@ -121,19 +121,7 @@ impl OnCall {
                 None => std::env::var(token_env(&c.name))
                     .map_err(|_| fail(format!("no token: set token_file or {}", token_env(&c.name))))?,
             };
-            let mut builder = reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .timeout(c.timeout);
-            if let Some(path) = &c.ca_file {
-                let pem =
-                    std::fs::read(path).map_err(|e| fail(format!("ca_file {}: {e}", path.display())))?;
-                for cert in reqwest::Certificate::from_pem_bundle(&pem)
-                    .map_err(|e| fail(format!("ca_file {}: {e}", path.display())))?
-                {
-                    builder = builder.add_root_certificate(cert);
-                }
-            }
-            let http = builder.build().map_err(|e| fail(e.to_string()))?;
+            let http = crate::tls::client::https_client(c.timeout, c.ca_file.as_deref()).map_err(fail)?;
             accounts.insert(
                 c.name.clone(),
                 Account {

@@ -107,3 +107,16 @@ pending_ttl = "2s"
 pub fn policies() -> Vec<(&'static str, &'static str)> {
     vec![("access.cedar", POLICY), ("workflows.toml", WORKFLOWS)]
 }
+
+/// [`CATALOG`] with mailboxes for the approvers too (`erin`, alice's
+/// second account, included): for the notification and chat tests.
+pub fn catalog_with_mailboxes() -> String {
+    let mut text = CATALOG.to_owned();
+    for who in ["bob", "carol", "dave", "erin"] {
+        text = text.replace(
+            &format!("id = \"{who}\"\n"),
+            &format!("id = \"{who}\"\nemail = \"{who}@example.com\"\n"),
+        );
+    }
+    text
+}

@@ -12,9 +12,9 @@ use sha2::{Digest, Sha256};
 
 use super::event::Event;
 use super::queue::DeliveryError;
+use super::shown::Shown;
 use crate::config::{EmailConfig, SmtpTls};
 use crate::console::text::Lang;
-use jitgate_shared::v1::api::Decision;
 
 /// What a notification mail says, in one language.
 #[derive(Debug, Clone)]
@@ -45,60 +45,14 @@ impl Mail {
     /// The mail for `event` in `lang`; `public_url` is the console's base.
     pub fn of(event: &Event, lang: Lang, public_url: &str) -> Mail {
         let t = lang.texts();
-        let r = &event.request;
-        let kind = lang.event_kind(event.kind);
-        let headline = format!("{kind}: {} — {}", r.resource_name, r.requester.name);
-        let mut rows = vec![
-            (
-                t.requester,
-                match &r.requester.email {
-                    Some(email) => format!("{} <{email}>", r.requester.name),
-                    None => r.requester.name.clone(),
-                },
-            ),
-            (t.col_resource, format!("{} ({})", r.resource_name, r.resource)),
-            (t.duration, lang.duration(r.duration_seconds)),
-        ];
-        if r.break_glass {
-            rows.push((t.break_glass_flag, "⚠".into()));
-        }
-        if let Some(j) = &r.justification {
-            rows.push((t.justification, j.clone()));
-        }
-        if let Some(ticket) = &r.ticket {
-            rows.push((t.ticket, ticket.clone()));
-        }
-        rows.push((
-            t.col_approvals,
-            format!("{} / {}", r.approvals, r.approvals_required),
-        ));
-        if !r.chain.is_empty() {
-            rows.push((t.chain, r.chain.join(" → ")));
-        }
-        if let Some(g) = &event.grant {
-            let at = |d: chrono::DateTime<chrono::Utc>| d.format("%Y-%m-%d %H:%M UTC").to_string();
-            rows.push((t.window, format!("{} – {}", at(g.starts_at), at(g.ends_at))));
-        }
-        if let Some(v) = &event.review {
-            let by = match v.decision {
-                Decision::Approve => t.ev_approved_by,
-                Decision::Deny => t.ev_denied_by,
-            };
-            rows.push((by, v.reviewer.name.clone()));
-            if let Some(c) = &v.comment {
-                rows.push((t.comment, c.clone()));
-            }
-        }
-        if let Some(d) = &event.detail {
-            rows.push((t.mail_detail, d.clone()));
-        }
+        let shown = Shown::of(event, lang, public_url);
         Mail {
             lang,
-            subject: format!("[jitgate] {headline}"),
-            headline,
-            rows,
-            link: format!("{}/console/requests/{}", public_url.trim_end_matches('/'), r.id),
-            open_label: t.mail_open,
+            subject: format!("[jitgate] {}", shown.headline),
+            headline: shown.headline,
+            rows: shown.facts,
+            link: shown.link,
+            open_label: shown.link_label,
             footer: t.mail_footer,
         }
     }
@@ -207,51 +161,34 @@ impl Mailer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::notify::event::{EventKind, GrantFacts, PersonFacts, RequestFacts, ReviewFacts};
-    use jitgate_shared::v1::api::RequestState;
-    use jitgate_shared::v1::{GrantId, RequestId, ResourceId, UserId};
+    use crate::notify::event::{EventKind, GrantFacts, PersonFacts, ReviewFacts};
+    use jitgate_shared::v1::{GrantId, UserId};
 
     fn event(kind: EventKind) -> Event {
-        let at = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
-        Event {
-            id: Event::audit_id(3),
-            kind,
-            at,
-            request: RequestFacts {
-                id: RequestId::generate(),
-                requester: PersonFacts {
-                    id: UserId::new("alice").unwrap(),
-                    name: "Alice <b>".into(),
-                    email: Some("alice@example.com".into()),
-                },
-                resource: ResourceId::new("aws-prod-admin").unwrap(),
-                resource_name: "AWS prod admin".into(),
-                duration_seconds: 5400,
-                justification: Some("INC-7 <script>".into()),
-                ticket: Some("OPS-12".into()),
-                break_glass: false,
-                state: RequestState::Pending,
-                approvals: 1,
-                approvals_required: 2,
-                chain: vec![],
+        let mut e = crate::notify::event::sample();
+        e.kind = kind;
+        let r = &mut e.request;
+        r.requester.name = "Alice <b>".into();
+        r.requester.email = Some("alice@example.com".into());
+        r.duration_seconds = 5400;
+        r.justification = Some("INC-7 <script>".into());
+        r.ticket = Some("OPS-12".into());
+        (r.approvals, r.approvals_required) = (1, 2);
+        e.grant = Some(GrantFacts {
+            id: GrantId::generate(),
+            starts_at: e.at,
+            ends_at: e.at + chrono::Duration::minutes(90),
+        });
+        e.review = Some(ReviewFacts {
+            reviewer: PersonFacts {
+                id: UserId::new("bob").unwrap(),
+                name: "Bob".into(),
+                email: None,
             },
-            grant: Some(GrantFacts {
-                id: GrantId::generate(),
-                starts_at: at,
-                ends_at: at + chrono::Duration::minutes(90),
-            }),
-            review: Some(ReviewFacts {
-                reviewer: PersonFacts {
-                    id: UserId::new("bob").unwrap(),
-                    name: "Bob".into(),
-                    email: None,
-                },
-                decision: Decision::Approve,
-                comment: Some("ok".into()),
-            }),
-            detail: None,
-            chat: Default::default(),
-        }
+            decision: jitgate_shared::v1::api::Decision::Approve,
+            comment: Some("ok".into()),
+        });
+        e
     }
 
     #[test]

@@ -198,6 +198,39 @@ impl Event {
     }
 }
 
+/// An event to start tests from: alice asks for `aws-prod-admin` for an
+/// hour, nothing else said; tests change what they look at.
+#[cfg(test)]
+pub(crate) fn sample() -> Event {
+    Event {
+        id: Event::audit_id(7),
+        kind: EventKind::RequestCreated,
+        at: DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+        request: RequestFacts {
+            id: RequestId::generate(),
+            requester: PersonFacts {
+                id: UserId::new("alice").unwrap(),
+                name: "Alice".into(),
+                email: None,
+            },
+            resource: ResourceId::new("aws-prod-admin").unwrap(),
+            resource_name: "AWS prod admin".into(),
+            duration_seconds: 3600,
+            justification: None,
+            ticket: None,
+            break_glass: false,
+            state: RequestState::Pending,
+            approvals: 0,
+            approvals_required: 1,
+            chain: vec![],
+        },
+        grant: None,
+        review: None,
+        detail: None,
+        chat: ChatActions::default(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,6 +24,7 @@ pub mod email;
 pub mod event;
 pub mod queue;
 pub mod route;
+pub mod shown;
 pub mod slack;
 pub mod teams;
 pub mod webhook;

@@ -236,49 +236,16 @@ impl Cursor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::notify::event::{EventKind, PersonFacts, RequestFacts};
-    use jitgate_shared::v1::api::RequestState;
-    use jitgate_shared::v1::{RequestId, ResourceId, UserId};
 
     fn at(s: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap()
-    }
-
-    pub(crate) fn event() -> Event {
-        Event {
-            id: Event::audit_id(7),
-            kind: EventKind::RequestCreated,
-            at: at(0),
-            request: RequestFacts {
-                id: RequestId::generate(),
-                requester: PersonFacts {
-                    id: UserId::new("alice").unwrap(),
-                    name: "Alice".into(),
-                    email: None,
-                },
-                resource: ResourceId::new("aws-prod-admin").unwrap(),
-                resource_name: "AWS prod admin".into(),
-                duration_seconds: 3600,
-                justification: None,
-                ticket: None,
-                break_glass: false,
-                state: RequestState::Pending,
-                approvals: 0,
-                approvals_required: 1,
-                chain: vec![],
-            },
-            grant: None,
-            review: None,
-            detail: None,
-            chat: Default::default(),
-        }
     }
 
     fn queued() -> Notification {
         let address = Address::Webhook {
             endpoint: "siem".into(),
         };
-        Notification::new(event(), address, at(0))
+        Notification::new(crate::notify::event::sample(), address, at(0))
     }
 
     #[test]
@@ -341,14 +308,12 @@ mod tests {
         let failing = queued()
             .claim(at(1))
             .failed(&DeliveryError::retryable("503"), at(1), 0.0);
-        let delivered = Notification::new(event(), other.clone(), at(2))
+        let delivered = Notification::new(crate::notify::event::sample(), other.clone(), at(2))
             .claim(at(2))
             .delivered(at(3), None);
-        let gave_up = Notification::new(event(), other, at(4)).claim(at(4)).failed(
-            &DeliveryError::refused("550 no such user"),
-            at(4),
-            0.0,
-        );
+        let gave_up = Notification::new(crate::notify::event::sample(), other, at(4))
+            .claim(at(4))
+            .failed(&DeliveryError::refused("550 no such user"), at(4), 0.0);
         let views = status(&[failing, delivered, gave_up]);
         assert_eq!(views.len(), 2);
         let (mail, hook) = (&views[0], &views[1]);

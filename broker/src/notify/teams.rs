@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::event::Event;
 use super::queue::DeliveryError;
+use super::shown::Shown;
 use super::webhook::retry_after;
 use crate::console::text::Lang;
 
@@ -90,58 +91,23 @@ fn literal(text: &str) -> String {
 
 /// The card of `event`.
 pub fn card(event: &Event, lang: Lang, public_url: &str) -> Payload {
-    let t = lang.texts();
-    let r = &event.request;
-    let mut facts = vec![
-        (t.requester, r.requester.name.clone()),
-        (t.col_resource, r.resource_name.clone()),
-        (t.duration, lang.duration(r.duration_seconds)),
-        (
-            t.col_approvals,
-            format!("{} / {}", r.approvals, r.approvals_required),
-        ),
-    ];
-    if let Some(j) = &r.justification {
-        facts.push((t.justification, j.clone()));
-    }
-    if let Some(ticket) = &r.ticket {
-        facts.push((t.ticket, ticket.clone()));
-    }
-    if !r.chain.is_empty() {
-        facts.push((t.chain, r.chain.join(" → ")));
-    }
-    if let Some(g) = &event.grant {
-        let at = |d: chrono::DateTime<chrono::Utc>| d.format("%Y-%m-%d %H:%M UTC").to_string();
-        facts.push((t.window, format!("{} – {}", at(g.starts_at), at(g.ends_at))));
-    }
-    if let Some(v) = &event.review {
-        let by = match v.decision {
-            jitgate_shared::v1::api::Decision::Approve => t.ev_approved_by,
-            jitgate_shared::v1::api::Decision::Deny => t.ev_denied_by,
-        };
-        facts.push((by, v.reviewer.name.clone()));
-        if let Some(c) = &v.comment {
-            facts.push((t.comment, c.clone()));
-        }
-    }
-    if let Some(d) = &event.detail {
-        facts.push((t.mail_detail, d.clone()));
-    }
-    let alarming = r.break_glass || event.kind == super::event::EventKind::RevokeFailing;
+    let shown = Shown::of(event, lang, public_url);
+    let alarming = event.request.break_glass || event.kind == super::event::EventKind::RevokeFailing;
     let card = Card {
         schema: "http://adaptivecards.io/schemas/adaptive-card.json".into(),
         kind: "AdaptiveCard".into(),
         version: CARD_VERSION.into(),
         body: vec![
             Element::TextBlock {
-                text: literal(&format!("{}: {}", lang.event_kind(event.kind), r.resource_name)),
+                text: literal(&shown.title),
                 size: Some("Medium".into()),
                 weight: Some("Bolder".into()),
                 color: alarming.then(|| "Attention".into()),
                 wrap: true,
             },
             Element::FactSet {
-                facts: facts
+                facts: shown
+                    .facts
                     .into_iter()
                     .map(|(title, value)| Fact {
                         title: title.to_owned(),
@@ -151,8 +117,8 @@ pub fn card(event: &Event, lang: Lang, public_url: &str) -> Payload {
             },
         ],
         actions: vec![Action::OpenUrl {
-            title: t.mail_open.to_owned(),
-            url: format!("{}/console/requests/{}", public_url.trim_end_matches('/'), r.id),
+            title: shown.link_label.to_owned(),
+            url: shown.link,
         }],
     };
     Payload {
@@ -186,21 +152,10 @@ impl Workflow {
         if url.scheme() != "https" && !crate::identity::oidc::is_loopback(&url) {
             return Err("the workflow URL must be https://".into());
         }
-        let mut builder = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(config.timeout);
-        if let Some(path) = &config.ca_file {
-            let pem = std::fs::read(path).map_err(|e| format!("ca_file {}: {e}", path.display()))?;
-            for cert in reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| format!("ca_file {}: {e}", path.display()))?
-            {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
         Ok(Workflow {
             name: config.name.clone(),
             url,
-            http: builder.build().map_err(|e| e.to_string())?,
+            http: crate::tls::client::https_client(config.timeout, config.ca_file.as_deref())?,
         })
     }
 

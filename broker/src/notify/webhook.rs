@@ -115,18 +115,7 @@ impl Endpoint {
     pub fn new(config: &WebhookConfig, secrets: &[String]) -> Result<Endpoint, String> {
         let url = reqwest::Url::parse(&config.url).map_err(|e| format!("url `{}`: {e}", config.url))?;
         let signer = Signer::new(secrets)?;
-        let mut builder = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(config.timeout);
-        if let Some(path) = &config.ca_file {
-            let pem = std::fs::read(path).map_err(|e| format!("ca_file {}: {e}", path.display()))?;
-            for cert in reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| format!("ca_file {}: {e}", path.display()))?
-            {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
-        let http = builder.build().map_err(|e| e.to_string())?;
+        let http = crate::tls::client::https_client(config.timeout, config.ca_file.as_deref())?;
         Ok(Endpoint {
             name: config.name.clone(),
             url,

@@ -671,36 +671,10 @@ pub async fn state_survives_a_restart(fixture: &dyn Fixture) {
 }
 
 fn notification(event: &str, to: &str, due: i64) -> crate::notify::queue::Notification {
-    use crate::notify::event::{Event, EventKind, PersonFacts, RequestFacts};
-    let event = Event {
-        id: event.to_owned(),
-        kind: EventKind::RequestCreated,
-        at: t(0),
-        request: RequestFacts {
-            id: RequestId::generate(),
-            requester: PersonFacts {
-                id: uid("alice"),
-                name: "Alice".into(),
-                email: None,
-            },
-            resource: ResourceId::new("r").unwrap(),
-            resource_name: "R".into(),
-            duration_seconds: 60,
-            justification: None,
-            ticket: None,
-            break_glass: false,
-            state: RequestState::Pending,
-            approvals: 0,
-            approvals_required: 1,
-            chain: vec![],
-        },
-        grant: None,
-        review: None,
-        detail: None,
-        chat: Default::default(),
-    };
+    let mut sample = crate::notify::event::sample();
+    sample.id = event.to_owned();
     let address = crate::notify::route::Address::Webhook { endpoint: to.into() };
-    crate::notify::queue::Notification::new(event, address, t(due))
+    crate::notify::queue::Notification::new(sample, address, t(due))
 }
 
 /// Notifications come due in order of their due time, move when claimed

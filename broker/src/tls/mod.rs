@@ -1,4 +1,5 @@
-//! The broker CA, TLS for the API, and agent certificates ([`agent`]).
+//! The broker CA, TLS for the API, agent certificates ([`agent`]), and the
+//! HTTPS client for calling out ([`client`]).
 //!
 //! On first start the broker creates its own CA in the data directory (the
 //! key readable by the owner only). The API's server certificate is issued
@@ -6,6 +7,7 @@
 //! client certificates come from the same CA.
 
 pub mod agent;
+pub mod client;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use jitgate_shared::v1::api::RequestState;
 use jitgate_tests::broker::TestBroker;
-use jitgate_tests::fixtures::{CATALOG, POLICY, WORKFLOWS};
+use jitgate_tests::fixtures::CATALOG;
 use jitgate_tests::on_call_fake::OnCallFake;
 use tempfile::TempDir;
 
-use crate::support::{ask, eventually, request, status};
+use crate::support::{ask, broker_with, eventually, request, status};
 
 /// The fixtures, with bob's address, and frank: a contractor who may ask
 /// for `auto-admin` only while on call.
@@ -44,16 +44,8 @@ on_call = "og:ops-schedule"
 async fn setup(cache: &str) -> (TestBroker, OnCallFake, TempDir) {
     let fake = OnCallFake::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("broker.toml");
-    std::fs::write(&path, fake.config(dir.path(), cache)).unwrap();
-    let policy = format!("{POLICY}\n{ON_CALL_POLICY}");
-    let workflows = format!("{WORKFLOWS}\n{ROUTES}");
-    let b = TestBroker::start_with(
-        &catalog(),
-        &[("access.cedar", &policy), ("workflows.toml", &workflows)],
-        &["--config", path.to_str().unwrap()],
-    )
-    .await;
+    let config = fake.config(dir.path(), cache);
+    let b = broker_with(dir.path(), &catalog(), ON_CALL_POLICY, ROUTES, &config).await;
     (b, fake, dir)
 }
 

@@ -12,12 +12,12 @@ use std::time::Duration;
 
 use jitgate_shared::v1::api::{GrantState, RequestState};
 use jitgate_tests::broker::TestBroker;
-use jitgate_tests::fixtures::{CATALOG, POLICY, WORKFLOWS};
+use jitgate_tests::fixtures::catalog_with_mailboxes;
 use jitgate_tests::slack_fake::{Member, Posted, SlackFake};
 use reqwest::StatusCode;
 use tempfile::TempDir;
 
-use crate::support::{eventually, request};
+use crate::support::{broker_with, eventually, request};
 
 fn member(id: &str, email: &str) -> Member {
     Member {
@@ -48,17 +48,6 @@ fn members() -> Vec<Member> {
     m
 }
 
-fn catalog() -> String {
-    let mut text = CATALOG.to_owned();
-    for who in ["bob", "carol", "dave", "erin"] {
-        text = text.replace(
-            &format!("id = \"{who}\"\n"),
-            &format!("id = \"{who}\"\nemail = \"{who}@example.com\"\n"),
-        );
-    }
-    text
-}
-
 struct Setup {
     b: TestBroker,
     slack: SlackFake,
@@ -69,15 +58,7 @@ async fn setup(routes: &str, notify: &str) -> Setup {
     let slack = SlackFake::start(members()).await;
     let dir = tempfile::tempdir().unwrap();
     let config = format!("[notify]\n{notify}\n{}", slack.config(dir.path()));
-    let path = dir.path().join("broker.toml");
-    std::fs::write(&path, config).unwrap();
-    let workflows = format!("{WORKFLOWS}\n{routes}");
-    let b = TestBroker::start_with(
-        &catalog(),
-        &[("access.cedar", POLICY), ("workflows.toml", &workflows)],
-        &["--config", path.to_str().unwrap()],
-    )
-    .await;
+    let b = broker_with(dir.path(), &catalog_with_mailboxes(), "", routes, &config).await;
     Setup { b, slack, _dir: dir }
 }
 

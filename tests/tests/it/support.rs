@@ -115,3 +115,26 @@ pub async fn all_grants(admin: &ApiClient) -> Vec<jitgate_shared::v1::api::Grant
         }
     }
 }
+
+/// A broker on `catalog` whose policy directory holds the fixtures'
+/// policies with `policy` and `workflows` appended, and whose
+/// configuration file is `config` (written into `dir`).
+pub async fn broker_with(
+    dir: &std::path::Path,
+    catalog: &str,
+    policy: &str,
+    workflows: &str,
+    config: &str,
+) -> jitgate_tests::broker::TestBroker {
+    use jitgate_tests::fixtures::{POLICY, WORKFLOWS};
+    let path = dir.join("broker.toml");
+    std::fs::write(&path, config).unwrap();
+    let policy = format!("{POLICY}\n{policy}");
+    let workflows = format!("{WORKFLOWS}\n{workflows}");
+    jitgate_tests::broker::TestBroker::start_with(
+        catalog,
+        &[("access.cedar", &policy), ("workflows.toml", &workflows)],
+        &["--config", path.to_str().unwrap()],
+    )
+    .await
+}

@@ -130,21 +130,10 @@ impl std::fmt::Debug for SlackApi {
 
 impl SlackApi {
     pub fn new(config: &SlackConfig, token: String) -> Result<SlackApi, String> {
-        let mut builder = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(config.timeout);
-        if let Some(path) = &config.ca_file {
-            let pem = std::fs::read(path).map_err(|e| format!("ca_file {}: {e}", path.display()))?;
-            for cert in reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| format!("ca_file {}: {e}", path.display()))?
-            {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
         Ok(SlackApi {
             base: config.api_url.trim_end_matches('/').to_owned(),
             token,
-            http: builder.build().map_err(|e| e.to_string())?,
+            http: crate::tls::client::https_client(config.timeout, config.ca_file.as_deref())?,
         })
     }
 

@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::console::text::Lang;
 use crate::notify::event::{Event, EventKind};
-use jitgate_shared::v1::api::{Decision, RequestState};
+use crate::notify::shown::Shown;
+use jitgate_shared::v1::api::RequestState;
 
 /// A text object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,81 +138,19 @@ pub struct Message {
 pub fn message(event: &Event, lang: Lang, public_url: &str) -> Message {
     let t = lang.texts();
     let r = &event.request;
-    let kind = lang.event_kind(event.kind);
-    let headline = format!("{kind}: {} — {}", r.resource_name, r.requester.name);
-    let mut fields = vec![
-        Text::markdown(format!("*{}*\n{}", t.requester, escape(&r.requester.name))),
-        Text::markdown(format!("*{}*\n{}", t.col_resource, escape(&r.resource_name))),
-        Text::markdown(format!("*{}*\n{}", t.duration, lang.duration(r.duration_seconds))),
-        Text::markdown(format!(
-            "*{}*\n{} / {}",
-            t.col_approvals, r.approvals, r.approvals_required
-        )),
-    ];
-    if let Some(ticket) = &r.ticket {
-        fields.push(Text::markdown(format!("*{}*\n{}", t.ticket, escape(ticket))));
-    }
-    if !r.chain.is_empty() {
-        fields.push(Text::markdown(format!(
-            "*{}*\n{}",
-            t.chain,
-            escape(&r.chain.join(" → "))
-        )));
-    }
-    if let Some(g) = &event.grant {
-        let at = |d: chrono::DateTime<chrono::Utc>| {
-            format!(
-                "<!date^{}^{{date_short_pretty}} {{time}}|{}>",
-                d.timestamp(),
-                d.format("%Y-%m-%d %H:%M UTC")
-            )
-        };
-        fields.push(Text::markdown(format!(
-            "*{}*\n{} – {}",
-            t.window,
-            at(g.starts_at),
-            at(g.ends_at)
-        )));
-    }
+    let shown = Shown::of(event, lang, public_url);
     let mut blocks = vec![Block::Header {
-        text: Text::plain(clip(&format!("{kind}: {}", r.resource_name), 150)),
+        text: Text::plain(clip(&shown.title, 150)),
     }];
-    let justification = r
-        .justification
-        .as_deref()
-        .map(|j| format!("*{}*\n{}", t.justification, clip(&escape(j), 2900)));
-    blocks.push(Block::Section {
-        text: justification.map(Text::markdown),
-        fields,
-    });
-    let mut context = Vec::new();
-    if r.break_glass {
-        context.push(Text::markdown(format!(
-            ":rotating_light: *{}*",
-            t.break_glass_flag
-        )));
-    }
-    if let Some(v) = &event.review {
-        let by = match v.decision {
-            Decision::Approve => t.ev_approved_by,
-            Decision::Deny => t.ev_denied_by,
-        };
-        let mut line = format!(
-            "{by} *{}* · <!date^{}^{{date_short_pretty}} {{time}}|{}>",
-            escape(&v.reviewer.name),
-            event.at.timestamp(),
-            event.at.format("%Y-%m-%d %H:%M UTC")
-        );
-        if let Some(c) = &v.comment {
-            line.push_str(&format!(" — {}", clip(&escape(c), 1000)));
-        }
-        context.push(Text::markdown(line));
-    }
-    if let Some(d) = &event.detail {
-        context.push(Text::markdown(format!("{}: {}", t.mail_detail, escape(d))));
-    }
-    if !context.is_empty() {
-        blocks.push(Block::Context { elements: context });
+    // A section holds at most ten fields of at most 2,000 characters.
+    for chunk in shown.facts.chunks(10) {
+        blocks.push(Block::Section {
+            text: None,
+            fields: chunk
+                .iter()
+                .map(|(label, value)| Text::markdown(format!("*{label}*\n{}", clip(&escape(value), 1900))))
+                .collect(),
+        });
     }
     let mut buttons = Vec::new();
     let pending = r.state == RequestState::Pending;
@@ -258,7 +197,7 @@ pub fn message(event: &Event, lang: Lang, public_url: &str) -> Message {
     });
     Message {
         // The fallback text is read as mrkdwn too.
-        text: clip(&escape(&headline), 3000),
+        text: clip(&escape(&shown.headline), 3000),
         blocks,
     }
 }
@@ -289,42 +228,23 @@ pub fn deny_modal(request: &str, lang: Lang) -> Modal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::notify::event::{ChatActions, GrantFacts, PersonFacts, RequestFacts};
-    use jitgate_shared::v1::{GrantId, RequestId, ResourceId, UserId};
+    use crate::notify::event::{ChatActions, GrantFacts};
+    use jitgate_shared::v1::GrantId;
 
     fn event(kind: EventKind, state: RequestState, chat: ChatActions) -> Event {
-        let at = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
-        Event {
-            id: Event::audit_id(1),
-            kind,
-            at,
-            request: RequestFacts {
-                id: RequestId::generate(),
-                requester: PersonFacts {
-                    id: UserId::new("alice").unwrap(),
-                    name: "Alice <@U123>".into(),
-                    email: None,
-                },
-                resource: ResourceId::new("prod").unwrap(),
-                resource_name: "Prod".into(),
-                duration_seconds: 600,
-                justification: Some("INC-1 & <!channel>".into()),
-                ticket: None,
-                break_glass: false,
-                state,
-                approvals: 0,
-                approvals_required: 2,
-                chain: vec![],
-            },
-            grant: Some(GrantFacts {
-                id: GrantId::generate(),
-                starts_at: at,
-                ends_at: at,
-            }),
-            review: None,
-            detail: None,
-            chat,
-        }
+        let mut e = crate::notify::event::sample();
+        (e.kind, e.chat) = (kind, chat);
+        let r = &mut e.request;
+        r.state = state;
+        r.requester.name = "Alice <@U123>".into();
+        r.justification = Some("INC-1 & <!channel>".into());
+        r.approvals_required = 2;
+        e.grant = Some(GrantFacts {
+            id: GrantId::generate(),
+            starts_at: e.at,
+            ends_at: e.at,
+        });
+        e
     }
 
     fn action_ids(m: &Message) -> Vec<String> {

@@ -419,6 +419,46 @@ impl BrokerConfig {
 }
 
 /// `value` between `min` and `max`, or an error naming `key`.
+/// The name of a channel or provider (`webhook:NAME`, `teams:NAME`,
+/// `on_call = "NAME:…"`): lowercase letters, digits and `-`, each once
+/// among its kind (`seen`).
+fn check_name<'a>(
+    key: &'static str,
+    name: &'a str,
+    seen: &mut std::collections::BTreeSet<&'a str>,
+) -> Result<(), ConfigError> {
+    let well_formed = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    let message = if !well_formed {
+        "a name is lowercase letters, digits and `-`"
+    } else if !seen.insert(name) {
+        "named twice"
+    } else {
+        return Ok(());
+    };
+    Err(ConfigError::Invalid {
+        key,
+        message: format!("`{name}`: {message}"),
+    })
+}
+
+/// A URL jitgate calls out to: https:// (http:// only to a loopback
+/// address, for a peer on the same host).
+fn check_https(key: &'static str, url: &str) -> Result<(), ConfigError> {
+    let invalid = |message: String| ConfigError::Invalid { key, message };
+    let parsed = reqwest::Url::parse(url).map_err(|e| invalid(format!("`{url}`: {e}")))?;
+    let loopback = crate::identity::oidc::is_loopback(&parsed);
+    if parsed.scheme() == "https" || (parsed.scheme() == "http" && loopback) {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "`{url}` must be https:// (http:// only to a loopback address)"
+        )))
+    }
+}
+
 fn within(key: &'static str, value: Duration, min: Duration, max: Duration) -> Result<(), ConfigError> {
     if value < min || value > max {
         return Err(ConfigError::Invalid {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{within, ConfigError};
+use super::{check_https, check_name, within, ConfigError};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -211,19 +211,7 @@ impl NotifyConfig {
             )?;
         }
         if let Some(slack) = &self.slack {
-            let url = reqwest::Url::parse(&slack.api_url).map_err(|e| ConfigError::Invalid {
-                key: "notify.slack.api_url",
-                message: format!("`{}`: {e}", slack.api_url),
-            })?;
-            if url.scheme() != "https" && !crate::identity::oidc::is_loopback(&url) {
-                return Err(ConfigError::Invalid {
-                    key: "notify.slack.api_url",
-                    message: format!(
-                        "`{}` must be https:// (http:// only to a loopback address)",
-                        slack.api_url
-                    ),
-                });
-            }
+            check_https("notify.slack.api_url", &slack.api_url)?;
             within(
                 "notify.slack.timeout",
                 slack.timeout,
@@ -233,19 +221,7 @@ impl NotifyConfig {
         }
         let mut seen = std::collections::BTreeSet::new();
         for t in &self.teams {
-            let well_formed = !t.name.is_empty()
-                && t.name
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-            if !well_formed || !seen.insert(t.name.as_str()) {
-                return Err(ConfigError::Invalid {
-                    key: "notify.teams",
-                    message: format!(
-                        "`{}`: names are lowercase letters, digits and `-`, each once",
-                        t.name
-                    ),
-                });
-            }
+            check_name("notify.teams", &t.name, &mut seen)?;
             within(
                 "notify.teams.timeout",
                 t.timeout,
@@ -255,30 +231,8 @@ impl NotifyConfig {
         }
         let mut seen = std::collections::BTreeSet::new();
         for w in &self.webhook {
-            let invalid = |message: String| ConfigError::Invalid {
-                key: "notify.webhook",
-                message: format!("`{}`: {message}", w.name),
-            };
-            let well_formed = !w.name.is_empty()
-                && w.name
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-            if !well_formed {
-                return Err(invalid(
-                    "a webhook name is lowercase letters, digits and `-`".into(),
-                ));
-            }
-            if !seen.insert(w.name.as_str()) {
-                return Err(invalid("named twice".into()));
-            }
-            let url = reqwest::Url::parse(&w.url).map_err(|e| invalid(format!("url `{}`: {e}", w.url)))?;
-            let loopback = crate::identity::oidc::is_loopback(&url);
-            if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
-                return Err(invalid(format!(
-                    "url `{}` must be https:// (http:// only to a loopback address)",
-                    w.url
-                )));
-            }
+            check_name("notify.webhook", &w.name, &mut seen)?;
+            check_https("notify.webhook.url", &w.url)?;
             within(
                 "notify.webhook.timeout",
                 w.timeout,

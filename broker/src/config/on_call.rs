@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{within, ConfigError};
+use super::{check_https, check_name, within, ConfigError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -62,23 +62,8 @@ impl OnCallConfig {
     pub(super) fn check_all(all: &[OnCallConfig]) -> Result<(), ConfigError> {
         let mut seen = std::collections::BTreeSet::new();
         for c in all {
-            let invalid = |message: String| ConfigError::Invalid {
-                key: "on_call",
-                message: format!("`{}`: {message}", c.name),
-            };
-            let well_formed = !c.name.is_empty()
-                && c.name
-                    .chars()
-                    .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-');
-            if !well_formed || !seen.insert(c.name.as_str()) {
-                return Err(invalid(
-                    "names are lowercase letters, digits and `-`, each once".into(),
-                ));
-            }
-            let url = reqwest::Url::parse(c.api_url()).map_err(|e| invalid(format!("api_url: {e}")))?;
-            if url.scheme() != "https" && !crate::identity::oidc::is_loopback(&url) {
-                return Err(invalid(format!("api_url `{}` must be https://", c.api_url())));
-            }
+            check_name("on_call", &c.name, &mut seen)?;
+            check_https("on_call.api_url", c.api_url())?;
             within(
                 "on_call.cache",
                 c.cache,

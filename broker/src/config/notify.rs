@@ -17,6 +17,10 @@ pub struct NotifyConfig {
     /// event is raised, like "10m".
     #[serde(with = "humantime_serde")]
     pub ending_soon: Duration,
+    /// The longest pause between tries of a notification that keeps
+    /// failing (pauses grow from a few seconds up to it), like "15m".
+    #[serde(with = "humantime_serde")]
+    pub retry_cap: Duration,
     /// Mail over SMTP; without it, person destinations (`requester`,
     /// `approvers`) and `email:` destinations get nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -90,6 +94,7 @@ impl Default for NotifyConfig {
     fn default() -> Self {
         Self {
             ending_soon: Duration::from_secs(10 * 60),
+            retry_cap: crate::notify::queue::MOST_PAUSE,
             email: None,
             webhook: Vec::new(),
             slack: None,
@@ -190,6 +195,12 @@ impl NotifyConfig {
             self.ending_soon,
             Duration::from_secs(10),
             Duration::from_secs(24 * 3600),
+        )?;
+        within(
+            "notify.retry_cap",
+            self.retry_cap,
+            Duration::from_secs(1),
+            Duration::from_secs(3600),
         )?;
         if let Some(email) = &self.email {
             let invalid = |message: String| ConfigError::Invalid {

@@ -25,6 +25,8 @@ pub struct Channels {
     teams: BTreeMap<String, super::teams::Workflow>,
     /// The console's base URL, for links, and the CloudEvents `source`.
     public_url: String,
+    /// The longest pause between tries of one notification.
+    retry_cap: std::time::Duration,
 }
 
 /// A channel that could not be set up, named.
@@ -188,6 +190,7 @@ impl Channels {
             slack,
             teams,
             public_url: public_url.trim_end_matches('/').to_owned(),
+            retry_cap: config.retry_cap,
         })
     }
 
@@ -205,6 +208,15 @@ impl Channels {
 
     pub fn slack(&self) -> Option<&std::sync::Arc<Slack>> {
         self.slack.as_ref()
+    }
+
+    /// The longest pause between tries of one notification.
+    pub fn retry_cap(&self) -> std::time::Duration {
+        if self.retry_cap.is_zero() {
+            super::queue::MOST_PAUSE
+        } else {
+            self.retry_cap
+        }
     }
 
     /// The console's base URL.

@@ -21,7 +21,8 @@ use super::route::Address;
 /// How long a delivery may take before the notification falls due again
 /// (for another broker to take).
 pub const CLAIM: Duration = Duration::from_secs(60);
-/// The longest pause between tries.
+/// The longest pause between tries, unless `[notify] retry_cap` says
+/// otherwise.
 pub const MOST_PAUSE: Duration = Duration::from_secs(15 * 60);
 /// How long a notification is tried before it is given up.
 pub const GIVE_UP_AFTER: Duration = Duration::from_secs(24 * 3600);
@@ -142,9 +143,16 @@ impl Notification {
     }
 
     /// After a failed try: due again after a backoff pause (`jitter` in
-    /// `[0, 1)`), or given up when the receiver refused it or it has been
+    /// `[0, 1)`, never longer than `longest` unless the receiver asked for
+    /// more), or given up when the receiver refused it or it has been
     /// failing for [`GIVE_UP_AFTER`].
-    pub fn failed(&self, error: &DeliveryError, now: DateTime<Utc>, jitter: f64) -> Notification {
+    pub fn failed(
+        &self,
+        error: &DeliveryError,
+        now: DateTime<Utc>,
+        jitter: f64,
+        longest: Duration,
+    ) -> Notification {
         let failing_for = (now - self.queued_at).to_std().unwrap_or_default();
         let (due, settled) = if !error.retryable || failing_for >= GIVE_UP_AFTER {
             (None, Some(Settled::GaveUp { at: now }))
@@ -153,7 +161,7 @@ impl Notification {
                 self.attempts.saturating_add(4),
                 error.retry_after,
                 jitter,
-                MOST_PAUSE,
+                longest,
             );
             (Some(later(now, pause)), None)
         };
@@ -268,7 +276,7 @@ mod tests {
         for i in 0..20 {
             n = n
                 .claim(at(i))
-                .failed(&DeliveryError::retryable("503"), at(i), 0.5);
+                .failed(&DeliveryError::retryable("503"), at(i), 0.5, MOST_PAUSE);
             let pause = (n.due.unwrap() - at(i)).to_std().unwrap();
             assert!(pause >= last_pause && pause <= MOST_PAUSE, "{pause:?}");
             last_pause = pause;
@@ -278,7 +286,7 @@ mod tests {
             retry_after: Some(Duration::from_secs(600)),
             ..DeliveryError::retryable("429")
         };
-        let n = queued().claim(at(0)).failed(&asked, at(0), 0.0);
+        let n = queued().claim(at(0)).failed(&asked, at(0), 0.0, MOST_PAUSE);
         assert_eq!(n.due, Some(at(600)));
         assert_eq!(n.last_error.as_deref(), Some("429"));
     }
@@ -287,12 +295,12 @@ mod tests {
     fn refusals_and_day_old_failures_give_up() {
         let n = queued()
             .claim(at(1))
-            .failed(&DeliveryError::refused("404"), at(1), 0.0);
+            .failed(&DeliveryError::refused("404"), at(1), 0.0, MOST_PAUSE);
         assert_eq!((n.due, n.settled), (None, Some(Settled::GaveUp { at: at(1) })));
         let late = at(GIVE_UP_AFTER.as_secs() as i64);
         let n = queued()
             .claim(late)
-            .failed(&DeliveryError::retryable("503"), late, 0.0);
+            .failed(&DeliveryError::retryable("503"), late, 0.0, MOST_PAUSE);
         assert!(matches!(n.settled, Some(Settled::GaveUp { .. })));
         assert!(n.settled_before(late + chrono::Duration::seconds(1)));
         assert!(!queued().settled_before(late));
@@ -307,13 +315,18 @@ mod tests {
         };
         let failing = queued()
             .claim(at(1))
-            .failed(&DeliveryError::retryable("503"), at(1), 0.0);
+            .failed(&DeliveryError::retryable("503"), at(1), 0.0, MOST_PAUSE);
         let delivered = Notification::new(crate::notify::event::sample(), other.clone(), at(2))
             .claim(at(2))
             .delivered(at(3), None);
         let gave_up = Notification::new(crate::notify::event::sample(), other, at(4))
             .claim(at(4))
-            .failed(&DeliveryError::refused("550 no such user"), at(4), 0.0);
+            .failed(
+                &DeliveryError::refused("550 no such user"),
+                at(4),
+                0.0,
+                MOST_PAUSE,
+            );
         let views = status(&[failing, delivered, gave_up]);
         assert_eq!(views.len(), 2);
         let (mail, hook) = (&views[0], &views[1]);

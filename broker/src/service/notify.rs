@@ -462,7 +462,7 @@ impl Broker {
             }
             Err(e) => {
                 self.metrics.notifications_failed.get_or_create(&channel).inc();
-                let next = n.failed(&e, now, rand::thread_rng().gen());
+                let next = n.failed(&e, now, rand::thread_rng().gen(), self.channels.retry_cap());
                 if matches!(next.settled, Some(Settled::GaveUp { .. })) {
                     self.metrics.notifications_given_up.get_or_create(&channel).inc();
                     tracing::error!(

@@ -162,14 +162,7 @@ impl Endpoint {
 
 /// A `Retry-After` in seconds (the HTTP-date form is read as absent).
 pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
+    jitgate_shared::backoff::retry_after(headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?)
 }
 
 /// An error with its causes, one line.

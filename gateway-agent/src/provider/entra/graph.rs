@@ -353,15 +353,7 @@ async fn decode<T: DeserializeOwned>(what: &str, response: reqwest::Response) ->
 
 /// `Retry-After` in seconds (Graph sends seconds).
 fn retry_after(response: &reqwest::Response) -> Option<Duration> {
-    response
-        .headers()
-        .get(RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
+    jitgate_shared::backoff::retry_after(response.headers().get(RETRY_AFTER)?.to_str().ok()?)
 }
 
 /// 200 ms doubling to 5 s, between attempts after failures Graph gave no

@@ -109,8 +109,13 @@ fn later(now: DateTime<Utc>, pause: Duration) -> DateTime<Utc> {
 
 impl Notification {
     pub fn new(event: Event, address: Address, now: DateTime<Utc>) -> Self {
+        let id = if address.changes_in_place() {
+            address.key()
+        } else {
+            format!("{}/{}", event.id, address.key())
+        };
         Notification {
-            id: format!("{}/{}", event.id, address.key()),
+            id,
             version: 0,
             event,
             address,
@@ -121,6 +126,33 @@ impl Notification {
             settled: None,
             receipt: None,
         }
+    }
+
+    /// The same message in place, now to show `event`: due at once, unless
+    /// a try of the older event is under way or backing off (then when that
+    /// try is recorded, see [`Notification::after_older_try`], or its
+    /// claim or pause runs out), so the newer change lands last.
+    pub fn retarget(&self, event: Event, now: DateTime<Utc>) -> Notification {
+        let waiting = self.settled.is_none() && self.due.is_some_and(|d| d > now);
+        Notification {
+            event,
+            queued_at: now,
+            due: Some(if waiting { self.due.unwrap_or(now) } else { now }),
+            attempts: 0,
+            last_error: None,
+            settled: None,
+            ..self.clone()
+        }
+    }
+
+    /// This notification, as stored, after a try of an older event it
+    /// replaced was recorded as done: due at once. `None` when it is still
+    /// that older event (nothing changed meanwhile).
+    pub fn after_older_try(&self, tried: &Notification, now: DateTime<Utc>) -> Option<Notification> {
+        (self.event.id != tried.event.id && self.settled.is_none()).then(|| Notification {
+            due: Some(now),
+            ..self.clone()
+        })
     }
 
     /// Taken for one try: due again after [`CLAIM`] unless settled first.
@@ -304,6 +336,32 @@ mod tests {
         assert!(matches!(n.settled, Some(Settled::GaveUp { .. })));
         assert!(n.settled_before(late + chrono::Duration::seconds(1)));
         assert!(!queued().settled_before(late));
+    }
+
+    #[test]
+    fn a_message_changed_in_place_ends_showing_the_newest_event() {
+        let copy = Address::SlackCopy {
+            channel: "C1".into(),
+            ts: "1.2".into(),
+            language: None,
+        };
+        let (mut older, mut newer) = (crate::notify::event::sample(), crate::notify::event::sample());
+        older.id = Event::audit_id(1);
+        newer.id = Event::audit_id(2);
+        let first = Notification::new(older, copy.clone(), at(0));
+        assert_eq!(first.id, "slack-copy:C1/1.2", "one notification per message");
+        // Idle: the newer event is due at once.
+        let idle = first.retarget(newer.clone(), at(1));
+        assert_eq!((idle.due, idle.event.id.as_str()), (Some(at(1)), "audit-2"));
+        // A try of the older one under way: the newer waits for it...
+        let in_flight = first.claim(at(1));
+        let waiting = in_flight.retarget(newer, at(2));
+        assert_eq!(waiting.due, in_flight.due);
+        assert_eq!(waiting.attempts, 0);
+        // ...and is due at once when that try is recorded.
+        let tried = in_flight.delivered(at(3), None);
+        assert_eq!(waiting.after_older_try(&tried, at(3)).unwrap().due, Some(at(3)));
+        assert!(in_flight.after_older_try(&tried, at(3)).is_none());
     }
 
     #[test]

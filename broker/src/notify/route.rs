@@ -224,6 +224,13 @@ impl Address {
         }
     }
 
+    /// A message changed in place (a Slack message replaced): one
+    /// notification per message, the newest event replacing the one
+    /// queued before it, so the message ends showing the latest.
+    pub fn changes_in_place(&self) -> bool {
+        matches!(self, Address::SlackCopy { .. })
+    }
+
     /// The channel's name (`email`, `webhook`).
     pub fn channel(&self) -> &'static str {
         match self {

@@ -157,7 +157,7 @@ impl Broker {
         }
         let queued = notifications.len();
         let change = Change {
-            notifications: self.not_yet_queued(notifications).await?,
+            notifications: self.to_write(notifications).await?,
             cursors: vec![Cursor { seq: last, ..cursor }],
             ..Change::default()
         };
@@ -171,20 +171,27 @@ impl Broker {
         }
     }
 
-    /// Notifications whose ids are not stored yet (a warning another broker
-    /// queued first is not queued again).
-    async fn not_yet_queued(
-        &self,
-        notifications: Vec<Notification>,
-    ) -> Result<Vec<Notification>, ServiceError> {
-        let mut fresh = Vec::with_capacity(notifications.len());
-        let mut seen = BTreeSet::new();
+    /// What to write of `notifications`, in order: those not stored yet (a
+    /// warning another broker queued first is not queued again), and for
+    /// a message changed in place the stored one retargeted to the newest
+    /// event (later events of one pass replace earlier ones).
+    async fn to_write(&self, notifications: Vec<Notification>) -> Result<Vec<Notification>, ServiceError> {
+        let now = self.clock.now();
+        let mut out: Vec<Notification> = Vec::with_capacity(notifications.len());
         for n in notifications {
-            if seen.insert(n.id.clone()) && self.store.notification(&n.id).await?.is_none() {
-                fresh.push(n);
+            if let Some(pending) = out.iter_mut().find(|o| o.id == n.id) {
+                if n.address.changes_in_place() {
+                    *pending = pending.retarget(n.event, now);
+                }
+                continue;
+            }
+            match self.store.notification(&n.id).await? {
+                None => out.push(n),
+                Some(stored) if n.address.changes_in_place() => out.push(stored.retarget(n.event, now)),
+                Some(_) => {}
             }
         }
-        Ok(fresh)
+        Ok(out)
     }
 
     /// The request (and grant) an event is about; `None` when gone.
@@ -381,7 +388,7 @@ impl Broker {
                 notifications.push(Notification::new(event.clone(), address, now));
             }
         }
-        let fresh = self.not_yet_queued(notifications).await?;
+        let fresh = self.to_write(notifications).await?;
         let queued = fresh.len();
         if queued == 0 {
             return Ok(0);
@@ -431,17 +438,34 @@ impl Broker {
             .collect()
             .await;
         let changes = settled
-            .into_iter()
+            .iter()
             .map(|n| Change {
-                notifications: vec![n],
+                notifications: vec![n.clone()],
                 ..Change::default()
             })
             .collect();
-        for r in self.store.commit_all(changes).await {
-            if let Err(e) = r {
+        let results = self.store.commit_all(changes).await;
+        for (sent, r) in settled.iter().zip(results) {
+            let Err(e) = r else { continue };
+            // A message changed in place was retargeted to a newer event
+            // while this try was under way: that one goes now, landing last.
+            let newer = match self.store.notification(&sent.id).await? {
+                Some(stored) => stored.after_older_try(sent, self.clock.now()),
+                None => None,
+            };
+            match newer {
+                Some(n) => {
+                    let change = Change {
+                        notifications: vec![n],
+                        ..Change::default()
+                    };
+                    if let Err(e) = self.store.commit(change).await {
+                        tracing::debug!(error = %e, "a retargeted notification goes when its claim runs out");
+                    }
+                }
                 // Its claim ran out and another broker took it: it may be
                 // delivered twice (receivers deduplicate on the event id).
-                tracing::warn!(error = %e, "recording a notification's delivery failed");
+                None => tracing::warn!(error = %e, "recording a notification's delivery failed"),
             }
         }
         Ok(tried)

@@ -174,6 +174,7 @@ impl Server {
             .with_sso(sso)
             .with_channels(channels)
             .with_on_call(crate::on_call::OnCall::new(&config.on_call)?);
+        broker.start_notifications().await?;
         // The next due job, not a count: counting reads every job, and
         // restart time must not grow with the number of active grants.
         let next_due = broker.store().next_due().await?;

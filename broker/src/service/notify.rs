@@ -88,6 +88,16 @@ impl Broker {
         })
     }
 
+    /// Places the router's cursor, at start and before requests are
+    /// taken, when channels are set up (what happened before that is not
+    /// told; what happens from now on is).
+    pub async fn start_notifications(&self) -> Result<(), ServiceError> {
+        if self.channels.any() {
+            self.notify_cursor().await?;
+        }
+        Ok(())
+    }
+
     /// The router's cursor; made at the audit log's head the first time
     /// (what happened before notifications were set up is not told).
     async fn notify_cursor(&self) -> Result<Cursor, ServiceError> {

@@ -399,20 +399,28 @@ impl Broker {
             }
         }
         let fresh = self.to_write(notifications).await?;
-        let queued = fresh.len();
-        if queued == 0 {
+        if fresh.is_empty() {
             return Ok(0);
         }
         // Each on its own: one another broker queued first conflicts alone.
-        let changes = fresh
-            .into_iter()
+        let done = self.commit_each(&fresh).await;
+        Ok(done.iter().filter(|r| r.is_ok()).count())
+    }
+
+    /// Writes each notification in a change of its own (one flush for
+    /// all): a compare-and-set lost by one does not stop the others.
+    async fn commit_each(
+        &self,
+        notifications: &[Notification],
+    ) -> Vec<Result<crate::store::Committed, crate::store::StoreError>> {
+        let changes = notifications
+            .iter()
             .map(|n| Change {
-                notifications: vec![n],
+                notifications: vec![n.clone()],
                 ..Change::default()
             })
             .collect();
-        let done = self.store.commit_all(changes).await;
-        Ok(done.iter().filter(|r| r.is_ok()).count().min(queued))
+        self.store.commit_all(changes).await
     }
 
     /// Delivers the notifications due now (up to [`DELIVER_BATCH`], a few
@@ -425,14 +433,7 @@ impl Broker {
         }
         // Claim each (another broker may have taken some: those conflict).
         let claims: Vec<Notification> = due.iter().map(|n| n.claim(now)).collect();
-        let changes = claims
-            .iter()
-            .map(|n| Change {
-                notifications: vec![n.clone()],
-                ..Change::default()
-            })
-            .collect();
-        let results = self.store.commit_all(changes).await;
+        let results = self.commit_each(&claims).await;
         let claimed: Vec<Notification> = claims
             .into_iter()
             .zip(results)
@@ -447,14 +448,7 @@ impl Broker {
             .buffer_unordered(DELIVER_AT_ONCE)
             .collect()
             .await;
-        let changes = settled
-            .iter()
-            .map(|n| Change {
-                notifications: vec![n.clone()],
-                ..Change::default()
-            })
-            .collect();
-        let results = self.store.commit_all(changes).await;
+        let results = self.commit_each(&settled).await;
         for (sent, r) in settled.iter().zip(results) {
             let Err(e) = r else { continue };
             // A message changed in place was retargeted to a newer event
@@ -465,11 +459,7 @@ impl Broker {
             };
             match newer {
                 Some(n) => {
-                    let change = Change {
-                        notifications: vec![n],
-                        ..Change::default()
-                    };
-                    if let Err(e) = self.store.commit(change).await {
+                    if let Some(Err(e)) = self.commit_each(&[n]).await.pop() {
                         tracing::debug!(error = %e, "a retargeted notification goes when its claim runs out");
                     }
                 }

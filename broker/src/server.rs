@@ -240,7 +240,15 @@ impl Server {
         ));
         tasks.spawn(crate::service::notify::run(
             broker.clone(),
-            config.notify.ending_soon,
+            crate::service::notify::Warnings {
+                ending_soon: config.notify.ending_soon,
+                agent_offline_after: config.notify.agent_offline_after,
+            },
+            shutdown_rx.clone(),
+        ));
+        tasks.spawn(crate::service::contact::run(
+            broker.clone(),
+            config.notify.agent_offline_after / 4,
             shutdown_rx.clone(),
         ));
         let hub_tls = Arc::new(ArcSwap::from(ca.hub_server_config(&config.server_names, now)?));

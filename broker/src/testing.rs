@@ -51,12 +51,12 @@ group = "prod"
 target = { kind = "aws_account_assignment", account_id = "111122223333", permission_set = "D" }
 "#;
 
-const POLICY: &str = r#"
+pub(crate) const POLICY: &str = r#"
 permit (principal in Jitgate::Group::"people", action == Jitgate::Action::"request", resource);
 permit (principal in Jitgate::Group::"people", action == Jitgate::Action::"approve", resource);
 "#;
 
-const WORKFLOWS: &str = r#"
+pub(crate) const WORKFLOWS: &str = r#"
 [defaults]
 max_duration = "1h"
 pending_ttl = "10m"

@@ -21,6 +21,12 @@ pub struct NotifyConfig {
     /// failing (pauses grow from a few seconds up to it), like "15m".
     #[serde(with = "humantime_serde")]
     pub retry_cap: Duration,
+    /// How long no agent of a configuration may be connected to any broker
+    /// before its `agent_offline` event is raised, like "3m". Brokers
+    /// record each configuration's last contact in the store every
+    /// quarter of it.
+    #[serde(with = "humantime_serde")]
+    pub agent_offline_after: Duration,
     /// Mail over SMTP; without it, person destinations (`requester`,
     /// `approvers`) and `email:` destinations get nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -95,6 +101,7 @@ impl Default for NotifyConfig {
         Self {
             ending_soon: Duration::from_secs(10 * 60),
             retry_cap: crate::notify::queue::MOST_PAUSE,
+            agent_offline_after: Duration::from_secs(3 * 60),
             email: None,
             webhook: Vec::new(),
             slack: None,
@@ -201,6 +208,12 @@ impl NotifyConfig {
             self.retry_cap,
             Duration::from_secs(1),
             Duration::from_secs(3600),
+        )?;
+        within(
+            "notify.agent_offline_after",
+            self.agent_offline_after,
+            Duration::from_secs(2),
+            Duration::from_secs(24 * 3600),
         )?;
         if let Some(email) = &self.email {
             let invalid = |message: String| ConfigError::Invalid {

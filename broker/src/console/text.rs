@@ -235,6 +235,9 @@ texts! {
     slack_deny_title: "Deny the request" / "申請を却下",
     slack_cancel: "Cancel" / "キャンセル",
     mail_detail: "Detail" / "詳細",
+    mail_open_agents: "Open the agents page in jitgate" / "jitgate でエージェントのページを開く",
+    last_contact: "Last connected" / "最終接続",
+    agents_waiting: "Its grants and revokes wait until an agent reconnects." / "エージェントが再接続するまで、付与と取り消しは待機します。",
     mail_footer: "You get this mail because a jitgate workflow sends these events to you. Requests are approved on their page in jitgate, never by a link in a mail." / "jitgate のワークフローがこのイベントをあなたに送る設定のため、このメールが届きました。申請の承認は jitgate の申請ページで行います。メール内のリンクで承認されることはありません。",
 
     inbox_title: "Approvals" / "承認",
@@ -494,6 +497,7 @@ const EVENT_KINDS: &[(&str, &str, &str)] = &[
     ),
     ("grant_ended", "Access ended", "アクセス終了"),
     ("revoke_failing", "REVOKE FAILING", "取り消しに失敗しています"),
+    ("agent_offline", "AGENTS OFFLINE", "エージェントがオフラインです"),
 ];
 
 impl Lang {

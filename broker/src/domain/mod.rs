@@ -10,11 +10,14 @@
 //! - [`user`]: people, their roles and who counts as the same person.
 //! - [`job`]: scheduled work (activation, expiry) kept in the store.
 //! - [`agent`]: gateway agents and their one-time join tokens.
+//! - [`contact`]: when each configuration last had an agent connected,
+//!   and which are offline.
 //! - [`drift`]: what differs between the broker's leases and a tenant.
 
 pub mod agent;
 pub mod catalog;
 pub mod chain;
+pub mod contact;
 pub mod drift;
 pub mod grant;
 pub mod job;

@@ -167,7 +167,7 @@ mod tests {
     fn event(kind: EventKind) -> Event {
         let mut e = crate::notify::event::sample();
         e.kind = kind;
-        let r = &mut e.request;
+        let r = e.request.as_mut().unwrap();
         r.requester.name = "Alice <b>".into();
         r.requester.email = Some("alice@example.com".into());
         r.duration_seconds = 5400;
@@ -196,7 +196,10 @@ mod tests {
         let e = event(EventKind::RequestReviewed);
         let mail = Mail::of(&e, Lang::En, "https://jitgate.example/");
         let (plain, html) = mail.render().unwrap();
-        let link = format!("https://jitgate.example/console/requests/{}", e.request.id);
+        let link = format!(
+            "https://jitgate.example/console/requests/{}",
+            e.request_id().unwrap()
+        );
         for part in [&plain, &html] {
             assert!(part.contains(&link), "{part}");
             assert!(part.contains("OPS-12") && part.contains("1 / 2") && part.contains("1 h 30 min"));
@@ -209,6 +212,19 @@ mod tests {
         );
         assert!(!html.contains("<script>"));
         assert!(mail.subject.starts_with("[jitgate] "));
+    }
+
+    #[test]
+    fn agents_offline_name_the_configuration_and_its_last_contact() {
+        let e = crate::notify::event::sample_agent_offline();
+        let (plain, html) = Mail::of(&e, Lang::En, "https://j").render().unwrap();
+        for part in [&plain, &html] {
+            assert!(part.contains("AWS prod (aws-prod)"), "{part}");
+            assert!(part.contains("2027-01-15 07:55 UTC"), "{part}");
+            assert!(part.contains("https://j/console/admin/agents"), "{part}");
+        }
+        let ja = Mail::of(&e, Lang::Ja, "https://j").render().unwrap().0;
+        assert!(ja.contains("最終接続"), "{ja}");
     }
 
     #[test]

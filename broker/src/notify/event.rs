@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use jitgate_shared::v1::api::{CommandOp, Decision, RequestState};
 use jitgate_shared::v1::protocol::Outcome;
-use jitgate_shared::v1::{GrantId, RequestId, ResourceId, UserId};
+use jitgate_shared::v1::{ConfigId, GrantId, RequestId, ResourceId, UserId};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::AuditEvent;
@@ -54,6 +54,10 @@ pub enum EventKind {
     GrantEnded,
     /// A revoke was refused or failed; it is tried again until it works.
     RevokeFailing,
+    /// No agent of a configuration has been connected to any broker for
+    /// the broker's `notify.agent_offline_after`: its grants and revokes
+    /// wait. Routed by the workflows of the configuration's resources.
+    AgentOffline,
 }
 
 impl EventKind {
@@ -68,8 +72,8 @@ impl std::fmt::Display for EventKind {
     }
 }
 
-/// What an event is about: a request, or a grant (whose request the
-/// router reads too).
+/// What an audit record's event is about: a request, or a grant (whose
+/// request the router reads too).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Subject {
     Request(RequestId),
@@ -153,6 +157,17 @@ pub struct ReviewFacts {
     pub comment: Option<String>,
 }
 
+/// A configuration as a message shows it (for `agent_offline`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigurationFacts {
+    pub id: ConfigId,
+    pub name: String,
+    /// When an agent of it was last connected to a broker.
+    pub last_contact: DateTime<Utc>,
+    /// Its active agents, none of them connected.
+    pub agents: u32,
+}
+
 /// One event, with the facts every channel renders from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
@@ -162,7 +177,12 @@ pub struct Event {
     pub id: String,
     pub kind: EventKind,
     pub at: DateTime<Utc>,
-    pub request: RequestFacts,
+    /// The request it is about: every event but `agent_offline`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<RequestFacts>,
+    /// The configuration it is about (`agent_offline`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub configuration: Option<ConfigurationFacts>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grant: Option<GrantFacts>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -196,6 +216,36 @@ impl Event {
     pub fn ending_soon_id(grant: GrantId, ends_at: DateTime<Utc>) -> String {
         format!("ending-soon-{grant}-{}", ends_at.timestamp())
     }
+
+    /// The id of a configuration's offline episode, named by its last
+    /// contact: once back and gone again, a new one.
+    pub fn agent_offline_id(configuration: &ConfigId, last_contact: DateTime<Utc>) -> String {
+        format!(
+            "agent-offline-{configuration}-{}",
+            last_contact.timestamp_millis()
+        )
+    }
+
+    /// The request it is about, if any.
+    pub fn request_id(&self) -> Option<RequestId> {
+        self.request.as_ref().map(|r| r.id)
+    }
+
+    /// What it is about, by id: its request, or its configuration.
+    pub fn subject(&self) -> String {
+        match (&self.request, &self.configuration) {
+            (Some(r), _) => r.id.to_string(),
+            (None, Some(c)) => c.id.to_string(),
+            (None, None) => String::new(),
+        }
+    }
+
+    /// Whether messages of it should stand out: break-glass, a revoke
+    /// failing, agents offline.
+    pub fn alarming(&self) -> bool {
+        self.request.as_ref().is_some_and(|r| r.break_glass)
+            || matches!(self.kind, EventKind::RevokeFailing | EventKind::AgentOffline)
+    }
 }
 
 /// An event to start tests from: alice asks for `aws-prod-admin` for an
@@ -206,7 +256,7 @@ pub(crate) fn sample() -> Event {
         id: Event::audit_id(7),
         kind: EventKind::RequestCreated,
         at: DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
-        request: RequestFacts {
+        request: Some(RequestFacts {
             id: RequestId::generate(),
             requester: PersonFacts {
                 id: UserId::new("alice").unwrap(),
@@ -223,7 +273,33 @@ pub(crate) fn sample() -> Event {
             approvals: 0,
             approvals_required: 1,
             chain: vec![],
-        },
+        }),
+        configuration: None,
+        grant: None,
+        review: None,
+        detail: None,
+        chat: ChatActions::default(),
+    }
+}
+
+/// An `agent_offline` event to start tests from: the `aws-prod`
+/// configuration's two agents unheard of for five minutes.
+#[cfg(test)]
+pub(crate) fn sample_agent_offline() -> Event {
+    let at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+    let last_contact = at - chrono::Duration::minutes(5);
+    let configuration = ConfigId::new("aws-prod").unwrap();
+    Event {
+        id: Event::agent_offline_id(&configuration, last_contact),
+        kind: EventKind::AgentOffline,
+        at,
+        request: None,
+        configuration: Some(ConfigurationFacts {
+            id: configuration,
+            name: "AWS prod".into(),
+            last_contact,
+            agents: 2,
+        }),
         grant: None,
         review: None,
         detail: None,

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use jitgate_shared::v1::api::Decision;
 
-use super::event::Event;
+use super::event::{ConfigurationFacts, Event, RequestFacts};
 use crate::console::text::Lang;
 
 /// One event, ready to lay out.
@@ -18,7 +18,8 @@ pub struct Shown {
     pub headline: String,
     /// Label and value, in order.
     pub facts: Vec<(&'static str, String)>,
-    /// The request's page in the console.
+    /// The request's page in the console (the agents page for
+    /// `agent_offline`).
     pub link: String,
     pub link_label: &'static str,
 }
@@ -29,8 +30,43 @@ fn at(d: DateTime<Utc>) -> String {
 
 impl Shown {
     pub fn of(event: &Event, lang: Lang, public_url: &str) -> Shown {
+        match (&event.request, &event.configuration) {
+            (Some(r), _) => Self::of_request(event, r, lang, public_url),
+            (None, Some(c)) => Self::of_configuration(event, c, lang, public_url),
+            (None, None) => Shown {
+                title: lang.event_kind(event.kind).to_owned(),
+                headline: lang.event_kind(event.kind).to_owned(),
+                facts: Vec::new(),
+                link: format!("{}/console", public_url.trim_end_matches('/')),
+                link_label: lang.texts().mail_open,
+            },
+        }
+    }
+
+    fn of_configuration(event: &Event, c: &ConfigurationFacts, lang: Lang, public_url: &str) -> Shown {
         let t = lang.texts();
-        let r = &event.request;
+        let name = if c.name.is_empty() {
+            c.id.to_string()
+        } else {
+            c.name.clone()
+        };
+        let title = format!("{}: {name}", lang.event_kind(event.kind));
+        Shown {
+            headline: format!("{title} — {}", t.agents_waiting),
+            title,
+            facts: vec![
+                (t.col_configuration, format!("{name} ({})", c.id)),
+                (t.last_contact, at(c.last_contact)),
+                (t.col_agents, c.agents.to_string()),
+                (t.mail_detail, t.agents_waiting.to_owned()),
+            ],
+            link: format!("{}/console/admin/agents", public_url.trim_end_matches('/')),
+            link_label: t.mail_open_agents,
+        }
+    }
+
+    fn of_request(event: &Event, r: &RequestFacts, lang: Lang, public_url: &str) -> Shown {
+        let t = lang.texts();
         let title = format!("{}: {}", lang.event_kind(event.kind), r.resource_name);
         let mut facts = vec![
             (

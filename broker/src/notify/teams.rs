@@ -92,7 +92,7 @@ fn literal(text: &str) -> String {
 /// The card of `event`.
 pub fn card(event: &Event, lang: Lang, public_url: &str) -> Payload {
     let shown = Shown::of(event, lang, public_url);
-    let alarming = event.request.break_glass || event.kind == super::event::EventKind::RevokeFailing;
+    let alarming = event.alarming();
     let card = Card {
         schema: "http://adaptivecards.io/schemas/adaptive-card.json".into(),
         kind: "AdaptiveCard".into(),

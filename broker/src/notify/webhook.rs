@@ -94,7 +94,7 @@ pub fn cloud_event(event: &Event, source: &str) -> serde_json::Value {
         "id": event.id,
         "source": source,
         "type": event_type(event),
-        "subject": event.request.id.to_string(),
+        "subject": event.subject(),
         "time": event.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         "datacontenttype": "application/json",
         "data": event,

@@ -5,7 +5,7 @@
 //! Nothing here is durable: after a restart every agent is offline until it
 //! reconnects, and queued commands are re-sent from the store's outbox.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
@@ -28,6 +28,12 @@ pub struct Live {
     pub feed: super::feed::Feed,
     /// The broker's latest check of its audit chain.
     pub audit_chain: Mutex<crate::audit::verify::ChainStatus>,
+    /// Signalled when a session opens: a configuration newly connected
+    /// here has its [last contact](crate::domain::contact) written at once.
+    pub session_opened: Notify,
+    /// Configurations a session opened for since the contacts were last
+    /// written (one that closed at once was in contact all the same).
+    opened: Mutex<BTreeSet<ConfigId>>,
 }
 
 /// One live session.
@@ -54,6 +60,7 @@ impl Live {
         let id = self
             .next_session
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        lock(&self.opened).insert(configuration.clone());
         let entry = SessionEntry {
             id,
             configuration,
@@ -65,6 +72,7 @@ impl Live {
             tracing::info!(%agent, "a newer session replaces the live one");
             old.kick.notify_one();
         }
+        self.session_opened.notify_one();
         entry
     }
 
@@ -87,6 +95,25 @@ impl Live {
         if let Some(s) = lock(&self.sessions).remove(&agent) {
             s.kick.notify_one();
         }
+    }
+
+    /// The configurations sessions opened for since the last call.
+    pub fn take_opened(&self) -> BTreeSet<ConfigId> {
+        std::mem::take(&mut *lock(&self.opened))
+    }
+
+    /// Puts back what [`take_opened`](Self::take_opened) took, when it
+    /// could not be written.
+    pub fn reopened(&self, configurations: BTreeSet<ConfigId>) {
+        lock(&self.opened).extend(configurations);
+    }
+
+    /// The configurations with at least one live session here.
+    pub fn connected_configurations(&self) -> BTreeSet<ConfigId> {
+        lock(&self.sessions)
+            .values()
+            .map(|s| s.configuration.clone())
+            .collect()
     }
 
     pub fn record_drift(&self, agent: AgentId, report: DriftReport) {

@@ -25,6 +25,7 @@ pub mod auth;
 pub mod catalogue;
 pub mod chain;
 pub mod chat;
+pub mod contact;
 pub mod delivery;
 pub mod deprovision;
 mod error;

@@ -13,9 +13,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use jitgate_shared::v1::api::Configuration;
 use jitgate_shared::v1::api::{EndReason, GrantState};
 use jitgate_shared::v1::protocol::Outcome;
-use jitgate_shared::v1::UserId;
+use jitgate_shared::v1::{ConfigId, UserId};
 use rand::Rng;
 use tokio::sync::watch;
 
@@ -24,13 +25,15 @@ use super::requests::resource_facts;
 use super::{Broker, ServiceError};
 use crate::audit::{Actor, AuditEvent, AuditRecord};
 use crate::domain::catalog::StoredResource;
+use crate::domain::contact::Watch;
 use crate::domain::grant::Grant;
 use crate::domain::policy::Workflow;
 use crate::domain::request::Request;
 use crate::domain::user::User;
 use crate::notify::channels::Channels;
 use crate::notify::event::{
-    self, ChatActions, Event, EventKind, GrantFacts, PersonFacts, RequestFacts, ReviewFacts, Subject,
+    self, ChatActions, ConfigurationFacts, Event, EventKind, GrantFacts, PersonFacts, RequestFacts,
+    ReviewFacts, Subject,
 };
 use crate::notify::queue::{Cursor, Notification, Settled, KEEP_SETTLED};
 use crate::notify::route::{Address, Destination};
@@ -44,9 +47,10 @@ const DELIVER_BATCH: usize = 64;
 const DELIVER_AT_ONCE: usize = 16;
 /// How often, at most, the loop looks for work when nothing wakes it.
 const IDLE: Duration = Duration::from_secs(1);
-/// How often, at most, grants are checked for windows about to end (and
-/// four times within the warning's lead, so none passes unwarned).
-const ENDING_SOON_EVERY: Duration = Duration::from_secs(15);
+/// How often, at most, grants are checked for windows about to end and
+/// configurations for agents offline (and four times within the lead of
+/// each, so none passes unwarned).
+const WARN_EVERY: Duration = Duration::from_secs(15);
 /// How often settled notifications past [`KEEP_SETTLED`] are deleted.
 const SWEEP_EVERY: Duration = Duration::from_secs(3600);
 
@@ -54,10 +58,17 @@ const SWEEP_EVERY: Duration = Duration::from_secs(3600);
 struct Directory {
     users: BTreeMap<UserId, User>,
     resources: BTreeMap<String, StoredResource>,
-    kinds: BTreeMap<String, String>,
+    configurations: BTreeMap<String, Configuration>,
 }
 
 impl Directory {
+    /// The kind of a configuration, as workflows see it (`""` when gone).
+    fn kind_of(&self, configuration: &str) -> &str {
+        self.configurations
+            .get(configuration)
+            .map_or("", |c| c.kind.as_str())
+    }
+
     fn person(&self, id: &UserId) -> PersonFacts {
         let user = self.users.get(id);
         PersonFacts {
@@ -81,9 +92,9 @@ impl Broker {
                 .into_iter()
                 .map(|r| (r.resource.id.to_string(), r))
                 .collect(),
-            kinds: configurations
+            configurations: configurations
                 .into_iter()
-                .map(|c| (c.config.id.to_string(), c.config.kind.as_str().to_owned()))
+                .map(|c| (c.config.id.to_string(), c.config))
                 .collect(),
         })
     }
@@ -219,10 +230,7 @@ impl Broker {
     /// gone.
     fn workflow_of(&self, request: &Request, directory: &Directory) -> Option<Workflow> {
         let resource = directory.resources.get(request.resource.as_str())?;
-        let kind = directory
-            .kinds
-            .get(resource.resource.configuration.as_str())
-            .map_or("", String::as_str);
+        let kind = directory.kind_of(resource.resource.configuration.as_str());
         Some(self.policies.current().workflow(&resource_facts(resource, kind)))
     }
 
@@ -268,10 +276,7 @@ impl Broker {
                     let Some(resource) = directory.resources.get(request.resource.as_str()) else {
                         continue;
                     };
-                    let kind = directory
-                        .kinds
-                        .get(resource.resource.configuration.as_str())
-                        .map_or("", String::as_str);
+                    let kind = directory.kind_of(resource.resource.configuration.as_str());
                     let what = resource_facts(resource, kind);
                     let policies = self.policies.current();
                     let users: BTreeMap<&UserId, &User> = directory.users.iter().collect();
@@ -284,41 +289,39 @@ impl Broker {
                         }
                     }
                 }
-                Destination::Slack(channel) if channels.slack().is_some() => {
-                    out.insert(Address::SlackChannel {
-                        channel: channel.clone(),
-                    });
-                }
-                Destination::Email(to) if channels.has_email() => {
-                    out.insert(Address::Email {
-                        to: to.clone(),
-                        name: String::new(),
-                        language: None,
-                    });
-                }
-                Destination::Webhook(name) if channels.has_webhook(name) => {
-                    out.insert(Address::Webhook {
-                        endpoint: name.clone(),
-                    });
-                }
-                Destination::Teams(name) if channels.has_teams(name) => {
-                    out.insert(Address::Teams {
-                        workflow: name.clone(),
-                    });
-                }
-                Destination::Email(_)
-                | Destination::Webhook(_)
-                | Destination::Slack(_)
-                | Destination::Teams(_) => {
-                    tracing::warn!(
-                        destination = %destination,
-                        resource = %request.resource,
-                        "workflows.toml routes events to a channel this broker has not configured; skipped"
-                    );
-                }
+                other => out.extend(channel_address(other, channels)),
             }
         }
         out
+    }
+
+    /// Where the `agent_offline` event of `configuration` goes: the
+    /// channel destinations the workflows of its resources route it to
+    /// (`[defaults]` when it has none, as a configuration only others
+    /// federate through). There are no people to name: `requester` and
+    /// `approvers` are left out.
+    fn configuration_addresses(
+        &self,
+        configuration: &ConfigId,
+        channels: &Channels,
+        directory: &Directory,
+    ) -> BTreeSet<Address> {
+        let policies = self.policies.current();
+        let kind = directory.kind_of(configuration.as_str());
+        let mut workflows: Vec<Workflow> = directory
+            .resources
+            .values()
+            .filter(|r| r.resource.configuration == *configuration)
+            .map(|r| policies.workflow(&resource_facts(r, kind)))
+            .collect();
+        if workflows.is_empty() {
+            workflows.push(policies.default_workflow());
+        }
+        workflows
+            .iter()
+            .flat_map(|w| w.notify.for_event(EventKind::AgentOffline))
+            .filter_map(|d| channel_address(d, channels))
+            .collect()
     }
 
     /// Every Slack message posted about `request` that asked for a review:
@@ -385,7 +388,8 @@ impl Broker {
                 id: Event::ending_soon_id(grant.id, grant.ends_at),
                 kind: EventKind::GrantEndingSoon,
                 at: now,
-                request: request_facts(&request, Some(&grant), &directory),
+                request: Some(request_facts(&request, Some(&grant), &directory)),
+                configuration: None,
                 grant: Some(grant_facts(&grant)),
                 review: None,
                 detail: None,
@@ -404,6 +408,73 @@ impl Broker {
         }
         // Each on its own: one another broker queued first conflicts alone.
         let done = self.commit_each(&fresh).await;
+        Ok(done.iter().filter(|r| r.is_ok()).count())
+    }
+
+    /// Queues the `agent_offline` event of every configuration none of
+    /// whose active agents has been connected to any broker for
+    /// `watch.after`: once per offline episode (named by its last
+    /// contact), whichever broker sees it first. Returns how many
+    /// notifications were queued.
+    pub async fn warn_agents_offline(
+        &self,
+        channels: &Channels,
+        watch: &Watch,
+    ) -> Result<usize, ServiceError> {
+        if !channels.any() {
+            return Ok(0);
+        }
+        let offline = self.offline_configurations(watch).await?;
+        if offline.is_empty() {
+            return Ok(0);
+        }
+        let directory = self.directory().await?;
+        let now = self.clock.now();
+        let mut notifications = Vec::new();
+        for o in offline {
+            let name = directory
+                .configurations
+                .get(o.configuration.as_str())
+                .map(|c| c.display_name.clone())
+                .unwrap_or_default();
+            let event = Event {
+                id: Event::agent_offline_id(&o.configuration, o.since),
+                kind: EventKind::AgentOffline,
+                at: now,
+                request: None,
+                configuration: Some(ConfigurationFacts {
+                    id: o.configuration.clone(),
+                    name,
+                    last_contact: o.since,
+                    agents: u32::try_from(o.agents).unwrap_or(u32::MAX),
+                }),
+                grant: None,
+                review: None,
+                detail: None,
+                chat: ChatActions::default(),
+            };
+            for address in self.configuration_addresses(&o.configuration, channels, &directory) {
+                notifications.push(Notification::new(event.clone(), address, now));
+            }
+        }
+        let fresh = self.to_write(notifications).await?;
+        if fresh.is_empty() {
+            return Ok(0);
+        }
+        let done = self.commit_each(&fresh).await;
+        let mut told = BTreeSet::new();
+        for (n, r) in fresh.iter().zip(&done) {
+            let Some(c) = n.event.configuration.as_ref().filter(|_| r.is_ok()) else {
+                continue;
+            };
+            if told.insert(&c.id) {
+                tracing::warn!(
+                    configuration = %c.id,
+                    last_contact = %c.last_contact,
+                    "no agent of a configuration is connected: its grants and revokes wait"
+                );
+            }
+        }
         Ok(done.iter().filter(|r| r.is_ok()).count())
     }
 
@@ -541,6 +612,37 @@ impl Broker {
     }
 }
 
+/// The address of a channel destination (`email:`, `webhook:`, `slack:`,
+/// `teams:`); `None` for people (`requester`, `approvers`, whom the
+/// router finds itself) and for channels this broker has not configured.
+fn channel_address(destination: &Destination, channels: &Channels) -> Option<Address> {
+    let address = match destination {
+        Destination::Requester | Destination::Approvers => return None,
+        Destination::Slack(channel) if channels.slack().is_some() => Address::SlackChannel {
+            channel: channel.clone(),
+        },
+        Destination::Email(to) if channels.has_email() => Address::Email {
+            to: to.clone(),
+            name: String::new(),
+            language: None,
+        },
+        Destination::Webhook(name) if channels.has_webhook(name) => Address::Webhook {
+            endpoint: name.clone(),
+        },
+        Destination::Teams(name) if channels.has_teams(name) => Address::Teams {
+            workflow: name.clone(),
+        },
+        Destination::Email(_) | Destination::Webhook(_) | Destination::Slack(_) | Destination::Teams(_) => {
+            tracing::warn!(
+                destination = %destination,
+                "workflows.toml routes events to a channel this broker has not configured; skipped"
+            );
+            return None;
+        }
+    };
+    Some(address)
+}
+
 fn grant_facts(g: &Grant) -> GrantFacts {
     GrantFacts {
         id: g.id,
@@ -611,7 +713,8 @@ fn event_of(
         id: Event::audit_id(record.seq),
         kind,
         at: record.at,
-        request: request_facts(request, grant, directory),
+        request: Some(request_facts(request, grant, directory)),
+        configuration: None,
         grant: grant.map(grant_facts),
         review,
         detail,
@@ -640,16 +743,32 @@ fn end_reason(reason: &EndReason) -> &'static str {
     }
 }
 
+/// When the notification loop warns of what is about to happen or has
+/// gone quiet.
+#[derive(Debug, Clone, Copy)]
+pub struct Warnings {
+    /// How long before a window ends `grant_ending_soon` is raised.
+    pub ending_soon: Duration,
+    /// How long without an agent connected makes a configuration offline.
+    pub agent_offline_after: Duration,
+}
+
 /// Routes, warns and delivers until `shutdown` changes: woken by every
 /// change this broker publishes, and at least every second.
-pub async fn run(broker: Broker, ending_soon: Duration, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(broker: Broker, warnings: Warnings, mut shutdown: watch::Receiver<bool>) {
     let channels = broker.channels.clone();
     if !channels.any() {
         return;
     }
     let mut changes = broker.live.feed.subscribe();
-    let warn_every = ENDING_SOON_EVERY.min(ending_soon / 4);
+    let warn_every = WARN_EVERY.min(warnings.ending_soon / 4);
     let mut last_warning = tokio::time::Instant::now() - warn_every;
+    let offline_every = WARN_EVERY.min(warnings.agent_offline_after / 4);
+    let mut last_offline_check = tokio::time::Instant::now() - offline_every;
+    let watch = Watch {
+        after: chrono::Duration::from_std(warnings.agent_offline_after).unwrap_or(chrono::Duration::MAX),
+        started: broker.clock.now(),
+    };
     let mut last_sweep = tokio::time::Instant::now();
     loop {
         let mut busy = false;
@@ -659,8 +778,14 @@ pub async fn run(broker: Broker, ending_soon: Duration, mut shutdown: watch::Rec
         }
         if last_warning.elapsed() >= warn_every {
             last_warning = tokio::time::Instant::now();
-            if let Err(e) = broker.warn_ending_soon(&channels, ending_soon).await {
+            if let Err(e) = broker.warn_ending_soon(&channels, warnings.ending_soon).await {
                 tracing::warn!(error = %e, "queueing ending-soon warnings failed; trying again");
+            }
+        }
+        if last_offline_check.elapsed() >= offline_every {
+            last_offline_check = tokio::time::Instant::now();
+            if let Err(e) = broker.warn_agents_offline(&channels, &watch).await {
+                tracing::warn!(error = %e, "queueing agent-offline warnings failed; trying again");
             }
         }
         match broker.deliver_notifications(&channels).await {

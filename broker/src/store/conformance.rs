@@ -685,9 +685,9 @@ pub async fn the_notification_queue_keeps_its_order(fixture: &dyn Fixture) {
     let ids = |ns: Vec<crate::notify::queue::Notification>| ns.into_iter().map(|n| n.id).collect::<Vec<_>>();
     let mut ops = notification("e2", "ops", 20);
     let about = RequestId::generate();
-    ops.event.request.id = about;
+    ops.event.request.as_mut().unwrap().id = about;
     let mut siem = notification("e1", "siem", 30);
-    siem.event.request.id = about;
+    siem.event.request.as_mut().unwrap().id = about;
     {
         let store = fixture.open().await;
         let queued = vec![siem, notification("e2", "siem", 10), ops];
@@ -778,6 +778,28 @@ pub async fn the_notification_queue_keeps_its_order(fixture: &dyn Fixture) {
     store.commit(advance(9)).await.unwrap();
     assert!(store.commit(advance(8)).await.unwrap_err().is_conflict());
     assert_eq!(store.cursor(Cursor::NOTIFY).await.unwrap().unwrap().seq, 9);
+
+    // About no request (agents offline): queued and deleted like any.
+    let mut offline = notification("e3", "siem", 40);
+    offline.event = crate::notify::event::sample_agent_offline();
+    let id = offline.id.clone();
+    store
+        .commit(Change {
+            notifications: vec![offline],
+            ..Change::default()
+        })
+        .await
+        .unwrap();
+    assert!(store.notification(&id).await.unwrap().is_some());
+    assert_eq!(store.notifications_about(about).await.unwrap().len(), 1);
+    store
+        .commit(Change {
+            delete_notifications: vec![id.clone()],
+            ..Change::default()
+        })
+        .await
+        .unwrap();
+    assert!(store.notification(&id).await.unwrap().is_none());
 }
 
 /// One-time proofs past their expiry are listed, and go when deleted.
@@ -824,6 +846,46 @@ pub async fn expired_assertions_are_swept(fixture: &dyn Fixture) {
     assert!(again.unwrap_err().is_conflict());
 }
 
+/// Last contacts are listed and kept with compare-and-set.
+pub async fn last_contacts_keep_to_their_versions(fixture: &dyn Fixture) {
+    use crate::domain::contact::LastContact;
+    let store = fixture.open().await;
+    let contact = |config: &str, version, at| LastContact {
+        configuration: jitgate_shared::v1::ConfigId::new(config).unwrap(),
+        version,
+        at: t(at),
+    };
+    store
+        .commit(Change {
+            last_contacts: vec![contact("aws", 0, 10), contact("entra", 0, 20)],
+            ..Change::default()
+        })
+        .await
+        .unwrap();
+    let refresh = Change {
+        last_contacts: vec![contact("aws", 1, 30)],
+        ..Change::default()
+    };
+    store.commit(refresh.clone()).await.unwrap();
+    // Another broker wrote it since: its write stands.
+    assert!(store.commit(refresh).await.unwrap_err().is_conflict());
+    let mut listed: Vec<(String, u64, i64)> = store
+        .last_contacts()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| {
+            (
+                c.configuration.to_string(),
+                c.version,
+                c.at.timestamp() - t(0).timestamp(),
+            )
+        })
+        .collect();
+    listed.sort();
+    assert_eq!(listed, [("aws".into(), 2, 30), ("entra".into(), 1, 20)]);
+}
+
 /// Runs every case of the suite against a backend: `$fixture` is an
 /// async function making a fresh [`Fixture`].
 macro_rules! conformance {
@@ -834,7 +896,8 @@ macro_rules! conformance {
             conformance!(@cases $fixture; every_record_round_trips, versions_conflict,
                 a_key_written_twice_is_refused_whole, lists_page_newest_first_and_match_the_queries,
                 the_outbox_keeps_the_queue_rules, state_survives_a_restart,
-                the_notification_queue_keeps_its_order, expired_assertions_are_swept);
+                the_notification_queue_keeps_its_order, expired_assertions_are_swept,
+                last_contacts_keep_to_their_versions);
         }
     };
     (@cases $fixture:path; $($case:ident),+) => {

@@ -48,6 +48,8 @@ pub const NOTIFICATION_DUE: &str = "nd/";
 pub const NOTIFICATION_REQUEST: &str = "nr/";
 /// Cursors (the notification router's over the audit log), by name.
 pub const CURSOR: &str = "cu/";
+/// When each configuration last had an agent connected, by configuration.
+pub const LAST_CONTACT: &str = "lc/";
 
 pub fn key(prefix: &str, id: impl std::fmt::Display) -> Vec<u8> {
     format!("{prefix}{id}").into_bytes()
@@ -123,6 +125,7 @@ pub fn record_prefix(kind: RecordKind) -> &'static str {
         RecordKind::ScimResource => SCIM_RESOURCE,
         RecordKind::Notification => NOTIFICATION,
         RecordKind::Cursor => CURSOR,
+        RecordKind::LastContact => LAST_CONTACT,
     }
 }
 

@@ -33,6 +33,7 @@ use crate::audit::anchor::AuditAnchor;
 use crate::audit::{AuditEntry, AuditHead, AuditRecord};
 use crate::domain::agent::{Agent, JoinToken};
 use crate::domain::catalog::{StoredConfiguration, StoredResource};
+use crate::domain::contact::LastContact;
 use crate::domain::grant::Grant;
 use crate::domain::job::Job;
 use crate::domain::lease::Lease;
@@ -89,6 +90,7 @@ pub struct Change {
     /// Ids of settled notifications to delete (old ones, swept).
     pub delete_notifications: Vec<String>,
     pub cursors: Vec<Cursor>,
+    pub last_contacts: Vec<LastContact>,
 }
 
 impl Change {
@@ -137,6 +139,7 @@ impl Change {
             .chain(each(&self.used_assertions))
             .chain(each(&self.notifications))
             .chain(each(&self.cursors))
+            .chain(each(&self.last_contacts))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -157,6 +160,7 @@ impl Change {
             used_assertions: _,
             notifications: _,
             cursors: _,
+            last_contacts: _,
             tokens,
             delete_tokens,
             commands,
@@ -367,6 +371,9 @@ pub trait Store: Send + Sync + Debug + 'static {
 
     /// The cursor `name`, if ever written.
     async fn cursor(&self, name: &str) -> Result<Option<Cursor>, StoreError>;
+
+    /// When each configuration last had an agent connected.
+    async fn last_contacts(&self) -> Result<Vec<LastContact>, StoreError>;
     async fn notification(&self, id: &str) -> Result<Option<Notification>, StoreError>;
     /// Notifications due at or before `now`, earliest first.
     async fn due_notifications(

@@ -33,6 +33,7 @@ use crate::audit::anchor::AuditAnchor;
 use crate::audit::{AuditHead, AuditRecord};
 use crate::domain::agent::{Agent, JoinToken};
 use crate::domain::catalog::{StoredConfiguration, StoredResource};
+use crate::domain::contact::LastContact;
 use crate::domain::grant::Grant;
 use crate::domain::job::Job;
 use crate::domain::lease::Lease;
@@ -61,6 +62,7 @@ fn table(kind: RecordKind) -> &'static str {
         RecordKind::ScimResource => "scim_resources",
         RecordKind::Notification => "notifications",
         RecordKind::Cursor => "cursors",
+        RecordKind::LastContact => "last_contacts",
     }
 }
 
@@ -474,6 +476,10 @@ impl Store for PgStore {
 
     async fn cursor(&self, name: &str) -> Result<Option<Cursor>, StoreError> {
         self.by_id(RecordKind::Cursor, name).await
+    }
+
+    async fn last_contacts(&self) -> Result<Vec<LastContact>, StoreError> {
+        self.every(RecordKind::LastContact).await
     }
 
     async fn notification(&self, id: &str) -> Result<Option<Notification>, StoreError> {

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::domain::agent::{Agent, JoinToken};
 use crate::domain::catalog::{StoredConfiguration, StoredResource};
+use crate::domain::contact::LastContact;
 use crate::domain::grant::Grant;
 use crate::domain::lease::Lease;
 use crate::domain::request::Request;
@@ -38,11 +39,12 @@ pub enum RecordKind {
     ScimResource,
     Notification,
     Cursor,
+    LastContact,
 }
 
 impl RecordKind {
     /// Every kind.
-    pub const ALL: [RecordKind; 15] = [
+    pub const ALL: [RecordKind; 16] = [
         RecordKind::Configuration,
         RecordKind::Resource,
         RecordKind::User,
@@ -58,6 +60,7 @@ impl RecordKind {
         RecordKind::ScimResource,
         RecordKind::Notification,
         RecordKind::Cursor,
+        RecordKind::LastContact,
     ];
 
     /// What it is, in messages (`"grant"`, `"SCIM resource"`).
@@ -78,6 +81,7 @@ impl RecordKind {
             RecordKind::ScimResource => "SCIM resource",
             RecordKind::Notification => "notification",
             RecordKind::Cursor => "cursor",
+            RecordKind::LastContact => "last contact",
         }
     }
 }
@@ -155,6 +159,7 @@ versioned!(ScimResource, ScimResource, |r| format!(
 ));
 versioned!(Notification, Notification, |r| r.id);
 versioned!(Cursor, Cursor, |r| r.name);
+versioned!(LastContact, LastContact, |r| r.configuration);
 
 /// What a commit wrote: the new version of each versioned record, so a
 /// service goes on from what was stored instead of repeating the

@@ -28,6 +28,7 @@ use crate::audit::anchor::AuditAnchor;
 use crate::audit::{AuditHead, AuditRecord};
 use crate::domain::agent::{Agent, JoinToken};
 use crate::domain::catalog::{StoredConfiguration, StoredResource};
+use crate::domain::contact::LastContact;
 use crate::domain::grant::Grant;
 use crate::domain::job::Job;
 use crate::domain::lease::Lease;
@@ -374,14 +375,19 @@ impl SledStore {
             Some(bytes) => Some(decode_versioned::<Notification>(&stored_at, &bytes)?),
             None => None,
         };
+        // Indexed by request when about one (`agent_offline` is not).
         match (now, &stored) {
             (Some(n), None) => {
-                let k = keys::notification_request(&n.event.request.id.to_string(), id);
-                writes.push((k, Some(Vec::new())));
+                if let Some(request) = n.event.request_id() {
+                    let k = keys::notification_request(&request.to_string(), id);
+                    writes.push((k, Some(Vec::new())));
+                }
             }
             (None, Some(n)) => {
-                let k = keys::notification_request(&n.event.request.id.to_string(), id);
-                writes.push((k, None));
+                if let Some(request) = n.event.request_id() {
+                    let k = keys::notification_request(&request.to_string(), id);
+                    writes.push((k, None));
+                }
             }
             _ => {}
         }
@@ -787,6 +793,10 @@ impl Store for SledStore {
 
     async fn cursor(&self, name: &str) -> Result<Option<Cursor>, StoreError> {
         self.get_versioned(&key(keys::CURSOR, name))
+    }
+
+    async fn last_contacts(&self) -> Result<Vec<LastContact>, StoreError> {
+        self.scan_versioned(keys::LAST_CONTACT)
     }
 
     async fn notification(&self, id: &str) -> Result<Option<Notification>, StoreError> {

@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use jitgate_shared::v1::api::{GrantState, RequestState};
+use jitgate_tests::agent::TestAgent;
 use jitgate_tests::broker::TestBroker;
 use jitgate_tests::fixtures::catalog_with_mailboxes;
 use jitgate_tests::notify::{new_secret, SmtpTls, TestSmtp, TestWebhook};
@@ -254,6 +255,76 @@ async fn a_window_about_to_end_is_announced_then_its_end() {
     );
     assert_eq!(warning["data"]["detail"], Value::Null);
     assert_eq!(hook.received()[1]["event"]["data"]["detail"], "expired");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configuration_without_agents_is_announced_once_per_episode() {
+    let hook = TestWebhook::start().await;
+    let config = format!(
+        "[notify]\nagent_offline_after = \"3s\"\n{}",
+        hook.config("siem", &[&hook.secret])
+    );
+    let routes = "[defaults.notify]\n\"webhook:siem\" = [\"agent_offline\"]\n";
+    let (b, _dir) = broker(routes, &config).await;
+    let offline = |count: usize| {
+        let hook = &hook;
+        async move {
+            eventually(Duration::from_secs(60), "agent_offline events", || async {
+                let events: Vec<Value> = hook
+                    .received()
+                    .into_iter()
+                    .filter(|r| r["event"]["type"] == "jitgate.agent_offline")
+                    .collect();
+                (events.len() >= count).then_some(events)
+            })
+            .await
+        }
+    };
+    let online = || async {
+        eventually(Duration::from_secs(20), "the agent online", || async {
+            let agents = b.client("admin").agents().await.unwrap();
+            agents.iter().any(|a| a.online).then_some(())
+        })
+        .await
+    };
+
+    let mut agent = TestAgent::enroll(&b, "aws-test", None).await;
+    agent.start(&[]).await;
+    online().await;
+    agent.kill().await;
+    let first = offline(1).await;
+    let event = &first[0]["event"];
+    assert_eq!(first[0]["verified"], true, "{event}");
+    assert_eq!(event["subject"], "aws-test");
+    assert_eq!(event["data"]["configuration"]["id"], "aws-test");
+    assert_eq!(event["data"]["configuration"]["agents"], 1);
+    assert_eq!(event["data"]["request"], Value::Null);
+    assert!(
+        event["id"]
+            .as_str()
+            .unwrap()
+            .starts_with("agent-offline-aws-test-"),
+        "{event}"
+    );
+
+    // Back, then gone again: a second episode, told once more; the first
+    // was told once however many checks saw it.
+    agent.restart().await;
+    online().await;
+    agent.kill().await;
+    let both = offline(2).await;
+    assert_eq!(both.len(), 2, "{both:?}");
+    let ids: BTreeSet<&str> = both.iter().map(|r| r["event"]["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    let contact = |r: &Value| {
+        chrono::DateTime::parse_from_rfc3339(
+            r["event"]["data"]["configuration"]["last_contact"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    assert!(contact(&both[1]) > contact(&both[0]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

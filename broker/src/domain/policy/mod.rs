@@ -208,6 +208,11 @@ impl Policies {
         self.workflows.for_resource(resource.resource, resource.group)
     }
 
+    /// The settings of `[defaults]` alone: for events about no resource.
+    pub fn default_workflow(&self) -> Workflow {
+        self.workflows.defaults()
+    }
+
     /// Whether any policy permits `action`. Errors building the Cedar request
     /// (which validated entities make impossible) count as a denial.
     pub fn permits(

@@ -345,6 +345,14 @@ impl Workflows {
         layer
     }
 
+    /// The settings of `[defaults]` alone (checked at parse time).
+    pub fn defaults(&self) -> Workflow {
+        self.file
+            .defaults
+            .resolve()
+            .unwrap_or_else(|_| Workflow::builtin())
+    }
+
     /// Settings for a resource. Resources added after the policies were
     /// loaded get the defaults (and their group's settings).
     pub fn for_resource(&self, resource: &str, group: Option<&str>) -> Workflow {
@@ -352,11 +360,7 @@ impl Workflows {
             Ok(w) => w,
             // Every layer combination of known names was checked at parse
             // time; a new resource falls back to the checked defaults.
-            Err(_) => self
-                .file
-                .defaults
-                .resolve()
-                .unwrap_or_else(|_| Workflow::builtin()),
+            Err(_) => self.defaults(),
         }
     }
 }

@@ -137,7 +137,6 @@ pub struct Message {
 /// lets chat do so.
 pub fn message(event: &Event, lang: Lang, public_url: &str) -> Message {
     let t = lang.texts();
-    let r = &event.request;
     let shown = Shown::of(event, lang, public_url);
     let mut blocks = vec![Block::Header {
         text: Text::plain(clip(&shown.title, 150)),
@@ -153,9 +152,12 @@ pub fn message(event: &Event, lang: Lang, public_url: &str) -> Message {
         });
     }
     let mut buttons = Vec::new();
-    let pending = r.state == RequestState::Pending;
+    let pending = event
+        .request
+        .as_ref()
+        .filter(|r| r.state == RequestState::Pending);
     let asks_review = matches!(event.kind, EventKind::RequestCreated | EventKind::RequestReviewed);
-    if asks_review && pending && event.chat.approve {
+    if let Some(r) = pending.filter(|_| asks_review && event.chat.approve) {
         buttons.push(Element::Button {
             text: Text::plain(t.approve),
             action_id: ids::APPROVE.into(),
@@ -181,14 +183,10 @@ pub fn message(event: &Event, lang: Lang, public_url: &str) -> Message {
         });
     }
     buttons.push(Element::Button {
-        text: Text::plain(t.mail_open),
+        text: Text::plain(shown.link_label),
         action_id: ids::OPEN.into(),
         value: None,
-        url: Some(format!(
-            "{}/console/requests/{}",
-            public_url.trim_end_matches('/'),
-            r.id
-        )),
+        url: Some(shown.link.clone()),
         style: None,
     });
     blocks.push(Block::Actions {
@@ -234,7 +232,7 @@ mod tests {
     fn event(kind: EventKind, state: RequestState, chat: ChatActions) -> Event {
         let mut e = crate::notify::event::sample();
         (e.kind, e.chat) = (kind, chat);
-        let r = &mut e.request;
+        let r = e.request.as_mut().unwrap();
         r.state = state;
         r.requester.name = "Alice <@U123>".into();
         r.justification = Some("INC-1 & <!channel>".into());
@@ -290,6 +288,16 @@ mod tests {
             action_ids(&message(&e, Lang::En, "https://j")),
             ["extend", "open"]
         );
+    }
+
+    #[test]
+    fn agents_offline_open_the_agents_page_and_act_on_nothing() {
+        let e = crate::notify::event::sample_agent_offline();
+        let m = message(&e, Lang::En, "https://j");
+        assert_eq!(action_ids(&m), ["open"]);
+        let json = serde_json::to_string(&m).unwrap();
+        assert!(json.contains("https://j/console/admin/agents"), "{json}");
+        assert!(json.contains("AGENTS OFFLINE: AWS prod"), "{json}");
     }
 
     #[test]

@@ -126,10 +126,12 @@ impl SledStore {
                         if let Some(due) = n.due {
                             batch.insert(keys::notification_due(due, &n.id), Vec::new());
                         }
-                        batch.insert(
-                            keys::notification_request(&n.event.request.id.to_string(), &n.id),
-                            Vec::new(),
-                        );
+                        if let Some(request) = n.event.request_id() {
+                            batch.insert(
+                                keys::notification_request(&request.to_string(), &n.id),
+                                Vec::new(),
+                            );
+                        }
                     }
                     if kind.0 == RecordKind::ScimResource {
                         let r: ScimResource = decode_versioned(&k, &v)?;

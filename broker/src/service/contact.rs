@@ -146,6 +146,10 @@ mod tests {
         }
     }
 
+    async fn offline(h: &Harness) -> Vec<Offline> {
+        h.broker.offline_configurations(&watch()).await.unwrap()
+    }
+
     async fn contact_at(h: &Harness) -> Option<chrono::DateTime<chrono::Utc>> {
         let contacts = h.broker.store.last_contacts().await.unwrap();
         contacts
@@ -168,20 +172,15 @@ mod tests {
         assert!(was.is_empty());
         assert_eq!(contact_at(&h).await, Some(t0()));
         h.clock.advance(secs(60));
-        let offline = h.broker.offline_configurations(&watch()).await.unwrap();
-        assert_eq!(offline.len(), 1);
-        assert_eq!((offline[0].since, offline[0].agents), (t0(), 1));
+        let gone = offline(&h).await;
+        assert_eq!(gone.len(), 1);
+        assert_eq!((gone[0].since, gone[0].agents), (t0(), 1));
 
         // Connected here: not offline, refreshed only once stale.
         let s = live.open_session(agent, aws(), "1".into(), t0() + secs(60));
         let was = h.broker.record_contacts(&BTreeSet::new(), REFRESH).await.unwrap();
         assert_eq!(was, BTreeSet::from([aws()]));
-        assert!(h
-            .broker
-            .offline_configurations(&watch())
-            .await
-            .unwrap()
-            .is_empty());
+        assert!(offline(&h).await.is_empty());
         let back = t0() + secs(60);
         assert_eq!(contact_at(&h).await, Some(back));
         h.clock.advance(secs(5));
@@ -195,15 +194,9 @@ mod tests {
         let left = back + secs(10);
         assert_eq!(contact_at(&h).await, Some(left));
         h.clock.advance(secs(59));
-        assert!(h
-            .broker
-            .offline_configurations(&watch())
-            .await
-            .unwrap()
-            .is_empty());
+        assert!(offline(&h).await.is_empty());
         h.clock.advance(secs(1));
-        let offline = h.broker.offline_configurations(&watch()).await.unwrap();
-        assert_eq!(offline[0].since, left, "a new episode");
+        assert_eq!(offline(&h).await[0].since, left, "a new episode");
     }
 
     #[tokio::test]

@@ -10,6 +10,10 @@
 //! 2. 10,000 agents connected at once: broker resident memory (target
 //!    under 500 MiB), and the time until all of them are connected again
 //!    after a broker restart (target: under 10 s).
+//! 3. the whole system: requests made and approved through the API by 16
+//!    clients for 60 s, their grants applied by a sandbox agent, against
+//!    request creation alone by the same clients in the same run; target:
+//!    at least 0.5×.
 //!
 //! Broker and agents are the release builds (the benchmark builds them
 //! first); the broker runs as its own process so its memory is its own.
@@ -38,12 +42,13 @@ use jitgate_agent::agent::Agent;
 use jitgate_agent::channel::ChannelSettings;
 use jitgate_agent::provider::sandbox::{Sandbox, SandboxSettings};
 use jitgate_agent::state::StateDir;
+use jitgate_broker::cli::client::ApiClient;
 use jitgate_shared::v1::api::{CreateJoinTokenBody, CreateRequestBody};
 use jitgate_shared::v1::protocol::{self, BrokerMessage, Outcome};
 use jitgate_shared::v1::signing::CommandSigner;
 use jitgate_shared::v1::{ConfigId, GrantId, ResourceId};
-use jitgate_tests::broker::TestBroker;
-use jitgate_tests::fixtures::{policies, CATALOG};
+use jitgate_tests::broker::{all_grants, TestBroker};
+use jitgate_tests::fixtures::{policies, reviewed_catalog, BULK_POLICY, CATALOG, REVIEWED_WORKFLOWS};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -111,6 +116,9 @@ fn main() {
         }
         if opts.only.is_none_or(|p| p == 2) {
             many_agents(if opts.quick { 1_000 } else { 10_000 }).await;
+        }
+        if opts.only.is_none_or(|p| p == 3) {
+            whole_system(if opts.quick { 10 } else { 60 }).await;
         }
     });
 }
@@ -549,6 +557,96 @@ async fn serve_agents(list: &std::path::Path) {
     for agent in agents {
         agent.stop().await;
     }
+}
+
+// ---------------------------------------------------------------- part 3
+
+/// Requesters and resources of part 3: every approved request is an
+/// entitlement of its own until `WHOLE_USERS * WHOLE_RESOURCES`.
+const WHOLE_USERS: usize = 200;
+const WHOLE_RESOURCES: usize = 500;
+/// Clients at once in part 3, each with an approver of its own.
+const WORKERS: usize = 16;
+
+/// Part 3: the whole system for `seconds`: requests made and approved
+/// through the API and their grants applied by a sandbox agent, against
+/// request creation alone in the same run.
+async fn whole_system(seconds: u64) {
+    println!(
+        "\n== 3. whole system, {seconds} s each: approvals -> grants applied by an agent, against request creation alone ({WORKERS} clients)"
+    );
+    let policies = [("p.cedar", BULK_POLICY), ("workflows.toml", REVIEWED_WORKFLOWS)];
+    let catalog = reviewed_catalog(WHOLE_USERS, WHOLE_RESOURCES, WORKERS);
+    let b = TestBroker::start_logging(&catalog, &policies, &[], LOG).await;
+    let root = tempfile::tempdir().unwrap();
+    let state = enroll_many(&b, root.path(), 1).await.pop().unwrap();
+    let agent = start_agent(state, None);
+    assert!(all_connected(std::slice::from_ref(&agent), true, Duration::from_secs(20)).await);
+    let requesters: Vec<ApiClient> = (0..WHOLE_USERS).map(|u| b.client(&format!("u{u}"))).collect();
+    let approvers: Vec<ApiClient> = (0..WORKERS).map(|a| b.client(&format!("a{a}"))).collect();
+    let span = Duration::from_secs(seconds);
+    // Request `i` is requester `i mod users`'s, for resource `i / users`.
+    let body = |i: usize| ask(&format!("r{}", (i / WHOLE_USERS) % WHOLE_RESOURCES));
+
+    // The floor: requests made and left pending.
+    let created = for_each_worker(span, |_, i| {
+        let (client, body) = (&requesters[i % WHOLE_USERS], body(i));
+        async move {
+            client.create_request(&body).await.unwrap();
+        }
+    })
+    .await;
+    let floor = created as f64 / span.as_secs_f64();
+
+    let from = chrono::Utc::now();
+    let approved = for_each_worker(span, |w, i| {
+        let (client, approver, body) = (&requesters[i % WHOLE_USERS], &approvers[w], body(i));
+        async move {
+            let asked = client.create_request(&body).await.unwrap();
+            approver.approve(asked.id, None).await.unwrap();
+        }
+    })
+    .await;
+    let to = chrono::Utc::now();
+    assert!(
+        approved <= WHOLE_USERS * WHOLE_RESOURCES,
+        "more approvals than distinct entitlements: raise WHOLE_USERS or WHOLE_RESOURCES"
+    );
+    let grants = all_grants(&b.client("admin")).await;
+    let applied = grants
+        .iter()
+        .filter(|g| g.applied_at.is_some_and(|at| at >= from && at <= to))
+        .count();
+    let rate = applied as f64 / span.as_secs_f64();
+    println!("  request creation alone             {floor:.0}/s (floor)");
+    println!(
+        "  approved, then applied by the agent {rate:.0}/s  ({:.2}× the floor; target ≥ 0.5×); {:.0} approvals/s, {} approved but not applied when the run ended",
+        rate / floor,
+        approved as f64 / span.as_secs_f64(),
+        approved.saturating_sub(applied)
+    );
+    agent.stop().await;
+}
+
+/// Runs [`WORKERS`] clients for `span`: worker `w` runs `job(w, i)` for
+/// each next `i` of a count they share. Returns how many jobs ran.
+async fn for_each_worker<F, Fut>(span: Duration, job: F) -> usize
+where
+    F: Fn(usize, usize) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let next = AtomicUsize::new(0);
+    let deadline = Instant::now() + span;
+    futures::future::join_all((0..WORKERS).map(|w| {
+        let (next, job) = (&next, &job);
+        async move {
+            while Instant::now() < deadline {
+                job(w, next.fetch_add(1, Ordering::Relaxed)).await;
+            }
+        }
+    }))
+    .await;
+    next.load(Ordering::Relaxed)
 }
 
 /// Starts an agent in this process with default channel settings and a

@@ -362,3 +362,21 @@ impl TestBroker {
         self.dir.path()
     }
 }
+
+/// Every grant, page by page.
+pub async fn all_grants(admin: &ApiClient) -> Vec<jitgate_shared::v1::api::GrantView> {
+    let mut out = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut q = vec![("limit", "500".to_owned())];
+        if let Some(a) = &after {
+            q.push(("after", a.clone()));
+        }
+        let page = admin.grants(&q).await.unwrap();
+        out.extend(page.items);
+        match page.next {
+            Some(n) => after = Some(n),
+            None => return out,
+        }
+    }
+}

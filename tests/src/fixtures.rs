@@ -120,3 +120,58 @@ pub fn catalog_with_mailboxes() -> String {
     }
     text
 }
+
+/// A catalogue of `users` requesters (`u0`, `u1`, ...) and `resources`
+/// resources of one configuration (`aws-test`, each resource an account
+/// of its own), and an admin: for runs with many grants at once. Its
+/// resources need no approval ([`BULK_WORKFLOWS`]).
+pub fn bulk_catalog(users: usize, resources: usize) -> String {
+    bulk(users, resources, 0)
+}
+
+/// [`bulk_catalog`] with resources that need one approval, from any of
+/// `approvers` approvers (`a0`, `a1`, ...).
+pub fn reviewed_catalog(users: usize, resources: usize, approvers: usize) -> String {
+    bulk(users, resources, approvers)
+}
+
+fn bulk(users: usize, resources: usize, approvers: usize) -> String {
+    use std::fmt::Write;
+    let group = if approvers == 0 { "auto" } else { "reviewed" };
+    let mut c = String::from(
+        "[[configurations]]\nid = \"aws-test\"\nkind = \"aws_identity_center\"\nidentity_mode = { mode = \"direct\" }\n",
+    );
+    for r in 0..resources {
+        let account = 111_122_223_300 + r;
+        write!(
+            c,
+            "[[resources]]\nid = \"r{r}\"\nconfiguration = \"aws-test\"\ngroup = \"{group}\"\ntarget = {{ kind = \"aws_account_assignment\", account_id = \"{account}\", permission_set = \"Admin\" }}\n"
+        )
+        .unwrap();
+    }
+    for u in 0..users {
+        write!(
+            c,
+            "[[users]]\nid = \"u{u}\"\nroles = [\"requester\"]\ngroups = [\"developers\"]\n"
+        )
+        .unwrap();
+    }
+    for a in 0..approvers {
+        write!(
+            c,
+            "[[users]]\nid = \"a{a}\"\nroles = [\"approver\"]\ngroups = [\"approvers\"]\n"
+        )
+        .unwrap();
+    }
+    c.push_str("[[users]]\nid = \"admin\"\nroles = [\"admin\", \"auditor\"]\n");
+    c
+}
+
+/// Developers may request anything of [`bulk_catalog`], approvers approve
+/// it.
+pub const BULK_POLICY: &str = "permit (principal in Jitgate::Group::\"developers\", action == Jitgate::Action::\"request\", resource);\n\
+     permit (principal in Jitgate::Group::\"approvers\", action == Jitgate::Action::\"approve\", resource);\n";
+/// [`bulk_catalog`]'s resources need no approval.
+pub const BULK_WORKFLOWS: &str = "[group.auto]\nauto_approve = true\napprovals_required = 0\n";
+/// [`reviewed_catalog`]'s resources need one.
+pub const REVIEWED_WORKFLOWS: &str = "[group.reviewed]\napprovals_required = 1\n";

@@ -66,55 +66,8 @@ pub async fn outbox(admin: &ApiClient) -> Vec<CommandBody> {
     admin.outbox("aws-test", 100_000).await.unwrap()
 }
 
-/// A catalogue of `users` requesters and `resources` auto-approved
-/// resources of one configuration (`aws-test`), and an admin: for runs with
-/// many grants at once.
-pub fn bulk_catalog(users: usize, resources: usize) -> String {
-    use std::fmt::Write;
-    let mut c = String::from(
-        "[[configurations]]\nid = \"aws-test\"\nkind = \"aws_identity_center\"\nidentity_mode = { mode = \"direct\" }\n",
-    );
-    for r in 0..resources {
-        write!(
-            c,
-            "[[resources]]\nid = \"r{r}\"\nconfiguration = \"aws-test\"\ngroup = \"auto\"\ntarget = {{ kind = \"aws_account_assignment\", account_id = \"1111222233{r:02}\", permission_set = \"Admin\" }}\n"
-        )
-        .unwrap();
-    }
-    for u in 0..users {
-        write!(
-            c,
-            "[[users]]\nid = \"u{u}\"\nroles = [\"requester\"]\ngroups = [\"developers\"]\n"
-        )
-        .unwrap();
-    }
-    c.push_str("[[users]]\nid = \"admin\"\nroles = [\"admin\", \"auditor\"]\n");
-    c
-}
-
-/// Developers may request anything of [`bulk_catalog`].
-pub const BULK_POLICY: &str =
-    "permit (principal in Jitgate::Group::\"developers\", action == Jitgate::Action::\"request\", resource);\n";
-/// [`bulk_catalog`]'s resources need no approval.
-pub const BULK_WORKFLOWS: &str = "[group.auto]\nauto_approve = true\napprovals_required = 0\n";
-
-/// Every grant, page by page.
-pub async fn all_grants(admin: &ApiClient) -> Vec<jitgate_shared::v1::api::GrantView> {
-    let mut out = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let mut q = vec![("limit", "500".to_owned())];
-        if let Some(a) = &after {
-            q.push(("after", a.clone()));
-        }
-        let page = admin.grants(&q).await.unwrap();
-        out.extend(page.items);
-        match page.next {
-            Some(n) => after = Some(n),
-            None => return out,
-        }
-    }
-}
+pub use jitgate_tests::broker::all_grants;
+pub use jitgate_tests::fixtures::{bulk_catalog, BULK_POLICY, BULK_WORKFLOWS};
 
 /// A broker on `catalog` whose policy directory holds the fixtures'
 /// policies with `policy` and `workflows` appended, and whose

@@ -141,16 +141,17 @@ async fn losing_the_broker_holding_the_agent_and_the_job_claims_ends_every_grant
     }
     // What reached the tenant is exactly what the brokers recorded as
     // applied (a grant whose window closed before delivery never does), or
-    // found present when they removed it: an agent's answer on its way to
+    // found present when it was removed: an agent's answer on its way to
     // the first broker when it was killed is lost, and when the window
-    // closed before another broker sent the command again, the revoke
-    // replaced it and its answer ("revoked", not "already absent") is all
-    // the record has.
+    // closed before another broker sent the command again, what the record
+    // has is the revoke's answer ("revoked", not "already absent") or the
+    // agent's report that it removed the entitlement at its deadline.
     let found_present: std::collections::BTreeSet<String> = db
         .query(
             "SELECT doc->'event'->>'grant' FROM audit \
-             WHERE doc->'event'->>'type' = 'command_settled' AND doc->'event'->>'op' = 'revoke' \
-             AND doc->'event'->'outcome'->>'outcome' = 'revoked'",
+             WHERE doc->'event'->>'type' = 'agent_self_revoked' \
+             OR (doc->'event'->>'type' = 'command_settled' AND doc->'event'->>'op' = 'revoke' \
+             AND doc->'event'->'outcome'->>'outcome' = 'revoked')",
             &[],
         )
         .await

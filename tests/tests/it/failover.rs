@@ -169,6 +169,15 @@ async fn losing_the_broker_holding_the_agent_and_the_job_claims_ends_every_grant
         .filter(|g| g.applied_at.is_none() && applied.contains(&key(g)))
         .count();
     let reached: std::collections::BTreeSet<String> = changes.keys().map(|k| (*k).to_owned()).collect();
+    // For the next reader of a failure: what the record says of each
+    // entitlement it does not count as applied though it was.
+    for missing in reached.difference(&applied) {
+        let grant = grants.iter().find(|g| key(g) == *missing);
+        println!(
+            "reached the tenant, not recorded as applied: {missing}\n  grant: {grant:?}\n  tenant: {:?}",
+            changes.get(missing.as_str())
+        );
+    }
     assert_eq!(reached, applied, "the tenant and the brokers' record agree");
     // The first broker delivered what the others queued before it died:
     // they woke it through the database.

@@ -341,10 +341,11 @@ impl Session<'_> {
         };
         match message {
             BrokerMessage::Command { command } => {
-                let executor = self.executor.clone();
+                // Its place in line is taken here, in arrival order.
+                let carried_out = self.executor.admit(&command);
                 let answers = self.answers.0.clone();
                 tokio::spawn(async move {
-                    let (id, outcome) = executor.execute(&command).await;
+                    let (id, outcome) = carried_out.await;
                     let _ = answers.send(AgentMessage::Result { command: id, outcome });
                 });
             }

@@ -2,8 +2,9 @@
 //! provider, journal the result. And the deadline watch: an entitlement
 //! whose deadline passes without the broker's revoke is removed here.
 //!
-//! Commands for one entitlement run one at a time, in arrival order;
-//! different entitlements run in parallel.
+//! Commands for one entitlement run one at a time, in arrival order (the
+//! place in line is taken by [`Executor::admit`], synchronously, as a
+//! command arrives); different entitlements run in parallel.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,11 +15,12 @@ use jitgate_shared::v1::api::CommandOp;
 use jitgate_shared::v1::protocol::{FailureKind, Outcome};
 use jitgate_shared::v1::signing::{CommandBody, CommandRejected, CommandVerifier, SignedCommand};
 use jitgate_shared::v1::{ConfigId, Entitlement, Target};
-use tokio::sync::{watch, Mutex, Notify};
+use tokio::sync::{watch, Notify};
 
 use crate::clock::Clock;
 use crate::journal::{entitlement_key, Holding, Journal, JournalError, SelfRevokeReport};
 use crate::provider::{Effect, Ending, Provider, ProviderError, Window};
+use crate::turns::Turns;
 
 /// How long the agent waits past a deadline for the broker's own revoke
 /// while connected; when it cannot reach the broker it does not wait.
@@ -51,7 +53,8 @@ pub struct Executor {
     verifier: CommandVerifier,
     journal: Journal,
     provider: Arc<dyn Provider>,
-    locks: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// One piece of work at a time per entitlement, by journal key.
+    turns: Turns,
     /// A deadline was set or moved.
     deadlines: Notify,
     /// A self-revoke report waits to be sent.
@@ -79,7 +82,7 @@ impl Executor {
             journal,
             provider,
             self_revoke_failures: std::sync::Mutex::default(),
-            locks: std::sync::Mutex::new(HashMap::new()),
+            turns: Turns::default(),
             deadlines: Notify::new(),
             reports: Notify::new(),
             grace,
@@ -98,28 +101,45 @@ impl Executor {
         &self.provider
     }
 
-    fn lock_for(&self, entitlement: &Entitlement) -> Arc<Mutex<()>> {
-        let mut locks = jitgate_shared::sync::lock(&self.locks);
-        locks.entry(entitlement_key(entitlement)).or_default().clone()
+    /// Verifies one command and takes its place in its entitlement's line,
+    /// now, in the order commands arrive; the returned future carries it
+    /// out when its turn comes and gives the id to answer with (empty when
+    /// the body names none) and the outcome.
+    pub fn admit(
+        self: &Arc<Self>,
+        signed: &SignedCommand,
+    ) -> impl std::future::Future<Output = (String, Outcome)> + Send + 'static {
+        let now = self.clock.now();
+        let admitted = match self.verifier.verify(signed, &self.configuration, now) {
+            Ok(body) => {
+                let turn = self.turns.take(entitlement_key(&body.entitlement));
+                Ok((body, turn))
+            }
+            Err(rejected) => Err(self.refused(signed, rejected)),
+        };
+        let this = self.clone();
+        async move {
+            let (body, mut turn) = match admitted {
+                Ok(admitted) => admitted,
+                Err(refused) => return refused,
+            };
+            turn.wait().await;
+            let id = body.id.clone();
+            let outcome = match this.carry_out(&body).await {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::error!(command = %id, error = %e, "journal failed; not acting");
+                    Outcome::failed(FailureKind::Transport, format!("agent journal: {e}"), None)
+                }
+            };
+            drop(turn);
+            (id, outcome)
+        }
     }
 
-    /// Verifies and carries out one command. Returns the id to answer with
-    /// (empty when the body names none) and the outcome.
-    pub async fn execute(&self, signed: &SignedCommand) -> (String, Outcome) {
-        let now = self.clock.now();
-        let body = match self.verifier.verify(signed, &self.configuration, now) {
-            Ok(body) => body,
-            Err(rejected) => return self.refused(signed, rejected),
-        };
-        let id = body.id.clone();
-        let outcome = match self.carry_out(&body).await {
-            Ok(o) => o,
-            Err(e) => {
-                tracing::error!(command = %id, error = %e, "journal failed; not acting");
-                Outcome::failed(FailureKind::Transport, format!("agent journal: {e}"), None)
-            }
-        };
-        (id, outcome)
+    /// [`Executor::admit`], awaited.
+    pub async fn execute(self: &Arc<Self>, signed: &SignedCommand) -> (String, Outcome) {
+        self.admit(signed).await
     }
 
     fn refused(&self, signed: &SignedCommand, rejected: CommandRejected) -> (String, Outcome) {
@@ -144,9 +164,8 @@ impl Executor {
         )
     }
 
+    /// Carries out a verified command; its turn has come.
     async fn carry_out(&self, body: &CommandBody) -> Result<Outcome, JournalError> {
-        let lock = self.lock_for(&body.entitlement);
-        let _held = lock.lock().await;
         if let Some(stored) = self.journal.result(&body.id)? {
             tracing::debug!(command = %body.id, "replayed command; answering from the journal");
             return Ok(stored.outcome);
@@ -302,8 +321,8 @@ impl Executor {
     /// Removes one expired holding. On a failure returns when to try again.
     async fn expire(&self, seen: &Holding) -> Result<(), DateTime<Utc>> {
         let retry = || self.clock.now() + chrono::Duration::seconds(1);
-        let lock = self.lock_for(&seen.entitlement);
-        let _held = lock.lock().await;
+        let mut turn = self.turns.take(entitlement_key(&seen.entitlement));
+        turn.wait().await;
         // A command may have moved the deadline or removed it meanwhile.
         match self.journal.holding(&seen.entitlement) {
             Ok(Some(h)) if h == *seen => {}
@@ -398,7 +417,10 @@ mod tests {
     }
 
     /// An executor over a sandbox tenant, its clock at [`start`].
-    fn executor(dir: &std::path::Path, signer: &CommandSigner) -> (Executor, Arc<Sandbox>, Arc<ManualClock>) {
+    fn executor(
+        dir: &std::path::Path,
+        signer: &CommandSigner,
+    ) -> (Arc<Executor>, Arc<Sandbox>, Arc<ManualClock>) {
         let sandbox =
             Arc::new(Sandbox::open(ConfigId::new("entra").unwrap(), SandboxSettings::default()).unwrap());
         let clock = Arc::new(ManualClock::new(start()));
@@ -410,7 +432,7 @@ mod tests {
             DEFAULT_GRACE,
             clock.clone(),
         );
-        (e, sandbox, clock)
+        (Arc::new(e), sandbox, clock)
     }
 
     #[test]
@@ -481,6 +503,24 @@ mod tests {
         assert!(e.journal().holdings().unwrap().is_empty());
     }
 
+    /// A grant and the revoke right behind it, whichever task the runtime
+    /// runs first: the revoke finds the entitlement applied and removes it.
+    #[tokio::test]
+    async fn a_revoke_never_overtakes_the_grant_that_arrived_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = CommandSigner::from_secret(&[7; 32]);
+        let (e, tenant, _) = executor(dir.path(), &broker);
+        let grant = e.admit(&broker.sign(&command("entra", "g1", CommandOp::Grant)));
+        let revoke = e.admit(&broker.sign(&command("entra", "r1", CommandOp::Revoke)));
+        // On this test's one thread, tasks run in the order spawned.
+        let revoked = tokio::spawn(revoke);
+        let applied = tokio::spawn(grant);
+        assert_eq!(revoked.await.unwrap().1, Outcome::Revoked);
+        assert_eq!(applied.await.unwrap().1, Outcome::Applied);
+        assert!(tenant.held().await.is_empty(), "nothing held after the revoke");
+        assert!(e.journal().holdings().unwrap().is_empty());
+    }
+
     #[tokio::test]
     async fn a_holding_is_removed_exactly_at_its_deadline_plus_grace_and_reported() {
         let dir = tempfile::tempdir().unwrap();
@@ -514,7 +554,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let broker = CommandSigner::from_secret(&[7; 32]);
         let (e, tenant, clock) = executor(dir.path(), &broker);
-        let e = Arc::new(e);
         let body = command("entra", "g1", CommandOp::Grant);
         assert_eq!(e.execute(&broker.sign(&body)).await.1, Outcome::Applied);
         let (_tx, connected) = watch::channel(false);

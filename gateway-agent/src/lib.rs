@@ -6,6 +6,7 @@
 //! - [`enroll`]: one-time enrollment with a join token.
 //! - [`journal`]: what was applied until when; answers; reports (durable).
 //! - [`executor`]: verify, journal, act; enforce deadlines alone.
+//! - [`turns`]: one piece of work at a time per entitlement, in order.
 //! - [`channel`]: the session with the broker, reconnecting.
 //! - [`provider`]: tenants: the sandbox, and the clouds; typed failures.
 //! - [`clock`]: time, from jitgate-shared, so tests can move it.
@@ -19,3 +20,4 @@ pub mod executor;
 pub mod journal;
 pub mod provider;
 pub mod state;
+pub mod turns;

@@ -55,6 +55,24 @@ pub struct TestBroker {
     log_filter: String,
 }
 
+/// A test that fails shows what its brokers warned of: their log goes with
+/// their temporary directory.
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let troubles = self.log_troubles(40);
+            if !troubles.is_empty() {
+                eprintln!(
+                    "--- broker {} (start {}): its last warnings and errors\n{}",
+                    self.url,
+                    self.starts,
+                    troubles.join("\n")
+                );
+            }
+        }
+    }
+}
+
 /// The log filter of test brokers: enough to read a failure.
 pub const TEST_LOG: &str = "info,jitgate_broker=debug";
 
@@ -186,6 +204,19 @@ impl TestBroker {
     /// The broker's log so far, for failure messages.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// The log's last `n` warnings and errors.
+    pub fn log_troubles(&self, n: usize) -> Vec<String> {
+        let log = self.log();
+        let troubles: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+            .collect();
+        troubles[troubles.len().saturating_sub(n)..]
+            .iter()
+            .map(|l| (*l).to_owned())
+            .collect()
     }
 
     async fn spawn(&mut self) {

@@ -146,29 +146,47 @@ async fn losing_the_broker_holding_the_agent_and_the_job_claims_ends_every_grant
     // closed before another broker sent the command again, what the record
     // has is the revoke's answer ("revoked", not "already absent") or the
     // agent's report that it removed the entitlement at its deadline.
-    let found_present: std::collections::BTreeSet<String> = db
-        .query(
-            "SELECT doc->'event'->>'grant' FROM audit \
-             WHERE doc->'event'->>'type' = 'agent_self_revoked' \
-             OR (doc->'event'->>'type' = 'command_settled' AND doc->'event'->>'op' = 'revoke' \
-             AND doc->'event'->'outcome'->>'outcome' = 'revoked')",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get::<_, String>(0))
-        .collect();
-    let applied: std::collections::BTreeSet<String> = grants
-        .iter()
-        .filter(|g| g.applied_at.is_some() || found_present.contains(&g.id.to_string()))
-        .map(key)
-        .collect();
+    //
+    // The tenant empties a moment before the record says why: the agent
+    // answers a revoke, or reports a removal at a deadline, after acting,
+    // and the broker stores it after that. So the record is read once every
+    // command has settled, and again until it agrees or 30 s have passed.
+    eventually(Duration::from_secs(60), "every command to settle", || async {
+        let row = db.query_one("SELECT count(*) FROM outbox", &[]).await.unwrap();
+        (row.get::<_, i64>(0) == 0).then_some(())
+    })
+    .await;
+    let reached: std::collections::BTreeSet<String> = changes.keys().map(|k| (*k).to_owned()).collect();
+    let settled_by = tokio::time::Instant::now() + Duration::from_secs(30);
+    let (grants, applied) = loop {
+        let grants = all_grants(&admin).await;
+        let found_present: std::collections::BTreeSet<String> = db
+            .query(
+                "SELECT doc->'event'->>'grant' FROM audit \
+                 WHERE doc->'event'->>'type' = 'agent_self_revoked' \
+                 OR (doc->'event'->>'type' = 'command_settled' AND doc->'event'->>'op' = 'revoke' \
+                 AND doc->'event'->'outcome'->>'outcome' = 'revoked')",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get::<_, String>(0))
+            .collect();
+        let applied: std::collections::BTreeSet<String> = grants
+            .iter()
+            .filter(|g| g.applied_at.is_some() || found_present.contains(&g.id.to_string()))
+            .map(key)
+            .collect();
+        if applied == reached || tokio::time::Instant::now() >= settled_by {
+            break (grants, applied);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let answers_lost = grants
         .iter()
         .filter(|g| g.applied_at.is_none() && applied.contains(&key(g)))
         .count();
-    let reached: std::collections::BTreeSet<String> = changes.keys().map(|k| (*k).to_owned()).collect();
     // For the next reader of a failure: what the record says of each
     // entitlement it does not count as applied though it was.
     for missing in reached.difference(&applied) {

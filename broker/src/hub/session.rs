@@ -1,10 +1,16 @@
 //! One agent session: hello, reconciliation, then a loop that sends queued
 //! commands (revokes first, one per entitlement in flight, a window per
 //! session), stores the answers, and keeps heartbeats going.
+//!
+//! Answers are stored in batches, one at a time: those that arrive while a
+//! batch is being stored make the next one, in one durable change, so a
+//! busy session's answers share commits instead of waiting for one
+//! another; a command stays claimed until its answer is stored.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
+use futures_util::future::{BoxFuture, OptionFuture};
 use futures_util::{SinkExt, StreamExt};
 use jitgate_shared::v1::api::IdentityMode;
 use jitgate_shared::v1::protocol::{self, AgentMessage, BrokerMessage, ErrorKind, FrameError};
@@ -16,10 +22,11 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use super::{HubSettings, Refused, HANDSHAKE_TIMEOUT};
+use crate::outbox::answer::Answered;
 use crate::outbox::{self, Command, OutboxSignal};
 use crate::service::delivery::SelfRevoke;
 use crate::service::live::SessionEntry;
-use crate::service::Broker;
+use crate::service::{Broker, ServiceError};
 use crate::tls::agent::AgentIdentity;
 
 type Ws = WebSocketStream<TlsStream<TcpStream>>;
@@ -93,8 +100,11 @@ pub(super) async fn run(
         check_sent: None,
         last_check: Instant::now(),
         inventory: Vec::new(),
+        answers: Vec::new(),
+        storing: None,
     };
     let end = session.serve(&mut ws, shutdown).await;
+    session.finish_storing().await;
     live.close_session(session.identity.agent, session.entry.id);
     session.outbox.release_session(session.entry.id);
     broker.metrics().agents_online.dec();
@@ -171,7 +181,15 @@ struct Session {
     /// Pages of the inventory being received (`more` set on all but the
     /// last).
     inventory: Vec<jitgate_shared::v1::Entitlement>,
+    /// Answers received while a batch is being stored: the next batch.
+    answers: Vec<(Command, jitgate_shared::v1::protocol::Outcome)>,
+    /// The batch of answers being stored; its commands stay claimed until
+    /// it is.
+    storing: Option<BoxFuture<'static, StoredAnswers>>,
 }
+
+/// Each command of a batch with what became of its answer.
+type StoredAnswers = Vec<(Command, Result<Answered, ServiceError>)>;
 
 impl Session {
     async fn serve(&mut self, ws: &mut Ws, mut shutdown: watch::Receiver<bool>) -> End {
@@ -231,6 +249,14 @@ impl Session {
                         }
                         Some(Err(e)) => return End::Transport(e.to_string()),
                     }
+                }
+                Some(stored) = OptionFuture::from(self.storing.as_mut()), if self.storing.is_some() => {
+                    self.storing = None;
+                    for (command, stored) in stored {
+                        self.stored(&command, stored);
+                    }
+                    self.store_answers();
+                    dirty = true;
                 }
                 _ = self.changed.changed() => dirty = true,
                 _ = tokio::time::sleep_until(retry_at) => dirty = true,
@@ -399,8 +425,8 @@ impl Session {
         !expired.is_empty()
     }
 
-    /// Handles one text frame. Returns whether a command was settled (the
-    /// outbox may have more to send).
+    /// Handles one text frame. Returns whether the outbox may have more to
+    /// send (a reconciliation may queue revokes).
     async fn on_frame(&mut self, ws: &mut Ws, frame: &[u8]) -> Result<bool, tungstenite::Error> {
         let message = match protocol::decode::<AgentMessage>(frame) {
             Ok(m) => m,
@@ -411,7 +437,10 @@ impl Session {
             }
         };
         match message {
-            AgentMessage::Result { command, outcome } => Ok(self.on_result(command, outcome).await),
+            AgentMessage::Result { command, outcome } => {
+                self.on_result(command, outcome).await;
+                Ok(false)
+            }
             AgentMessage::Holdings {
                 request,
                 held,
@@ -533,7 +562,9 @@ impl Session {
         }
     }
 
-    async fn on_result(&mut self, id: String, outcome: jitgate_shared::v1::protocol::Outcome) -> bool {
+    /// Takes an answer to store: at once when no batch is being stored,
+    /// else with the next batch. [`Session::stored`] follows.
+    async fn on_result(&mut self, id: String, outcome: jitgate_shared::v1::protocol::Outcome) {
         let command = match self.in_flight.remove(&id) {
             Some((c, sent)) => {
                 // Dispatch to answer: the agent's part and the wire, not
@@ -550,32 +581,57 @@ impl Session {
                 Ok(Some(c)) if c.entitlement.configuration == self.identity.configuration => c,
                 Ok(_) => {
                     tracing::debug!(command = %id, "answer for a command no longer queued");
-                    return false;
+                    return;
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "reading the outbox failed");
-                    return false;
+                    return;
                 }
             },
         };
-        let now = std::time::Instant::now();
-        match self
-            .broker
-            .answer_command(self.identity.agent, &command, outcome)
-            .await
-        {
+        self.answers.push((command, outcome));
+        self.store_answers();
+    }
+
+    /// Starts storing the answers waiting, unless a batch is being stored.
+    fn store_answers(&mut self) {
+        if self.storing.is_some() || self.answers.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.answers);
+        let (broker, agent) = (self.broker.clone(), self.identity.agent);
+        self.storing = Some(Box::pin(
+            async move { broker.answer_commands(agent, batch).await },
+        ));
+    }
+
+    /// At the session's end: every answer received is stored before its
+    /// claims go.
+    async fn finish_storing(&mut self) {
+        while let Some(batch) = self.storing.take() {
+            for (command, stored) in batch.await {
+                self.stored(&command, stored);
+            }
+            self.store_answers();
+        }
+    }
+
+    /// An answer is stored (or storing it failed): the command's claim is
+    /// freed or held back as the answer calls for.
+    fn stored(&mut self, command: &Command, stored: Result<Answered, ServiceError>) {
+        match stored {
             Ok(answered) => {
-                if let Some(pause) = self.outbox.answered(&command, answered, now) {
+                let now = std::time::Instant::now();
+                if let Some(pause) = self.outbox.answered(command, answered, now) {
                     self.broker.metrics().commands_retried.inc();
-                    tracing::info!(command = %id, ?pause, ?answered, "not settled; sending again later");
+                    tracing::info!(command = %command.id, ?pause, ?answered, "not settled; sending again later");
                 }
             }
             Err(e) => {
-                tracing::error!(command = %id, error = %e, "storing the answer failed; the command is sent again");
-                self.outbox.release(&command, false);
+                tracing::error!(command = %command.id, error = %e, "storing the answer failed; the command is sent again");
+                self.outbox.release(command, false);
             }
         }
-        true
     }
 }
 

@@ -3,7 +3,7 @@
 //! requests for a fresh certificate. Each is stored (and flushed) before
 //! the agent hears back.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use jitgate_shared::v1::api::{CommandOp, DriftReport};
@@ -13,6 +13,7 @@ use jitgate_shared::v1::{AgentId, ConfigId, Entitlement, GrantId, Target};
 use super::{retry_conflicts, Broker, ServiceError};
 use crate::audit::{Actor, AuditEntry, AuditEvent};
 use crate::domain::drift;
+use crate::domain::grant::Grant;
 use crate::domain::lease::Lease;
 use crate::outbox::answer::{self, Answered, CommandResult};
 use crate::outbox::command::{Command, REVOKE_VALIDITY};
@@ -32,25 +33,64 @@ pub struct SelfRevoke {
 
 impl Broker {
     /// What an agent answered for `command`, stored as its disposition
-    /// calls for. The one place the hub (and the model test of the
-    /// promises) hands answers to.
+    /// calls for: [`Broker::answer_commands`] with one answer.
     pub async fn answer_command(
         &self,
         agent: AgentId,
         command: &Command,
         outcome: Outcome,
     ) -> Result<Answered, ServiceError> {
-        match answer::disposition(command.op, &outcome) {
-            answer::Disposition::Settled => {
-                self.settle_command(agent, command, outcome).await?;
-                Ok(Answered::Settled)
-            }
-            answer::Disposition::Retry { after } => Ok(Answered::Retry { after }),
-            answer::Disposition::RevokeFailing { reason } => {
-                let attempts = self.revoke_failed(agent, command, &reason, outcome).await?;
-                Ok(Answered::RevokeFailing { attempts })
+        let stored = self
+            .answer_commands(agent, vec![(command.clone(), outcome)])
+            .await;
+        stored.into_iter().next().map_or_else(unstored, |(_, r)| r)
+    }
+
+    /// What an agent answered for each command, stored as its disposition
+    /// calls for: every final answer in one durable change (a session's
+    /// answers share a commit), revokes that keep failing one by one,
+    /// answers worth retrying not at all. Gives each command back with
+    /// what became of it, in the order given. The one place the hub (and
+    /// the model test of the promises) hands answers to.
+    pub async fn answer_commands(
+        &self,
+        agent: AgentId,
+        answers: Vec<(Command, Outcome)>,
+    ) -> Vec<(Command, Result<Answered, ServiceError>)> {
+        let mut settled = Vec::new();
+        let mut done: Vec<Option<Result<Answered, ServiceError>>> = Vec::with_capacity(answers.len());
+        for (i, (command, outcome)) in answers.iter().enumerate() {
+            done.push(match answer::disposition(command.op, outcome) {
+                answer::Disposition::Settled => {
+                    settled.push(i);
+                    None
+                }
+                answer::Disposition::Retry { after } => Some(Ok(Answered::Retry { after })),
+                answer::Disposition::RevokeFailing { reason } => Some(
+                    self.revoke_failed(agent, command, &reason, outcome.clone())
+                        .await
+                        .map(|attempts| Answered::RevokeFailing { attempts }),
+                ),
+            });
+        }
+        if !settled.is_empty() {
+            let batch: Vec<(&Command, &Outcome)> =
+                settled.iter().map(|&i| (&answers[i].0, &answers[i].1)).collect();
+            let stored = self.settle_commands(agent, &batch).await;
+            for &i in &settled {
+                done[i] = Some(match &stored {
+                    Ok(()) => Ok(Answered::Settled),
+                    Err(e) => Err(ServiceError::Unavailable(format!(
+                        "storing the answers failed: {e}"
+                    ))),
+                });
             }
         }
+        answers
+            .into_iter()
+            .zip(done)
+            .map(|((command, _), done)| (command, done.unwrap_or_else(unstored)))
+            .collect()
     }
 
     /// Records that a revoke was refused or failed for good: it stays on
@@ -105,66 +145,76 @@ impl Broker {
         Ok(attempts)
     }
 
-    /// Stores an agent's final answer to `command`: the result record, the
-    /// command off the outbox, and the grant's delivery fields, in one
+    /// Stores an agent's final answers: for each, the result record, the
+    /// command off the outbox and the grant's delivery fields; all in one
     /// durable change.
-    #[tracing::instrument(skip(self, command, outcome), fields(command = %command.id))]
-    pub async fn settle_command(
+    #[tracing::instrument(skip(self, answers), fields(answers = answers.len()))]
+    async fn settle_commands(
         &self,
         agent: AgentId,
-        command: &Command,
-        outcome: Outcome,
+        answers: &[(&Command, &Outcome)],
     ) -> Result<(), ServiceError> {
         let recovered = retry_conflicts(|| async {
-            let mut recovered = false;
+            let mut recovered = 0usize;
             let now = self.clock.now();
             let mut change = Change::default();
-            if let Some(grant) = self.store.grant(command.grant).await? {
-                if let Some(g) = grant.record_delivery(command.op, &outcome, now) {
-                    if grant.revoke_failing.is_some() && g.revoke_failing.is_none() {
-                        recovered = true;
+            // The grants this change writes, as it leaves them.
+            let mut written: HashMap<GrantId, Grant> = HashMap::new();
+            for (command, outcome) in answers {
+                let grant = match written.get(&command.grant) {
+                    Some(staged) => Some(staged.clone()),
+                    None => self.store.grant(command.grant).await?,
+                };
+                if let Some(grant) = grant {
+                    if let Some(g) = grant.record_delivery(command.op, outcome, now) {
+                        if grant.revoke_failing.is_some() && g.revoke_failing.is_none() {
+                            recovered += 1;
+                        }
+                        written.insert(command.grant, g);
                     }
-                    change.grants.push(g);
                 }
-            }
-            change.results.push(CommandResult {
-                command: command.id.clone(),
-                configuration: command.entitlement.configuration.clone(),
-                grant: command.grant,
-                op: command.op,
-                agent,
-                outcome: outcome.clone(),
-                at: now,
-            });
-            change.delivered.push(command.id.clone());
-            change.audit.push(AuditEntry {
-                at: now,
-                actor: Actor::System,
-                event: AuditEvent::CommandSettled {
+                change.results.push(CommandResult {
                     command: command.id.clone(),
-                    agent,
+                    configuration: command.entitlement.configuration.clone(),
                     grant: command.grant,
                     op: command.op,
-                    outcome: outcome.clone(),
-                },
-            });
+                    agent,
+                    outcome: (*outcome).clone(),
+                    at: now,
+                });
+                change.delivered.push(command.id.clone());
+                change.audit.push(AuditEntry {
+                    at: now,
+                    actor: Actor::System,
+                    event: AuditEvent::CommandSettled {
+                        command: command.id.clone(),
+                        agent,
+                        grant: command.grant,
+                        op: command.op,
+                        outcome: (*outcome).clone(),
+                    },
+                });
+            }
+            change.grants.extend(written.into_values());
             self.commit(change).await?;
             Ok(recovered)
         })
         .await?;
-        if recovered {
+        for _ in 0..recovered {
             self.metrics.revokes_failing.dec();
         }
-        let ok = answer::succeeded(&outcome);
-        self.metrics
-            .commands_settled
-            .get_or_create(&vec![
-                ("op", format!("{:?}", command.op).to_lowercase()),
-                ("result", if ok { "ok" } else { "error" }.to_owned()),
-            ])
-            .inc();
-        if !ok {
-            tracing::warn!(command = %command.id, ?outcome, "agent could not carry out a command");
+        for (command, outcome) in answers {
+            let ok = answer::succeeded(outcome);
+            self.metrics
+                .commands_settled
+                .get_or_create(&vec![
+                    ("op", format!("{:?}", command.op).to_lowercase()),
+                    ("result", if ok { "ok" } else { "error" }.to_owned()),
+                ])
+                .inc();
+            if !ok {
+                tracing::warn!(command = %command.id, ?outcome, "agent could not carry out a command");
+            }
         }
         Ok(())
     }
@@ -368,6 +418,13 @@ impl Broker {
         })
         .await
     }
+}
+
+/// Every answer is given a disposition above; this names the bug if not.
+fn unstored() -> Result<Answered, ServiceError> {
+    Err(ServiceError::Unavailable(
+        "an answer was given no disposition".into(),
+    ))
 }
 
 fn revoke_failed_audit(

@@ -104,9 +104,15 @@ impl Journal {
             path: path.display().to_string(),
             error,
         };
+        // No background flusher: every write that must survive a crash is
+        // followed by an explicit flush (a holding before acting, a
+        // removal, a report and its acknowledgement), and an answer's
+        // record is deliberately left to the next one. The flusher would
+        // only add a thread and an fsync twice a second, idle or not.
         let db = sled::Config::new()
             .path(path)
             .mode(sled::Mode::HighThroughput)
+            .flush_every_ms(None)
             .open()
             .map_err(|e| open(e.to_string()))?;
         let tree = |name: &str| db.open_tree(name).map_err(|e| open(e.to_string()));

@@ -152,8 +152,19 @@ impl OutboxSignal {
 
     /// Everything `session` had in flight goes back to the queue.
     pub fn release_session(&self, session: u64) {
-        lock(&self.claims).in_flight.retain(|_, (_, s)| *s != session);
-        self.changed.send_modify(|n| *n = n.wrapping_add(1));
+        let released = {
+            let mut claims = lock(&self.claims);
+            let before = claims.in_flight.len();
+            claims.in_flight.retain(|_, (_, s)| *s != session);
+            claims.in_flight.len() < before
+        };
+        // Only freed commands are news: every session of the configuration
+        // wakes at a bump and reads the outbox, and when thousands of
+        // sessions end together (a broker stopping) a bump for each would
+        // make that thousands of reads each.
+        if released {
+            self.changed.send_modify(|n| *n = n.wrapping_add(1));
+        }
     }
 
     /// When the earliest held-back command may go again.
@@ -200,6 +211,20 @@ mod tests {
         assert_eq!(o.claim(vec![b.clone()], 2, 10, now).len(), 1);
         o.release(&b, true);
         assert_eq!(o.claim(vec![b], 3, 1, now).len(), 1);
+    }
+
+    #[test]
+    fn a_session_ending_wakes_the_others_only_when_it_frees_a_command() {
+        let o = OutboxSignal::default();
+        let mut woken = o.changed.subscribe();
+        woken.mark_unchanged();
+        o.release_session(1);
+        assert!(!woken.has_changed().unwrap(), "nothing was in flight");
+        assert_eq!(o.claim(vec![command("a", "a")], 2, 10, Instant::now()).len(), 1);
+        o.release_session(1);
+        assert!(!woken.has_changed().unwrap(), "another session's claim");
+        o.release_session(2);
+        assert!(woken.has_changed().unwrap(), "a command to send again");
     }
 
     #[test]

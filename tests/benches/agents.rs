@@ -47,7 +47,7 @@ use jitgate_shared::v1::api::{CreateJoinTokenBody, CreateRequestBody};
 use jitgate_shared::v1::protocol::{self, BrokerMessage, Outcome};
 use jitgate_shared::v1::signing::CommandSigner;
 use jitgate_shared::v1::{ConfigId, GrantId, ResourceId};
-use jitgate_tests::broker::{all_grants, TestBroker};
+use jitgate_tests::broker::{all_grants, cpu_time_of, TestBroker};
 use jitgate_tests::fixtures::{policies, reviewed_catalog, BULK_POLICY, CATALOG, REVIEWED_WORKFLOWS};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -588,6 +588,9 @@ async fn whole_system(seconds: u64) {
     // Request `i` is requester `i mod users`'s, for resource `i / users`.
     let body = |i: usize| ask(&format!("r{}", (i / WHOLE_USERS) % WHOLE_RESOURCES));
 
+    // Where the two cores go: the broker, and this process (the clients
+    // and the agent).
+    let cpu = Cpu::start(&b);
     // The floor: requests made and left pending.
     let created = for_each_worker(span, |_, i| {
         let (client, body) = (&requesters[i % WHOLE_USERS], body(i));
@@ -597,7 +600,9 @@ async fn whole_system(seconds: u64) {
     })
     .await;
     let floor = created as f64 / span.as_secs_f64();
+    let creating = cpu.cores(&b);
 
+    let cpu = Cpu::start(&b);
     let from = chrono::Utc::now();
     let approved = for_each_worker(span, |w, i| {
         let (client, approver, body) = (&requesters[i % WHOLE_USERS], &approvers[w], body(i));
@@ -608,6 +613,7 @@ async fn whole_system(seconds: u64) {
     })
     .await;
     let to = chrono::Utc::now();
+    let approving = cpu.cores(&b);
     assert!(
         approved <= WHOLE_USERS * WHOLE_RESOURCES,
         "more approvals than distinct entitlements: raise WHOLE_USERS or WHOLE_RESOURCES"
@@ -625,7 +631,37 @@ async fn whole_system(seconds: u64) {
         approved as f64 / span.as_secs_f64(),
         approved.saturating_sub(applied)
     );
+    println!(
+        "  cores busy, broker / clients and agent: {:.2} / {:.2} creating, {:.2} / {:.2} approving and applying",
+        creating.0, creating.1, approving.0, approving.1
+    );
     agent.stop().await;
+}
+
+/// CPU time of the broker and of this process from a moment on.
+struct Cpu {
+    at: Instant,
+    broker: Duration,
+    here: Duration,
+}
+
+impl Cpu {
+    fn start(b: &TestBroker) -> Cpu {
+        Cpu {
+            at: Instant::now(),
+            broker: b.cpu_time(),
+            here: cpu_time_of("/proc/self/stat"),
+        }
+    }
+
+    /// Cores the broker and this process kept busy on average since.
+    fn cores(&self, b: &TestBroker) -> (f64, f64) {
+        let wall = self.at.elapsed().as_secs_f64();
+        (
+            (b.cpu_time() - self.broker).as_secs_f64() / wall,
+            (cpu_time_of("/proc/self/stat") - self.here).as_secs_f64() / wall,
+        )
+    }
 }
 
 /// Runs [`WORKERS`] clients for `span`: worker `w` runs `job(w, i)` for

@@ -73,6 +73,19 @@ impl Drop for TestBroker {
     }
 }
 
+/// CPU time (user + system) of the process whose `/proc/PID/stat` is at
+/// `stat`; `/proc/self/stat` for this one.
+pub fn cpu_time_of(stat: &str) -> Duration {
+    let stat = std::fs::read_to_string(stat).unwrap();
+    // Fields after the command name, which is in parentheses and may hold
+    // spaces: utime and stime are the 12th and 13th of them, in clock
+    // ticks (100 a second on Linux).
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 10)
+}
+
 /// The log filter of test brokers: enough to read a failure.
 pub const TEST_LOG: &str = "info,jitgate_broker=debug";
 
@@ -307,6 +320,11 @@ impl TestBroker {
                 .unwrap_or(0)
         };
         (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    /// CPU time the broker process has used so far (user + system).
+    pub fn cpu_time(&self) -> Duration {
+        cpu_time_of(&format!("/proc/{}/stat", self.pid()))
     }
 
     pub fn pid(&self) -> u32 {

@@ -122,22 +122,18 @@ impl Server {
                 errors,
             })?;
         let holder = Arc::new(PolicyHolder::new(config.policy_dir.clone(), policies, now));
-        let hub_listener = TcpListener::bind(config.hub_listen)
-            .await
-            .map_err(|error| ServeError::Bind {
-                addr: config.hub_listen,
-                error,
-            })?;
+        let hub_listener = listen(config.hub_listen).map_err(|error| ServeError::Bind {
+            addr: config.hub_listen,
+            error,
+        })?;
         let hub_addr = hub_listener.local_addr().map_err(|error| ServeError::Bind {
             addr: config.hub_listen,
             error,
         })?;
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|error| ServeError::Bind {
-                addr: config.listen,
-                error,
-            })?;
+        let listener = listen(config.listen).map_err(|error| ServeError::Bind {
+            addr: config.listen,
+            error,
+        })?;
         let addr = listener.local_addr().map_err(|error| ServeError::Bind {
             addr: config.listen,
             error,
@@ -361,6 +357,25 @@ enum ServerCert {
 /// Re-issues the API's and the hub's server certificates (valid 90 days)
 /// every day, so a long-running broker never serves an expired one. New
 /// connections use the new certificate; open ones keep theirs.
+/// Connections the kernel may hold for a listener before it is accepted
+/// from (capped by `net.core.somaxconn`). tokio's default of 1,024 is too few
+/// when thousands of agents reconnect at once after a broker restart: the
+/// kernel drops the rest, and each dropped agent's TCP retries its SYN after
+/// 1, 3, 7, 15 s.
+const LISTEN_BACKLOG: u32 = 8192;
+
+/// Binds `addr` with [`LISTEN_BACKLOG`].
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 async fn renew_server_certs(
     configs: Vec<(Arc<ArcSwap<rustls::ServerConfig>>, ServerCert)>,
     ca: Arc<BrokerCa>,

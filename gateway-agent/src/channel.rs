@@ -3,6 +3,7 @@
 //! the agent runs. Commands are carried out concurrently (one at a time per
 //! entitlement) and answered as they finish.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,11 +18,16 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use crate::executor::Executor;
+use crate::journal::SelfRevokeReport;
 use crate::state::{new_key_and_csr, StateDir};
 
 type Ws = WebSocketStream<tokio_rustls::client::TlsStream<TcpStream>>;
 
 pub use jitgate_shared::v1::protocol::PATH;
+
+/// A self-revoke report sent and not acknowledged is sent again on the same
+/// session after this long: the broker may have failed to store it.
+pub const REPORT_RESEND: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone)]
 pub struct ChannelSettings {
@@ -223,6 +229,7 @@ async fn session(
         executor,
         answers: mpsc::unbounded_channel(),
         pending_key: None,
+        reported: HashMap::new(),
         renew_asked: false,
         renew_at: state.credentials()?.renew_at(),
     };
@@ -239,6 +246,9 @@ struct Session<'a> {
     ),
     /// The key for a certificate asked for and not yet received.
     pending_key: Option<String>,
+    /// Self-revoke reports sent on this session and not acknowledged, by
+    /// command, with when they were last sent.
+    reported: HashMap<String, Instant>,
     renew_asked: bool,
     /// Two thirds into the current certificate's life.
     renew_at: chrono::DateTime<chrono::Utc>,
@@ -276,6 +286,7 @@ impl Session<'_> {
                     }
                     seq += 1;
                     send(ws, &AgentMessage::Heartbeat { seq }).await?;
+                    self.send_reports(ws).await?;
                 }
                 _ = tokio::time::sleep(renew_in), if !self.renew_asked => self.ask_renewal(ws).await?,
             }
@@ -299,6 +310,8 @@ impl Session<'_> {
         Ok(())
     }
 
+    /// Sends the self-revoke reports due (at the session's start, when one
+    /// is written, and at each heartbeat for those unacknowledged).
     async fn send_reports(&mut self, ws: &mut Ws) -> Result<(), ChannelError> {
         let reports = match self.executor.journal().reports() {
             Ok(r) => r,
@@ -307,16 +320,16 @@ impl Session<'_> {
                 return Ok(());
             }
         };
-        for r in reports {
+        for r in reports_due(&reports, &mut self.reported, Instant::now()) {
             send(
                 ws,
                 &AgentMessage::SelfRevoked {
-                    command: r.command,
+                    command: r.command.clone(),
                     grant: r.grant,
-                    entitlement: r.entitlement,
+                    entitlement: r.entitlement.clone(),
                     deadline: r.deadline,
                     at: r.at,
-                    outcome: r.outcome,
+                    outcome: r.outcome.clone(),
                 },
             )
             .await?;
@@ -383,6 +396,7 @@ impl Session<'_> {
                 });
             }
             BrokerMessage::Acknowledged { command } => {
+                self.reported.remove(&command);
                 let journal = self.executor.journal();
                 let forgotten = match journal.remove_report(&command) {
                     Ok(()) => journal.flush().await,
@@ -410,6 +424,27 @@ impl Session<'_> {
         }
         Ok(())
     }
+}
+
+/// Of the reports `waiting` in the journal, those to send now: never sent
+/// on this session, or sent [`REPORT_RESEND`] ago or more without an
+/// acknowledgement. Records them as sent at `now`, and forgets reports no
+/// longer waiting.
+fn reports_due<'a>(
+    waiting: &'a [SelfRevokeReport],
+    sent: &mut HashMap<String, Instant>,
+    now: Instant,
+) -> Vec<&'a SelfRevokeReport> {
+    sent.retain(|command, _| waiting.iter().any(|r| &r.command == command));
+    let mut due = Vec::new();
+    for report in waiting {
+        let last = sent.get(&report.command);
+        if last.is_none_or(|at| now.saturating_duration_since(*at) >= REPORT_RESEND) {
+            sent.insert(report.command.clone(), now);
+            due.push(report);
+        }
+    }
+    due
 }
 
 /// An inventory as `Inventory` frames of at most
@@ -445,6 +480,53 @@ pub fn inventory_pages(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn report(command: &str) -> SelfRevokeReport {
+        let at = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        SelfRevokeReport {
+            command: command.into(),
+            grant: jitgate_shared::v1::GrantId::generate(),
+            entitlement: jitgate_shared::v1::Entitlement {
+                configuration: jitgate_shared::v1::ConfigId::new("entra").unwrap(),
+                target: jitgate_shared::v1::Target::EntraGroupMembership { group_id: "g".into() },
+                principal: "alice".into(),
+            },
+            deadline: at,
+            at,
+            outcome: jitgate_shared::v1::protocol::Outcome::Revoked,
+        }
+    }
+
+    fn commands(due: &[&SelfRevokeReport]) -> Vec<String> {
+        due.iter().map(|r| r.command.clone()).collect()
+    }
+
+    #[test]
+    fn unacknowledged_reports_are_sent_again_after_a_while_and_acknowledged_ones_forgotten() {
+        let (a, b) = (report("a"), report("b"));
+        let mut sent = HashMap::new();
+        let start = Instant::now();
+        assert_eq!(
+            commands(&reports_due(std::slice::from_ref(&a), &mut sent, start)),
+            ["a"]
+        );
+        let later = start + REPORT_RESEND / 2;
+        assert_eq!(
+            commands(&reports_due(&[a.clone(), b.clone()], &mut sent, later)),
+            ["b"],
+            "a new report goes at once, one just sent waits"
+        );
+        let resend = start + REPORT_RESEND;
+        assert_eq!(
+            commands(&reports_due(&[a.clone(), b.clone()], &mut sent, resend)),
+            ["a"],
+            "the broker may not have stored it: again"
+        );
+        // Acknowledged: gone from the journal, forgotten here.
+        assert!(reports_due(&[b], &mut sent, resend).is_empty());
+        assert_eq!(sent.len(), 1);
+        assert_eq!(commands(&reports_due(&[a], &mut sent, resend)), ["a"]);
+    }
 
     #[test]
     fn hub_urls_parse_or_are_named() {

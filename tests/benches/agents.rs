@@ -429,11 +429,18 @@ async fn many_agents(n: usize) {
         "agents noticed the broker gone"
     );
     let respawn = Instant::now();
+    let fleet_cpu = fleet.cpu_time();
     b.restart().await;
+    let broker_cpu = b.cpu_time();
     let listening = respawn.elapsed();
     let back = fleet.all(true, Duration::from_secs(300)).await;
     let reconnected = respawn.elapsed();
     assert!(back, "not every agent reconnected");
+    let cores = |used: Duration| used.as_secs_f64() / reconnected.as_secs_f64();
+    let (broker_busy, fleet_busy) = (
+        cores(b.cpu_time() - broker_cpu),
+        cores(fleet.cpu_time() - fleet_cpu),
+    );
     println!(
         "  broker restart                     stopped in {:.2} s, listening {:.2} s after start",
         stopped.as_secs_f64(),
@@ -442,6 +449,10 @@ async fn many_agents(n: usize) {
     println!(
         "  all {n} reconnected                {:.2} s after the broker started  (target < 10 s; agents back off up to 5 s)",
         reconnected.as_secs_f64()
+    );
+    println!(
+        "  cores busy meanwhile               broker {broker_busy:.2}, agent processes {fleet_busy:.2} (of {})",
+        std::thread::available_parallelism().map_or(0, usize::from)
     );
     fleet.stop().await;
 }
@@ -491,6 +502,15 @@ impl Fleet {
             connected,
             total: states.len(),
         }
+    }
+
+    /// CPU time the client processes have used so far.
+    fn cpu_time(&self) -> Duration {
+        self.children
+            .iter()
+            .filter_map(tokio::process::Child::id)
+            .map(|pid| cpu_time_of(&format!("/proc/{pid}/stat")))
+            .sum()
     }
 
     fn connected(&self) -> usize {

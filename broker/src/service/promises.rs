@@ -128,8 +128,12 @@ enum Step {
     Advance {
         secs: i64,
     },
+    /// The agent answers every queued command, as `fate` says; `together`:
+    /// the answers are stored as one batch, as a busy hub session stores
+    /// the answers that arrive while it stores the one before.
     Deliver {
         fate: Fate,
+        together: bool,
     },
     Disable {
         who: usize,
@@ -159,7 +163,7 @@ fn step() -> impl Strategy<Value = Step> {
             3 => Just(Fate::Done),
             1 => prop::sample::select(&[FailureKind::Transport, FailureKind::Throttled, FailureKind::Busy][..]).prop_map(Fate::Failed),
             2 => prop::sample::select(&[FailureKind::Unauthorised, FailureKind::NotFound, FailureKind::Rejected][..]).prop_map(Fate::Failed),
-        ].prop_map(|fate| Step::Deliver { fate }),
+        ].prop_flat_map(|fate| any::<bool>().prop_map(move |together| Step::Deliver { fate, together })),
         1 => someone().prop_map(|who| Step::Disable { who }),
         1 => Just(Step::LinkHal),
         1 => Just(Step::ForceClose),
@@ -365,7 +369,7 @@ impl World {
                 self.h.clock.advance(chrono::Duration::seconds(secs));
                 self.h.drain().await;
             }
-            Step::Deliver { fate } => self.deliver(fate).await?,
+            Step::Deliver { fate, together } => self.deliver(fate, together).await?,
             Step::Disable { who } => {
                 let id = UserId::new(ACCOUNTS[who].0).unwrap();
                 broker.disable_user(&self.admin, &id).await.unwrap();
@@ -402,10 +406,12 @@ impl World {
         Ok(())
     }
 
-    /// The agent answers every queued command, as `fate` says.
-    async fn deliver(&mut self, fate: Fate) -> Result<(), TestCaseError> {
+    /// The agent answers every queued command, as `fate` says; the answers
+    /// are stored one by one, or `together` as one batch.
+    async fn deliver(&mut self, fate: Fate, together: bool) -> Result<(), TestCaseError> {
         let aws = "aws".parse().unwrap();
         let queued = self.h.broker.store().outbox(&aws, 10_000).await.unwrap();
+        let mut answers = Vec::with_capacity(queued.len());
         for command in queued {
             let key = Lease::key_for(&command.entitlement);
             let outcome = match (fate, command.op) {
@@ -429,11 +435,24 @@ impl World {
                 ),
                 (Fate::Failed(kind), _) => Outcome::failed(kind, format!("{kind:?}"), None),
             };
-            self.h
-                .broker
-                .answer_command(self.agent, &command, outcome)
-                .await
-                .unwrap();
+            answers.push((command, outcome));
+        }
+        if together {
+            let stored = self.h.broker.answer_commands(self.agent, answers.clone()).await;
+            for (command, stored) in stored {
+                prop_assert!(stored.is_ok(), "{}: {stored:?}", command.id);
+            }
+        } else {
+            for (command, outcome) in &answers {
+                self.h
+                    .broker
+                    .answer_command(self.agent, command, outcome.clone())
+                    .await
+                    .unwrap();
+            }
+        }
+        for (command, _) in answers {
+            let key = Lease::key_for(&command.entitlement);
             if fate.grant_failed_for_good() && command.op == CommandOp::Grant {
                 self.refused_deadline.insert(key.clone());
             }
@@ -662,8 +681,12 @@ async fn run_steps(backend: Backend, steps: Vec<Step>) -> Result<(), TestCaseErr
     // and the tenant holds nothing.
     w.h.clock.advance(chrono::Duration::hours(6));
     w.h.drain().await;
-    for _ in 0..4 {
-        w.run(Step::Deliver { fate: Fate::Done }).await?;
+    for round in 0..4 {
+        w.run(Step::Deliver {
+            fate: Fate::Done,
+            together: round % 2 == 1,
+        })
+        .await?;
         w.check().await?;
     }
     prop_assert!(

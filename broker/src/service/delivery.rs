@@ -78,12 +78,7 @@ impl Broker {
                 settled.iter().map(|&i| (&answers[i].0, &answers[i].1)).collect();
             let stored = self.settle_commands(agent, &batch).await;
             for &i in &settled {
-                done[i] = Some(match &stored {
-                    Ok(()) => Ok(Answered::Settled),
-                    Err(e) => Err(ServiceError::Unavailable(format!(
-                        "storing the answers failed: {e}"
-                    ))),
-                });
+                done[i] = Some(stored.clone().map(|()| Answered::Settled));
             }
         }
         answers

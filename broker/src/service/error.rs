@@ -6,7 +6,7 @@ use crate::domain::grant::GrantError;
 use crate::domain::request::RequestError;
 use crate::store::StoreError;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ServiceError {
     #[error("{0}")]
     Unauthenticated(String),

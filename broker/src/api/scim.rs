@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use scim_v2::filter::{AttrPath, Filter};
-use scim_v2::models::others::PatchOp;
+use scim_v2::models::others::{PatchOp, PatchOperation};
 use serde_json::{json, Map, Value};
 
 use super::AppState;
@@ -90,7 +90,7 @@ impl FromRequestParts<AppState> for Directory {
 
 /// A JSON object body, whatever the content type says (directories send
 /// `application/scim+json`).
-fn object_body(bytes: &Bytes) -> Result<Map<String, Value>, ScimError> {
+pub fn object_body(bytes: &[u8]) -> Result<Map<String, Value>, ScimError> {
     match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Err(ScimError::invalid_syntax("the body must be a JSON object")),
@@ -100,12 +100,13 @@ fn object_body(bytes: &Bytes) -> Result<Map<String, Value>, ScimError> {
 
 /// List parameters: from the query string (GET) or a SearchRequest body.
 #[derive(Debug, Default)]
-struct ListParams {
-    filter: Option<Filter>,
-    start_index: usize,
-    count: usize,
-    attributes: Vec<AttrPath>,
-    excluded: Vec<AttrPath>,
+pub struct ListParams {
+    pub filter: Option<Filter>,
+    /// 1-based.
+    pub start_index: usize,
+    pub count: usize,
+    pub attributes: Vec<AttrPath>,
+    pub excluded: Vec<AttrPath>,
 }
 
 impl ListParams {
@@ -154,7 +155,8 @@ impl ListParams {
         Ok(params)
     }
 
-    fn from_query(query: &HashMap<String, String>) -> Result<Self, ScimError> {
+    /// From a list's query string (names without regard to case).
+    pub fn from_query(query: &HashMap<String, String>) -> Result<Self, ScimError> {
         Self::parse(|name| {
             query
                 .iter()
@@ -163,7 +165,8 @@ impl ListParams {
         })
     }
 
-    fn from_search(bytes: &Bytes) -> Result<Self, ScimError> {
+    /// From a `.search` request's SearchRequest body.
+    pub fn from_search(bytes: &[u8]) -> Result<Self, ScimError> {
         let body = object_body(bytes)?;
         Self::parse(|name| {
             body.iter()
@@ -274,15 +277,22 @@ async fn patch(
     id: String,
     body: Bytes,
 ) -> Result<Response, ScimError> {
-    let op: PatchOp = serde_json::from_slice(&body)
-        .map_err(|e| ScimError::invalid_syntax(format!("not a PatchOp: {e}")))?;
+    let operations = patch_operations(&body)?;
+    let r = state.broker.scim_patch(&conn, kind, &id, &operations).await?;
+    Ok(one(&state, StatusCode::OK, &r, &ListParams::default()))
+}
+
+/// The operations of a PATCH body (RFC 7644 §3.5.2): a PatchOp with at
+/// least one.
+pub fn patch_operations(body: &[u8]) -> Result<Vec<PatchOperation>, ScimError> {
+    let op: PatchOp =
+        serde_json::from_slice(body).map_err(|e| ScimError::invalid_syntax(format!("not a PatchOp: {e}")))?;
     if op.operations.is_empty() {
         return Err(ScimError::invalid_syntax(
             "a PatchOp needs at least one operation",
         ));
     }
-    let r = state.broker.scim_patch(&conn, kind, &id, &op.operations).await?;
-    Ok(one(&state, StatusCode::OK, &r, &ListParams::default()))
+    Ok(op.operations)
 }
 
 async fn delete(

@@ -466,6 +466,27 @@ impl OidcProvider {
         })
     }
 
+    /// Checks an ID token as text (a compact JWS, as a token response
+    /// carries it) against `metadata` and its keys, offline: what a
+    /// sign-in does once it has the provider's keys. No key refresh.
+    pub fn check_id_token(
+        &self,
+        metadata: &CoreProviderMetadata,
+        id_token: &str,
+        nonce: &Nonce,
+        now: DateTime<Utc>,
+    ) -> Result<(), OidcError> {
+        let reject = |reason: String| OidcError::Rejected {
+            provider: self.settings.name.clone(),
+            reason,
+        };
+        let token: CoreIdToken = id_token
+            .parse()
+            .map_err(|e| reject(format!("not a compact JWS: {e}")))?;
+        self.verify_with(metadata, &token, Some(nonce), now)
+            .map_err(|e| reject(rejection(&e)))
+    }
+
     fn verify_with(
         &self,
         metadata: &CoreProviderMetadata,

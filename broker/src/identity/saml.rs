@@ -136,6 +136,14 @@ impl SamlProvider {
         })
     }
 
+    /// Accepts responses and assertions issued up to `delay` ago (samael's
+    /// default is 90 seconds, which sign-ins keep). For replaying responses
+    /// made long ago: the fuzz targets' corpus.
+    pub fn allowing_issue_delay(mut self, delay: chrono::Duration) -> Self {
+        self.sp.max_issue_delay = delay;
+        self
+    }
+
     /// The SP metadata XML to give the IdP.
     pub fn metadata_xml(&self) -> Result<String, SamlError> {
         // samael wants a logout URL; jitgate has no single logout, so the

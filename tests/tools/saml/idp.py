@@ -172,6 +172,7 @@ class Handler(BaseHTTPRequestHandler):
         print(fmt % args, flush=True)
 
 
-httpd = ThreadingHTTPServer(("127.0.0.1", PORT), Handler)
-print(f"idp listening on {BASE}", flush=True)
-httpd.serve_forever()
+if __name__ == "__main__":  # fuzz/seeds/saml.py imports it to build seeds
+    httpd = ThreadingHTTPServer(("127.0.0.1", PORT), Handler)
+    print(f"idp listening on {BASE}", flush=True)
+    httpd.serve_forever()

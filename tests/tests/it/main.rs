@@ -16,6 +16,7 @@ mod entra;
 mod entra_graph;
 mod failover;
 mod fault;
+mod fuzz_corpus;
 mod hub;
 mod lifecycle;
 mod notify;

@@ -41,7 +41,7 @@ pub async fn list_configurations(
 }
 
 #[utoipa::path(put, path = "/api/v1/admin/configurations/{id}", tag = "admin", request_body = Configuration,
-    params(("id" = String, Path, description = "Configuration id")),
+    params(("id" = ConfigId, Path, description = "Configuration id")),
     responses((status = 200, body = Configuration), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn put_configuration(
@@ -65,7 +65,7 @@ pub async fn list_resources(
 }
 
 #[utoipa::path(put, path = "/api/v1/admin/resources/{id}", tag = "admin", request_body = Resource,
-    params(("id" = String, Path, description = "Resource id")),
+    params(("id" = ResourceId, Path, description = "Resource id")),
     responses((status = 200, body = Resource), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn put_resource(
@@ -89,7 +89,7 @@ pub async fn list_users(
 }
 
 #[utoipa::path(put, path = "/api/v1/admin/users/{id}", tag = "admin", request_body = UserBody,
-    params(("id" = String, Path, description = "User id")),
+    params(("id" = UserId, Path, description = "User id")),
     responses(
         (status = 201, description = "Created, with the user's first token (shown once)", body = IssuedToken),
         (status = 200, description = "Updated", body = UserView),
@@ -111,7 +111,7 @@ pub async fn put_user(
 }
 
 #[utoipa::path(post, path = "/api/v1/admin/users/{id}/tokens", tag = "admin",
-    params(("id" = String, Path, description = "User id")),
+    params(("id" = UserId, Path, description = "User id")),
     responses((status = 201, body = IssuedToken), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn issue_token(
     State(s): State<AppState>,
@@ -125,7 +125,7 @@ pub async fn issue_token(
 /// A one-time sign-in link to the console for a local account (one with
 /// no identity provider), valid 15 minutes.
 #[utoipa::path(post, path = "/api/v1/admin/users/{id}/sign-in-link", tag = "admin",
-    params(("id" = String, Path, description = "User id")),
+    params(("id" = UserId, Path, description = "User id")),
     responses((status = 201, body = SignInLinkIssued), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "The account is disabled or signs in through a provider", body = ErrorBody)),
     security(("bearer" = [])))]
@@ -165,6 +165,7 @@ pub async fn reload_policies(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct OutboxQuery {
     /// At most this many commands; default 1000.
@@ -172,7 +173,7 @@ pub struct OutboxQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/admin/outbox/{configuration}", tag = "admin",
-    params(("configuration" = String, Path, description = "Configuration id"), OutboxQuery),
+    params(("configuration" = ConfigId, Path, description = "Configuration id"), OutboxQuery),
     responses((status = 200, description = "Queued commands, revokes first", body = Vec<CommandBody>)),
     security(("bearer" = [])))]
 pub async fn outbox(
@@ -187,6 +188,7 @@ pub async fn outbox(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct TokenQuery {
     /// Only this user's tokens.
@@ -219,7 +221,7 @@ pub async fn revoke_token(
 }
 
 #[utoipa::path(post, path = "/api/v1/admin/users/{id}/disable", tag = "admin",
-    params(("id" = String, Path, description = "User id")),
+    params(("id" = UserId, Path, description = "User id")),
     responses((status = 200, body = UserView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn disable_user(
@@ -247,6 +249,7 @@ pub async fn force_close_revoke(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ExplainQuery {
     /// The resource to explain.
@@ -312,6 +315,7 @@ pub async fn delete_scim_connection(
 /// The audit log's filter and page, every field optional: the API's query
 /// and the console's filter form.
 #[derive(Debug, Clone, Default, Deserialize, serde::Serialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuditParams {
     /// Acted or acted on by this person (any of their linked accounts), or

@@ -45,7 +45,7 @@ pub async fn list(State(s): State<AppState>, Caller(user): Caller) -> Result<Jso
 }
 
 #[utoipa::path(post, path = "/api/v1/admin/agents/{id}/revoke", tag = "agents",
-    params(("id" = String, Path, description = "Agent id")),
+    params(("id" = jitgate_shared::v1::AgentId, Path, description = "Agent id")),
     responses((status = 200, body = AgentView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn revoke(
@@ -58,7 +58,7 @@ pub async fn revoke(
 }
 
 #[utoipa::path(post, path = "/api/v1/admin/agents/{id}/approve", tag = "agents",
-    params(("id" = String, Path, description = "Agent id")),
+    params(("id" = jitgate_shared::v1::AgentId, Path, description = "Agent id")),
     responses((status = 200, body = AgentView), (status = 404, body = ErrorBody),
         (status = 409, description = "The agent is not pending approval", body = ErrorBody)),
     security(("bearer" = [])))]

@@ -30,7 +30,10 @@ pub const REFRESH_COOKIE: &str = "jitgate_refresh";
 pub const REFRESH_PATH: &str = "/api/v1/auth/refresh";
 
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginBody,
-    responses((status = 200, body = LoginStarted), (status = 400, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = LoginStarted), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "No sign-in provider has that name"),
+        (status = 409, body = ErrorBody, description = "No sign-in provider is configured"),
+        (status = 503, body = ErrorBody)))]
 pub async fn login(
     State(s): State<AppState>,
     Body(body): Body<LoginBody>,
@@ -53,7 +56,10 @@ pub async fn login(
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/device", tag = "auth", request_body = DeviceLoginBody,
-    responses((status = 200, body = DeviceStarted), (status = 400, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = DeviceStarted), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "No sign-in provider has that name"),
+        (status = 409, body = ErrorBody, description = "No sign-in provider is configured"),
+        (status = 503, body = ErrorBody)))]
 pub async fn device(
     State(s): State<AppState>,
     OptionalBody(body): OptionalBody<DeviceLoginBody>,
@@ -114,7 +120,9 @@ pub async fn refresh(
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth",
-    responses((status = 204), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
+    responses((status = 204),
+        (status = 400, body = ErrorBody, description = "The token belongs to no sign-in session (an admin issued it)"),
+        (status = 401, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn logout(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -133,6 +141,7 @@ pub async fn logout(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SessionQuery {
     /// Only this user's sessions.

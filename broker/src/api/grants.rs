@@ -13,6 +13,7 @@ use super::AppState;
 use crate::service::grants::GrantQuery;
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListGrants {
     pub state: Option<GrantState>,
@@ -41,7 +42,7 @@ pub async fn list(
 }
 
 #[utoipa::path(get, path = "/api/v1/grants/{id}", tag = "grants",
-    params(("id" = String, Path, description = "Grant id")),
+    params(("id" = GrantId, Path, description = "Grant id")),
     responses((status = 200, body = GrantView), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn show(
@@ -54,7 +55,7 @@ pub async fn show(
 }
 
 #[utoipa::path(post, path = "/api/v1/grants/{id}/revoke", tag = "grants", request_body = RevokeBody,
-    params(("id" = String, Path, description = "Grant id")),
+    params(("id" = GrantId, Path, description = "Grant id")),
     responses((status = 200, description = "Ended; a revoke is queued when no other grant holds the entitlement", body = GrantView),
         (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -69,7 +70,7 @@ pub async fn revoke(
 }
 
 #[utoipa::path(post, path = "/api/v1/grants/{id}/extend", tag = "grants", request_body = ExtendBody,
-    params(("id" = String, Path, description = "Grant id")),
+    params(("id" = GrantId, Path, description = "Grant id")),
     responses((status = 200, body = ExtendOutcome), (status = 400, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]

@@ -17,6 +17,7 @@ use super::AppState;
 use crate::service::requests::RequestQuery;
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListRequests {
     /// Only requests in this state.
@@ -64,6 +65,7 @@ pub async fn inbox(
     responses(
         (status = 201, description = "Created; approved at once when auto-approve or break-glass applies", body = RequestView),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "The resource cannot be granted now: its configuration is disabled, or its chain has no way through"),
         (status = 413, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create(
@@ -93,7 +95,7 @@ pub async fn list(
 }
 
 #[utoipa::path(get, path = "/api/v1/requests/{id}", tag = "requests",
-    params(("id" = String, Path, description = "Request id")),
+    params(("id" = RequestId, Path, description = "Request id")),
     responses((status = 200, body = RequestView), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn show(
@@ -106,7 +108,7 @@ pub async fn show(
 }
 
 #[utoipa::path(get, path = "/api/v1/ids/{id}", tag = "requests",
-    params(("id" = String, Path, description = "A request or grant id")),
+    params(("id" = RequestId, Path, description = "A request or grant id (a UUID)")),
     responses((status = 200, description = "The request or grant the id names", body = Identified),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -131,7 +133,7 @@ async fn review(
 }
 
 #[utoipa::path(post, path = "/api/v1/requests/{id}/approve", tag = "requests", request_body = ReviewBody,
-    params(("id" = String, Path, description = "Request id")),
+    params(("id" = RequestId, Path, description = "Request id")),
     responses((status = 200, body = RequestView),
         (status = 403, description = "Own request, or not an approver", body = ErrorBody),
         (status = 409, description = "Already decided, reviewed or expired", body = ErrorBody)),
@@ -146,7 +148,7 @@ pub async fn approve(
 }
 
 #[utoipa::path(post, path = "/api/v1/requests/{id}/deny", tag = "requests", request_body = ReviewBody,
-    params(("id" = String, Path, description = "Request id")),
+    params(("id" = RequestId, Path, description = "Request id")),
     responses((status = 200, body = RequestView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn deny(
@@ -159,7 +161,7 @@ pub async fn deny(
 }
 
 #[utoipa::path(post, path = "/api/v1/requests/{id}/cancel", tag = "requests",
-    params(("id" = String, Path, description = "Request id")),
+    params(("id" = RequestId, Path, description = "Request id")),
     responses((status = 200, body = RequestView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn cancel(

@@ -324,6 +324,7 @@ pub struct RevokeFailing {
 #[serde(deny_unknown_fields)]
 pub struct ForceCloseBody {
     /// How the entitlement was removed, for the audit log. Required.
+    #[schema(pattern = "\\S")]
     pub reason: String,
 }
 
@@ -436,9 +437,13 @@ pub struct UserBody {
     pub display_name: String,
     #[serde(default)]
     pub email: Option<String>,
+    /// A role named twice counts once.
+    #[schema(value_type = Vec<Role>)]
     pub roles: BTreeSet<Role>,
-    /// Directory groups, usable in policies (`Jitgate::Group`).
+    /// Directory groups, usable in policies (`Jitgate::Group`); a group
+    /// named twice counts once.
     #[serde(default)]
+    #[schema(value_type = Vec<String>)]
     pub groups: BTreeSet<String>,
     /// Accounts with the same person id belong to one person: none of them
     /// may approve another's request.
@@ -481,9 +486,14 @@ pub struct LoginBody {
     /// Or name the provider.
     #[serde(default)]
     pub provider: Option<String>,
-    /// The CLI's loopback listener (`http://127.0.0.1:PORT/...`).
+    /// The CLI's loopback listener (`http://127.0.0.1:PORT/...`, or
+    /// `[::1]`, or `localhost`), without a fragment.
+    #[schema(
+        pattern = "^http://(127\\.0\\.0\\.1|\\[::1\\]|localhost)(:([0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?(/[^#]*)?$"
+    )]
     pub redirect_uri: String,
     /// S256 challenge of a verifier the CLI keeps (RFC 7636).
+    #[schema(pattern = "^[A-Za-z0-9_-]{43}$")]
     pub code_challenge: String,
 }
 
@@ -598,9 +608,12 @@ pub struct SsoProviderView {
 #[serde(deny_unknown_fields)]
 pub struct ScimConnectionBody {
     /// Names the directory: letters, digits, `-`, `_` and `.`.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     pub name: String,
-    /// Roles the users it provisions start with (default: requester).
+    /// Roles the users it provisions start with (default: requester); a
+    /// role named twice counts once.
     #[serde(default = "default_scim_roles")]
+    #[schema(value_type = Vec<Role>)]
     pub default_roles: BTreeSet<Role>,
 }
 
@@ -691,7 +704,8 @@ pub struct AuditChainView {
     pub signed_head: Option<u64>,
     /// The first thing wrong, naming the record; absent: intact.
     pub broken: Option<String>,
-    /// A check under way: records verified so far, of about how many.
+    /// A check under way: `[records verified so far, of about how many]`.
+    #[schema(value_type = Option<Vec<u64>>, min_items = 2, max_items = 2)]
     pub running: Option<(u64, u64)>,
 }
 

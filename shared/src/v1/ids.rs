@@ -70,7 +70,7 @@ macro_rules! slug_id {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, utoipa::ToSchema)]
         #[serde(transparent)]
-        #[schema(value_type = String)]
+        #[schema(value_type = String, pattern = "^[a-z0-9][a-z0-9._@-]{0,127}$")]
         pub struct $name(String);
 
         impl $name {

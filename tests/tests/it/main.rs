@@ -8,6 +8,7 @@ mod api_input;
 mod aws;
 mod chains;
 mod cli;
+mod conformance;
 mod console;
 mod crash;
 mod database;

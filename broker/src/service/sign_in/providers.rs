@@ -13,7 +13,7 @@ use crate::config::SsoConfig;
 use crate::domain::user::User;
 use crate::identity::oidc::{OidcError, OidcProvider};
 use crate::identity::saml::{SamlError, SamlProvider};
-use crate::identity::sso;
+use crate::identity::sso::{self, SignInError};
 use crate::service::{require_role, Broker, ServiceError};
 
 /// The identity providers and session lifetimes.
@@ -112,9 +112,14 @@ impl Broker {
 
     /// The provider that signs in `email` (or the one named).
     pub(super) fn route(&self, email: Option<&str>, provider: Option<&str>) -> Result<&str, ServiceError> {
-        sso::route(&self.sso.routes, email, provider).map_err(|e| ServiceError::Invalid {
-            field: Some(if provider.is_some() { "provider" } else { "email" }),
-            message: e.to_string(),
+        sso::route(&self.sso.routes, email, provider).map_err(|e| match e {
+            // The broker's state, not the request, is what is missing.
+            SignInError::NoProviders => ServiceError::Conflict(e.to_string()),
+            SignInError::UnknownProvider { name, .. } => ServiceError::not_found("sign-in provider", name),
+            _ => ServiceError::Invalid {
+                field: Some(if provider.is_some() { "provider" } else { "email" }),
+                message: e.to_string(),
+            },
         })
     }
 

@@ -18,6 +18,7 @@ mod entra_graph;
 mod failover;
 mod fault;
 mod fuzz_corpus;
+mod headers;
 mod hub;
 mod lifecycle;
 mod notify;

@@ -1,9 +1,11 @@
-//! Every response carries the security headers, whatever answers it: no
-//! MIME sniffing, no referrer, HSTS (the broker is reached over https),
-//! and on HTML a Content Security Policy, no framing and no caching.
+//! What the broker shows the outside, checked from outside: the security
+//! headers on every response (no MIME sniffing, no referrer, HSTS, and on
+//! HTML a Content Security Policy, no framing and no caching), and TLS
+//! that old or weak clients cannot speak.
 
 use jitgate_tests::broker::TestBroker;
 use jitgate_tests::fixtures::{policies, CATALOG};
+use jitgate_tests::{test_tool, workspace};
 
 #[tokio::test]
 async fn every_response_carries_the_security_headers() {
@@ -75,4 +77,45 @@ async fn every_response_carries_the_security_headers() {
         }
     }
     assert!(html_seen >= 1, "no HTML response was checked");
+}
+
+/// The broker's TLS, probed from outside by OpenSSL (Python's `ssl`) as
+/// old and weak clients would: TLS 1.3 and TLS 1.2 with ECDHE and AEAD
+/// ciphers only. A refusal must be the server's (an alert it sent), not
+/// the probing client declining to offer what it was asked to.
+#[tokio::test]
+async fn the_broker_speaks_only_modern_tls() {
+    let b = TestBroker::start(CATALOG, &policies()).await;
+    let url = reqwest::Url::parse(&b.url).unwrap();
+    let out = tokio::process::Command::new(test_tool("python"))
+        .arg(workspace().join("tests/tools/tls/probe.py"))
+        .arg(url.host_str().unwrap())
+        .arg(url.port().unwrap().to_string())
+        .arg(b.ca())
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let answers: std::collections::BTreeMap<String, String> = serde_json::from_slice(&out.stdout).unwrap();
+    println!("{answers:#?}");
+    for accepted in ["tls1.3", "tls1.2-ecdhe-gcm", "tls1.2-ecdhe-chacha20"] {
+        assert!(
+            answers[accepted].starts_with("ok "),
+            "{accepted}: {}",
+            answers[accepted]
+        );
+    }
+    for refused in [
+        "tls1.0",
+        "tls1.1",
+        "tls1.2-rsa-key-exchange",
+        "tls1.2-cbc",
+        "tls1.2-dhe",
+    ] {
+        let answer = &answers[refused];
+        assert!(
+            answer.starts_with("refused: ") && answer.contains("ALERT"),
+            "{refused} was not refused by the broker: {answer}"
+        );
+    }
 }

@@ -33,7 +33,8 @@ pub async fn every_response(State(s): State<AppState>, request: Request, next: N
     let html = h
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/html"));
+        .and_then(|v| v.trim_start().get(..9))
+        .is_some_and(|v| v.eq_ignore_ascii_case("text/html"));
     if html {
         h.entry(CONTENT_SECURITY_POLICY)
             .or_insert(HeaderValue::from_static(CONTENT_SECURITY_POLICY_VALUE));

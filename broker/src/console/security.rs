@@ -1,12 +1,11 @@
-//! The headers every console response carries: a strict Content Security
-//! Policy (our own scripts and styles only, no inline script, no framing),
-//! no MIME sniffing, no referrer (sign-in links carry their secret in the
-//! path), and no caching of pages that show a person's data.
+//! The headers every console response carries on top of every response's
+//! (`api::headers`: no MIME sniffing, no referrer, which matters here as
+//! sign-in links carry their secret in the path): a strict Content
+//! Security Policy (our own scripts and styles only, no inline script, no
+//! framing), and no caching of pages that show a person's data.
 
 use axum::extract::Request;
-use axum::http::header::{
-    CACHE_CONTROL, CONTENT_SECURITY_POLICY, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
-};
+use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, X_FRAME_OPTIONS};
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
@@ -25,8 +24,6 @@ pub async fn headers(request: Request, next: Next) -> Response {
         HeaderValue::from_static(CONTENT_SECURITY_POLICY_VALUE),
     );
     h.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     if !h.contains_key(CACHE_CONTROL) {
         h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }

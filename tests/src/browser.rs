@@ -214,6 +214,23 @@ impl Browser {
         }
     }
 
+    /// Waits until the page's address contains `part` (a form submitted:
+    /// elements of the page before it would otherwise still be found).
+    pub async fn wait_for_address(&self, part: &str) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let now = self.client.current_url().await.map(|u| u.to_string());
+            if now.as_deref().is_ok_and(|u| u.contains(part)) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the page never went to an address with `{part}`: {now:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Waits until no element matches (the page after an action shows its
     /// outcome: a row gone).
     pub async fn wait_gone(&self, css: &str) {

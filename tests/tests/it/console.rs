@@ -634,6 +634,7 @@ async fn the_auditor_filters_downloads_and_sees_the_chain_checked() {
     // Alice: her request, Bob's review of it, her grant; not Bob's request.
     admin.type_into("#person", "alice").await;
     admin.click("#filter").await;
+    admin.wait_for_address("person=alice").await;
     admin.wait_for("#records [data-kind=request_reviewed]").await;
     assert_eq!(admin.count("#records [data-kind=request_created]").await, 1);
     assert!(admin.count("#records [data-kind=grant_scheduled]").await >= 1);

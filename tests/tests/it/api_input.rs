@@ -375,3 +375,104 @@ async fn sign_ins_and_token_guesses_are_limited_per_client() {
     assert_eq!(code, StatusCode::TOO_MANY_REQUESTS, "{msg}");
     assert!(msg.contains("refused tokens"), "{msg}");
 }
+
+/// The request smuggling forms (RFC 9112 §6.3 and §5.2): a body length
+/// stated twice or not as a number, folded or malformed header lines, a
+/// transfer coding that is not chunked: each is refused with a 400 and the
+/// connection closed. A length stated both ways is framed by the transfer
+/// coding alone and the connection closed after the answer (the RFC's
+/// other choice; hyper drops the Content-Length before any handler sees
+/// it). Either way, the request hidden behind is never answered.
+#[tokio::test]
+async fn request_smuggling_forms_are_refused_and_the_connection_closed() {
+    use tokio::io::AsyncWriteExt;
+    let b = TestBroker::start(CATALOG, &policies()).await;
+    // Alice's request carries the malformed framing: were it taken, she
+    // would get her account back (200). Bob's is hidden behind it: were it
+    // answered, his account would show.
+    let whoami = |user: &str, version: &str| {
+        format!(
+            "GET /api/v1/whoami HTTP/{version}\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\n",
+            b.token(user)
+        )
+    };
+    let hidden = whoami("bob", "1.1") + "\r\n";
+    let start = whoami("alice", "1.1");
+    let forms = [
+        (
+            "Content-Length and Transfer-Encoding both",
+            format!("{start}Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+        ),
+        (
+            "Transfer-Encoding and Content-Length both, in that order",
+            format!("{start}Transfer-Encoding: chunked\r\nContent-Length: 60\r\n\r\n0\r\n\r\n"),
+        ),
+        (
+            "two different Content-Lengths",
+            format!("{start}Content-Length: 0\r\nContent-Length: 2\r\n\r\n{{}}"),
+        ),
+        (
+            "a Content-Length list that disagrees",
+            format!("{start}Content-Length: 0, 2\r\n\r\n{{}}"),
+        ),
+        (
+            "a signed Content-Length",
+            format!("{start}Content-Length: +2\r\n\r\n{{}}"),
+        ),
+        (
+            "white space before the colon",
+            format!("{start}Content-Length : 2\r\n\r\n{{}}"),
+        ),
+        (
+            "an obs-fold continuation line",
+            format!("{start}X-Note: one\r\n two\r\nContent-Length: 2\r\n\r\n{{}}"),
+        ),
+        (
+            "a transfer coding that is not chunked last",
+            format!("{start}Transfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n"),
+        ),
+        (
+            "an unknown transfer coding",
+            format!("{start}Transfer-Encoding: xchunked\r\n\r\n0\r\n\r\n"),
+        ),
+        (
+            "Transfer-Encoding in HTTP/1.0",
+            format!("{}Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", whoami("alice", "1.0")),
+        ),
+        (
+            // (To a handler that reads the body: whoami answers before
+            // the body is read, and the connection is closed after.)
+            "a chunk size that is not hexadecimal",
+            format!(
+                "POST /api/v1/requests HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\n\
+                 Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n0x2\r\n{{}}\r\n0\r\n\r\n",
+                b.token("alice")
+            ),
+        ),
+    ];
+    let mut outcomes = Vec::new();
+    let mut wrong = Vec::new();
+    for (form, request) in forms {
+        let mut tls = raw_tls(&b).await;
+        tls.write_all(format!("{request}{hidden}").as_bytes())
+            .await
+            .unwrap();
+        tls.flush().await.unwrap();
+        let seen = String::from_utf8_lossy(&closed_by_server(&mut tls).await).into_owned();
+        let answers = seen.matches("HTTP/1.").count();
+        let status = seen.split_whitespace().nth(1).unwrap_or("nothing");
+        outcomes.push(format!("{form}: {status}, {answers} answer(s)"));
+        let framed_by_the_coding = form.contains("Transfer-Encoding and Content-Length")
+            || form.contains("Content-Length and Transfer-Encoding");
+        let expected = if framed_by_the_coding {
+            status == "200" && seen.contains("\r\nconnection: close\r\n")
+        } else {
+            status == "400"
+        };
+        if seen.contains("\"id\":\"bob\"") || answers > 1 || !expected {
+            wrong.push(format!("{form}:\n{seen}"));
+        }
+    }
+    println!("smuggling forms:\n  {}", outcomes.join("\n  "));
+    assert!(wrong.is_empty(), "not refused:\n{}", wrong.join("\n\n"));
+}

@@ -14,6 +14,7 @@ pub mod oidc;
 pub mod on_call_fake;
 pub mod proxy;
 pub mod saml;
+pub mod scim;
 pub mod slack_fake;
 pub mod tamper;
 pub mod teams_fake;

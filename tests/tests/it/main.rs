@@ -30,4 +30,5 @@ mod quickstart;
 mod saml;
 mod scim;
 mod slack;
+mod soak;
 mod support;

@@ -129,6 +129,246 @@ impl Modify for CommonResponses {
     }
 }
 
-pub async fn document() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+/// One link (OpenAPI 3.1 §4.8.20): from an operation's success to another
+/// operation, with one parameter of it taken from the response.
+struct LinkSpec {
+    from: (&'static str, &'static str),
+    name: &'static str,
+    to: (&'static str, &'static str),
+    parameter: &'static str,
+    /// A runtime expression: where in the response the value is.
+    value: &'static str,
+}
+
+const fn link(
+    from: (&'static str, &'static str),
+    name: &'static str,
+    to: (&'static str, &'static str),
+    parameter: &'static str,
+    value: &'static str,
+) -> LinkSpec {
+    LinkSpec {
+        from,
+        name,
+        to,
+        parameter,
+        value,
+    }
+}
+
+const REQUEST: (&str, &str) = ("get", "/api/v1/requests/{id}");
+const GRANT: (&str, &str) = ("get", "/api/v1/grants/{id}");
+const USER: (&str, &str) = ("put", "/api/v1/admin/users/{id}");
+
+/// What a client can do next with what an operation answered: from a
+/// request made (or listed) to reading, approving, denying and cancelling
+/// it; from a grant listed to reading, revoking and extending it; from a
+/// user saved to their tokens, sign-in link and disabling; from a token
+/// issued to revoking it; from a SCIM connection made to deleting it; from
+/// a configuration saved to its outbox. Clients may follow them, and the
+/// conformance test's stateful phase does.
+const LINKS: &[LinkSpec] = &[
+    link(
+        ("post", "/api/v1/requests"),
+        "GetRequest",
+        REQUEST,
+        "id",
+        "$response.body#/id",
+    ),
+    link(
+        ("post", "/api/v1/requests"),
+        "ApproveRequest",
+        ("post", "/api/v1/requests/{id}/approve"),
+        "id",
+        "$response.body#/id",
+    ),
+    link(
+        ("post", "/api/v1/requests"),
+        "DenyRequest",
+        ("post", "/api/v1/requests/{id}/deny"),
+        "id",
+        "$response.body#/id",
+    ),
+    link(
+        ("post", "/api/v1/requests"),
+        "CancelRequest",
+        ("post", "/api/v1/requests/{id}/cancel"),
+        "id",
+        "$response.body#/id",
+    ),
+    link(
+        ("post", "/api/v1/requests/{id}/approve"),
+        "GetRequest",
+        REQUEST,
+        "id",
+        "$response.body#/id",
+    ),
+    link(
+        ("get", "/api/v1/requests"),
+        "GetFirstRequest",
+        REQUEST,
+        "id",
+        "$response.body#/items/0/id",
+    ),
+    link(
+        ("get", "/api/v1/grants"),
+        "GetFirstGrant",
+        GRANT,
+        "id",
+        "$response.body#/items/0/id",
+    ),
+    link(
+        ("get", "/api/v1/grants"),
+        "RevokeFirstGrant",
+        ("post", "/api/v1/grants/{id}/revoke"),
+        "id",
+        "$response.body#/items/0/id",
+    ),
+    link(
+        ("get", "/api/v1/grants"),
+        "ExtendFirstGrant",
+        ("post", "/api/v1/grants/{id}/extend"),
+        "id",
+        "$response.body#/items/0/id",
+    ),
+    link(
+        USER,
+        "IssueToken",
+        ("post", "/api/v1/admin/users/{id}/tokens"),
+        "id",
+        "$response.body#/id",
+    ),
+    link(
+        USER,
+        "IssueSignInLink",
+        ("post", "/api/v1/admin/users/{id}/sign-in-link"),
+        "id",
+        "$response.body#/id",
+    ),
+    link(
+        USER,
+        "DisableUser",
+        ("post", "/api/v1/admin/users/{id}/disable"),
+        "id",
+        "$response.body#/id",
+    ),
+    link(
+        ("post", "/api/v1/admin/users/{id}/tokens"),
+        "ListTheirTokens",
+        ("get", "/api/v1/admin/tokens"),
+        "user",
+        "$response.body#/user/id",
+    ),
+    link(
+        ("post", "/api/v1/admin/scim/connections"),
+        "DeleteConnection",
+        ("delete", "/api/v1/admin/scim/connections/{name}"),
+        "name",
+        "$response.body#/connection/name",
+    ),
+    link(
+        ("put", "/api/v1/admin/configurations/{id}"),
+        "GetOutbox",
+        ("get", "/api/v1/admin/outbox/{configuration}"),
+        "configuration",
+        "$response.body#/id",
+    ),
+];
+
+/// The JSON pointer to an operation in the document.
+fn operation_pointer((method, path): (&str, &str)) -> String {
+    format!("/paths/{}/{method}", path.replace('~', "~0").replace('/', "~1"))
+}
+
+/// An `operationRef`: the operation's pointer as a URI fragment.
+fn operation_ref(operation: (&str, &str)) -> String {
+    format!("#{}", operation_pointer(operation))
+}
+
+/// Adds [`LINKS`] to each operation's first success response. (Written
+/// into the JSON: utoipa 5.5 serialises its `Link` with snake_case field
+/// names, `operation_ref`, which no OpenAPI reader knows.)
+fn add_links(doc: &mut serde_json::Value) {
+    for spec in LINKS {
+        let Some(responses) = doc
+            .pointer_mut(&format!("{}/responses", operation_pointer(spec.from)))
+            .and_then(serde_json::Value::as_object_mut)
+        else {
+            continue;
+        };
+        let Some((_, success)) = responses.iter_mut().find(|(status, _)| status.starts_with('2')) else {
+            continue;
+        };
+        let link = serde_json::json!({
+            "operationRef": operation_ref(spec.to),
+            "parameters": { spec.parameter: spec.value },
+        });
+        if let Some(response) = success.as_object_mut() {
+            let links = response
+                .entry("links")
+                .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+            if let Some(links) = links.as_object_mut() {
+                links.insert(spec.name.to_owned(), link);
+            }
+        }
+    }
+}
+
+/// The document as served, made once: generated, then linked.
+pub fn document_json() -> &'static serde_json::Value {
+    static DOCUMENT: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    DOCUMENT.get_or_init(|| {
+        let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+        add_links(&mut doc);
+        doc
+    })
+}
+
+pub async fn document() -> Json<&'static serde_json::Value> {
+    Json(document_json())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every link starts at an operation's success, names an operation of
+    /// the document and one of its parameters, as an OpenAPI reader sees it.
+    #[test]
+    fn every_link_joins_two_operations_of_the_document() {
+        let doc = document_json();
+        let operation = |(method, path): (&str, &str)| {
+            doc.pointer(&operation_pointer((method, path)))
+                .unwrap_or_else(|| panic!("no operation {method} {path}"))
+        };
+        for spec in LINKS {
+            let responses = operation(spec.from)["responses"].as_object().unwrap();
+            let link = responses
+                .iter()
+                .filter(|(status, _)| status.starts_with('2'))
+                .find_map(|(_, r)| r["links"].get(spec.name))
+                .unwrap_or_else(|| panic!("{}: not on a success of {:?}", spec.name, spec.from));
+            let target = link["operationRef"].as_str().unwrap();
+            assert_eq!(target, operation_ref(spec.to));
+            assert_eq!(link["parameters"][spec.parameter], spec.value);
+            let to = operation(spec.to);
+            let names: Vec<&str> = to["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p["name"].as_str())
+                .collect();
+            assert!(
+                names.contains(&spec.parameter),
+                "{}: {:?} has no parameter `{}` (it has {names:?})",
+                spec.name,
+                spec.to,
+                spec.parameter
+            );
+        }
+        assert_eq!(
+            operation_ref(("get", "/api/v1/requests/{id}")),
+            "#/paths/~1api~1v1~1requests~1{id}/get"
+        );
+    }
 }

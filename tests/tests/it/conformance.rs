@@ -9,7 +9,9 @@
 //! (`positive_data_acceptance`). The document cannot say what the broker
 //! checks against its state (a body's id that differs from the path's, an
 //! unknown resource or configuration, an integer sent as `1.0`), and those
-//! requests are refused with 400.
+//! requests are refused with 400. For that reason too, the stateful phase
+//! follows few of the document's links: a generated body seldom names a
+//! resource of the catalogue, so a sequence seldom gets past its start.
 
 use std::process::Stdio;
 

@@ -429,3 +429,21 @@ pub async fn all_grants(admin: &ApiClient) -> Vec<jitgate_shared::v1::api::Grant
         }
     }
 }
+
+/// Every request, page by page.
+pub async fn all_requests(admin: &ApiClient) -> Vec<jitgate_shared::v1::api::RequestView> {
+    let mut out = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut q = vec![("limit", "500".to_owned())];
+        if let Some(a) = &after {
+            q.push(("after", a.clone()));
+        }
+        let page = admin.requests(&q).await.unwrap();
+        out.extend(page.items);
+        match page.next {
+            Some(n) => after = Some(n),
+            None => return out,
+        }
+    }
+}

@@ -32,8 +32,8 @@ use jitgate_broker::cli::client::{ApiClient, ClientError};
 use jitgate_shared::v1::api::{EndReason, GrantState, GrantView, RequestView};
 use jitgate_shared::v1::{GrantId, UserId};
 use jitgate_tests::agent::TestAgent;
-use jitgate_tests::broker::{all_grants, TestBroker};
-use jitgate_tests::fixtures::POLICY;
+use jitgate_tests::broker::{all_grants, all_requests, TestBroker};
+use jitgate_tests::fixtures::{CATALOG, POLICY};
 use jitgate_tests::proxy::FaultProxy;
 use jitgate_tests::scim::Directory;
 use rand::rngs::StdRng;
@@ -46,8 +46,8 @@ use crate::support::{ask, eventually};
 use invariants::{check_approvals, check_tenant, quantile, ApprovalReport, TenantReport};
 
 /// Two configurations, each with resources needing no, one and two
-/// approvals.
-const CATALOG: &str = r#"
+/// approvals; the people are the fixtures' (see [`catalog`]).
+const CONFIGURATIONS: &str = r#"
 [[configurations]]
 id = "aws-test"
 kind = "aws_identity_center"
@@ -88,37 +88,15 @@ configuration = "entra-test"
 group = "prod"
 target = { kind = "entra_group_membership", group_id = "0b4f4a7e-0000-4000-8000-000000000002" }
 
-[[users]]
-id = "alice"
-email = "alice@example.com"
-roles = ["requester"]
-groups = ["developers"]
-
-[[users]]
-id = "bob"
-roles = ["requester", "approver"]
-groups = ["sre"]
-
-[[users]]
-id = "carol"
-roles = ["approver"]
-groups = ["sre"]
-
-[[users]]
-id = "dave"
-roles = ["approver"]
-groups = ["sre"]
-
-[[users]]
-id = "erin"
-roles = ["approver"]
-groups = ["sre"]
-person = "alice"
-
-[[users]]
-id = "admin"
-roles = ["admin", "auditor"]
 "#;
+
+/// [`CONFIGURATIONS`] with the fixtures' people: alice requests, bob
+/// requests and approves, carol, dave and erin (alice's second account)
+/// approve, admin administers and audits.
+fn catalog() -> String {
+    let people = &CATALOG[CATALOG.find("[[users]]").unwrap()..];
+    format!("{CONFIGURATIONS}\n{people}")
+}
 
 const WORKFLOWS: &str = r#"
 [defaults]
@@ -346,24 +324,6 @@ fn footprints(brokers: &[TestBroker], at: Duration) -> Vec<Footprint> {
         .collect()
 }
 
-/// Every request, page by page.
-async fn all_requests(admin: &ApiClient) -> Vec<RequestView> {
-    let mut out = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let mut q = vec![("limit", "500".to_owned())];
-        if let Some(a) = &after {
-            q.push(("after", a.clone()));
-        }
-        let page = admin.requests(&q).await.unwrap();
-        out.extend(page.items);
-        match page.next {
-            Some(n) => after = Some(n),
-            None => return out,
-        }
-    }
-}
-
 /// What one checkpoint found.
 struct Checked {
     tenants: Vec<TenantReport>,
@@ -450,7 +410,7 @@ async fn agent_behind_faults(brokers: &[TestBroker], configuration: &str) -> (Te
 #[ignore = "the chaos soak runs on its own: scripts/soak"]
 async fn chaos_soak_keeps_both_promises() {
     let policies = [("access.cedar", POLICY), ("workflows.toml", WORKFLOWS)];
-    let b = TestBroker::start_with(CATALOG, &policies, crate::agents::FAST).await;
+    let b = TestBroker::start_with(&catalog(), &policies, crate::agents::FAST).await;
     soak(vec![b]).await;
 }
 
@@ -458,7 +418,7 @@ async fn chaos_soak_keeps_both_promises() {
 #[ignore = "the chaos soak runs on its own: scripts/soak"]
 async fn chaos_soak_with_three_brokers_on_postgres() {
     let policies = [("access.cedar", POLICY), ("workflows.toml", WORKFLOWS)];
-    let first = TestBroker::start_on_postgres(CATALOG, &policies, crate::agents::FAST).await;
+    let first = TestBroker::start_on_postgres(&catalog(), &policies, crate::agents::FAST).await;
     let second = TestBroker::start_peer(&first, crate::agents::FAST).await;
     let third = TestBroker::start_peer(&first, crate::agents::FAST).await;
     soak(vec![first, second, third]).await;

@@ -34,6 +34,8 @@ pub struct TestAgent {
     provider: Vec<String>,
     env: Vec<(String, String)>,
     starts: usize,
+    /// Where strace records the system calls, when run under it.
+    trace: Option<PathBuf>,
 }
 
 impl TestAgent {
@@ -79,6 +81,7 @@ impl TestAgent {
             provider: Vec::new(),
             env: Vec::new(),
             starts: 0,
+            trace: None,
         }
     }
 
@@ -96,6 +99,12 @@ impl TestAgent {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Runs the agent under strace from its next start on, recording its
+    /// system calls into `trace`.
+    pub fn trace_into(&mut self, trace: &std::path::Path) {
+        self.trace = Some(trace.to_owned());
     }
 
     /// Starts `jitgate-agent run --provider sandbox` with `extra` flags.
@@ -132,7 +141,12 @@ impl TestAgent {
         } else {
             self.provider.clone()
         };
-        let child = Command::new(bin("jitgate-agent"))
+        let program = bin("jitgate-agent");
+        let mut command = match &self.trace {
+            Some(trace) => crate::traced(&program, trace),
+            None => Command::new(&program),
+        };
+        let child = command
             .arg("--state-dir")
             .arg(self.state_dir())
             .arg("run")

@@ -53,6 +53,8 @@ pub struct TestBroker {
     hub_port: u16,
     extra: Vec<String>,
     log_filter: String,
+    /// Where strace records the system calls, when run under it.
+    trace: Option<PathBuf>,
 }
 
 /// A test that fails shows what its brokers warned of: their log goes with
@@ -112,6 +114,20 @@ impl TestBroker {
         Self::start_full(catalog, policies, extra, log_filter, on_postgres()).await
     }
 
+    /// As [`start_with`](Self::start_with), every run under strace,
+    /// which records its system calls into `trace`.
+    pub async fn start_traced(
+        catalog: &str,
+        policies: &[(&str, &str)],
+        extra: &[&str],
+        trace: &Path,
+    ) -> Self {
+        let mut me = Self::prepared(catalog, policies, extra, TEST_LOG, on_postgres()).await;
+        me.trace = Some(trace.to_owned());
+        me.spawn().await;
+        me
+    }
+
     /// As [`start`](Self::start), on a PostgreSQL database of its own
     /// whatever `JITGATE_TEST_STORE` says.
     pub async fn start_on_postgres(catalog: &str, policies: &[(&str, &str)], extra: &[&str]) -> Self {
@@ -119,6 +135,20 @@ impl TestBroker {
     }
 
     async fn start_full(
+        catalog: &str,
+        policies: &[(&str, &str)],
+        extra: &[&str],
+        log_filter: &str,
+        postgres: bool,
+    ) -> Self {
+        let mut me = Self::prepared(catalog, policies, extra, log_filter, postgres).await;
+        me.spawn().await;
+        me
+    }
+
+    /// A data directory with `catalog` loaded and `policies` written, the
+    /// broker not started.
+    async fn prepared(
         catalog: &str,
         policies: &[(&str, &str)],
         extra: &[&str],
@@ -152,7 +182,6 @@ impl TestBroker {
             let (user, token) = line.split_once('\t').unwrap();
             me.tokens.insert(user.to_owned(), token.to_owned());
         }
-        me.spawn().await;
         me
     }
 
@@ -203,6 +232,7 @@ impl TestBroker {
             hub_port: 0,
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
             log_filter: log_filter.to_owned(),
+            trace: None,
         }
     }
 
@@ -235,7 +265,12 @@ impl TestBroker {
     async fn spawn(&mut self) {
         self.starts += 1;
         let log = std::fs::File::create(self.log_path()).unwrap();
-        let child = Command::new(bin("jitgate-broker"))
+        let program = bin("jitgate-broker");
+        let mut command = match &self.trace {
+            Some(trace) => crate::traced(&program, trace),
+            None => Command::new(&program),
+        };
+        let child = command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(self.data_dir())
             .arg("--policy-dir")
@@ -328,7 +363,12 @@ impl TestBroker {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().and_then(Child::id).unwrap()
+        let pid = self.child.as_ref().and_then(Child::id).unwrap();
+        if self.trace.is_some() {
+            crate::tracee_of(pid)
+        } else {
+            pid
+        }
     }
 
     /// Sends a signal by name (`HUP`, `TERM`, `KILL`).

@@ -35,6 +35,33 @@ pub const PROFILE: &str = if cfg!(debug_assertions) {
     "release"
 };
 
+/// `program` run under strace, which records every system call of it, its
+/// threads and its children, a file per process or thread named `trace`
+/// followed by `.PID` (so a run killed mid-line spoils no other's).
+/// `setpriv --pdeathsig KILL` makes the program die with strace, so
+/// killing what this spawns kills the program too.
+pub fn traced(program: &std::path::Path, trace: &std::path::Path) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new("strace");
+    cmd.args(["-ff", "-qq", "-o"])
+        .arg(trace)
+        .args(["--", "setpriv", "--pdeathsig", "KILL", "--"])
+        .arg(program);
+    cmd
+}
+
+/// The process strace runs for [`traced`]: its only child (asked once
+/// the program has shown it runs, so it is there).
+pub fn tracee_of(strace: u32) -> u32 {
+    let children =
+        std::fs::read_to_string(format!("/proc/{strace}/task/{strace}/children")).unwrap_or_default();
+    children
+        .split_whitespace()
+        .next()
+        .unwrap_or_else(|| panic!("strace {strace} runs nothing"))
+        .parse()
+        .unwrap()
+}
+
 /// A test peer `scripts/test-tools` installed into its Python venv
 /// (`moto_server`, `scim2`); a missing one is a failure, never a skip.
 pub fn test_tool(name: &str) -> PathBuf {

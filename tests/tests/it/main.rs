@@ -12,6 +12,7 @@ mod conformance;
 mod console;
 mod crash;
 mod database;
+mod deploy;
 mod enrollment;
 mod entra;
 mod entra_graph;

@@ -452,16 +452,21 @@ impl TestBroker {
     }
 }
 
-/// Every grant, page by page.
-pub async fn all_grants(admin: &ApiClient) -> Vec<jitgate_shared::v1::api::GrantView> {
+/// Every item of a listing, page by page: `fetch` gets a page's query
+/// (`limit`, and `after` from the previous page's `next`).
+async fn every_page<T, F, Fut>(mut fetch: F) -> Vec<T>
+where
+    F: FnMut(Vec<(&'static str, String)>) -> Fut,
+    Fut: std::future::Future<Output = jitgate_shared::v1::api::Page<T>>,
+{
     let mut out = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        let mut q = vec![("limit", "500".to_owned())];
-        if let Some(a) = &after {
-            q.push(("after", a.clone()));
+        let mut query = vec![("limit", "500".to_owned())];
+        if let Some(a) = after.take() {
+            query.push(("after", a));
         }
-        let page = admin.grants(&q).await.unwrap();
+        let page = fetch(query).await;
         out.extend(page.items);
         match page.next {
             Some(n) => after = Some(n),
@@ -470,20 +475,12 @@ pub async fn all_grants(admin: &ApiClient) -> Vec<jitgate_shared::v1::api::Grant
     }
 }
 
+/// Every grant, page by page.
+pub async fn all_grants(admin: &ApiClient) -> Vec<jitgate_shared::v1::api::GrantView> {
+    every_page(|q| async move { admin.grants(&q).await.unwrap() }).await
+}
+
 /// Every request, page by page.
 pub async fn all_requests(admin: &ApiClient) -> Vec<jitgate_shared::v1::api::RequestView> {
-    let mut out = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let mut q = vec![("limit", "500".to_owned())];
-        if let Some(a) = &after {
-            q.push(("after", a.clone()));
-        }
-        let page = admin.requests(&q).await.unwrap();
-        out.extend(page.items);
-        match page.next {
-            Some(n) => after = Some(n),
-            None => return out,
-        }
-    }
+    every_page(|q| async move { admin.requests(&q).await.unwrap() }).await
 }

@@ -33,7 +33,7 @@ use jitgate_shared::v1::api::{EndReason, GrantState, GrantView, RequestView};
 use jitgate_shared::v1::{GrantId, UserId};
 use jitgate_tests::agent::TestAgent;
 use jitgate_tests::broker::{all_grants, all_requests, TestBroker};
-use jitgate_tests::fixtures::{CATALOG, POLICY};
+use jitgate_tests::fixtures::{policies, CATALOG};
 use jitgate_tests::proxy::FaultProxy;
 use jitgate_tests::scim::Directory;
 use rand::rngs::StdRng;
@@ -45,72 +45,33 @@ use serde_json::json;
 use crate::support::{ask, eventually};
 use invariants::{check_approvals, check_tenant, quantile, ApprovalReport, TenantReport};
 
-/// Two configurations, each with resources needing no, one and two
-/// approvals; the people are the fixtures' (see [`catalog`]).
-const CONFIGURATIONS: &str = r#"
-[[configurations]]
-id = "aws-test"
-kind = "aws_identity_center"
-identity_mode = { mode = "direct" }
-
+/// The fixtures' catalogue (`aws-test`: `auto-admin` auto-approved,
+/// `dev-admin` one approval, `prod-admin` two; alice requests, bob requests
+/// and approves, carol, dave and erin, alice's second account, approve)
+/// with an Entra configuration beside it, whose resources need none and
+/// two; the fixtures' policies and workflows.
+fn catalog() -> String {
+    format!(
+        r#"{CATALOG}
 [[configurations]]
 id = "entra-test"
 kind = "entra_id"
-identity_mode = { mode = "direct" }
-
-[[resources]]
-id = "auto-admin"
-configuration = "aws-test"
-group = "auto"
-target = { kind = "aws_account_assignment", account_id = "777788889999", permission_set = "ReadOnly" }
-
-[[resources]]
-id = "dev-admin"
-configuration = "aws-test"
-group = "dev"
-target = { kind = "aws_account_assignment", account_id = "111122223333", permission_set = "DevAdmin" }
-
-[[resources]]
-id = "prod-admin"
-configuration = "aws-test"
-group = "prod"
-target = { kind = "aws_account_assignment", account_id = "444455556666", permission_set = "ProdAdmin" }
+identity_mode = {{ mode = "direct" }}
 
 [[resources]]
 id = "entra-ops"
 configuration = "entra-test"
 group = "auto"
-target = { kind = "entra_group_membership", group_id = "0b4f4a7e-0000-4000-8000-000000000001" }
+target = {{ kind = "entra_group_membership", group_id = "0b4f4a7e-0000-4000-8000-000000000001" }}
 
 [[resources]]
 id = "entra-prod"
 configuration = "entra-test"
 group = "prod"
-target = { kind = "entra_group_membership", group_id = "0b4f4a7e-0000-4000-8000-000000000002" }
-
-"#;
-
-/// [`CONFIGURATIONS`] with the fixtures' people: alice requests, bob
-/// requests and approves, carol, dave and erin (alice's second account)
-/// approve, admin administers and audits.
-fn catalog() -> String {
-    let people = &CATALOG[CATALOG.find("[[users]]").unwrap()..];
-    format!("{CONFIGURATIONS}\n{people}")
+target = {{ kind = "entra_group_membership", group_id = "0b4f4a7e-0000-4000-8000-000000000002" }}
+"#
+    )
 }
-
-const WORKFLOWS: &str = r#"
-[defaults]
-approvals_required = 1
-max_duration = "1h"
-pending_ttl = "1h"
-
-[group.auto]
-auto_approve = true
-approvals_required = 0
-
-[group.prod]
-approvals_required = 2
-"#;
 
 const RESOURCES: [&str; 5] = ["auto-admin", "dev-admin", "prod-admin", "entra-ops", "entra-prod"];
 /// Approver accounts; erin is alice's second account, bob also requests.
@@ -409,16 +370,14 @@ async fn agent_behind_faults(brokers: &[TestBroker], configuration: &str) -> (Te
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "the chaos soak runs on its own: scripts/soak"]
 async fn chaos_soak_keeps_both_promises() {
-    let policies = [("access.cedar", POLICY), ("workflows.toml", WORKFLOWS)];
-    let b = TestBroker::start_with(&catalog(), &policies, crate::agents::FAST).await;
+    let b = TestBroker::start_with(&catalog(), &policies(), crate::agents::FAST).await;
     soak(vec![b]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "the chaos soak runs on its own: scripts/soak"]
 async fn chaos_soak_with_three_brokers_on_postgres() {
-    let policies = [("access.cedar", POLICY), ("workflows.toml", WORKFLOWS)];
-    let first = TestBroker::start_on_postgres(&catalog(), &policies, crate::agents::FAST).await;
+    let first = TestBroker::start_on_postgres(&catalog(), &policies(), crate::agents::FAST).await;
     let second = TestBroker::start_peer(&first, crate::agents::FAST).await;
     let third = TestBroker::start_peer(&first, crate::agents::FAST).await;
     soak(vec![first, second, third]).await;

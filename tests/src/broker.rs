@@ -357,6 +357,11 @@ impl TestBroker {
         (field("VmRSS:"), field("VmHWM:"))
     }
 
+    /// How many files the broker process has open now (`/proc/PID/fd`).
+    pub fn open_files(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid())).map_or(0, Iterator::count)
+    }
+
     /// CPU time the broker process has used so far (user + system).
     pub fn cpu_time(&self) -> Duration {
         cpu_time_of(&format!("/proc/{}/stat", self.pid()))

@@ -62,6 +62,43 @@ pub fn tracee_of(strace: u32) -> u32 {
         .unwrap()
 }
 
+/// The system calls the strace logs of [`traced`] record
+/// for the program (`trace.PID`, one per process and thread; calls resumed
+/// are named where they began), leaving out `setpriv`'s own before it
+/// executes the program: systemd starts the program itself.
+pub fn traced_syscalls(trace: &std::path::Path) -> std::collections::BTreeSet<String> {
+    let prefix = format!("{}.", trace.file_name().unwrap().to_string_lossy());
+    let mut calls = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(trace.parent().unwrap()).unwrap() {
+        let path = entry.unwrap().path();
+        if !path.file_name().unwrap().to_string_lossy().starts_with(&prefix) {
+            continue;
+        }
+        let mut wrapper = false;
+        for call in std::fs::read_to_string(&path).unwrap().lines() {
+            if call.starts_with("execve(\"/usr/bin/setpriv\"") {
+                wrapper = true;
+                continue;
+            }
+            if wrapper {
+                wrapper = !(call.starts_with("execve(") && call.contains(" = 0"));
+                continue;
+            }
+            let Some((name, _)) = call.split_once('(') else {
+                continue;
+            };
+            if !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            {
+                calls.insert(name.to_owned());
+            }
+        }
+    }
+    calls
+}
+
 /// A test peer `scripts/test-tools` installed into its Python venv
 /// (`moto_server`, `scim2`); a missing one is a failure, never a skip.
 pub fn test_tool(name: &str) -> PathBuf {

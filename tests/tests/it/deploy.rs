@@ -13,7 +13,7 @@ use std::time::Duration;
 use jitgate_tests::agent::TestAgent;
 use jitgate_tests::broker::TestBroker;
 use jitgate_tests::fixtures::{policies, CATALOG};
-use jitgate_tests::workspace;
+use jitgate_tests::{traced_syscalls, workspace};
 
 use crate::agents::{applied, removed, FAST};
 use crate::support::request;
@@ -145,43 +145,6 @@ fn allowed_syscalls() -> BTreeSet<String> {
         .collect()
 }
 
-/// The system calls the strace logs of [`jitgate_tests::traced`] record
-/// for the program (`trace.PID`, one per process and thread; calls resumed
-/// are named where they began), leaving out `setpriv`'s own before it
-/// executes the program: systemd starts the program itself.
-fn syscalls_in(trace: &Path) -> BTreeSet<String> {
-    let prefix = format!("{}.", trace.file_name().unwrap().to_string_lossy());
-    let mut calls = BTreeSet::new();
-    for entry in std::fs::read_dir(trace.parent().unwrap()).unwrap() {
-        let path = entry.unwrap().path();
-        if !path.file_name().unwrap().to_string_lossy().starts_with(&prefix) {
-            continue;
-        }
-        let mut wrapper = false;
-        for call in std::fs::read_to_string(&path).unwrap().lines() {
-            if call.starts_with("execve(\"/usr/bin/setpriv\"") {
-                wrapper = true;
-                continue;
-            }
-            if wrapper {
-                wrapper = !(call.starts_with("execve(") && call.contains(" = 0"));
-                continue;
-            }
-            let Some((name, _)) = call.split_once('(') else {
-                continue;
-            };
-            if !name.is_empty()
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-            {
-                calls.insert(name.to_owned());
-            }
-        }
-    }
-    calls
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_broker_and_an_agent_make_only_the_calls_their_units_allow() {
     let allowed = allowed_syscalls();
@@ -214,7 +177,7 @@ async fn the_broker_and_an_agent_make_only_the_calls_their_units_allow() {
     agent.kill().await;
 
     for (who, trace) in [("broker", &broker_trace), ("agent", &agent_trace)] {
-        let used = syscalls_in(trace);
+        let used = traced_syscalls(trace);
         assert!(used.len() > 20, "{who}: the trace holds {} calls", used.len());
         let refused: Vec<&String> = used.difference(&allowed).collect();
         assert!(

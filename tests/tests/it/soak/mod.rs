@@ -120,6 +120,16 @@ enum Answer<T> {
     Refused(StatusCode),
 }
 
+impl<T> Answer<T> {
+    fn map<U>(self, f: impl FnOnce(T) -> U) -> Answer<U> {
+        match self {
+            Answer::Done(v) => Answer::Done(f(v)),
+            Answer::Down => Answer::Down,
+            Answer::Refused(s) => Answer::Refused(s),
+        }
+    }
+}
+
 impl Shared {
     fn client(&self, user: &str) -> ApiClient {
         self.clients.read().unwrap()[user].clone()
@@ -253,16 +263,6 @@ async fn approvers(shared: Arc<Shared>, seed: u64) {
     }
 }
 
-impl<T> Answer<T> {
-    fn map<U>(self, f: impl FnOnce(T) -> U) -> Answer<U> {
-        match self {
-            Answer::Done(v) => Answer::Done(f(v)),
-            Answer::Down => Answer::Down,
-            Answer::Refused(s) => Answer::Refused(s),
-        }
-    }
-}
-
 /// A broker's resident memory (KiB) and open files at one moment.
 #[derive(Debug, Clone, Copy)]
 struct Footprint {
@@ -280,7 +280,7 @@ fn footprints(brokers: &[TestBroker], at: Duration) -> Vec<Footprint> {
             at,
             broker,
             rss_kib: b.memory_kib().0,
-            open_files: std::fs::read_dir(format!("/proc/{}/fd", b.pid())).map_or(0, Iterator::count),
+            open_files: b.open_files(),
         })
         .collect()
 }
@@ -385,7 +385,13 @@ async fn chaos_soak_with_three_brokers_on_postgres() {
 
 async fn soak(mut brokers: Vec<TestBroker>) {
     let length = soak_length();
-    let seed = std::env::var("JITGATE_SOAK_SEED").map_or_else(|_| rand::random(), |s| s.parse().unwrap());
+    let seed = std::env::var("JITGATE_SOAK_SEED").map_or_else(
+        |_| rand::random(),
+        |s| {
+            s.parse()
+                .unwrap_or_else(|_| panic!("JITGATE_SOAK_SEED: `{s}` is not a number"))
+        },
+    );
     println!(
         "soak: {} broker(s), {} s, seed {seed} (JITGATE_SOAK_SEED replays it)",
         brokers.len(),
@@ -455,12 +461,18 @@ async fn soak(mut brokers: Vec<TestBroker>) {
     let mut next_broker_kill = started + Duration::from_secs(rng.gen_range(20..40));
     let mut next_agent_kill = started + Duration::from_secs(rng.gen_range(15..35));
     let mut next_checkpoint = started + CHECKPOINT_EVERY;
-    let mut deprovisions = vec![(started + length * 2 / 3, true), (started + length / 3, false)];
+    // The last two people the directory made: deactivated a third of the
+    // way in, deleted two thirds in.
+    let victims = &members[members.len() - 2..];
+    let mut deprovisions = vec![
+        (started + length * 2 / 3, &victims[1], true),
+        (started + length / 3, &victims[0], false),
+    ];
     let mut kept = Vec::new();
     let mut downtimes = Vec::new();
     let mut checkpoints = 0;
     loop {
-        let next_deprovision = deprovisions.last().map_or(end, |(at, _)| *at);
+        let next_deprovision = deprovisions.last().map_or(end, |(at, _, _)| *at);
         let next = end
             .min(next_broker_kill)
             .min(next_agent_kill)
@@ -489,8 +501,7 @@ async fn soak(mut brokers: Vec<TestBroker>) {
             bump(&shared.tally.agent_kills);
             next_agent_kill = Instant::now() + Duration::from_secs(rng.gen_range(15..35));
         } else if next == next_deprovision {
-            let (_, delete) = deprovisions.pop().unwrap();
-            let (user, id) = &members[members.len() - 1 - usize::from(delete)];
+            let (_, (user, id), delete) = deprovisions.pop().unwrap();
             let (code, body) = if delete {
                 directory.delete(&format!("/Users/{id}")).await
             } else {
@@ -650,9 +661,8 @@ async fn soak(mut brokers: Vec<TestBroker>) {
         findings.join("\n")
     );
     let shut_out = shared.shut_out.lock().unwrap().clone();
-    let deprovisioned: Vec<&String> = members.iter().rev().take(2).map(|(u, _)| u).collect();
     assert!(
-        shut_out.iter().all(|u| deprovisioned.contains(&u)),
+        shut_out.iter().all(|u| victims.iter().any(|(v, _)| v == u)),
         "only the deprovisioned are shut out: {shut_out:?}"
     );
     assert!(

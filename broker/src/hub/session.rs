@@ -233,6 +233,12 @@ impl Session {
                                 Ok(settled) => dirty |= settled,
                                 Err(e) => return End::Transport(e.to_string()),
                             }
+                            // Handling a frame can take a while (the last
+                            // page of an inventory is reconciled before
+                            // this returns); frames the agent sent
+                            // meanwhile wait unread, so that time is the
+                            // broker's, not the agent's silence.
+                            self.last_heard = Instant::now();
                         }
                         Some(Ok(Message::Binary(_))) => {
                             let e = BrokerMessage::Error { code: ErrorKind::Malformed, message: "binary frames are not part of protocol v1".into() };

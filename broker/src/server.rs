@@ -252,11 +252,17 @@ impl Server {
         if let Some(tls) = &tls {
             renewed.push((tls.clone(), ServerCert::Api));
         }
+        let metrics = broker.metrics().clone();
+        metrics.broker_certificate("ca", ca.not_after()?);
+        for (_, which) in &renewed {
+            metrics.broker_certificate(which.label(), crate::tls::server_cert_not_after(now));
+        }
         tasks.spawn(renew_server_certs(
             renewed,
             ca.clone(),
             config.server_names.clone(),
             broker.clock().clone(),
+            metrics,
             shutdown_rx.clone(),
         ));
         let hub_settings = crate::hub::HubSettings {
@@ -354,6 +360,16 @@ enum ServerCert {
     Hub,
 }
 
+impl ServerCert {
+    /// As the `certificate_expiry_timestamp_seconds` metric names it.
+    fn label(&self) -> &'static str {
+        match self {
+            ServerCert::Api => "api",
+            ServerCert::Hub => "hub",
+        }
+    }
+}
+
 /// Re-issues the API's and the hub's server certificates (valid 90 days)
 /// every day, so a long-running broker never serves an expired one. New
 /// connections use the new certificate; open ones keep theirs.
@@ -381,6 +397,7 @@ async fn renew_server_certs(
     ca: Arc<BrokerCa>,
     names: Vec<String>,
     clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -389,13 +406,15 @@ async fn renew_server_certs(
             _ = shutdown.changed() => return,
         }
         for (tls, which) in &configs {
+            let now = clock.now();
             let renewed = match which {
-                ServerCert::Api => ca.api_server_config(&names, clock.now()),
-                ServerCert::Hub => ca.hub_server_config(&names, clock.now()),
+                ServerCert::Api => ca.api_server_config(&names, now),
+                ServerCert::Hub => ca.hub_server_config(&names, now),
             };
             match renewed {
                 Ok(config) => {
                     tls.store(config);
+                    metrics.broker_certificate(which.label(), crate::tls::server_cert_not_after(now));
                     tracing::info!(?which, "renewed a server certificate");
                 }
                 Err(e) => {

@@ -324,7 +324,8 @@ impl TestBroker {
     }
 
     /// The value of a Prometheus sample (`name` or `name{labels}`) on
-    /// `/metrics`, if the broker answers and has it.
+    /// `/metrics`, summed over its label sets when `name` names several,
+    /// if the broker answers and has it.
     pub async fn metric(&self, name: &str) -> Option<f64> {
         let ca = reqwest::Certificate::from_pem(&std::fs::read(self.ca()).ok()?).ok()?;
         let client = reqwest::Client::builder().tls_certs_only([ca]).build().ok()?;
@@ -336,10 +337,12 @@ impl TestBroker {
             .text()
             .await
             .ok()?;
-        text.lines()
-            .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
+        let values: Vec<f64> = text
+            .lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+            .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+            .collect();
+        (!values.is_empty()).then(|| values.iter().sum())
     }
 
     /// Resident and peak resident memory of the broker process, in KiB

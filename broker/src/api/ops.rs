@@ -28,7 +28,13 @@ pub async fn readyz(State(s): State<AppState>) -> Response {
     }
 }
 
+/// Prometheus metrics; the store-wide gauges are read from the store
+/// first (if it cannot be read, they keep their last values and the error
+/// is logged: the counters are worth having in an outage).
 pub async fn metrics(State(s): State<AppState>) -> Response {
+    if let Err(e) = s.broker.observe().await {
+        tracing::warn!(error = %e, "reading the store-wide gauges failed; showing their last values");
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -213,6 +213,16 @@ impl Grant {
         Ok(g)
     }
 
+    /// Seconds from when this grant's access should have ended (its
+    /// window's end, or earlier if it was ended early) to `removed`, when
+    /// an agent confirmed it gone; 0 if not late.
+    pub fn lateness_of(&self, removed: DateTime<Utc>) -> f64 {
+        let due = self
+            .ended_at
+            .map_or(self.ends_at, |ended| ended.min(self.ends_at));
+        (removed - due).num_milliseconds().max(0) as f64 / 1000.0
+    }
+
     /// Records what an agent reported for one of this grant's commands.
     /// `None` when it changes nothing (a repeat of what is recorded).
     pub fn record_delivery(&self, op: CommandOp, outcome: &Outcome, at: DateTime<Utc>) -> Option<Grant> {

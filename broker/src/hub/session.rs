@@ -22,6 +22,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use super::{HubSettings, Refused, HANDSHAKE_TIMEOUT};
+use crate::metrics::of_configuration;
 use crate::outbox::answer::Answered;
 use crate::outbox::{self, Command, OutboxSignal};
 use crate::service::delivery::SelfRevoke;
@@ -85,7 +86,8 @@ pub(super) async fn run(
         agent_version,
         broker.clock().now(),
     );
-    broker.metrics().agents_online.inc();
+    let online = of_configuration(identity.configuration.as_str());
+    broker.metrics().agents_online.get_or_create(&online).inc();
     tracing::info!(agent = %identity.agent, configuration = %identity.configuration, "agent connected");
     let outbox = live.outbox(&identity.configuration);
     let mut session = Session {
@@ -107,7 +109,7 @@ pub(super) async fn run(
     session.finish_storing().await;
     live.close_session(session.identity.agent, session.entry.id);
     session.outbox.release_session(session.entry.id);
-    broker.metrics().agents_online.dec();
+    broker.metrics().agents_online.get_or_create(&online).dec();
     let _ = ws.close(None).await;
     tracing::info!(agent = %session.identity.agent, reason = %end, "agent disconnected");
     Ok(())

@@ -61,17 +61,23 @@ impl Broker {
         Ok(user)
     }
 
-    /// The stored access token `token` names, while it is valid.
+    /// The stored access token `token` names, while it is valid. Tokens
+    /// refused are counted (`sign_ins{method="token",result="failed"}`):
+    /// many of them are someone guessing.
     async fn live_access_token(&self, token: &str) -> Result<ApiToken, ServiceError> {
-        if !token.starts_with(TOKEN_PREFIX) {
-            return Err(refused());
-        }
         let now = self.clock.now();
-        let stored = self.store.token(&hash_token(token)).await?.ok_or_else(refused)?;
-        if !stored.is_valid_at(now) || stored.kind != TokenKind::Access {
-            return Err(refused());
+        let stored = if token.starts_with(TOKEN_PREFIX) {
+            self.store.token(&hash_token(token)).await?
+        } else {
+            None
+        };
+        match stored {
+            Some(stored) if stored.is_valid_at(now) && stored.kind == TokenKind::Access => Ok(stored),
+            _ => {
+                self.metrics.sign_in("token", false);
+                Err(refused())
+            }
         }
-        Ok(stored)
     }
 
     /// The user and live sign-in session of a browser's session token (the

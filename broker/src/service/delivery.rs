@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use jitgate_shared::v1::api::{CommandOp, DriftReport};
-use jitgate_shared::v1::protocol::Outcome;
+use jitgate_shared::v1::protocol::{FailureKind, Outcome};
 use jitgate_shared::v1::{AgentId, ConfigId, Entitlement, GrantId, Target};
 
 use super::{retry_conflicts, Broker, ServiceError};
@@ -60,6 +60,15 @@ impl Broker {
         let mut settled = Vec::new();
         let mut done: Vec<Option<Result<Answered, ServiceError>>> = Vec::with_capacity(answers.len());
         for (i, (command, outcome)) in answers.iter().enumerate() {
+            if let Some(kind) = outcome.failure() {
+                self.metrics
+                    .command_failures
+                    .get_or_create(&vec![
+                        ("configuration", command.entitlement.configuration.to_string()),
+                        ("kind", failure_label(kind).to_owned()),
+                    ])
+                    .inc();
+            }
             done.push(match answer::disposition(command.op, outcome) {
                 answer::Disposition::Settled => {
                     settled.push(i);
@@ -149,8 +158,11 @@ impl Broker {
         agent: AgentId,
         answers: &[(&Command, &Outcome)],
     ) -> Result<(), ServiceError> {
-        let recovered = retry_conflicts(|| async {
+        let (recovered, removed_late) = retry_conflicts(|| async {
             let mut recovered = 0usize;
+            // How late each grant's access ended, for those this change
+            // confirms gone.
+            let mut removed_late = Vec::new();
             let now = self.clock.now();
             let mut change = Change::default();
             // The grants this change writes, as it leaves them.
@@ -164,6 +176,11 @@ impl Broker {
                     if let Some(g) = grant.record_delivery(command.op, outcome, now) {
                         if grant.revoke_failing.is_some() && g.revoke_failing.is_none() {
                             recovered += 1;
+                        }
+                        if grant.removed_at.is_none() {
+                            if let Some(removed) = g.removed_at {
+                                removed_late.push(g.lateness_of(removed));
+                            }
                         }
                         written.insert(command.grant, g);
                     }
@@ -192,11 +209,14 @@ impl Broker {
             }
             change.grants.extend(written.into_values());
             self.commit(change).await?;
-            Ok(recovered)
+            Ok((recovered, removed_late))
         })
         .await?;
         for _ in 0..recovered {
             self.metrics.revokes_failing.dec();
+        }
+        for late in removed_late {
+            self.metrics.revoke_lateness.observe(late);
         }
         for (command, outcome) in answers {
             let ok = answer::succeeded(outcome);
@@ -231,9 +251,10 @@ impl Broker {
                 report.entitlement.configuration, identity.configuration
             )));
         }
-        retry_conflicts(|| async {
+        let removed_late = retry_conflicts(|| async {
             let now = self.clock.now();
             let mut change = Change::default();
+            let mut removed_late = None;
             let grant = self.store.grant(report.grant).await?;
             if grant.as_ref().is_none_or(|g| g.entitlement != report.entitlement) {
                 return Err(ServiceError::Forbidden(format!(
@@ -246,6 +267,9 @@ impl Broker {
             if !still_held {
                 if let Some(grant) = grant {
                     if let Some(g) = grant.record_delivery(CommandOp::Revoke, &report.outcome, report.at) {
+                        if grant.removed_at.is_none() {
+                            removed_late = g.removed_at.map(|removed| g.lateness_of(removed));
+                        }
                         change.grants.push(g);
                     }
                 }
@@ -264,10 +288,14 @@ impl Broker {
                     outcome: report.outcome.clone(),
                 },
             });
-            self.commit(change).await
+            self.commit(change).await?;
+            Ok(removed_late)
         })
         .await?;
         self.metrics.agent_self_revokes.inc();
+        if let Some(late) = removed_late {
+            self.metrics.revoke_lateness.observe(late);
+        }
         tracing::warn!(%agent, grant = %report.grant, "agent revoked an entitlement on its own at the deadline");
         Ok(())
     }
@@ -439,5 +467,17 @@ fn revoke_failed_audit(
             principal: command.entitlement.principal.clone(),
             outcome: outcome.clone(),
         },
+    }
+}
+
+/// A failure kind as the `command_failures` metric labels it.
+fn failure_label(kind: FailureKind) -> &'static str {
+    match kind {
+        FailureKind::Transport => "transport",
+        FailureKind::Unauthorised => "unauthorised",
+        FailureKind::Throttled => "throttled",
+        FailureKind::Busy => "busy",
+        FailureKind::NotFound => "not_found",
+        FailureKind::Rejected => "rejected",
     }
 }

@@ -33,6 +33,7 @@ pub mod feed;
 pub mod grants;
 pub mod live;
 pub mod notify;
+pub mod observe;
 pub mod policies;
 pub mod requests;
 pub mod scim;

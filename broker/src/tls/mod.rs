@@ -22,6 +22,14 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::{Digest, Sha256};
 
 pub const CA_CERT_FILE: &str = "ca.pem";
+/// How long the API's and the hub's server certificates are valid; the
+/// broker issues new ones every day.
+pub const SERVER_CERT_VALIDITY_DAYS: i64 = 90;
+
+/// When a server certificate issued at `now` stops being valid.
+pub fn server_cert_not_after(now: DateTime<Utc>) -> DateTime<Utc> {
+    now + chrono::Duration::days(SERVER_CERT_VALIDITY_DAYS)
+}
 pub const CA_KEY_FILE: &str = "ca.key";
 /// The broker's Ed25519 command-signing key (32 secret bytes, owner-only).
 pub const COMMAND_KEY_FILE: &str = "command.key";
@@ -209,8 +217,22 @@ impl BrokerCa {
         Issuer::from_ca_cert_der(&self.cert_der, &self.key).map_err(cert_err("reading the CA certificate"))
     }
 
+    /// When the CA certificate stops being valid.
+    pub fn not_after(&self) -> Result<DateTime<Utc>, TlsError> {
+        use x509_parser::prelude::FromDer;
+        let (_, parsed) = x509_parser::certificate::X509Certificate::from_der(self.cert_der.as_ref())
+            .map_err(|e| TlsError::Cert {
+                what: "the CA certificate".into(),
+                error: e.to_string(),
+            })?;
+        DateTime::from_timestamp(parsed.validity().not_after.timestamp(), 0).ok_or_else(|| TlsError::Cert {
+            what: "the CA certificate".into(),
+            error: "its expiry is out of range".into(),
+        })
+    }
+
     /// A server certificate for `names` (DNS names or IP addresses), valid
-    /// for 90 days.
+    /// for [`SERVER_CERT_VALIDITY_DAYS`].
     pub fn issue_server_cert(
         &self,
         names: &[String],
@@ -239,7 +261,7 @@ impl BrokerCa {
         ];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.not_before = offset(now - chrono::Duration::hours(1));
-        params.not_after = offset(now + chrono::Duration::days(90));
+        params.not_after = offset(server_cert_not_after(now));
         let cert = params
             .signed_by(&key, &self.issuer()?)
             .map_err(cert_err("signing the server certificate"))?;

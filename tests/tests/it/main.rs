@@ -23,6 +23,7 @@ mod headers;
 mod hub;
 mod lifecycle;
 mod notify;
+mod observe;
 mod oidc;
 mod on_call;
 mod policies;

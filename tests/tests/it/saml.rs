@@ -201,6 +201,17 @@ async fn saml_responses_that_are_not_what_they_claim_are_refused() {
         admin.sessions(None, true).await.unwrap().is_empty(),
         "no session was made"
     );
+    // Each refusal is counted for operators (7 tricks, 2 ways each).
+    assert_eq!(
+        s.b.metric("jitgate_sign_ins_total{method=\"saml\",result=\"failed\"}")
+            .await,
+        Some(14.0)
+    );
+    assert_eq!(
+        s.b.metric("jitgate_sign_ins_total{method=\"saml\",result=\"ok\"}")
+            .await,
+        None
+    );
     assert!(!admin
         .users()
         .await

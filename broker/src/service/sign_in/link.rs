@@ -104,6 +104,12 @@ impl Broker {
     /// Spends a sign-in link: a new session for its account, once.
     #[tracing::instrument(skip_all)]
     pub async fn redeem_sign_in_link(&self, secret: &str) -> Result<TokenSet, ServiceError> {
+        let redeemed = self.redeem_link(secret).await;
+        self.metrics.sign_in("link", redeemed.is_ok());
+        redeemed
+    }
+
+    async fn redeem_link(&self, secret: &str) -> Result<TokenSet, ServiceError> {
         let now = self.clock.now();
         let (pending, user) = self.live_link(secret, now).await?;
         self.close_login(&pending).await?;

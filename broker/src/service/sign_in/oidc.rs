@@ -88,6 +88,17 @@ impl Broker {
         code: Option<&str>,
         error: Option<(&str, Option<&str>)>,
     ) -> Result<Finished, ServiceError> {
+        let finished = self.finish_oidc(state, code, error).await;
+        self.metrics.sign_in("oidc", finished.is_ok());
+        finished
+    }
+
+    async fn finish_oidc(
+        &self,
+        state: &str,
+        code: Option<&str>,
+        error: Option<(&str, Option<&str>)>,
+    ) -> Result<Finished, ServiceError> {
         let now = self.clock.now();
         let pending = self
             .store

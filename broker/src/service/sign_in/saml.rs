@@ -123,6 +123,17 @@ impl Broker {
         saml_response: &str,
         relay_state: Option<&str>,
     ) -> Result<Finished, ServiceError> {
+        let finished = self.finish_saml_response(name, saml_response, relay_state).await;
+        self.metrics.sign_in("saml", finished.is_ok());
+        finished
+    }
+
+    async fn finish_saml_response(
+        &self,
+        name: &str,
+        saml_response: &str,
+        relay_state: Option<&str>,
+    ) -> Result<Finished, ServiceError> {
         let saml = self.saml(name).await?;
         let now = self.clock.now();
         let pending =

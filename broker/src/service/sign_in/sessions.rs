@@ -75,6 +75,12 @@ impl Broker {
     /// Renews a session's tokens through its provider.
     #[tracing::instrument(skip_all)]
     pub async fn refresh_session(&self, refresh_token: &str) -> Result<TokenSet, ServiceError> {
+        let refreshed = self.refresh(refresh_token).await;
+        self.metrics.sign_in("refresh", refreshed.is_ok());
+        refreshed
+    }
+
+    async fn refresh(&self, refresh_token: &str) -> Result<TokenSet, ServiceError> {
         let refuse = || ServiceError::Unauthenticated("invalid or expired refresh token".into());
         if !refresh_token.starts_with(REFRESH_PREFIX) {
             return Err(refuse());

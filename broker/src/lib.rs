@@ -27,6 +27,7 @@ pub mod cli;
 pub use jitgate_shared::clock;
 pub mod config;
 pub mod console;
+pub mod control;
 pub mod domain;
 pub mod hub;
 pub mod identity;

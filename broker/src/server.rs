@@ -78,7 +78,7 @@ pub async fn open_store(config: &BrokerConfig) -> Result<Arc<dyn Store>, ServeEr
 /// Opens the embedded store in `<data_dir>/store`, creating the directory
 /// (owner only).
 pub fn open_sled(data_dir: &Path) -> Result<SledStore, ServeError> {
-    let store_dir = data_dir.join("store");
+    let store_dir = data_dir.join(crate::store::sled::STORE_DIR);
     create_private_dir(data_dir)?;
     Ok(SledStore::open(&store_dir)?)
 }
@@ -277,6 +277,22 @@ impl Server {
             hub_settings,
             shutdown_rx.clone(),
         ));
+        match crate::control::bind(&config.data_dir) {
+            Ok(control) => {
+                tasks.spawn(crate::control::serve(
+                    control,
+                    broker.store().clone(),
+                    config.data_dir.clone(),
+                    broker.clock().clone(),
+                    shutdown_rx.clone(),
+                ));
+            }
+            Err(e) => tracing::warn!(
+                error = %e,
+                socket = %config.data_dir.join(crate::control::SOCKET_FILE).display(),
+                "no control socket: `jitgate-broker backup` cannot reach this broker"
+            ),
+        }
         let header_read_timeout = config.header_read_timeout;
         tasks.spawn(accept_loop(
             listener,

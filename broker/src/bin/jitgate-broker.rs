@@ -16,9 +16,11 @@ use jitgate_broker::server::{open_store, Server};
 use jitgate_broker::service::admin::UserOutcome;
 use jitgate_broker::service::{catalog_of, PolicyHolder};
 use jitgate_broker::store::postgres::{describe, schema};
-use jitgate_broker::store::Store;
+use jitgate_broker::store::{backup, Store};
+use jitgate_shared::clock::Clock;
 use jitgate_shared::v1::api::{Role, UserBody};
 use jitgate_shared::v1::UserId;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -70,6 +72,28 @@ enum Command {
     Store {
         #[command(subcommand)]
         command: StoreCommand,
+    },
+    /// Back up the embedded store and the data directory's keys to a new
+    /// file: from the running broker through its control socket (a
+    /// consistent snapshot; writes wait while it is read), or from the
+    /// data directory when no broker runs on it. The file holds the
+    /// broker's secret keys and is readable by its owner only.
+    Backup {
+        /// Where to write the backup (must not exist).
+        #[arg(long)]
+        output: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Restore a backup into a new data directory (no store and no keys
+    /// there yet; no broker running), then check it: every entry the
+    /// backup holds and an audit chain that verifies.
+    Restore {
+        /// The backup file `backup` wrote.
+        #[arg(long)]
+        input: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Local accounts (the broker must not be running on this data directory).
     User {
@@ -335,6 +359,8 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Migrate { check, store } => migrate(check, &store).await?,
+        Command::Backup { output, store } => backup(&output, &store).await?,
+        Command::Restore { input, store } => restore(&input, &store).await?,
         Command::Store {
             command: StoreCommand::Copy { from, to },
         } => copy(&from, &to).await?,
@@ -516,6 +542,100 @@ async fn copy(from: &Location, to: &Location) -> anyhow::Result<()> {
         copied.audit_records,
         from.describe(),
         to.describe()
+    );
+    Ok(())
+}
+
+/// The data directory of an embedded store, or why backups are not ours
+/// to take.
+fn embedded_data_dir(args: &StoreArgs) -> anyhow::Result<PathBuf> {
+    let config = args.config()?;
+    if config.store != StoreKind::Sled {
+        bail!(
+            "store = \"postgres\": back up the database with pg_dump (consistent while brokers run) and copy the data directory's key files; see docs/operating.md"
+        );
+    }
+    Ok(config.data_dir)
+}
+
+async fn backup(output: &Path, args: &StoreArgs) -> anyhow::Result<()> {
+    let data_dir = embedded_data_dir(args)?;
+    if output.exists() {
+        bail!("{} exists: a backup is written to a new file", output.display());
+    }
+    let mut partial = output.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    let _ = std::fs::remove_file(&partial);
+    let from = match jitgate_broker::control::ask_backup(&data_dir, &partial).await {
+        Ok(_) => "the running broker",
+        Err(jitgate_broker::control::AskError::NotRunning(_)) => {
+            let store = jitgate_broker::server::open_sled(&data_dir)?;
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&partial)
+                .with_context(|| partial.display().to_string())?;
+            let mut out = std::io::BufWriter::new(file);
+            let now = jitgate_shared::clock::SystemClock.now();
+            backup::take(&store, &data_dir, now, &mut out)?;
+            out.into_inner()
+                .map_err(|e| e.into_error())?
+                .sync_all()
+                .with_context(|| partial.display().to_string())?;
+            "the data directory (no broker running)"
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            return Err(e).context(format!("backing up {}", data_dir.display()));
+        }
+    };
+    // What landed on disk is read back whole before it is called a backup.
+    let checked = std::fs::File::open(&partial)
+        .map_err(anyhow::Error::from)
+        .and_then(|f| Ok(backup::check(&mut std::io::BufReader::new(f))?));
+    let summary = match checked {
+        Ok(summary) => summary,
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            return Err(e).context("the backup written does not read back");
+        }
+    };
+    std::fs::rename(&partial, output).with_context(|| output.display().to_string())?;
+    println!(
+        "backed up {} entries ({} audit records) and {} key files of {} from {from}, as of {}, to {} (keep it like the data directory: it holds the broker's keys)",
+        summary.entries,
+        summary.audit_records,
+        summary.key_files,
+        data_dir.display(),
+        summary.taken_at,
+        output.display()
+    );
+    Ok(())
+}
+
+async fn restore(input: &Path, args: &StoreArgs) -> anyhow::Result<()> {
+    let data_dir = embedded_data_dir(args)?;
+    let file = std::fs::File::open(input).with_context(|| input.display().to_string())?;
+    std::fs::create_dir_all(&data_dir).with_context(|| data_dir.display().to_string())?;
+    std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| data_dir.display().to_string())?;
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_message(format!("restoring {}", input.display()));
+    let summary = backup::restore(&mut std::io::BufReader::new(file), &data_dir, |n| {
+        bar.set_message(format!("restoring {}: {n} entries", input.display()));
+    })
+    .await
+    .with_context(|| format!("restoring {} into {}", input.display(), data_dir.display()))?;
+    bar.finish_and_clear();
+    println!(
+        "restored {} entries ({} audit records) and {} key files, as of {}, into {}; the audit chain verifies. Start the broker on it.",
+        summary.entries,
+        summary.audit_records,
+        summary.key_files,
+        summary.taken_at,
+        data_dir.display()
     );
     Ok(())
 }

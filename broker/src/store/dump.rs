@@ -83,6 +83,11 @@ pub struct Tally {
 }
 
 impl Tally {
+    /// The digest part, as hex (a backup's end line records it).
+    pub fn digest(&self) -> String {
+        format!("{:032x}", self.sum)
+    }
+
     pub fn add(&mut self, entry: &Entry) {
         let bytes = serde_json::to_vec(entry).unwrap_or_default();
         let digest = Sha256::digest(&bytes);

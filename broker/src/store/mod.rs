@@ -10,6 +10,7 @@
 //! [`sled`] is the embedded default; [`postgres`] keeps the same state in
 //! a database several brokers share.
 
+pub mod backup;
 pub mod changed;
 #[cfg(test)]
 pub(crate) mod conformance;
@@ -396,6 +397,11 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// How many entries a dump would give (the embedded store counts its
     /// index keys too, so it may say more; 0 is exact).
     async fn entry_count(&self) -> Result<u64, StoreError>;
+
+    /// The embedded store, for what only it can do (an online backup).
+    fn embedded(&self) -> Option<&sled::SledStore> {
+        None
+    }
 
     /// What other brokers sharing this store announce as their changes
     /// commit. `None` when no other broker can write (the embedded store).

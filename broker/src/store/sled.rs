@@ -218,6 +218,7 @@ impl SledStore {
                 },
                 source: std::sync::Arc::new(e),
             })?;
+        check_format(&db, dir)?;
         // The chain's head is its last record, written in the same batch as
         // the change it audits.
         let audit_head = match db.scan_prefix(keys::AUDIT).next_back() {
@@ -243,6 +244,23 @@ impl SledStore {
             }),
             commits: commit_queue::CommitQueue::default(),
         })
+    }
+
+    /// Hands every entry to `each` as of one instant: no change commits
+    /// while it runs (writers wait), so a running broker's store can be
+    /// backed up consistently. `each` should be quick (a local file).
+    pub fn snapshot(
+        &self,
+        each: &mut dyn FnMut(super::dump::Entry) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let _writers_wait = jitgate_shared::sync::lock(&self.writer);
+        for kv in self.db.iter() {
+            let (k, v) = kv.map_err(backend)?;
+            if let Some(entry) = dump::entry(&k, &v)? {
+                each(entry)?;
+            }
+        }
+        Ok(())
     }
 
     /// Changes committed and flushes made since opening: with concurrent
@@ -577,6 +595,61 @@ impl SledStore {
     }
 }
 
+/// The layout of the embedded store this broker reads and writes. Raised
+/// when a release changes it in a way older brokers cannot read; a store
+/// of a newer format is refused at open (docs/operating.md, upgrading).
+pub const FORMAT: u32 = 1;
+
+/// The embedded store's directory inside the broker's data directory.
+pub const STORE_DIR: &str = "store";
+
+/// The tree holding the store's format, apart from its entries.
+const META_TREE: &str = "meta";
+const FORMAT_KEY: &str = "format";
+
+/// Refuses a store written by a newer broker; marks an unmarked one (new,
+/// or from before formats were marked: format 1) as of [`FORMAT`].
+fn check_format(db: &sled::Db, dir: &Path) -> Result<(), StoreError> {
+    let meta = db.open_tree(META_TREE).map_err(backend)?;
+    let found = match meta.get(FORMAT_KEY).map_err(backend)? {
+        Some(v) => {
+            let bytes = <[u8; 4]>::try_from(v.as_ref()).map_err(|_| {
+                StoreError::Schema(format!(
+                    "store at {}: its format marker is unreadable",
+                    dir.display()
+                ))
+            })?;
+            u32::from_be_bytes(bytes)
+        }
+        None => 1,
+    };
+    if found > FORMAT {
+        return Err(StoreError::Schema(format!(
+            "store at {} is of format {found}, newer than this broker's ({FORMAT}): a newer jitgate-broker wrote it; run that version, or restore a backup taken before the upgrade (docs/operating.md)",
+            dir.display()
+        )));
+    }
+    if found < FORMAT {
+        // No older format exists yet; an upgrade step would go here.
+        return Err(StoreError::Schema(format!(
+            "store at {} is of format {found}, which this broker cannot upgrade to {FORMAT}",
+            dir.display()
+        )));
+    }
+    meta.insert(FORMAT_KEY, &FORMAT.to_be_bytes()).map_err(backend)?;
+    Ok(())
+}
+
+/// Marks the store in `dir` as of `format`, as a newer broker would (for
+/// the test that a newer store is refused).
+pub fn mark_format(dir: &Path, format: u32) -> Result<(), StoreError> {
+    let db = sled::open(dir).map_err(backend)?;
+    let meta = db.open_tree(META_TREE).map_err(backend)?;
+    meta.insert(FORMAT_KEY, &format.to_be_bytes()).map_err(backend)?;
+    db.flush().map_err(backend)?;
+    Ok(())
+}
+
 #[async_trait]
 impl Store for SledStore {
     async fn commit(&self, change: Change) -> Result<Committed, StoreError> {
@@ -900,6 +973,10 @@ impl Store for SledStore {
 
     async fn load(&self, entries: Vec<super::dump::Entry>) -> Result<(), StoreError> {
         jitgate_shared::blocking::in_place(|| self.load_entries(entries))
+    }
+
+    fn embedded(&self) -> Option<&SledStore> {
+        Some(self)
     }
 
     async fn entry_count(&self) -> Result<u64, StoreError> {

@@ -296,7 +296,8 @@ pub fn write_private(path: &Path, contents: &str) -> Result<(), TlsError> {
     write_private_bytes(path, contents.as_bytes())
 }
 
-fn write_private_bytes(path: &Path, contents: &[u8]) -> Result<(), TlsError> {
+/// Writes `contents` to `path`, readable by its owner only, durably.
+pub fn write_private_bytes(path: &Path, contents: &[u8]) -> Result<(), TlsError> {
     use std::io::Write;
     #[cfg(unix)]
     let file = {

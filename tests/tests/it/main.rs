@@ -6,6 +6,7 @@
 mod agents;
 mod api_input;
 mod aws;
+mod backup;
 mod chains;
 mod cli;
 mod conformance;

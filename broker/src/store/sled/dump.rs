@@ -21,7 +21,7 @@ fn corrupt(k: &[u8], why: &str) -> StoreError {
 }
 
 /// The entry a key holds; `None` for index keys, which loads rebuild.
-fn entry(k: &[u8], v: &[u8]) -> Result<Option<Entry>, StoreError> {
+pub(super) fn entry(k: &[u8], v: &[u8]) -> Result<Option<Entry>, StoreError> {
     let text = std::str::from_utf8(k).map_err(|_| corrupt(k, "key is not UTF-8"))?;
     for kind in RecordKind::ALL {
         if let Some(id) = text.strip_prefix(keys::record_prefix(kind)) {

@@ -43,6 +43,15 @@ enum Command {
         #[command(flatten)]
         overrides: Box<Overrides>,
     },
+    /// Exit 0 when the broker on this host is ready (its `/readyz`, over
+    /// its own address and CA): the container image's health check. Takes
+    /// the same configuration as `serve`.
+    Ready {
+        #[arg(long, env = "JITGATE_CONFIG")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        overrides: Box<Overrides>,
+    },
     /// Run a broker on embedded defaults with a sandboxed example catalogue
     /// and demo users, printing their tokens.
     Quickstart {
@@ -319,6 +328,10 @@ async fn main() -> anyhow::Result<()> {
             let server = Server::start(&config, store).await?;
             server.run_until_signalled().await?;
         }
+        Command::Ready { config, overrides } => {
+            let config = BrokerConfig::load(config.as_deref(), &overrides)?;
+            ready(&config).await?;
+        }
         Command::Quickstart {
             data_dir,
             policy_dir,
@@ -543,6 +556,50 @@ async fn copy(from: &Location, to: &Location) -> anyhow::Result<()> {
         from.describe(),
         to.describe()
     );
+    Ok(())
+}
+
+/// Asks the broker serving `config` on this host whether it is ready:
+/// through the loopback address when it listens on every address, naming
+/// itself as its first server name, trusting only its CA.
+async fn ready(config: &BrokerConfig) -> anyhow::Result<()> {
+    let mut addr = config.listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    let mut client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(5));
+    let url = if config.insecure_plain_http {
+        format!("http://{addr}/readyz")
+    } else {
+        let name = config
+            .server_names
+            .first()
+            .context("no server name to reach the broker by")?;
+        let ca_path = config.data_dir.join(jitgate_broker::tls::CA_CERT_FILE);
+        let ca = reqwest::Certificate::from_pem(
+            &std::fs::read(&ca_path).with_context(|| ca_path.display().to_string())?,
+        )?;
+        client = client.tls_certs_only([ca]).resolve(name, addr);
+        format!("https://{name}:{}/readyz", addr.port())
+    };
+    let answer = client
+        .build()?
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| url.clone())?;
+    if !answer.status().is_success() {
+        bail!(
+            "{url}: {} {}",
+            answer.status(),
+            answer.text().await.unwrap_or_default().trim()
+        );
+    }
+    println!("ready");
     Ok(())
 }
 

@@ -22,6 +22,7 @@ mod fault;
 mod fuzz_corpus;
 mod headers;
 mod hub;
+mod images;
 mod lifecycle;
 mod notify;
 mod observe;

@@ -82,6 +82,13 @@ enum Command {
         #[command(subcommand)]
         command: StoreCommand,
     },
+    /// Create the data directory's CA and keys if they are not there, and
+    /// print the CA's fingerprint: for brokers that share keys (several on
+    /// PostgreSQL, made into one Kubernetes Secret), made once.
+    Keys {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Back up the embedded store and the data directory's keys to a new
     /// file: from the running broker through its control socket (a
     /// consistent snapshot; writes wait while it is read), or from the
@@ -373,6 +380,21 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Migrate { check, store } => migrate(check, &store).await?,
         Command::Backup { output, store } => backup(&output, &store).await?,
+        Command::Keys { store } => {
+            let dir = store.config()?.data_dir;
+            std::fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+                .with_context(|| dir.display().to_string())?;
+            let now = jitgate_shared::clock::SystemClock.now();
+            let ca = jitgate_broker::tls::BrokerCa::load_or_create(&dir, now)?;
+            jitgate_broker::tls::load_or_create_command_key(&dir)?;
+            jitgate_broker::tls::load_or_create_audit_key(&dir)?;
+            eprintln!(
+                "{}: ca.pem, ca.key, command.key, audit.key; the CA's fingerprint (agents pin it):",
+                dir.display()
+            );
+            println!("{}", ca.fingerprint());
+        }
         Command::Restore { input, store } => restore(&input, &store).await?,
         Command::Store {
             command: StoreCommand::Copy { from, to },

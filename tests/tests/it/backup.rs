@@ -136,3 +136,32 @@ async fn a_store_of_a_newer_format_is_refused_at_start() {
         stderr(&out)
     );
 }
+
+#[test]
+fn the_keys_command_makes_a_data_directory_s_keys_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("keys");
+    let keys = || {
+        let out = std::process::Command::new(jitgate_tests::bin("jitgate-broker"))
+            .args(["keys", "--data-dir"])
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let first = keys();
+    assert_eq!(first.len(), 64, "a SHA-256 fingerprint: {first}");
+    let key = read(&data.join("command.key"));
+    assert_eq!(keys(), first, "made once, then kept");
+    assert_eq!(read(&data.join("command.key")), key);
+    use std::os::unix::fs::PermissionsExt;
+    for private in ["ca.key", "command.key", "audit.key"] {
+        let mode = std::fs::metadata(data.join(private))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{private}");
+    }
+}

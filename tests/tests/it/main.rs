@@ -21,6 +21,7 @@ mod failover;
 mod fault;
 mod fuzz_corpus;
 mod headers;
+mod helm;
 mod hub;
 mod images;
 mod lifecycle;

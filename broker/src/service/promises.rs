@@ -14,7 +14,8 @@
 //! `revokes_failing` gauge says how many grants are failing (I4); the
 //! approvers' inbox never offers a person their own request and knows
 //! whom their person already reviewed (I5); every ended grant's end is in
-//! its holder's audit records as an auditor reads them (I6).
+//! its holder's audit records as an auditor reads them (I6); the
+//! store-wide metrics agree with the grants (I7).
 //!
 //! People: nine accounts of six people: `dan` and `dan-sso` share a
 //! verified email (linked automatically), `eve-2` is linked to `eve` by an
@@ -640,6 +641,34 @@ impl World {
             self.h.broker.metrics().revokes_failing.get(),
             i64::try_from(failing).unwrap(),
             "I4: revokes_failing gauge"
+        );
+        // I7: the store-wide gauges agree with the grants: as many active
+        // as the gauge says, and no more lateness observed than removals
+        // confirmed.
+        self.h.broker.observe().await.unwrap();
+        let metrics = self.h.broker.metrics();
+        let mut gauged = 0;
+        for c in store.configurations().await.unwrap() {
+            let labels = crate::metrics::of_configuration(c.config.id.as_str());
+            gauged += metrics.grants_active.get_or_create(&labels).get();
+        }
+        let active = grants
+            .iter()
+            .filter(|g| g.state == jitgate_shared::v1::api::GrantState::Active)
+            .count();
+        prop_assert_eq!(gauged, i64::try_from(active).unwrap(), "I7: grants_active gauge");
+        let removed = grants.iter().filter(|g| g.removed_at.is_some()).count();
+        let observed: u64 = metrics
+            .render()
+            .lines()
+            .find_map(|l| l.strip_prefix("jitgate_revoke_lateness_seconds_count "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap();
+        prop_assert!(
+            observed <= u64::try_from(removed).unwrap(),
+            "I7: {} revoke lateness observations for {} removals",
+            observed,
+            removed
         );
         Ok(())
     }

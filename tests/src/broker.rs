@@ -323,20 +323,25 @@ impl TestBroker {
         ApiClient::new(&self.url, None, Some(&self.ca())).unwrap()
     }
 
-    /// The value of a Prometheus sample (`name` or `name{labels}`) on
-    /// `/metrics`, summed over its label sets when `name` names several,
-    /// if the broker answers and has it.
-    pub async fn metric(&self, name: &str) -> Option<f64> {
+    /// What `/metrics` shows, if the broker answers.
+    pub async fn metrics_text(&self) -> Option<String> {
         let ca = reqwest::Certificate::from_pem(&std::fs::read(self.ca()).ok()?).ok()?;
         let client = reqwest::Client::builder().tls_certs_only([ca]).build().ok()?;
-        let text = client
+        client
             .get(format!("{}/metrics", self.url))
             .send()
             .await
             .ok()?
             .text()
             .await
-            .ok()?;
+            .ok()
+    }
+
+    /// The value of a Prometheus sample (`name` or `name{labels}`) on
+    /// `/metrics`, summed over its label sets when `name` names several,
+    /// if the broker answers and has it.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let text = self.metrics_text().await?;
         let values: Vec<f64> = text
             .lines()
             .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))

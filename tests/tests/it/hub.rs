@@ -64,6 +64,18 @@ pub(crate) async fn dial(b: &TestBroker, tls: rustls::ClientConfig) -> Result<Ws
     Ok(ws)
 }
 
+/// A session of a newly enrolled agent of `configuration`, past its
+/// welcome.
+pub(crate) async fn welcomed(b: &TestBroker, configuration: &str) -> Ws {
+    let agent = TestAgent::enroll(b, configuration, None).await;
+    let mut ws = dial(b, agent_tls(b, &agent)).await.unwrap();
+    assert!(matches!(
+        hello(&mut ws, configuration).await,
+        BrokerMessage::Welcome { .. }
+    ));
+    ws
+}
+
 pub(crate) async fn hello(ws: &mut Ws, configuration: &str) -> BrokerMessage {
     let hello = AgentMessage::Hello {
         version: VERSION,
@@ -375,12 +387,7 @@ async fn an_agent_revoked_between_handshake_and_hello_gets_no_session() {
 #[tokio::test]
 async fn an_inventory_of_ten_thousand_holders_arrives_in_pages_and_is_reconciled() {
     let b = TestBroker::start_with(CATALOG, &policies(), FAST).await;
-    let agent = TestAgent::enroll(&b, "aws-test", None).await;
-    let mut ws = dial(&b, agent_tls(&b, &agent)).await.unwrap();
-    assert!(matches!(
-        hello(&mut ws, "aws-test").await,
-        BrokerMessage::Welcome { .. }
-    ));
+    let mut ws = welcomed(&b, "aws-test").await;
     let Some(BrokerMessage::List { request, targets }) =
         until(&mut ws, |m| matches!(m, BrokerMessage::List { .. })).await
     else {
@@ -493,12 +500,7 @@ async fn a_revoke_the_agent_refuses_stays_queued_is_surfaced_and_leaves_only_by_
     use jitgate_shared::v1::protocol::Outcome;
     let b = TestBroker::start_with(CATALOG, &policies(), FAST).await;
     let admin = b.client("admin");
-    let agent = TestAgent::enroll(&b, "aws-test", None).await;
-    let mut ws = dial(&b, agent_tls(&b, &agent)).await.unwrap();
-    assert!(matches!(
-        hello(&mut ws, "aws-test").await,
-        BrokerMessage::Welcome { .. }
-    ));
+    let mut ws = welcomed(&b, "aws-test").await;
 
     let r = crate::support::request(&b.client("bob"), "auto-admin", 600).await;
     let grant_id = r.grant.unwrap();

@@ -9,8 +9,7 @@ use std::time::Duration;
 use futures_util::SinkExt;
 use jitgate_broker::cli::client::ApiClient;
 use jitgate_shared::v1::api::CommandOp;
-use jitgate_shared::v1::protocol::{self, AgentMessage, BrokerMessage, FailureKind, Outcome};
-use jitgate_tests::agent::TestAgent;
+use jitgate_shared::v1::protocol::{self, AgentMessage, FailureKind, Outcome};
 use jitgate_tests::broker::TestBroker;
 use jitgate_tests::fixtures::{policies, CATALOG};
 use jitgate_tests::workspace;
@@ -19,7 +18,7 @@ use serde::Deserialize;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::agents::FAST;
-use crate::hub::{agent_tls, dial, hello, next_command, Ws};
+use crate::hub::{next_command, welcomed, Ws};
 use crate::support::{eventually, request};
 
 /// `name{configuration="aws-test"}`.
@@ -46,12 +45,7 @@ async fn until_metric(b: &TestBroker, name: &str, want: f64) {
 #[tokio::test]
 async fn metrics_follow_a_grant_from_request_to_revoke() {
     let b = TestBroker::start_with(CATALOG, &policies(), FAST).await;
-    let agent = TestAgent::enroll(&b, "aws-test", None).await;
-    let mut ws = dial(&b, agent_tls(&b, &agent)).await.unwrap();
-    assert!(matches!(
-        hello(&mut ws, "aws-test").await,
-        BrokerMessage::Welcome { .. }
-    ));
+    let mut ws = welcomed(&b, "aws-test").await;
     until_metric(&b, &of_aws("jitgate_agents_online"), 1.0).await;
 
     // Certificates: the broker's own are fresh, the agent's is there.
@@ -125,17 +119,10 @@ async fn metrics_follow_a_grant_from_request_to_revoke() {
 
 /// The metric families a running broker exports, from `# TYPE` lines.
 async fn exported_families(b: &TestBroker) -> BTreeSet<String> {
-    let ca = reqwest::Certificate::from_pem(&std::fs::read(b.ca()).unwrap()).unwrap();
-    let client = reqwest::Client::builder().tls_certs_only([ca]).build().unwrap();
-    let text = client
-        .get(format!("{}/metrics", b.url))
-        .send()
+    b.metrics_text()
         .await
         .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
+        .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))
         .filter_map(|l| l.split(' ').next())
         .map(str::to_owned)

@@ -223,6 +223,7 @@ async fn session(
         }
     };
     connected.send_replace(true);
+    record_contact(state, executor.clock().now());
     tracing::info!(hub = %url, agent = %identity.agent, configuration = %identity.configuration, "connected to the broker");
     let mut live = Session {
         state,
@@ -234,6 +235,14 @@ async fn session(
         renew_at: state.credentials()?.renew_at(),
     };
     live.serve(&mut ws, heartbeat).await
+}
+
+/// Records a contact for `jitgate-agent health`; failing to is logged,
+/// never a reason to drop the session.
+fn record_contact(state: &StateDir, at: chrono::DateTime<chrono::Utc>) {
+    if let Err(e) = state.record_contact(at) {
+        tracing::warn!(error = %e, "could not record the broker's contact for the health check");
+    }
 }
 
 struct Session<'a> {
@@ -284,6 +293,7 @@ impl Session<'_> {
                     if last_heard.elapsed() > heartbeat * 2 + heartbeat / 2 {
                         return Err(ChannelError::Silent);
                     }
+                    record_contact(self.state, self.executor.clock().now());
                     seq += 1;
                     send(ws, &AgentMessage::Heartbeat { seq }).await?;
                     self.send_reports(ws).await?;

@@ -105,6 +105,13 @@ enum Command {
     },
     /// Show identity, certificate and what the journal holds.
     Status,
+    /// Exit 0 when the running agent heard from a broker within WITHIN
+    /// (its heartbeats, every few seconds): the container image's health
+    /// check. Exit 1, saying when it last did, otherwise.
+    Health {
+        #[arg(long, default_value = "2m", value_parser = duration)]
+        within: Duration,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -469,6 +476,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             wait_for_signal().await;
             tracing::info!("stopping");
             agent.stop().await;
+        }
+        Command::Health { within } => {
+            let identity = state.identity()?;
+            let now = jitgate_agent::clock::Clock::now(&jitgate_agent::clock::SystemClock);
+            match state.last_contact()? {
+                Some(at) if (now - at).to_std().unwrap_or_default() <= within => {
+                    println!("healthy: agent {} heard from its broker at {at}", identity.agent);
+                }
+                Some(at) => anyhow::bail!(
+                    "agent {} last heard from a broker at {at}, more than {} ago",
+                    identity.agent,
+                    humantime::format_duration(within)
+                ),
+                None => anyhow::bail!("agent {} has not reached a broker yet", identity.agent),
+            }
         }
         Command::Status => {
             let identity = state.identity()?;

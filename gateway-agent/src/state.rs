@@ -116,6 +116,37 @@ impl StateDir {
         self.dir.join("journal")
     }
 
+    /// When the agent last heard from a broker on a live session.
+    pub fn contact_path(&self) -> PathBuf {
+        self.dir.join("contact")
+    }
+
+    /// Records that a broker was heard from at `at`: at each heartbeat of
+    /// a live session, replaced whole, not flushed (losing one to a crash
+    /// only makes `jitgate-agent health` see an older contact).
+    pub fn record_contact(&self, at: DateTime<Utc>) -> Result<(), StateError> {
+        let path = self.contact_path();
+        let partial = self.dir.join("contact.partial");
+        std::fs::write(&partial, at.to_rfc3339()).map_err(io(&partial))?;
+        std::fs::rename(&partial, &path).map_err(io(&path))
+    }
+
+    /// The last contact recorded, `None` before the first.
+    pub fn last_contact(&self) -> Result<Option<DateTime<Utc>>, StateError> {
+        let path = self.contact_path();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io(&path)(e)),
+        };
+        DateTime::parse_from_rfc3339(text.trim())
+            .map(|t| Some(t.with_timezone(&Utc)))
+            .map_err(|e| StateError::Invalid {
+                path,
+                error: e.to_string(),
+            })
+    }
+
     /// Creates the directory, owner-only.
     pub fn create(&self) -> Result<(), StateError> {
         std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;

@@ -233,6 +233,7 @@ fn the_chart_renders_brokers_on_postgresql_with_agents_and_validates() {
     validate(&rendered).unwrap();
     let objects = objects(&rendered);
     for kind in [
+        "ConfigMap/jitgate-config",
         "ConfigMap/jitgate-policies",
         "Deployment/jitgate-agent-aws-prod",
         "Deployment/jitgate-agent-entra-corp",
@@ -286,6 +287,24 @@ fn the_chart_renders_brokers_on_postgresql_with_agents_and_validates() {
         .unwrap()
         .iter()
         .any(|m| m["mountPath"] == "/etc/jitgate/policies"));
+    // The configuration file, from its ConfigMap, is one the broker reads.
+    assert_eq!(
+        env(broker, "JITGATE_CONFIG").unwrap()["value"],
+        "/etc/jitgate/config/broker.toml"
+    );
+    assert!(broker["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["mountPath"] == "/etc/jitgate/config"));
+    let config = objects["ConfigMap/jitgate-config"]["data"]["broker.toml"]
+        .as_str()
+        .unwrap();
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), config).unwrap();
+    let read = jitgate_broker::config::BrokerConfig::load(Some(file.path()), &Default::default())
+        .unwrap_or_else(|e| panic!("{e}\n{config}"));
+    assert_eq!(read.agent_heartbeat, std::time::Duration::from_secs(10));
     let policies = &objects["ConfigMap/jitgate-policies"]["data"];
     assert!(policies["workflows.toml"]
         .as_str()

@@ -333,8 +333,22 @@ async fn the_broker_and_agent_images_run_read_only_and_grant_through_the_hub() {
     agent.set("JITGATE_CA_FINGERPRINT", &join.ca_fingerprint);
     let enrolled = agent.run(&agent.entrypoint(&["enroll"])).await;
     assert!(enrolled.status.success(), "{}", said(&enrolled));
+    // Unhealthy until it has reached the broker, healthy once it has.
+    let agent_healthcheck = agent.stage.healthcheck.clone().expect("a health check");
+    let unreached = agent.run(&agent_healthcheck).await;
+    assert!(
+        !unreached.status.success() && said(&unreached).contains("has not reached a broker yet"),
+        "{}",
+        said(&unreached)
+    );
     agent.set("JITGATE_AGENT_PROVIDER", "sandbox");
     let _running = agent.spawn(&agent.entrypoint(&[]), &logs.path().join("agent.log"));
+    eventually(
+        Duration::from_secs(30),
+        "the agent's health check passes",
+        || async { agent.run(&agent_healthcheck).await.status.success().then_some(()) },
+    )
+    .await;
 
     let request = client("alice")
         .create_request(&CreateRequestBody {

@@ -68,6 +68,7 @@ metadata:
     {{- include "jitgate.labels" (list . "broker") | nindent 4 }}
   annotations:
     checksum/policies: {{ toYaml .Values.broker.policies | sha256sum }}
+    checksum/config: {{ .Values.broker.config | sha256sum }}
     {{- with .Values.broker.podAnnotations }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -120,6 +121,10 @@ spec:
         {{- end }}
         - name: JITGATE_STORE
           value: {{ .Values.broker.store | quote }}
+        {{- if .Values.broker.config }}
+        - name: JITGATE_CONFIG
+          value: /etc/jitgate/config/broker.toml
+        {{- end }}
         {{- if eq .Values.broker.store "postgres" }}
         - name: JITGATE_DATABASE_URL
           valueFrom:
@@ -181,6 +186,11 @@ spec:
           mountPath: /etc/jitgate/policies
           readOnly: true
         {{- end }}
+        {{- if .Values.broker.config }}
+        - name: config
+          mountPath: /etc/jitgate/config
+          readOnly: true
+        {{- end }}
   {{- with .Values.broker.nodeSelector }}
   nodeSelector:
     {{- toYaml . | nindent 4 }}
@@ -198,6 +208,11 @@ spec:
     - name: policies
       configMap:
         name: {{ include "jitgate.fullname" . }}-policies
+    {{- end }}
+    {{- if .Values.broker.config }}
+    - name: config
+      configMap:
+        name: {{ include "jitgate.fullname" . }}-config
     {{- end }}
     {{- if eq .Values.broker.store "postgres" }}
     # The data directory holds only the keys and the control socket.

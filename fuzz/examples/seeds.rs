@@ -385,5 +385,33 @@ forbid (principal, action == Jitgate::Action::"approve", resource) unless { prin
         data.extend(q.as_bytes());
         seed("api_query", &format!("{i:02}"), &data);
     }
+    // What `jitgate-broker restore` reads: a whole backup, and one cut
+    // short.
+    let entries = [
+        jitgate_broker::store::dump::Entry::Known { id: "c-1".into() },
+        jitgate_broker::store::dump::Entry::Known { id: "c-2".into() },
+    ];
+    let mut tally = jitgate_broker::store::dump::Tally::default();
+    let mut backup = String::new();
+    backup += &json!({"backup": {"backup_format": 1, "store_format": 1, "broker_version": "0.1.0",
+        "taken_at": "2026-12-07T00:00:00Z"}})
+    .to_string();
+    backup.push('\n');
+    for name in jitgate_broker::store::backup::KEY_FILES {
+        backup += &json!({"key_file": {"name": name, "base64": "a2V5"}}).to_string();
+        backup.push('\n');
+    }
+    for e in &entries {
+        tally.add(e);
+        backup += &json!({ "entry": e }).to_string();
+        backup.push('\n');
+    }
+    let whole = format!(
+        "{backup}{}\n",
+        json!({"end": {"entries": tally.entries, "digest": tally.digest()}})
+    );
+    assert!(jitgate_broker::store::backup::check(&mut whole.as_bytes()).is_ok());
+    seed("backup_file", "whole", whole.as_bytes());
+    seed("backup_file", "cut-short", backup.as_bytes());
     println!("wrote {written} seeds under {}", root.join("seeds").display());
 }

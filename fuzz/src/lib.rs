@@ -14,12 +14,14 @@
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
 mod api;
+mod backup;
 mod catalogue;
 pub mod frames;
 mod scim;
 pub mod sign_in;
 
 pub use api::{api_body, api_query};
+pub use backup::backup_file;
 pub use catalogue::{catalogue, cedar_policies, workflows};
 pub use frames::{agent_frame, broker_frame, signed_command};
 pub use scim::{scim_document, scim_filter, scim_patch};
@@ -110,6 +112,11 @@ pub const TARGETS: &[Target] = &[
         name: "api_query",
         about: "REST API and sign-in query strings and forms (OIDC callback, SAML post, return_to)",
         run: api_query,
+    },
+    Target {
+        name: "backup_file",
+        about: "backup files given to `jitgate-broker restore`",
+        run: backup_file,
     },
 ];
 

@@ -110,6 +110,7 @@ replays!(
     cedar_policies,
     api_body,
     api_query,
+    backup_file,
 );
 
 /// The seeds reach past the checks the fuzzers attack (signatures,

@@ -57,7 +57,10 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(e) => {
+                    // Out of file descriptors, say: as the API's accept
+                    // loop does, pause rather than spin.
                     tracing::warn!(error = %e, "control socket: accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },

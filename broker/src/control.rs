@@ -157,7 +157,8 @@ async fn refuse(stream: &mut UnixStream, why: &str) -> std::io::Result<()> {
     stream.shutdown().await
 }
 
-fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
+/// Creates `path`, which must not exist, readable by its owner only.
+pub fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

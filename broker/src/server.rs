@@ -83,7 +83,8 @@ pub fn open_sled(data_dir: &Path) -> Result<SledStore, ServeError> {
     Ok(SledStore::open(&store_dir)?)
 }
 
-fn create_private_dir(dir: &Path) -> Result<(), ServeError> {
+/// Creates `dir` if needed and makes it the owner's alone.
+pub fn create_private_dir(dir: &Path) -> Result<(), ServeError> {
     let err = |error| ServeError::DataDir {
         path: dir.display().to_string(),
         error,

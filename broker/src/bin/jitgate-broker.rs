@@ -20,7 +20,6 @@ use jitgate_broker::store::{backup, Store};
 use jitgate_shared::clock::Clock;
 use jitgate_shared::v1::api::{Role, UserBody};
 use jitgate_shared::v1::UserId;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -382,9 +381,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Backup { output, store } => backup(&output, &store).await?,
         Command::Keys { store } => {
             let dir = store.config()?.data_dir;
-            std::fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;
-            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
-                .with_context(|| dir.display().to_string())?;
+            jitgate_broker::server::create_private_dir(&dir)?;
             let now = jitgate_shared::clock::SystemClock.now();
             let ca = jitgate_broker::tls::BrokerCa::load_or_create(&dir, now)?;
             jitgate_broker::tls::load_or_create_command_key(&dir)?;
@@ -650,11 +647,7 @@ async fn backup(output: &Path, args: &StoreArgs) -> anyhow::Result<()> {
         Ok(_) => "the running broker",
         Err(jitgate_broker::control::AskError::NotRunning(_)) => {
             let store = jitgate_broker::server::open_sled(&data_dir)?;
-            let file = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&partial)
+            let file = jitgate_broker::control::private_file(&partial)
                 .with_context(|| partial.display().to_string())?;
             let mut out = std::io::BufWriter::new(file);
             let now = jitgate_shared::clock::SystemClock.now();
@@ -697,9 +690,7 @@ async fn backup(output: &Path, args: &StoreArgs) -> anyhow::Result<()> {
 async fn restore(input: &Path, args: &StoreArgs) -> anyhow::Result<()> {
     let data_dir = embedded_data_dir(args)?;
     let file = std::fs::File::open(input).with_context(|| input.display().to_string())?;
-    std::fs::create_dir_all(&data_dir).with_context(|| data_dir.display().to_string())?;
-    std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o700))
-        .with_context(|| data_dir.display().to_string())?;
+    jitgate_broker::server::create_private_dir(&data_dir)?;
     let bar = indicatif::ProgressBar::new_spinner();
     bar.set_message(format!("restoring {}", input.display()));
     let summary = backup::restore(&mut std::io::BufReader::new(file), &data_dir, |n| {

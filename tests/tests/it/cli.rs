@@ -3,13 +3,7 @@
 use jitgate_tests::broker::TestBroker;
 use jitgate_tests::fixtures::{policies, CATALOG};
 
-fn text(out: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use crate::support::said as text;
 
 #[tokio::test]
 async fn request_approve_and_list_from_the_cli() {

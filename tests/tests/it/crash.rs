@@ -148,14 +148,7 @@ async fn audit_verify_finds_a_cut_off_or_rewritten_tail_by_the_signed_head() {
     b.stop().await;
     let verify = |b: &TestBroker| {
         let out = b.offline(&["audit", "verify"]);
-        (
-            out.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        )
+        (out.status.success(), crate::support::said(&out))
     };
     let (ok, said) = verify(&b);
     assert!(ok, "{said}");

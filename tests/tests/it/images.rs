@@ -15,13 +15,13 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use jitgate_broker::cli::client::ApiClient;
-use jitgate_shared::v1::api::{CreateJoinTokenBody, CreateRequestBody};
-use jitgate_shared::v1::{ConfigId, ResourceId};
+use jitgate_shared::v1::api::CreateJoinTokenBody;
+use jitgate_shared::v1::ConfigId;
 use jitgate_tests::broker::on_postgres;
 use jitgate_tests::{bin, workspace};
 use tokio::process::{Child, Command};
 
-use crate::support::eventually;
+use crate::support::{eventually, request, said};
 
 /// What a Containerfile's runtime stage (after its last FROM) says about
 /// running the image.
@@ -242,14 +242,6 @@ impl Container {
     }
 }
 
-fn said(out: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 #[tokio::test]
 async fn the_broker_and_agent_images_run_read_only_and_grant_through_the_hub() {
     if on_postgres() {
@@ -350,18 +342,8 @@ async fn the_broker_and_agent_images_run_read_only_and_grant_through_the_hub() {
     )
     .await;
 
-    let request = client("alice")
-        .create_request(&CreateRequestBody {
-            resource: ResourceId::new("aws-dev-admin").unwrap(),
-            duration_seconds: Some(600),
-            justification: Some("checking the images".into()),
-            ticket: None,
-            starts_at: None,
-            break_glass: false,
-        })
-        .await
-        .unwrap();
-    let approved = client("bob").approve(request.id, None).await.unwrap();
+    let asked = request(&client("alice"), "aws-dev-admin", 600).await;
+    let approved = client("bob").approve(asked.id, None).await.unwrap();
     let grant = approved.grant.expect("granted on approval");
     eventually(Duration::from_secs(30), "the agent applies the grant", || async {
         client("admin").grant(grant).await.ok()?.applied_at

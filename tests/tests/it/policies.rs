@@ -103,11 +103,7 @@ fn the_shipped_policies_check_without_a_catalogue() {
         .arg(jitgate_tests::workspace().join("policies"))
         .output()
         .unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let said = crate::support::said(&out);
     assert!(out.status.success(), "{said}");
     assert!(
         said.contains("names not checked"),

@@ -19,6 +19,15 @@ pub fn ask(resource: &str, seconds: u64) -> CreateRequestBody {
     }
 }
 
+/// What a finished process said, stdout then stderr.
+pub fn said(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 pub async fn request(client: &ApiClient, resource: &str, seconds: u64) -> RequestView {
     client.create_request(&ask(resource, seconds)).await.unwrap()
 }

@@ -113,6 +113,13 @@ fn env<'a>(container: &'a Value, name: &str) -> Option<&'a Value> {
     container["env"].as_array()?.iter().find(|e| e["name"] == name)
 }
 
+/// Whether `container` mounts a volume at `path`.
+fn mounted(container: &Value, path: &str) -> bool {
+    container["volumeMounts"]
+        .as_array()
+        .is_some_and(|mounts| mounts.iter().any(|m| m["mountPath"] == path))
+}
+
 /// The user a Containerfile's runtime stage runs as.
 fn image_user(image: &str) -> u64 {
     let text =
@@ -162,11 +169,7 @@ fn check_broker(pod: &Value) {
         .map(|p| p["name"].as_str().unwrap())
         .collect();
     assert_eq!(ports, ["api", "hub"]);
-    let mounts = broker["volumeMounts"].as_array().unwrap();
-    assert!(
-        mounts.iter().any(|m| m["mountPath"] == "/var/lib/jitgate"),
-        "the data directory"
-    );
+    assert!(mounted(broker, "/var/lib/jitgate"), "the data directory");
 }
 
 /// Each Service selects the broker's pods, on a port the broker names.
@@ -282,21 +285,13 @@ fn the_chart_renders_brokers_on_postgresql_with_agents_and_validates() {
             .unwrap()["secret"]["secretName"],
         "jitgate-keys"
     );
-    assert!(broker["volumeMounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|m| m["mountPath"] == "/etc/jitgate/policies"));
+    assert!(mounted(broker, "/etc/jitgate/policies"));
     // The configuration file, from its ConfigMap, is one the broker reads.
     assert_eq!(
         env(broker, "JITGATE_CONFIG").unwrap()["value"],
         "/etc/jitgate/config/broker.toml"
     );
-    assert!(broker["volumeMounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|m| m["mountPath"] == "/etc/jitgate/config"));
+    assert!(mounted(broker, "/etc/jitgate/config"));
     let config = objects["ConfigMap/jitgate-config"]["data"]["broker.toml"]
         .as_str()
         .unwrap();

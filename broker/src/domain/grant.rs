@@ -220,7 +220,7 @@ impl Grant {
         let due = self
             .ended_at
             .map_or(self.ends_at, |ended| ended.min(self.ends_at));
-        (removed - due).num_milliseconds().max(0) as f64 / 1000.0
+        (removed - due).to_std().unwrap_or_default().as_secs_f64()
     }
 
     /// Records what an agent reported for one of this grant's commands.

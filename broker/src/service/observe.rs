@@ -2,10 +2,11 @@
 //! grants active, each configuration's outbox, agent certificates. Read at
 //! each scrape, so every broker sharing a store shows the same figures.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use jitgate_shared::v1::api::{AgentState, CommandOp};
+use jitgate_shared::v1::ConfigId;
 
 use super::{Broker, ServiceError};
 use crate::domain::lease::Lease;
@@ -19,19 +20,22 @@ impl Broker {
     #[tracing::instrument(skip(self))]
     pub async fn observe(&self) -> Result<(), ServiceError> {
         let now = self.clock.now();
-        let agents = self.store.agents().await?;
+        // The first active agent certificate of each configuration to expire.
+        let mut first_expiry: HashMap<ConfigId, DateTime<Utc>> = HashMap::new();
+        for agent in self.store.agents().await? {
+            if agent.state == AgentState::Active {
+                first_expiry
+                    .entry(agent.configuration)
+                    .and_modify(|t| *t = (*t).min(agent.certificate_not_after))
+                    .or_insert(agent.certificate_not_after);
+            }
+        }
         let mut observed = StoreGauges::default();
         for stored in self.store.configurations().await? {
             let id = stored.config.id;
             let leases = self.store.held_leases(&id).await?;
             let outbox = self.store.outbox(&id, usize::MAX).await?;
-            let first_agent_certificate_expiry = agents
-                .iter()
-                .filter(|a| a.configuration == id && a.state == AgentState::Active)
-                .map(|a| a.certificate_not_after)
-                .min();
-            let mut gauges = configuration_gauges(&leases, &outbox, now);
-            gauges.first_agent_certificate_expiry = first_agent_certificate_expiry;
+            let gauges = configuration_gauges(&leases, &outbox, first_expiry.get(&id).copied(), now);
             observed.configurations.insert(id.to_string(), gauges);
         }
         self.metrics.set_store_gauges(&observed);
@@ -39,8 +43,14 @@ impl Broker {
     }
 }
 
-/// One configuration's gauges from its held leases and its outbox.
-fn configuration_gauges(leases: &[Lease], outbox: &[Command], now: DateTime<Utc>) -> ConfigurationGauges {
+/// One configuration's gauges from its held leases, its outbox and when
+/// its first agent certificate expires.
+fn configuration_gauges(
+    leases: &[Lease],
+    outbox: &[Command],
+    first_agent_certificate_expiry: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> ConfigurationGauges {
     // A grant may hold several entitlements; it is one grant.
     let holders: BTreeSet<_> = leases.iter().flat_map(|l| l.holders.keys()).collect();
     let oldest = outbox.iter().map(|c| c.issued_at).min();
@@ -49,8 +59,8 @@ fn configuration_gauges(leases: &[Lease], outbox: &[Command], now: DateTime<Utc>
         outbox_depth: count(outbox.len()),
         revokes_queued: count(outbox.iter().filter(|c| c.op == CommandOp::Revoke).count()),
         outbox_oldest_age_seconds: oldest
-            .map_or(0.0, |t| (now - t).num_milliseconds().max(0) as f64 / 1000.0),
-        first_agent_certificate_expiry: None,
+            .map_or(0.0, |t| (now - t).to_std().unwrap_or_default().as_secs_f64()),
+        first_agent_certificate_expiry,
     }
 }
 
@@ -86,7 +96,7 @@ mod tests {
         let mut grant = command("g", "auditors", CommandOp::Grant);
         grant.issued_at = revoke.issued_at + Duration::seconds(85);
         let now = revoke.issued_at + Duration::seconds(90);
-        let g = configuration_gauges(&leases, &[grant, revoke], now);
+        let g = configuration_gauges(&leases, &[grant, revoke], None, now);
         assert_eq!(g.grants_active, 2);
         assert_eq!(g.outbox_depth, 2);
         assert_eq!(g.revokes_queued, 1);
@@ -95,7 +105,7 @@ mod tests {
 
     #[test]
     fn nothing_held_or_queued_is_all_zero() {
-        let g = configuration_gauges(&[], &[], t0());
+        let g = configuration_gauges(&[], &[], None, t0());
         assert_eq!(g, ConfigurationGauges::default());
     }
 }

@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 use super::dump::{self, Entry, Tally};
 use super::sled::{SledStore, FORMAT, STORE_DIR};
 use super::{Store, StoreError};
-use crate::audit::ChainVerifier;
+use crate::audit::anchor::AnchorSigner;
+use crate::audit::verify::{verify_stored, Broken};
 use crate::tls;
 
 /// The layout of backup files this broker writes and reads.
@@ -104,7 +105,7 @@ pub enum BackupError {
     #[error("the restored store differs from the backup: {0}")]
     Restored(String),
     #[error("the restored audit chain does not verify: {0}")]
-    Chain(crate::audit::ChainBreak),
+    Chain(Broken),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
@@ -346,24 +347,20 @@ async fn load(
             reader.tally.entries, restored.entries
         )));
     }
-    verify_chain(&store).await?;
+    // The chain, and the signed head with the backup's own audit key.
+    let audit_key: [u8; 32] = reader
+        .key_file(tls::AUDIT_KEY_FILE)?
+        .try_into()
+        .map_err(|_| BackupError::MissingKeyFile(format!("{} (not 32 bytes)", tls::AUDIT_KEY_FILE)))?;
+    let key = AnchorSigner::from_secret(&audit_key).verifier();
+    let report = verify_stored(&store, Some(&key), |_| {}).await?;
+    if let Some(broken) = report.broken {
+        return Err(BackupError::Chain(broken));
+    }
     KEY_FILES
         .iter()
         .map(|name| Ok((*name, reader.key_file(name)?)))
         .collect()
-}
-
-async fn verify_chain(store: &dyn Store) -> Result<(), BackupError> {
-    let mut verifier = ChainVerifier::default();
-    let mut next = 1;
-    loop {
-        let page = store.audit(next, 10_000).await?;
-        let Some(last) = page.last() else { return Ok(()) };
-        next = last.seq + 1;
-        for record in &page {
-            verifier.check(record).map_err(BackupError::Chain)?;
-        }
-    }
 }
 
 /// A backup's lines, numbered for errors.
@@ -406,12 +403,19 @@ mod tests {
     use crate::store::conformance::{config, entry, grant, request, user};
     use crate::store::Change;
 
+    /// What the fixture's key file `name` holds: 32 bytes of its own.
+    fn key_bytes(name: &str) -> Vec<u8> {
+        let mut bytes = name.as_bytes().to_vec();
+        bytes.resize(32, b'.');
+        bytes
+    }
+
     /// A data directory with key files and a store holding a grant and an
     /// audit chain; the store is opened where a broker keeps it.
     async fn data_dir() -> (tempfile::TempDir, SledStore) {
         let dir = tempfile::tempdir().unwrap();
         for name in KEY_FILES {
-            tls::write_private_bytes(&dir.path().join(name), name.as_bytes()).unwrap();
+            tls::write_private_bytes(&dir.path().join(name), &key_bytes(name)).unwrap();
         }
         let store = SledStore::open(&dir.path().join(STORE_DIR)).unwrap();
         let alice = user("alice");
@@ -463,7 +467,7 @@ mod tests {
         assert_eq!(restored, checked);
         assert_eq!(restored.key_files, KEY_FILES.len());
         for name in KEY_FILES {
-            assert_eq!(std::fs::read(into.path().join(name)).unwrap(), name.as_bytes());
+            assert_eq!(std::fs::read(into.path().join(name)).unwrap(), key_bytes(name));
         }
         let store = SledStore::open(&into.path().join(STORE_DIR)).unwrap();
         assert_eq!(dump::tally(&store).await.unwrap().entries, restored.entries);
@@ -555,6 +559,41 @@ mod tests {
             matches!(restored, Err(BackupError::Malformed { line: 1, .. })),
             "{restored:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_backup_whose_signed_head_another_key_signed_is_refused() {
+        let (dir, store) = data_dir().await;
+        let head = store.audit_head().await.unwrap();
+        // Signed by a key that is not the backup's audit key.
+        let stranger = AnchorSigner::from_secret(&[9u8; 32]);
+        store
+            .commit(Change {
+                audit_anchor: Some(stranger.sign(&head, crate::store::conformance::t(1))),
+                ..Change::default()
+            })
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        take(&store, dir.path(), crate::store::conformance::t(2), &mut out).unwrap();
+        let (into, restored) = restore_text(&String::from_utf8(out).unwrap()).await;
+        assert!(matches!(restored, Err(BackupError::Chain(_))), "{restored:?}");
+        left_nothing(into.path());
+        // Signed by the backup's own key, it restores.
+        let (dir, store) = data_dir().await;
+        let own = AnchorSigner::from_secret(&key_bytes(tls::AUDIT_KEY_FILE).try_into().unwrap());
+        let head = store.audit_head().await.unwrap();
+        store
+            .commit(Change {
+                audit_anchor: Some(own.sign(&head, crate::store::conformance::t(1))),
+                ..Change::default()
+            })
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        take(&store, dir.path(), crate::store::conformance::t(2), &mut out).unwrap();
+        let (_, restored) = restore_text(&String::from_utf8(out).unwrap()).await;
+        restored.unwrap();
     }
 
     #[tokio::test]

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::{RecordKind, Store, StoreError};
 use crate::audit::anchor::AuditAnchor;
-use crate::audit::{AuditRecord, ChainVerifier};
+use crate::audit::AuditRecord;
 use crate::domain::job::Job;
 use crate::domain::user::ApiToken;
 use crate::outbox::{Command, CommandResult};
@@ -114,7 +114,7 @@ pub enum CopyError {
     #[error("the copy differs from the source: {source_entries} entries copied, {copied} found")]
     Differs { source_entries: u64, copied: u64 },
     #[error("the copy's audit chain does not verify: {0}")]
-    Chain(crate::audit::ChainBreak),
+    Chain(crate::audit::verify::Broken),
 }
 
 struct Loader<'a, F: FnMut(u64) + Send> {
@@ -182,15 +182,9 @@ pub async fn copy(
             copied: copied.entries,
         });
     }
-    let mut verifier = ChainVerifier::default();
-    let mut next = 1;
-    loop {
-        let page = to.audit(next, 10_000).await?;
-        let Some(last) = page.last() else { break };
-        next = last.seq + 1;
-        for record in &page {
-            verifier.check(record).map_err(CopyError::Chain)?;
-        }
+    let report = crate::audit::verify::verify_stored(to, None, |_| {}).await?;
+    if let Some(broken) = report.broken {
+        return Err(CopyError::Chain(broken));
     }
     Ok(Copied {
         entries: loader.tally.entries,

@@ -75,6 +75,21 @@ ticket_pattern = "OPS-[0-9]+"
 
 "#;
 
+/// Opens the embedded store at `dir` once a handle this process just
+/// dropped has let go of it: sled lets go of its file lock when its
+/// background flusher stops, a moment after the last handle is dropped (a
+/// new process never waits).
+pub async fn open_sled_when_free(dir: &std::path::Path) -> SledStore {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match SledStore::open(dir) {
+            Ok(store) => return store,
+            Err(e) if std::time::Instant::now() > deadline => panic!("{e}"),
+            Err(_) => tokio::task::yield_now().await,
+        }
+    }
+}
+
 pub fn t0() -> DateTime<Utc> {
     DateTime::from_timestamp(1_800_000_000, 0).unwrap()
 }

@@ -469,7 +469,8 @@ mod tests {
         for name in KEY_FILES {
             assert_eq!(std::fs::read(into.path().join(name)).unwrap(), key_bytes(name));
         }
-        let store = SledStore::open(&into.path().join(STORE_DIR)).unwrap();
+        // The restore's own handle was just dropped.
+        let store = crate::testing::open_sled_when_free(&into.path().join(STORE_DIR)).await;
         assert_eq!(dump::tally(&store).await.unwrap().entries, restored.entries);
         assert_eq!(store.audit_head().await.unwrap().seq, 3);
     }
@@ -611,8 +612,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_store_of_a_newer_format_is_refused_at_open() {
+        // Marked without opening the store first: a store dropped in this
+        // process keeps sled's file lock until its flusher's next wake.
         let dir = tempfile::tempdir().unwrap();
-        drop(SledStore::open(dir.path()).unwrap());
         super::super::sled::mark_format(dir.path(), FORMAT + 1).unwrap();
         let refused = SledStore::open(dir.path()).unwrap_err().to_string();
         assert!(
@@ -622,7 +624,8 @@ mod tests {
             )),
             "{refused}"
         );
-        super::super::sled::mark_format(dir.path(), FORMAT).unwrap();
-        SledStore::open(dir.path()).unwrap();
+        let current = tempfile::tempdir().unwrap();
+        super::super::sled::mark_format(current.path(), FORMAT).unwrap();
+        SledStore::open(current.path()).unwrap();
     }
 }

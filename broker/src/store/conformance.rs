@@ -917,7 +917,6 @@ mod backends {
     use super::Fixture;
     use crate::store::postgres::scratch::ScratchDatabase;
     use crate::store::postgres::PgStore;
-    use crate::store::sled::SledStore;
     use crate::store::Store;
 
     struct Sled(tempfile::TempDir);
@@ -928,18 +927,8 @@ mod backends {
 
     #[async_trait::async_trait]
     impl Fixture for Sled {
-        /// sled lets go of its file lock when its background flusher stops,
-        /// a moment after the last handle is dropped: wait for that (a new
-        /// process never waits).
         async fn open(&self) -> Arc<dyn Store> {
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-            loop {
-                match SledStore::open(self.0.path()) {
-                    Ok(store) => return Arc::new(store),
-                    Err(e) if std::time::Instant::now() > deadline => panic!("{e}"),
-                    Err(_) => tokio::task::yield_now().await,
-                }
-            }
+            Arc::new(crate::testing::open_sled_when_free(self.0.path()).await)
         }
     }
 

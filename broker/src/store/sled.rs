@@ -642,8 +642,15 @@ fn check_format(db: &sled::Db, dir: &Path) -> Result<(), StoreError> {
 
 /// Marks the store in `dir` as of `format`, as a newer broker would (for
 /// the test that a newer store is refused).
+/// Opened without sled's background flusher, so the file lock is let go
+/// of when this returns (a store open in the same process right after
+/// would otherwise find it held until the flusher's next wake).
 pub fn mark_format(dir: &Path, format: u32) -> Result<(), StoreError> {
-    let db = sled::open(dir).map_err(backend)?;
+    let db = sled::Config::new()
+        .path(dir)
+        .flush_every_ms(None)
+        .open()
+        .map_err(backend)?;
     let meta = db.open_tree(META_TREE).map_err(backend)?;
     meta.insert(FORMAT_KEY, &format.to_be_bytes()).map_err(backend)?;
     db.flush().map_err(backend)?;

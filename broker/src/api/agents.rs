@@ -8,6 +8,7 @@ use jitgate_shared::v1::ErrorBody;
 
 use super::error::ApiError;
 use super::extract::{path_id, Body, Caller, PathParam};
+use super::limits::{presenting_token, Client};
 use super::AppState;
 
 #[utoipa::path(post, path = "/api/v1/admin/join-tokens", tag = "agents", request_body = CreateJoinTokenBody,
@@ -25,16 +26,19 @@ pub async fn create_join_token(
     ))
 }
 
-/// The join token in the body is the credential; no bearer token.
+/// The join token in the body is the credential; no bearer token. Refused
+/// join tokens count against the client's quota as refused bearer tokens do.
 #[utoipa::path(post, path = "/api/v1/agents/enroll", tag = "agents", request_body = EnrollBody,
     responses((status = 201, description = "Enrolled: the agent's client certificate", body = Enrolled),
         (status = 400, description = "The CSR is malformed or its signature does not verify", body = ErrorBody),
         (status = 401, description = "Unknown, expired or already used join token", body = ErrorBody)))]
 pub async fn enroll(
     State(s): State<AppState>,
+    Client(client): Client,
     Body(body): Body<EnrollBody>,
 ) -> Result<(StatusCode, Json<Enrolled>), ApiError> {
-    Ok((StatusCode::CREATED, Json(s.broker.enroll(body).await?)))
+    let enrolled = presenting_token(&s.limits, client, s.broker.enroll(body)).await?;
+    Ok((StatusCode::CREATED, Json(enrolled)))
 }
 
 #[utoipa::path(get, path = "/api/v1/admin/agents", tag = "agents",

@@ -55,7 +55,7 @@ pub async fn login(
     }))
 }
 
-#[utoipa::path(post, path = "/api/v1/auth/device", tag = "auth", request_body = DeviceLoginBody,
+#[utoipa::path(post, path = "/api/v1/auth/device", tag = "auth", request_body = Option<DeviceLoginBody>,
     responses((status = 200, body = DeviceStarted), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody, description = "No sign-in provider has that name"),
         (status = 409, body = ErrorBody, description = "No sign-in provider is configured"),
@@ -94,7 +94,7 @@ pub async fn token(
 }
 
 /// The refresh token from the body, or from the browser's cookie.
-#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshBody,
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = Option<RefreshBody>,
     responses((status = 200, body = TokenSet), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn refresh(
     State(s): State<AppState>,

@@ -78,21 +78,9 @@ impl FromRequestParts<AppState> for Caller {
             }
         };
         let client = super::limits::client_of(&parts.extensions);
-        if let Some(client) = client {
-            state
-                .limits
-                .may_present_token(client)
-                .map_err(|t| super::limits::too_many(t, "refused tokens"))?;
-        }
-        match state.broker.authenticate(&token).await {
-            Ok(user) => Ok(Caller(user)),
-            Err(e) => {
-                if let (Some(client), crate::service::ServiceError::Unauthenticated(_)) = (client, &e) {
-                    state.limits.token_failed(client);
-                }
-                Err(e.into())
-            }
-        }
+        super::limits::presenting_token(&state.limits, client, state.broker.authenticate(&token))
+            .await
+            .map(Caller)
     }
 }
 
@@ -147,7 +135,8 @@ fn field_of(detail: &str) -> Option<String> {
 }
 
 /// A JSON body that may be left out entirely (for `approve`, `revoke`, ...);
-/// an empty body means the defaults.
+/// an empty body means the defaults, and a body that is there must be
+/// JSON as `Body`'s is (415 otherwise: the document lists it).
 #[derive(Debug)]
 pub struct OptionalBody<T>(pub T);
 
@@ -155,6 +144,7 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalB
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let said_json = is_json(req.headers());
         let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|r| {
             if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(
@@ -175,6 +165,14 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalB
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalBody(T::default()));
         }
+        if !said_json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                ErrorCode::InvalidInput,
+                "a request body must be sent as `Content-Type: application/json`",
+                None,
+            ));
+        }
         serde_json::from_slice(&bytes).map(OptionalBody).map_err(|e| {
             let detail = e.to_string();
             ApiError::new(
@@ -185,6 +183,18 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalB
             )
         })
     }
+}
+
+/// Whether the request says its body is JSON (`application/json`, or a
+/// `+json` type), as axum's `Json` asks.
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<mime::Mime>().ok())
+        .is_some_and(|m| {
+            m.type_() == "application" && (m.subtype() == "json" || m.suffix().is_some_and(|s| s == "json"))
+        })
 }
 
 /// Query parameters; unknown or malformed ones are refused.

@@ -54,7 +54,7 @@ pub async fn show(
     Ok(Json(s.broker.get_grant(&user, id).await?))
 }
 
-#[utoipa::path(post, path = "/api/v1/grants/{id}/revoke", tag = "grants", request_body = RevokeBody,
+#[utoipa::path(post, path = "/api/v1/grants/{id}/revoke", tag = "grants", request_body = Option<RevokeBody>,
     params(("id" = GrantId, Path, description = "Grant id")),
     responses((status = 200, description = "Ended; a revoke is queued when no other grant holds the entitlement", body = GrantView),
         (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),

@@ -1,11 +1,11 @@
 //! Per-client limits on what anyone can reach without an account: the
 //! sign-in endpoints (`/auth/*`, `/api/v1/auth/*`), and guesses of bearer
-//! tokens. A client is its peer address as the listener saw it (behind a
+//! tokens and agents' join tokens. A client is its peer address as the listener saw it (behind a
 //! proxy on the same host every client is the proxy: set the limits for
 //! that, or let the proxy limit).
 //!
 //! Sign-in requests past the quota get 429 with `Retry-After`. A client
-//! whose bearer tokens keep failing is refused with 429 before any further
+//! whose tokens (bearer or join) keep failing is refused with 429 before any further
 //! token of its is even looked at, until its quota refills: guessing does
 //! not go faster than the quota, whatever the guesses are.
 
@@ -25,6 +25,7 @@ use jitgate_shared::v1::ErrorCode;
 
 use super::error::ApiError;
 use super::AppState;
+use crate::service::ServiceError;
 
 /// The quotas, per client and minute.
 #[derive(Debug, Clone, Copy)]
@@ -106,6 +107,44 @@ pub fn client_of(extensions: &axum::http::Extensions) -> Option<IpAddr> {
     extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip())
+}
+
+/// A token `client` presents (a bearer token, an agent's join token),
+/// checked by `check`: refused with 429 while the client is over its quota
+/// of refused tokens, and counted against it when `check` finds it no
+/// good. Every place a token is checked goes through here, so guessing one
+/// kind is as slow as guessing another.
+pub async fn presenting_token<T>(
+    limits: &ClientLimits,
+    client: Option<IpAddr>,
+    check: impl std::future::Future<Output = Result<T, ServiceError>>,
+) -> Result<T, ApiError> {
+    if let Some(client) = client {
+        limits
+            .may_present_token(client)
+            .map_err(|t| too_many(t, "refused tokens"))?;
+    }
+    check.await.map_err(|e| {
+        if let (Some(client), ServiceError::Unauthenticated(_)) = (client, &e) {
+            limits.token_failed(client);
+        }
+        e.into()
+    })
+}
+
+/// The client a request came from ([`client_of`]), for handlers.
+#[derive(Debug, Clone, Copy)]
+pub struct Client(pub Option<IpAddr>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Client {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Client(client_of(&parts.extensions)))
+    }
 }
 
 /// 429 with `Retry-After` (whole seconds, at least 1).

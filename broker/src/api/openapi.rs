@@ -54,14 +54,15 @@ impl Modify for BearerAuth {
 /// to whoever is not an administrator (or an auditor, for what auditors
 /// read), 404 where a path names something that does not exist (not for
 /// PUT, which creates it), 400 for malformed parameters or bodies, 413 for
-/// bodies past the limit, 415 for a required JSON body sent as something
-/// else. An operation's own description of a status stands.
+/// bodies past the limit, 415 for a body sent as something other than JSON
+/// (where a body may be left out, an empty one is not refused). An
+/// operation's own description of a status stands.
 struct CommonResponses;
 
 impl Modify for CommonResponses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::path::Operation;
-        use utoipa::openapi::{ContentBuilder, Ref, Required, ResponseBuilder};
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 
         let add = |op: &mut Operation, status: &str, description: &str| {
             let error = ContentBuilder::new()
@@ -91,11 +92,7 @@ impl Modify for CommonResponses {
             for (op, may_be_missing) in operations {
                 let Some(op) = op else { continue };
                 let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
-                // None: no body; Some(required).
-                let body = op
-                    .request_body
-                    .as_ref()
-                    .map(|b| matches!(b.required, Some(Required::True)));
+                let body = op.request_body.is_some();
                 let params = op.parameters.as_ref().is_some_and(|p| !p.is_empty());
                 if secured {
                     add(op, "401", "No valid bearer token or session");
@@ -111,18 +108,16 @@ impl Modify for CommonResponses {
                     "429",
                     "Too many requests from this client: try again after `Retry-After`",
                 );
-                if body.is_some() || params {
+                if body || params {
                     add(
                         op,
                         "400",
                         "Malformed parameters or body; `field` names the bad one",
                     );
                 }
-                if let Some(required) = body {
+                if body {
                     add(op, "413", "The body is larger than the broker accepts");
-                    if required {
-                        add(op, "415", "The body must be `application/json`");
-                    }
+                    add(op, "415", "The body must be `application/json`");
                 }
             }
         }

@@ -132,7 +132,7 @@ async fn review(
     Ok(Json(s.broker.review_request(&user.0, id, decision, body).await?))
 }
 
-#[utoipa::path(post, path = "/api/v1/requests/{id}/approve", tag = "requests", request_body = ReviewBody,
+#[utoipa::path(post, path = "/api/v1/requests/{id}/approve", tag = "requests", request_body = Option<ReviewBody>,
     params(("id" = RequestId, Path, description = "Request id")),
     responses((status = 200, body = RequestView),
         (status = 403, description = "Own request, or not an approver", body = ErrorBody),
@@ -147,7 +147,7 @@ pub async fn approve(
     review(s, user, id, Decision::Approve, body).await
 }
 
-#[utoipa::path(post, path = "/api/v1/requests/{id}/deny", tag = "requests", request_body = ReviewBody,
+#[utoipa::path(post, path = "/api/v1/requests/{id}/deny", tag = "requests", request_body = Option<ReviewBody>,
     params(("id" = RequestId, Path, description = "Request id")),
     responses((status = 200, body = RequestView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]

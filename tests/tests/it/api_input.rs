@@ -101,6 +101,35 @@ async fn malformed_bodies_are_refused_and_change_nothing() {
             assert_eq!(err.code, ErrorCode::InvalidInput, "{what}");
         }
     }
+    // A body that may be left out (a review's) is still JSON when it is there.
+    let approve = format!(
+        "{}/api/v1/requests/00000000-0000-4000-8000-000000000000/approve",
+        b.url
+    );
+    let carol = b.token("carol");
+    let form = raw(&b)
+        .await
+        .post(&approve)
+        .bearer_auth(carol)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("reason=fine")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let left_out = raw(&b)
+        .await
+        .post(&approve)
+        .bearer_auth(carol)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        left_out.status(),
+        StatusCode::NOT_FOUND,
+        "no body: nothing to refuse"
+    );
+
     let listed = b.client("admin").requests(&[]).await.unwrap();
     assert!(listed.items.is_empty(), "refused requests left nothing behind");
     let audit = b.client("admin").outbox("aws-test", 10).await.unwrap();
@@ -365,8 +394,18 @@ async fn sign_ins_and_token_guesses_are_limited_per_client() {
     let body: ErrorBody = r.json().await.unwrap();
     assert_eq!(body.code, ErrorCode::TooManyRequests);
 
-    // Guessed tokens: refused, then refused unread, even a good one.
-    for i in 0..4 {
+    // Guessed tokens, bearer or an agent's join token, share one quota:
+    // refused, then refused unread, even a good one.
+    let enroll = |token: String| {
+        http.post(format!("{}/api/v1/agents/enroll", b.url))
+            .json(&serde_json::json!({"token": token, "csr_pem": "not looked at"}))
+            .send()
+    };
+    for i in 0..2 {
+        let r = enroll(format!("jgj_guess{i}")).await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    for i in 0..2 {
         let guess = b.client("alice").with_token(&format!("jgt_guess{i}"));
         let (code, _) = crate::support::status(guess.whoami().await);
         assert_eq!(code, StatusCode::UNAUTHORIZED);
@@ -374,6 +413,9 @@ async fn sign_ins_and_token_guesses_are_limited_per_client() {
     let (code, msg) = crate::support::status(b.client("alice").whoami().await);
     assert_eq!(code, StatusCode::TOO_MANY_REQUESTS, "{msg}");
     assert!(msg.contains("refused tokens"), "{msg}");
+    let r = enroll("jgj_guess3".into()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers().contains_key("retry-after"));
 }
 
 /// The request smuggling forms (RFC 9112 §6.3 and §5.2): a body length

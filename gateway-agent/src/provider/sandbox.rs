@@ -30,6 +30,14 @@ pub struct SandboxSettings {
     pub failure_rate: f64,
 }
 
+/// One line of the tenant's change log.
+#[derive(Debug, serde::Deserialize)]
+struct LoggedChange {
+    op: String,
+    principal: String,
+    target: Target,
+}
+
 #[derive(Debug)]
 pub struct Sandbox {
     configuration: ConfigId,
@@ -39,15 +47,43 @@ pub struct Sandbox {
 
 impl Sandbox {
     pub fn open(configuration: ConfigId, settings: SandboxSettings) -> Result<Self, ProviderError> {
-        let held = match &settings.state_file {
+        let unreadable = |path: &std::path::Path, e: &dyn std::fmt::Display| {
+            ProviderError::rejected(format!("sandbox {}: {e}", path.display()))
+        };
+        let mut held: BTreeSet<Entitlement> = match &settings.state_file {
             Some(path) if path.exists() => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| ProviderError::rejected(format!("sandbox {}: {e}", path.display())))?;
-                serde_json::from_str(&text)
-                    .map_err(|e| ProviderError::rejected(format!("sandbox {}: {e}", path.display())))?
+                let text = std::fs::read_to_string(path).map_err(|e| unreadable(path, &e))?;
+                serde_json::from_str(&text).map_err(|e| unreadable(path, &e))?
             }
             _ => BTreeSet::new(),
         };
+        // A change is logged, then the tenant file written: an agent killed
+        // between the two left the last logged change out of the file. A
+        // tenant does not forget a change it made, so it is made again here
+        // (and not logged twice when the agent replays it).
+        if let Some(path) = &settings.state_file {
+            let log = path.with_extension("log");
+            if let Ok(text) = std::fs::read_to_string(&log) {
+                if let Some(last) = text.lines().last() {
+                    let change: LoggedChange =
+                        serde_json::from_str(last).map_err(|e| unreadable(&log, &e))?;
+                    let e = Entitlement {
+                        configuration: configuration.clone(),
+                        target: change.target,
+                        principal: change.principal,
+                    };
+                    let torn = match change.op.as_str() {
+                        "apply" => held.insert(e),
+                        "remove" => held.remove(&e),
+                        _ => false,
+                    };
+                    if torn {
+                        let text = serde_json::to_vec_pretty(&held).map_err(|e| unreadable(path, &e))?;
+                        crate::state::write_atomic(path, &text).map_err(|e| unreadable(path, &e))?;
+                    }
+                }
+            }
+        }
         Ok(Self {
             configuration,
             settings,
@@ -209,6 +245,54 @@ mod tests {
         assert!(again.list(&[]).await.unwrap().is_empty());
         assert_eq!(again.remove(&ent("alice")).await.unwrap(), Effect::Changed);
         assert_eq!(again.remove(&ent("alice")).await.unwrap(), Effect::Unchanged);
+    }
+
+    /// An agent killed after the tenant logged a change but before it wrote
+    /// its file: the tenant still made the change, and the replayed command
+    /// finds it made (one line in the log, not two).
+    #[tokio::test]
+    async fn a_change_logged_but_not_yet_written_is_kept_across_a_kill() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tenant.json");
+        let settings = SandboxSettings {
+            state_file: Some(file.clone()),
+            ..SandboxSettings::default()
+        };
+        let config = ConfigId::new("entra").unwrap();
+        let s = Sandbox::open(config.clone(), settings.clone()).unwrap();
+        s.apply(&ent("alice")).await.unwrap();
+        s.apply(&ent("bob")).await.unwrap();
+        let logged = |who: &str, op: &str| {
+            let line = serde_json::json!({"op": op, "principal": who, "target": ent(who).target, "at": "2026-12-07T00:00:00Z"});
+            let log = file.with_extension("log");
+            let mut text = std::fs::read_to_string(&log).unwrap();
+            text.push_str(&format!("{line}\n"));
+            std::fs::write(&log, text).unwrap();
+        };
+        let lines = || {
+            std::fs::read_to_string(file.with_extension("log"))
+                .unwrap()
+                .lines()
+                .count()
+        };
+
+        logged("carol", "apply");
+        let again = Sandbox::open(config.clone(), settings.clone()).unwrap();
+        assert!(again.held().await.contains(&ent("carol")));
+        assert_eq!(again.apply(&ent("carol")).await.unwrap(), Effect::Unchanged);
+        assert_eq!(lines(), 3);
+
+        logged("alice", "remove");
+        let again = Sandbox::open(config.clone(), settings.clone()).unwrap();
+        assert!(!again.held().await.contains(&ent("alice")));
+        assert_eq!(again.remove(&ent("alice")).await.unwrap(), Effect::Unchanged);
+        assert_eq!(lines(), 4);
+        // Reopened with nothing torn, nothing changes.
+        let again = Sandbox::open(config, settings).unwrap();
+        assert_eq!(
+            again.held().await,
+            [ent("bob"), ent("carol")].into_iter().collect()
+        );
     }
 
     #[tokio::test]

@@ -6,7 +6,11 @@
 //! follows the shared [queue rules](crate::outbox::queue) over the rows the
 //! change can touch, read first; the audit chain is extended under the
 //! one `audit_head` row, locked until commit, so every broker appends to
-//! one chain in commit order.
+//! one chain in commit order. The head is locked last, after every row of
+//! every change in the transaction is written: a transaction holding it
+//! waits for nothing but its commit, so two never deadlock over it (the
+//! 1-hour soak with three brokers saw deadlocks when a batch locked the
+//! head for its first change and went on to write rows for the next).
 
 use std::collections::{HashMap, HashSet};
 
@@ -14,7 +18,7 @@ use deadpool_postgres::{Pool, Transaction};
 
 use super::json::{JsonIn, JsonOut};
 use super::{decode, encode, i64_of, pg_error, table, u64_of};
-use crate::audit::AuditHead;
+use crate::audit::{AuditEntry, AuditHead};
 use crate::outbox::queue::{self, QueueBackend};
 use crate::outbox::Command;
 use crate::store::changed::Changed;
@@ -37,9 +41,16 @@ pub(super) async fn commit_all(
         Err(e) => return all(pg_error(e)),
     };
     let mut results = Vec::with_capacity(n);
-    for change in changes {
+    // The audit entries of the changes that were written, in order.
+    let mut audit = Vec::new();
+    for mut change in changes {
+        let entries = std::mem::take(&mut change.audit);
         if n == 1 {
-            results.push(apply(&tx, me, change).await);
+            let outcome = apply(&tx, me, change).await;
+            if outcome.is_ok() {
+                audit = entries;
+            }
+            results.push(outcome);
             continue;
         }
         if let Err(e) = tx.batch_execute("SAVEPOINT change").await {
@@ -47,6 +58,7 @@ pub(super) async fn commit_all(
         }
         let outcome = apply(&tx, me, change).await;
         let end = if outcome.is_ok() {
+            audit.extend(entries);
             "RELEASE SAVEPOINT change"
         } else {
             "ROLLBACK TO SAVEPOINT change"
@@ -59,6 +71,9 @@ pub(super) async fn commit_all(
     if !results.iter().any(Result::is_ok) {
         // Nothing to keep; dropping the transaction rolls it back.
         return results;
+    }
+    if let Err(e) = append_audit(&tx, audit).await {
+        return all(e);
     }
     match tx.commit().await {
         Ok(()) => results,
@@ -204,33 +219,38 @@ async fn apply(tx: &Transaction<'_>, me: &str, change: Change) -> Result<Committ
     then?;
     queued?;
 
-    if !change.audit.is_empty() {
-        // Last: the head's row lock is held from here to the commit.
-        let row = query_one(tx, "SELECT seq, hash FROM audit_head FOR UPDATE", &[]).await?;
-        let mut head = AuditHead {
-            seq: u64_of(row.get(0)),
-            hash: row.get(1),
-        };
-        let mut appended = Vec::with_capacity(change.audit.len());
-        for entry in change.audit {
-            let (record, next) = head.append(entry);
-            appended.push((i64_of(record.seq)?, encode(&record)?));
-            head = next;
-        }
-        let (seq, hash) = (i64_of(head.seq)?, head.hash);
-        let mut last: Vec<Step<'_>> = Vec::new();
-        for (seq, doc) in &appended {
-            let sql = "INSERT INTO audit (seq, doc) VALUES ($1, $2)";
-            last.push(Box::pin(
-                async move { execute(tx, sql, &[seq, &JsonOut(doc)]).await },
-            ));
-        }
-        let sql = "UPDATE audit_head SET seq = $1, hash = $2";
-        let (seq, hash) = (&seq, &hash);
-        last.push(Box::pin(async move { execute(tx, sql, &[seq, hash]).await }));
-        together(last).await?;
-    }
     Ok(committed)
+}
+
+/// Appends `entries` to the audit chain, last in the transaction: the
+/// head's row lock is held from here to the commit.
+async fn append_audit(tx: &Transaction<'_>, entries: Vec<AuditEntry>) -> Result<(), StoreError> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let row = query_one(tx, "SELECT seq, hash FROM audit_head FOR UPDATE", &[]).await?;
+    let mut head = AuditHead {
+        seq: u64_of(row.get(0)),
+        hash: row.get(1),
+    };
+    let mut appended = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let (record, next) = head.append(entry);
+        appended.push((i64_of(record.seq)?, encode(&record)?));
+        head = next;
+    }
+    let (seq, hash) = (i64_of(head.seq)?, head.hash);
+    let mut last: Vec<Step<'_>> = Vec::new();
+    for (seq, doc) in &appended {
+        let sql = "INSERT INTO audit (seq, doc) VALUES ($1, $2)";
+        last.push(Box::pin(
+            async move { execute(tx, sql, &[seq, &JsonOut(doc)]).await },
+        ));
+    }
+    let sql = "UPDATE audit_head SET seq = $1, hash = $2";
+    let (seq, hash) = (&seq, &hash);
+    last.push(Box::pin(async move { execute(tx, sql, &[seq, hash]).await }));
+    together(last).await.map(drop)
 }
 
 /// A statement of a change, not yet sent.

@@ -57,6 +57,14 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// `Retry-After` of a 503 for something the broker needs that is out of
+/// reach (a sign-in provider, its own keys): long enough not to hammer it.
+const UNAVAILABLE_RETRY_SECONDS: u64 = 5;
+
+/// `Retry-After` of a 503 for a store with no connection free: a queue
+/// that drains in well under a second.
+const STORE_BUSY_RETRY_SECONDS: u64 = 1;
+
 impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
         let message = e.to_string();
@@ -80,18 +88,33 @@ impl From<ServiceError> for ApiError {
                 field.map(str::to_owned),
             ),
             ServiceError::Conflict(_) => Self::new(StatusCode::CONFLICT, ErrorCode::Conflict, message, None),
-            ServiceError::Unavailable(_) => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                ErrorCode::Unavailable,
-                message,
-                None,
-            ),
+            ServiceError::Unavailable(_) => ApiError {
+                retry_after: Some(UNAVAILABLE_RETRY_SECONDS),
+                ..Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::Unavailable,
+                    message,
+                    None,
+                )
+            },
             ServiceError::Store(e) if e.is_conflict() => Self::new(
                 StatusCode::CONFLICT,
                 ErrorCode::Conflict,
                 format!("{e}; try again"),
                 None,
             ),
+            ServiceError::Store(e) if e.is_busy() => {
+                tracing::warn!(error = %e, "store busy; answered 503");
+                ApiError {
+                    retry_after: Some(STORE_BUSY_RETRY_SECONDS),
+                    ..Self::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        ErrorCode::Unavailable,
+                        format!("{e}; try again"),
+                        None,
+                    )
+                }
+            }
             ServiceError::Store(e) => {
                 tracing::error!(error = %e, "store failure");
                 Self::new(
@@ -112,4 +135,30 @@ pub async fn not_found(uri: axum::http::Uri) -> ApiError {
         format!("no such endpoint: {}", uri.path()),
         None,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::response::IntoResponse;
+
+    use super::*;
+    use crate::store::StoreError;
+
+    #[test]
+    fn a_busy_store_is_a_503_to_try_again_and_a_broken_one_a_500() {
+        let busy =
+            ApiError::from(ServiceError::Store(StoreError::Busy("no connection".into()))).into_response();
+        assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(busy.headers()["retry-after"], "1");
+        let broken = ApiError::from(ServiceError::Store(StoreError::Schema("old".into()))).into_response();
+        assert_eq!(broken.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!broken.headers().contains_key("retry-after"));
+    }
+
+    #[test]
+    fn whatever_is_out_of_reach_is_a_503_that_says_when_to_try_again() {
+        let out = ApiError::from(ServiceError::Unavailable("provider down".into())).into_response();
+        assert_eq!(out.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(out.headers()["retry-after"], "5");
+    }
 }

@@ -8,7 +8,7 @@ use super::{admin, agents, auth, grants, requests};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "jitgate broker API", description = "Just-in-time privileged access: requests, approvals, grants, administration."),
+    info(title = "jitgate broker API", description = "Just-in-time privileged access: requests, approvals, grants, administration. Every 503 says when to try again (`Retry-After`); any operation may answer one while the store is overloaded (no PostgreSQL connection came free in time)."),
     paths(
         requests::whoami, requests::create, requests::list, requests::show, requests::identify,
         requests::approve, requests::deny, requests::cancel, requests::catalogue, requests::inbox,

@@ -236,6 +236,10 @@ pub enum StoreError {
     /// The database's schema is not the one this broker knows.
     #[error("{0}")]
     Schema(String),
+    /// No connection to the database came free in time: the store is
+    /// overloaded, not broken; try again shortly.
+    #[error("the store is busy: {0}")]
+    Busy(String),
 }
 
 /// The error a backend's own library gave, kept (not flattened to text) so
@@ -246,6 +250,10 @@ pub type BackendError = std::sync::Arc<dyn std::error::Error + Send + Sync>;
 impl StoreError {
     pub fn is_conflict(&self) -> bool {
         matches!(self, StoreError::Conflict { .. } | StoreError::Raced(_))
+    }
+
+    pub fn is_busy(&self) -> bool {
+        matches!(self, StoreError::Busy(_))
     }
 
     /// A failure of the backend itself (I/O, its own bookkeeping).

@@ -92,6 +92,9 @@ impl PgFailure for deadpool_postgres::PoolError {
     fn into_store_error(self) -> StoreError {
         match self {
             deadpool_postgres::PoolError::Backend(e) => e.into_store_error(),
+            deadpool_postgres::PoolError::Timeout(_) => {
+                StoreError::Busy("no database connection came free in time".into())
+            }
             other => StoreError::backend(other),
         }
     }

@@ -142,6 +142,13 @@ impl TestIdp {
         std::fs::write(self.dir.path().join("accounts.json"), accounts.to_string()).unwrap();
     }
 
+    /// Stops the provider; from now on nothing answers at its issuer.
+    pub async fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().await.unwrap();
+        }
+    }
+
     /// Restarts the provider with a new signing key (a new `kid`).
     pub async fn rotate_key(&mut self) {
         if let Some(mut c) = self.child.take() {

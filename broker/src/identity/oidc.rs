@@ -323,7 +323,7 @@ impl OidcProvider {
             .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.to_owned()))
             .request_async(&self.http())
             .await
-            .map_err(|e| self.token_error("authorization code", request_error(e)))?;
+            .map_err(|e| self.token_failure("authorization code", e))?;
         let id_token = response.id_token().cloned().ok_or_else(|| OidcError::NoIdToken {
             provider: self.settings.name.clone(),
         })?;
@@ -349,7 +349,7 @@ impl OidcProvider {
             .map_err(|e| self.token_error("refresh token", e.to_string()))?
             .request_async(&self.http())
             .await
-            .map_err(|e| self.token_error("refresh token", request_error(e)))?;
+            .map_err(|e| self.token_failure("refresh token", e))?;
         let claims = match response.id_token() {
             Some(id_token) => Some(self.verify(metadata, id_token, None, now).await?),
             None => None,
@@ -384,7 +384,7 @@ impl OidcProvider {
         let details: openidconnect::core::CoreDeviceAuthorizationResponse = request
             .request_async(&self.http())
             .await
-            .map_err(|e| self.token_error("device authorization", request_error(e)))?;
+            .map_err(|e| self.token_failure("device authorization", e))?;
         Ok(DeviceStart {
             user_code: details.user_code().secret().clone(),
             verification_uri: details.verification_uri().to_string(),
@@ -409,7 +409,7 @@ impl OidcProvider {
             .map_err(|e| self.token_error("device code", e.to_string()))?
             .request_async(&self.http(), tokio::time::sleep, Some(start.expires_in))
             .await
-            .map_err(|e| self.token_error("device code", request_error(e)))?;
+            .map_err(|e| self.token_failure("device code", e))?;
         let id_token = response.id_token().cloned().ok_or_else(|| OidcError::NoIdToken {
             provider: self.settings.name.clone(),
         })?;
@@ -425,6 +425,35 @@ impl OidcProvider {
             provider: self.settings.name.clone(),
             what,
             error: e,
+        }
+    }
+
+    /// A request to the token or device endpoint that failed: an OAuth
+    /// error in the answer is the provider refusing `what`; no answer, or
+    /// one that is no OAuth answer at all (a proxy's error page), is the
+    /// provider out of reach, which refuses nothing (a session stays, the
+    /// caller may try again).
+    fn token_failure<RE, T>(
+        &self,
+        what: &'static str,
+        e: RequestTokenError<RE, openidconnect::StandardErrorResponse<T>>,
+    ) -> OidcError
+    where
+        RE: std::error::Error + 'static,
+        T: openidconnect::ErrorResponseType + std::fmt::Display + 'static,
+    {
+        match e {
+            RequestTokenError::ServerResponse(r) => self.token_error(
+                what,
+                match r.error_description() {
+                    Some(d) => format!("{} ({d})", r.error()),
+                    None => r.error().to_string(),
+                },
+            ),
+            other => OidcError::Transport {
+                provider: self.settings.name.clone(),
+                error: format!("{what}: {}", error_chain(&other)),
+            },
         }
     }
 
@@ -532,19 +561,5 @@ fn rejection(e: &ClaimsVerificationError) -> String {
         C::SignatureVerification(S::DisallowedAlg(a)) => format!("signature algorithm {a} is not allowed"),
         C::SignatureVerification(other) => format!("bad signature ({other})"),
         other => other.to_string(),
-    }
-}
-
-fn request_error<RE, T>(e: RequestTokenError<RE, openidconnect::StandardErrorResponse<T>>) -> String
-where
-    RE: std::error::Error + 'static,
-    T: openidconnect::ErrorResponseType + std::fmt::Display + 'static,
-{
-    match e {
-        RequestTokenError::ServerResponse(r) => match r.error_description() {
-            Some(d) => format!("{} ({d})", r.error()),
-            None => r.error().to_string(),
-        },
-        other => error_chain(&other),
     }
 }

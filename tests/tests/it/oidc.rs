@@ -263,6 +263,39 @@ async fn tokens_are_refreshed_through_the_provider_and_revocable() {
 }
 
 #[tokio::test]
+async fn a_provider_out_of_reach_refuses_no_session_and_says_when_to_try_again() {
+    let port = free_port();
+    let s = broker_with(&[("corp", port, &["example.com"], "requester")]).await;
+    let mut idp = TestIdp::start(port, &callback(&s.b), accounts()).await;
+    let mut browser = Browser::new(&s.b.ca());
+    let tokens = sign_in(&s.b, &mut browser, "ann@example.com").await.unwrap();
+
+    // Nothing answers at the provider: a refresh cannot be done now, which
+    // is not the provider refusing it.
+    idp.stop().await;
+    let anon = s.b.anonymous();
+    let (code, message) = status(anon.refresh(&tokens.refresh_token).await);
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{message}");
+    assert!(message.contains("could not be reached"), "{message}");
+    assert_eq!(
+        as_user(&s.b, &tokens).whoami().await.unwrap().id.as_str(),
+        "ann@example.com",
+        "the session goes on"
+    );
+    let live =
+        s.b.client("admin")
+            .sessions(Some("ann@example.com"), false)
+            .await
+            .unwrap();
+    assert_eq!(live.len(), 1);
+    // The refresh token was not spent: trying again is again "not now"
+    // (the test provider keeps its grants in memory, so one restarted
+    // would refuse them: that refusal ends a session, as it must).
+    let (code, message) = status(anon.refresh(&tokens.refresh_token).await);
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{message}");
+}
+
+#[tokio::test]
 async fn a_rotated_signing_key_is_fetched_from_the_provider() {
     let port = free_port();
     let s = broker_with(&[("corp", port, &["example.com"], "requester")]).await;

@@ -1,0 +1,780 @@
+//! Probes: requests written by hand for the documented answers generated
+//! requests do not reach, each naming the status it must get. Most need
+//! state a generator does not build (a grant to extend, an enrolled agent,
+//! a queued revoke, a signed-in session), a client over its quota, a body
+//! past the limit, or a sign-in provider that does not answer; some are
+//! refusals every operation of a kind gives (no token, no role, a body
+//! that is not JSON), sent to each such operation.
+//!
+//! Every answer is also checked as the document describes it: a status
+//! the operation lists, an error as an `ErrorBody` in JSON, `Retry-After`
+//! with a 429 or 503.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use jitgate_shared::v1::ErrorBody;
+use jitgate_tests::broker::TestBroker;
+use jitgate_tests::fixtures::{policies, CATALOG};
+use jitgate_tests::oidc::{free_port, pkce, provider_toml, query, Browser, TestIdp, CLIENT_SECRET};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use super::coverage::{self, Answered, Operation};
+
+/// Sends probes to one broker and keeps what they were answered.
+struct Prober {
+    http: reqwest::Client,
+    url: String,
+    documented: BTreeMap<Operation, BTreeSet<u16>>,
+    answered: Answered,
+    /// Probes answered with another status than theirs, or an answer
+    /// other than the document describes.
+    wrong: Vec<String>,
+}
+
+/// What a probe sends as its body.
+#[derive(Clone)]
+enum Payload {
+    None,
+    Json(Value),
+    Raw(&'static str, Vec<u8>),
+}
+
+/// One request of a probe.
+#[derive(Clone)]
+struct Request {
+    method: Method,
+    template: String,
+    path: String,
+    token: Option<String>,
+    payload: Payload,
+}
+
+/// One probe, built up and then sent with [`Call::expect`] or
+/// [`Call::until`].
+struct Call<'p> {
+    prober: &'p mut Prober,
+    request: Request,
+}
+
+impl Prober {
+    fn new(b: &TestBroker) -> Self {
+        let ca = reqwest::Certificate::from_pem(&std::fs::read(b.ca()).unwrap()).unwrap();
+        Prober {
+            http: reqwest::Client::builder()
+                .tls_certs_only([ca])
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            url: b.url.clone(),
+            documented: coverage::documented(),
+            answered: Answered::default(),
+            wrong: Vec::new(),
+        }
+    }
+
+    /// A probe of `operation` ("METHOD /path/{param}"), its parameters
+    /// filled from `args` in order.
+    fn call(&mut self, operation: &str, args: &[&str]) -> Call<'_> {
+        let (method, template) = operation.split_once(' ').unwrap();
+        let mut path = String::new();
+        let mut args = args.iter();
+        for segment in template.split('/').skip(1) {
+            path.push('/');
+            if segment.starts_with('{') {
+                path.push_str(
+                    args.next()
+                        .unwrap_or_else(|| panic!("{operation}: too few arguments")),
+                );
+            } else {
+                path.push_str(segment);
+            }
+        }
+        assert!(args.next().is_none(), "{operation}: too many arguments");
+        Call {
+            prober: self,
+            request: Request {
+                method: method.parse().unwrap(),
+                template: template.to_owned(),
+                path,
+                token: None,
+                payload: Payload::None,
+            },
+        }
+    }
+
+    /// Sends `request` and checks the answer against the document; gives
+    /// its status and body.
+    async fn send(&mut self, request: Request) -> (u16, Value) {
+        let Request {
+            method,
+            template,
+            path,
+            token,
+            payload,
+        } = request;
+        let mut builder = self.http.request(method.clone(), format!("{}{path}", self.url));
+        if let Some(token) = &token {
+            builder = builder.bearer_auth(token);
+        }
+        builder = match payload {
+            Payload::None => builder,
+            Payload::Json(v) => builder.json(&v),
+            Payload::Raw(content_type, bytes) => builder.header("content-type", content_type).body(bytes),
+        };
+        let response = builder.send().await.unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        let operation = (method.as_str().to_owned(), template);
+        let what = format!("{method} {path}");
+        match self.documented.get(&operation) {
+            None => self
+                .wrong
+                .push(format!("{what}: no such operation in the document")),
+            Some(statuses) if !statuses.contains(&status) => self.wrong.push(format!(
+                "{what}: answered {status}, which the document does not list: {text}"
+            )),
+            Some(_) => {}
+        }
+        if status >= 400 {
+            let json = headers
+                .get("content-type")
+                .is_some_and(|v| v.to_str().unwrap_or_default().starts_with("application/json"));
+            if !json || serde_json::from_str::<ErrorBody>(&text).is_err() {
+                self.wrong
+                    .push(format!("{what}: {status} without an ErrorBody in JSON: {text}"));
+            }
+        }
+        if matches!(status, 429 | 503) && !headers.contains_key("retry-after") {
+            self.wrong.push(format!("{what}: {status} without Retry-After"));
+        }
+        self.answered.insert(operation, status);
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+}
+
+impl Call<'_> {
+    fn by(mut self, token: &str) -> Self {
+        self.request.token = Some(token.to_owned());
+        self
+    }
+
+    fn json(mut self, body: Value) -> Self {
+        self.request.payload = Payload::Json(body);
+        self
+    }
+
+    fn raw(mut self, content_type: &'static str, body: Vec<u8>) -> Self {
+        self.request.payload = Payload::Raw(content_type, body);
+        self
+    }
+
+    fn query(mut self, query: &str) -> Self {
+        self.request.path = format!("{}?{query}", self.request.path);
+        self
+    }
+
+    /// Sends the probe; it must be answered `status`. Gives the body.
+    async fn expect(self, status: u16) -> Value {
+        let what = format!("{} {}", self.request.method, self.request.path);
+        let (got, body) = self.prober.send(self.request).await;
+        if got != status {
+            self.prober
+                .wrong
+                .push(format!("{what}: wanted {status}, answered {got}: {body}"));
+        }
+        body
+    }
+
+    /// Sends the probe again until it is answered `status` (a quota that
+    /// runs out), at most `tries` times.
+    async fn until(self, status: u16, tries: usize) {
+        for _ in 0..tries {
+            if self.prober.send(self.request.clone()).await.0 == status {
+                return;
+            }
+        }
+        let Request { method, path, .. } = self.request;
+        self.prober
+            .wrong
+            .push(format!("{method} {path}: not answered {status} in {tries} tries"));
+    }
+}
+
+/// Where the CLI would listen for a sign-in's code; the browser stops there.
+const LOOPBACK: &str = "http://127.0.0.1:9/callback";
+
+/// A body of valid shape for each operation that takes one: what an
+/// operation is refused for must be what the probe is about, not its body.
+fn valid_body(method: &str, template: &str, known: &Known) -> Value {
+    match (method, template) {
+        ("POST", "/api/v1/requests") => {
+            json!({"resource": "dev-admin", "duration_seconds": 600, "justification": "probe"})
+        }
+        ("POST", "/api/v1/grants/{id}/extend") => json!({"duration_seconds": 60}),
+        ("PUT", "/api/v1/admin/configurations/{id}") => known.configuration.clone(),
+        ("PUT", "/api/v1/admin/resources/{id}") => known.resource.clone(),
+        ("PUT", "/api/v1/admin/users/{id}") => {
+            json!({"id": "dave", "roles": ["approver"], "groups": ["sre"]})
+        }
+        ("POST", "/api/v1/admin/join-tokens") => json!({"configuration": "aws-test"}),
+        ("POST", "/api/v1/admin/revokes/{command}/force-close") => json!({"reason": "probe"}),
+        ("POST", "/api/v1/admin/scim/connections") => json!({"name": "probe"}),
+        ("POST", "/api/v1/agents/enroll") => json!({"token": "not-a-join-token", "csr_pem": "x"}),
+        _ => json!({}),
+    }
+}
+
+/// A query of valid shape for each operation that requires one.
+fn valid_query(template: &str) -> Option<&'static str> {
+    (template == "/api/v1/admin/explain").then_some("resource=dev-admin&user=alice")
+}
+
+/// Ids of things the scenarios made, for the probes every operation of a
+/// kind gets.
+struct Known {
+    request: String,
+    grant: String,
+    agent: String,
+    token: String,
+    session: String,
+    command: String,
+    configuration: Value,
+    resource: Value,
+}
+
+impl Known {
+    /// The path arguments of `template`, naming things that exist.
+    fn args(&self, template: &str) -> Vec<String> {
+        let mut args = Vec::new();
+        let mut previous = "";
+        for segment in template.split('/') {
+            if segment.starts_with('{') {
+                args.push(match previous {
+                    "requests" | "ids" => self.request.clone(),
+                    "grants" => self.grant.clone(),
+                    "agents" => self.agent.clone(),
+                    "users" => "dave".to_owned(),
+                    "tokens" => self.token.clone(),
+                    "sessions" => self.session.clone(),
+                    "revokes" => self.command.clone(),
+                    "configurations" | "outbox" => "aws-test".to_owned(),
+                    "resources" => "dev-admin".to_owned(),
+                    "connections" => "probe".to_owned(),
+                    other => panic!("{template}: no argument known after `{other}`"),
+                });
+            }
+            previous = segment;
+        }
+        args
+    }
+}
+
+/// Runs every probe against a broker of its own (the test catalogue, and
+/// two sign-in providers: `corp`, a real one, and `gone`, whose issuer
+/// nobody answers at); gives what they were answered, and fails naming
+/// every probe answered otherwise than it must be.
+pub async fn run() -> Answered {
+    let corp_port = free_port();
+    let gone_port = free_port();
+    let config = tempfile::tempdir().unwrap();
+    let secret = config.path().join("client-secret");
+    std::fs::write(&secret, CLIENT_SECRET).unwrap();
+    let extra = format!("client_secret_file = \"{}\"", secret.display());
+    let mut toml = String::from("[sso]\naccess_ttl = \"10m\"\nsession_ttl = \"1h\"\n");
+    for (name, port, domain) in [
+        ("corp", corp_port, "example.com"),
+        ("gone", gone_port, "gone.example"),
+    ] {
+        toml.push_str(&provider_toml(
+            name,
+            &format!("http://127.0.0.1:{port}"),
+            &[domain],
+            "requester",
+            &extra,
+        ));
+    }
+    let broker_toml = config.path().join("broker.toml");
+    std::fs::write(&broker_toml, toml).unwrap();
+    // New agents wait for approval, so approving one can be probed.
+    let b = TestBroker::start_with(
+        CATALOG,
+        &policies(),
+        &["--config", broker_toml.to_str().unwrap(), "--agent-approval"],
+    )
+    .await;
+    let mut idp = TestIdp::start(
+        corp_port,
+        &format!("{}/auth/oidc/callback", b.url),
+        json!({"ann": {"email": "ann@example.com", "email_verified": true, "name": "Ann Lee"}}),
+    )
+    .await;
+    let mut p = Prober::new(&b);
+    let [admin, alice, carol, dave] = ["admin", "alice", "carol", "dave"].map(|u| b.token(u).to_owned());
+
+    // ---- requests, reviews and grants ----
+    let created = p
+        .call("PUT /api/v1/admin/users/{id}", &["nobody"])
+        .by(&admin)
+        .json(json!({"id": "nobody", "roles": []}))
+        .expect(201)
+        .await;
+    let nobody = created["token"].as_str().unwrap_or_default().to_owned();
+    let dev = json!({"resource": "dev-admin", "duration_seconds": 600, "justification": "probe"});
+    let reviewed = p
+        .call("POST /api/v1/requests", &[])
+        .by(&alice)
+        .json(dev.clone())
+        .expect(201)
+        .await;
+    let reviewed = reviewed["id"].as_str().unwrap().to_owned();
+    p.call("POST /api/v1/requests/{id}/approve", &[&reviewed])
+        .by(&alice)
+        .expect(403)
+        .await;
+    p.call("POST /api/v1/requests/{id}/cancel", &[&reviewed])
+        .by(&carol)
+        .expect(403)
+        .await;
+    p.call("POST /api/v1/requests/{id}/approve", &[&reviewed])
+        .by(&carol)
+        .expect(200)
+        .await;
+    p.call("POST /api/v1/requests/{id}/approve", &[&reviewed])
+        .by(&dave)
+        .expect(409)
+        .await;
+    p.call("POST /api/v1/requests/{id}/deny", &[&reviewed])
+        .by(&dave)
+        .expect(409)
+        .await;
+    let approved = p
+        .call("GET /api/v1/requests/{id}", &[&reviewed])
+        .by(&alice)
+        .expect(200)
+        .await;
+    let grant = approved["grant"].as_str().unwrap_or_default().to_owned();
+    p.call("GET /api/v1/grants/{id}", &[&grant])
+        .by(&alice)
+        .expect(200)
+        .await;
+    p.call("GET /api/v1/ids/{id}", &[&grant])
+        .by(&alice)
+        .expect(200)
+        .await;
+    p.call("GET /api/v1/ids/{id}", &[&reviewed])
+        .by(&alice)
+        .expect(200)
+        .await;
+    let extend = json!({"duration_seconds": 60});
+    p.call("POST /api/v1/grants/{id}/extend", &[&grant])
+        .by(&carol)
+        .json(extend.clone())
+        .expect(403)
+        .await;
+    p.call("POST /api/v1/grants/{id}/extend", &[&grant])
+        .by(&alice)
+        .json(extend.clone())
+        .expect(200)
+        .await;
+    p.call("POST /api/v1/grants/{id}/revoke", &[&grant])
+        .by(&carol)
+        .expect(403)
+        .await;
+    p.call("POST /api/v1/grants/{id}/revoke", &[&grant])
+        .by(&alice)
+        .expect(200)
+        .await;
+    p.call("POST /api/v1/grants/{id}/revoke", &[&grant])
+        .by(&alice)
+        .expect(409)
+        .await;
+    p.call("POST /api/v1/grants/{id}/extend", &[&grant])
+        .by(&alice)
+        .json(extend)
+        .expect(409)
+        .await;
+    let denied = p
+        .call("POST /api/v1/requests", &[])
+        .by(&alice)
+        .json(dev.clone())
+        .expect(201)
+        .await;
+    let denied = denied["id"].as_str().unwrap().to_owned();
+    p.call("POST /api/v1/requests/{id}/deny", &[&denied])
+        .by(&carol)
+        .expect(200)
+        .await;
+    p.call("POST /api/v1/requests/{id}/cancel", &[&denied])
+        .by(&alice)
+        .expect(409)
+        .await;
+    let cancelled = p
+        .call("POST /api/v1/requests", &[])
+        .by(&alice)
+        .json(dev.clone())
+        .expect(201)
+        .await;
+    let cancelled = cancelled["id"].as_str().unwrap().to_owned();
+    p.call("POST /api/v1/requests/{id}/cancel", &[&cancelled])
+        .by(&alice)
+        .expect(200)
+        .await;
+
+    // ---- what the broker would do, and a configuration turned off ----
+    p.call("GET /api/v1/admin/explain", &[])
+        .by(&admin)
+        .query("resource=dev-admin&user=alice")
+        .expect(200)
+        .await;
+    p.call("GET /api/v1/admin/explain", &[])
+        .by(&admin)
+        .query("resource=no-such-resource&user=alice")
+        .expect(404)
+        .await;
+    let configurations = p
+        .call("GET /api/v1/admin/configurations", &[])
+        .by(&admin)
+        .expect(200)
+        .await;
+    let configuration = configurations
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "aws-test")
+        .unwrap()
+        .clone();
+    let resources = p
+        .call("GET /api/v1/admin/resources", &[])
+        .by(&admin)
+        .expect(200)
+        .await;
+    let resource = resources
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "dev-admin")
+        .unwrap()
+        .clone();
+    let mut off = configuration.clone();
+    off["enabled"] = json!(false);
+    p.call("PUT /api/v1/admin/configurations/{id}", &["aws-test"])
+        .by(&admin)
+        .json(off)
+        .expect(200)
+        .await;
+    p.call("POST /api/v1/requests", &[])
+        .by(&alice)
+        .json(dev.clone())
+        .expect(409)
+        .await;
+    p.call("GET /api/v1/admin/explain", &[])
+        .by(&admin)
+        .query("resource=dev-admin&user=alice")
+        .expect(409)
+        .await;
+    p.call("PUT /api/v1/admin/configurations/{id}", &["aws-test"])
+        .by(&admin)
+        .json(configuration.clone())
+        .expect(200)
+        .await;
+    p.call("PUT /api/v1/admin/resources/{id}", &["dev-admin"])
+        .by(&admin)
+        .json(resource.clone())
+        .expect(200)
+        .await;
+
+    // ---- the revoke the grant's end queued (no agent is connected) ----
+    let outbox = p
+        .call("GET /api/v1/admin/outbox/{configuration}", &["aws-test"])
+        .by(&admin)
+        .expect(200)
+        .await;
+    let command = outbox
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["op"] == "revoke" && c["grant"] == grant.as_str())
+        .map(|c| c["id"].as_str().unwrap().to_owned())
+        .unwrap_or_default();
+    p.call("POST /api/v1/admin/revokes/{command}/force-close", &[&command])
+        .by(&admin)
+        .json(json!({"reason": "probe: the tenant was checked by hand"}))
+        .expect(200)
+        .await;
+
+    // ---- agents ----
+    let join = p
+        .call("POST /api/v1/admin/join-tokens", &[])
+        .by(&admin)
+        .json(json!({"configuration": "aws-test"}))
+        .expect(201)
+        .await;
+    let key = rcgen::KeyPair::generate().unwrap();
+    let csr = rcgen::CertificateParams::new(vec!["agent.local".to_owned()])
+        .unwrap()
+        .serialize_request(&key)
+        .unwrap()
+        .pem()
+        .unwrap();
+    let enrolled = p
+        .call("POST /api/v1/agents/enroll", &[])
+        .json(json!({"token": join["token"], "csr_pem": csr}))
+        .expect(201)
+        .await;
+    let agent = enrolled["agent"]["id"].as_str().unwrap_or_default().to_owned();
+    p.call("GET /api/v1/admin/agents", &[])
+        .by(&admin)
+        .expect(200)
+        .await;
+    p.call("POST /api/v1/admin/agents/{id}/approve", &[&agent])
+        .by(&admin)
+        .expect(200)
+        .await;
+    p.call("POST /api/v1/admin/agents/{id}/approve", &[&agent])
+        .by(&admin)
+        .expect(409)
+        .await;
+    p.call("POST /api/v1/admin/agents/{id}/revoke", &[&agent])
+        .by(&admin)
+        .expect(200)
+        .await;
+    p.call("POST /api/v1/admin/agents/{id}/revoke", &[&agent])
+        .by(&admin)
+        .expect(409)
+        .await;
+
+    // ---- people and their tokens ----
+    p.call("PUT /api/v1/admin/users/{id}", &["dave"])
+        .by(&admin)
+        .json(json!({"id": "dave", "roles": ["approver"], "groups": ["sre"]}))
+        .expect(200)
+        .await;
+    p.call("POST /api/v1/admin/users/{id}/tokens", &["dave"])
+        .by(&admin)
+        .expect(201)
+        .await;
+    p.call("POST /api/v1/admin/users/{id}/sign-in-link", &["dave"])
+        .by(&admin)
+        .expect(201)
+        .await;
+    let tokens = p
+        .call("GET /api/v1/admin/tokens", &[])
+        .by(&admin)
+        .query("user=nobody")
+        .expect(200)
+        .await;
+    let token = tokens[0]["id"].as_str().unwrap_or_default().to_owned();
+    p.call("PUT /api/v1/admin/users/{id}", &["spare"])
+        .by(&admin)
+        .json(json!({"id": "spare", "roles": ["requester"]}))
+        .expect(201)
+        .await;
+    p.call("POST /api/v1/admin/users/{id}/disable", &["spare"])
+        .by(&admin)
+        .expect(200)
+        .await;
+    p.call("POST /api/v1/admin/users/{id}/sign-in-link", &["spare"])
+        .by(&admin)
+        .expect(409)
+        .await;
+
+    // ---- directories ----
+    p.call("POST /api/v1/admin/scim/connections", &[])
+        .by(&admin)
+        .json(json!({"name": "probe"}))
+        .expect(201)
+        .await;
+    p.call("POST /api/v1/admin/scim/connections", &[])
+        .by(&admin)
+        .json(json!({"name": "probe"}))
+        .expect(409)
+        .await;
+    p.call("DELETE /api/v1/admin/scim/connections/{name}", &["probe"])
+        .by(&admin)
+        .expect(204)
+        .await;
+    p.call("DELETE /api/v1/admin/scim/connections/{name}", &["probe"])
+        .by(&admin)
+        .expect(404)
+        .await;
+    // A path segment that is not UTF-8 once decoded.
+    p.call("DELETE /api/v1/admin/scim/connections/{name}", &["%FF"])
+        .by(&admin)
+        .expect(400)
+        .await;
+
+    // ---- policies ----
+    p.call("POST /api/v1/admin/policies/reload", &[])
+        .by(&admin)
+        .expect(200)
+        .await;
+    b.write_policy("broken.cedar", "permit (principal, action, resource");
+    p.call("POST /api/v1/admin/policies/reload", &[])
+        .by(&admin)
+        .expect(400)
+        .await;
+    b.write_policy("broken.cedar", "");
+
+    // ---- sign-in through a provider, sessions ----
+    let mut browser = Browser::new(&b.ca());
+    let first = sign_in(&mut p, &mut browser).await;
+    let refreshed = p
+        .call("POST /api/v1/auth/refresh", &[])
+        .json(json!({"refresh_token": first["refresh_token"]}))
+        .expect(200)
+        .await;
+    p.call("GET /api/v1/admin/sessions", &[])
+        .by(&admin)
+        .expect(200)
+        .await;
+    let session = refreshed["session"].as_str().unwrap_or_default().to_owned();
+    p.call("POST /api/v1/admin/sessions/{id}/revoke", &[&session])
+        .by(&admin)
+        .expect(200)
+        .await;
+    p.call("POST /api/v1/admin/sessions/{id}/revoke", &["%FF"])
+        .by(&admin)
+        .expect(400)
+        .await;
+    let second = sign_in(&mut p, &mut browser).await;
+    p.call("POST /api/v1/auth/logout", &[])
+        .by(second["access_token"].as_str().unwrap_or_default())
+        .expect(204)
+        .await;
+    p.call("POST /api/v1/auth/logout", &[])
+        .by(&admin)
+        .expect(400)
+        .await;
+    p.call("POST /api/v1/admin/users/{id}/sign-in-link", &["ann@example.com"])
+        .by(&admin)
+        .expect(409)
+        .await;
+    let device = p
+        .call("POST /api/v1/auth/device", &[])
+        .json(json!({"provider": "corp"}))
+        .expect(200)
+        .await;
+    p.call("POST /api/v1/auth/device/token", &[])
+        .json(json!({"handle": device["handle"]}))
+        .expect(200)
+        .await;
+    let third = sign_in(&mut p, &mut browser).await;
+    // The provider goes away: what needs it cannot be done now.
+    idp.stop().await;
+    p.call("POST /api/v1/auth/refresh", &[])
+        .json(json!({"refresh_token": third["refresh_token"]}))
+        .expect(503)
+        .await;
+    let (_, challenge) = pkce();
+    for (provider, status) in [("gone", 503), ("no-such-provider", 404)] {
+        p.call("POST /api/v1/auth/login", &[])
+            .json(json!({"provider": provider, "redirect_uri": LOOPBACK, "code_challenge": challenge}))
+            .expect(status)
+            .await;
+        p.call("POST /api/v1/auth/device", &[])
+            .json(json!({"provider": provider}))
+            .expect(status)
+            .await;
+    }
+
+    // ---- refusals every operation of a kind gives ----
+    let known = Known {
+        request: reviewed,
+        grant,
+        agent,
+        token,
+        session,
+        command,
+        configuration,
+        resource,
+    };
+    let operations: Vec<_> = coverage::documented().into_keys().collect();
+    let document = jitgate_broker::api::openapi::document_json();
+    let op_of = |method: &str, template: &str| &document["paths"][template][method.to_lowercase()];
+    for (method, template) in &operations {
+        let op = op_of(method, template);
+        let secured = op["security"].as_array().is_some_and(|s| !s.is_empty());
+        let takes_body = op.get("requestBody").is_some();
+        let args = known.args(template);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let operation = format!("{method} {template}");
+        if secured {
+            let mut call = p.call(&operation, &args);
+            if takes_body {
+                call = call.json(valid_body(method, template, &known));
+            }
+            call.expect(401).await;
+        }
+        if secured && template.starts_with("/api/v1/admin/") {
+            let mut call = p.call(&operation, &args).by(&nobody);
+            if takes_body {
+                call = call.json(valid_body(method, template, &known));
+            }
+            if let Some(query) = valid_query(template) {
+                call = call.query(query);
+            }
+            call.expect(403).await;
+        }
+        if takes_body {
+            let padding = "a".repeat(70_000);
+            p.call(&operation, &args)
+                .by(&admin)
+                .json(json!({ "padding": padding }))
+                .expect(413)
+                .await;
+            p.call(&operation, &args)
+                .by(&admin)
+                .raw("text/plain", b"{}".to_vec())
+                .expect(415)
+                .await;
+        }
+    }
+    // Over a quota, last: from here on this client is refused everything.
+    for (method, template) in &operations {
+        let op = op_of(method, template);
+        let args = known.args(template);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let operation = format!("{method} {template}");
+        let mut call = p.call(&operation, &args);
+        if template.starts_with("/api/v1/auth/") {
+            // The sign-in quota, whatever is sent.
+        } else if op["security"].as_array().is_some_and(|s| !s.is_empty()) {
+            // Guessed tokens.
+            call = call.by("jg_a-guessed-token");
+        } else {
+            // Guessed join tokens.
+            call = call.json(valid_body(method, template, &known));
+        }
+        call.until(429, 200).await;
+    }
+
+    let wrong = std::mem::take(&mut p.wrong);
+    assert!(
+        wrong.is_empty(),
+        "{} probes were not answered as they must be:\n  {}",
+        wrong.len(),
+        wrong.join("\n  ")
+    );
+    drop(config);
+    p.answered
+}
+
+/// Signs `ann@example.com` in through `corp` as the CLI does, with
+/// `browser` playing the person; gives the token set.
+async fn sign_in(p: &mut Prober, browser: &mut Browser) -> Value {
+    let (verifier, challenge) = pkce();
+    let started = p
+        .call("POST /api/v1/auth/login", &[])
+        .json(json!({"email": "ann@example.com", "redirect_uri": LOOPBACK, "code_challenge": challenge}))
+        .expect(200)
+        .await;
+    let url = started["authorization_url"].as_str().unwrap_or_default();
+    let stop = browser.follow(url, |u| u.starts_with(LOOPBACK)).await;
+    let q = query(&stop.url);
+    p.call("POST /api/v1/auth/token", &[])
+        .json(json!({"state": q.get("state"), "code": q.get("code"), "code_verifier": verifier}))
+        .expect(200)
+        .await
+}

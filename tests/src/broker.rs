@@ -490,10 +490,33 @@ where
 
 /// Every grant, page by page.
 pub async fn all_grants(admin: &ApiClient) -> Vec<jitgate_shared::v1::api::GrantView> {
-    every_page(|q| async move { admin.grants(&q).await.unwrap() }).await
+    every_page(|q| async move { while_busy(|| admin.grants(&q)).await }).await
 }
 
 /// Every request, page by page.
 pub async fn all_requests(admin: &ApiClient) -> Vec<jitgate_shared::v1::api::RequestView> {
-    every_page(|q| async move { admin.requests(&q).await.unwrap() }).await
+    every_page(|q| async move { while_busy(|| admin.requests(&q)).await }).await
+}
+
+/// `call`'s answer, asked again while the broker says 503 (a store with
+/// no connection free, whose `Retry-After` is 1 s), for up to a minute:
+/// under load a reader waits as a client would, and only then fails.
+async fn while_busy<T, Fut>(mut call: impl FnMut() -> Fut) -> T
+where
+    Fut: std::future::Future<Output = Result<T, jitgate_broker::cli::client::ClientError>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match call().await {
+            Ok(answer) => return answer,
+            Err(e)
+                if e.status() == Some(reqwest::StatusCode::SERVICE_UNAVAILABLE)
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                eprintln!("the broker is busy ({e}); asking again after its Retry-After");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
 }

@@ -202,6 +202,24 @@ impl Call<'_> {
     }
 }
 
+/// Every operation of the document: method, path template, and what the
+/// document says of it.
+fn operations() -> Vec<(String, String, &'static Value)> {
+    let document = jitgate_broker::api::openapi::document_json();
+    coverage::documented()
+        .into_keys()
+        .map(|(method, template)| {
+            let op = &document["paths"][template.as_str()][method.to_lowercase()];
+            (method, template, op)
+        })
+        .collect()
+}
+
+/// A request `alice` may make, needing one approval.
+fn dev_request() -> Value {
+    json!({"resource": "dev-admin", "duration_seconds": 600, "justification": "probe"})
+}
+
 /// Where the CLI would listen for a sign-in's code; the browser stops there.
 const LOOPBACK: &str = "http://127.0.0.1:9/callback";
 
@@ -209,9 +227,7 @@ const LOOPBACK: &str = "http://127.0.0.1:9/callback";
 /// operation is refused for must be what the probe is about, not its body.
 fn valid_body(method: &str, template: &str, known: &Known) -> Value {
     match (method, template) {
-        ("POST", "/api/v1/requests") => {
-            json!({"resource": "dev-admin", "duration_seconds": 600, "justification": "probe"})
-        }
+        ("POST", "/api/v1/requests") => dev_request(),
         ("POST", "/api/v1/grants/{id}/extend") => json!({"duration_seconds": 60}),
         ("PUT", "/api/v1/admin/configurations/{id}") => known.configuration.clone(),
         ("PUT", "/api/v1/admin/resources/{id}") => known.resource.clone(),
@@ -311,131 +327,195 @@ pub async fn run() -> Answered {
     )
     .await;
     let mut p = Prober::new(&b);
-    let [admin, alice, carol, dave] = ["admin", "alice", "carol", "dave"].map(|u| b.token(u).to_owned());
+    let who = Callers::of(&b);
 
-    // ---- requests, reviews and grants ----
+    let nobody = someone_without_roles(&mut p, &who).await;
+    let (request, grant) = requests_reviews_and_grants(&mut p, &who).await;
+    let (configuration, resource) = configurations(&mut p, &who).await;
+    let command = a_queued_revoke(&mut p, &who, &grant).await;
+    let agent = agents(&mut p, &who).await;
+    let token = people_and_tokens(&mut p, &who).await;
+    directories_and_policies(&mut p, &who, &b).await;
+    let session = sign_in_and_sessions(&mut p, &b, &mut idp).await;
+    let known = Known {
+        request,
+        grant,
+        agent,
+        token,
+        session,
+        command,
+        configuration,
+        resource,
+    };
+    refusals_of_every_kind(&mut p, &who, &nobody, &known).await;
+    quotas(&mut p, &known).await;
+
+    let wrong = std::mem::take(&mut p.wrong);
+    assert!(
+        wrong.is_empty(),
+        "{} probes were not answered as they must be:\n  {}",
+        wrong.len(),
+        wrong.join("\n  ")
+    );
+    drop(config);
+    p.answered
+}
+
+/// The callers the probes act as: their API tokens.
+struct Callers {
+    admin: String,
+    alice: String,
+    carol: String,
+    dave: String,
+}
+
+impl Callers {
+    fn of(b: &TestBroker) -> Self {
+        let [admin, alice, carol, dave] = ["admin", "alice", "carol", "dave"].map(|u| b.token(u).to_owned());
+        Callers {
+            admin,
+            alice,
+            carol,
+            dave,
+        }
+    }
+}
+
+/// A person with no role, made by an admin; gives their token.
+async fn someone_without_roles(p: &mut Prober, who: &Callers) -> String {
     let created = p
         .call("PUT /api/v1/admin/users/{id}", &["nobody"])
-        .by(&admin)
+        .by(&who.admin)
         .json(json!({"id": "nobody", "roles": []}))
         .expect(201)
         .await;
-    let nobody = created["token"].as_str().unwrap_or_default().to_owned();
-    let dev = json!({"resource": "dev-admin", "duration_seconds": 600, "justification": "probe"});
+    created["token"].as_str().unwrap_or_default().to_owned()
+}
+
+/// Requests made, reviewed (by the requester too), denied, cancelled; a
+/// grant read, extended and revoked by its holder and by someone else.
+/// Gives the reviewed request and its grant.
+async fn requests_reviews_and_grants(p: &mut Prober, who: &Callers) -> (String, String) {
+    let dev = dev_request();
     let reviewed = p
         .call("POST /api/v1/requests", &[])
-        .by(&alice)
+        .by(&who.alice)
         .json(dev.clone())
         .expect(201)
         .await;
     let reviewed = reviewed["id"].as_str().unwrap().to_owned();
     p.call("POST /api/v1/requests/{id}/approve", &[&reviewed])
-        .by(&alice)
+        .by(&who.alice)
         .expect(403)
         .await;
     p.call("POST /api/v1/requests/{id}/cancel", &[&reviewed])
-        .by(&carol)
+        .by(&who.carol)
         .expect(403)
         .await;
     p.call("POST /api/v1/requests/{id}/approve", &[&reviewed])
-        .by(&carol)
+        .by(&who.carol)
         .expect(200)
         .await;
     p.call("POST /api/v1/requests/{id}/approve", &[&reviewed])
-        .by(&dave)
+        .by(&who.dave)
         .expect(409)
         .await;
     p.call("POST /api/v1/requests/{id}/deny", &[&reviewed])
-        .by(&dave)
+        .by(&who.dave)
         .expect(409)
         .await;
     let approved = p
         .call("GET /api/v1/requests/{id}", &[&reviewed])
-        .by(&alice)
+        .by(&who.alice)
         .expect(200)
         .await;
     let grant = approved["grant"].as_str().unwrap_or_default().to_owned();
     p.call("GET /api/v1/grants/{id}", &[&grant])
-        .by(&alice)
+        .by(&who.alice)
         .expect(200)
         .await;
     p.call("GET /api/v1/ids/{id}", &[&grant])
-        .by(&alice)
+        .by(&who.alice)
         .expect(200)
         .await;
     p.call("GET /api/v1/ids/{id}", &[&reviewed])
-        .by(&alice)
+        .by(&who.alice)
         .expect(200)
         .await;
     let extend = json!({"duration_seconds": 60});
     p.call("POST /api/v1/grants/{id}/extend", &[&grant])
-        .by(&carol)
+        .by(&who.carol)
         .json(extend.clone())
         .expect(403)
         .await;
     p.call("POST /api/v1/grants/{id}/extend", &[&grant])
-        .by(&alice)
+        .by(&who.alice)
         .json(extend.clone())
         .expect(200)
         .await;
     p.call("POST /api/v1/grants/{id}/revoke", &[&grant])
-        .by(&carol)
+        .by(&who.carol)
         .expect(403)
         .await;
     p.call("POST /api/v1/grants/{id}/revoke", &[&grant])
-        .by(&alice)
+        .by(&who.alice)
         .expect(200)
         .await;
     p.call("POST /api/v1/grants/{id}/revoke", &[&grant])
-        .by(&alice)
+        .by(&who.alice)
         .expect(409)
         .await;
     p.call("POST /api/v1/grants/{id}/extend", &[&grant])
-        .by(&alice)
+        .by(&who.alice)
         .json(extend)
         .expect(409)
         .await;
     let denied = p
         .call("POST /api/v1/requests", &[])
-        .by(&alice)
+        .by(&who.alice)
         .json(dev.clone())
         .expect(201)
         .await;
     let denied = denied["id"].as_str().unwrap().to_owned();
     p.call("POST /api/v1/requests/{id}/deny", &[&denied])
-        .by(&carol)
+        .by(&who.carol)
         .expect(200)
         .await;
     p.call("POST /api/v1/requests/{id}/cancel", &[&denied])
-        .by(&alice)
+        .by(&who.alice)
         .expect(409)
         .await;
     let cancelled = p
         .call("POST /api/v1/requests", &[])
-        .by(&alice)
+        .by(&who.alice)
         .json(dev.clone())
         .expect(201)
         .await;
     let cancelled = cancelled["id"].as_str().unwrap().to_owned();
     p.call("POST /api/v1/requests/{id}/cancel", &[&cancelled])
-        .by(&alice)
+        .by(&who.alice)
         .expect(200)
         .await;
+    (reviewed, grant)
+}
 
-    // ---- what the broker would do, and a configuration turned off ----
+/// What the broker would do for a request (explain), and a configuration
+/// turned off and on again. Gives the configuration and a resource as
+/// the broker lists them.
+async fn configurations(p: &mut Prober, who: &Callers) -> (Value, Value) {
     p.call("GET /api/v1/admin/explain", &[])
-        .by(&admin)
+        .by(&who.admin)
         .query("resource=dev-admin&user=alice")
         .expect(200)
         .await;
     p.call("GET /api/v1/admin/explain", &[])
-        .by(&admin)
+        .by(&who.admin)
         .query("resource=no-such-resource&user=alice")
         .expect(404)
         .await;
     let configurations = p
         .call("GET /api/v1/admin/configurations", &[])
-        .by(&admin)
+        .by(&who.admin)
         .expect(200)
         .await;
     let configuration = configurations
@@ -447,7 +527,7 @@ pub async fn run() -> Answered {
         .clone();
     let resources = p
         .call("GET /api/v1/admin/resources", &[])
-        .by(&admin)
+        .by(&who.admin)
         .expect(200)
         .await;
     let resource = resources
@@ -460,54 +540,62 @@ pub async fn run() -> Answered {
     let mut off = configuration.clone();
     off["enabled"] = json!(false);
     p.call("PUT /api/v1/admin/configurations/{id}", &["aws-test"])
-        .by(&admin)
+        .by(&who.admin)
         .json(off)
         .expect(200)
         .await;
     p.call("POST /api/v1/requests", &[])
-        .by(&alice)
-        .json(dev.clone())
+        .by(&who.alice)
+        .json(dev_request())
         .expect(409)
         .await;
     p.call("GET /api/v1/admin/explain", &[])
-        .by(&admin)
+        .by(&who.admin)
         .query("resource=dev-admin&user=alice")
         .expect(409)
         .await;
     p.call("PUT /api/v1/admin/configurations/{id}", &["aws-test"])
-        .by(&admin)
+        .by(&who.admin)
         .json(configuration.clone())
         .expect(200)
         .await;
     p.call("PUT /api/v1/admin/resources/{id}", &["dev-admin"])
-        .by(&admin)
+        .by(&who.admin)
         .json(resource.clone())
         .expect(200)
         .await;
+    (configuration, resource)
+}
 
-    // ---- the revoke the grant's end queued (no agent is connected) ----
+/// The revoke `grant`'s end queued (no agent is connected), closed by an
+/// admin; gives its id.
+async fn a_queued_revoke(p: &mut Prober, who: &Callers, grant: &str) -> String {
     let outbox = p
         .call("GET /api/v1/admin/outbox/{configuration}", &["aws-test"])
-        .by(&admin)
+        .by(&who.admin)
         .expect(200)
         .await;
     let command = outbox
         .as_array()
         .unwrap()
         .iter()
-        .find(|c| c["op"] == "revoke" && c["grant"] == grant.as_str())
+        .find(|c| c["op"] == "revoke" && c["grant"] == grant)
         .map(|c| c["id"].as_str().unwrap().to_owned())
         .unwrap_or_default();
     p.call("POST /api/v1/admin/revokes/{command}/force-close", &[&command])
-        .by(&admin)
+        .by(&who.admin)
         .json(json!({"reason": "probe: the tenant was checked by hand"}))
         .expect(200)
         .await;
+    command
+}
 
-    // ---- agents ----
+/// A join token, an agent enrolled with it (waiting for approval),
+/// approved and revoked, twice each; gives the agent's id.
+async fn agents(p: &mut Prober, who: &Callers) -> String {
     let join = p
         .call("POST /api/v1/admin/join-tokens", &[])
-        .by(&admin)
+        .by(&who.admin)
         .json(json!({"configuration": "aws-test"}))
         .expect(201)
         .await;
@@ -525,130 +613,142 @@ pub async fn run() -> Answered {
         .await;
     let agent = enrolled["agent"]["id"].as_str().unwrap_or_default().to_owned();
     p.call("GET /api/v1/admin/agents", &[])
-        .by(&admin)
+        .by(&who.admin)
         .expect(200)
         .await;
     p.call("POST /api/v1/admin/agents/{id}/approve", &[&agent])
-        .by(&admin)
+        .by(&who.admin)
         .expect(200)
         .await;
     p.call("POST /api/v1/admin/agents/{id}/approve", &[&agent])
-        .by(&admin)
+        .by(&who.admin)
         .expect(409)
         .await;
     p.call("POST /api/v1/admin/agents/{id}/revoke", &[&agent])
-        .by(&admin)
+        .by(&who.admin)
         .expect(200)
         .await;
     p.call("POST /api/v1/admin/agents/{id}/revoke", &[&agent])
-        .by(&admin)
+        .by(&who.admin)
         .expect(409)
         .await;
+    agent
+}
 
-    // ---- people and their tokens ----
+/// Accounts made, changed and disabled, tokens and sign-in links issued;
+/// gives the id of a token.
+async fn people_and_tokens(p: &mut Prober, who: &Callers) -> String {
     p.call("PUT /api/v1/admin/users/{id}", &["dave"])
-        .by(&admin)
+        .by(&who.admin)
         .json(json!({"id": "dave", "roles": ["approver"], "groups": ["sre"]}))
         .expect(200)
         .await;
     p.call("POST /api/v1/admin/users/{id}/tokens", &["dave"])
-        .by(&admin)
+        .by(&who.admin)
         .expect(201)
         .await;
     p.call("POST /api/v1/admin/users/{id}/sign-in-link", &["dave"])
-        .by(&admin)
+        .by(&who.admin)
         .expect(201)
         .await;
     let tokens = p
         .call("GET /api/v1/admin/tokens", &[])
-        .by(&admin)
+        .by(&who.admin)
         .query("user=nobody")
         .expect(200)
         .await;
     let token = tokens[0]["id"].as_str().unwrap_or_default().to_owned();
     p.call("PUT /api/v1/admin/users/{id}", &["spare"])
-        .by(&admin)
+        .by(&who.admin)
         .json(json!({"id": "spare", "roles": ["requester"]}))
         .expect(201)
         .await;
     p.call("POST /api/v1/admin/users/{id}/disable", &["spare"])
-        .by(&admin)
+        .by(&who.admin)
         .expect(200)
         .await;
     p.call("POST /api/v1/admin/users/{id}/sign-in-link", &["spare"])
-        .by(&admin)
+        .by(&who.admin)
         .expect(409)
         .await;
+    token
+}
 
-    // ---- directories ----
+/// SCIM connections made and deleted; policies reloaded, good and bad.
+async fn directories_and_policies(p: &mut Prober, who: &Callers, b: &TestBroker) {
     p.call("POST /api/v1/admin/scim/connections", &[])
-        .by(&admin)
+        .by(&who.admin)
         .json(json!({"name": "probe"}))
         .expect(201)
         .await;
     p.call("POST /api/v1/admin/scim/connections", &[])
-        .by(&admin)
+        .by(&who.admin)
         .json(json!({"name": "probe"}))
         .expect(409)
         .await;
     p.call("DELETE /api/v1/admin/scim/connections/{name}", &["probe"])
-        .by(&admin)
+        .by(&who.admin)
         .expect(204)
         .await;
     p.call("DELETE /api/v1/admin/scim/connections/{name}", &["probe"])
-        .by(&admin)
+        .by(&who.admin)
         .expect(404)
         .await;
     // A path segment that is not UTF-8 once decoded.
     p.call("DELETE /api/v1/admin/scim/connections/{name}", &["%FF"])
-        .by(&admin)
+        .by(&who.admin)
         .expect(400)
         .await;
 
-    // ---- policies ----
+    // Policies.
     p.call("POST /api/v1/admin/policies/reload", &[])
-        .by(&admin)
+        .by(&who.admin)
         .expect(200)
         .await;
     b.write_policy("broken.cedar", "permit (principal, action, resource");
     p.call("POST /api/v1/admin/policies/reload", &[])
-        .by(&admin)
+        .by(&who.admin)
         .expect(400)
         .await;
     b.write_policy("broken.cedar", "");
+}
 
-    // ---- sign-in through a provider, sessions ----
+/// Sign-ins through `corp` (the CLI's and the device flow), refresh,
+/// sign-out, sessions ended by an admin; then `corp` goes away, and what
+/// needs a provider is refused as out of reach. Gives a session's id.
+async fn sign_in_and_sessions(p: &mut Prober, b: &TestBroker, idp: &mut TestIdp) -> String {
+    let admin = b.token("admin");
     let mut browser = Browser::new(&b.ca());
-    let first = sign_in(&mut p, &mut browser).await;
+    let first = sign_in(p, &mut browser).await;
     let refreshed = p
         .call("POST /api/v1/auth/refresh", &[])
         .json(json!({"refresh_token": first["refresh_token"]}))
         .expect(200)
         .await;
     p.call("GET /api/v1/admin/sessions", &[])
-        .by(&admin)
+        .by(admin)
         .expect(200)
         .await;
     let session = refreshed["session"].as_str().unwrap_or_default().to_owned();
     p.call("POST /api/v1/admin/sessions/{id}/revoke", &[&session])
-        .by(&admin)
+        .by(admin)
         .expect(200)
         .await;
     p.call("POST /api/v1/admin/sessions/{id}/revoke", &["%FF"])
-        .by(&admin)
+        .by(admin)
         .expect(400)
         .await;
-    let second = sign_in(&mut p, &mut browser).await;
+    let second = sign_in(p, &mut browser).await;
     p.call("POST /api/v1/auth/logout", &[])
         .by(second["access_token"].as_str().unwrap_or_default())
         .expect(204)
         .await;
     p.call("POST /api/v1/auth/logout", &[])
-        .by(&admin)
+        .by(admin)
         .expect(400)
         .await;
     p.call("POST /api/v1/admin/users/{id}/sign-in-link", &["ann@example.com"])
-        .by(&admin)
+        .by(admin)
         .expect(409)
         .await;
     let device = p
@@ -660,7 +760,7 @@ pub async fn run() -> Answered {
         .json(json!({"handle": device["handle"]}))
         .expect(200)
         .await;
-    let third = sign_in(&mut p, &mut browser).await;
+    let third = sign_in(p, &mut browser).await;
     // The provider goes away: what needs it cannot be done now.
     idp.stop().await;
     p.call("POST /api/v1/auth/refresh", &[])
@@ -678,23 +778,15 @@ pub async fn run() -> Answered {
             .expect(status)
             .await;
     }
+    session
+}
 
-    // ---- refusals every operation of a kind gives ----
-    let known = Known {
-        request: reviewed,
-        grant,
-        agent,
-        token,
-        session,
-        command,
-        configuration,
-        resource,
-    };
-    let operations: Vec<_> = coverage::documented().into_keys().collect();
-    let document = jitgate_broker::api::openapi::document_json();
-    let op_of = |method: &str, template: &str| &document["paths"][template][method.to_lowercase()];
-    for (method, template) in &operations {
-        let op = op_of(method, template);
+/// What every operation of a kind refuses: no token (401), a caller
+/// with no role on an admin operation (403), a body past the limit (413)
+/// or not JSON (415).
+async fn refusals_of_every_kind(p: &mut Prober, who: &Callers, nobody: &str, known: &Known) {
+    for (method, template, op) in operations() {
+        let (method, template) = (method.as_str(), template.as_str());
         let secured = op["security"].as_array().is_some_and(|s| !s.is_empty());
         let takes_body = op.get("requestBody").is_some();
         let args = known.args(template);
@@ -703,14 +795,14 @@ pub async fn run() -> Answered {
         if secured {
             let mut call = p.call(&operation, &args);
             if takes_body {
-                call = call.json(valid_body(method, template, &known));
+                call = call.json(valid_body(method, template, known));
             }
             call.expect(401).await;
         }
         if secured && template.starts_with("/api/v1/admin/") {
-            let mut call = p.call(&operation, &args).by(&nobody);
+            let mut call = p.call(&operation, &args).by(nobody);
             if takes_body {
-                call = call.json(valid_body(method, template, &known));
+                call = call.json(valid_body(method, template, known));
             }
             if let Some(query) = valid_query(template) {
                 call = call.query(query);
@@ -720,20 +812,24 @@ pub async fn run() -> Answered {
         if takes_body {
             let padding = "a".repeat(70_000);
             p.call(&operation, &args)
-                .by(&admin)
+                .by(&who.admin)
                 .json(json!({ "padding": padding }))
                 .expect(413)
                 .await;
             p.call(&operation, &args)
-                .by(&admin)
+                .by(&who.admin)
                 .raw("text/plain", b"{}".to_vec())
                 .expect(415)
                 .await;
         }
     }
-    // Over a quota, last: from here on this client is refused everything.
-    for (method, template) in &operations {
-        let op = op_of(method, template);
+}
+
+/// Every operation over its client quota (429), last: from then on this
+/// client is refused everything.
+async fn quotas(p: &mut Prober, known: &Known) {
+    for (method, template, op) in operations() {
+        let (method, template) = (method.as_str(), template.as_str());
         let args = known.args(template);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let operation = format!("{method} {template}");
@@ -745,20 +841,10 @@ pub async fn run() -> Answered {
             call = call.by("jg_a-guessed-token");
         } else {
             // Guessed join tokens.
-            call = call.json(valid_body(method, template, &known));
+            call = call.json(valid_body(method, template, known));
         }
         call.until(429, 200).await;
     }
-
-    let wrong = std::mem::take(&mut p.wrong);
-    assert!(
-        wrong.is_empty(),
-        "{} probes were not answered as they must be:\n  {}",
-        wrong.len(),
-        wrong.join("\n  ")
-    );
-    drop(config);
-    p.answered
 }
 
 /// Signs `ann@example.com` in through `corp` as the CLI does, with

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use jitgate_broker::cli::client::ApiClient;
+use jitgate_broker::cli::client::{ApiClient, ClientError};
 use jitgate_broker::store::postgres::scratch::ScratchDatabase;
 use tempfile::TempDir;
 use tokio::process::{Child, Command};
@@ -499,21 +499,23 @@ pub async fn all_requests(admin: &ApiClient) -> Vec<jitgate_shared::v1::api::Req
 }
 
 /// `call`'s answer, asked again while the broker says 503 (a store with
-/// no connection free, whose `Retry-After` is 1 s), for up to a minute:
-/// under load a reader waits as a client would, and only then fails.
+/// no connection free, whose `Retry-After` is 1 s) or does not answer in
+/// the client's time, for up to a minute: under load a reader waits as a
+/// client would, and only then fails.
 async fn while_busy<T, Fut>(mut call: impl FnMut() -> Fut) -> T
 where
-    Fut: std::future::Future<Output = Result<T, jitgate_broker::cli::client::ClientError>>,
+    Fut: std::future::Future<Output = Result<T, ClientError>>,
 {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         match call().await {
             Ok(answer) => return answer,
             Err(e)
-                if e.status() == Some(reqwest::StatusCode::SERVICE_UNAVAILABLE)
+                if (matches!(e, ClientError::Transport { .. })
+                    || e.status() == Some(reqwest::StatusCode::SERVICE_UNAVAILABLE))
                     && tokio::time::Instant::now() < deadline =>
             {
-                eprintln!("the broker is busy ({e}); asking again after its Retry-After");
+                eprintln!("the broker is busy ({e}); asking again in a second");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
             Err(e) => panic!("{e}"),

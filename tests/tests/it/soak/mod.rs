@@ -94,6 +94,9 @@ struct Tally {
     second_approvals_refused: AtomicUsize,
     /// Calls that found no broker (killed, or not yet back).
     calls_while_down: AtomicUsize,
+    /// Calls a broker answered 503, to try again later (its store had no
+    /// connection free in time).
+    calls_answered_busy: AtomicUsize,
     broker_kills: AtomicUsize,
     agent_kills: AtomicUsize,
     deprovisioned: AtomicUsize,
@@ -149,13 +152,18 @@ impl Shared {
     }
 
     /// Sorts a result: a 5xx is a finding (the broker must never fail a
-    /// caller with its own error, whatever else fails).
+    /// caller with its own error, whatever else fails), but for 503, the
+    /// broker telling the caller to try again later, as when it is down.
     fn answer<T>(&self, what: &str, r: Result<T, ClientError>) -> Answer<T> {
         match r {
             Ok(v) => Answer::Done(v),
             Err(e) => match e.status() {
                 None => {
                     self.tally.calls_while_down.fetch_add(1, Ordering::Relaxed);
+                    Answer::Down
+                }
+                Some(StatusCode::SERVICE_UNAVAILABLE) => {
+                    self.tally.calls_answered_busy.fetch_add(1, Ordering::Relaxed);
                     Answer::Down
                 }
                 Some(s) => {
@@ -621,12 +629,13 @@ async fn soak(mut brokers: Vec<TestBroker>) {
     println!(
         "faults: {} broker SIGKILLs (down {:?} at most), {} agent SIGKILLs, {} people deprovisioned, \
          connections dropped/cut: aws {aws_dropped}/{aws_cut}, entra {entra_dropped}/{entra_cut}; \
-         sandbox throttling 10% and failing 5% of calls; {} calls found no broker",
+         sandbox throttling 10% and failing 5% of calls; {} calls found no broker, {} were answered 503 (busy)",
         n(&t.broker_kills),
         downtimes.iter().max().copied().unwrap_or_default(),
         n(&t.agent_kills),
         n(&t.deprovisioned),
         n(&t.calls_while_down),
+        n(&t.calls_answered_busy),
     );
     println!(
         "invariants at {} checkpoints and the end: {} applies and {} removals, each held only under a grant, \

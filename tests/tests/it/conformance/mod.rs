@@ -69,7 +69,11 @@ async fn the_api_conforms_to_its_openapi_document_as_every_role() {
             .arg(b.ca())
             .args(["-H", &format!("Authorization: Bearer {}", b.token(user))])
             .args(["--checks", "all", "--exclude-checks", "positive_data_acceptance"])
-            .args(["--seed", "1", "--workers", "2"])
+            // One worker: with two, Hypothesis describing a filter while
+            // the other thread parses crashed once in CI with CPython
+            // 3.11's "AST constructor recursion depth mismatch" (Debian
+            // 12's Python; the parser is not safe across threads there).
+            .args(["--seed", "1", "--workers", "1"])
             // The broker closes a keep-alive connection that waits longer
             // than `header_read_timeout` for its next request; a request
             // sent on it as it closes is sent again, as HTTP clients do

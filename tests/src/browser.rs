@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 use tempfile::TempDir;
 use tokio::process::{Child, Command};
 
-use crate::oidc::free_port;
+use crate::port::free_port;
 use crate::workspace;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -67,32 +67,41 @@ impl Driver {
                 "{path} is missing: install Chromium and ChromeDriver with ./scripts/test-tools (scripts/test does)"
             );
         }
-        let port = free_port();
-        let child = Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start chromedriver");
-        let url = format!("http://127.0.0.1:{port}");
-        let status = format!("{url}/status");
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let ready = reqwest::get(&status)
-                .await
-                .ok()
-                .filter(|r| r.status().is_success());
-            if ready.is_some() {
-                break;
+        // chromedriver binds its port itself: one taken between choosing
+        // it and chromedriver starting makes it exit, and it is started
+        // again on another, a few times.
+        for attempt in 1..=3 {
+            let port = free_port();
+            let mut child = Command::new(CHROMEDRIVER)
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("start chromedriver");
+            let url = format!("http://127.0.0.1:{port}");
+            let status = format!("{url}/status");
+            let deadline = tokio::time::Instant::now() + WAIT;
+            loop {
+                let ready = reqwest::get(&status)
+                    .await
+                    .ok()
+                    .filter(|r| r.status().is_success());
+                if ready.is_some() {
+                    return Self { child, url };
+                }
+                if let Some(exit) = child.try_wait().unwrap() {
+                    assert!(attempt < 3, "chromedriver exited with {exit}, three times");
+                    break;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "chromedriver did not start"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "chromedriver did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Self { child, url }
+        unreachable!("the third attempt returns or fails")
     }
 
     /// A new browser session.

@@ -12,6 +12,7 @@ pub mod moto;
 pub mod notify;
 pub mod oidc;
 pub mod on_call_fake;
+pub mod port;
 pub mod proxy;
 pub mod saml;
 pub mod scim;

@@ -26,16 +26,8 @@ use serde_json::{json, Value};
 use tempfile::TempDir;
 use tokio::process::{Child, Command};
 
+use crate::port::ReservedPort;
 use crate::workspace;
-
-/// A free port on loopback (bound, then released).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The broker configuration for one OIDC provider.
 pub fn provider_toml(name: &str, issuer: &str, domains: &[&str], default_role: &str, extra: &str) -> String {
@@ -70,14 +62,18 @@ pub const CLIENT_SECRET: &str = "test-client-secret-with-enough-entropy";
 pub struct TestIdp {
     dir: TempDir,
     child: Option<Child>,
+    /// Held while the provider may run; dropped by [`TestIdp::stop`].
+    socket: Option<ReservedPort>,
     pub port: u16,
     pub issuer: String,
 }
 
 impl TestIdp {
-    /// Starts the provider on `port`, with one client (`jitgate`) whose
-    /// redirect URI is `callback`, and `accounts` (id -> claims).
-    pub async fn start(port: u16, callback: &str, accounts: Value) -> Self {
+    /// Starts the provider on the reserved `socket`, with one client
+    /// (`jitgate`) whose redirect URI is `callback`, and `accounts` (id ->
+    /// claims).
+    pub async fn start(socket: ReservedPort, callback: &str, accounts: Value) -> Self {
+        let port = socket.port();
         let dir = tempfile::tempdir().unwrap();
         let clients = json!([{
             "client_id": "jitgate",
@@ -91,6 +87,7 @@ impl TestIdp {
         let mut idp = TestIdp {
             dir,
             child: None,
+            socket: Some(socket),
             port,
             issuer: format!("http://127.0.0.1:{port}"),
         };
@@ -109,13 +106,19 @@ impl TestIdp {
 
     async fn spawn(&mut self) {
         let log = std::fs::File::create(self.dir.path().join("idp.log")).unwrap();
-        let child = Command::new("node")
+        let mut command = Command::new("node");
+        command
             .arg(Self::script())
             .env("IDP_PORT", self.port.to_string())
             .env("IDP_DIR", self.dir.path())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
-            .kill_on_drop(true)
+            .kill_on_drop(true);
+        self.socket
+            .as_ref()
+            .expect("a stopped provider is not started again")
+            .pass_to(&mut command);
+        let child = command
             .spawn()
             .expect("node (Node.js 20+) runs the test OIDC provider");
         self.child = Some(child);
@@ -142,18 +145,23 @@ impl TestIdp {
         std::fs::write(self.dir.path().join("accounts.json"), accounts.to_string()).unwrap();
     }
 
-    /// Stops the provider; from now on nothing answers at its issuer.
+    /// Stops the provider and gives up its port: from now on connections
+    /// to its issuer are refused.
     pub async fn stop(&mut self) {
+        self.kill().await;
+        self.socket = None;
+    }
+
+    async fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             c.kill().await.unwrap();
         }
     }
 
-    /// Restarts the provider with a new signing key (a new `kid`).
+    /// Restarts the provider, on the same port, with a new signing key (a
+    /// new `kid`).
     pub async fn rotate_key(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill().await.unwrap();
-        }
+        self.kill().await;
         std::fs::remove_file(self.dir.path().join("keys.json")).unwrap();
         self.spawn().await;
     }
@@ -385,8 +393,9 @@ fn sign(key: &rcgen::KeyPair, kid: &str, claims: &Value) -> String {
 }
 
 impl HostileIdp {
-    /// Serves on `port` until the test ends.
-    pub async fn start(port: u16) -> Self {
+    /// Serves on the reserved `socket` until the test ends.
+    pub async fn start(socket: ReservedPort) -> Self {
+        let port = socket.port();
         let issuer = format!("http://127.0.0.1:{port}");
         let state = Arc::new(Mutex::new(HostileState {
             issuer: issuer.clone(),
@@ -401,7 +410,7 @@ impl HostileIdp {
             .route("/authorize", get(authorize))
             .route("/token", post(token))
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        let listener = socket.into_listener();
         tokio::spawn(async move { axum::serve(listener, app).await });
         HostileIdp { state, issuer }
     }

@@ -7,6 +7,7 @@ use serde_json::Value;
 use tempfile::TempDir;
 use tokio::process::{Child, Command};
 
+use crate::port::ReservedPort;
 use crate::{test_tool, workspace};
 
 /// The entity id of a second SP the IdP knows (for the wrong-audience test).
@@ -16,13 +17,16 @@ pub const OTHER_SP: &str = "urn:jitgate-test:other-sp";
 pub struct TestSamlIdp {
     dir: TempDir,
     _child: Child,
+    _socket: ReservedPort,
     pub url: String,
 }
 
 impl TestSamlIdp {
-    /// Starts the IdP on `port`, knowing the broker at `broker_url` as the SP
-    /// of provider `name`, with `accounts` (id -> email, name, role, groups).
-    pub async fn start(port: u16, broker_url: &str, name: &str, accounts: Value) -> Self {
+    /// Starts the IdP on the reserved `socket`, knowing the broker at
+    /// `broker_url` as the SP of provider `name`, with `accounts` (id ->
+    /// email, name, role, groups).
+    pub async fn start(socket: ReservedPort, broker_url: &str, name: &str, accounts: Value) -> Self {
+        let port = socket.port();
         let dir = tempfile::tempdir().unwrap();
         let sp = |entity: &str, acs: &str| {
             format!(
@@ -40,18 +44,20 @@ impl TestSamlIdp {
         std::fs::write(dir.path().join("sp.xml"), metadata).unwrap();
         std::fs::write(dir.path().join("accounts.json"), accounts.to_string()).unwrap();
         let log = std::fs::File::create(dir.path().join("idp.log")).unwrap();
-        let child = Command::new(test_tool("python"))
+        let mut command = Command::new(test_tool("python"));
+        command
             .arg(workspace().join("tests/tools/saml/idp.py"))
             .env("IDP_PORT", port.to_string())
             .env("IDP_DIR", dir.path())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
+            .kill_on_drop(true);
+        socket.pass_to(&mut command);
+        let child = command.spawn().unwrap();
         let me = TestSamlIdp {
             dir,
             _child: child,
+            _socket: socket,
             url: format!("http://127.0.0.1:{port}"),
         };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);

@@ -18,6 +18,7 @@ use jitgate_broker::cli::client::ApiClient;
 use jitgate_shared::v1::api::CreateJoinTokenBody;
 use jitgate_shared::v1::ConfigId;
 use jitgate_tests::broker::on_postgres;
+use jitgate_tests::port::free_port;
 use jitgate_tests::{bin, workspace};
 use tokio::process::{Child, Command};
 
@@ -91,15 +92,6 @@ fn stage(containerfile: &Path) -> Stage {
         }
     }
     stage
-}
-
-/// A port nothing listens on now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// An image's runtime stage, ready to run programs in.

@@ -9,9 +9,8 @@ use jitgate_broker::cli::client::ApiClient;
 use jitgate_shared::v1::api::{LoginBody, Role, TokenSet, UserView};
 use jitgate_tests::broker::TestBroker;
 use jitgate_tests::fixtures::{policies, CATALOG};
-use jitgate_tests::oidc::{
-    free_port, pkce, provider_toml, query, Browser, HostileIdp, TestIdp, Trick, CLIENT_SECRET,
-};
+use jitgate_tests::oidc::{pkce, provider_toml, query, Browser, HostileIdp, TestIdp, Trick, CLIENT_SECRET};
+use jitgate_tests::port::ReservedPort;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tempfile::TempDir;
@@ -143,9 +142,10 @@ fn accounts() -> Value {
 
 #[tokio::test]
 async fn first_sign_in_creates_the_user_and_every_sign_in_reconciles_it() {
-    let port = free_port();
+    let socket = ReservedPort::new();
+    let port = socket.port();
     let s = broker_with(&[("corp", port, &["example.com"], "requester")]).await;
-    let idp = TestIdp::start(port, &callback(&s.b), accounts()).await;
+    let idp = TestIdp::start(socket, &callback(&s.b), accounts()).await;
     let mut browser = Browser::new(&s.b.ca());
 
     // Just in time, with the default role (no role claim).
@@ -189,9 +189,10 @@ async fn first_sign_in_creates_the_user_and_every_sign_in_reconciles_it() {
 
 #[tokio::test]
 async fn tokens_are_refreshed_through_the_provider_and_revocable() {
-    let port = free_port();
+    let socket = ReservedPort::new();
+    let port = socket.port();
     let s = broker_with(&[("corp", port, &["example.com"], "requester")]).await;
-    let idp = TestIdp::start(port, &callback(&s.b), accounts()).await;
+    let idp = TestIdp::start(socket, &callback(&s.b), accounts()).await;
     let mut browser = Browser::new(&s.b.ca());
     let first = sign_in(&s.b, &mut browser, "ann@example.com").await.unwrap();
     assert!(first.expires_at <= first.session_expires_at);
@@ -264,9 +265,10 @@ async fn tokens_are_refreshed_through_the_provider_and_revocable() {
 
 #[tokio::test]
 async fn a_provider_out_of_reach_refuses_no_session_and_says_when_to_try_again() {
-    let port = free_port();
+    let socket = ReservedPort::new();
+    let port = socket.port();
     let s = broker_with(&[("corp", port, &["example.com"], "requester")]).await;
-    let mut idp = TestIdp::start(port, &callback(&s.b), accounts()).await;
+    let mut idp = TestIdp::start(socket, &callback(&s.b), accounts()).await;
     let mut browser = Browser::new(&s.b.ca());
     let tokens = sign_in(&s.b, &mut browser, "ann@example.com").await.unwrap();
 
@@ -297,9 +299,10 @@ async fn a_provider_out_of_reach_refuses_no_session_and_says_when_to_try_again()
 
 #[tokio::test]
 async fn a_rotated_signing_key_is_fetched_from_the_provider() {
-    let port = free_port();
+    let socket = ReservedPort::new();
+    let port = socket.port();
     let s = broker_with(&[("corp", port, &["example.com"], "requester")]).await;
-    let mut idp = TestIdp::start(port, &callback(&s.b), accounts()).await;
+    let mut idp = TestIdp::start(socket, &callback(&s.b), accounts()).await;
     let mut browser = Browser::new(&s.b.ca());
     sign_in(&s.b, &mut browser, "ann@example.com").await.unwrap();
     let old_kid = idp.kid();
@@ -317,15 +320,16 @@ async fn a_rotated_signing_key_is_fetched_from_the_provider() {
 
 #[tokio::test]
 async fn people_are_routed_by_email_domain_and_a_provider_without_default_role_gives_no_access() {
-    let (corp_port, partner_port) = (free_port(), free_port());
+    let (corp, partner) = (ReservedPort::new(), ReservedPort::new());
+    let (corp_port, partner_port) = (corp.port(), partner.port());
     let s = broker_with(&[
         ("corp", corp_port, &["example.com"], "requester"),
         ("partner", partner_port, &["partner.example"], ""),
     ])
     .await;
-    let _corp = TestIdp::start(corp_port, &callback(&s.b), accounts()).await;
+    let _corp = TestIdp::start(corp, &callback(&s.b), accounts()).await;
     let _partner = TestIdp::start(
-        partner_port,
+        partner,
         &callback(&s.b),
         json!({
             "pat": {"email": "pat@partner.example", "email_verified": true, "name": "Pat", "jitgate_role": "approver"},
@@ -405,9 +409,10 @@ async fn people_are_routed_by_email_domain_and_a_provider_without_default_role_g
 
 #[tokio::test]
 async fn a_browser_gets_a_cookie_session_that_writes_only_from_the_broker_origin() {
-    let port = free_port();
+    let socket = ReservedPort::new();
+    let port = socket.port();
     let s = broker_with(&[("corp", port, &["example.com"], "requester")]).await;
-    let _idp = TestIdp::start(port, &callback(&s.b), accounts()).await;
+    let _idp = TestIdp::start(socket, &callback(&s.b), accounts()).await;
     let mut browser = Browser::new(&s.b.ca());
     let stop = browser
         .follow(&format!("{}/auth/login?email=ann@example.com", s.b.url), |_| {
@@ -491,9 +496,10 @@ async fn a_browser_gets_a_cookie_session_that_writes_only_from_the_broker_origin
 
 #[tokio::test]
 async fn jitgate_login_signs_in_through_the_browser_and_keeps_the_session() {
-    let port = free_port();
+    let socket = ReservedPort::new();
+    let port = socket.port();
     let s = broker_with(&[("corp", port, &["example.com"], "requester")]).await;
-    let _idp = TestIdp::start(port, &callback(&s.b), accounts()).await;
+    let _idp = TestIdp::start(socket, &callback(&s.b), accounts()).await;
     let home = tempfile::tempdir().unwrap();
     let (login, url) = cli_login(&s, home.path(), &["--email", "ann@example.com", "--no-browser"]).await;
     let mut browser = Browser::new(&s.b.ca());
@@ -534,9 +540,10 @@ async fn jitgate_login_signs_in_through_the_browser_and_keeps_the_session() {
 
 #[tokio::test]
 async fn sign_ins_that_are_not_what_they_claim_are_refused_and_leave_nothing() {
-    let port = free_port();
+    let socket = ReservedPort::new();
+    let port = socket.port();
     let s = broker_with(&[("hostile", port, &["hostile.example"], "requester")]).await;
-    let idp = HostileIdp::start(port).await;
+    let idp = HostileIdp::start(socket).await;
     let admin = s.b.client("admin");
     let sessions = || async { admin.sessions(None, true).await.unwrap().len() };
     let mallory = || async { user(&s.b, "mallory@hostile.example").await };
@@ -633,9 +640,10 @@ async fn sign_ins_that_are_not_what_they_claim_are_refused_and_leave_nothing() {
 
 #[tokio::test]
 async fn jitgate_login_device_signs_in_without_a_browser_on_the_machine() {
-    let port = free_port();
+    let socket = ReservedPort::new();
+    let port = socket.port();
     let s = broker_with(&[("corp", port, &["example.com"], "requester")]).await;
-    let _idp = TestIdp::start(port, &callback(&s.b), accounts()).await;
+    let _idp = TestIdp::start(socket, &callback(&s.b), accounts()).await;
     let home = tempfile::tempdir().unwrap();
     let (login, url) = cli_login(&s, home.path(), &["--device", "--email", "bob@example.com"]).await;
     assert!(url.contains("user_code="), "{url}");
@@ -665,9 +673,10 @@ async fn jitgate_login_device_signs_in_without_a_browser_on_the_machine() {
 
 #[tokio::test]
 async fn a_directory_provisioned_user_signs_in_as_itself_and_directory_groups_approve() {
-    let port = free_port();
+    let socket = ReservedPort::new();
+    let port = socket.port();
     let s = broker_with(&[("corp", port, &["example.com"], "requester")]).await;
-    let idp = TestIdp::start(port, &callback(&s.b), accounts()).await;
+    let idp = TestIdp::start(socket, &callback(&s.b), accounts()).await;
     let admin = s.b.client("admin");
     // Entra provisions Ann over SCIM first.
     let conn = admin

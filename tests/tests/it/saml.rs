@@ -5,7 +5,8 @@
 use jitgate_shared::v1::api::{LoginBody, Role};
 use jitgate_tests::broker::TestBroker;
 use jitgate_tests::fixtures::{policies, CATALOG};
-use jitgate_tests::oidc::{free_port, pkce, query, Browser};
+use jitgate_tests::oidc::{pkce, query, Browser};
+use jitgate_tests::port::ReservedPort;
 use jitgate_tests::saml::TestSamlIdp;
 use reqwest::StatusCode;
 use serde_json::json;
@@ -18,7 +19,8 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
-    let port = free_port();
+    let socket = ReservedPort::new();
+    let port = socket.port();
     let config = tempfile::tempdir().unwrap();
     let path = config.path().join("broker.toml");
     std::fs::write(
@@ -36,7 +38,7 @@ default_role = "requester"
     .unwrap();
     let b = TestBroker::start_with(CATALOG, &policies(), &["--config", path.to_str().unwrap()]).await;
     let idp = TestSamlIdp::start(
-        port,
+        socket,
         &b.url,
         "corp",
         json!({

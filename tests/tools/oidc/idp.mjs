@@ -16,7 +16,10 @@
 // `login_hint` (jitgate sends the email being signed in) and grants every
 // scope asked for: the tests are about jitgate, not about a login form.
 //
-// Usage: IDP_PORT=... IDP_DIR=... node idp.mjs   (prints "idp listening on URL")
+// Usage: IDP_PORT=... IDP_DIR=... [PEER_LISTEN_FD=3] node idp.mjs
+// (prints "idp listening on URL"). With PEER_LISTEN_FD it serves on that
+// already listening socket, which the test harness bound to IDP_PORT and
+// holds (tests/src/port.rs), instead of binding the port itself.
 
 import { createServer } from 'node:http';
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
@@ -96,7 +99,7 @@ async function interaction(req, res) {
 }
 
 const handler = provider.callback();
-createServer((req, res) => {
+const server = createServer((req, res) => {
   if (req.url.startsWith('/interaction/')) {
     interaction(req, res).catch((err) => {
       res.statusCode = 500;
@@ -105,4 +108,10 @@ createServer((req, res) => {
     return;
   }
   handler(req, res);
-}).listen(port, '127.0.0.1', () => console.log(`idp listening on ${issuer}`));
+});
+const listening = () => console.log(`idp listening on ${issuer}`);
+if (process.env.PEER_LISTEN_FD) {
+  server.listen({ fd: Number(process.env.PEER_LISTEN_FD) }, listening);
+} else {
+  server.listen(port, '127.0.0.1', listening);
+}

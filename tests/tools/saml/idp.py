@@ -15,7 +15,10 @@ in IDP_DIR and query parameters:
 Endpoints: GET /metadata, GET /sso (SP-initiated), GET /idp-initiated.
 The answer is the HTML form a browser posts to the SP's ACS.
 
-Usage: IDP_PORT=... IDP_DIR=... python idp.py   (prints "idp listening on URL")
+Usage: IDP_PORT=... IDP_DIR=... [PEER_LISTEN_FD=3] python idp.py
+(prints "idp listening on URL"). With PEER_LISTEN_FD it serves on that
+already listening socket, which the test harness bound to IDP_PORT and holds
+(tests/src/port.rs), instead of binding the port itself.
 """
 
 import base64
@@ -24,6 +27,7 @@ import html
 import json
 import os
 import re
+import socket
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
@@ -173,6 +177,11 @@ class Handler(BaseHTTPRequestHandler):
 
 
 if __name__ == "__main__":  # fuzz/seeds/saml.py imports it to build seeds
-    httpd = ThreadingHTTPServer(("127.0.0.1", PORT), Handler)
+    if "PEER_LISTEN_FD" in os.environ:
+        httpd = ThreadingHTTPServer(("127.0.0.1", PORT), Handler, bind_and_activate=False)
+        httpd.socket.close()
+        httpd.socket = socket.socket(fileno=int(os.environ["PEER_LISTEN_FD"]))
+    else:
+        httpd = ThreadingHTTPServer(("127.0.0.1", PORT), Handler)
     print(f"idp listening on {BASE}", flush=True)
     httpd.serve_forever()

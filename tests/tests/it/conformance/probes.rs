@@ -15,7 +15,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use jitgate_shared::v1::ErrorBody;
 use jitgate_tests::broker::TestBroker;
 use jitgate_tests::fixtures::{policies, CATALOG};
-use jitgate_tests::oidc::{free_port, pkce, provider_toml, query, Browser, TestIdp, CLIENT_SECRET};
+use jitgate_tests::oidc::{pkce, provider_toml, query, Browser, TestIdp, CLIENT_SECRET};
+use jitgate_tests::port::{free_port, ReservedPort};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -292,7 +293,10 @@ impl Known {
 /// nobody answers at); gives what they were answered, and fails naming
 /// every probe answered otherwise than it must be.
 pub async fn run() -> Answered {
-    let corp_port = free_port();
+    let corp = ReservedPort::new();
+    let corp_port = corp.port();
+    // Nobody listens here: sign-in through `gone` finds its issuer out of
+    // reach.
     let gone_port = free_port();
     let config = tempfile::tempdir().unwrap();
     let secret = config.path().join("client-secret");
@@ -321,7 +325,7 @@ pub async fn run() -> Answered {
     )
     .await;
     let mut idp = TestIdp::start(
-        corp_port,
+        corp,
         &format!("{}/auth/oidc/callback", b.url),
         json!({"ann": {"email": "ann@example.com", "email_verified": true, "name": "Ann Lee"}}),
     )

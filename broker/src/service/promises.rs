@@ -15,7 +15,8 @@
 //! approvers' inbox never offers a person their own request and knows
 //! whom their person already reviewed (I5); every ended grant's end is in
 //! its holder's audit records as an auditor reads them (I6); the
-//! store-wide metrics agree with the grants (I7).
+//! store-wide metrics agree with the grants (I7); each account's grants and
+//! requests read by account are exactly theirs (I8).
 //!
 //! People: nine accounts of six people: `dan` and `dan-sso` share a
 //! verified email (linked automatically), `eve-2` is linked to `eve` by an
@@ -670,6 +671,39 @@ impl World {
             observed,
             removed
         );
+        // I8: each account's grants and requests, as deprovisioning and
+        // people's own lists read them (the embedded store through its
+        // indexes by user), are exactly theirs among all.
+        let requests = all_requests(&self.h).await;
+        for (account, ..) in ACCOUNTS {
+            let id = UserId::new(*account).unwrap();
+            let of = GrantFilter {
+                user: Some(id.clone()),
+                ..GrantFilter::default()
+            };
+            let theirs: Vec<_> = self.h.broker.grants_where(&of).await.unwrap();
+            let want: Vec<_> = grants.iter().filter(|g| g.user == id).collect();
+            prop_assert!(
+                theirs.iter().eq(want.iter().copied()),
+                "I8: grants of {}: {:?}, not {:?}",
+                account,
+                theirs.iter().map(|g| g.id).collect::<Vec<_>>(),
+                want.iter().map(|g| g.id).collect::<Vec<_>>()
+            );
+            let of = RequestFilter {
+                requester: Some(id.clone()),
+                ..RequestFilter::default()
+            };
+            let theirs: Vec<_> = self.h.broker.requests_where(&of).await.unwrap();
+            let want: Vec<_> = requests.iter().filter(|r| r.requester == id).collect();
+            prop_assert!(
+                theirs.iter().eq(want.iter().copied()),
+                "I8: requests of {}: {:?}, not {:?}",
+                account,
+                theirs.iter().map(|r| r.id).collect::<Vec<_>>(),
+                want.iter().map(|r| r.id).collect::<Vec<_>>()
+            );
+        }
         Ok(())
     }
 }

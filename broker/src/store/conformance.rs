@@ -475,6 +475,66 @@ pub async fn lists_page_newest_first_and_match_the_queries(fixture: &dyn Fixture
             .collect();
         assert_eq!(got.iter().map(|g| g.id).collect::<Vec<_>>(), want, "{q:?}");
     }
+    // One person's grants and requests, a page of one at a time (the
+    // embedded store reads them through its indexes by user), and as they
+    // are after a later write.
+    let mut ended = grants[0].clone();
+    ended.state = GrantState::Ended;
+    ended.ended_at = Some(t(50));
+    ended.version = 1;
+    let mut cancelled = requests[0].clone();
+    cancelled.state = RequestState::Cancelled;
+    cancelled.version = 1;
+    store
+        .commit(Change {
+            grants: vec![ended.clone()],
+            requests: vec![cancelled.clone()],
+            ..Change::default()
+        })
+        .await
+        .unwrap();
+    grants[0] = ended;
+    requests[0] = cancelled;
+    for who in ["alice", "bob", "carol"] {
+        let of = GrantFilter {
+            user: Some(uid(who)),
+            ..GrantFilter::default()
+        };
+        let mut got = Vec::new();
+        let mut after: Option<GrantId> = None;
+        loop {
+            let page = store.grants(&PageQuery::new(after, 1), &of).await.unwrap();
+            let Some(last) = page.last() else { break };
+            after = Some(last.id);
+            got.extend(page.into_iter().map(|g| (g.id, g.state)));
+        }
+        let want: Vec<_> = grants
+            .iter()
+            .rev()
+            .filter(|g| of.matches(g))
+            .map(|g| (g.id, g.state))
+            .collect();
+        assert_eq!(got, want, "grants of {who}");
+        let of = RequestFilter {
+            requester: Some(uid(who)),
+            ..RequestFilter::default()
+        };
+        let mut got = Vec::new();
+        let mut after: Option<RequestId> = None;
+        loop {
+            let page = store.requests(&PageQuery::new(after, 1), &of).await.unwrap();
+            let Some(last) = page.last() else { break };
+            after = Some(last.id);
+            got.extend(page.into_iter().map(|r| (r.id, r.state)));
+        }
+        let want: Vec<_> = requests
+            .iter()
+            .rev()
+            .filter(|r| of.matches(r))
+            .map(|r| (r.id, r.state))
+            .collect();
+        assert_eq!(got, want, "requests of {who}");
+    }
     let request_queries = [
         RequestFilter {
             requester: Some(uid("bob")),

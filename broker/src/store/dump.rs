@@ -339,6 +339,19 @@ mod tests {
             assert_eq!(store.audit_head().await.unwrap(), head);
             assert!(store.audit_anchor().await.unwrap().is_some());
             assert_eq!(store.user(&uid("alice")).await.unwrap().unwrap().version, 1);
+            // Found by person (the embedded store's indexes by user are
+            // rebuilt by a load).
+            let page = crate::store::PageQuery::new(None::<String>, 10);
+            let of_alice = crate::store::GrantFilter {
+                user: Some(uid("alice")),
+                ..crate::store::GrantFilter::default()
+            };
+            assert_eq!(store.grants(&page, &of_alice).await.unwrap().len(), 1);
+            let of_alice = crate::store::RequestFilter {
+                requester: Some(uid("alice")),
+                ..crate::store::RequestFilter::default()
+            };
+            assert_eq!(store.requests(&page, &of_alice).await.unwrap().len(), 1);
             // Going on: a new command queues behind the copied ones; ids
             // already used stay used; the chain continues.
             store

@@ -46,6 +46,12 @@ pub const NOTIFICATION: &str = "n/";
 pub const NOTIFICATION_DUE: &str = "nd/";
 /// Notifications by the request they are about: `{request}/{id}` -> empty.
 pub const NOTIFICATION_REQUEST: &str = "nr/";
+/// Grants by the user they are for: `{user}/{grant}` -> empty, written
+/// with the grant (a grant's user never changes; user ids hold no `/`).
+pub const GRANT_USER: &str = "gu/";
+/// Requests by requester: `{requester}/{request}` -> empty, as
+/// [`GRANT_USER`].
+pub const REQUEST_REQUESTER: &str = "qu/";
 /// Cursors (the notification router's over the audit log), by name.
 pub const CURSOR: &str = "cu/";
 /// When each configuration last had an agent connected, by configuration.
@@ -73,6 +79,22 @@ pub fn notification_due(due: DateTime<Utc>, id: &str) -> Vec<u8> {
 /// A notification's entry in the index by request.
 pub fn notification_request(request: &str, id: &str) -> Vec<u8> {
     format!("{NOTIFICATION_REQUEST}{request}/{id}").into_bytes()
+}
+
+/// A grant's entry in the index by user.
+pub fn grant_user(user: &str, grant: &str) -> Vec<u8> {
+    format!("{GRANT_USER}{user}/{grant}").into_bytes()
+}
+
+/// A request's entry in the index by requester.
+pub fn request_requester(requester: &str, request: &str) -> Vec<u8> {
+    format!("{REQUEST_REQUESTER}{requester}/{request}").into_bytes()
+}
+
+/// The record id an entry of a by-user index names (what follows its
+/// last `/`).
+pub fn indexed_id(k: &[u8]) -> Option<&str> {
+    std::str::from_utf8(k).ok()?.rsplit_once('/').map(|(_, id)| id)
 }
 
 /// The first key after every notification due at or before `now`.

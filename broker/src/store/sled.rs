@@ -21,8 +21,8 @@ use serde::Serialize;
 
 use super::keys::{self, key};
 use super::{
-    Change, Committed, GrantFilter, PageQuery, Record, RequestFilter, ScimFilter, SessionFilter, Store,
-    StoreError, TokenFilter,
+    Change, Committed, GrantFilter, PageQuery, Record, RecordKind, RequestFilter, ScimFilter, SessionFilter,
+    Store, StoreError, TokenFilter,
 };
 use crate::audit::anchor::AuditAnchor;
 use crate::audit::{AuditHead, AuditRecord};
@@ -40,8 +40,10 @@ use crate::notify::queue::{Cursor, Notification};
 use crate::outbox::{Command, CommandResult};
 
 /// sled's page cache. Its default (1 GiB) fills while a large store is
-/// recovered at start, and the broker keeps that memory.
-const CACHE_BYTES: u64 = 128 * 1024 * 1024;
+/// recovered at start, and the broker keeps that memory. It fills to this
+/// bound as the store's history grows (every audit chain verification
+/// reads the whole chain) and stays there.
+pub const CACHE_BYTES: u64 = 128 * 1024 * 1024;
 
 #[derive(Debug)]
 pub struct SledStore {
@@ -70,6 +72,17 @@ fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError
         key: String::from_utf8_lossy(key).into_owned(),
         source: std::sync::Arc::new(e),
     })
+}
+
+/// A key whose value is not what its prefix says.
+fn corrupt(k: &[u8], why: &str) -> StoreError {
+    StoreError::Corrupt {
+        key: String::from_utf8_lossy(k).into_owned(),
+        source: std::sync::Arc::new(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            why.to_owned(),
+        )),
+    }
 }
 
 // Versioned records (configurations, resources, users, requests, grants,
@@ -336,6 +349,49 @@ impl SledStore {
         Ok(out)
     }
 
+    /// As [`page_where`](Self::page_where), over the records a by-user
+    /// index names under `index` (`{prefix}{user}/`), stored at `prefix`:
+    /// the same order and cursor (ids sort by creation), reading only that
+    /// user's records.
+    fn page_indexed<T: DeserializeOwned>(
+        &self,
+        index: &str,
+        prefix: &str,
+        page: &PageQuery,
+        keep_raw: impl Fn(&[u8]) -> bool,
+        filter: impl Fn(&T) -> bool,
+    ) -> Result<Vec<T>, StoreError> {
+        let start = index.as_bytes().to_vec();
+        let end = match &page.after {
+            Some(after) => key(index, after),
+            None => keys::prefix_end(index.as_bytes()),
+        };
+        let mut out = Vec::new();
+        for kv in self.db.range(start..end).rev() {
+            let (entry, _) = kv.map_err(backend)?;
+            let id =
+                keys::indexed_id(&entry).ok_or_else(|| corrupt(&entry, "an index entry without an id"))?;
+            let k = key(prefix, id);
+            // Written in the same batch as the record, never deleted.
+            let v = self
+                .db
+                .get(&k)
+                .map_err(backend)?
+                .ok_or_else(|| corrupt(&entry, "an index entry naming no record"))?;
+            if !v.get(VERSION_LEN..).is_none_or(&keep_raw) {
+                continue;
+            }
+            let item: T = decode_versioned(&k, &v)?;
+            if filter(&item) {
+                out.push(item);
+                if out.len() >= page.limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// A value as this batch leaves it: staged writes first, then the db.
     fn read_staged(
         &self,
@@ -465,6 +521,16 @@ impl SledStore {
             }
             writes.push((k, Some(encode_record(record, read + 1)?)));
             committed.wrote(record.kind(), record.id(), read + 1);
+        }
+        // New grants and requests join the indexes by user; their user
+        // never changes, so later writes leave the entries be.
+        for g in change.grants.iter().filter(|g| g.version == 0) {
+            let entry = keys::grant_user(g.user.as_str(), &g.id.to_string());
+            writes.push((entry, Some(Vec::new())));
+        }
+        for r in change.requests.iter().filter(|r| r.version == 0) {
+            let entry = keys::request_requester(r.requester.as_str(), &r.id.to_string());
+            writes.push((entry, Some(Vec::new())));
         }
         for k in &change.delete_pending_logins {
             writes.push((key(keys::PENDING_LOGIN, k), None));
@@ -596,9 +662,14 @@ impl SledStore {
 }
 
 /// The layout of the embedded store this broker reads and writes. Raised
-/// when a release changes it in a way older brokers cannot read; a store
-/// of a newer format is refused at open (docs/operating.md, upgrading).
-pub const FORMAT: u32 = 1;
+/// when a release changes it in a way older brokers cannot read or keep;
+/// a store of a newer format is refused at open, one of an older format
+/// upgraded (docs/operating.md, upgrading).
+///
+/// 1. The first marked layout.
+/// 2. Grants and requests indexed by user ([`keys::GRANT_USER`],
+///    [`keys::REQUEST_REQUESTER`]): an older broker would not keep them.
+pub const FORMAT: u32 = 2;
 
 /// The embedded store's directory inside the broker's data directory.
 pub const STORE_DIR: &str = "store";
@@ -607,8 +678,9 @@ pub const STORE_DIR: &str = "store";
 const META_TREE: &str = "meta";
 const FORMAT_KEY: &str = "format";
 
-/// Refuses a store written by a newer broker; marks an unmarked one (new,
-/// or from before formats were marked: format 1) as of [`FORMAT`].
+/// Refuses a store written by a newer broker; upgrades one of an older
+/// format (one unmarked, from before formats were marked, is of format 1)
+/// and marks it as of [`FORMAT`].
 fn check_format(db: &sled::Db, dir: &Path) -> Result<(), StoreError> {
     let meta = db.open_tree(META_TREE).map_err(backend)?;
     let found = match meta.get(FORMAT_KEY).map_err(backend)? {
@@ -621,6 +693,9 @@ fn check_format(db: &sled::Db, dir: &Path) -> Result<(), StoreError> {
             })?;
             u32::from_be_bytes(bytes)
         }
+        // A new store is of this broker's format; one holding entries but
+        // no marker is from before formats were marked.
+        None if db.is_empty() => FORMAT,
         None => 1,
     };
     if found > FORMAT {
@@ -630,14 +705,62 @@ fn check_format(db: &sled::Db, dir: &Path) -> Result<(), StoreError> {
         )));
     }
     if found < FORMAT {
-        // No older format exists yet; an upgrade step would go here.
-        return Err(StoreError::Schema(format!(
-            "store at {} is of format {found}, which this broker cannot upgrade to {FORMAT}",
-            dir.display()
-        )));
+        upgrade(db, dir, found)?;
     }
     meta.insert(FORMAT_KEY, &FORMAT.to_be_bytes()).map_err(backend)?;
+    db.flush().map_err(backend)?;
     Ok(())
+}
+
+/// Brings a store of format `from` to [`FORMAT`], each step in turn. A
+/// step only adds what can be built again from the records, so one cut
+/// short (the format is marked after) is simply done again at the next
+/// open.
+fn upgrade(db: &sled::Db, dir: &Path, from: u32) -> Result<(), StoreError> {
+    tracing::info!(store = %dir.display(), from, to = FORMAT, "upgrading the store's format");
+    if from < 2 {
+        for (prefix, kind) in [
+            (keys::GRANT, RecordKind::Grant),
+            (keys::REQUEST, RecordKind::Request),
+        ] {
+            let mut batch = sled::Batch::default();
+            let mut indexed = 0_u64;
+            for kv in db.scan_prefix(prefix) {
+                let (k, v) = kv.map_err(backend)?;
+                if let Some(entry) = by_user_entry(kind, &k, &v)? {
+                    batch.insert(entry, Vec::new());
+                }
+                indexed += 1;
+                if indexed.is_multiple_of(UPGRADE_BATCH) {
+                    db.apply_batch(std::mem::take(&mut batch)).map_err(backend)?;
+                    tracing::info!(kind = kind.name(), indexed, "indexing by user");
+                }
+            }
+            db.apply_batch(batch).map_err(backend)?;
+            tracing::info!(kind = kind.name(), indexed, "indexed by user");
+        }
+    }
+    db.flush().map_err(backend)?;
+    Ok(())
+}
+
+/// Records an upgrade step writes per batch (and reports progress after).
+const UPGRADE_BATCH: u64 = 50_000;
+
+/// The entry of a stored grant or request (key `k`, value `v`) in its
+/// index by user; `None` for other kinds.
+fn by_user_entry(kind: RecordKind, k: &[u8], v: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(match kind {
+        RecordKind::Grant => {
+            let g: Grant = decode_versioned(k, v)?;
+            Some(keys::grant_user(g.user.as_str(), &g.id.to_string()))
+        }
+        RecordKind::Request => {
+            let r: Request = decode_versioned(k, v)?;
+            Some(keys::request_requester(r.requester.as_str(), &r.id.to_string()))
+        }
+        _ => None,
+    })
 }
 
 /// Marks the store in `dir` as of `format`, as a newer broker would (for
@@ -818,7 +941,16 @@ impl Store for SledStore {
             serde_json::from_slice::<super::query::RequestHead>(body)
                 .map_or(true, |h| filter.matches_head(&h))
         };
-        self.page_where(keys::REQUEST, page, head_matches, |r| filter.matches(r))
+        match &filter.requester {
+            Some(requester) => self.page_indexed(
+                &format!("{}{requester}/", keys::REQUEST_REQUESTER),
+                keys::REQUEST,
+                page,
+                head_matches,
+                |r| filter.matches(r),
+            ),
+            None => self.page_where(keys::REQUEST, page, head_matches, |r| filter.matches(r)),
+        }
     }
 
     async fn grant(&self, id: GrantId) -> Result<Option<Grant>, StoreError> {
@@ -826,7 +958,16 @@ impl Store for SledStore {
     }
 
     async fn grants(&self, page: &PageQuery, filter: &GrantFilter) -> Result<Vec<Grant>, StoreError> {
-        self.page(keys::GRANT, page, |g| filter.matches(g))
+        match &filter.user {
+            Some(user) => self.page_indexed(
+                &format!("{}{user}/", keys::GRANT_USER),
+                keys::GRANT,
+                page,
+                |_| true,
+                |g| filter.matches(g),
+            ),
+            None => self.page(keys::GRANT, page, |g| filter.matches(g)),
+        }
     }
 
     async fn lease(&self, lease_key: &str) -> Result<Option<Lease>, StoreError> {

@@ -3,22 +3,14 @@
 
 use std::collections::HashSet;
 
-use super::{backend, decode, decode_versioned, encode, version_of, SledStore, VERSION_LEN};
+use super::{
+    backend, by_user_entry, corrupt, decode, decode_versioned, encode, version_of, SledStore, VERSION_LEN,
+};
 use crate::audit::AuditHead;
 use crate::identity::scim::ScimResource;
 use crate::store::dump::{DumpSink, Entry, RecordKindName, PAGE};
 use crate::store::keys::{self, key};
 use crate::store::{RecordKind, StoreError};
-
-fn corrupt(k: &[u8], why: &str) -> StoreError {
-    StoreError::Corrupt {
-        key: String::from_utf8_lossy(k).into_owned(),
-        source: std::sync::Arc::new(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            why.to_owned(),
-        )),
-    }
-}
 
 /// The entry a key holds; `None` for index keys, which loads rebuild.
 pub(super) fn entry(k: &[u8], v: &[u8]) -> Result<Option<Entry>, StoreError> {
@@ -66,6 +58,8 @@ pub(super) fn entry(k: &[u8], v: &[u8]) -> Result<Option<Entry>, StoreError> {
         || prefixed(keys::SCIM_NAME)
         || prefixed(keys::NOTIFICATION_DUE)
         || prefixed(keys::NOTIFICATION_REQUEST)
+        || prefixed(keys::GRANT_USER)
+        || prefixed(keys::REQUEST_REQUESTER)
         || text == keys::OUTBOX_SEQ
     {
         return Ok(None);
@@ -132,6 +126,9 @@ impl SledStore {
                                 Vec::new(),
                             );
                         }
+                    }
+                    if let Some(entry) = by_user_entry(kind.0, &k, &v)? {
+                        batch.insert(entry, Vec::new());
                     }
                     if kind.0 == RecordKind::ScimResource {
                         let r: ScimResource = decode_versioned(&k, &v)?;

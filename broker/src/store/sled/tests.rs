@@ -68,3 +68,73 @@ async fn concurrent_commits_all_complete_and_chain() {
     }
     assert_eq!(v.verified(), 400);
 }
+
+/// A store from before grants and requests were indexed by user (format 1)
+/// is indexed at open: each person's grants and requests are found, and
+/// the store is marked as of this broker's format.
+#[tokio::test]
+async fn a_format_1_store_is_indexed_by_user_at_open() {
+    use crate::store::conformance::{grant, request, user};
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, bob) = (user("alice"), user("bob"));
+    let requests: Vec<_> = (0..4)
+        .map(|i| request(if i % 2 == 0 { &alice } else { &bob }, i))
+        .collect();
+    let grants: Vec<_> = requests.iter().zip(0..).map(|(r, i)| grant(r, i)).collect();
+    {
+        let store = SledStore::open(dir.path()).unwrap();
+        store
+            .commit(Change {
+                requests: requests.clone(),
+                grants: grants.clone(),
+                ..Change::default()
+            })
+            .await
+            .unwrap();
+        // As a format-1 broker left it: no entries by user, marked 1.
+        for prefix in [keys::GRANT_USER, keys::REQUEST_REQUESTER] {
+            let entries: Vec<_> = store.db.scan_prefix(prefix).keys().map(Result::unwrap).collect();
+            assert_eq!(entries.len(), 4, "{prefix}");
+            for k in entries {
+                store.db.remove(k).unwrap();
+            }
+        }
+        let meta = store.db.open_tree(META_TREE).unwrap();
+        meta.insert(FORMAT_KEY, &1_u32.to_be_bytes()).unwrap();
+        store.db.flush().unwrap();
+    }
+    let store = crate::testing::open_sled_when_free(dir.path()).await;
+    let all = PageQuery::new(None::<String>, 10);
+    let of_alice = GrantFilter {
+        user: Some(alice.id.clone()),
+        ..GrantFilter::default()
+    };
+    let found: Vec<_> = store
+        .grants(&all, &of_alice)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|g| g.id)
+        .collect();
+    assert_eq!(found, [grants[2].id, grants[0].id]);
+    let of_bob = RequestFilter {
+        requester: Some(bob.id.clone()),
+        ..RequestFilter::default()
+    };
+    let found: Vec<_> = store
+        .requests(&all, &of_bob)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(found, [requests[3].id, requests[1].id]);
+    let marked = store
+        .db
+        .open_tree(META_TREE)
+        .unwrap()
+        .get(FORMAT_KEY)
+        .unwrap()
+        .unwrap();
+    assert_eq!(marked.as_ref(), FORMAT.to_be_bytes());
+}

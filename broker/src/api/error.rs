@@ -12,7 +12,7 @@ use crate::service::ServiceError;
 pub struct ApiError {
     pub status: StatusCode,
     pub body: ErrorBody,
-    /// Seconds, for `Retry-After` (429).
+    /// Seconds, for `Retry-After` (429, 503).
     pub retry_after: Option<u64>,
 }
 
@@ -31,6 +31,14 @@ impl ApiError {
                 field,
             },
             retry_after: None,
+        }
+    }
+
+    /// The same error, telling the client to try again after `seconds`.
+    pub fn retry_after(self, seconds: u64) -> Self {
+        Self {
+            retry_after: Some(seconds),
+            ..self
         }
     }
 
@@ -88,15 +96,13 @@ impl From<ServiceError> for ApiError {
                 field.map(str::to_owned),
             ),
             ServiceError::Conflict(_) => Self::new(StatusCode::CONFLICT, ErrorCode::Conflict, message, None),
-            ServiceError::Unavailable(_) => ApiError {
-                retry_after: Some(UNAVAILABLE_RETRY_SECONDS),
-                ..Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    ErrorCode::Unavailable,
-                    message,
-                    None,
-                )
-            },
+            ServiceError::Unavailable(_) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Unavailable,
+                message,
+                None,
+            )
+            .retry_after(UNAVAILABLE_RETRY_SECONDS),
             ServiceError::Store(e) if e.is_conflict() => Self::new(
                 StatusCode::CONFLICT,
                 ErrorCode::Conflict,
@@ -105,15 +111,13 @@ impl From<ServiceError> for ApiError {
             ),
             ServiceError::Store(e) if e.is_busy() => {
                 tracing::warn!(error = %e, "store busy; answered 503");
-                ApiError {
-                    retry_after: Some(STORE_BUSY_RETRY_SECONDS),
-                    ..Self::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        ErrorCode::Unavailable,
-                        format!("{e}; try again"),
-                        None,
-                    )
-                }
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::Unavailable,
+                    format!("{e}; try again"),
+                    None,
+                )
+                .retry_after(STORE_BUSY_RETRY_SECONDS)
             }
             ServiceError::Store(e) => {
                 tracing::error!(error = %e, "store failure");

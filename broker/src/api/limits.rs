@@ -150,15 +150,13 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Client {
 /// 429 with `Retry-After` (whole seconds, at least 1).
 pub fn too_many(Throttled(wait): Throttled, what: &str) -> ApiError {
     let seconds = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
-    ApiError {
-        retry_after: Some(seconds),
-        ..ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            ErrorCode::TooManyRequests,
-            format!("too many {what} from this client; try again in {seconds} s"),
-            None,
-        )
-    }
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::TooManyRequests,
+        format!("too many {what} from this client; try again in {seconds} s"),
+        None,
+    )
+    .retry_after(seconds)
 }
 
 /// Middleware for the sign-in routes.

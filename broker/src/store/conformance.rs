@@ -394,6 +394,28 @@ pub async fn a_key_written_twice_is_refused_whole(fixture: &dyn Fixture) {
     assert!(store.outbox(&aws(), 10).await.unwrap().is_empty());
 }
 
+/// What `list` gives, read a page of one at a time (each page after the
+/// last one's `id`), each item seen as `view` shows it.
+async fn one_at_a_time<T, V, Fut>(
+    list: impl Fn(PageQuery) -> Fut,
+    id: impl Fn(&T) -> String,
+    view: impl Fn(&T) -> V,
+) -> Vec<V>
+where
+    Fut: std::future::Future<Output = Result<Vec<T>, StoreError>>,
+{
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = list(PageQuery::new(after.take(), 1)).await.unwrap();
+        let Some(last) = page.last() else {
+            return seen;
+        };
+        after = Some(id(last));
+        seen.extend(page.iter().map(&view));
+    }
+}
+
 /// Lists come newest first, page after an id, and return exactly what the
 /// typed queries match.
 pub async fn lists_page_newest_first_and_match_the_queries(fixture: &dyn Fixture) {
@@ -500,14 +522,15 @@ pub async fn lists_page_newest_first_and_match_the_queries(fixture: &dyn Fixture
             user: Some(uid(who)),
             ..GrantFilter::default()
         };
-        let mut got = Vec::new();
-        let mut after: Option<GrantId> = None;
-        loop {
-            let page = store.grants(&PageQuery::new(after, 1), &of).await.unwrap();
-            let Some(last) = page.last() else { break };
-            after = Some(last.id);
-            got.extend(page.into_iter().map(|g| (g.id, g.state)));
-        }
+        let got = one_at_a_time(
+            |page| {
+                let (store, of) = (&store, &of);
+                async move { store.grants(&page, of).await }
+            },
+            |g: &Grant| g.id.to_string(),
+            |g| (g.id, g.state),
+        )
+        .await;
         let want: Vec<_> = grants
             .iter()
             .rev()
@@ -519,14 +542,15 @@ pub async fn lists_page_newest_first_and_match_the_queries(fixture: &dyn Fixture
             requester: Some(uid(who)),
             ..RequestFilter::default()
         };
-        let mut got = Vec::new();
-        let mut after: Option<RequestId> = None;
-        loop {
-            let page = store.requests(&PageQuery::new(after, 1), &of).await.unwrap();
-            let Some(last) = page.last() else { break };
-            after = Some(last.id);
-            got.extend(page.into_iter().map(|r| (r.id, r.state)));
-        }
+        let got = one_at_a_time(
+            |page| {
+                let (store, of) = (&store, &of);
+                async move { store.requests(&page, of).await }
+            },
+            |r: &Request| r.id.to_string(),
+            |r| (r.id, r.state),
+        )
+        .await;
         let want: Vec<_> = requests
             .iter()
             .rev()

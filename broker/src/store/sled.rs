@@ -74,6 +74,41 @@ fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError
     })
 }
 
+/// The keys under `prefix` a page may take from: those before its cursor.
+fn page_range(prefix: &str, page: &PageQuery) -> std::ops::Range<Vec<u8>> {
+    let end = match &page.after {
+        Some(after) => key(prefix, after),
+        None => keys::prefix_end(prefix.as_bytes()),
+    };
+    prefix.as_bytes().to_vec()..end
+}
+
+/// Up to a page of the records `stored` yields (key and stored value, in
+/// page order) that `keep_raw` (on the body without its version) and then
+/// `filter` keep.
+fn fill_page<T: DeserializeOwned>(
+    stored: impl Iterator<Item = Result<(sled::IVec, sled::IVec), StoreError>>,
+    page: &PageQuery,
+    keep_raw: impl Fn(&[u8]) -> bool,
+    filter: impl Fn(&T) -> bool,
+) -> Result<Vec<T>, StoreError> {
+    let mut out = Vec::new();
+    for kv in stored {
+        let (k, v) = kv?;
+        if !v.get(VERSION_LEN..).is_none_or(&keep_raw) {
+            continue;
+        }
+        let item: T = decode_versioned(&k, &v)?;
+        if filter(&item) {
+            out.push(item);
+            if out.len() >= page.limit {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// A key whose value is not what its prefix says.
 fn corrupt(k: &[u8], why: &str) -> StoreError {
     StoreError::Corrupt {
@@ -327,26 +362,12 @@ impl SledStore {
         keep_raw: impl Fn(&[u8]) -> bool,
         filter: impl Fn(&T) -> bool,
     ) -> Result<Vec<T>, StoreError> {
-        let start = prefix.as_bytes().to_vec();
-        let end = match &page.after {
-            Some(after) => key(prefix, after),
-            None => keys::prefix_end(prefix.as_bytes()),
-        };
-        let mut out = Vec::new();
-        for kv in self.db.range(start..end).rev() {
-            let (k, v) = kv.map_err(backend)?;
-            if !v.get(VERSION_LEN..).is_none_or(&keep_raw) {
-                continue;
-            }
-            let item: T = decode_versioned(&k, &v)?;
-            if filter(&item) {
-                out.push(item);
-                if out.len() >= page.limit {
-                    break;
-                }
-            }
-        }
-        Ok(out)
+        let stored = self
+            .db
+            .range(page_range(prefix, page))
+            .rev()
+            .map(|kv| kv.map_err(backend));
+        fill_page(stored, page, keep_raw, filter)
     }
 
     /// As [`page_where`](Self::page_where), over the records a by-user
@@ -361,13 +382,7 @@ impl SledStore {
         keep_raw: impl Fn(&[u8]) -> bool,
         filter: impl Fn(&T) -> bool,
     ) -> Result<Vec<T>, StoreError> {
-        let start = index.as_bytes().to_vec();
-        let end = match &page.after {
-            Some(after) => key(index, after),
-            None => keys::prefix_end(index.as_bytes()),
-        };
-        let mut out = Vec::new();
-        for kv in self.db.range(start..end).rev() {
+        let stored = self.db.range(page_range(index, page)).rev().map(|kv| {
             let (entry, _) = kv.map_err(backend)?;
             let id =
                 keys::indexed_id(&entry).ok_or_else(|| corrupt(&entry, "an index entry without an id"))?;
@@ -378,18 +393,9 @@ impl SledStore {
                 .get(&k)
                 .map_err(backend)?
                 .ok_or_else(|| corrupt(&entry, "an index entry naming no record"))?;
-            if !v.get(VERSION_LEN..).is_none_or(&keep_raw) {
-                continue;
-            }
-            let item: T = decode_versioned(&k, &v)?;
-            if filter(&item) {
-                out.push(item);
-                if out.len() >= page.limit {
-                    break;
-                }
-            }
-        }
-        Ok(out)
+            Ok((sled::IVec::from(k), v))
+        });
+        fill_page(stored, page, keep_raw, filter)
     }
 
     /// A value as this batch leaves it: staged writes first, then the db.

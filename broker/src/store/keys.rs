@@ -81,14 +81,24 @@ pub fn notification_request(request: &str, id: &str) -> Vec<u8> {
     format!("{NOTIFICATION_REQUEST}{request}/{id}").into_bytes()
 }
 
+/// Where `user`'s entries in the index of grants by user are.
+pub fn grants_of(user: &str) -> String {
+    format!("{GRANT_USER}{user}/")
+}
+
 /// A grant's entry in the index by user.
 pub fn grant_user(user: &str, grant: &str) -> Vec<u8> {
-    format!("{GRANT_USER}{user}/{grant}").into_bytes()
+    key(&grants_of(user), grant)
+}
+
+/// Where `requester`'s entries in the index of requests by requester are.
+pub fn requests_of(requester: &str) -> String {
+    format!("{REQUEST_REQUESTER}{requester}/")
 }
 
 /// A request's entry in the index by requester.
 pub fn request_requester(requester: &str, request: &str) -> Vec<u8> {
-    format!("{REQUEST_REQUESTER}{requester}/{request}").into_bytes()
+    key(&requests_of(requester), request)
 }
 
 /// The record id an entry of a by-user index names (what follows its

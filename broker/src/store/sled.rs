@@ -949,7 +949,7 @@ impl Store for SledStore {
         };
         match &filter.requester {
             Some(requester) => self.page_indexed(
-                &format!("{}{requester}/", keys::REQUEST_REQUESTER),
+                &keys::requests_of(requester.as_str()),
                 keys::REQUEST,
                 page,
                 head_matches,
@@ -966,7 +966,7 @@ impl Store for SledStore {
     async fn grants(&self, page: &PageQuery, filter: &GrantFilter) -> Result<Vec<Grant>, StoreError> {
         match &filter.user {
             Some(user) => self.page_indexed(
-                &format!("{}{user}/", keys::GRANT_USER),
+                &keys::grants_of(user.as_str()),
                 keys::GRANT,
                 page,
                 |_| true,

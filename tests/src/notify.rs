@@ -13,7 +13,7 @@ use serde_json::Value;
 use tempfile::TempDir;
 use tokio::process::{Child, Command};
 
-use crate::port::free_port;
+use crate::port::ReservedPort;
 use crate::test_ca::TestCa;
 use crate::{test_tool, workspace};
 
@@ -26,52 +26,40 @@ struct Peer {
 }
 
 impl Peer {
-    /// Starts the peer on a free port. Its port is chosen just before it
-    /// starts and nothing depends on it yet, so a peer that finds the port
-    /// taken meanwhile (it exits before listening) is started again on
-    /// another, a few times.
+    /// Starts the peer on a port reserved for it and waits until it serves.
     async fn start(script: &str, name: &str, env: &[(&str, String)]) -> Peer {
-        let mut dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap();
         TestCa::new(name).write(dir.path());
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            let port = free_port();
-            let log = std::fs::File::create(dir.path().join("peer.log")).unwrap();
-            let prefix = name.to_uppercase();
-            let child = Command::new(test_tool("python"))
-                .arg(workspace().join("tests/tools/notify").join(script))
-                .env(format!("{prefix}_DIR"), dir.path())
-                .env(format!("{prefix}_PORT"), port.to_string())
-                .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .kill_on_drop(true)
-                .spawn()
-                .unwrap();
-            let mut me = Peer { dir, child, port };
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-            let mut exited = None;
-            while !me.log().contains("listening on") {
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "the {name} peer did not start:\n{}",
-                    me.log()
-                );
-                exited = me.child.try_wait().unwrap();
-                if exited.is_some() {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
+        let socket = ReservedPort::new();
+        let log = std::fs::File::create(dir.path().join("peer.log")).unwrap();
+        let mut command = Command::new(test_tool("python"));
+        command
+            .arg(workspace().join("tests/tools/notify").join(script))
+            .env(format!("{}_DIR", name.to_uppercase()), dir.path())
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .kill_on_drop(true);
+        socket.pass_to(&mut command);
+        let child = command.spawn().unwrap();
+        let mut me = Peer {
+            dir,
+            child,
+            port: socket.port(),
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !me.log().contains("listening on") {
+            if let Some(status) = me.child.try_wait().unwrap() {
+                panic!("the {name} peer exited with {status}:\n{}", me.log());
             }
-            match exited {
-                None => return me,
-                Some(status) if attempts >= 3 => {
-                    panic!("the {name} peer exited with {status}:\n{}", me.log())
-                }
-                Some(_) => dir = me.dir,
-            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the {name} peer did not start:\n{}",
+                me.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        me
     }
 
     fn log(&self) -> String {

@@ -1,6 +1,7 @@
 """A real SMTP server (aiosmtpd) for the notification mail tests.
 
-Listens on 127.0.0.1:$SMTP_PORT with the certificate in $SMTP_DIR/cert.pem
+Serves on the listening socket the harness hands over as descriptor
+$PEER_LISTEN_FD (tests/src/port.rs), with the certificate in $SMTP_DIR/cert.pem
 and key.pem: STARTTLS required ($SMTP_TLS=starttls) or TLS from the first
 byte ($SMTP_TLS=implicit), AUTH required as `jitgate` with the password in
 $SMTP_PASSWORD. Each message accepted is appended to $SMTP_DIR/mail.jsonl
@@ -13,13 +14,12 @@ import email
 import email.policy
 import json
 import os
+import socket
 import ssl
 
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 DIR = os.environ["SMTP_DIR"]
-PORT = int(os.environ["SMTP_PORT"])
 MODE = os.environ.get("SMTP_TLS", "starttls")
 PASSWORD = os.environ["SMTP_PASSWORD"].encode()
 
@@ -59,20 +59,25 @@ def authenticator(server, session, envelope, mechanism, auth_data):
     return AuthResult(success=ok)
 
 
-def main():
+async def serve():
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(os.path.join(DIR, "cert.pem"), os.path.join(DIR, "key.pem"))
-    common = dict(hostname="127.0.0.1", port=PORT, authenticator=authenticator, auth_required=True)
+    common = dict(authenticator=authenticator, auth_required=True)
     if MODE == "implicit":
         # The whole connection is TLS; aiosmtpd only counts STARTTLS as
         # TLS for AUTH, so it is told not to ask for it again.
-        controller = Controller(Handler(), ssl_context=context, auth_require_tls=False, **common)
+        smtp = dict(auth_require_tls=False, **common)
+        wrap = context
     else:
-        controller = Controller(Handler(), tls_context=context, require_starttls=True, **common)
-    controller.start()
-    print(f"smtp listening on {PORT} ({MODE})", flush=True)
-    asyncio.new_event_loop().run_forever()
+        smtp = dict(tls_context=context, require_starttls=True, **common)
+        wrap = None
+    sock = socket.socket(fileno=int(os.environ["PEER_LISTEN_FD"]))
+    server = await asyncio.get_running_loop().create_server(
+        lambda: SMTP(Handler(), **smtp), sock=sock, ssl=wrap
+    )
+    print(f"smtp listening on {sock.getsockname()[1]} ({MODE})", flush=True)
+    await server.serve_forever()
 
 
 if __name__ == "__main__":
-    main()
+    asyncio.run(serve())

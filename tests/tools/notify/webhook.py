@@ -1,5 +1,6 @@
-"""A webhook receiver for the notification tests: HTTPS on
-127.0.0.1:$WEBHOOK_PORT (certificate in $WEBHOOK_DIR/cert.pem, key.pem),
+"""A webhook receiver for the notification tests: HTTPS on the listening
+socket the harness hands over as descriptor $PEER_LISTEN_FD (tests/src/port.rs;
+certificate in $WEBHOOK_DIR/cert.pem, key.pem),
 verifying every delivery with the reference Standard Webhooks library
 against the secret in $WEBHOOK_SECRET. Each delivery is appended to
 $WEBHOOK_DIR/received.jsonl: verified or not, its webhook-id, content type
@@ -9,13 +10,13 @@ Retry-After: 1.
 
 import json
 import os
+import socket
 import ssl
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 DIR = os.environ["WEBHOOK_DIR"]
-PORT = int(os.environ["WEBHOOK_PORT"])
 VERIFIER = Webhook(os.environ["WEBHOOK_SECRET"])
 
 
@@ -51,11 +52,14 @@ class Receiver(BaseHTTPRequestHandler):
 
 
 def main():
-    server = ThreadingHTTPServer(("127.0.0.1", PORT), Receiver)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver, bind_and_activate=False)
+    server.socket.close()
+    server.socket = socket.socket(fileno=int(os.environ["PEER_LISTEN_FD"]))
+    port = server.socket.getsockname()[1]
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(os.path.join(DIR, "cert.pem"), os.path.join(DIR, "key.pem"))
     server.socket = context.wrap_socket(server.socket, server_side=True)
-    print(f"webhook listening on {PORT}", flush=True)
+    print(f"webhook listening on {port}", flush=True)
     server.serve_forever()
 
 

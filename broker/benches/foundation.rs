@@ -234,9 +234,9 @@ async fn restore(n: usize) {
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         (text, String::from_utf8_lossy(&out.stderr).into_owned())
     };
-    let (floor, _) = child("--open-child");
+    let (floor, floor_stderr) = child("--open-child");
     let (text, stderr) = child("--restore-child");
-    let text = text + &floor;
+    let (text, stderr) = (text + &floor, stderr + &floor_stderr);
     let field = |k: &str| -> u64 {
         text.split_whitespace()
             .find_map(|w| w.strip_prefix(&format!("{k}=")).and_then(|v| v.parse().ok()))
